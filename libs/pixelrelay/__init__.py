@@ -1,0 +1,1 @@
+"""PixelRelay's shared runtime: what every service needs, written once."""

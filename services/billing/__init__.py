@@ -1,0 +1,1 @@
+"""billing: the credit ledger (accounts, API keys, prices, holds and captures)."""

@@ -1,0 +1,55 @@
+"""python -m billing: the ledger's gRPC server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from billing.ledger import Ledger
+from billing.prices import PriceList
+from billing.servicer import BillingServicer
+from billing.settings import BillingSettings
+from pixelrelay.db import Database
+from pixelrelay.grpc_server import start_grpc_server
+from pixelrelay.lifecycle import run_until_signalled
+from pixelrelay.logging import configure_logging
+from pixelrelay.metrics import start_metrics_server
+from pixelrelay.v1 import billing_pb2, billing_pb2_grpc
+
+log = logging.getLogger("billing")
+
+
+async def run(settings: BillingSettings, stop: asyncio.Event) -> None:
+    db = Database(settings.database_url)
+    db.create_all()
+    ledger = Ledger(db.engine, PriceList.load(settings.prices_file), settings.signup_grant)
+    servicer = BillingServicer(ledger, db)
+    server = await start_grpc_server(
+        settings.grpc_port,
+        lambda s: billing_pb2_grpc.add_BillingServicer_to_server(servicer, s),
+        [billing_pb2.DESCRIPTOR.services_by_name["Billing"].full_name],
+    )
+    metrics_port = start_metrics_server(settings.metrics_port)
+    log.info(
+        "billing ready",
+        extra={
+            "grpc_port": server.port,
+            "metrics_port": metrics_port,
+            "database": settings.database_url.split("://")[0],
+        },
+    )
+    try:
+        await stop.wait()
+    finally:
+        await server.stop(settings.shutdown_grace)
+        db.close()
+
+
+def main() -> None:
+    settings = BillingSettings()
+    configure_logging("billing", settings.log_level)
+    run_until_signalled(lambda stop: run(settings, stop))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,305 @@
+"""The ledger's rules. Every method is one database transaction and idempotent.
+
+Balances live on ``Account`` (fast conditional updates); every change also appends
+balanced ``LedgerEntry`` rows, from which ``check`` recomputes and verifies them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+
+from sqlalchemy import func, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from billing.models import PLATFORM, Account, ApiKey, Book, Hold, HoldState, LedgerEntry, utcnow
+from billing.prices import PriceList
+from pixelrelay.errors import ApiError, E
+from pixelrelay.ids import new_id, random_token
+from pixelrelay.v1 import common_pb2
+
+KEY_PREFIX = "pr_live_"
+KEY_RANDOM_CHARS = 32  # 190 bits
+KEY_PATTERN = re.compile(rf"^{KEY_PREFIX}[0-9A-Za-z]{{{KEY_RANDOM_CHARS}}}$")
+MAX_GRANT = 1_000_000_000  # $1M in one movement is a typo, not a top-up
+
+
+def hash_key(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class NewKey:
+    key: ApiKey
+    secret: str
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    problems: list[str]
+    entries: int
+
+
+class Ledger:
+    def __init__(self, engine: Engine, prices: PriceList, signup_grant: int):
+        self.engine = engine
+        self.prices = prices
+        self.signup_grant = signup_grant
+
+    # -- accounts and keys -------------------------------------------------------------
+
+    def create_account(self, *, name: str, grant: int | None = None) -> Account:
+        grant = self.signup_grant if grant is None else grant
+        if grant < 0 or grant > MAX_GRANT:
+            raise ApiError(E.INVALID_AMOUNT, f"grant must be 0..{MAX_GRANT}")
+        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+            account = Account(id=new_id("acct"), name=name, balance=grant)
+            s.add(account)
+            s.flush()
+            if grant:
+                _post(
+                    s,
+                    f"signup:{account.id}",
+                    "signup_grant",
+                    None,
+                    [(PLATFORM, Book.FUNDING, -grant), (account.id, Book.AVAILABLE, grant)],
+                )
+            s.expunge(account)
+            return account
+
+    def get_account(self, *, account_id: str) -> Account:
+        with Session(self.engine, expire_on_commit=False) as s:
+            account = s.get(Account, account_id)
+            if account is None:
+                raise ApiError(E.ACCOUNT_NOT_FOUND)
+            s.expunge(account)
+            return account
+
+    def create_api_key(self, *, account_id: str, name: str = "", secret: str = "") -> NewKey:
+        if secret and not KEY_PATTERN.match(secret):
+            raise ApiError(
+                E.INVALID_PARAMETER,
+                f"a provided key must be {KEY_PREFIX} + {KEY_RANDOM_CHARS} letters/digits",
+                param="secret",
+            )
+        secret = secret or KEY_PREFIX + random_token(KEY_RANDOM_CHARS)
+        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+            if s.get(Account, account_id) is None:
+                raise ApiError(E.ACCOUNT_NOT_FOUND)
+            key = ApiKey(
+                id=new_id("key"),
+                account_id=account_id,
+                name=name,
+                prefix=secret[: len(KEY_PREFIX) + 4],
+                last4=secret[-4:],
+                key_hash=hash_key(secret),
+            )
+            s.add(key)
+            s.flush()
+            s.expunge(key)
+        return NewKey(key=key, secret=secret)
+
+    def authenticate(self, *, api_key: str) -> ApiKey:
+        if not api_key.startswith(KEY_PREFIX):
+            raise ApiError(E.INVALID_API_KEY)
+        with Session(self.engine, expire_on_commit=False) as s:
+            key = s.exec(select(ApiKey).where(ApiKey.key_hash == hash_key(api_key))).first()
+            if key is None or key.revoked_at is not None:
+                raise ApiError(E.INVALID_API_KEY)
+            s.expunge(key)
+            return key
+
+    # -- holds ---------------------------------------------------------------------------
+
+    def reserve(
+        self, *, task_id: str, account_id: str, item: common_pb2.PriceItem, expires_at: int
+    ) -> Hold:
+        quote = self.prices.quote(item)
+        amount = quote.credits
+        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+            existing = s.get(Hold, task_id)
+            if existing is not None:
+                if (existing.account_id, existing.amount) != (account_id, amount):
+                    raise ApiError(E.HOLD_CONFLICT, "task already has a different hold")
+                s.expunge(existing)
+                return existing
+            # One conditional write: the balance check and the debit cannot be split.
+            moved = s.execute(
+                update(Account)
+                .where(col(Account.id) == account_id, col(Account.balance) >= amount)
+                .values(balance=Account.balance - amount, held=Account.held + amount)
+            )
+            if moved.rowcount != 1:  # type: ignore[attr-defined]
+                if s.get(Account, account_id) is None:
+                    raise ApiError(E.ACCOUNT_NOT_FOUND)
+                raise ApiError(
+                    E.INSUFFICIENT_CREDITS,
+                    f"this request costs {amount} credits; the balance is lower",
+                )
+            hold = Hold(
+                task_id=task_id,
+                account_id=account_id,
+                price_id=quote.price_id,
+                model=item.model,
+                resolution=item.resolution,
+                quality=item.quality,
+                unit_credits=quote.unit_credits,
+                units=quote.units,
+                amount=amount,
+                expires_at=expires_at,
+            )
+            s.add(hold)
+            _post(
+                s,
+                f"reserve:{task_id}",
+                "reserve",
+                task_id,
+                [(account_id, Book.AVAILABLE, -amount), (account_id, Book.HELD, amount)],
+            )
+            s.flush()
+            s.expunge(hold)
+            return hold
+
+    def capture(self, *, task_id: str, delivered: int, quality: str = "") -> Hold:
+        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+            hold = _locked_hold(s, task_id)
+            charge = self._charge(hold, delivered, quality)
+            if hold.state == HoldState.CAPTURED:
+                if hold.captured != charge:
+                    raise ApiError(E.HOLD_CONFLICT, "task was already captured for another amount")
+                s.expunge(hold)
+                return hold
+            if hold.state == HoldState.RELEASED:
+                raise ApiError(E.HOLD_CONFLICT, "task's hold was already released")
+            refund = hold.amount - charge
+            s.execute(
+                update(Account)
+                .where(col(Account.id) == hold.account_id)
+                .values(held=Account.held - hold.amount, balance=Account.balance + refund)
+            )
+            hold.state, hold.captured, hold.resolved_at = HoldState.CAPTURED, charge, utcnow()
+            _post(
+                s,
+                f"capture:{task_id}",
+                "capture",
+                task_id,
+                [
+                    (hold.account_id, Book.HELD, -hold.amount),
+                    (PLATFORM, Book.REVENUE, charge),
+                    (hold.account_id, Book.AVAILABLE, refund),
+                ],
+            )
+            s.flush()
+            s.expunge(hold)
+            return hold
+
+    def release(self, *, task_id: str) -> Hold:
+        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+            hold = _locked_hold(s, task_id)
+            if hold.state == HoldState.RELEASED:
+                s.expunge(hold)
+                return hold
+            if hold.state == HoldState.CAPTURED:
+                raise ApiError(E.HOLD_CONFLICT, "task's hold was already captured")
+            s.execute(
+                update(Account)
+                .where(col(Account.id) == hold.account_id)
+                .values(held=Account.held - hold.amount, balance=Account.balance + hold.amount)
+            )
+            hold.state, hold.resolved_at = HoldState.RELEASED, utcnow()
+            _post(
+                s,
+                f"release:{task_id}",
+                "release",
+                task_id,
+                [
+                    (hold.account_id, Book.HELD, -hold.amount),
+                    (hold.account_id, Book.AVAILABLE, hold.amount),
+                ],
+            )
+            s.flush()
+            s.expunge(hold)
+            return hold
+
+    def _charge(self, hold: Hold, delivered: int, quality: str) -> int:
+        if delivered < 0 or delivered > hold.units:
+            raise ApiError(
+                E.INVALID_AMOUNT,
+                f"delivered must be 0..{hold.units} for this hold",
+                param="delivered",
+            )
+        unit = hold.unit_credits
+        if quality and quality != "auto":
+            try:
+                tier = self.prices.unit_price(hold.model, hold.resolution, quality)
+                unit = min(unit, tier.credits)
+            except ApiError:
+                pass  # a tier we do not sell at this size: keep the reserved unit price
+        return unit * delivered
+
+    # -- verification --------------------------------------------------------------------
+
+    def check(self) -> CheckResult:
+        """Recompute every balance from the entries and compare; empty problems = sound."""
+        problems: list[str] = []
+        with Session(self.engine, expire_on_commit=False) as s:
+            entries = s.exec(select(func.count()).select_from(LedgerEntry)).one()
+            for txn_id, total in s.execute(
+                select(LedgerEntry.txn_id, func.sum(LedgerEntry.amount))
+                .group_by(LedgerEntry.txn_id)
+                .having(func.sum(LedgerEntry.amount) != 0)
+            ):
+                problems.append(f"transaction {txn_id} sums to {total}, not 0")
+            sums: dict[tuple[str, str], int] = defaultdict(int)
+            for account_id, book, total in s.execute(
+                select(
+                    LedgerEntry.account_id, LedgerEntry.book, func.sum(LedgerEntry.amount)
+                ).group_by(LedgerEntry.account_id, LedgerEntry.book)
+            ):
+                sums[(account_id, str(book))] = int(total)
+            pending: dict[str, int] = defaultdict(int)
+            for account_id, total in s.execute(
+                select(Hold.account_id, func.sum(Hold.amount))
+                .where(Hold.state == HoldState.PENDING)
+                .group_by(Hold.account_id)
+            ):
+                pending[account_id] = int(total)
+            for account in s.exec(select(Account)):
+                for book, stored in ((Book.AVAILABLE, account.balance), (Book.HELD, account.held)):
+                    derived = sums.get((account.id, book.value), 0)
+                    if derived != stored:
+                        problems.append(
+                            f"{account.id} {book.value}: stored {stored}, entries give {derived}"
+                        )
+                if pending[account.id] != account.held:
+                    problems.append(
+                        f"{account.id}: held {account.held}, pending holds {pending[account.id]}"
+                    )
+        return CheckResult(problems=problems, entries=int(entries))
+
+
+def _post(
+    s: Session, txn_id: str, kind: str, task_id: str | None, sides: list[tuple[str, Book, int]]
+) -> None:
+    assert sum(amount for _, _, amount in sides) == 0, "unbalanced transaction"
+    for account_id, book, amount in sides:
+        s.add(
+            LedgerEntry(
+                txn_id=txn_id,
+                kind=kind,
+                account_id=account_id,
+                book=book,
+                amount=amount,
+                task_id=task_id,
+            )
+        )
+
+
+def _locked_hold(s: Session, task_id: str) -> Hold:
+    hold = s.exec(select(Hold).where(Hold.task_id == task_id).with_for_update()).first()
+    if hold is None:
+        raise ApiError(E.HOLD_NOT_FOUND)
+    return hold

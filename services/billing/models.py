@@ -1,0 +1,92 @@
+"""Billing tables. Money columns are integer credits; the database enforces the floor."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, CheckConstraint, Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Account(SQLModel, table=True):
+    __table_args__ = (
+        CheckConstraint("balance >= 0", name="account_balance_non_negative"),
+        CheckConstraint("held >= 0", name="account_held_non_negative"),
+    )
+    id: str = Field(primary_key=True)
+    name: str
+    balance: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    held: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ApiKey(SQLModel, table=True):
+    id: str = Field(primary_key=True)
+    account_id: str = Field(foreign_key="account.id", index=True)
+    name: str = ""
+    prefix: str
+    last4: str
+    # sha256 of the whole key; the key itself is never stored.
+    key_hash: str = Field(unique=True, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None
+
+
+class HoldState(StrEnum):
+    PENDING = "pending"
+    CAPTURED = "captured"
+    RELEASED = "released"
+
+
+class Hold(SQLModel, table=True):
+    """One per task: reserved at submit, resolved exactly once (captured or released)."""
+
+    __table_args__ = (
+        CheckConstraint("captured >= 0 AND captured <= amount", name="hold_capture_within_amount"),
+    )
+    task_id: str = Field(primary_key=True)
+    account_id: str = Field(foreign_key="account.id", index=True)
+    price_id: str
+    # What was priced, so a capture can re-price at the tier the upstream reports.
+    model: str
+    resolution: str
+    quality: str = ""
+    unit_credits: int
+    units: int
+    amount: int = Field(sa_column=Column(BigInteger, nullable=False))
+    captured: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    state: HoldState = HoldState.PENDING
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: int = Field(index=True)  # unix seconds
+    resolved_at: datetime | None = None
+
+
+class Book(StrEnum):
+    """The sides an entry can post to. User accounts have two; the platform has two."""
+
+    AVAILABLE = "available"  # a user's spendable credits
+    HELD = "held"  # a user's credits reserved by pending tasks
+    FUNDING = "funding"  # platform: where grants and top-ups come from (goes negative)
+    REVENUE = "revenue"  # platform: captured charges
+
+
+PLATFORM = "platform"
+
+
+class LedgerEntry(SQLModel, table=True):
+    """Append-only. Every transaction's entries sum to zero (double entry)."""
+
+    __table_args__ = (UniqueConstraint("txn_id", "account_id", "book", name="entry_once_per_txn"),)
+    id: int | None = Field(default=None, primary_key=True)
+    txn_id: str = Field(index=True)  # e.g. "capture:task_…": one capture per task
+    kind: str
+    account_id: str = Field(index=True)
+    book: Book
+    amount: int = Field(sa_column=Column(BigInteger, nullable=False))
+    task_id: str | None = Field(default=None, index=True)
+    created_at: datetime = Field(default_factory=utcnow)

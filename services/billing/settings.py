@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from pixelrelay.settings import ServiceSettings
+
+DEFAULT_PRICES = Path(__file__).with_name("prices.yaml")
+
+
+class BillingSettings(ServiceSettings):
+    grpc_port: int = 50051
+    database_url: str = "sqlite:///var/billing.db"
+    # Credits granted to every new account (2,000 credits = $2).
+    signup_grant: int = 2000
+    prices_file: Path = DEFAULT_PRICES

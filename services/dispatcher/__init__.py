@@ -1,0 +1,1 @@
+"""dispatcher: takes jobs from JetStream and generates them on upstream channels."""

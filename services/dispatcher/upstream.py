@@ -1,0 +1,148 @@
+"""The one adapter to the OpenAI Images API (the official SDK, its own retries off)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+from PIL import Image, UnidentifiedImageError
+
+from dispatcher.errors import (
+    AmbiguousError,
+    BadOutputError,
+    ChannelAuthError,
+    PermanentError,
+    RetryableError,
+    UpstreamError,
+)
+from pixelrelay.v1 import common_pb2
+
+_PIL_FORMATS = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp"}
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    data: bytes
+    format: str
+    width: int
+    height: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Generation:
+    images: list[GeneratedImage]
+    quality: str  # the tier the upstream reports it used
+
+
+class OpenAIImagesChannel:
+    """One upstream endpoint: base URL, key, model name."""
+
+    def __init__(self, name: str, base_url: str, api_key: str, model: str, timeout: float):
+        self.name = name
+        self.model = model
+        # max_retries=0: the router fails over itself; SDK retries could pay upstream twice.
+        self._client = openai.AsyncOpenAI(
+            api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout
+        )
+
+    async def generate(self, prompt: str, spec: common_pb2.ImageSpec) -> Generation:
+        try:
+            response = await self._client.images.generate(**self._arguments(prompt, spec))
+        except openai.APIError as exc:
+            raise classify(exc) from exc
+        return _validate(response, spec)
+
+    def _arguments(self, prompt: str, spec: common_pb2.ImageSpec) -> dict[str, Any]:
+        args: dict[str, Any] = {
+            "model": self.model,
+            "prompt": prompt,
+            "n": spec.n,
+            "size": f"{spec.width}x{spec.height}",
+            "output_format": spec.output_format or "png",
+        }
+        for name in ("quality", "background", "moderation"):
+            if value := getattr(spec, name):
+                args[name] = value
+        if spec.HasField("output_compression"):
+            args["output_compression"] = spec.output_compression
+        return args
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+def classify(exc: openai.APIError) -> UpstreamError:
+    if isinstance(exc, openai.APITimeoutError):
+        return AmbiguousError("upstream timed out after the request was sent")
+    if isinstance(exc, openai.APIConnectionError):
+        cause = type(exc.__cause__).__name__ if exc.__cause__ else ""
+        if "Connect" in cause:  # ConnectError / ConnectTimeout: nothing was sent
+            return RetryableError("upstream connection refused")
+        return AmbiguousError("upstream connection dropped")
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        message = _upstream_message(exc)
+        if status in (401, 403):
+            return ChannelAuthError(f"upstream refused our credentials ({status})")
+        if status == 429:
+            retry_after = _retry_after(exc)
+            if exc.code == "insufficient_quota":
+                return ChannelAuthError("upstream quota exhausted")
+            return RetryableError("upstream rate limited", retry_after=retry_after)
+        if status >= 500 or status == 408 or status == 409:
+            return RetryableError(f"upstream error {status}")
+        return PermanentError(message)
+    return AmbiguousError(type(exc).__name__)
+
+
+def _upstream_message(exc: openai.APIStatusError) -> str:
+    # The upstream's own text is safe to show the task's owner; it never holds our key.
+    body = exc.body if isinstance(exc.body, dict) else {}
+    text = body.get("message") if isinstance(body.get("message"), str) else exc.message
+    code = exc.code or (body.get("code") if isinstance(body.get("code"), str) else None)
+    return f"{code}: {text}" if code else str(text)
+
+
+def _retry_after(exc: openai.APIStatusError) -> float | None:
+    headers = exc.response.headers
+    try:
+        if "retry-after-ms" in headers:
+            return float(headers["retry-after-ms"]) / 1000
+        if "retry-after" in headers:
+            return float(headers["retry-after"])
+    except ValueError:
+        return None
+    return None
+
+
+def _validate(response: Any, spec: common_pb2.ImageSpec) -> Generation:
+    """Every image must decode fully and match the asked size and format."""
+    data = response.data or []
+    if len(data) != spec.n:
+        raise BadOutputError(f"asked for {spec.n} images, got {len(data)}")
+    images = []
+    for item in data:
+        try:
+            raw = base64.b64decode(item.b64_json or "", validate=True)
+            with Image.open(io.BytesIO(raw)) as image:
+                image.load()
+                fmt, size = _PIL_FORMATS.get(image.format or "", ""), image.size
+        except (binascii.Error, ValueError, UnidentifiedImageError, OSError) as exc:
+            raise BadOutputError("upstream image does not decode") from exc
+        if size != (spec.width, spec.height):
+            raise BadOutputError(
+                f"upstream image is {size[0]}x{size[1]}, asked {spec.width}x{spec.height}"
+            )
+        if fmt != (spec.output_format or "png"):
+            raise BadOutputError(
+                f"upstream image is {fmt or 'unknown'}, asked {spec.output_format}"
+            )
+        images.append(GeneratedImage(raw, fmt, size[0], size[1], hashlib.sha256(raw).hexdigest()))
+    quality = getattr(response, "quality", None) or spec.quality
+    return Generation(images=images, quality=str(quality or ""))

@@ -1,0 +1,109 @@
+"""python -m gateway: REST on HTTP, the public API on gRPC, and the task-event consumer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import uvicorn
+
+from gateway.api import PublicApi
+from gateway.events import TaskEventHandler
+from gateway.grpc_api import PublicApiServicer
+from gateway.rest import asgi_app
+from gateway.settings import GatewaySettings
+from gateway.store import TaskStore
+from pixelrelay import bus
+from pixelrelay.billing_client import BillingClient
+from pixelrelay.db import Database
+from pixelrelay.grpc_server import start_grpc_server
+from pixelrelay.lifecycle import run_until_signalled
+from pixelrelay.logging import configure_logging
+from pixelrelay.metrics import start_metrics_server
+from pixelrelay.v1 import public_api_pb2, public_api_pb2_grpc
+
+log = logging.getLogger("gateway")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: our stop Event decides."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def run(settings: GatewaySettings, stop: asyncio.Event) -> None:
+    db = Database(settings.database_url)
+    db.create_all()
+    store = TaskStore(db.engine)
+    billing = BillingClient(settings.billing_addr)
+    nc = await bus.connect(settings.nats_url, "gateway")
+    js = nc.jetstream()
+    await bus.ensure_streams(js)
+    api = PublicApi(
+        billing=billing, db=db, store=store, js=js, hold_ttl_seconds=settings.hold_ttl_seconds
+    )
+
+    grpc_server = await start_grpc_server(
+        settings.grpc_port,
+        lambda s: public_api_pb2_grpc.add_PublicApiServicer_to_server(PublicApiServicer(api), s),
+        [public_api_pb2.DESCRIPTOR.services_by_name["PublicApi"].full_name],
+    )
+    http = _Server(
+        uvicorn.Config(
+            asgi_app(api, max_body_bytes=settings.max_body_bytes),
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=int(settings.shutdown_grace),
+        )
+    )
+    http_task = asyncio.create_task(http.serve())
+    events_stop = asyncio.Event()
+    events_task = asyncio.create_task(
+        bus.consume(
+            js,
+            stream=bus.EVENTS_STREAM,
+            subject=bus.EVENTS_SUBJECTS,
+            config=bus.consumer_config("gateway-task-events", ack_wait=30.0, max_deliver=-1),
+            handler=TaskEventHandler(billing=billing, db=db, store=store),
+            stop=events_stop,
+            concurrency=settings.event_concurrency,
+            grace=settings.shutdown_grace,
+        )
+    )
+    metrics_port = start_metrics_server(settings.metrics_port)
+    log.info(
+        "gateway ready",
+        extra={
+            "http_port": settings.http_port,
+            "grpc_port": grpc_server.port,
+            "metrics_port": metrics_port,
+        },
+    )
+    try:
+        await stop.wait()
+    finally:
+        # Stop taking requests, let in-flight ones finish, then stop applying events.
+        http.should_exit = True
+        await asyncio.gather(http_task, grpc_server.stop(settings.shutdown_grace))
+        events_stop.set()
+        await events_task
+        await nc.drain()
+        await billing.close()
+        db.close()
+
+
+def main() -> None:
+    settings = GatewaySettings()
+    configure_logging("gateway", settings.log_level)
+    run_until_signalled(lambda stop: run(settings, stop))
+
+
+if __name__ == "__main__":
+    main()

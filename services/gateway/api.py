@@ -1,0 +1,165 @@
+"""The public operations, implemented once. gRPC (grpc_api) and REST (rest) both call this."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from nats.js import JetStreamContext
+
+from gateway.store import TaskRecord, TaskStore, now_ms, spec_to_json
+from gateway.validation import price_item, resolve
+from pixelrelay import bus
+from pixelrelay.billing_client import BillingClient
+from pixelrelay.db import Database
+from pixelrelay.errors import ApiError, E
+from pixelrelay.ids import new_id
+from pixelrelay.v1 import billing_pb2, jobs_pb2, public_api_pb2
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PAGE = 20
+MAX_PAGE = 100
+
+
+def bearer_key(authorization: str | None) -> str:
+    """The API key from an ``Authorization: Bearer …`` value, or 10001."""
+    if not authorization:
+        raise ApiError(E.MISSING_API_KEY)
+    scheme, _, key = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise ApiError(E.MISSING_API_KEY, "use the header Authorization: Bearer <api key>")
+    return key.strip()
+
+
+class PublicApi:
+    def __init__(
+        self,
+        *,
+        billing: BillingClient,
+        db: Database,
+        store: TaskStore,
+        js: JetStreamContext,
+        hold_ttl_seconds: int,
+    ):
+        self.billing = billing
+        self.db = db
+        self.store = store
+        self.js = js
+        self.hold_ttl_seconds = hold_ttl_seconds
+
+    async def authenticate(self, authorization: str | None) -> billing_pb2.Principal:
+        return await self.billing.authenticate(bearer_key(authorization))
+
+    async def create_generation(
+        self,
+        authorization: str | None,
+        request: public_api_pb2.CreateGenerationRequest,
+    ) -> public_api_pb2.Task:
+        principal = await self.authenticate(authorization)
+        spec, prompt = resolve(request)
+        task_id = new_id("task")
+        hold = await self.billing.reserve(
+            task_id=task_id,
+            account_id=principal.account_id,
+            item=price_item(spec),
+            expires_at=int(time.time()) + self.hold_ttl_seconds,
+        )
+        record = TaskRecord(
+            id=task_id,
+            account_id=principal.account_id,
+            key_id=principal.key_id,
+            model=spec.model,
+            created_at_ms=now_ms(),
+            spec_json=spec_to_json(spec),
+            credits_reserved=hold.amount,
+        )
+        job = jobs_pb2.GenerationJob(
+            task_id=task_id,
+            account_id=principal.account_id,
+            prompt=prompt,
+            spec=spec,
+            created_at_ms=record.created_at_ms,
+        )
+        try:
+            await self.db.run(self.store.insert, record)
+            await bus.publish(self.js, bus.JOBS_SUBJECT, job.SerializeToString(), msg_id=task_id)
+        except Exception as exc:
+            # Not queued means not charged: undo the record and the hold, answer 503.
+            await self._undo_submit(task_id)
+            if isinstance(exc, ApiError):
+                raise
+            raise ApiError(E.UNAVAILABLE) from exc
+        log.info(
+            "task accepted", extra={"task_id": task_id, "model": spec.model, "credits": hold.amount}
+        )
+        return record.to_proto()
+
+    async def _undo_submit(self, task_id: str) -> None:
+        for undo in (
+            self.db.run(self.store.delete, task_id),
+            self.billing.release(task_id=task_id, reason="submit"),
+        ):
+            try:
+                await undo
+            except Exception:
+                # The hold's deadline still releases it (billing's sweeper).
+                log.warning(
+                    "could not undo a failed submit", extra={"task_id": task_id}, exc_info=True
+                )
+
+    async def estimate_generation(
+        self,
+        authorization: str | None,
+        request: public_api_pb2.CreateGenerationRequest,
+    ) -> public_api_pb2.Estimate:
+        await self.authenticate(authorization)
+        spec, _prompt = resolve(request)
+        quote = await self.billing.quote(price_item(spec))
+        return public_api_pb2.Estimate(
+            model=spec.model, credits=quote.credits, unit_credits=quote.unit_credits, spec=spec
+        )
+
+    async def get_task(
+        self, authorization: str | None, request: public_api_pb2.GetTaskRequest
+    ) -> public_api_pb2.Task:
+        principal = await self.authenticate(authorization)
+        record = await self.db.run(self.store.get, request.id, principal.account_id)
+        return record.to_proto()
+
+    async def list_tasks(
+        self,
+        authorization: str | None,
+        request: public_api_pb2.ListTasksRequest,
+    ) -> public_api_pb2.ListTasksResponse:
+        principal = await self.authenticate(authorization)
+        limit = request.limit or DEFAULT_PAGE
+        if not 1 <= limit <= MAX_PAGE:
+            raise ApiError(E.INVALID_PARAMETER, f"limit must be 1-{MAX_PAGE}", param="limit")
+        if request.status and request.status not in ("processing", "completed", "failed"):
+            raise ApiError(
+                E.INVALID_PARAMETER,
+                "status must be processing, completed or failed",
+                param="status",
+            )
+        records, next_cursor = await self.db.run(
+            self.store.list,
+            account_id=principal.account_id,
+            limit=limit,
+            cursor=request.cursor,
+            status=request.status,
+        )
+        return public_api_pb2.ListTasksResponse(
+            tasks=[r.to_proto() for r in records], next_cursor=next_cursor
+        )
+
+    async def get_balance(
+        self,
+        authorization: str | None,
+        request: public_api_pb2.GetBalanceRequest,
+    ) -> public_api_pb2.AccountBalance:
+        principal = await self.authenticate(authorization)
+        account = await self.billing.get_account(principal.account_id)
+        return public_api_pb2.AccountBalance(
+            account_id=account.id, balance=account.balance, held=account.held
+        )

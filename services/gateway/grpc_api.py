@@ -1,0 +1,45 @@
+"""The public API over gRPC: metadata "authorization: Bearer <key>", then PublicApi."""
+
+from __future__ import annotations
+
+import grpc
+
+from gateway.api import PublicApi
+from pixelrelay.v1 import public_api_pb2, public_api_pb2_grpc
+
+
+def _authorization(context: grpc.aio.ServicerContext) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization" and isinstance(value, str):
+            return value
+    return None
+
+
+class PublicApiServicer(public_api_pb2_grpc.PublicApiServicer):
+    def __init__(self, api: PublicApi):
+        self.api = api
+
+    async def CreateGeneration(
+        self, request: public_api_pb2.CreateGenerationRequest, context: grpc.aio.ServicerContext
+    ) -> public_api_pb2.Task:
+        return await self.api.create_generation(_authorization(context), request)
+
+    async def EstimateGeneration(
+        self, request: public_api_pb2.CreateGenerationRequest, context: grpc.aio.ServicerContext
+    ) -> public_api_pb2.Estimate:
+        return await self.api.estimate_generation(_authorization(context), request)
+
+    async def GetTask(
+        self, request: public_api_pb2.GetTaskRequest, context: grpc.aio.ServicerContext
+    ) -> public_api_pb2.Task:
+        return await self.api.get_task(_authorization(context), request)
+
+    async def ListTasks(
+        self, request: public_api_pb2.ListTasksRequest, context: grpc.aio.ServicerContext
+    ) -> public_api_pb2.ListTasksResponse:
+        return await self.api.list_tasks(_authorization(context), request)
+
+    async def GetBalance(
+        self, request: public_api_pb2.GetBalanceRequest, context: grpc.aio.ServicerContext
+    ) -> public_api_pb2.AccountBalance:
+        return await self.api.get_balance(_authorization(context), request)

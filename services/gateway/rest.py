@@ -1,0 +1,236 @@
+"""The REST API: HTTP → PublicApi (the same calls gRPC clients make) → JSON."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+import orjson
+from fastapi import FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway import translate
+from gateway.api import PublicApi
+from gateway.schemas import (
+    BalanceOut,
+    ErrorOut,
+    EstimateOut,
+    GenerationBody,
+    SubmitOut,
+    TaskListOut,
+    TaskOut,
+)
+from pixelrelay.errors import ApiError, E
+from pixelrelay.ids import random_token
+from pixelrelay.v1 import public_api_pb2
+
+log = logging.getLogger(__name__)
+
+Authorization = Annotated[str | None, Header(description="Bearer <api key>")]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut, "description": text}
+    for status, text in (
+        (400, "invalid request"),
+        (401, "missing or invalid API key"),
+        (402, "insufficient credits"),
+        (404, "not found"),
+        (413, "body too large"),
+        (503, "a platform component is down"),
+    )
+}
+
+
+class JSONBody(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_response(err: ApiError, request_id: str) -> JSONBody:
+    body = {
+        "error": {
+            "code": err.kind.code,
+            "type": err.kind.type,
+            "message": err.message,
+            "param": err.param,
+            "request_id": request_id,
+        }
+    }
+    headers = {"x-request-id": request_id}
+    return JSONBody(body, status_code=err.kind.http_status, headers=headers)
+
+
+def _request_id(request: Request) -> str:
+    return str(getattr(request.state, "request_id", "")) or f"req_{random_token(16)}"
+
+
+def _validation_error(exc: RequestValidationError) -> ApiError:
+    first = exc.errors()[0] if exc.errors() else {}
+    kind, loc = str(first.get("type", "")), [str(p) for p in first.get("loc", ())]
+    param = loc[1] if len(loc) > 1 and loc[0] == "body" else (loc[-1] if loc else None)
+    if kind in ("json_invalid", "model_attributes_type") or loc == ["body"]:
+        return ApiError(E.INVALID_JSON, "the body must be a JSON object")
+    if kind == "missing":
+        return ApiError(E.MISSING_PARAMETER, f"{param} is required", param=param)
+    if kind == "extra_forbidden":
+        return ApiError(E.UNKNOWN_PARAMETER, f"unknown parameter {param}", param=param)
+    return ApiError(
+        E.INVALID_PARAMETER, f"{param}: {first.get('msg', 'invalid value')}", param=param
+    )
+
+
+class BodyLimit:
+    """Answers 413 before a body larger than ``limit`` bytes is read into memory."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = f"req_{random_token(16)}"
+        scope.setdefault("state", {})["request_id"] = request_id
+        too_large = ApiError(E.BODY_TOO_LARGE, f"the body must be at most {self.limit} bytes")
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await error_response(too_large, request_id)(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise ApiError(E.BODY_TOO_LARGE, too_large.message)
+            return message
+
+        async def with_request_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        await self.app(scope, limited, with_request_id)
+
+
+def create_app(api: PublicApi) -> FastAPI:
+    app = FastAPI(
+        title="PixelRelay API",
+        version="1",
+        description="Async image generation (GPT Image 2), compatible with reAPI's API. "
+        "Submit a task, then poll it.",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+
+    @app.exception_handler(ApiError)
+    async def on_api_error(request: Request, exc: ApiError) -> Response:
+        return error_response(exc, _request_id(request))
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, exc: RequestValidationError) -> Response:
+        return error_response(_validation_error(exc), _request_id(request))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> Response:
+        if isinstance(exc.__cause__, ApiError):  # e.g. BodyLimit, raised while reading
+            return error_response(exc.__cause__, _request_id(request))
+        kind = {400: E.INVALID_JSON, 404: E.NOT_FOUND, 405: E.METHOD_NOT_ALLOWED}.get(
+            exc.status_code, E.INTERNAL
+        )
+        return error_response(ApiError(kind), _request_id(request))
+
+    @app.exception_handler(Exception)
+    async def on_bug(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", extra={"request_id": _request_id(request)})
+        return error_response(ApiError(E.INTERNAL), _request_id(request))
+
+    @app.post(
+        "/api/v1/images/generations",
+        response_model=SubmitOut,
+        responses=ERRORS,
+        tags=["images"],
+        summary="Submit an image generation task",
+    )
+    async def create_generation(
+        body: GenerationBody, authorization: Authorization = None
+    ) -> Response:
+        task = await api.create_generation(authorization, translate.generation_request(body))
+        return JSONBody(translate.submit_json(task))
+
+    @app.post(
+        "/api/v1/images/estimate",
+        response_model=EstimateOut,
+        responses=ERRORS,
+        tags=["images"],
+        summary="Price a request without submitting it",
+    )
+    async def estimate_generation(
+        body: GenerationBody, authorization: Authorization = None
+    ) -> Response:
+        estimate = await api.estimate_generation(authorization, translate.generation_request(body))
+        return JSONBody(translate.estimate_json(estimate))
+
+    @app.get(
+        "/api/v1/tasks/{task_id}",
+        response_model=TaskOut,
+        responses=ERRORS,
+        tags=["tasks"],
+        summary="Get a task (poll until completed or failed)",
+    )
+    async def get_task(task_id: str, authorization: Authorization = None) -> Response:
+        task = await api.get_task(authorization, public_api_pb2.GetTaskRequest(id=task_id))
+        return JSONBody(translate.task_json(task))
+
+    @app.get(
+        "/api/v1/tasks",
+        response_model=TaskListOut,
+        responses=ERRORS,
+        tags=["tasks"],
+        summary="List the caller's tasks, newest first",
+    )
+    async def list_tasks(
+        authorization: Authorization = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        cursor: str = "",
+        status: str = "",
+    ) -> Response:
+        page = await api.list_tasks(
+            authorization,
+            public_api_pb2.ListTasksRequest(limit=limit, cursor=cursor, status=status),
+        )
+        return JSONBody(
+            {
+                "data": [translate.task_json(t) for t in page.tasks],
+                "next_cursor": page.next_cursor or None,
+            }
+        )
+
+    @app.get(
+        "/api/v1/account",
+        response_model=BalanceOut,
+        responses=ERRORS,
+        tags=["account"],
+        summary="The caller's balance and held credits",
+    )
+    async def get_account(authorization: Authorization = None) -> Response:
+        balance = await api.get_balance(authorization, public_api_pb2.GetBalanceRequest())
+        return JSONBody(
+            {"account_id": balance.account_id, "balance": balance.balance, "held": balance.held}
+        )
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def asgi_app(api: PublicApi, *, max_body_bytes: int) -> ASGIApp:
+    return BodyLimit(create_app(api), max_body_bytes)

@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from pixelrelay.settings import ServiceSettings
+
+
+class GatewaySettings(ServiceSettings):
+    http_host: str = "0.0.0.0"
+    http_port: int = 8080
+    grpc_port: int = 50050  # the public API over gRPC
+    billing_addr: str = "127.0.0.1:50051"
+    # Task records; every gateway replica must point at the same database.
+    database_url: str = "sqlite:///var/gateway.db"
+    # A hold not resolved by then is released by billing's sweeper.
+    hold_ttl_seconds: int = 3600
+    max_body_bytes: int = 1024 * 1024
+    # Task-event consumers in this process.
+    event_concurrency: int = 32

@@ -1,0 +1,198 @@
+"""Task records: shared by every gateway replica through the database.
+
+The prompt is never stored; the job on the bus is the only copy and it is deleted
+once the dispatcher acks it.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from enum import StrEnum
+
+import orjson
+from google.protobuf import json_format
+from sqlalchemy import BigInteger, Column, Index, Text, delete, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, SQLModel, col, or_, select
+
+from pixelrelay.errors import ApiError, E
+from pixelrelay.v1 import common_pb2, public_api_pb2
+
+
+class TaskStatus(StrEnum):
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+TERMINAL = (TaskStatus.COMPLETED, TaskStatus.FAILED)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class TaskRecord(SQLModel, table=True):
+    __tablename__ = "task"
+    __table_args__ = (Index("task_by_owner", "account_id", "created_at_ms", "id"),)
+
+    id: str = Field(primary_key=True)
+    account_id: str
+    key_id: str
+    model: str
+    status: TaskStatus = TaskStatus.PROCESSING
+    created_at_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    started_at_ms: int | None = Field(default=None, sa_column=Column(BigInteger))
+    finished_at_ms: int | None = Field(default=None, sa_column=Column(BigInteger))
+    spec_json: str = Field(sa_column=Column(Text, nullable=False))
+    credits_reserved: int = 0
+    credits_charged: int = 0
+    images_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    error_code: int | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+
+    def to_proto(self) -> public_api_pb2.Task:
+        task = public_api_pb2.Task(
+            id=self.id,
+            model=self.model,
+            status=self.status.value,
+            created_at=self.created_at_ms // 1000,
+            created_at_ms=self.created_at_ms,
+            started_at_ms=self.started_at_ms or 0,
+            finished_at_ms=self.finished_at_ms or 0,
+            credits_reserved=self.credits_reserved,
+            credits_charged=self.credits_charged,
+        )
+        json_format.Parse(self.spec_json, task.spec)
+        for image in orjson.loads(self.images_json):
+            json_format.ParseDict(image, task.images.add())
+        if self.error_code is not None:
+            task.error.CopyFrom(
+                public_api_pb2.TaskError(
+                    code=self.error_code,
+                    type=self.error_type or "",
+                    message=self.error_message or "",
+                )
+            )
+        return task
+
+
+def spec_to_json(spec: common_pb2.ImageSpec) -> str:
+    return json_format.MessageToJson(spec, indent=None, preserving_proto_field_name=True)
+
+
+def images_to_json(images: list[common_pb2.StoredImage]) -> str:
+    return orjson.dumps(
+        [json_format.MessageToDict(i, preserving_proto_field_name=True) for i in images]
+    ).decode()
+
+
+def encode_cursor(record: TaskRecord) -> str:
+    return base64.urlsafe_b64encode(f"{record.created_at_ms}:{record.id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        created, task_id = base64.urlsafe_b64decode(cursor.encode()).decode().split(":", 1)
+        return int(created), task_id
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(
+            E.INVALID_PARAMETER, "cursor is not one this API returned", param="cursor"
+        ) from None
+
+
+class TaskStore:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def insert(self, record: TaskRecord) -> None:
+        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+            s.add(record)
+
+    def delete(self, task_id: str) -> None:
+        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+            s.execute(delete(TaskRecord).where(col(TaskRecord.id) == task_id))
+
+    def get(self, task_id: str, account_id: str | None = None) -> TaskRecord:
+        with Session(self.engine, expire_on_commit=False) as s:
+            record = s.get(TaskRecord, task_id)
+            if record is None or (account_id is not None and record.account_id != account_id):
+                raise ApiError(E.TASK_NOT_FOUND, param="id")
+            s.expunge(record)
+            return record
+
+    def list(
+        self, *, account_id: str, limit: int, cursor: str = "", status: str = ""
+    ) -> tuple[list[TaskRecord], str]:
+        query = select(TaskRecord).where(TaskRecord.account_id == account_id)
+        if status:
+            query = query.where(TaskRecord.status == status)
+        if cursor:
+            created, task_id = decode_cursor(cursor)
+            query = query.where(
+                or_(
+                    col(TaskRecord.created_at_ms) < created,
+                    (col(TaskRecord.created_at_ms) == created) & (col(TaskRecord.id) < task_id),
+                )
+            )
+        query = query.order_by(
+            col(TaskRecord.created_at_ms).desc(), col(TaskRecord.id).desc()
+        ).limit(limit + 1)
+        with Session(self.engine, expire_on_commit=False) as s:
+            rows = list(s.exec(query))
+            for row in rows:
+                s.expunge(row)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, (encode_cursor(rows[-1]) if more else "")
+
+    # -- transitions driven by bus events; each applies at most once ----------------------
+
+    def mark_started(self, task_id: str, at_ms: int) -> None:
+        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+            s.execute(
+                update(TaskRecord)
+                .where(
+                    col(TaskRecord.id) == task_id,
+                    col(TaskRecord.status) == TaskStatus.PROCESSING,
+                    col(TaskRecord.started_at_ms).is_(None),
+                )
+                .values(started_at_ms=at_ms)
+            )
+
+    def mark_completed(
+        self, task_id: str, images: list[common_pb2.StoredImage], charged: int, at_ms: int
+    ) -> bool:
+        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+            result = s.execute(
+                update(TaskRecord)
+                .where(
+                    col(TaskRecord.id) == task_id, col(TaskRecord.status) == TaskStatus.PROCESSING
+                )
+                .values(
+                    status=TaskStatus.COMPLETED,
+                    credits_charged=charged,
+                    images_json=images_to_json(images),
+                    finished_at_ms=at_ms,
+                )
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def mark_failed(self, task_id: str, code: int, type_: str, message: str, at_ms: int) -> bool:
+        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+            result = s.execute(
+                update(TaskRecord)
+                .where(
+                    col(TaskRecord.id) == task_id, col(TaskRecord.status) == TaskStatus.PROCESSING
+                )
+                .values(
+                    status=TaskStatus.FAILED,
+                    error_code=code,
+                    error_type=type_,
+                    error_message=message,
+                    finished_at_ms=at_ms,
+                )
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,86 @@
+"""proto ↔ REST JSON. The REST API is this translation of PublicApi, nothing more."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.schemas import GenerationBody
+from pixelrelay.v1 import common_pb2, public_api_pb2
+
+
+def generation_request(body: GenerationBody) -> public_api_pb2.CreateGenerationRequest:
+    return public_api_pb2.CreateGenerationRequest(**body.model_dump(exclude_none=True))
+
+
+def params_json(spec: common_pb2.ImageSpec) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "size": spec.size,
+        "resolution": spec.resolution,
+        "width": spec.width,
+        "height": spec.height,
+        "n": spec.n,
+        "output_format": spec.output_format,
+    }
+    for name in ("quality", "background", "moderation"):
+        if value := getattr(spec, name):
+            params[name] = value
+    if spec.HasField("output_compression"):
+        params["output_compression"] = spec.output_compression
+    return params
+
+
+def submit_json(task: public_api_pb2.Task) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "model": task.model,
+        "status": task.status,
+        "created_at": task.created_at,
+    }
+
+
+def _span(start: int, end: int) -> int | None:
+    return end - start if start and end else None
+
+
+def task_json(task: public_api_pb2.Task) -> dict[str, Any]:
+    images = [
+        {
+            "url": i.url,
+            "width": i.width,
+            "height": i.height,
+            "format": i.format,
+            "content_type": i.content_type,
+            "bytes": i.bytes,
+            "sha256": i.sha256,
+        }
+        for i in task.images
+    ]
+    return {
+        "id": task.id,
+        "model": task.model,
+        "status": task.status,
+        "created_at": task.created_at,
+        "output": {"image_urls": [i["url"] for i in images], "images": images}
+        if task.status == "completed"
+        else None,
+        "error": {"code": task.error.code, "type": task.error.type, "message": task.error.message}
+        if task.HasField("error")
+        else None,
+        "params": params_json(task.spec),
+        "credits": {"reserved": task.credits_reserved, "charged": task.credits_charged},
+        "expires_at": min((i.expires_at for i in task.images), default=None),
+        "timings": {
+            "queued_ms": _span(task.created_at_ms, task.started_at_ms),
+            "processing_ms": _span(task.started_at_ms, task.finished_at_ms),
+            "total_ms": _span(task.created_at_ms, task.finished_at_ms),
+        },
+    }
+
+
+def estimate_json(estimate: public_api_pb2.Estimate) -> dict[str, Any]:
+    return {
+        "model": estimate.model,
+        "credits": estimate.credits,
+        "unit_credits": estimate.unit_credits,
+        "params": params_json(estimate.spec),
+    }

@@ -1,0 +1,202 @@
+"""The request rules of both variants, in one place for REST and gRPC alike.
+
+``resolve`` turns a client's CreateGenerationRequest into the fully resolved ImageSpec
+that is priced, queued and sent upstream, or raises an ApiError naming the field.
+"""
+
+from __future__ import annotations
+
+import re
+
+from gateway.sizes import (
+    PIXELS,
+    RATIOS,
+    RESOLUTIONS,
+    WIDE_RATIOS_FOR_4K,
+    ratio_from_prompt,
+    resolution_for_pixels,
+)
+from pixelrelay.errors import ApiError, E
+from pixelrelay.v1 import common_pb2, public_api_pb2
+
+BASIC = "gpt-image-2"
+STABLE = "gpt-image-2-official"
+MODELS = (BASIC, STABLE)
+MAX_PROMPT_CHARS = 4000
+MAX_IMAGES_STABLE = 4
+MAX_REFERENCE_IMAGES = 16
+QUALITIES = ("auto", "low", "medium", "high")
+BACKGROUNDS = ("auto", "opaque", "transparent")
+MODERATIONS = ("auto", "low")
+FORMATS = ("png", "jpeg", "webp")
+# Fields only the stable channel takes; sent to the basic one they are an error.
+STABLE_ONLY = (
+    "quality",
+    "background",
+    "moderation",
+    "mask_url",
+    "output_format",
+    "output_compression",
+)
+_EXPLICIT_SIZE = re.compile(r"^(\d{2,5})x(\d{2,5})$")
+
+
+def _one_of(value: str, allowed: tuple[str, ...], param: str) -> str:
+    if value not in allowed:
+        raise ApiError(
+            E.INVALID_PARAMETER, f"{param} must be one of: {', '.join(allowed)}", param=param
+        )
+    return value
+
+
+def _explicit_size(size: str) -> tuple[int, int]:
+    """WIDTHxHEIGHT with the upstream's rules for gpt-image-2."""
+    match = _EXPLICIT_SIZE.match(size)
+    if not match:
+        raise ApiError(
+            E.INVALID_PARAMETER,
+            f"size must be auto, one of {', '.join(RATIOS)}, or WIDTHxHEIGHT",
+            param="size",
+        )
+    w, h = int(match[1]), int(match[2])
+    if w % 16 or h % 16:
+        raise ApiError(E.INVALID_PARAMETER, "both edges must be multiples of 16", param="size")
+    if max(w, h) > 3840:
+        raise ApiError(E.INVALID_PARAMETER, "the longest edge must be at most 3840", param="size")
+    if max(w, h) > 3 * min(w, h):
+        raise ApiError(E.INVALID_PARAMETER, "the ratio must be at most 3:1", param="size")
+    if not 655_360 <= w * h <= 8_294_400:
+        raise ApiError(E.INVALID_PARAMETER, "total pixels must be 655,360-8,294,400", param="size")
+    return w, h
+
+
+def resolve(req: public_api_pb2.CreateGenerationRequest) -> tuple[common_pb2.ImageSpec, str]:
+    """Validate and fill defaults. Returns the spec and the prompt (kept out of the spec)."""
+    if not req.model:
+        raise ApiError(E.MISSING_PARAMETER, "model is required", param="model")
+    model = _one_of(req.model, MODELS, "model")
+    stable = model == STABLE
+
+    if not stable:
+        for field in STABLE_ONLY:
+            if req.HasField(field):
+                raise ApiError(
+                    E.UNSUPPORTED_PARAMETER,
+                    f"{field} is not accepted by {BASIC}; use {STABLE}",
+                    param=field,
+                )
+
+    prompt = req.prompt if req.HasField("prompt") else ""
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise ApiError(
+            E.INVALID_PARAMETER,
+            f"prompt must be at most {MAX_PROMPT_CHARS} characters",
+            param="prompt",
+        )
+    if req.image_urls or req.HasField("mask_url"):
+        # Reference images need the SSRF-safe fetcher; until it ships they are refused
+        # rather than silently dropped.
+        param = "image_urls" if req.image_urls else "mask_url"
+        raise ApiError(
+            E.UNSUPPORTED_PARAMETER,
+            f"{param}: reference images are not supported by this server yet",
+            param=param,
+        )
+    if not prompt.strip():
+        raise ApiError(
+            E.MISSING_PARAMETER, "prompt is required (1-4000 characters)", param="prompt"
+        )
+
+    n = req.n if req.HasField("n") else 1
+    if not stable and n != 1:
+        raise ApiError(
+            E.UNSUPPORTED_PARAMETER,
+            f"{BASIC} makes one image per task; n up to {MAX_IMAGES_STABLE} needs {STABLE}",
+            param="n",
+        )
+    if not 1 <= n <= MAX_IMAGES_STABLE:
+        raise ApiError(E.INVALID_PARAMETER, f"n must be 1-{MAX_IMAGES_STABLE}", param="n")
+
+    size = req.size if req.HasField("size") else "1:1"
+    resolution = req.resolution if req.HasField("resolution") else ""
+    if resolution:
+        _one_of(resolution, RESOLUTIONS, "resolution")
+    if size == "auto":
+        size = ratio_from_prompt(prompt) or "1:1"
+    if size in RATIOS:
+        resolution = resolution or "1k"
+        if (size, resolution) not in PIXELS:
+            raise ApiError(
+                E.INVALID_PARAMETER,
+                f"4k needs one of the ratios {', '.join(WIDE_RATIOS_FOR_4K)}",
+                param="resolution",
+            )
+        width, height = PIXELS[(size, resolution)]
+    elif not stable and _EXPLICIT_SIZE.match(size):
+        raise ApiError(
+            E.UNSUPPORTED_PARAMETER,
+            f"WIDTHxHEIGHT sizes are accepted by {STABLE}; {BASIC} takes a ratio",
+            param="size",
+        )
+    else:
+        width, height = _explicit_size(size)
+        tier = resolution_for_pixels(width, height)
+        if resolution and resolution != tier:
+            raise ApiError(
+                E.INVALID_PARAMETER,
+                f"size {size} is a {tier} size; leave resolution out or set {tier}",
+                param="resolution",
+            )
+        resolution = tier
+
+    spec = common_pb2.ImageSpec(
+        model=model, size=size, resolution=resolution, width=width, height=height, n=n
+    )
+    if stable:
+        spec.quality = _one_of(
+            req.quality if req.HasField("quality") else "auto", QUALITIES, "quality"
+        )
+        spec.background = _one_of(
+            req.background if req.HasField("background") else "auto", BACKGROUNDS, "background"
+        )
+        spec.moderation = _one_of(
+            req.moderation if req.HasField("moderation") else "auto", MODERATIONS, "moderation"
+        )
+        spec.output_format = _one_of(
+            req.output_format if req.HasField("output_format") else "png", FORMATS, "output_format"
+        )
+        if spec.background == "transparent" and spec.output_format == "jpeg":
+            raise ApiError(
+                E.INVALID_PARAMETER,
+                "a transparent background needs output_format png or webp",
+                param="background",
+            )
+        if req.HasField("output_compression"):
+            if spec.output_format == "png":
+                raise ApiError(
+                    E.INVALID_PARAMETER,
+                    "output_compression applies to jpeg and webp only",
+                    param="output_compression",
+                )
+            if not 0 <= req.output_compression <= 100:
+                raise ApiError(
+                    E.INVALID_PARAMETER,
+                    "output_compression must be 0-100",
+                    param="output_compression",
+                )
+            spec.output_compression = req.output_compression
+        if resolution == "4k" and spec.quality in ("low", "medium"):
+            raise ApiError(
+                E.INVALID_PARAMETER,
+                f"4k on {STABLE} is offered at quality high (or auto) only",
+                param="quality",
+            )
+    else:
+        spec.output_format = "png"
+    return spec, prompt
+
+
+def price_item(spec: common_pb2.ImageSpec) -> common_pb2.PriceItem:
+    return common_pb2.PriceItem(
+        model=spec.model, resolution=spec.resolution, quality=spec.quality, n=spec.n
+    )

@@ -1,0 +1,1 @@
+"""storage: writes task outputs to S3-compatible object storage and announces completion."""

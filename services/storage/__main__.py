@@ -1,0 +1,49 @@
+"""python -m storage: the object-storage gRPC server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from pixelrelay import bus
+from pixelrelay.grpc_server import start_grpc_server
+from pixelrelay.lifecycle import run_until_signalled
+from pixelrelay.logging import configure_logging
+from pixelrelay.metrics import start_metrics_server
+from pixelrelay.v1 import storage_pb2, storage_pb2_grpc
+from storage.blobstore import BlobStore
+from storage.servicer import StorageServicer
+from storage.settings import StorageSettings
+
+log = logging.getLogger("storage")
+
+
+async def run(settings: StorageSettings, stop: asyncio.Event) -> None:
+    blobs = BlobStore(settings)
+    await blobs.ensure_bucket()
+    nc = await bus.connect(settings.nats_url, "storage")
+    js = nc.jetstream()
+    await bus.ensure_streams(js)
+    servicer = StorageServicer(blobs, js)
+    server = await start_grpc_server(
+        settings.grpc_port,
+        lambda s: storage_pb2_grpc.add_StorageServicer_to_server(servicer, s),
+        [storage_pb2.DESCRIPTOR.services_by_name["Storage"].full_name],
+    )
+    metrics_port = start_metrics_server(settings.metrics_port)
+    log.info("storage ready", extra={"grpc_port": server.port, "metrics_port": metrics_port})
+    try:
+        await stop.wait()
+    finally:
+        await server.stop(settings.shutdown_grace)
+        await nc.drain()
+
+
+def main() -> None:
+    settings = StorageSettings()
+    configure_logging("storage", settings.log_level)
+    run_until_signalled(lambda stop: run(settings, stop))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""upstream_sim: a local stand-in for the OpenAI Images API, for dev, tests and benchmarks.
+
+It speaks the real protocol over real HTTP, renders real images of the requested size
+and format (deterministic from the prompt), and injects faults on demand.
+"""

@@ -1,0 +1,255 @@
+"""The simulator's HTTP app: POST /v1/images/generations and /v1/images/edits, plus /_sim controls."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import io
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from PIL import Image, UnidentifiedImageError
+from starlette.datastructures import UploadFile
+
+from upstream_sim.faults import FaultBook, FaultRule
+from upstream_sim.render import render_image
+from upstream_sim.settings import SimSettings
+from upstream_sim.validation import (
+    EDIT_FIELDS,
+    GENERATION_FIELDS,
+    ImageRequest,
+    OpenAIError,
+    invalid,
+    parse_request,
+)
+
+# What "auto" resolves to, reported back like OpenAI does.
+AUTO_QUALITY = "medium"
+MAX_EDIT_IMAGES = 16
+MAX_EDIT_IMAGE_BYTES = 50 * 1024 * 1024
+
+
+def create_app(settings: SimSettings) -> FastAPI:
+    app = FastAPI(
+        title="PixelRelay upstream simulator (OpenAI Images API)", docs_url=None, redoc_url=None
+    )
+    faults = FaultBook()
+    seen: deque[dict[str, Any]] = deque(maxlen=2000)
+
+    async def answer(request: Request, endpoint: str) -> Response:
+        try:
+            _authorize(request, settings.api_key)
+            fields, images, mask = await _read_body(request, endpoint)
+            parsed = parse_request(
+                fields, GENERATION_FIELDS if endpoint == "generations" else EDIT_FIELDS
+            )
+            if endpoint == "edits":
+                _check_edit_inputs(images, mask)
+        except OpenAIError as err:
+            return _error(err)
+        seen.append(_summary(endpoint, parsed, fields, images, mask))
+        rule = faults.take(parsed.prompt)
+        delay = settings.latency_ms / 1000 + (
+            rule.seconds if rule and rule.kind == "latency" else 0
+        )
+        if delay:
+            await asyncio.sleep(delay)
+        if rule is not None:
+            faulted = await _apply_fault(rule)
+            if faulted is not None:
+                return faulted
+        body = await asyncio.to_thread(_generate, parsed, rule)
+        return JSONResponse(body, headers={"x-request-id": f"req_sim_{time.time_ns()}"})
+
+    @app.post("/v1/images/generations")
+    async def generations(request: Request) -> Response:
+        return await answer(request, "generations")
+
+    @app.post("/v1/images/edits")
+    async def edits(request: Request) -> Response:
+        return await answer(request, "edits")
+
+    @app.put("/_sim/faults")
+    async def set_faults(rules: list[FaultRule]) -> dict[str, int]:
+        faults.set(rules)
+        return {"rules": len(rules)}
+
+    @app.delete("/_sim/faults")
+    async def clear_faults() -> dict[str, int]:
+        faults.set([])
+        return {"rules": 0}
+
+    @app.get("/_sim/requests")
+    async def requests_seen() -> list[dict[str, Any]]:
+        return list(seen)
+
+    @app.delete("/_sim/requests")
+    async def forget_requests() -> dict[str, int]:
+        seen.clear()
+        return {"requests": 0}
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def _authorize(request: Request, expected: str) -> None:
+    header = request.headers.get("authorization", "")
+    key = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+    if not key or (expected and key != expected):
+        raise OpenAIError(401, "Incorrect API key provided.", code="invalid_api_key")
+
+
+async def _read_body(
+    request: Request,
+    endpoint: str,
+) -> tuple[dict[str, Any], list[bytes], bytes | None]:
+    if endpoint == "generations":
+        try:
+            fields = await request.json()
+        except ValueError:
+            raise OpenAIError(400, "We could not parse the JSON body of your request.") from None
+        if not isinstance(fields, dict):
+            raise OpenAIError(400, "The body must be a JSON object.")
+        return fields, [], None
+    form = await request.form(max_files=MAX_EDIT_IMAGES + 2, max_part_size=MAX_EDIT_IMAGE_BYTES)
+    fields, images, mask = {}, [], None
+    for name, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            data = await value.read()
+            if name in ("image", "image[]"):
+                images.append(data)
+            elif name == "mask":
+                mask = data
+            else:
+                raise OpenAIError(
+                    400, f"Unknown parameter: '{name}'.", param=name, code="unknown_parameter"
+                )
+        else:
+            fields[name] = value
+    return fields, images, mask
+
+
+def _decode(data: bytes, param: str) -> Image.Image:
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (UnidentifiedImageError, OSError):
+        raise invalid(param, f"'{param}' is not a valid png, jpeg or webp image.") from None
+    if image.format not in ("PNG", "JPEG", "WEBP"):
+        raise invalid(param, f"'{param}' must be png, jpeg or webp.")
+    return image
+
+
+def _check_edit_inputs(images: list[bytes], mask: bytes | None) -> None:
+    if not images:
+        raise OpenAIError(
+            400,
+            "Missing required parameter: 'image'.",
+            param="image",
+            code="missing_required_parameter",
+        )
+    if len(images) > MAX_EDIT_IMAGES:
+        raise invalid("image", f"At most {MAX_EDIT_IMAGES} images.")
+    decoded = [_decode(data, "image") for data in images]
+    if mask is not None:
+        mask_image = _decode(mask, "mask")
+        if mask_image.format != "PNG" or "A" not in mask_image.getbands():
+            raise invalid("mask", "The mask must be a PNG with an alpha channel.")
+        if mask_image.size != decoded[0].size:
+            raise invalid("mask", "The mask must have the same dimensions as the first image.")
+
+
+def _summary(
+    endpoint: str,
+    req: ImageRequest,
+    fields: dict[str, Any],
+    images: list[bytes],
+    mask: bytes | None,
+) -> dict[str, Any]:
+    # The prompt itself is not kept, only its hash (tests compare against it).
+    return {
+        "endpoint": endpoint,
+        "model": req.model,
+        "n": req.n,
+        "size": f"{req.width}x{req.height}",
+        "quality": req.quality,
+        "background": req.background,
+        "output_format": req.output_format,
+        "output_compression": req.output_compression,
+        "moderation": fields.get("moderation"),
+        "images": len(images),
+        "mask": mask is not None,
+        "prompt_sha256": hashlib.sha256(req.prompt.encode()).hexdigest(),
+        "fields": sorted(fields),
+    }
+
+
+async def _apply_fault(rule: FaultRule) -> Response | None:
+    if rule.kind == "status":
+        headers = {"x-request-id": f"req_sim_{time.time_ns()}"}
+        if rule.retry_after is not None:
+            headers["retry-after"] = f"{rule.retry_after:g}"
+            headers["retry-after-ms"] = str(int(rule.retry_after * 1000))
+        return _error(
+            OpenAIError(rule.status, rule.message, type=rule.type, code=rule.code), headers
+        )
+    if rule.kind == "hang":
+        await asyncio.sleep(rule.seconds or 3600)
+        return _error(OpenAIError(504, "upstream hung", type="server_error"))
+    if rule.kind == "drop":
+        return StreamingResponse(_drop_connection(), media_type="application/json")
+    return None  # latency, bad_base64, wrong_size, truncated shape the answer instead
+
+
+async def _drop_connection() -> AsyncIterator[bytes]:
+    # Headers are out; failing now makes the server cut the connection mid-response.
+    raise ConnectionAbortedError("simulated dropped connection")
+    yield b""  # pragma: no cover (makes this an async generator)
+
+
+def _generate(req: ImageRequest, rule: FaultRule | None) -> dict[str, Any]:
+    kind = rule.kind if rule else None
+    width, height = (
+        (req.width // 2, req.height // 2) if kind == "wrong_size" else (req.width, req.height)
+    )
+    transparent = req.background == "transparent"
+    image = render_image(
+        req.prompt,
+        width,
+        height,
+        req.output_format,
+        transparent=transparent,
+        compression=req.output_compression,
+    )
+    if kind == "truncated":
+        image = image[: len(image) // 2]
+    b64 = "%%%not base64%%%" if kind == "bad_base64" else base64.b64encode(image).decode()
+    quality = AUTO_QUALITY if req.quality == "auto" else req.quality
+    output_tokens = {"low": 272, "medium": 1056, "high": 4160}[quality] * req.n
+    input_tokens = len(req.prompt) // 4 + 1
+    return {
+        "created": int(time.time()),
+        "data": [{"b64_json": b64} for _ in range(req.n)],
+        "background": "transparent" if transparent else "opaque",
+        "output_format": req.output_format,
+        "size": f"{req.width}x{req.height}",
+        "quality": quality,
+        "usage": {
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "total_tokens": input_tokens + output_tokens,
+            "input_tokens_details": {"text_tokens": input_tokens, "image_tokens": 0},
+        },
+    }
+
+
+def _error(err: OpenAIError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(err.body(), status_code=err.status, headers=headers)

@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlmodel import Session, select
+
+from billing.ledger import Ledger, hash_key
+from billing.models import ApiKey
+from billing.prices import PriceList
+from billing.settings import DEFAULT_PRICES
+from pixelrelay.db import Database
+from pixelrelay.errors import E, ApiError
+from pixelrelay.v1 import common_pb2
+
+BASIC_1K = common_pb2.PriceItem(model="gpt-image-2", resolution="1k", n=1)
+
+
+def stable(quality: str, n: int = 1, resolution: str = "1k") -> common_pb2.PriceItem:
+    return common_pb2.PriceItem(model="gpt-image-2-official", resolution=resolution,
+                                quality=quality, n=n)
+
+
+@pytest.fixture
+def ledger(database: Database) -> Ledger:
+    return Ledger(database.engine, PriceList.load(DEFAULT_PRICES), signup_grant=2000)
+
+
+def assert_sound(ledger: Ledger) -> None:
+    assert ledger.check().problems == []
+
+
+def test_signup_grant_is_a_balanced_movement(ledger: Ledger) -> None:
+    account = ledger.create_account(name="a")
+    assert (account.balance, account.held) == (2000, 0)
+    assert ledger.check().entries == 2
+    assert_sound(ledger)
+
+
+def test_reserve_then_capture_charges_the_price(ledger: Ledger) -> None:
+    account = ledger.create_account(name="a")
+    hold = ledger.reserve(task_id="t1", account_id=account.id, item=BASIC_1K, expires_at=0)
+    assert hold.amount == 7
+    after_reserve = ledger.get_account(account_id=account.id)
+    assert (after_reserve.balance, after_reserve.held) == (1993, 7)
+    captured = ledger.capture(task_id="t1", delivered=1)
+    assert captured.captured == 7
+    final = ledger.get_account(account_id=account.id)
+    assert (final.balance, final.held) == (1993, 0)
+    assert_sound(ledger)
+
+
+def test_capture_charges_only_delivered_images(ledger: Ledger) -> None:
+    account = ledger.create_account(name="a")
+    ledger.reserve(task_id="t", account_id=account.id, item=stable("low", n=4), expires_at=0)
+    hold = ledger.capture(task_id="t", delivered=3)
+    assert (hold.amount, hold.captured) == (24, 18)
+    assert ledger.get_account(account_id=account.id).balance == 2000 - 18
+    assert_sound(ledger)
+
+
+def test_quality_auto_is_held_at_high_and_charged_at_reported_tier(ledger: Ledger) -> None:
+    account = ledger.create_account(name="a")
+    hold = ledger.reserve(task_id="t", account_id=account.id, item=stable("auto"), expires_at=0)
+    assert hold.amount == 186
+    assert ledger.capture(task_id="t", delivered=1, quality="medium").captured == 47
+    assert_sound(ledger)
+
+
+def test_release_returns_everything(ledger: Ledger) -> None:
+    account = ledger.create_account(name="a")
+    ledger.reserve(task_id="t", account_id=account.id, item=BASIC_1K, expires_at=0)
+    ledger.release(task_id="t")
+    final = ledger.get_account(account_id=account.id)
+    assert (final.balance, final.held) == (2000, 0)
+    assert_sound(ledger)
+
+
+def test_operations_are_idempotent_by_task(ledger: Ledger) -> None:
+    account = ledger.create_account(name="a")
+    first = ledger.reserve(task_id="t", account_id=account.id, item=BASIC_1K, expires_at=0)
+    again = ledger.reserve(task_id="t", account_id=account.id, item=BASIC_1K, expires_at=0)
+    assert again.amount == first.amount
+    ledger.capture(task_id="t", delivered=1)
+    assert ledger.capture(task_id="t", delivered=1).captured == 7
+    assert ledger.get_account(account_id=account.id).balance == 1993
+    assert_sound(ledger)
+
+
+@pytest.mark.parametrize(
+    ("action", "kind"),
+    [
+        (lambda l, a: l.reserve(task_id="t", account_id=a, item=stable("high"), expires_at=0),
+         E.HOLD_CONFLICT),
+        (lambda l, a: l.capture(task_id="t", delivered=2), E.INVALID_AMOUNT),
+        (lambda l, a: l.capture(task_id="nope", delivered=1), E.HOLD_NOT_FOUND),
+        (lambda l, a: l.reserve(task_id="u", account_id="acct_missing", item=BASIC_1K,
+                                expires_at=0), E.ACCOUNT_NOT_FOUND),
+    ],
+)
+def test_bad_operations_write_nothing(ledger: Ledger, action, kind) -> None:
+    account = ledger.create_account(name="a")
+    ledger.reserve(task_id="t", account_id=account.id, item=BASIC_1K, expires_at=0)
+    entries = ledger.check().entries
+    with pytest.raises(ApiError) as caught:
+        action(ledger, account.id)
+    assert caught.value.kind is kind
+    assert ledger.check().entries == entries
+    assert_sound(ledger)
+
+
+def test_settled_holds_cannot_flip(ledger: Ledger) -> None:
+    account = ledger.create_account(name="a")
+    ledger.reserve(task_id="c", account_id=account.id, item=BASIC_1K, expires_at=0)
+    ledger.capture(task_id="c", delivered=1)
+    with pytest.raises(ApiError) as caught:
+        ledger.release(task_id="c")
+    assert caught.value.kind is E.HOLD_CONFLICT
+    ledger.reserve(task_id="r", account_id=account.id, item=BASIC_1K, expires_at=0)
+    ledger.release(task_id="r")
+    with pytest.raises(ApiError) as caught:
+        ledger.capture(task_id="r", delivered=1)
+    assert caught.value.kind is E.HOLD_CONFLICT
+    assert_sound(ledger)
+
+
+def test_insufficient_credits_is_402_and_writes_nothing(ledger: Ledger) -> None:
+    account = ledger.create_account(name="poor", grant=6)
+    with pytest.raises(ApiError) as caught:
+        ledger.reserve(task_id="t", account_id=account.id, item=BASIC_1K, expires_at=0)
+    assert caught.value.kind is E.INSUFFICIENT_CREDITS
+    assert ledger.get_account(account_id=account.id).balance == 6
+    assert_sound(ledger)
+
+
+def test_concurrent_reserves_never_overspend(ledger: Ledger) -> None:
+    k, n = 5, 40
+    account = ledger.create_account(name="a", grant=7 * k)
+
+    def attempt(i: int) -> bool:
+        try:
+            ledger.reserve(task_id=f"t{i}", account_id=account.id, item=BASIC_1K, expires_at=0)
+            return True
+        except ApiError as err:
+            assert err.kind is E.INSUFFICIENT_CREDITS
+            return False
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        accepted = sum(pool.map(attempt, range(n)))
+    assert accepted == k
+    final = ledger.get_account(account_id=account.id)
+    assert (final.balance, final.held) == (0, 7 * k)
+    assert_sound(ledger)
+
+
+def test_keys_are_stored_only_as_hashes(ledger: Ledger) -> None:
+    account = ledger.create_account(name="a")
+    new = ledger.create_api_key(account_id=account.id, name="ci")
+    assert new.secret.startswith("pr_live_") and len(new.secret) == 40
+    assert ledger.authenticate(api_key=new.secret).account_id == account.id
+    with Session(ledger.engine) as s:
+        stored = s.exec(select(ApiKey)).one()
+    assert stored.key_hash == hash_key(new.secret)
+    assert new.secret not in {str(v) for v in stored.model_dump().values()}
+
+
+@pytest.mark.parametrize("key", ["", "pr_live_nope", "sk-other", "pr_live_" + "A" * 32])
+def test_unknown_keys_are_refused(ledger: Ledger, key: str) -> None:
+    with pytest.raises(ApiError) as caught:
+        ledger.authenticate(api_key=key)
+    assert caught.value.kind is E.INVALID_API_KEY
