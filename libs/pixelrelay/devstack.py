@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -33,6 +34,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,6 +149,9 @@ class Child:
     name: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    argv: list[str]
+    env: dict[str, str]
+    ready: Callable[[], Awaitable[None]]
 
 
 class Stack:
@@ -157,7 +162,13 @@ class Stack:
 
     # -- processes ---------------------------------------------------------------------
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Child:
+    def _spawn(
+        self,
+        name: str,
+        argv: list[str],
+        ready: Callable[[], Awaitable[None]],
+        env: dict[str, str] | None = None,
+    ) -> Child:
         self.logs.mkdir(parents=True, exist_ok=True)
         log_path = self.logs / f"{name}.log"
         with log_path.open("ab") as out:
@@ -170,7 +181,7 @@ class Stack:
                 env={**os.environ, **(env or {})},
                 start_new_session=True,
             )
-        child = Child(name, process, log_path)
+        child = Child(name, process, log_path, argv, env or {}, ready)
         self.children.append(child)
         return child
 
@@ -199,7 +210,6 @@ class Stack:
             raise
 
     async def _start_all(self, c: StackConfig) -> None:
-        nats_dir = c.data_dir / "nats"
         self._spawn(
             "nats",
             [
@@ -210,35 +220,29 @@ class Stack:
                 str(c.nats_port),
                 "-js",
                 "-sd",
-                str(nats_dir),
+                str(c.data_dir / "nats"),
             ],
+            lambda: _wait_tcp(c.nats_port, "nats"),
         )
-        s3_env: dict[str, str] = {}
-        if c.s3_endpoint:
-            s3_env["S3_ENDPOINT"] = c.s3_endpoint
-        else:
+        s3_env = {"S3_ENDPOINT": c.s3_endpoint or f"http://127.0.0.1:{c.s3_port}"}
+        if not c.s3_endpoint:
             self._spawn(
-                "s3", self._python("moto.server") + ["-H", "127.0.0.1", "-p", str(c.s3_port)]
+                "s3",
+                self._python("moto.server") + ["-H", "127.0.0.1", "-p", str(c.s3_port)],
+                lambda: _wait_http(f"{s3_env['S3_ENDPOINT']}/", "s3", any_status=True),
             )
-            s3_env["S3_ENDPOINT"] = f"http://127.0.0.1:{c.s3_port}"
         self._spawn(
             "upstream_sim",
             self._python("upstream_sim"),
+            lambda: _wait_http(f"{c.sim_url}/healthz", "upstream_sim"),
             {"SIM_PORT": str(c.sim_port), "SIM_LATENCY_MS": str(c.sim_latency_ms)},
         )
-        await asyncio.gather(
-            _wait_tcp(c.nats_port, "nats"),
-            _wait_http(
-                f"http://127.0.0.1:{c.s3_port}/" if not c.s3_endpoint else c.s3_endpoint,
-                "s3",
-                any_status=True,
-            ),
-            _wait_http(f"{c.sim_url}/healthz", "upstream_sim"),
-        )
+        await self._wait_all()
         db_url = c.database_url
         self._spawn(
             "billing",
             self._python("billing"),
+            lambda: _wait_grpc(c.billing_port, "billing"),
             {
                 **self._service_env(1),
                 "GRPC_PORT": str(c.billing_port),
@@ -248,19 +252,20 @@ class Stack:
         self._spawn(
             "storage",
             self._python("storage"),
+            lambda: _wait_grpc(c.storage_port, "storage"),
             {**self._service_env(2), **s3_env, "GRPC_PORT": str(c.storage_port)},
         )
-        await asyncio.gather(
-            _wait_grpc(c.billing_port, "billing"), _wait_grpc(c.storage_port, "storage")
-        )
+        await self._wait_all()
         for i in range(c.dispatchers):
             name = "dispatcher" if i == 0 else f"dispatcher-{i}"
+            port = c.dispatcher_port + i * 7
             self._spawn(
                 name,
                 self._python("dispatcher"),
+                functools.partial(_wait_grpc, port, name),
                 {
                     **self._service_env(3 + i * 10),
-                    "GRPC_PORT": str(c.dispatcher_port + i * 7),
+                    "GRPC_PORT": str(port),
                     "UPSTREAM_BASE_URLS": f"{c.sim_url}/v1",
                     "WORKER_NAME": name,
                 },
@@ -268,6 +273,7 @@ class Stack:
         self._spawn(
             "gateway",
             self._python("gateway"),
+            self._gateway_ready,
             {
                 **self._service_env(0),
                 "HTTP_PORT": str(c.http_port),
@@ -275,24 +281,47 @@ class Stack:
                 "DATABASE_URL": db_url or f"sqlite:///{c.data_dir / 'gateway.db'}",
             },
         )
+        await self._wait_all()
+
+    async def _gateway_ready(self) -> None:
         await asyncio.gather(
-            _wait_grpc(c.dispatcher_port, "dispatcher"),
-            _wait_grpc(c.grpc_port, "gateway"),
-            _wait_http(f"{c.base_url}/healthz", "gateway"),
+            _wait_grpc(self.config.grpc_port, "gateway"),
+            _wait_http(f"{self.config.base_url}/healthz", "gateway"),
         )
+
+    async def _wait_all(self) -> None:
+        await asyncio.gather(*(child.ready() for child in self.children))
         for child in self.children:
             if child.process.poll() is not None:
                 raise RuntimeError(f"{child.name} exited at start; see {child.log_path}")
 
+    async def wait_ready(self, name: str) -> None:
+        await self.child(name).ready()
+
     def child(self, name: str) -> Child:
         return next(c for c in self.children if c.name == name)
 
-    async def stop(self, timeout: float = 15.0) -> None:
+    async def restart(self, name: str) -> None:
+        """SIGTERM one child and start it again with the same command (tests use it)."""
+        old = self.child(name)
+        old.process.send_signal(signal.SIGTERM)
+        await _wait_exit(old, 15.0)
+        self.children.remove(old)
+        self._spawn(name, old.argv, old.ready, old.env)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one child: a crash, not a shutdown."""
+        child = self.child(name)
+        child.process.kill()
+        child.process.wait()
+        self.children.remove(child)
+
+    async def stop(self, grace: float = 15.0) -> None:
         """SIGTERM in reverse start order, so work drains toward the services it needs."""
         for child in reversed(self.children):
             if child.process.poll() is None:
                 child.process.send_signal(signal.SIGTERM)
-                await _wait_exit(child, timeout)
+                await _wait_exit(child, grace)
         self.children.clear()
 
     # -- the dev account -----------------------------------------------------------------
@@ -313,23 +342,22 @@ class Stack:
             await billing.close()
 
 
-async def _wait_exit(child: Child, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while child.process.poll() is None and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    if child.process.poll() is None:
-        log.warning("%s did not stop in %.0fs; killing it", child.name, timeout)
+async def _wait_exit(child: Child, grace: float) -> None:
+    try:
+        await asyncio.to_thread(child.process.wait, grace)
+    except subprocess.TimeoutExpired:
+        log.warning("%s did not stop in %.0fs; killing it", child.name, grace)
         child.process.kill()
         child.process.wait()
 
 
-async def _until(check: object, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
+async def _until(check: object, what: str, limit: float = 60.0) -> None:
+    deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         if await check():  # type: ignore[operator]
             return
         await asyncio.sleep(0.1)
-    raise RuntimeError(f"{what} did not become ready in {timeout:.0f}s")
+    raise RuntimeError(f"{what} did not become ready in {limit:.0f}s")
 
 
 async def _wait_tcp(port: int, what: str) -> None:

@@ -16,7 +16,12 @@ import orjson
 
 _KEY_PATTERN = re.compile(r"pr_(live|test)_[0-9A-Za-z]{8,}")
 # Attributes every LogRecord has; anything else came from ``extra=`` and is emitted.
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName", "color_message"}
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 
 
 def _mask(text: str) -> str:
@@ -52,5 +57,13 @@ def configure_logging(service: str, level: str = "info") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Libraries that log request lines or bodies at INFO stay quiet.
-    for noisy in ("uvicorn.access", "httpx", "httpx2", "httpcore", "openai", "botocore", "werkzeug"):
+    for noisy in (
+        "uvicorn.access",
+        "httpx",
+        "httpx2",
+        "httpcore",
+        "openai",
+        "botocore",
+        "werkzeug",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -60,8 +60,7 @@ def error_response(err: ApiError, request_id: str) -> JSONBody:
             "request_id": request_id,
         }
     }
-    headers = {"x-request-id": request_id}
-    return JSONBody(body, status_code=err.kind.http_status, headers=headers)
+    return JSONBody(body, status_code=err.kind.http_status)
 
 
 def _request_id(request: Request) -> str:
@@ -84,7 +83,8 @@ def _validation_error(exc: RequestValidationError) -> ApiError:
 
 
 class BodyLimit:
-    """Answers 413 before a body larger than ``limit`` bytes is read into memory."""
+    """Gives every request an id (``x-request-id``) and answers 413 before a body larger
+    than ``limit`` bytes is read into memory."""
 
     def __init__(self, app: ASGIApp, limit: int):
         self.app = app
@@ -96,10 +96,16 @@ class BodyLimit:
             return
         request_id = f"req_{random_token(16)}"
         scope.setdefault("state", {})["request_id"] = request_id
+
+        async def with_request_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
         too_large = ApiError(E.BODY_TOO_LARGE, f"the body must be at most {self.limit} bytes")
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
-            await error_response(too_large, request_id)(scope, receive, send)
+            await error_response(too_large, request_id)(scope, receive, with_request_id)
             return
         seen = 0
 
@@ -108,13 +114,8 @@ class BodyLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.limit:
-                raise ApiError(E.BODY_TOO_LARGE, too_large.message)
+                raise too_large
             return message
-
-        async def with_request_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
-            await send(message)
 
         await self.app(scope, limited, with_request_id)
 

@@ -10,15 +10,16 @@ from billing.models import ApiKey
 from billing.prices import PriceList
 from billing.settings import DEFAULT_PRICES
 from pixelrelay.db import Database
-from pixelrelay.errors import E, ApiError
+from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import common_pb2
 
 BASIC_1K = common_pb2.PriceItem(model="gpt-image-2", resolution="1k", n=1)
 
 
 def stable(quality: str, n: int = 1, resolution: str = "1k") -> common_pb2.PriceItem:
-    return common_pb2.PriceItem(model="gpt-image-2-official", resolution=resolution,
-                                quality=quality, n=n)
+    return common_pb2.PriceItem(
+        model="gpt-image-2-official", resolution=resolution, quality=quality, n=n
+    )
 
 
 @pytest.fixture
@@ -90,12 +91,20 @@ def test_operations_are_idempotent_by_task(ledger: Ledger) -> None:
 @pytest.mark.parametrize(
     ("action", "kind"),
     [
-        (lambda l, a: l.reserve(task_id="t", account_id=a, item=stable("high"), expires_at=0),
-         E.HOLD_CONFLICT),
-        (lambda l, a: l.capture(task_id="t", delivered=2), E.INVALID_AMOUNT),
-        (lambda l, a: l.capture(task_id="nope", delivered=1), E.HOLD_NOT_FOUND),
-        (lambda l, a: l.reserve(task_id="u", account_id="acct_missing", item=BASIC_1K,
-                                expires_at=0), E.ACCOUNT_NOT_FOUND),
+        (
+            lambda led, a: led.reserve(
+                task_id="t", account_id=a, item=stable("high"), expires_at=0
+            ),
+            E.HOLD_CONFLICT,
+        ),
+        (lambda led, a: led.capture(task_id="t", delivered=2), E.INVALID_AMOUNT),
+        (lambda led, a: led.capture(task_id="nope", delivered=1), E.HOLD_NOT_FOUND),
+        (
+            lambda led, a: led.reserve(
+                task_id="u", account_id="acct_missing", item=BASIC_1K, expires_at=0
+            ),
+            E.ACCOUNT_NOT_FOUND,
+        ),
     ],
 )
 def test_bad_operations_write_nothing(ledger: Ledger, action, kind) -> None:

@@ -4,7 +4,7 @@ import pytest
 
 from billing.prices import PriceList
 from billing.settings import DEFAULT_PRICES
-from pixelrelay.errors import E, ApiError
+from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import common_pb2
 
 PRICES = PriceList.load(DEFAULT_PRICES)
@@ -24,16 +24,16 @@ PRICES = PriceList.load(DEFAULT_PRICES)
         ("gpt-image-2-official", "4k", "auto", 1, 1467),
     ],
 )
-def test_product_page_prices(model: str, resolution: str, quality: str, n: int,
-                             credits: int) -> None:
+def test_product_page_prices(
+    model: str, resolution: str, quality: str, n: int, credits: int
+) -> None:
     item = common_pb2.PriceItem(model=model, resolution=resolution, quality=quality, n=n)
     assert PRICES.quote(item).credits == credits
 
 
 @pytest.mark.parametrize("quality", ["low", "medium"])
 def test_stable_4k_is_sold_only_at_high(quality: str) -> None:
-    item = common_pb2.PriceItem(model="gpt-image-2-official", resolution="4k", quality=quality,
-                                n=1)
+    item = common_pb2.PriceItem(model="gpt-image-2-official", resolution="4k", quality=quality, n=1)
     with pytest.raises(ApiError) as caught:
         PRICES.quote(item)
     assert caught.value.kind is E.INVALID_PARAMETER

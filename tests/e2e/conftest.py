@@ -1,0 +1,44 @@
+"""One platform for the end-to-end tests: every process started for real on free ports."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pixelrelay.devstack import Stack, StackConfig
+
+
+@dataclass
+class Platform:
+    stack: Stack
+    account_id: str
+    api_key: str
+    http: httpx.AsyncClient
+
+    @property
+    def config(self) -> StackConfig:
+        return self.stack.config
+
+    def auth(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.api_key}"}
+
+
+@pytest.fixture(scope="session")
+def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    yield tmp_path_factory.mktemp("platform")
+
+
+@pytest.fixture(scope="session")
+async def platform(stack_dir: Path) -> AsyncIterator[Platform]:
+    stack = Stack(StackConfig.free_ports(stack_dir, sim_latency_ms=50, dispatchers=1))
+    await stack.start()
+    try:
+        account_id, api_key = await stack.dev_account("e2e")
+        async with httpx.AsyncClient(base_url=stack.config.base_url, timeout=30) as http:
+            yield Platform(stack, account_id, api_key, http)
+    finally:
+        await stack.stop()

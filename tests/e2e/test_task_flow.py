@@ -1,0 +1,315 @@
+"""One task through every real process: gateway → billing → NATS → dispatcher → simulator
+→ storage → S3 → event → billing capture → poll → download."""
+
+from __future__ import annotations
+
+import io
+import uuid
+
+import grpc
+import httpx
+import pytest
+from PIL import Image
+
+from pixelrelay.billing_client import BillingClient
+from pixelrelay.v1 import public_api_pb2, public_api_pb2_grpc
+from tests.e2e.conftest import Platform
+from tests.e2e.helpers import poll_until_done
+from upstream_sim.render import prompt_color
+
+pytestmark = pytest.mark.e2e
+
+SECRET_PROMPT = f"a lighthouse at dawn {uuid.uuid4().hex}"
+
+
+async def balance(platform: Platform, key: str | None = None) -> dict[str, int]:
+    response = await platform.http.get("/api/v1/account", headers=platform.auth(key))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def new_account(platform: Platform, grant: int) -> str:
+    billing = BillingClient(f"127.0.0.1:{platform.config.billing_port}")
+    try:
+        account = await billing.create_account(f"e2e-{uuid.uuid4().hex[:6]}", grant)
+        return (await billing.create_api_key(account.id)).api_key
+    finally:
+        await billing.close()
+
+
+async def test_basic_1k_task_completes_downloads_and_charges_7(platform: Platform) -> None:
+    key = await new_account(platform, 2000)
+    submitted = await platform.http.post(
+        "/api/v1/images/generations",
+        headers=platform.auth(key),
+        json={"model": "gpt-image-2", "prompt": SECRET_PROMPT, "resolution": "1k"},
+    )
+    assert submitted.status_code == 200, submitted.text
+    body = submitted.json()
+    assert set(body) == {"id", "model", "status", "created_at"}
+    assert body["status"] == "processing" and body["model"] == "gpt-image-2"
+    assert body["id"].startswith("task_")
+
+    task = await poll_until_done(platform.http, body["id"], platform.auth(key))
+    assert task["status"] == "completed", task
+    assert task["error"] is None
+    assert task["credits"] == {"reserved": 7, "charged": 7}
+    [url] = task["output"]["image_urls"]
+    assert task["expires_at"] >= task["created_at"] + 7 * 24 * 3600 - 60
+
+    # The URL works without the API key and holds a real PNG of the requested size.
+    async with httpx.AsyncClient() as anonymous:
+        download = await anonymous.get(url)
+    assert download.status_code == 200
+    image = Image.open(io.BytesIO(download.content))
+    assert image.format == "PNG" and image.size == (1024, 1024)
+    assert image.getpixel((2, 2))[:3] == prompt_color(SECRET_PROMPT)
+    assert task["output"]["images"][0]["bytes"] == len(download.content)
+
+    assert await balance(platform, key) == {
+        "account_id": (await balance(platform, key))["account_id"],
+        "balance": 1993,
+        "held": 0,
+    }
+
+
+async def test_image_urls_are_presigned_for_7_days_and_unguessable(platform: Platform) -> None:
+    # moto's S3 server does not verify signatures (MinIO, R2 and AWS do), so this checks
+    # what we control: a SigV4 presigned URL, 7 days long, on a random object key.
+    submitted = await platform.http.post(
+        "/api/v1/images/generations",
+        headers=platform.auth(),
+        json={"model": "gpt-image-2", "prompt": "url signing check"},
+    )
+    task = await poll_until_done(platform.http, submitted.json()["id"], platform.auth())
+    url = httpx.URL(task["output"]["image_urls"][0])
+    assert url.params["X-Amz-Expires"] == str(7 * 24 * 3600)
+    assert len(url.params["X-Amz-Signature"]) == 64
+    assert "X-Amz-Credential" in url.params
+    assert url.path.endswith(f"/tasks/{task['id']}/0.png")
+
+
+async def test_failing_upstream_fails_the_task_and_returns_the_credits(platform: Platform) -> None:
+    key = await new_account(platform, 100)
+    async with httpx.AsyncClient(base_url=platform.config.sim_url) as sim:
+        await sim.put(
+            "/_sim/faults", json=[{"kind": "status", "status": 500, "match": "UPSTREAM-DOWN"}]
+        )
+        try:
+            submitted = await platform.http.post(
+                "/api/v1/images/generations",
+                headers=platform.auth(key),
+                json={"model": "gpt-image-2", "prompt": "UPSTREAM-DOWN please"},
+            )
+            assert submitted.status_code == 200
+            task = await poll_until_done(platform.http, submitted.json()["id"], platform.auth(key))
+        finally:
+            await sim.delete("/_sim/faults")
+    assert task["status"] == "failed"
+    assert task["error"]["code"] == 70001 and task["error"]["type"] == "upstream_failed"
+    assert task["output"] is None
+    assert task["credits"] == {"reserved": 7, "charged": 0}
+    account = await balance(platform, key)
+    assert (account["balance"], account["held"]) == (100, 0)
+
+
+async def test_moderation_rejection_fails_without_charge(platform: Platform) -> None:
+    key = await new_account(platform, 100)
+    async with httpx.AsyncClient(base_url=platform.config.sim_url) as sim:
+        await sim.put(
+            "/_sim/faults",
+            json=[
+                {
+                    "kind": "status",
+                    "status": 400,
+                    "match": "FORBIDDEN-TOPIC",
+                    "type": "image_generation_user_error",
+                    "code": "moderation_blocked",
+                    "message": "Your request was rejected by the safety system.",
+                }
+            ],
+        )
+        try:
+            submitted = await platform.http.post(
+                "/api/v1/images/generations",
+                headers=platform.auth(key),
+                json={"model": "gpt-image-2", "prompt": "FORBIDDEN-TOPIC"},
+            )
+            task = await poll_until_done(platform.http, submitted.json()["id"], platform.auth(key))
+        finally:
+            await sim.delete("/_sim/faults")
+    assert task["status"] == "failed"
+    assert task["error"]["type"] == "upstream_rejected"
+    assert "moderation_blocked" in task["error"]["message"]
+    assert (await balance(platform, key))["balance"] == 100
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status", "code"),
+    [
+        ({}, {"model": "gpt-image-2", "prompt": "x"}, 401, 10001),
+        (
+            {"Authorization": "Bearer pr_live_" + "x" * 32},
+            {"model": "gpt-image-2", "prompt": "x"},
+            401,
+            10002,
+        ),
+        ({"Authorization": "Basic abc"}, {"model": "gpt-image-2", "prompt": "x"}, 401, 10001),
+        (None, {"model": "gpt-image-2"}, 400, 20002),
+        (None, {"prompt": "x"}, 400, 20002),
+        (None, {"model": "gpt-image-2", "prompt": "x", "colour": "red"}, 400, 20004),
+        (None, {"model": "gpt-image-2", "prompt": 5}, 400, 20003),
+        (None, {"model": "gpt-image-3", "prompt": "x"}, 400, 20003),
+        (None, {"model": "gpt-image-2", "prompt": "x", "quality": "high"}, 400, 20005),
+        (None, {"model": "gpt-image-2", "prompt": "x", "resolution": "4k"}, 400, 20003),
+        (None, [1, 2], 400, 20001),
+    ],
+)
+async def test_bad_requests_get_stable_errors_and_queue_nothing(
+    platform: Platform, headers, body, status, code
+) -> None:
+    before = await balance(platform)
+    response = await platform.http.post(
+        "/api/v1/images/generations",
+        json=body,
+        headers=platform.auth() if headers is None else headers,
+    )
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert error["request_id"].startswith("req_")
+    assert response.headers["x-request-id"] == error["request_id"]
+    assert await balance(platform) == before
+
+
+async def test_malformed_json_is_400(platform: Platform) -> None:
+    response = await platform.http.post(
+        "/api/v1/images/generations",
+        content=b'{"model": "gpt-image-2", "prompt": ',
+        headers={**platform.auth(), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == 20001
+
+
+async def test_oversized_body_is_413(platform: Platform) -> None:
+    response = await platform.http.post(
+        "/api/v1/images/generations",
+        headers=platform.auth(),
+        json={"model": "gpt-image-2", "prompt": "x" * (2 * 1024 * 1024)},
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == 20006
+
+
+async def test_insufficient_credits_is_402_and_nothing_is_queued(platform: Platform) -> None:
+    key = await new_account(platform, 6)
+    response = await platform.http.post(
+        "/api/v1/images/generations",
+        headers=platform.auth(key),
+        json={"model": "gpt-image-2", "prompt": "too expensive"},
+    )
+    assert response.status_code == 402
+    assert response.json()["error"]["code"] == 30001
+    listing = await platform.http.get("/api/v1/tasks", headers=platform.auth(key))
+    assert listing.json()["data"] == []
+    assert (await balance(platform, key))["balance"] == 6
+
+
+async def test_unknown_and_foreign_tasks_are_404(platform: Platform) -> None:
+    submitted = await platform.http.post(
+        "/api/v1/images/generations",
+        headers=platform.auth(),
+        json={"model": "gpt-image-2", "prompt": "mine"},
+    )
+    other = await new_account(platform, 10)
+    for task_id, key in (("task_doesnotexist", None), (submitted.json()["id"], other)):
+        response = await platform.http.get(f"/api/v1/tasks/{task_id}", headers=platform.auth(key))
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == 40001
+
+
+async def test_grpc_public_api_is_the_same_api(platform: Platform) -> None:
+    """An internal client over gRPC: same auth, same rules, same tasks as REST."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{platform.config.grpc_port}") as channel:
+        stub = public_api_pb2_grpc.PublicApiStub(channel)
+        meta = (("authorization", f"Bearer {platform.api_key}"),)
+        task = await stub.CreateGeneration(
+            public_api_pb2.CreateGenerationRequest(model="gpt-image-2", prompt="over grpc"),
+            metadata=meta,
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.CreateGeneration(
+                public_api_pb2.CreateGenerationRequest(model="gpt-image-2", prompt="no key")
+            )
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.CreateGeneration(
+                public_api_pb2.CreateGenerationRequest(model="gpt-image-2"), metadata=meta
+            )
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert dict(caught.value.trailing_metadata())["pixelrelay-error-code"] == "20002"
+    done = await poll_until_done(platform.http, task.id, platform.auth())
+    assert done["status"] == "completed"
+
+
+async def test_list_tasks_newest_first_with_cursor(platform: Platform) -> None:
+    key = await new_account(platform, 100)
+    ids = []
+    for i in range(3):
+        response = await platform.http.post(
+            "/api/v1/images/generations",
+            headers=platform.auth(key),
+            json={"model": "gpt-image-2", "prompt": f"list {i}"},
+        )
+        ids.append(response.json()["id"])
+    first = (await platform.http.get("/api/v1/tasks?limit=2", headers=platform.auth(key))).json()
+    assert [t["id"] for t in first["data"]] == ids[::-1][:2]
+    second = (
+        await platform.http.get(
+            f"/api/v1/tasks?limit=2&cursor={first['next_cursor']}", headers=platform.auth(key)
+        )
+    ).json()
+    assert [t["id"] for t in second["data"]] == ids[:1]
+    assert second["next_cursor"] is None
+
+
+async def test_estimate_prices_without_submitting(platform: Platform) -> None:
+    before = await balance(platform)
+    response = await platform.http.post(
+        "/api/v1/images/estimate",
+        headers=platform.auth(),
+        json={"model": "gpt-image-2-official", "prompt": "x", "quality": "high", "n": 4},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["credits"] == 744
+    assert await balance(platform) == before
+
+
+async def test_task_state_survives_a_gateway_restart(platform: Platform) -> None:
+    submitted = await platform.http.post(
+        "/api/v1/images/generations",
+        headers=platform.auth(),
+        json={"model": "gpt-image-2", "prompt": "before restart"},
+    )
+    task = await poll_until_done(platform.http, submitted.json()["id"], platform.auth())
+    await platform.stack.restart("gateway")
+    await platform.stack.wait_ready("gateway")
+    again = await platform.http.get(f"/api/v1/tasks/{task['id']}", headers=platform.auth())
+    assert again.status_code == 200
+    assert again.json()["status"] == "completed"
+    assert again.json()["output"] == task["output"]
+
+
+async def test_zz_ledger_balances_and_logs_hold_no_secrets(platform: Platform) -> None:
+    """Runs last in this module: after everything above, the books and the logs are clean."""
+    billing = BillingClient(f"127.0.0.1:{platform.config.billing_port}")
+    try:
+        check = await billing.check_ledger()
+    finally:
+        await billing.close()
+    assert check.ok, list(check.problems)
+    for log_file in platform.stack.logs.glob("*.log"):
+        text = log_file.read_text(errors="replace")
+        assert SECRET_PROMPT not in text, log_file
+        assert platform.api_key not in text, log_file
