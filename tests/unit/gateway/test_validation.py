@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+import pytest
+
+from gateway.sizes import PIXELS, RATIOS, ratio_from_prompt
+from gateway.validation import resolve
+from pixelrelay.errors import ApiError, E
+from pixelrelay.v1 import public_api_pb2
+
+
+def req(**fields: object) -> public_api_pb2.CreateGenerationRequest:
+    fields.setdefault("prompt", "a cat")
+    return public_api_pb2.CreateGenerationRequest(**fields)  # type: ignore[arg-type]
+
+
+def error_of(**fields: object) -> ApiError:
+    with pytest.raises(ApiError) as caught:
+        resolve(req(**fields))
+    return caught.value
+
+
+def test_basic_defaults() -> None:
+    spec, prompt = resolve(req(model="gpt-image-2"))
+    assert (spec.size, spec.resolution, spec.width, spec.height, spec.n) == (
+        "1:1",
+        "1k",
+        1024,
+        1024,
+        1,
+    )
+    assert (spec.quality, spec.output_format) == ("", "png")
+    assert prompt == "a cat"
+
+
+def test_stable_defaults() -> None:
+    spec, _ = resolve(req(model="gpt-image-2-official"))
+    assert (spec.quality, spec.background, spec.moderation, spec.output_format) == (
+        "auto",
+        "auto",
+        "auto",
+        "png",
+    )
+    assert not spec.HasField("output_compression")
+
+
+@pytest.mark.parametrize(("ratio", "resolution"), sorted(PIXELS))
+def test_every_table_entry_resolves(ratio: str, resolution: str) -> None:
+    spec, _ = resolve(req(model="gpt-image-2", size=ratio, resolution=resolution))
+    assert (spec.width, spec.height) == PIXELS[(ratio, resolution)]
+
+
+def test_the_table_has_13_ratios_and_4k_only_for_wide_ones() -> None:
+    assert len(RATIOS) == 13
+    assert {r for (r, res) in PIXELS if res == "4k"} == {
+        "16:9",
+        "9:16",
+        "2:1",
+        "1:2",
+        "21:9",
+        "9:21",
+    }
+
+
+@pytest.mark.parametrize(
+    ("prompt", "ratio"),
+    [
+        ("a banner for my shop", "21:9"),
+        ("portrait of a dog", "2:3"),
+        ("mountains, landscape", "3:2"),
+        ("city at night in 16:9", "16:9"),
+        ("a cat", None),
+        ("ratio 7:3 is not ours", None),
+    ],
+)
+def test_auto_size_reads_the_prompt(prompt: str, ratio: str | None) -> None:
+    assert ratio_from_prompt(prompt) == ratio
+    spec, _ = resolve(req(model="gpt-image-2", size="auto", prompt=prompt))
+    assert spec.size == (ratio or "1:1")
+
+
+def test_explicit_size_on_stable_gets_its_tier() -> None:
+    spec, _ = resolve(req(model="gpt-image-2-official", size="2048x2048", quality="low"))
+    assert (spec.width, spec.height, spec.resolution) == (2048, 2048, "2k")
+
+
+@pytest.mark.parametrize(
+    ("fields", "kind", "param"),
+    [
+        ({"model": ""}, E.MISSING_PARAMETER, "model"),
+        ({"model": "dall-e-3"}, E.INVALID_PARAMETER, "model"),
+        ({"model": "gpt-image-2", "prompt": ""}, E.MISSING_PARAMETER, "prompt"),
+        ({"model": "gpt-image-2", "prompt": "   "}, E.MISSING_PARAMETER, "prompt"),
+        ({"model": "gpt-image-2", "prompt": "x" * 4001}, E.INVALID_PARAMETER, "prompt"),
+        ({"model": "gpt-image-2", "n": 2}, E.UNSUPPORTED_PARAMETER, "n"),
+        ({"model": "gpt-image-2-official", "n": 5}, E.INVALID_PARAMETER, "n"),
+        ({"model": "gpt-image-2-official", "n": 0}, E.INVALID_PARAMETER, "n"),
+        ({"model": "gpt-image-2", "quality": "low"}, E.UNSUPPORTED_PARAMETER, "quality"),
+        ({"model": "gpt-image-2", "background": "opaque"}, E.UNSUPPORTED_PARAMETER, "background"),
+        (
+            {"model": "gpt-image-2", "output_format": "png"},
+            E.UNSUPPORTED_PARAMETER,
+            "output_format",
+        ),
+        ({"model": "gpt-image-2", "size": "1024x1024"}, E.UNSUPPORTED_PARAMETER, "size"),
+        ({"model": "gpt-image-2", "size": "7:3"}, E.INVALID_PARAMETER, "size"),
+        ({"model": "gpt-image-2", "resolution": "8k"}, E.INVALID_PARAMETER, "resolution"),
+        (
+            {"model": "gpt-image-2", "size": "1:1", "resolution": "4k"},
+            E.INVALID_PARAMETER,
+            "resolution",
+        ),
+        ({"model": "gpt-image-2-official", "size": "1000x1000"}, E.INVALID_PARAMETER, "size"),
+        ({"model": "gpt-image-2-official", "size": "4096x1024"}, E.INVALID_PARAMETER, "size"),
+        ({"model": "gpt-image-2-official", "size": "3840x1024"}, E.INVALID_PARAMETER, "size"),
+        ({"model": "gpt-image-2-official", "size": "512x512"}, E.INVALID_PARAMETER, "size"),
+        (
+            {"model": "gpt-image-2-official", "size": "1024x1024", "resolution": "2k"},
+            E.INVALID_PARAMETER,
+            "resolution",
+        ),
+        (
+            {"model": "gpt-image-2-official", "background": "transparent", "output_format": "jpeg"},
+            E.INVALID_PARAMETER,
+            "background",
+        ),
+        (
+            {"model": "gpt-image-2-official", "output_compression": 50},
+            E.INVALID_PARAMETER,
+            "output_compression",
+        ),
+        (
+            {"model": "gpt-image-2-official", "output_format": "webp", "output_compression": 101},
+            E.INVALID_PARAMETER,
+            "output_compression",
+        ),
+        ({"model": "gpt-image-2-official", "quality": "best"}, E.INVALID_PARAMETER, "quality"),
+        (
+            {
+                "model": "gpt-image-2-official",
+                "size": "16:9",
+                "resolution": "4k",
+                "quality": "medium",
+            },
+            E.INVALID_PARAMETER,
+            "quality",
+        ),
+        (
+            {"model": "gpt-image-2-official", "image_urls": ["https://example.com/a.png"]},
+            E.UNSUPPORTED_PARAMETER,
+            "image_urls",
+        ),
+    ],
+)
+def test_invalid_requests_name_the_field(
+    fields: dict[str, object], kind: object, param: str
+) -> None:
+    err = error_of(**fields)
+    assert err.kind is kind
+    assert err.param == param
+
+
+def test_basic_channel_errors_name_the_stable_variant() -> None:
+    assert "gpt-image-2-official" in error_of(model="gpt-image-2", quality="high").message
