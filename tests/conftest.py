@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -39,11 +40,9 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
     if request.param == "postgres":
         if not POSTGRES_URL:
             pytest.skip("PIXELRELAY_TEST_POSTGRES_URL is not set")
-        gen = _postgres_database()
-        db = next(gen)
-        SQLModel.metadata.create_all(db.engine)
-        yield db
-        gen.close()
+        with contextlib.contextmanager(_postgres_database)() as db:
+            SQLModel.metadata.create_all(db.engine)
+            yield db
     else:
         db = Database(f"sqlite:///{tmp_path / 'test.db'}")
         db.create_all()

@@ -183,7 +183,9 @@ class E:
     )
 
 
-CATALOG: dict[int, ErrorKind] = {k.code: k for k in vars(E).values() if isinstance(k, ErrorKind)}
+CATALOG: dict[int, ErrorKind] = {
+    kind.code: kind for kind in vars(E).values() if isinstance(kind, ErrorKind)
+}
 
 _CODE_KEY = "pixelrelay-error-code"
 _PARAM_KEY = "pixelrelay-error-param"

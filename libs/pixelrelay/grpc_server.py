@@ -25,7 +25,7 @@ CHANNEL_OPTIONS = [
 ]
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
+class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Turns ApiError into a status + metadata, anything else into a logged INTERNAL."""
 
     async def intercept_service(
@@ -69,9 +69,9 @@ def _guard(method: str, inner: Any) -> Any:
         except Exception:
             code = "INTERNAL"
             log.exception("unhandled error in %s", method)
-            err = ApiError(E.INTERNAL)
+            bug = ApiError(E.INTERNAL)
             await context.abort(
-                grpc.StatusCode.INTERNAL, err.message, trailing_metadata=error_metadata(err)
+                grpc.StatusCode.INTERNAL, bug.message, trailing_metadata=error_metadata(bug)
             )
         finally:
             RPC_LATENCY.labels(method, code).observe(time.perf_counter() - started)

@@ -143,7 +143,7 @@ class PublicApi:
                 param="status",
             )
         records, next_cursor = await self.db.run(
-            self.store.list,
+            self.store.page,
             account_id=principal.account_id,
             limit=limit,
             cursor=request.cursor,

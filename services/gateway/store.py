@@ -123,7 +123,7 @@ class TaskStore:
             s.expunge(record)
             return record
 
-    def list(
+    def page(
         self, *, account_id: str, limit: int, cursor: str = "", status: str = ""
     ) -> tuple[list[TaskRecord], str]:
         query = select(TaskRecord).where(TaskRecord.account_id == account_id)

@@ -78,8 +78,9 @@ def resolve(req: public_api_pb2.CreateGenerationRequest) -> tuple[common_pb2.Ima
     stable = model == STABLE
 
     if not stable:
+        present = {field.name for field, _value in req.ListFields()}
         for field in STABLE_ONLY:
-            if req.HasField(field):
+            if field in present:
                 raise ApiError(
                     E.UNSUPPORTED_PARAMETER,
                     f"{field} is not accepted by {BASIC}; use {STABLE}",

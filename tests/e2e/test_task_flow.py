@@ -25,7 +25,7 @@ SECRET_PROMPT = f"a lighthouse at dawn {uuid.uuid4().hex}"
 async def balance(platform: Platform, key: str | None = None) -> dict[str, int]:
     response = await platform.http.get("/api/v1/account", headers=platform.auth(key))
     assert response.status_code == 200, response.text
-    return response.json()
+    return dict(response.json())
 
 
 async def new_account(platform: Platform, grant: int) -> str:
@@ -63,7 +63,7 @@ async def test_basic_1k_task_completes_downloads_and_charges_7(platform: Platfor
     assert download.status_code == 200
     image = Image.open(io.BytesIO(download.content))
     assert image.format == "PNG" and image.size == (1024, 1024)
-    assert image.getpixel((2, 2))[:3] == prompt_color(SECRET_PROMPT)
+    assert image.convert("RGB").getpixel((2, 2)) == prompt_color(SECRET_PROMPT)
     assert task["output"]["images"][0]["bytes"] == len(download.content)
 
     assert await balance(platform, key) == {

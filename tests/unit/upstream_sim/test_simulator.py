@@ -67,7 +67,7 @@ async def test_transparent_png_has_alpha(sim: httpx.AsyncClient) -> None:
         },
     )
     image = decode(response.json()["data"][0]["b64_json"])
-    assert image.mode == "RGBA" and image.getpixel((0, 0))[3] == 0
+    assert image.mode == "RGBA" and image.getchannel("A").getpixel((0, 0)) == 0
 
 
 def test_rendering_is_deterministic() -> None:
