@@ -167,6 +167,13 @@ class E:
         grpc.StatusCode.UNAVAILABLE,
         "The images could not be stored; credits were released.",
     )
+    TASK_EXPIRED = ErrorKind(
+        70005,
+        "task_expired",
+        504,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        "The task was not finished before its deadline; credits were released.",
+    )
     INTERNAL = ErrorKind(
         90001,
         "internal_error",

@@ -9,6 +9,8 @@ from billing.ledger import Ledger
 from billing.prices import PriceList
 from billing.servicer import BillingServicer
 from billing.settings import BillingSettings
+from billing.sweeper import run_sweeper
+from pixelrelay import bus
 from pixelrelay.db import Database
 from pixelrelay.grpc_server import start_grpc_server
 from pixelrelay.lifecycle import run_until_signalled
@@ -29,6 +31,10 @@ async def run(settings: BillingSettings, stop: asyncio.Event) -> None:
         lambda s: billing_pb2_grpc.add_BillingServicer_to_server(servicer, s),
         [billing_pb2.DESCRIPTOR.services_by_name["Billing"].full_name],
     )
+    nc = await bus.connect(settings.nats_url, "billing")
+    js = nc.jetstream()
+    await bus.ensure_streams(js)
+    sweeper = asyncio.create_task(run_sweeper(ledger, db, js, stop, settings.sweep_interval))
     metrics_port = start_metrics_server(settings.metrics_port)
     log.info(
         "billing ready",
@@ -42,6 +48,8 @@ async def run(settings: BillingSettings, stop: asyncio.Event) -> None:
         await stop.wait()
     finally:
         await server.stop(settings.shutdown_grace)
+        await sweeper
+        await nc.drain()
         db.close()
 
 

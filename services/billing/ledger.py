@@ -224,6 +224,17 @@ class Ledger:
             s.expunge(hold)
             return hold
 
+    def expired_holds(self, *, now: int, limit: int = 500) -> list[str]:
+        """Task ids of pending holds past their deadline, oldest first."""
+        with Session(self.engine) as s:
+            query = (
+                select(Hold.task_id)
+                .where(Hold.state == HoldState.PENDING, col(Hold.expires_at) < now)
+                .order_by(col(Hold.expires_at))
+                .limit(limit)
+            )
+            return list(s.exec(query))
+
     def _charge(self, hold: Hold, delivered: int, quality: str) -> int:
         if delivered < 0 or delivered > hold.units:
             raise ApiError(

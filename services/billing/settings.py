@@ -13,3 +13,5 @@ class BillingSettings(ServiceSettings):
     # Credits granted to every new account (2,000 credits = $2).
     signup_grant: int = 2000
     prices_file: Path = DEFAULT_PRICES
+    # How often pending holds past their deadline are released.
+    sweep_interval: float = 30.0

@@ -34,7 +34,10 @@ def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 async def platform(stack_dir: Path) -> AsyncIterator[Platform]:
-    stack = Stack(StackConfig.free_ports(stack_dir, sim_latency_ms=50, dispatchers=1))
+    config = StackConfig.free_ports(
+        stack_dir, sim_latency_ms=50, extra_env={"SWEEP_INTERVAL": "0.5"}
+    )
+    stack = Stack(config)
     await stack.start()
     try:
         account_id, api_key = await stack.dev_account("e2e")

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import time
 import uuid
 
 import grpc
@@ -12,7 +14,7 @@ import pytest
 from PIL import Image
 
 from pixelrelay.billing_client import BillingClient
-from pixelrelay.v1 import public_api_pb2, public_api_pb2_grpc
+from pixelrelay.v1 import common_pb2, public_api_pb2, public_api_pb2_grpc
 from tests.e2e.conftest import Platform
 from tests.e2e.helpers import poll_until_done
 from upstream_sim.render import prompt_color
@@ -299,6 +301,30 @@ async def test_task_state_survives_a_gateway_restart(platform: Platform) -> None
     assert again.status_code == 200
     assert again.json()["status"] == "completed"
     assert again.json()["output"] == task["output"]
+
+
+async def test_holds_past_their_deadline_are_released(platform: Platform) -> None:
+    """A submit that died between reserve and publish: the sweeper gives the credits back."""
+    key = await new_account(platform, 50)
+    billing = BillingClient(f"127.0.0.1:{platform.config.billing_port}")
+    try:
+        principal = await billing.authenticate(key)
+        await billing.reserve(
+            task_id=f"task_orphan{uuid.uuid4().hex}",
+            account_id=principal.account_id,
+            item=common_pb2.PriceItem(model="gpt-image-2", resolution="2k", n=1),
+            expires_at=int(time.time()) - 1,
+        )
+        deadline = time.monotonic() + 10
+        while (await balance(platform, key))["held"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+    finally:
+        await billing.close()
+    assert await balance(platform, key) == {
+        "account_id": principal.account_id,
+        "balance": 50,
+        "held": 0,
+    }
 
 
 async def test_zz_ledger_balances_and_logs_hold_no_secrets(platform: Platform) -> None:

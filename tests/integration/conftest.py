@@ -48,7 +48,7 @@ async def simulator() -> AsyncIterator[Simulator]:
         )
     )
     task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+    while not server.started:
         await asyncio.sleep(0.01)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as control:
         yield Simulator(f"http://127.0.0.1:{port}/v1", control)
