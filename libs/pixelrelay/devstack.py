@@ -10,11 +10,11 @@ Configuration (environment):
     PIXELRELAY_GRPC_PORT         50050          public gRPC API
     PIXELRELAY_BILLING_PORT      50051
     PIXELRELAY_STORAGE_PORT      50052
-    PIXELRELAY_DISPATCHER_PORT   50053          (health only)
+    PIXELRELAY_DISPATCHER_PORT   50053          (health only; dispatcher i: +i)
     PIXELRELAY_NATS_PORT         4333
     PIXELRELAY_S3_PORT           9000           moto's S3 server (unless S3_ENDPOINT is set)
     PIXELRELAY_SIM_PORT          8090           upstream simulator
-    PIXELRELAY_METRICS_PORT      9100           gateway; billing, storage, dispatcher: +1, +2, +3
+    PIXELRELAY_METRICS_PORT      9100           gateway; billing +1, storage +2, dispatcher i +3+i
     PIXELRELAY_SIM_LATENCY_MS    800            simulated generation time
     PIXELRELAY_DEV_API_KEY       (generated)    the dev account's key: pr_live_ + 32 letters/digits
     DATABASE_URL                 sqlite files   one database for billing and gateway
@@ -28,6 +28,7 @@ import contextlib
 import functools
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -99,21 +100,22 @@ class StackConfig:
         )
 
     @classmethod
-    def free_ports(cls, data_dir: Path, **overrides: object) -> StackConfig:
+    def free_ports(cls, data_dir: Path, dispatchers: int = 1, **overrides: object) -> StackConfig:
         """Every port picked free: for tests and benchmarks beside a running `make run`."""
-        names = (
-            "http_port",
-            "grpc_port",
-            "billing_port",
-            "storage_port",
-            "dispatcher_port",
-            "nats_port",
-            "s3_port",
-            "sim_port",
-            "metrics_port",
+        http, grpc_, billing, storage, nats, s3, sim = _free_ports(7)
+        config = cls(
+            data_dir=data_dir,
+            http_port=http,
+            grpc_port=grpc_,
+            billing_port=billing,
+            storage_port=storage,
+            nats_port=nats,
+            s3_port=s3,
+            sim_port=sim,
+            dispatcher_port=_free_block(dispatchers),
+            metrics_port=_free_block(3 + dispatchers),
+            dispatchers=dispatchers,
         )
-        ports = _free_ports(len(names) + 3)
-        config = cls(data_dir=data_dir, **dict(zip(names, ports, strict=False)))  # type: ignore[arg-type]
         for key, value in overrides.items():
             setattr(config, key, value)
         return config
@@ -129,6 +131,36 @@ class StackConfig:
     @property
     def nats_url(self) -> str:
         return f"nats://127.0.0.1:{self.nats_port}"
+
+    def service_ports(self) -> dict[str, tuple[int, int]]:
+        """(gRPC port, metrics port) of every service process."""
+        ports = {
+            "gateway": (self.grpc_port, self.metrics_port),
+            "billing": (self.billing_port, self.metrics_port + 1),
+            "storage": (self.storage_port, self.metrics_port + 2),
+        }
+        for i in range(self.dispatchers):
+            name = "dispatcher" if i == 0 else f"dispatcher-{i}"
+            ports[name] = (self.dispatcher_port + i, self.metrics_port + 3 + i)
+        return ports
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_block(count: int) -> int:
+    """The first of ``count`` consecutive free ports."""
+    for _ in range(200):
+        first = random.randint(20_000, 60_000)
+        if all(_bindable(first + i) for i in range(count)):
+            return first
+    raise RuntimeError(f"no {count} consecutive free ports")
 
 
 def _free_ports(count: int) -> list[int]:
@@ -258,13 +290,13 @@ class Stack:
         await self._wait_all()
         for i in range(c.dispatchers):
             name = "dispatcher" if i == 0 else f"dispatcher-{i}"
-            port = c.dispatcher_port + i * 7
+            port = c.dispatcher_port + i
             self._spawn(
                 name,
                 self._python("dispatcher"),
                 functools.partial(_wait_grpc, port, name),
                 {
-                    **self._service_env(3 + i * 10),
+                    **self._service_env(3 + i),
                     "GRPC_PORT": str(port),
                     "UPSTREAM_BASE_URLS": f"{c.sim_url}/v1",
                     "WORKER_NAME": name,
@@ -301,13 +333,14 @@ class Stack:
     def child(self, name: str) -> Child:
         return next(c for c in self.children if c.name == name)
 
-    async def restart(self, name: str) -> None:
-        """SIGTERM one child and start it again with the same command (tests use it)."""
+    async def restart(self, name: str) -> int:
+        """SIGTERM one child, start it again with the same command; returns its exit code."""
         old = self.child(name)
         old.process.send_signal(signal.SIGTERM)
-        await _wait_exit(old, 15.0)
+        await _wait_exit(old, 30.0)
         self.children.remove(old)
         self._spawn(name, old.argv, old.ready, old.env)
+        return int(old.process.returncode)
 
     def kill(self, name: str) -> None:
         """SIGKILL one child: a crash, not a shutdown."""

@@ -6,11 +6,20 @@ import logging
 import time
 from dataclasses import dataclass
 
+from prometheus_client import Histogram
+
 from dispatcher.errors import UpstreamError
 from dispatcher.upstream import Generation, OpenAIImagesChannel
 from pixelrelay.v1 import common_pb2
 
 log = logging.getLogger(__name__)
+
+UPSTREAM_CALLS = Histogram(
+    "pixelrelay_upstream_seconds",
+    "Upstream call time",
+    ["channel", "outcome"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300),
+)
 
 
 @dataclass(frozen=True)
@@ -43,27 +52,30 @@ class Router:
             try:
                 result = await channel.generate(prompt, spec)
             except UpstreamError as err:
-                elapsed = int((time.perf_counter() - started) * 1000)
-                attempts.append(Attempt(channel.name, type(err).__name__, elapsed))
+                attempts.append(self._record(channel.name, type(err).__name__, started))
                 log.warning(
                     "upstream attempt failed",
                     extra={
                         "task_id": task_id,
                         "channel": channel.name,
                         "error": type(err).__name__,
-                        "latency_ms": elapsed,
+                        "latency_ms": attempts[-1].latency_ms,
                     },
                 )
                 last = err
                 if not err.failover:
                     break
                 continue
-            attempts.append(
-                Attempt(channel.name, "ok", int((time.perf_counter() - started) * 1000))
-            )
+            attempts.append(self._record(channel.name, "ok", started))
             return result, attempts
         assert last is not None
         raise AllChannelsFailed(last, attempts)
+
+    @staticmethod
+    def _record(channel: str, outcome: str, started: float) -> Attempt:
+        elapsed = time.perf_counter() - started
+        UPSTREAM_CALLS.labels(channel, outcome).observe(elapsed)
+        return Attempt(channel, outcome, int(elapsed * 1000))
 
     async def close(self) -> None:
         for channel in self.channels:

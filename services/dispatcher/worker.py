@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 import grpc
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from prometheus_client import Counter
 
 from dispatcher.router import AllChannelsFailed, Router
 from dispatcher.upstream import Generation
@@ -25,6 +26,8 @@ from pixelrelay.errors import E, ErrorKind
 from pixelrelay.v1 import events_pb2, jobs_pb2, storage_pb2, storage_pb2_grpc
 
 log = logging.getLogger(__name__)
+
+JOBS = Counter("pixelrelay_jobs_total", "Jobs handled, by outcome", ["outcome"])
 
 CHUNK_BYTES = 1024 * 1024
 
@@ -58,26 +61,33 @@ class JobHandler:
             ),
         )
         async with heartbeat(msg, self.heartbeat_every):
-            started = time.perf_counter()
-            try:
-                result, _attempts = await self.router.generate(job.task_id, job.prompt, job.spec)
-            except AllChannelsFailed as failure:
-                await self._fail(job.task_id, failure.last.kind, failure.last.message)
-                await msg.ack()
-                return
-            upstream_ms = int((time.perf_counter() - started) * 1000)
-            try:
-                await self._store(job.task_id, result, upstream_ms)
-            except grpc.aio.AioRpcError as exc:
-                if delivery < self.max_deliver:
-                    log.warning(
-                        "storage unavailable; job will be retried",
-                        extra={"task_id": job.task_id, "grpc": exc.code().name},
-                    )
-                    await msg.nak(delay=2.0)
-                    return
-                await self._fail(job.task_id, E.STORAGE_FAILED, E.STORAGE_FAILED.description)
-        await msg.ack()
+            outcome = await self._run(job, delivery)
+        JOBS.labels(outcome).inc()
+        if outcome == "retry":
+            await msg.nak(delay=2.0)
+        else:
+            await msg.ack()
+
+    async def _run(self, job: jobs_pb2.GenerationJob, delivery: int) -> str:
+        """Do the job; returns "completed", "failed" (settled, announced) or "retry"."""
+        started = time.perf_counter()
+        try:
+            result, _attempts = await self.router.generate(job.task_id, job.prompt, job.spec)
+        except AllChannelsFailed as failure:
+            await self._fail(job.task_id, failure.last.kind, failure.last.message)
+            return "failed"
+        upstream_ms = int((time.perf_counter() - started) * 1000)
+        try:
+            await self._store(job.task_id, result, upstream_ms)
+        except grpc.aio.AioRpcError as exc:
+            if delivery < self.max_deliver:
+                log.warning(
+                    "storage unavailable; job will be retried",
+                    extra={"task_id": job.task_id, "grpc": exc.code().name},
+                )
+                return "retry"
+            await self._fail(job.task_id, E.STORAGE_FAILED, E.STORAGE_FAILED.description)
+            return "failed"
         log.info(
             "job done",
             extra={
@@ -86,6 +96,7 @@ class JobHandler:
                 "images": len(result.images),
             },
         )
+        return "completed"
 
     async def _store(self, task_id: str, result: Generation, upstream_ms: int) -> None:
         header = storage_pb2.StoreHeader(

@@ -6,6 +6,7 @@ import logging
 import time
 
 from nats.js import JetStreamContext
+from prometheus_client import Counter
 
 from gateway.store import TaskRecord, TaskStore, now_ms, spec_to_json
 from gateway.validation import price_item, resolve
@@ -17,6 +18,8 @@ from pixelrelay.ids import new_id
 from pixelrelay.v1 import billing_pb2, jobs_pb2, public_api_pb2
 
 log = logging.getLogger(__name__)
+
+TASKS_ACCEPTED = Counter("pixelrelay_tasks_accepted_total", "Tasks queued", ["model"])
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
@@ -90,6 +93,7 @@ class PublicApi:
             if isinstance(exc, ApiError):
                 raise
             raise ApiError(E.UNAVAILABLE) from exc
+        TASKS_ACCEPTED.labels(spec.model).inc()
         log.info(
             "task accepted", extra={"task_id": task_id, "model": spec.model, "credits": hold.amount}
         )

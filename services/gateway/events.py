@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from nats.aio.msg import Msg
+from prometheus_client import Counter
 
 from gateway.store import TaskStore
 from pixelrelay.billing_client import BillingClient
@@ -20,6 +21,9 @@ from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import events_pb2
 
 log = logging.getLogger(__name__)
+
+TASKS_FINISHED = Counter("pixelrelay_tasks_finished_total", "Tasks settled", ["status"])
+CREDITS_CHARGED = Counter("pixelrelay_credits_charged_total", "Credits captured")
 
 
 class TaskEventHandler:
@@ -62,6 +66,8 @@ class TaskEventHandler:
         await self.db.run(
             self.store.mark_completed, event.task_id, list(done.images), hold.captured, event.at_ms
         )
+        TASKS_FINISHED.labels("completed").inc()
+        CREDITS_CHARGED.inc(hold.captured)
         log.info("task completed", extra={"task_id": event.task_id, "charged": hold.captured})
 
     async def _failed(self, event: events_pb2.TaskEvent) -> None:
@@ -80,4 +86,5 @@ class TaskEventHandler:
             failed.message,
             event.at_ms,
         )
+        TASKS_FINISHED.labels("failed").inc()
         log.info("task failed", extra={"task_id": event.task_id, "error": failed.type})

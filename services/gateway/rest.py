@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Annotated, Any
 
 import orjson
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from prometheus_client import Counter, Histogram
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,9 +27,20 @@ from gateway.schemas import (
 )
 from pixelrelay.errors import ApiError, E
 from pixelrelay.ids import random_token
+from pixelrelay.metrics import FAST_BUCKETS
 from pixelrelay.v1 import public_api_pb2
 
 log = logging.getLogger(__name__)
+
+HTTP_REQUESTS = Counter(
+    "pixelrelay_http_requests_total", "REST requests", ["method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "pixelrelay_http_request_seconds",
+    "REST handling time",
+    ["method", "route"],
+    buckets=FAST_BUCKETS,
+)
 
 Authorization = Annotated[str | None, Header(description="Bearer <api key>")]
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -82,9 +95,9 @@ def _validation_error(exc: RequestValidationError) -> ApiError:
     )
 
 
-class BodyLimit:
-    """Gives every request an id (``x-request-id``) and answers 413 before a body larger
-    than ``limit`` bytes is read into memory."""
+class RequestContext:
+    """Per request: an id (``x-request-id``), a body limit (413 before a larger body is
+    read into memory), and the HTTP metrics."""
 
     def __init__(self, app: ASGIApp, limit: int):
         self.app = app
@@ -97,8 +110,13 @@ class BodyLimit:
         request_id = f"req_{random_token(16)}"
         scope.setdefault("state", {})["request_id"] = request_id
 
+        started = time.perf_counter()
+        status = 500
+
         async def with_request_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
             await send(message)
 
@@ -117,7 +135,13 @@ class BodyLimit:
                 raise too_large
             return message
 
-        await self.app(scope, limited, with_request_id)
+        try:
+            await self.app(scope, limited, with_request_id)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            HTTP_REQUESTS.labels(scope["method"], path, str(status)).inc()
+            HTTP_LATENCY.labels(scope["method"], path).observe(time.perf_counter() - started)
 
 
 def create_app(api: PublicApi) -> FastAPI:
@@ -140,7 +164,7 @@ def create_app(api: PublicApi) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> Response:
-        if isinstance(exc.__cause__, ApiError):  # e.g. BodyLimit, raised while reading
+        if isinstance(exc.__cause__, ApiError):  # e.g. the body limit, raised while reading
             return error_response(exc.__cause__, _request_id(request))
         kind = {400: E.INVALID_JSON, 404: E.NOT_FOUND, 405: E.METHOD_NOT_ALLOWED}.get(
             exc.status_code, E.INTERNAL
@@ -234,4 +258,4 @@ def create_app(api: PublicApi) -> FastAPI:
 
 
 def asgi_app(api: PublicApi, *, max_body_bytes: int) -> ASGIApp:
-    return BodyLimit(create_app(api), max_body_bytes)
+    return RequestContext(create_app(api), max_body_bytes)

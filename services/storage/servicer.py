@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 from nats.js import JetStreamContext
+from prometheus_client import Counter
 
 from pixelrelay.bus import publish_event
 from pixelrelay.errors import ApiError, E
@@ -16,6 +17,9 @@ from pixelrelay.v1 import common_pb2, events_pb2, storage_pb2, storage_pb2_grpc
 from storage.blobstore import BlobStore
 
 log = logging.getLogger(__name__)
+
+STORED_IMAGES = Counter("pixelrelay_stored_images_total", "Images written", ["format"])
+STORED_BYTES = Counter("pixelrelay_stored_bytes_total", "Bytes written to object storage")
 
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
@@ -65,6 +69,8 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
     ) -> common_pb2.StoredImage:
         key = object_key(task_id, meta.index, meta.format)
         await self.blobs.put(key, data, CONTENT_TYPES[meta.format])
+        STORED_IMAGES.labels(meta.format).inc()
+        STORED_BYTES.inc(len(data))
         url, expires_at = self.blobs.presign(key)
         return common_pb2.StoredImage(
             index=meta.index,

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from pixelrelay.billing_client import BillingClient
+from pixelrelay.grpc_server import check_health
 from pixelrelay.v1 import common_pb2, public_api_pb2, public_api_pb2_grpc
 from tests.e2e.conftest import Platform
 from tests.e2e.helpers import poll_until_done
@@ -325,6 +326,43 @@ async def test_holds_past_their_deadline_are_released(platform: Platform) -> Non
         "balance": 50,
         "held": 0,
     }
+
+
+async def test_every_service_has_health_and_metrics(platform: Platform) -> None:
+    async with httpx.AsyncClient() as scraper:
+        for name, (grpc_port, metrics_port) in platform.config.service_ports().items():
+            assert await check_health(f"127.0.0.1:{grpc_port}"), name
+            metrics = await scraper.get(f"http://127.0.0.1:{metrics_port}/metrics")
+            assert metrics.status_code == 200, name
+            assert "pixelrelay_" in metrics.text, name
+
+
+async def test_sigterm_lets_the_dispatcher_finish_its_job(platform: Platform) -> None:
+    async with httpx.AsyncClient(base_url=platform.config.sim_url) as sim:
+        await sim.put("/_sim/faults", json=[{"kind": "latency", "seconds": 2, "match": "SLOW"}])
+        try:
+            submitted = await platform.http.post(
+                "/api/v1/images/generations",
+                headers=platform.auth(),
+                json={"model": "gpt-image-2", "prompt": "SLOW job"},
+            )
+            task_id = submitted.json()["id"]
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # until the dispatcher has picked it up
+                task = (
+                    await platform.http.get(f"/api/v1/tasks/{task_id}", headers=platform.auth())
+                ).json()
+                if task["timings"]["queued_ms"] is not None:
+                    break
+                await asyncio.sleep(0.05)
+            assert await platform.stack.restart("dispatcher") == 0
+        finally:
+            await sim.delete("/_sim/faults")
+    # Done by the old process inside its grace period: a redelivery would wait for AckWait.
+    task = await poll_until_done(platform.http, task_id, platform.auth(), deadline_s=5)
+    await platform.stack.wait_ready("dispatcher")
+    assert task["status"] == "completed"
+    assert task["credits"]["charged"] == 7
 
 
 async def test_zz_ledger_balances_and_logs_hold_no_secrets(platform: Platform) -> None:
