@@ -22,7 +22,10 @@ async def _call(call: Awaitable[T]) -> T:
 
 
 class BillingClient:
-    def __init__(self, addr: str, timeout: float = 5.0):
+    """Calls wait for the channel to be ready up to ``timeout`` (a restarting billing is
+    ridden out), then fail with 90002."""
+
+    def __init__(self, addr: str, timeout: float = 3.0):
         self._channel = insecure_channel(addr)
         self._stub = billing_pb2_grpc.BillingStub(self._channel)
         self.timeout = timeout
@@ -33,13 +36,17 @@ class BillingClient:
     async def authenticate(self, api_key: str) -> billing_pb2.Principal:
         return await _call(
             self._stub.Authenticate(
-                billing_pb2.AuthenticateRequest(api_key=api_key), timeout=self.timeout
+                billing_pb2.AuthenticateRequest(api_key=api_key),
+                timeout=self.timeout,
+                wait_for_ready=True,
             )
         )
 
     async def quote(self, item: common_pb2.PriceItem) -> billing_pb2.QuoteResponse:
         return await _call(
-            self._stub.Quote(billing_pb2.QuoteRequest(item=item), timeout=self.timeout)
+            self._stub.Quote(
+                billing_pb2.QuoteRequest(item=item), timeout=self.timeout, wait_for_ready=True
+            )
         )
 
     async def reserve(
@@ -51,6 +58,7 @@ class BillingClient:
                     task_id=task_id, account_id=account_id, item=item, expires_at=expires_at
                 ),
                 timeout=self.timeout,
+                wait_for_ready=True,
             )
         )
 
@@ -59,20 +67,25 @@ class BillingClient:
             self._stub.Capture(
                 billing_pb2.CaptureRequest(task_id=task_id, delivered=delivered, quality=quality),
                 timeout=self.timeout,
+                wait_for_ready=True,
             )
         )
 
     async def release(self, *, task_id: str, reason: str = "") -> billing_pb2.Hold:
         return await _call(
             self._stub.Release(
-                billing_pb2.ReleaseRequest(task_id=task_id, reason=reason), timeout=self.timeout
+                billing_pb2.ReleaseRequest(task_id=task_id, reason=reason),
+                timeout=self.timeout,
+                wait_for_ready=True,
             )
         )
 
     async def get_account(self, account_id: str) -> billing_pb2.Account:
         return await _call(
             self._stub.GetAccount(
-                billing_pb2.GetAccountRequest(account_id=account_id), timeout=self.timeout
+                billing_pb2.GetAccountRequest(account_id=account_id),
+                timeout=self.timeout,
+                wait_for_ready=True,
             )
         )
 
@@ -80,7 +93,9 @@ class BillingClient:
         request = billing_pb2.CreateAccountRequest(name=name)
         if grant is not None:
             request.signup_grant = grant
-        return await _call(self._stub.CreateAccount(request, timeout=self.timeout))
+        return await _call(
+            self._stub.CreateAccount(request, timeout=self.timeout, wait_for_ready=True)
+        )
 
     async def create_api_key(
         self, account_id: str, name: str = "", secret: str = ""
@@ -89,8 +104,13 @@ class BillingClient:
             self._stub.CreateApiKey(
                 billing_pb2.CreateApiKeyRequest(account_id=account_id, name=name, secret=secret),
                 timeout=self.timeout,
+                wait_for_ready=True,
             )
         )
 
     async def check_ledger(self) -> billing_pb2.CheckLedgerResponse:
-        return await _call(self._stub.CheckLedger(billing_pb2.CheckLedgerRequest(), timeout=60))
+        return await _call(
+            self._stub.CheckLedger(
+                billing_pb2.CheckLedgerRequest(), timeout=60, wait_for_ready=True
+            )
+        )

@@ -342,12 +342,17 @@ class Stack:
         self._spawn(name, old.argv, old.ready, old.env)
         return int(old.process.returncode)
 
-    def kill(self, name: str) -> None:
-        """SIGKILL one child: a crash, not a shutdown."""
+    def kill(self, name: str) -> Child:
+        """SIGKILL one child: a crash, not a shutdown. ``revive`` starts it again."""
         child = self.child(name)
         child.process.kill()
         child.process.wait()
         self.children.remove(child)
+        return child
+
+    async def revive(self, dead: Child) -> None:
+        self._spawn(dead.name, dead.argv, dead.ready, dead.env)
+        await dead.ready()
 
     async def stop(self, grace: float = 15.0) -> None:
         """SIGTERM in reverse start order, so work drains toward the services it needs."""

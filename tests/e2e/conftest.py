@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +33,10 @@ def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield tmp_path_factory.mktemp("platform")
 
 
-@pytest.fixture(scope="session")
-async def platform(stack_dir: Path) -> AsyncIterator[Platform]:
+@contextlib.asynccontextmanager
+async def running_platform(data_dir: Path) -> AsyncIterator[Platform]:
     config = StackConfig.free_ports(
-        stack_dir, sim_latency_ms=50, extra_env={"SWEEP_INTERVAL": "0.5"}
+        data_dir, sim_latency_ms=50, extra_env={"SWEEP_INTERVAL": "0.5"}
     )
     stack = Stack(config)
     await stack.start()
@@ -45,3 +46,17 @@ async def platform(stack_dir: Path) -> AsyncIterator[Platform]:
             yield Platform(stack, account_id, api_key, http)
     finally:
         await stack.stop()
+
+
+@pytest.fixture(scope="session")
+async def platform(stack_dir: Path) -> AsyncIterator[Platform]:
+    """Shared by the tests that leave the platform as they found it."""
+    async with running_platform(stack_dir) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+async def fragile_platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Platform]:
+    """A platform of its own for tests that break components."""
+    async with running_platform(tmp_path_factory.mktemp("fragile")) as running:
+        yield running
