@@ -7,7 +7,7 @@ GEN_DIR := libs
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-postgres lint fmt typecheck proto proto-check bench ledger-check k8s-check clean
+.PHONY: help setup run test test-postgres lint fmt proto proto-check ledger-check k8s-check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -49,10 +49,7 @@ proto-check: ## fail when the committed generated code is stale
 		cmp -s $$f $(GEN_DIR)/pixelrelay/v1/$$(basename $$f) || { echo "stale: $$(basename $$f) (run make proto)"; rm -rf $$tmp; exit 1; }; \
 	done; rm -rf $$tmp; echo "generated code is fresh"
 
-bench: ## run the benchmarks, results under bench/results/
-	$(BIN)/python -m pixelrelay.bench
-
-ledger-check: ## verify the ledger of the local database (DATABASE_URL or var/billing.db)
+ledger-check: ## verify the ledger through a running billing (BILLING_ADDR, default make run's)
 	$(BIN)/pixelrelay admin ledger-check
 
 k8s-check: ## render the kustomize manifests offline

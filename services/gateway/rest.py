@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
@@ -266,6 +267,12 @@ def create_app(api: PublicApi) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+    playground = (Path(__file__).parent / "static" / "index.html").read_bytes()
+
+    @app.get("/", include_in_schema=False)
+    async def web_ui() -> Response:
+        return Response(playground, media_type="text/html; charset=utf-8")
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
+import os
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -363,6 +369,36 @@ async def test_sigterm_lets_the_dispatcher_finish_its_job(platform: Platform) ->
     await platform.stack.wait_ready("dispatcher")
     assert task["status"] == "completed"
     assert task["credits"]["charged"] == 7
+
+
+async def test_admin_cli_provisions_a_working_key(platform: Platform) -> None:
+    env = {**os.environ, "BILLING_ADDR": f"127.0.0.1:{platform.config.billing_port}"}
+
+    def admin(*args: str) -> dict[str, Any]:
+        done = subprocess.run(
+            [sys.executable, "-m", "pixelrelay.cli", "admin", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0, done.stderr
+        return dict(json.loads(done.stdout))
+
+    account = admin("create-account", "cli-test", "--grant", "42")
+    key = admin("create-key", account["id"])["api_key"]
+    assert await balance(platform, key) == {"account_id": account["id"], "balance": 42, "held": 0}
+    assert admin("ledger-check")["ok"] is True
+
+
+async def test_gateway_serves_the_spec_in_docs_and_the_web_ui(platform: Platform) -> None:
+    spec = await platform.http.get("/openapi.json")
+    assert spec.json() == json.loads(
+        (Path(__file__).parents[2] / "docs" / "openapi.json").read_text()
+    )
+    page = await platform.http.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "/api/v1/images/generations" in page.text
 
 
 async def test_zz_ledger_balances_and_logs_hold_no_secrets(platform: Platform) -> None:

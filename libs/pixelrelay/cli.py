@@ -1,0 +1,89 @@
+"""`pixelrelay admin …`: account and key administration over billing's gRPC API.
+
+Talks to BILLING_ADDR (default 127.0.0.1:50051, what `make run` starts). Prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from pixelrelay.billing_client import BillingClient
+from pixelrelay.errors import ApiError
+
+Command = Callable[[BillingClient, argparse.Namespace], Awaitable[Message]]
+
+
+async def _create_account(billing: BillingClient, args: argparse.Namespace) -> Message:
+    return await billing.create_account(args.name, args.grant)
+
+
+async def _create_key(billing: BillingClient, args: argparse.Namespace) -> Message:
+    return await billing.create_api_key(args.account_id, args.name)
+
+
+async def _balance(billing: BillingClient, args: argparse.Namespace) -> Message:
+    return await billing.get_account(args.account_id)
+
+
+async def _ledger_check(billing: BillingClient, args: argparse.Namespace) -> Message:
+    return await billing.check_ledger()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pixelrelay", description=__doc__)
+    groups = parser.add_subparsers(dest="group", required=True)
+    admin = groups.add_parser("admin", help="accounts, keys and the ledger")
+    commands = admin.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("create-account", help="create an account with its signup grant")
+    p.add_argument("name")
+    p.add_argument("--grant", type=int, default=None, help="credits instead of the default")
+    p.set_defaults(run=_create_account)
+
+    p = commands.add_parser("create-key", help="issue an API key (shown once)")
+    p.add_argument("account_id")
+    p.add_argument("--name", default="")
+    p.set_defaults(run=_create_key)
+
+    p = commands.add_parser("balance", help="an account's balance and held credits")
+    p.add_argument("account_id")
+    p.set_defaults(run=_balance)
+
+    p = commands.add_parser("ledger-check", help="recompute every balance from the ledger")
+    p.set_defaults(run=_ledger_check)
+    return parser
+
+
+async def _run(run: Command, args: argparse.Namespace) -> dict[str, Any]:
+    billing = BillingClient(os.environ.get("BILLING_ADDR", "127.0.0.1:50051"))
+    try:
+        reply = await run(billing, args)
+    finally:
+        await billing.close()
+    return json_format.MessageToDict(
+        reply, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        result = asyncio.run(_run(args.run, args))
+    except ApiError as err:
+        sys.stderr.write(f"error {err.kind.code} {err.kind.type}: {err.message}\n")
+        return 1
+    sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 1 if result.get("ok") is False else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
