@@ -39,12 +39,12 @@ fmt: ## format the code
 
 proto: ## regenerate libs/pixelrelay/v1 from protos/
 	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=$(GEN_DIR) --grpc_python_out=$(GEN_DIR) \
-		--mypy_out=$(GEN_DIR) --mypy_grpc_out=$(GEN_DIR) $(PROTOS)
+		--mypy_out=quiet:$(GEN_DIR) --mypy_grpc_out=quiet:$(GEN_DIR) $(PROTOS)
 
 proto-check: ## fail when the committed generated code is stale
 	@tmp=$$(mktemp -d); \
 	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=$$tmp --grpc_python_out=$$tmp \
-		--mypy_out=$$tmp --mypy_grpc_out=$$tmp $(PROTOS) && \
+		--mypy_out=quiet:$$tmp --mypy_grpc_out=quiet:$$tmp $(PROTOS) && \
 	for f in $$tmp/pixelrelay/v1/*; do \
 		cmp -s $$f $(GEN_DIR)/pixelrelay/v1/$$(basename $$f) || { echo "stale: $$(basename $$f) (run make proto)"; rm -rf $$tmp; exit 1; }; \
 	done; rm -rf $$tmp; echo "generated code is fresh"

@@ -90,6 +90,34 @@ class E:
         grpc.StatusCode.INVALID_ARGUMENT,
         "The request body exceeds the size limit.",
     )
+    INVALID_IMAGE = ErrorKind(
+        20007,
+        "invalid_image",
+        422,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "A reference image or mask is not a usable PNG, JPEG or WebP image.",
+    )
+    IMAGE_FETCH_FAILED = ErrorKind(
+        20008,
+        "image_fetch_failed",
+        422,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "A reference URL could not be downloaded.",
+    )
+    IMAGE_URL_FORBIDDEN = ErrorKind(
+        20009,
+        "image_url_forbidden",
+        422,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "A reference URL is not a public http(s) address.",
+    )
+    IMAGE_TOO_LARGE = ErrorKind(
+        20010,
+        "image_too_large",
+        413,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "A reference image or upload exceeds the size or pixel limit.",
+    )
     INSUFFICIENT_CREDITS = ErrorKind(
         30001,
         "insufficient_credits",
@@ -131,6 +159,13 @@ class E:
         405,
         grpc.StatusCode.UNIMPLEMENTED,
         "The route exists, but not for this HTTP method.",
+    )
+    UPLOAD_NOT_FOUND = ErrorKind(
+        40006,
+        "upload_not_found",
+        404,
+        grpc.StatusCode.NOT_FOUND,
+        "No such upload belongs to the caller.",
     )
     RATE_LIMITED = ErrorKind(
         50001,

@@ -10,11 +10,11 @@ from dispatcher.settings import DispatcherSettings
 from dispatcher.upstream import OpenAIImagesChannel
 from dispatcher.worker import JobHandler
 from pixelrelay import bus
-from pixelrelay.grpc_server import insecure_channel, start_grpc_server
+from pixelrelay.grpc_server import start_grpc_server
 from pixelrelay.lifecycle import run_until_signalled
 from pixelrelay.logging import configure_logging
 from pixelrelay.metrics import start_metrics_server
-from pixelrelay.v1 import storage_pb2_grpc
+from pixelrelay.storage_client import StorageClient
 
 log = logging.getLogger("dispatcher")
 
@@ -40,11 +40,11 @@ async def run(settings: DispatcherSettings, stop: asyncio.Event) -> None:
     nc = await bus.connect(settings.nats_url, settings.worker_name)
     js = nc.jetstream()
     await bus.ensure_streams(js)
-    storage_channel = insecure_channel(settings.storage_addr)
+    storage = StorageClient(settings.storage_addr)
     handler = JobHandler(
         js=js,
         router=router,
-        storage=storage_pb2_grpc.StorageStub(storage_channel),
+        storage=storage,
         worker=settings.worker_name,
         heartbeat_every=settings.heartbeat_every,
         max_deliver=settings.max_deliver,
@@ -75,7 +75,7 @@ async def run(settings: DispatcherSettings, stop: asyncio.Event) -> None:
     finally:
         await server.stop(1.0)
         await nc.drain()
-        await storage_channel.close()
+        await storage.close()
         await router.close()
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from prometheus_client import Histogram
 
 from dispatcher.errors import UpstreamError
-from dispatcher.upstream import Generation, OpenAIImagesChannel
+from dispatcher.upstream import Generation, InputImage, OpenAIImagesChannel
 from pixelrelay.v1 import common_pb2
 
 log = logging.getLogger(__name__)
@@ -43,14 +43,19 @@ class Router:
         self.channels = channels
 
     async def generate(
-        self, task_id: str, prompt: str, spec: common_pb2.ImageSpec
+        self,
+        task_id: str,
+        prompt: str,
+        spec: common_pb2.ImageSpec,
+        references: list[InputImage] | None = None,
+        mask: InputImage | None = None,
     ) -> tuple[Generation, list[Attempt]]:
         attempts: list[Attempt] = []
         last: UpstreamError | None = None
         for channel in self.channels:
             started = time.perf_counter()
             try:
-                result = await channel.generate(prompt, spec)
+                result = await channel.generate(prompt, spec, references, mask)
             except UpstreamError as err:
                 attempts.append(self._record(channel.name, type(err).__name__, started))
                 log.warning(

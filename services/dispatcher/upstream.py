@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import io
 from dataclasses import dataclass
 from typing import Any
@@ -20,23 +19,28 @@ from dispatcher.errors import (
     RetryableError,
     UpstreamError,
 )
+from pixelrelay.storage_client import ImageBytes
 from pixelrelay.v1 import common_pb2
 
 _PIL_FORMATS = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp"}
+_MIME = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
 
 
 @dataclass(frozen=True)
-class GeneratedImage:
+class InputImage:
+    """A reference image or mask, as stored for the task."""
+
+    name: str  # file name with its extension, e.g. "ref0.png"
     data: bytes
-    format: str
-    width: int
-    height: int
-    sha256: str
+
+    @property
+    def mime(self) -> str:
+        return _MIME[self.name.rsplit(".", 1)[-1]]
 
 
 @dataclass(frozen=True)
 class Generation:
-    images: list[GeneratedImage]
+    images: list[ImageBytes]
     quality: str  # the tier the upstream reports it used
 
 
@@ -51,9 +55,24 @@ class OpenAIImagesChannel:
             api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout
         )
 
-    async def generate(self, prompt: str, spec: common_pb2.ImageSpec) -> Generation:
+    async def generate(
+        self,
+        prompt: str,
+        spec: common_pb2.ImageSpec,
+        references: list[InputImage] | None = None,
+        mask: InputImage | None = None,
+    ) -> Generation:
+        """A generation, or an edit (multipart image[] and mask) when there are references."""
+        args = self._arguments(prompt, spec)
         try:
-            response = await self._client.images.generate(**self._arguments(prompt, spec))
+            if references:
+                args.pop("moderation", None)  # not a parameter of the edits endpoint
+                files = [(ref.name, ref.data, ref.mime) for ref in references]
+                if mask is not None:
+                    args["mask"] = (mask.name, mask.data, mask.mime)
+                response = await self._client.images.edit(image=files, **args)
+            else:
+                response = await self._client.images.generate(**args)
         except openai.APIError as exc:
             raise classify(exc) from exc
         return _validate(response, spec)
@@ -143,6 +162,6 @@ def _validate(response: Any, spec: common_pb2.ImageSpec) -> Generation:
             raise BadOutputError(
                 f"upstream image is {fmt or 'unknown'}, asked {spec.output_format}"
             )
-        images.append(GeneratedImage(raw, fmt, size[0], size[1], hashlib.sha256(raw).hexdigest()))
+        images.append(ImageBytes(raw, fmt, size[0], size[1]))
     quality = getattr(response, "quality", None) or spec.quality
     return Generation(images=images, quality=str(quality or ""))

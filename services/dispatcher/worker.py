@@ -12,24 +12,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
 
-import grpc
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from prometheus_client import Counter
 
 from dispatcher.router import AllChannelsFailed, Router
-from dispatcher.upstream import Generation
+from dispatcher.upstream import InputImage
 from pixelrelay.bus import heartbeat, publish_event
-from pixelrelay.errors import E, ErrorKind
-from pixelrelay.v1 import events_pb2, jobs_pb2, storage_pb2, storage_pb2_grpc
+from pixelrelay.errors import ApiError, E, ErrorKind
+from pixelrelay.storage_client import StorageClient
+from pixelrelay.v1 import events_pb2, jobs_pb2
 
 log = logging.getLogger(__name__)
 
 JOBS = Counter("pixelrelay_jobs_total", "Jobs handled, by outcome", ["outcome"])
-
-CHUNK_BYTES = 1024 * 1024
 
 
 class JobHandler:
@@ -38,7 +35,7 @@ class JobHandler:
         *,
         js: JetStreamContext,
         router: Router,
-        storage: storage_pb2_grpc.StorageStub,
+        storage: StorageClient,
         worker: str,
         heartbeat_every: float,
         max_deliver: int,
@@ -70,24 +67,25 @@ class JobHandler:
 
     async def _run(self, job: jobs_pb2.GenerationJob, delivery: int) -> str:
         """Do the job; returns "completed", "failed" (settled, announced) or "retry"."""
+        try:
+            references, mask = await self._inputs(job)
+        except ApiError as err:
+            return await self._storage_trouble(job.task_id, delivery, err)
         started = time.perf_counter()
         try:
-            result, _attempts = await self.router.generate(job.task_id, job.prompt, job.spec)
+            result, _attempts = await self.router.generate(
+                job.task_id, job.prompt, job.spec, references, mask
+            )
         except AllChannelsFailed as failure:
             await self._fail(job.task_id, failure.last.kind, failure.last.message)
             return "failed"
         upstream_ms = int((time.perf_counter() - started) * 1000)
         try:
-            await self._store(job.task_id, result, upstream_ms)
-        except grpc.aio.AioRpcError as exc:
-            if delivery < self.max_deliver:
-                log.warning(
-                    "storage unavailable; job will be retried",
-                    extra={"task_id": job.task_id, "grpc": exc.code().name},
-                )
-                return "retry"
-            await self._fail(job.task_id, E.STORAGE_FAILED, E.STORAGE_FAILED.description)
-            return "failed"
+            await self.storage.store_images(
+                job.task_id, result.images, quality=result.quality, upstream_ms=upstream_ms
+            )
+        except ApiError as err:
+            return await self._storage_trouble(job.task_id, delivery, err)
         log.info(
             "job done",
             extra={
@@ -98,35 +96,29 @@ class JobHandler:
         )
         return "completed"
 
-    async def _store(self, task_id: str, result: Generation, upstream_ms: int) -> None:
-        header = storage_pb2.StoreHeader(
-            task_id=task_id,
-            quality=result.quality,
-            upstream_ms=upstream_ms,
-            images=[
-                storage_pb2.ImageMeta(
-                    index=i,
-                    format=img.format,
-                    width=img.width,
-                    height=img.height,
-                    bytes=len(img.data),
-                    sha256=img.sha256,
-                )
-                for i, img in enumerate(result.images)
-            ],
+    async def _inputs(
+        self, job: jobs_pb2.GenerationJob
+    ) -> tuple[list[InputImage], InputImage | None]:
+        references = [
+            InputImage(f"ref{i}.{key.rsplit('.', 1)[-1]}", await self.storage.get_object(key))
+            for i, key in enumerate(job.reference_keys)
+        ]
+        mask = (
+            InputImage("mask.png", await self.storage.get_object(job.mask_key))
+            if job.mask_key
+            else None
         )
+        return references, mask
 
-        async def parts() -> AsyncIterator[storage_pb2.StoreImagesRequest]:
-            yield storage_pb2.StoreImagesRequest(header=header)
-            for index, image in enumerate(result.images):
-                for offset in range(0, len(image.data), CHUNK_BYTES):
-                    yield storage_pb2.StoreImagesRequest(
-                        chunk=storage_pb2.ImageChunk(
-                            index=index, data=image.data[offset : offset + CHUNK_BYTES]
-                        )
-                    )
-
-        await self.storage.StoreImages(parts(), timeout=120)
+    async def _storage_trouble(self, task_id: str, delivery: int, err: ApiError) -> str:
+        if delivery < self.max_deliver:
+            log.warning(
+                "storage unavailable; job will be retried",
+                extra={"task_id": task_id, "error": err.kind.type},
+            )
+            return "retry"
+        await self._fail(task_id, E.STORAGE_FAILED, E.STORAGE_FAILED.description)
+        return "failed"
 
     async def _fail(self, task_id: str, kind: ErrorKind, message: str) -> None:
         log.info("job failed", extra={"task_id": task_id, "error": kind.type})

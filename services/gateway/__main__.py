@@ -11,7 +11,9 @@ import uvicorn
 
 from gateway.api import PublicApi
 from gateway.events import TaskEventHandler
+from gateway.fetch import SafeFetcher
 from gateway.grpc_api import PublicApiServicer
+from gateway.references import ReferenceLoader
 from gateway.rest import asgi_app
 from gateway.settings import GatewaySettings
 from gateway.store import TaskStore
@@ -22,6 +24,7 @@ from pixelrelay.grpc_server import start_grpc_server
 from pixelrelay.lifecycle import run_until_signalled
 from pixelrelay.logging import configure_logging
 from pixelrelay.metrics import start_metrics_server
+from pixelrelay.storage_client import StorageClient
 from pixelrelay.v1 import public_api_pb2, public_api_pb2_grpc
 
 log = logging.getLogger("gateway")
@@ -43,8 +46,21 @@ async def run(settings: GatewaySettings, stop: asyncio.Event) -> None:
     nc = await bus.connect(settings.nats_url, "gateway")
     js = nc.jetstream()
     await bus.ensure_streams(js)
+    storage = StorageClient(settings.storage_addr)
+    fetcher = SafeFetcher(
+        allow_private=settings.fetch_allow_private,
+        max_bytes=settings.max_image_bytes,
+        timeout=settings.fetch_timeout,
+    )
     api = PublicApi(
-        billing=billing, db=db, store=store, js=js, hold_ttl_seconds=settings.hold_ttl_seconds
+        billing=billing,
+        storage=storage,
+        references=ReferenceLoader(fetcher, storage),
+        db=db,
+        store=store,
+        js=js,
+        hold_ttl_seconds=settings.hold_ttl_seconds,
+        max_image_bytes=settings.max_image_bytes,
     )
 
     grpc_server = await start_grpc_server(
@@ -54,7 +70,11 @@ async def run(settings: GatewaySettings, stop: asyncio.Event) -> None:
     )
     http = _Server(
         uvicorn.Config(
-            asgi_app(api, max_body_bytes=settings.max_body_bytes),
+            asgi_app(
+                api,
+                max_body_bytes=settings.max_body_bytes,
+                max_upload_bytes=settings.max_image_bytes + 64 * 1024,
+            ),
             host=settings.http_host,
             port=settings.http_port,
             log_config=None,
@@ -96,6 +116,8 @@ async def run(settings: GatewaySettings, stop: asyncio.Event) -> None:
         await events_task
         await nc.drain()
         await billing.close()
+        await storage.close()
+        await fetcher.close()
         db.close()
 
 

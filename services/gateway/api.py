@@ -8,6 +8,8 @@ import time
 from nats.js import JetStreamContext
 from prometheus_client import Counter
 
+from gateway.images import check_content_type, inspect_image
+from gateway.references import Inputs, ReferenceLoader
 from gateway.store import TaskRecord, TaskStore, now_ms, spec_to_json
 from gateway.validation import price_item, resolve
 from pixelrelay import bus
@@ -15,6 +17,7 @@ from pixelrelay.billing_client import BillingClient
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
 from pixelrelay.ids import new_id
+from pixelrelay.storage_client import StorageClient
 from pixelrelay.v1 import billing_pb2, jobs_pb2, public_api_pb2
 
 log = logging.getLogger(__name__)
@@ -23,6 +26,7 @@ TASKS_ACCEPTED = Counter("pixelrelay_tasks_accepted_total", "Tasks queued", ["mo
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
+STATUSES = ("processing", "completed", "failed")
 
 
 def bearer_key(authorization: str | None) -> str:
@@ -40,16 +44,22 @@ class PublicApi:
         self,
         *,
         billing: BillingClient,
+        storage: StorageClient,
+        references: ReferenceLoader,
         db: Database,
         store: TaskStore,
         js: JetStreamContext,
         hold_ttl_seconds: int,
+        max_image_bytes: int,
     ):
         self.billing = billing
+        self.storage = storage
+        self.references = references
         self.db = db
         self.store = store
         self.js = js
         self.hold_ttl_seconds = hold_ttl_seconds
+        self.max_image_bytes = max_image_bytes
 
     async def authenticate(self, authorization: str | None) -> billing_pb2.Principal:
         return await self.billing.authenticate(bearer_key(authorization))
@@ -59,8 +69,14 @@ class PublicApi:
         authorization: str | None,
         request: public_api_pb2.CreateGenerationRequest,
     ) -> public_api_pb2.Task:
+        """Validate, load references, hold the price, record, queue. Any failure before the
+        queue answers an error and leaves nothing charged."""
         principal = await self.authenticate(authorization)
         spec, prompt = resolve(request)
+        inputs = Inputs([], None)
+        if spec.image_urls:
+            inputs = await self.references.load(spec, principal.account_id)
+            spec, prompt = resolve(request, reference_size=inputs.first_size)
         task_id = new_id("task")
         hold = await self.billing.reserve(
             task_id=task_id,
@@ -76,15 +92,19 @@ class PublicApi:
             created_at_ms=now_ms(),
             spec_json=spec_to_json(spec),
             credits_reserved=hold.amount,
-        )
-        job = jobs_pb2.GenerationJob(
-            task_id=task_id,
-            account_id=principal.account_id,
-            prompt=prompt,
-            spec=spec,
-            created_at_ms=record.created_at_ms,
+            price_id=hold.price_id,
         )
         try:
+            reference_keys, mask_key = await self.references.store(task_id, inputs)
+            job = jobs_pb2.GenerationJob(
+                task_id=task_id,
+                account_id=principal.account_id,
+                prompt=prompt,
+                spec=spec,
+                created_at_ms=record.created_at_ms,
+                reference_keys=reference_keys,
+                mask_key=mask_key,
+            )
             await self.db.run(self.store.insert, record)
             await bus.publish(self.js, bus.JOBS_SUBJECT, job.SerializeToString(), msg_id=task_id)
         except Exception as exc:
@@ -95,28 +115,30 @@ class PublicApi:
             raise ApiError(E.UNAVAILABLE) from exc
         TASKS_ACCEPTED.labels(spec.model).inc()
         log.info(
-            "task accepted", extra={"task_id": task_id, "model": spec.model, "credits": hold.amount}
+            "task accepted",
+            extra={
+                "task_id": task_id,
+                "model": spec.model,
+                "credits": hold.amount,
+                "references": len(inputs.references),
+            },
         )
         return record.to_proto()
 
     async def _undo_submit(self, task_id: str) -> None:
-        for undo in (
-            self.db.run(self.store.delete, task_id),
-            self.billing.release(task_id=task_id, reason="submit"),
-        ):
-            try:
-                await undo
-            except Exception:
-                # The hold's deadline still releases it (billing's sweeper).
-                log.warning(
-                    "could not undo a failed submit", extra={"task_id": task_id}, exc_info=True
-                )
+        try:
+            await self.db.run(self.store.delete, task_id)
+            await self.billing.release(task_id=task_id, reason="submit")
+        except Exception:
+            # The hold's deadline still releases it (billing's sweeper).
+            log.warning("could not undo a failed submit", extra={"task_id": task_id}, exc_info=True)
 
     async def estimate_generation(
         self,
         authorization: str | None,
         request: public_api_pb2.CreateGenerationRequest,
     ) -> public_api_pb2.Estimate:
+        """The price of a request; references are not fetched (size auto uses the prompt)."""
         await self.authenticate(authorization)
         spec, _prompt = resolve(request)
         quote = await self.billing.quote(price_item(spec))
@@ -140,11 +162,9 @@ class PublicApi:
         limit = request.limit or DEFAULT_PAGE
         if not 1 <= limit <= MAX_PAGE:
             raise ApiError(E.INVALID_PARAMETER, f"limit must be 1-{MAX_PAGE}", param="limit")
-        if request.status and request.status not in ("processing", "completed", "failed"):
+        if request.status and request.status not in STATUSES:
             raise ApiError(
-                E.INVALID_PARAMETER,
-                "status must be processing, completed or failed",
-                param="status",
+                E.INVALID_PARAMETER, f"status must be one of {', '.join(STATUSES)}", param="status"
             )
         records, next_cursor = await self.db.run(
             self.store.page,
@@ -166,4 +186,32 @@ class PublicApi:
         account = await self.billing.get_account(principal.account_id)
         return public_api_pb2.AccountBalance(
             account_id=account.id, balance=account.balance, held=account.held
+        )
+
+    async def create_upload(
+        self, authorization: str | None, request: public_api_pb2.CreateUploadRequest
+    ) -> public_api_pb2.Upload:
+        principal = await self.authenticate(authorization)
+        if not request.data:
+            raise ApiError(E.MISSING_PARAMETER, "file is required", param="file")
+        if len(request.data) > self.max_image_bytes:
+            raise ApiError(
+                E.IMAGE_TOO_LARGE,
+                f"file: larger than {self.max_image_bytes // (1024 * 1024)} MiB",
+                param="file",
+            )
+        check_content_type(request.content_type, "file")
+        image = await inspect_image(request.data, "file")
+        upload_id = new_id("upl")
+        key = f"uploads/{principal.account_id}/{upload_id}.{image.extension}"
+        stored = await self.storage.put_object(key, image.data, image.content_type)
+        log.info("upload stored", extra={"upload_id": upload_id, "bytes": len(image.data)})
+        return public_api_pb2.Upload(
+            id=upload_id,
+            url=stored.url,
+            format=image.format,
+            width=image.width,
+            height=image.height,
+            bytes=len(image.data),
+            expires_at=stored.expires_at,
         )

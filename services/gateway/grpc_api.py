@@ -43,3 +43,8 @@ class PublicApiServicer(public_api_pb2_grpc.PublicApiServicer):
         self, request: public_api_pb2.GetBalanceRequest, context: grpc.aio.ServicerContext
     ) -> public_api_pb2.AccountBalance:
         return await self.api.get_balance(_authorization(context), request)
+
+    async def CreateUpload(
+        self, request: public_api_pb2.CreateUploadRequest, context: grpc.aio.ServicerContext
+    ) -> public_api_pb2.Upload:
+        return await self.api.create_upload(_authorization(context), request)

@@ -34,6 +34,8 @@ from pixelrelay.v1 import public_api_pb2
 
 log = logging.getLogger(__name__)
 
+UPLOADS_PATH = "/api/v1/uploads"
+
 HTTP_REQUESTS = Counter(
     "pixelrelay_http_requests_total", "REST requests", ["method", "route", "status"]
 )
@@ -101,9 +103,10 @@ class RequestContext:
     """Per request: an id (``x-request-id``), a body limit (413 before a larger body is
     read into memory), and the HTTP metrics."""
 
-    def __init__(self, app: ASGIApp, limit: int):
+    def __init__(self, app: ASGIApp, limit: int, upload_limit: int):
         self.app = app
         self.limit = limit
+        self.upload_limit = upload_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -122,9 +125,10 @@ class RequestContext:
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
             await send(message)
 
-        too_large = ApiError(E.BODY_TOO_LARGE, f"the body must be at most {self.limit} bytes")
+        limit = self.upload_limit if scope["path"] == UPLOADS_PATH else self.limit
+        too_large = ApiError(E.BODY_TOO_LARGE, f"the body must be at most {limit} bytes")
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
+        if length is not None and length.isdigit() and int(length) > limit:
             await error_response(too_large, request_id)(scope, receive, with_request_id)
             return
         seen = 0
@@ -133,7 +137,7 @@ class RequestContext:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.limit:
+            if seen > limit:
                 raise too_large
             return message
 
@@ -281,5 +285,5 @@ def create_app(api: PublicApi) -> FastAPI:
     return app
 
 
-def asgi_app(api: PublicApi, *, max_body_bytes: int) -> ASGIApp:
-    return RequestContext(create_app(api), max_body_bytes)
+def asgi_app(api: PublicApi, *, max_body_bytes: int, max_upload_bytes: int) -> ASGIApp:
+    return RequestContext(create_app(api), max_body_bytes, max_upload_bytes)

@@ -70,11 +70,14 @@ class ParamsOut(BaseModel):
     moderation: str | None = None
     output_format: str
     output_compression: int | None = None
+    image_urls: list[str] | None = None
+    mask_url: str | None = None
 
 
 class CreditsOut(BaseModel):
     reserved: int
     charged: int
+    price_id: str = Field(description="the price-list row the task was charged under")
 
 
 class TimingsOut(BaseModel):
@@ -106,6 +109,16 @@ class EstimateOut(BaseModel):
     credits: int
     unit_credits: int
     params: ParamsOut
+
+
+class UploadOut(BaseModel):
+    id: str
+    url: str = Field(description="use in image_urls or mask_url")
+    format: str
+    width: int
+    height: int
+    bytes: int
+    expires_at: int
 
 
 class BalanceOut(BaseModel):

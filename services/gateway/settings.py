@@ -8,10 +8,16 @@ class GatewaySettings(ServiceSettings):
     http_port: int = 8080
     grpc_port: int = 50050  # the public API over gRPC
     billing_addr: str = "127.0.0.1:50051"
+    storage_addr: str = "127.0.0.1:50052"
     # Task records; every gateway replica must point at the same database.
     database_url: str = "sqlite:///var/gateway.db"
     # A hold not resolved by then is released by billing's sweeper.
     hold_ttl_seconds: int = 3600
     max_body_bytes: int = 1024 * 1024
+    # Uploads and fetched reference images, each.
+    max_image_bytes: int = 20 * 1024 * 1024
+    # Local development only: let reference URLs point at private or loopback hosts.
+    fetch_allow_private: bool = False
+    fetch_timeout: float = 20.0
     # Task-event consumers in this process.
     event_concurrency: int = 32

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 RATIOS = (
@@ -71,6 +72,17 @@ def ratio_from_prompt(prompt: str) -> str | None:
         if re.search(rf"\b{word}\b", lowered):
             return ratio
     return None
+
+
+def ratio_of(width: int, height: int) -> str:
+    """The table's ratio closest to an image's shape (compared on a log scale)."""
+    shape = math.log(width / height)
+
+    def distance(ratio: str) -> float:
+        a, b = ratio.split(":")
+        return abs(math.log(int(a) / int(b)) - shape)
+
+    return min(RATIOS, key=distance)
 
 
 def resolution_for_pixels(width: int, height: int) -> str:

@@ -47,6 +47,7 @@ class TaskRecord(SQLModel, table=True):
     finished_at_ms: int | None = Field(default=None, sa_column=Column(BigInteger))
     spec_json: str = Field(sa_column=Column(Text, nullable=False))
     credits_reserved: int = 0
+    price_id: str = ""
     credits_charged: int = 0
     images_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     error_code: int | None = None
@@ -63,6 +64,7 @@ class TaskRecord(SQLModel, table=True):
             started_at_ms=self.started_at_ms or 0,
             finished_at_ms=self.finished_at_ms or 0,
             credits_reserved=self.credits_reserved,
+            price_id=self.price_id,
             credits_charged=self.credits_charged,
         )
         json_format.Parse(self.spec_json, task.spec)

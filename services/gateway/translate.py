@@ -26,6 +26,10 @@ def params_json(spec: common_pb2.ImageSpec) -> dict[str, Any]:
             params[name] = value
     if spec.HasField("output_compression"):
         params["output_compression"] = spec.output_compression
+    if spec.image_urls:
+        params["image_urls"] = list(spec.image_urls)
+    if spec.mask_url:
+        params["mask_url"] = spec.mask_url
     return params
 
 
@@ -67,7 +71,11 @@ def task_json(task: public_api_pb2.Task) -> dict[str, Any]:
         if task.HasField("error")
         else None,
         "params": params_json(task.spec),
-        "credits": {"reserved": task.credits_reserved, "charged": task.credits_charged},
+        "credits": {
+            "reserved": task.credits_reserved,
+            "charged": task.credits_charged,
+            "price_id": task.price_id,
+        },
         "expires_at": min((i.expires_at for i in task.images), default=None),
         "timings": {
             "queued_ms": _span(task.created_at_ms, task.started_at_ms),
@@ -83,4 +91,16 @@ def estimate_json(estimate: public_api_pb2.Estimate) -> dict[str, Any]:
         "credits": estimate.credits,
         "unit_credits": estimate.unit_credits,
         "params": params_json(estimate.spec),
+    }
+
+
+def upload_json(upload: public_api_pb2.Upload) -> dict[str, Any]:
+    return {
+        "id": upload.id,
+        "url": upload.url,
+        "format": upload.format,
+        "width": upload.width,
+        "height": upload.height,
+        "bytes": upload.bytes,
+        "expires_at": upload.expires_at,
     }

@@ -14,6 +14,7 @@ from gateway.sizes import (
     RESOLUTIONS,
     WIDE_RATIOS_FOR_4K,
     ratio_from_prompt,
+    ratio_of,
     resolution_for_pixels,
 )
 from pixelrelay.errors import ApiError, E
@@ -25,6 +26,9 @@ MODELS = (BASIC, STABLE)
 MAX_PROMPT_CHARS = 4000
 MAX_IMAGES_STABLE = 4
 MAX_REFERENCE_IMAGES = 16
+MAX_URL_CHARS = 4096
+# Sent upstream when a client gives reference images but no prompt (edits need one).
+DEFAULT_EDIT_PROMPT = "Recreate the reference image faithfully."
 QUALITIES = ("auto", "low", "medium", "high")
 BACKGROUNDS = ("auto", "opaque", "transparent")
 MODERATIONS = ("auto", "low")
@@ -70,8 +74,40 @@ def _explicit_size(size: str) -> tuple[int, int]:
     return w, h
 
 
-def resolve(req: public_api_pb2.CreateGenerationRequest) -> tuple[common_pb2.ImageSpec, str]:
-    """Validate and fill defaults. Returns the spec and the prompt (kept out of the spec)."""
+def _check_urls(req: public_api_pb2.CreateGenerationRequest) -> None:
+    if len(req.image_urls) > MAX_REFERENCE_IMAGES:
+        raise ApiError(
+            E.INVALID_PARAMETER,
+            f"image_urls takes at most {MAX_REFERENCE_IMAGES} URLs",
+            param="image_urls",
+        )
+    named = [(f"image_urls[{i}]", url) for i, url in enumerate(req.image_urls)]
+    if req.HasField("mask_url"):
+        if not req.image_urls:
+            raise ApiError(
+                E.MISSING_PARAMETER,
+                "mask_url needs image_urls (the image to edit)",
+                param="image_urls",
+            )
+        named.append(("mask_url", req.mask_url))
+    for param, url in named:
+        if len(url) > MAX_URL_CHARS or not url.lower().startswith(("http://", "https://")):
+            raise ApiError(
+                E.INVALID_PARAMETER,
+                f"{param} must be an http(s) URL of at most {MAX_URL_CHARS} characters",
+                param=param,
+            )
+
+
+def resolve(
+    req: public_api_pb2.CreateGenerationRequest,
+    reference_size: tuple[int, int] | None = None,
+) -> tuple[common_pb2.ImageSpec, str]:
+    """Validate and fill defaults. Returns the spec and the prompt (kept out of the spec).
+
+    ``reference_size`` is the first reference image's size, once fetched: ``size: auto``
+    then takes its ratio.
+    """
     if not req.model:
         raise ApiError(E.MISSING_PARAMETER, "model is required", param="model")
     model = _one_of(req.model, MODELS, "model")
@@ -94,19 +130,15 @@ def resolve(req: public_api_pb2.CreateGenerationRequest) -> tuple[common_pb2.Ima
             f"prompt must be at most {MAX_PROMPT_CHARS} characters",
             param="prompt",
         )
-    if req.image_urls or req.HasField("mask_url"):
-        # Reference images need the SSRF-safe fetcher; until it ships they are refused
-        # rather than silently dropped.
-        param = "image_urls" if req.image_urls else "mask_url"
-        raise ApiError(
-            E.UNSUPPORTED_PARAMETER,
-            f"{param}: reference images are not supported by this server yet",
-            param=param,
-        )
+    _check_urls(req)
     if not prompt.strip():
-        raise ApiError(
-            E.MISSING_PARAMETER, "prompt is required (1-4000 characters)", param="prompt"
-        )
+        if not req.image_urls:
+            raise ApiError(
+                E.MISSING_PARAMETER,
+                "prompt is required (1-4000 characters) unless image_urls is given",
+                param="prompt",
+            )
+        prompt = DEFAULT_EDIT_PROMPT
 
     n = req.n if req.HasField("n") else 1
     if not stable and n != 1:
@@ -123,7 +155,11 @@ def resolve(req: public_api_pb2.CreateGenerationRequest) -> tuple[common_pb2.Ima
     if resolution:
         _one_of(resolution, RESOLUTIONS, "resolution")
     if size == "auto":
-        size = ratio_from_prompt(prompt) or "1:1"
+        size = (
+            (ratio_of(*reference_size) if reference_size else None)
+            or ratio_from_prompt(prompt)
+            or "1:1"
+        )
     if size in RATIOS:
         resolution = resolution or "1k"
         if (size, resolution) not in PIXELS:
@@ -151,7 +187,14 @@ def resolve(req: public_api_pb2.CreateGenerationRequest) -> tuple[common_pb2.Ima
         resolution = tier
 
     spec = common_pb2.ImageSpec(
-        model=model, size=size, resolution=resolution, width=width, height=height, n=n
+        model=model,
+        size=size,
+        resolution=resolution,
+        width=width,
+        height=height,
+        n=n,
+        image_urls=req.image_urls,
+        mask_url=req.mask_url,
     )
     if stable:
         spec.quality = _one_of(

@@ -9,7 +9,9 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from minio import Minio
+from minio.error import S3Error
 
+from pixelrelay.errors import ApiError, E
 from storage.settings import StorageSettings
 
 
@@ -51,7 +53,12 @@ class BlobStore:
 
     async def get(self, key: str) -> bytes:
         def read() -> bytes:
-            response = self._client.get_object(bucket_name=self.bucket, object_name=key)
+            try:
+                response = self._client.get_object(bucket_name=self.bucket, object_name=key)
+            except S3Error as exc:
+                if exc.code == "NoSuchKey":
+                    raise ApiError(E.UPLOAD_NOT_FOUND) from exc
+                raise
             try:
                 return bytes(response.read())
             finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 from collections.abc import AsyncIterator
 
 import grpc
@@ -21,8 +22,19 @@ log = logging.getLogger(__name__)
 STORED_IMAGES = Counter("pixelrelay_stored_images_total", "Images written", ["format"])
 STORED_BYTES = Counter("pixelrelay_stored_bytes_total", "Bytes written to object storage")
 
+CHUNK_BYTES = 1024 * 1024
+# Inputs a client may name: its uploads, and a task's stored references and mask.
+INPUT_KEY = re.compile(
+    r"^(uploads/acct_[0-9A-Za-z]+/upl_[0-9A-Za-z]+|tasks/task_[0-9A-Za-z]+/inputs/[a-z0-9_]+)"
+    r"\.(png|jpg|webp)$"
+)
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
+
+
+def check_input_key(key: str) -> None:
+    if not INPUT_KEY.match(key):
+        raise ApiError(E.INVALID_PARAMETER, "not an input object key", param="key")
 
 
 def object_key(task_id: str, index: int, fmt: str) -> str:
@@ -63,6 +75,41 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             },
         )
         return storage_pb2.StoreImagesResponse(images=stored)
+
+    async def PutObject(
+        self,
+        request_iterator: AsyncIterator[storage_pb2.PutObjectRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> storage_pb2.StoredObject:
+        header: storage_pb2.ObjectHeader | None = None
+        data = bytearray()
+        async for part in request_iterator:
+            if part.HasField("header"):
+                header = part.header
+                check_input_key(header.key)
+            elif header is None:
+                raise ApiError(E.INVALID_PARAMETER, "data before header")
+            else:
+                data += part.data
+                if len(data) > MAX_IMAGE_BYTES:
+                    raise ApiError(E.BODY_TOO_LARGE, "object exceeds the size limit")
+        if header is None:
+            raise ApiError(E.MISSING_PARAMETER, "empty stream: no header")
+        if len(data) != header.bytes or hashlib.sha256(data).hexdigest() != header.sha256:
+            raise ApiError(E.INVALID_PARAMETER, "object arrived incomplete")
+        await self.blobs.put(header.key, bytes(data), header.content_type)
+        url, expires_at = self.blobs.presign(header.key)
+        return storage_pb2.StoredObject(
+            key=header.key, url=url, expires_at=expires_at, bytes=len(data)
+        )
+
+    async def GetObject(
+        self, request: storage_pb2.GetObjectRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[storage_pb2.ObjectChunk]:
+        check_input_key(request.key)
+        data = await self.blobs.get(request.key)
+        for offset in range(0, len(data), CHUNK_BYTES):
+            yield storage_pb2.ObjectChunk(data=data[offset : offset + CHUNK_BYTES])
 
     async def _store(
         self, task_id: str, meta: storage_pb2.ImageMeta, data: bytes

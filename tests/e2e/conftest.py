@@ -34,10 +34,9 @@ def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @contextlib.asynccontextmanager
-async def running_platform(data_dir: Path) -> AsyncIterator[Platform]:
-    config = StackConfig.free_ports(
-        data_dir, sim_latency_ms=50, extra_env={"SWEEP_INTERVAL": "0.5"}
-    )
+async def running_platform(data_dir: Path, *, allow_private: bool) -> AsyncIterator[Platform]:
+    env = {"SWEEP_INTERVAL": "0.5", "FETCH_ALLOW_PRIVATE": str(allow_private).lower()}
+    config = StackConfig.free_ports(data_dir, sim_latency_ms=50, extra_env=env)
     stack = Stack(config)
     await stack.start()
     try:
@@ -50,13 +49,14 @@ async def running_platform(data_dir: Path) -> AsyncIterator[Platform]:
 
 @pytest.fixture(scope="session")
 async def platform(stack_dir: Path) -> AsyncIterator[Platform]:
-    """Shared by the tests that leave the platform as they found it."""
-    async with running_platform(stack_dir) as running:
+    """Shared by the tests that leave the platform as they found it. Reference URLs may
+    point at this machine (the tests serve them from loopback)."""
+    async with running_platform(stack_dir, allow_private=True) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 async def fragile_platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Platform]:
-    """A platform of its own for tests that break components."""
-    async with running_platform(tmp_path_factory.mktemp("fragile")) as running:
+    """A platform of its own for tests that break components; production fetch policy."""
+    async with running_platform(tmp_path_factory.mktemp("fragile"), allow_private=False) as running:
         yield running

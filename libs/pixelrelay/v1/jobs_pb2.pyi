@@ -3,8 +3,10 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 from pixelrelay.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
@@ -30,12 +32,21 @@ class GenerationJob(_message.Message):
     PROMPT_FIELD_NUMBER: _builtins.int
     SPEC_FIELD_NUMBER: _builtins.int
     CREATED_AT_MS_FIELD_NUMBER: _builtins.int
+    REFERENCE_KEYS_FIELD_NUMBER: _builtins.int
+    MASK_KEY_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     account_id: _builtins.str
     prompt: _builtins.str
     created_at_ms: _builtins.int
+    mask_key: _builtins.str
     @_builtins.property
     def spec(self) -> _common_pb2.ImageSpec: ...
+    @_builtins.property
+    def reference_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Reference images and mask, already fetched, checked and stored (storage keys).
+        With any, the upstream call is an edit.
+        """
+
     def __init__(
         self,
         *,
@@ -44,10 +55,12 @@ class GenerationJob(_message.Message):
         prompt: _builtins.str = ...,
         spec: _common_pb2.ImageSpec | None = ...,
         created_at_ms: _builtins.int = ...,
+        reference_keys: _abc.Iterable[_builtins.str] | None = ...,
+        mask_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "created_at_ms", b"created_at_ms", "prompt", b"prompt", "spec", b"spec", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "created_at_ms", b"created_at_ms", "mask_key", b"mask_key", "prompt", b"prompt", "reference_keys", b"reference_keys", "spec", b"spec", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

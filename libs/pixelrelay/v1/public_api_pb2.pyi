@@ -20,6 +20,67 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class CreateUploadRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    content_type: _builtins.str
+    """as declared by the client; checked against the bytes"""
+    def __init__(
+        self,
+        *,
+        data: _builtins.bytes = ...,
+        content_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "data", b"data"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateUploadRequest: _TypeAlias = CreateUploadRequest  # noqa: Y015
+
+@_typing.final
+class Upload(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    WIDTH_FIELD_NUMBER: _builtins.int
+    HEIGHT_FIELD_NUMBER: _builtins.int
+    BYTES_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    url: _builtins.str
+    """use it in image_urls or mask_url; valid until expires_at"""
+    format: _builtins.str
+    width: _builtins.int
+    height: _builtins.int
+    bytes: _builtins.int
+    expires_at: _builtins.int
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        url: _builtins.str = ...,
+        format: _builtins.str = ...,
+        width: _builtins.int = ...,
+        height: _builtins.int = ...,
+        bytes: _builtins.int = ...,
+        expires_at: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "expires_at", b"expires_at", "format", b"format", "height", b"height", "id", b"id", "url", b"url", "width", b"width"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Upload: _TypeAlias = Upload  # noqa: Y015
+
+@_typing.final
 class CreateGenerationRequest(_message.Message):
     """Fields mirror the REST body; unset optional fields take the documented defaults."""
 
@@ -255,6 +316,7 @@ class Task(_message.Message):
     STARTED_AT_MS_FIELD_NUMBER: _builtins.int
     FINISHED_AT_MS_FIELD_NUMBER: _builtins.int
     CREATED_AT_MS_FIELD_NUMBER: _builtins.int
+    PRICE_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     model: _builtins.str
     status: _builtins.str
@@ -266,6 +328,8 @@ class Task(_message.Message):
     started_at_ms: _builtins.int
     finished_at_ms: _builtins.int
     created_at_ms: _builtins.int
+    price_id: _builtins.str
+    """the price-list row the task was charged under"""
     @_builtins.property
     def images(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.StoredImage]: ...
     @_builtins.property
@@ -291,10 +355,11 @@ class Task(_message.Message):
         started_at_ms: _builtins.int = ...,
         finished_at_ms: _builtins.int = ...,
         created_at_ms: _builtins.int = ...,
+        price_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "created_at_ms", b"created_at_ms", "credits_charged", b"credits_charged", "credits_reserved", b"credits_reserved", "error", b"error", "finished_at_ms", b"finished_at_ms", "id", b"id", "images", b"images", "model", b"model", "spec", b"spec", "started_at_ms", b"started_at_ms", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "created_at_ms", b"created_at_ms", "credits_charged", b"credits_charged", "credits_reserved", b"credits_reserved", "error", b"error", "finished_at_ms", b"finished_at_ms", "id", b"id", "images", b"images", "model", b"model", "price_id", b"price_id", "spec", b"spec", "started_at_ms", b"started_at_ms", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

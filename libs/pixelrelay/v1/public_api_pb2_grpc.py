@@ -62,6 +62,11 @@ class PublicApiStub:
                 request_serializer=pixelrelay_dot_v1_dot_public__api__pb2.GetBalanceRequest.SerializeToString,
                 response_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.AccountBalance.FromString,
                 _registered_method=True)
+        self.CreateUpload = channel.unary_unary(
+                '/pixelrelay.v1.PublicApi/CreateUpload',
+                request_serializer=pixelrelay_dot_v1_dot_public__api__pb2.CreateUploadRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.Upload.FromString,
+                _registered_method=True)
 
 
 class PublicApiServicer:
@@ -100,6 +105,13 @@ class PublicApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateUpload(self, request, context):
+        """Store an image for use in image_urls or mask_url.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PublicApiServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -127,6 +139,11 @@ def add_PublicApiServicer_to_server(servicer, server):
                     servicer.GetBalance,
                     request_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.GetBalanceRequest.FromString,
                     response_serializer=pixelrelay_dot_v1_dot_public__api__pb2.AccountBalance.SerializeToString,
+            ),
+            'CreateUpload': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateUpload,
+                    request_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.CreateUploadRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_public__api__pb2.Upload.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -267,6 +284,33 @@ class PublicApi:
             '/pixelrelay.v1.PublicApi/GetBalance',
             pixelrelay_dot_v1_dot_public__api__pb2.GetBalanceRequest.SerializeToString,
             pixelrelay_dot_v1_dot_public__api__pb2.AccountBalance.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateUpload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.PublicApi/CreateUpload',
+            pixelrelay_dot_v1_dot_public__api__pb2.CreateUploadRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_public__api__pb2.Upload.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,8 @@ class PublicApiStub:
     GetTask: _grpc.UnaryUnaryMultiCallable[_public_api_pb2.GetTaskRequest, _public_api_pb2.Task]
     ListTasks: _grpc.UnaryUnaryMultiCallable[_public_api_pb2.ListTasksRequest, _public_api_pb2.ListTasksResponse]
     GetBalance: _grpc.UnaryUnaryMultiCallable[_public_api_pb2.GetBalanceRequest, _public_api_pb2.AccountBalance]
+    CreateUpload: _grpc.UnaryUnaryMultiCallable[_public_api_pb2.CreateUploadRequest, _public_api_pb2.Upload]
+    """Store an image for use in image_urls or mask_url."""
 
 @_typing.type_check_only
 class PublicApiAsyncStub(PublicApiStub):
@@ -55,6 +57,8 @@ class PublicApiAsyncStub(PublicApiStub):
     GetTask: _aio.UnaryUnaryMultiCallable[_public_api_pb2.GetTaskRequest, _public_api_pb2.Task]  # type: ignore[assignment]
     ListTasks: _aio.UnaryUnaryMultiCallable[_public_api_pb2.ListTasksRequest, _public_api_pb2.ListTasksResponse]  # type: ignore[assignment]
     GetBalance: _aio.UnaryUnaryMultiCallable[_public_api_pb2.GetBalanceRequest, _public_api_pb2.AccountBalance]  # type: ignore[assignment]
+    CreateUpload: _aio.UnaryUnaryMultiCallable[_public_api_pb2.CreateUploadRequest, _public_api_pb2.Upload]  # type: ignore[assignment]
+    """Store an image for use in image_urls or mask_url."""
 
 class PublicApiServicer(metaclass=_abc_1.ABCMeta):
     """The public operations. Clients authenticate with metadata
@@ -96,5 +100,13 @@ class PublicApiServicer(metaclass=_abc_1.ABCMeta):
         request: _public_api_pb2.GetBalanceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_public_api_pb2.AccountBalance, _abc.Awaitable[_public_api_pb2.AccountBalance]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateUpload(
+        self,
+        request: _public_api_pb2.CreateUploadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_public_api_pb2.Upload, _abc.Awaitable[_public_api_pb2.Upload]]:
+        """Store an image for use in image_urls or mask_url."""
 
 def add_PublicApiServicer_to_server(servicer: PublicApiServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

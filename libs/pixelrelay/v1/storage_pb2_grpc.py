@@ -40,6 +40,16 @@ class StorageStub:
                 request_serializer=pixelrelay_dot_v1_dot_storage__pb2.StoreImagesRequest.SerializeToString,
                 response_deserializer=pixelrelay_dot_v1_dot_storage__pb2.StoreImagesResponse.FromString,
                 _registered_method=True)
+        self.PutObject = channel.stream_unary(
+                '/pixelrelay.v1.Storage/PutObject',
+                request_serializer=pixelrelay_dot_v1_dot_storage__pb2.PutObjectRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_storage__pb2.StoredObject.FromString,
+                _registered_method=True)
+        self.GetObject = channel.unary_stream(
+                '/pixelrelay.v1.Storage/GetObject',
+                request_serializer=pixelrelay_dot_v1_dot_storage__pb2.GetObjectRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_storage__pb2.ObjectChunk.FromString,
+                _registered_method=True)
 
 
 class StorageServicer:
@@ -54,6 +64,20 @@ class StorageServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PutObject(self, request_iterator, context):
+        """Inputs: client uploads and a task's reference images and mask.
+        Keys must start with "uploads/" or "tasks/<task id>/inputs/".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetObject(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StorageServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -61,6 +85,16 @@ def add_StorageServicer_to_server(servicer, server):
                     servicer.StoreImages,
                     request_deserializer=pixelrelay_dot_v1_dot_storage__pb2.StoreImagesRequest.FromString,
                     response_serializer=pixelrelay_dot_v1_dot_storage__pb2.StoreImagesResponse.SerializeToString,
+            ),
+            'PutObject': grpc.stream_unary_rpc_method_handler(
+                    servicer.PutObject,
+                    request_deserializer=pixelrelay_dot_v1_dot_storage__pb2.PutObjectRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_storage__pb2.StoredObject.SerializeToString,
+            ),
+            'GetObject': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetObject,
+                    request_deserializer=pixelrelay_dot_v1_dot_storage__pb2.GetObjectRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_storage__pb2.ObjectChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -91,6 +125,60 @@ class Storage:
             '/pixelrelay.v1.Storage/StoreImages',
             pixelrelay_dot_v1_dot_storage__pb2.StoreImagesRequest.SerializeToString,
             pixelrelay_dot_v1_dot_storage__pb2.StoreImagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutObject(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/pixelrelay.v1.Storage/PutObject',
+            pixelrelay_dot_v1_dot_storage__pb2.PutObjectRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_storage__pb2.StoredObject.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetObject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/pixelrelay.v1.Storage/GetObject',
+            pixelrelay_dot_v1_dot_storage__pb2.GetObjectRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_storage__pb2.ObjectChunk.FromString,
             options,
             channel_credentials,
             insecure,

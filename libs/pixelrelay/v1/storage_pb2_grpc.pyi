@@ -37,6 +37,11 @@ class StorageStub:
     """Client stream: one header, then the bytes of every image in chunks
     (so 4k images and n=4 never hit gRPC's message size limit).
     """
+    PutObject: _grpc.StreamUnaryMultiCallable[_storage_pb2.PutObjectRequest, _storage_pb2.StoredObject]
+    """Inputs: client uploads and a task's reference images and mask.
+    Keys must start with "uploads/" or "tasks/<task id>/inputs/".
+    """
+    GetObject: _grpc.UnaryStreamMultiCallable[_storage_pb2.GetObjectRequest, _storage_pb2.ObjectChunk]
 
 @_typing.type_check_only
 class StorageAsyncStub(StorageStub):
@@ -47,6 +52,11 @@ class StorageAsyncStub(StorageStub):
     """Client stream: one header, then the bytes of every image in chunks
     (so 4k images and n=4 never hit gRPC's message size limit).
     """
+    PutObject: _aio.StreamUnaryMultiCallable[_storage_pb2.PutObjectRequest, _storage_pb2.StoredObject]  # type: ignore[assignment]
+    """Inputs: client uploads and a task's reference images and mask.
+    Keys must start with "uploads/" or "tasks/<task id>/inputs/".
+    """
+    GetObject: _aio.UnaryStreamMultiCallable[_storage_pb2.GetObjectRequest, _storage_pb2.ObjectChunk]  # type: ignore[assignment]
 
 class StorageServicer(metaclass=_abc_1.ABCMeta):
     """Writes task outputs to object storage and announces completion on the bus."""
@@ -60,5 +70,22 @@ class StorageServicer(metaclass=_abc_1.ABCMeta):
         """Client stream: one header, then the bytes of every image in chunks
         (so 4k images and n=4 never hit gRPC's message size limit).
         """
+
+    @_abc_1.abstractmethod
+    def PutObject(
+        self,
+        request_iterator: _MaybeAsyncIterator[_storage_pb2.PutObjectRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.StoredObject, _abc.Awaitable[_storage_pb2.StoredObject]]:
+        """Inputs: client uploads and a task's reference images and mask.
+        Keys must start with "uploads/" or "tasks/<task id>/inputs/".
+        """
+
+    @_abc_1.abstractmethod
+    def GetObject(
+        self,
+        request: _storage_pb2.GetObjectRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_storage_pb2.ObjectChunk], _abc.AsyncIterator[_storage_pb2.ObjectChunk]]: ...
 
 def add_StorageServicer_to_server(servicer: StorageServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -145,9 +145,28 @@ def test_explicit_size_on_stable_gets_its_tier() -> None:
             "quality",
         ),
         (
-            {"model": "gpt-image-2-official", "image_urls": ["https://example.com/a.png"]},
-            E.UNSUPPORTED_PARAMETER,
+            {"model": "gpt-image-2-official", "image_urls": ["ftp://example.com/a.png"]},
+            E.INVALID_PARAMETER,
+            "image_urls[0]",
+        ),
+        (
+            {"model": "gpt-image-2-official", "image_urls": ["https://e.com/a.png"] * 17},
+            E.INVALID_PARAMETER,
             "image_urls",
+        ),
+        (
+            {"model": "gpt-image-2-official", "mask_url": "https://e.com/m.png"},
+            E.MISSING_PARAMETER,
+            "image_urls",
+        ),
+        (
+            {
+                "model": "gpt-image-2",
+                "mask_url": "https://e.com/m.png",
+                "image_urls": ["https://e.com/a.png"],
+            },
+            E.UNSUPPORTED_PARAMETER,
+            "mask_url",
         ),
     ],
 )
@@ -161,3 +180,29 @@ def test_invalid_requests_name_the_field(
 
 def test_basic_channel_errors_name_the_stable_variant() -> None:
     assert "gpt-image-2-official" in error_of(model="gpt-image-2", quality="high").message
+
+
+def test_references_make_the_prompt_optional() -> None:
+    spec, prompt = resolve(req(model="gpt-image-2", prompt="", image_urls=["https://e.com/a.png"]))
+    assert prompt and list(spec.image_urls) == ["https://e.com/a.png"]
+
+
+@pytest.mark.parametrize(
+    ("size", "ratio"),
+    [
+        ((1024, 1024), "1:1"),
+        ((1920, 1080), "16:9"),
+        ((1080, 1920), "9:16"),
+        ((3000, 1000), "21:9"),
+        ((1000, 800), "5:4"),
+        ((1200, 900), "4:3"),
+    ],
+)
+def test_auto_size_takes_the_first_reference_ratio(size: tuple[int, int], ratio: str) -> None:
+    spec, _ = resolve(
+        req(
+            model="gpt-image-2", size="auto", prompt="a banner", image_urls=["https://e.com/a.png"]
+        ),
+        reference_size=size,
+    )
+    assert spec.size == ratio

@@ -1,0 +1,110 @@
+"""Typed client for the storage service; big payloads always travel as 1 MiB chunks."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from pixelrelay.errors import error_from_rpc
+from pixelrelay.grpc_server import insecure_channel
+from pixelrelay.v1 import common_pb2, storage_pb2, storage_pb2_grpc
+
+CHUNK_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ImageBytes:
+    data: bytes
+    format: str
+    width: int
+    height: int
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+def _chunks(data: bytes) -> list[bytes]:
+    return [data[i : i + CHUNK_BYTES] for i in range(0, len(data), CHUNK_BYTES)]
+
+
+class StorageClient:
+    def __init__(self, addr: str, timeout: float = 120.0):
+        self._channel = insecure_channel(addr)
+        self._stub = storage_pb2_grpc.StorageStub(self._channel)
+        self.timeout = timeout
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def store_images(
+        self, task_id: str, images: Sequence[ImageBytes], *, quality: str, upstream_ms: int
+    ) -> list[common_pb2.StoredImage]:
+        """Write a task's outputs; storage then announces the task completed."""
+        header = storage_pb2.StoreHeader(
+            task_id=task_id,
+            quality=quality,
+            upstream_ms=upstream_ms,
+            images=[
+                storage_pb2.ImageMeta(
+                    index=i,
+                    format=img.format,
+                    width=img.width,
+                    height=img.height,
+                    bytes=len(img.data),
+                    sha256=img.sha256,
+                )
+                for i, img in enumerate(images)
+            ],
+        )
+
+        async def parts() -> AsyncIterator[storage_pb2.StoreImagesRequest]:
+            yield storage_pb2.StoreImagesRequest(header=header)
+            for index, image in enumerate(images):
+                for chunk in _chunks(image.data):
+                    yield storage_pb2.StoreImagesRequest(
+                        chunk=storage_pb2.ImageChunk(index=index, data=chunk)
+                    )
+
+        try:
+            reply = await self._stub.StoreImages(parts(), timeout=self.timeout, wait_for_ready=True)
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc(exc) from exc
+        return list(reply.images)
+
+    async def put_object(
+        self, key: str, data: bytes, content_type: str
+    ) -> storage_pb2.StoredObject:
+        header = storage_pb2.ObjectHeader(
+            key=key,
+            content_type=content_type,
+            bytes=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+        )
+
+        async def parts() -> AsyncIterator[storage_pb2.PutObjectRequest]:
+            yield storage_pb2.PutObjectRequest(header=header)
+            for chunk in _chunks(data):
+                yield storage_pb2.PutObjectRequest(data=chunk)
+
+        try:
+            reply: storage_pb2.StoredObject = await self._stub.PutObject(
+                parts(), timeout=self.timeout, wait_for_ready=True
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc(exc) from exc
+        return reply
+
+    async def get_object(self, key: str) -> bytes:
+        data = bytearray()
+        try:
+            async for chunk in self._stub.GetObject(
+                storage_pb2.GetObjectRequest(key=key), timeout=self.timeout, wait_for_ready=True
+            ):
+                data += chunk.data
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc(exc) from exc
+        return bytes(data)

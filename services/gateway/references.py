@@ -1,0 +1,98 @@
+"""Reference images and masks: loaded, checked and stored before a task is accepted.
+
+A URL to one of the caller's own uploads is read from storage by key (never over HTTP);
+any other URL goes through the SSRF-safe fetcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+
+import httpx
+
+from gateway.fetch import SafeFetcher
+from gateway.images import InputImage, check_content_type, check_mask, inspect_image
+from pixelrelay.errors import ApiError, E
+from pixelrelay.storage_client import StorageClient
+from pixelrelay.v1 import common_pb2
+
+# The object path of an upload: uploads/<account>/<upload id>.<ext>, wherever it is served.
+_UPLOAD_PATH = re.compile(r"/(uploads/(acct_[0-9A-Za-z]+)/upl_[0-9A-Za-z]+\.(?:png|jpg|webp))$")
+
+
+@dataclass(frozen=True)
+class Inputs:
+    references: list[InputImage]
+    mask: InputImage | None
+
+    @property
+    def first_size(self) -> tuple[int, int] | None:
+        return (self.references[0].width, self.references[0].height) if self.references else None
+
+
+def upload_key(url: str) -> tuple[str, str] | None:
+    """(storage key, owner account) when ``url`` names an upload of ours."""
+    try:
+        match = _UPLOAD_PATH.search(httpx.URL(url).path)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return None
+    return (match[1], match[2]) if match else None
+
+
+class ReferenceLoader:
+    def __init__(self, fetcher: SafeFetcher, storage: StorageClient):
+        self.fetcher = fetcher
+        self.storage = storage
+
+    async def load(self, spec: common_pb2.ImageSpec, account_id: str) -> Inputs:
+        """Every reference and the mask, checked; the first error wins."""
+        urls = list(spec.image_urls)
+        params = [f"image_urls[{i}]" for i in range(len(urls))]
+        if spec.mask_url:
+            urls.append(spec.mask_url)
+            params.append("mask_url")
+        loaded = await asyncio.gather(
+            *(self._one(url, param, account_id) for url, param in zip(urls, params, strict=True))
+        )
+        references = loaded[: len(spec.image_urls)]
+        mask = loaded[-1] if spec.mask_url else None
+        if mask is not None:
+            check_mask(mask, references[0])
+        return Inputs(references, mask)
+
+    async def _one(self, url: str, param: str, account_id: str) -> InputImage:
+        own = upload_key(url)
+        if own is not None:
+            key, owner = own
+            if owner != account_id:
+                raise ApiError(E.UPLOAD_NOT_FOUND, f"{param}: no such upload", param=param)
+            try:
+                data = await self.storage.get_object(key)
+            except ApiError as err:
+                if err.kind is E.UPLOAD_NOT_FOUND:
+                    raise ApiError(
+                        E.UPLOAD_NOT_FOUND, f"{param}: no such upload", param=param
+                    ) from err
+                raise
+        else:
+            data, content_type = await self.fetcher.fetch(url, param)
+            check_content_type(content_type, param)
+        return await inspect_image(data, param)
+
+    async def store(self, task_id: str, inputs: Inputs) -> tuple[list[str], str]:
+        """Write the inputs beside the task; returns their keys for the job."""
+        keys = [
+            f"tasks/{task_id}/inputs/ref{i}.{ref.extension}"
+            for i, ref in enumerate(inputs.references)
+        ]
+        writes = [
+            self.storage.put_object(key, ref.data, ref.content_type)
+            for key, ref in zip(keys, inputs.references, strict=True)
+        ]
+        mask_key = f"tasks/{task_id}/inputs/mask.png" if inputs.mask else ""
+        if inputs.mask is not None:
+            writes.append(self.storage.put_object(mask_key, inputs.mask.data, "image/png"))
+        await asyncio.gather(*writes)
+        return keys, mask_key

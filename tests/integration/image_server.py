@@ -1,0 +1,87 @@
+"""A tiny HTTP server of test images, redirects and misbehaviour, counting its hits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from pixelrelay.metrics import free_port
+from upstream_sim.render import render_image
+
+
+@dataclass
+class ImageServer:
+    host: str
+    port: int
+    hits: list[str] = field(default_factory=list)
+    files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+
+    def url(self, path: str) -> str:
+        return f"http://{self.host}:{self.port}{path}"
+
+
+def _app(server: ImageServer) -> Starlette:
+    async def serve(request: Request) -> Response:
+        path = request.url.path
+        server.hits.append(path)
+        if path in server.files:
+            data, content_type = server.files[path]
+            return Response(data, media_type=content_type)
+        if path == "/redirect":
+            return RedirectResponse(request.query_params["to"], status_code=302)
+        if path == "/loop":
+            return RedirectResponse("/loop", status_code=302)
+        if path == "/slow":
+            await asyncio.sleep(5)
+            return Response(b"")
+        if path == "/chunked-big":
+
+            async def body() -> AsyncIterator[bytes]:
+                for _ in range(64):
+                    yield b"\0" * 65536
+
+            return StreamingResponse(body(), media_type="image/png")
+        return Response(b"not here", status_code=404)
+
+    return Starlette(routes=[Route("/{path:path}", serve)])
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self):  # type: ignore[no-untyped-def]
+        yield
+
+
+@contextlib.asynccontextmanager
+async def image_server(host: str = "127.0.0.1") -> AsyncIterator[ImageServer]:
+    server = ImageServer(host, free_port())
+    server.files["/cat.png"] = (render_image("cat", 1024, 768, "png"), "image/png")
+    server.files["/cat.jpg"] = (render_image("cat", 1536, 864, "jpeg"), "image/jpeg")
+    server.files["/page.html"] = (b"<html>hello</html>", "text/html")
+    server.files["/fake.png"] = (b"this is not a png at all", "image/png")
+    uv = _Server(
+        uvicorn.Config(
+            _app(server),
+            host=host,
+            port=server.port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
+    )
+    task = asyncio.create_task(uv.serve())
+    while not uv.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield server
+    finally:
+        uv.should_exit = True
+        await task
