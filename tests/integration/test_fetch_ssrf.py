@@ -117,7 +117,7 @@ async def test_a_redirect_to_a_private_address_is_refused(server: ImageServer) -
         try:
             for target in (
                 private.url("/cat.png"),
-                f"http://localhost:{private.port}/cat.png",
+                f"http://2130706434:{private.port}/cat.png",
                 f"http://[::1]:{private.port}/cat.png",
             ):
                 err = await refused(fetcher, server.url(f"/redirect?to={target}"))
