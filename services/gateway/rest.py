@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import FastAPI, File, Header, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
@@ -26,6 +26,7 @@ from gateway.schemas import (
     SubmitOut,
     TaskListOut,
     TaskOut,
+    UploadOut,
 )
 from pixelrelay.errors import ApiError, E
 from pixelrelay.ids import random_token
@@ -242,6 +243,21 @@ def create_app(api: PublicApi) -> FastAPI:
                 "next_cursor": page.next_cursor or None,
             }
         )
+
+    @app.post(
+        UPLOADS_PATH,
+        response_model=UploadOut,
+        responses=ERRORS,
+        tags=["uploads"],
+        summary="Upload an image for image_urls or mask_url (multipart field 'file')",
+    )
+    async def create_upload(
+        file: Annotated[UploadFile, File()], authorization: Authorization = None
+    ) -> Response:
+        request = public_api_pb2.CreateUploadRequest(
+            data=await file.read(), content_type=file.content_type or ""
+        )
+        return JSONBody(translate.upload_json(await api.create_upload(authorization, request)))
 
     @app.get(
         "/api/v1/account",

@@ -2,9 +2,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from typing import Any
 
 import httpx
+
+from pixelrelay.billing_client import BillingClient
+from tests.e2e.conftest import Platform
 
 
 async def poll_until_done(
@@ -20,3 +24,13 @@ async def poll_until_done(
             return task
         await asyncio.sleep(0.1)
     raise AssertionError(f"task {task_id} still processing after {deadline_s}s")
+
+
+async def new_account(platform: Platform, grant: int) -> str:
+    """A fresh account with ``grant`` credits; returns its API key."""
+    billing = BillingClient(f"127.0.0.1:{platform.config.billing_port}")
+    try:
+        account = await billing.create_account(f"e2e-{uuid.uuid4().hex[:6]}", grant)
+        return (await billing.create_api_key(account.id)).api_key
+    finally:
+        await billing.close()

@@ -23,7 +23,7 @@ from pixelrelay.billing_client import BillingClient
 from pixelrelay.grpc_server import check_health
 from pixelrelay.v1 import common_pb2, public_api_pb2, public_api_pb2_grpc
 from tests.e2e.conftest import Platform
-from tests.e2e.helpers import poll_until_done
+from tests.e2e.helpers import new_account, poll_until_done
 from upstream_sim.render import prompt_color
 
 pytestmark = pytest.mark.e2e
@@ -35,15 +35,6 @@ async def balance(platform: Platform, key: str | None = None) -> dict[str, int]:
     response = await platform.http.get("/api/v1/account", headers=platform.auth(key))
     assert response.status_code == 200, response.text
     return dict(response.json())
-
-
-async def new_account(platform: Platform, grant: int) -> str:
-    billing = BillingClient(f"127.0.0.1:{platform.config.billing_port}")
-    try:
-        account = await billing.create_account(f"e2e-{uuid.uuid4().hex[:6]}", grant)
-        return (await billing.create_api_key(account.id)).api_key
-    finally:
-        await billing.close()
 
 
 async def test_basic_1k_task_completes_downloads_and_charges_7(platform: Platform) -> None:
@@ -62,7 +53,7 @@ async def test_basic_1k_task_completes_downloads_and_charges_7(platform: Platfor
     task = await poll_until_done(platform.http, body["id"], platform.auth(key))
     assert task["status"] == "completed", task
     assert task["error"] is None
-    assert task["credits"] == {"reserved": 7, "charged": 7}
+    assert task["credits"] == {"reserved": 7, "charged": 7, "price_id": "basic-1k"}
     [url] = task["output"]["image_urls"]
     assert task["expires_at"] >= task["created_at"] + 7 * 24 * 3600 - 60
 
@@ -117,7 +108,7 @@ async def test_failing_upstream_fails_the_task_and_returns_the_credits(platform:
     assert task["status"] == "failed"
     assert task["error"]["code"] == 70001 and task["error"]["type"] == "upstream_failed"
     assert task["output"] is None
-    assert task["credits"] == {"reserved": 7, "charged": 0}
+    assert task["credits"] == {"reserved": 7, "charged": 0, "price_id": "basic-1k"}
     account = await balance(platform, key)
     assert (account["balance"], account["held"]) == (100, 0)
 
