@@ -48,17 +48,20 @@ HTTP_LATENCY = Histogram(
 )
 
 Authorization = Annotated[str | None, Header(description="Bearer <api key>")]
-ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorOut, "description": text}
-    for status, text in (
-        (400, "invalid request"),
-        (401, "missing or invalid API key"),
-        (402, "insufficient credits"),
-        (404, "not found"),
-        (413, "body too large"),
-        (503, "a platform component is down"),
-    )
+_ERROR_TEXT = {
+    400: "invalid request",
+    401: "missing or invalid API key",
+    402: "insufficient credits",
+    404: "not found",
+    413: "body or image too large",
+    422: "a reference image is unusable",
+    503: "a platform component is down; nothing was charged",
 }
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The error responses an operation documents (all share the error envelope)."""
+    return {s: {"model": ErrorOut, "description": _ERROR_TEXT[s]} for s in statuses}
 
 
 class JSONBody(Response):
@@ -186,7 +189,7 @@ def create_app(api: PublicApi) -> FastAPI:
     @app.post(
         "/api/v1/images/generations",
         response_model=SubmitOut,
-        responses=ERRORS,
+        responses=errors(400, 401, 402, 404, 413, 422, 503),
         tags=["images"],
         summary="Submit an image generation task",
     )
@@ -199,7 +202,7 @@ def create_app(api: PublicApi) -> FastAPI:
     @app.post(
         "/api/v1/images/estimate",
         response_model=EstimateOut,
-        responses=ERRORS,
+        responses=errors(400, 401, 413, 503),
         tags=["images"],
         summary="Price a request without submitting it",
     )
@@ -212,7 +215,7 @@ def create_app(api: PublicApi) -> FastAPI:
     @app.get(
         "/api/v1/tasks/{task_id}",
         response_model=TaskOut,
-        responses=ERRORS,
+        responses=errors(400, 401, 404, 503),
         tags=["tasks"],
         summary="Get a task (poll until completed or failed)",
     )
@@ -223,7 +226,7 @@ def create_app(api: PublicApi) -> FastAPI:
     @app.get(
         "/api/v1/tasks",
         response_model=TaskListOut,
-        responses=ERRORS,
+        responses=errors(400, 401, 503),
         tags=["tasks"],
         summary="List the caller's tasks, newest first",
     )
@@ -247,7 +250,7 @@ def create_app(api: PublicApi) -> FastAPI:
     @app.post(
         UPLOADS_PATH,
         response_model=UploadOut,
-        responses=ERRORS,
+        responses=errors(400, 401, 413, 422, 503),
         tags=["uploads"],
         summary="Upload an image for image_urls or mask_url (multipart field 'file')",
     )
@@ -262,7 +265,7 @@ def create_app(api: PublicApi) -> FastAPI:
     @app.get(
         "/api/v1/account",
         response_model=BalanceOut,
-        responses=ERRORS,
+        responses=errors(401, 503),
         tags=["account"],
         summary="The caller's balance and held credits",
     )
@@ -280,7 +283,8 @@ def create_app(api: PublicApi) -> FastAPI:
             )
             for methods in spec["paths"].values():
                 for op in methods.values():
-                    op["responses"].pop("422", None)
+                    if op["responses"].get("422", {}).get("description") == "Validation Error":
+                        del op["responses"]["422"]
             for name in ("HTTPValidationError", "ValidationError"):
                 spec["components"]["schemas"].pop(name, None)
             app.openapi_schema = spec

@@ -5,30 +5,66 @@ They only fix JSON types; value rules live in validation.py, shared with gRPC.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.sizes import RATIOS, RESOLUTIONS
+from gateway.validation import (
+    BACKGROUNDS,
+    FORMATS,
+    MAX_IMAGES_STABLE,
+    MAX_PROMPT_CHARS,
+    MAX_REFERENCE_IMAGES,
+    MODELS,
+    MODERATIONS,
+    QUALITIES,
+)
+
 Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
+
+
+def documented(description: str, **schema: Any) -> Any:
+    """A field whose allowed values are shown in the spec but enforced by validation.py
+    (one rulebook for REST and gRPC, with our error codes)."""
+    return Field(None, description=description, json_schema_extra=schema)
 
 
 class GenerationBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    model: str = Field(description="gpt-image-2 (basic) or gpt-image-2-official (stable)")
-    prompt: str | None = Field(None, description="1-4000 characters")
-    size: str | None = Field(
-        None, description="auto, a ratio such as 16:9, or WIDTHxHEIGHT (stable only); default 1:1"
+    model: str = Field(
+        description="gpt-image-2 (basic) or gpt-image-2-official (stable)",
+        json_schema_extra={"enum": list(MODELS)},
     )
-    resolution: str | None = Field(None, description="1k (default), 2k or 4k")
-    n: Int32 | None = Field(None, description="images per task: 1 on basic, 1-4 on stable")
-    image_urls: list[str] | None = Field(None, description="up to 16 reference image URLs")
-    quality: str | None = Field(None, description="stable only: auto, low, medium, high")
-    background: str | None = Field(None, description="stable only: auto, opaque, transparent")
-    moderation: str | None = Field(None, description="stable only: auto, low")
-    mask_url: str | None = Field(None, description="stable only: PNG mask for inpainting")
-    output_format: str | None = Field(None, description="stable only: png, jpeg, webp")
-    output_compression: Int32 | None = Field(None, description="stable only: 0-100, jpeg/webp")
+    prompt: str | None = documented(
+        f"1-{MAX_PROMPT_CHARS} characters; optional when image_urls is given",
+        maxLength=MAX_PROMPT_CHARS,
+    )
+    size: str | None = documented(
+        "auto, a ratio, or WIDTHxHEIGHT (stable only); default 1:1",
+        anyOf=[{"enum": ["auto", *RATIOS]}, {"pattern": r"^\d{2,5}x\d{2,5}$"}],
+    )
+    resolution: str | None = documented(
+        "default 1k; 4k only with wide ratios", enum=list(RESOLUTIONS)
+    )
+    n: Int32 | None = documented(
+        "images per task: 1 on basic, 1-4 on stable", minimum=1, maximum=MAX_IMAGES_STABLE
+    )
+    image_urls: list[str] | None = documented(
+        f"up to {MAX_REFERENCE_IMAGES} reference image URLs (http/https, or an upload's url)",
+        maxItems=MAX_REFERENCE_IMAGES,
+    )
+    quality: str | None = documented("stable only", enum=list(QUALITIES))
+    background: str | None = documented(
+        "stable only; transparent needs png or webp", enum=list(BACKGROUNDS)
+    )
+    moderation: str | None = documented("stable only", enum=list(MODERATIONS))
+    mask_url: str | None = documented(
+        "stable only: PNG with alpha, the first image's size (alpha 0 = edit here)"
+    )
+    output_format: str | None = documented("stable only; default png", enum=list(FORMATS))
+    output_compression: Int32 | None = documented("stable only, jpeg/webp", minimum=0, maximum=100)
 
 
 class SubmitOut(BaseModel):

@@ -274,6 +274,35 @@ async def test_list_tasks_newest_first_with_cursor(platform: Platform) -> None:
     assert second["next_cursor"] is None
 
 
+async def test_list_tasks_filters_by_status(platform: Platform) -> None:
+    key = await new_account(platform, 100)
+    async with httpx.AsyncClient(base_url=platform.config.sim_url) as sim:
+        await sim.put(
+            "/_sim/faults", json=[{"kind": "status", "status": 500, "match": "LIST-FAIL"}]
+        )
+        try:
+            ids = {}
+            for prompt in ("LIST-FAIL one", "fine two"):
+                response = await platform.http.post(
+                    "/api/v1/images/generations",
+                    headers=platform.auth(key),
+                    json={"model": "gpt-image-2", "prompt": prompt},
+                )
+                ids[prompt] = response.json()["id"]
+                await poll_until_done(platform.http, ids[prompt], platform.auth(key))
+        finally:
+            await sim.delete("/_sim/faults")
+    for status, prompt in (("failed", "LIST-FAIL one"), ("completed", "fine two")):
+        page = (
+            await platform.http.get(f"/api/v1/tasks?status={status}", headers=platform.auth(key))
+        ).json()
+        assert [t["id"] for t in page["data"]] == [ids[prompt]]
+    bad = await platform.http.get("/api/v1/tasks?status=done", headers=platform.auth(key))
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "status"
+    bad_cursor = await platform.http.get("/api/v1/tasks?cursor=zzz", headers=platform.auth(key))
+    assert bad_cursor.status_code == 400 and bad_cursor.json()["error"]["param"] == "cursor"
+
+
 async def test_estimate_prices_without_submitting(platform: Platform) -> None:
     before = await balance(platform)
     response = await platform.http.post(
