@@ -48,3 +48,17 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
         db.create_all()
         yield db
         db.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """Like ``database``, but with no tables: for migration tests."""
+    if request.param == "postgres":
+        if not POSTGRES_URL:
+            pytest.skip("PIXELRELAY_TEST_POSTGRES_URL is not set")
+        with contextlib.contextmanager(_postgres_database)() as db:
+            yield db
+    else:
+        db = Database(f"sqlite:///{tmp_path / 'empty.db'}")
+        yield db
+        db.close()

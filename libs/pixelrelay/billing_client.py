@@ -50,12 +50,22 @@ class BillingClient:
         )
 
     async def reserve(
-        self, *, task_id: str, account_id: str, item: common_pb2.PriceItem, expires_at: int
+        self,
+        *,
+        task_id: str,
+        account_id: str,
+        item: common_pb2.PriceItem,
+        expires_at: int,
+        key_id: str = "",
     ) -> billing_pb2.Hold:
         return await _call(
             self._stub.Reserve(
                 billing_pb2.ReserveRequest(
-                    task_id=task_id, account_id=account_id, item=item, expires_at=expires_at
+                    task_id=task_id,
+                    account_id=account_id,
+                    item=item,
+                    expires_at=expires_at,
+                    key_id=key_id,
                 ),
                 timeout=self.timeout,
                 wait_for_ready=True,
@@ -98,14 +108,67 @@ class BillingClient:
         )
 
     async def create_api_key(
-        self, account_id: str, name: str = "", secret: str = ""
+        self,
+        account_id: str,
+        name: str = "",
+        secret: str = "",
+        *,
+        expires_at: int = 0,
+        credit_limit: int | None = None,
+        rate_limit: int | None = None,
     ) -> billing_pb2.CreatedApiKey:
+        request = billing_pb2.CreateApiKeyRequest(
+            account_id=account_id, name=name, secret=secret, expires_at=expires_at
+        )
+        if credit_limit is not None:
+            request.credit_limit = credit_limit
+        if rate_limit is not None:
+            request.rate_limit = rate_limit
         return await _call(
-            self._stub.CreateApiKey(
-                billing_pb2.CreateApiKeyRequest(account_id=account_id, name=name, secret=secret),
+            self._stub.CreateApiKey(request, timeout=self.timeout, wait_for_ready=True)
+        )
+
+    async def list_api_keys(self, account_id: str) -> billing_pb2.ListApiKeysResponse:
+        return await _call(
+            self._stub.ListApiKeys(
+                billing_pb2.ListApiKeysRequest(account_id=account_id),
                 timeout=self.timeout,
                 wait_for_ready=True,
             )
+        )
+
+    async def revoke_api_key(self, key_id: str, account_id: str = "") -> billing_pb2.ApiKeyInfo:
+        return await _call(
+            self._stub.RevokeApiKey(
+                billing_pb2.RevokeApiKeyRequest(key_id=key_id, account_id=account_id),
+                timeout=self.timeout,
+                wait_for_ready=True,
+            )
+        )
+
+    async def top_up(self, account_id: str, amount: int, reason: str) -> billing_pb2.Account:
+        return await _call(
+            self._stub.TopUp(
+                billing_pb2.MoveCreditsRequest(account_id=account_id, amount=amount, reason=reason),
+                timeout=self.timeout,
+                wait_for_ready=True,
+            )
+        )
+
+    async def adjust(self, account_id: str, amount: int, reason: str) -> billing_pb2.Account:
+        return await _call(
+            self._stub.Adjust(
+                billing_pb2.MoveCreditsRequest(account_id=account_id, amount=amount, reason=reason),
+                timeout=self.timeout,
+                wait_for_ready=True,
+            )
+        )
+
+    async def list_ledger_entries(
+        self, request: billing_pb2.ListLedgerEntriesRequest
+    ) -> billing_pb2.ListLedgerEntriesResponse:
+        return await _call(
+            self._stub.ListLedgerEntries(request, timeout=self.timeout, wait_for_ready=True)
         )
 
     async def check_ledger(self) -> billing_pb2.CheckLedgerResponse:

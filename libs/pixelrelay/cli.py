@@ -18,6 +18,7 @@ from google.protobuf.message import Message
 
 from pixelrelay.billing_client import BillingClient
 from pixelrelay.errors import ApiError
+from pixelrelay.v1 import billing_pb2
 
 Command = Callable[[BillingClient, argparse.Namespace], Awaitable[Message]]
 
@@ -27,7 +28,41 @@ async def _create_account(billing: BillingClient, args: argparse.Namespace) -> M
 
 
 async def _create_key(billing: BillingClient, args: argparse.Namespace) -> Message:
-    return await billing.create_api_key(args.account_id, args.name)
+    return await billing.create_api_key(
+        args.account_id,
+        args.name,
+        expires_at=args.expires_at,
+        credit_limit=args.credit_limit,
+        rate_limit=args.rate_limit,
+    )
+
+
+async def _list_keys(billing: BillingClient, args: argparse.Namespace) -> Message:
+    return await billing.list_api_keys(args.account_id)
+
+
+async def _revoke_key(billing: BillingClient, args: argparse.Namespace) -> Message:
+    return await billing.revoke_api_key(args.key_id)
+
+
+async def _top_up(billing: BillingClient, args: argparse.Namespace) -> Message:
+    return await billing.top_up(args.account_id, args.amount, args.reason)
+
+
+async def _adjust(billing: BillingClient, args: argparse.Namespace) -> Message:
+    return await billing.adjust(args.account_id, args.amount, args.reason)
+
+
+async def _ledger(billing: BillingClient, args: argparse.Namespace) -> Message:
+    return await billing.list_ledger_entries(
+        billing_pb2.ListLedgerEntriesRequest(
+            account_id=args.account_id,
+            since=args.since,
+            until=args.until,
+            limit=args.limit,
+            cursor=args.cursor,
+        )
+    )
 
 
 async def _balance(billing: BillingClient, args: argparse.Namespace) -> Message:
@@ -52,7 +87,36 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser("create-key", help="issue an API key (shown once)")
     p.add_argument("account_id")
     p.add_argument("--name", default="")
+    p.add_argument("--expires-at", type=int, default=0, help="unix seconds")
+    p.add_argument("--credit-limit", type=int, default=None)
+    p.add_argument("--rate-limit", type=int, default=None, help="requests per minute")
     p.set_defaults(run=_create_key)
+
+    p = commands.add_parser("list-keys", help="an account's keys (prefix and last four)")
+    p.add_argument("account_id")
+    p.set_defaults(run=_list_keys)
+
+    p = commands.add_parser("revoke-key", help="revoke a key at once")
+    p.add_argument("key_id")
+    p.set_defaults(run=_revoke_key)
+
+    for name, run, text in (
+        ("top-up", _top_up, "add credits"),
+        ("adjust", _adjust, "correct a balance (either sign)"),
+    ):
+        p = commands.add_parser(name, help=f"{text}, with a reason")
+        p.add_argument("account_id")
+        p.add_argument("amount", type=int)
+        p.add_argument("--reason", required=True)
+        p.set_defaults(run=run)
+
+    p = commands.add_parser("ledger", help="an account's ledger entries, newest first")
+    p.add_argument("account_id")
+    p.add_argument("--since", type=int, default=0, help="unix seconds")
+    p.add_argument("--until", type=int, default=0, help="unix seconds")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--cursor", default="")
+    p.set_defaults(run=_ledger)
 
     p = commands.add_parser("balance", help="an account's balance and held credits")
     p.add_argument("account_id")

@@ -17,6 +17,7 @@ Configuration (environment):
     PIXELRELAY_METRICS_PORT      9100           gateway; billing +1, storage +2, dispatcher i +3+i
     PIXELRELAY_SIM_LATENCY_MS    800            simulated generation time
     PIXELRELAY_DEV_API_KEY       (generated)    the dev account's key: pr_live_ + 32 letters/digits
+    PIXELRELAY_ADMIN_TOKEN       (generated)    bearer token of the admin REST API (/admin/v1)
     DATABASE_URL                 sqlite files   one database for billing and gateway
     S3_ENDPOINT, S3_ACCESS_KEY, S3_SECRET_KEY, S3_BUCKET, S3_PUBLIC_ENDPOINT: external S3
 """
@@ -44,6 +45,7 @@ import httpx
 from pixelrelay.billing_client import BillingClient
 from pixelrelay.errors import ApiError
 from pixelrelay.grpc_server import check_health
+from pixelrelay.ids import random_token
 
 log = logging.getLogger("devstack")
 
@@ -75,6 +77,7 @@ class StackConfig:
     metrics_port: int = 9100
     sim_latency_ms: int = 800
     dev_api_key: str = ""
+    admin_token: str = field(default_factory=lambda: random_token(32))
     database_url: str = ""
     s3_endpoint: str = ""
     dispatchers: int = 1
@@ -95,6 +98,7 @@ class StackConfig:
             metrics_port=_env_int("PIXELRELAY_METRICS_PORT", 9100),
             sim_latency_ms=_env_int("PIXELRELAY_SIM_LATENCY_MS", 800),
             dev_api_key=os.environ.get("PIXELRELAY_DEV_API_KEY", ""),
+            admin_token=os.environ.get("PIXELRELAY_ADMIN_TOKEN") or random_token(32),
             database_url=os.environ.get("DATABASE_URL", ""),
             s3_endpoint=os.environ.get("S3_ENDPOINT", ""),
         )
@@ -310,6 +314,7 @@ class Stack:
                 **self._service_env(0),
                 "HTTP_PORT": str(c.http_port),
                 "GRPC_PORT": str(c.grpc_port),
+                "ADMIN_TOKEN": c.admin_token,
                 "DATABASE_URL": db_url or f"sqlite:///{c.data_dir / 'gateway.db'}",
             },
         )
@@ -437,6 +442,7 @@ PixelRelay is running.
   dev account   {account_id}
 
   export PIXELRELAY_API_KEY={api_key}
+  export PIXELRELAY_ADMIN_TOKEN={config.admin_token}
 
   curl -s {base}/api/v1/images/generations \\
     -H "Authorization: Bearer $PIXELRELAY_API_KEY" -H "Content-Type: application/json" \\

@@ -139,6 +139,13 @@ class E:
         grpc.StatusCode.INVALID_ARGUMENT,
         "A credit amount is zero, negative or too large.",
     )
+    KEY_CREDIT_LIMIT = ErrorKind(
+        30004,
+        "key_credit_limit",
+        402,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "The API key's credit limit does not cover the price.",
+    )
     TASK_NOT_FOUND = ErrorKind(
         40001,
         "task_not_found",
@@ -166,6 +173,20 @@ class E:
         404,
         grpc.StatusCode.NOT_FOUND,
         "No such upload belongs to the caller.",
+    )
+    KEY_NOT_FOUND = ErrorKind(
+        40007,
+        "key_not_found",
+        404,
+        grpc.StatusCode.NOT_FOUND,
+        "No such API key belongs to the caller.",
+    )
+    ADMIN_TOKEN_INVALID = ErrorKind(
+        10003,
+        "invalid_admin_token",
+        401,
+        grpc.StatusCode.UNAUTHENTICATED,
+        "The admin API needs `Authorization: Bearer <ADMIN_TOKEN>`.",
     )
     RATE_LIMITED = ErrorKind(
         50001,
@@ -236,11 +257,19 @@ _PARAM_KEY = "pixelrelay-error-param"
 class ApiError(Exception):
     """A failure with a stable code, safe to show to the client (no secrets in ``message``)."""
 
-    def __init__(self, kind: ErrorKind, message: str | None = None, *, param: str | None = None):
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str | None = None,
+        *,
+        param: str | None = None,
+        retry_after: float | None = None,
+    ):
         super().__init__(message or kind.description)
         self.kind = kind
         self.message = message or kind.description
         self.param = param
+        self.retry_after = retry_after  # seconds, for 429
 
     def __repr__(self) -> str:
         return f"ApiError({self.kind.code} {self.kind.type}: {self.message})"
@@ -250,6 +279,8 @@ def error_metadata(err: ApiError) -> tuple[tuple[str, str], ...]:
     meta: tuple[tuple[str, str], ...] = ((_CODE_KEY, str(err.kind.code)),)
     if err.param:
         meta += ((_PARAM_KEY, err.param),)
+    if err.retry_after is not None:
+        meta += (("retry-after", f"{err.retry_after:g}"),)
     return meta
 
 
@@ -261,4 +292,10 @@ def error_from_rpc(exc: grpc.aio.AioRpcError) -> ApiError:
         if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             return ApiError(E.UNAVAILABLE)
         return ApiError(E.INTERNAL)
-    return ApiError(kind, exc.details() or None, param=meta.get(_PARAM_KEY))
+    retry_after = meta.get("retry-after")
+    return ApiError(
+        kind,
+        exc.details() or None,
+        param=meta.get(_PARAM_KEY),
+        retry_after=float(retry_after) if retry_after else None,
+    )

@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 from billing.ledger import Ledger
+from billing.migrate import upgrade
 from billing.prices import PriceList
 from billing.servicer import BillingServicer
 from billing.settings import BillingSettings
@@ -22,8 +23,8 @@ log = logging.getLogger("billing")
 
 
 async def run(settings: BillingSettings, stop: asyncio.Event) -> None:
+    upgrade(settings.database_url)  # the schema, migrated to the newest version
     db = Database(settings.database_url)
-    db.create_all()
     ledger = Ledger(db.engine, PriceList.load(settings.prices_file), settings.signup_grant)
     servicer = BillingServicer(ledger, db)
     server = await start_grpc_server(

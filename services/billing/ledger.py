@@ -10,8 +10,9 @@ import hashlib
 import re
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from sqlalchemy import func, update
+from sqlalchemy import func, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -78,7 +79,55 @@ class Ledger:
             s.expunge(account)
             return account
 
-    def create_api_key(self, *, account_id: str, name: str = "", secret: str = "") -> NewKey:
+    def top_up(self, *, account_id: str, amount: int, reason: str) -> Account:
+        """Credits bought or granted; always positive."""
+        _check_amount(amount, positive=True)
+        return self._move(account_id, amount, reason, kind="top_up")
+
+    def adjust(self, *, account_id: str, amount: int, reason: str) -> Account:
+        """A correction either way; it may not take the balance below zero."""
+        _check_amount(amount, positive=False)
+        return self._move(account_id, amount, reason, kind="adjustment")
+
+    def _move(self, account_id: str, amount: int, reason: str, *, kind: str) -> Account:
+        if not reason.strip():
+            raise ApiError(E.MISSING_PARAMETER, "a reason is required", param="reason")
+        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+            moved = s.execute(
+                update(Account)
+                .where(col(Account.id) == account_id, col(Account.balance) + amount >= 0)
+                .values(balance=Account.balance + amount)
+            )
+            if moved.rowcount != 1:  # type: ignore[attr-defined]
+                if s.get(Account, account_id) is None:
+                    raise ApiError(E.ACCOUNT_NOT_FOUND)
+                raise ApiError(
+                    E.INVALID_AMOUNT,
+                    "the adjustment would make the balance negative",
+                    param="amount",
+                )
+            _post(
+                s,
+                f"{kind}:{new_id('txn')}",
+                kind,
+                None,
+                [(PLATFORM, Book.FUNDING, -amount), (account_id, Book.AVAILABLE, amount)],
+                memo=reason.strip()[:500],
+            )
+            account = s.get(Account, account_id)
+            assert account is not None
+            return account
+
+    def create_api_key(
+        self,
+        *,
+        account_id: str,
+        name: str = "",
+        secret: str = "",
+        expires_at: datetime | None = None,
+        credit_limit: int | None = None,
+        rate_limit: int | None = None,
+    ) -> NewKey:
         if secret and not KEY_PATTERN.match(secret):
             raise ApiError(
                 E.INVALID_PARAMETER,
@@ -89,13 +138,28 @@ class Ledger:
         with Session(self.engine, expire_on_commit=False) as s, s.begin():
             if s.get(Account, account_id) is None:
                 raise ApiError(E.ACCOUNT_NOT_FOUND)
+            if credit_limit is not None and not 0 < credit_limit <= MAX_GRANT:
+                raise ApiError(
+                    E.INVALID_AMOUNT, f"credit_limit must be 1..{MAX_GRANT}", param="credit_limit"
+                )
+            if rate_limit is not None and not 0 < rate_limit <= 1_000_000:
+                raise ApiError(
+                    E.INVALID_PARAMETER,
+                    "rate_limit must be 1..1000000 per minute",
+                    param="rate_limit",
+                )
+            if expires_at is not None and expires_at <= utcnow():
+                raise ApiError(E.INVALID_PARAMETER, "expires_at is in the past", param="expires_at")
             key = ApiKey(
                 id=new_id("key"),
                 account_id=account_id,
-                name=name,
+                name=name[:100],
                 prefix=secret[: len(KEY_PREFIX) + 4],
                 last4=secret[-4:],
                 key_hash=hash_key(secret),
+                expires_at=expires_at,
+                credit_limit=credit_limit,
+                rate_limit=rate_limit,
             )
             s.add(key)
             s.flush()
@@ -109,13 +173,43 @@ class Ledger:
             key = s.exec(select(ApiKey).where(ApiKey.key_hash == hash_key(api_key))).first()
             if key is None or key.revoked_at is not None:
                 raise ApiError(E.INVALID_API_KEY)
+            if key.expires_at is not None and _aware(key.expires_at) <= utcnow():
+                raise ApiError(E.INVALID_API_KEY, "the key has expired")
             s.expunge(key)
+            return key
+
+    def list_api_keys(self, *, account_id: str) -> list[ApiKey]:
+        with Session(self.engine, expire_on_commit=False) as s:
+            if s.get(Account, account_id) is None:
+                raise ApiError(E.ACCOUNT_NOT_FOUND)
+            return list(
+                s.exec(
+                    select(ApiKey)
+                    .where(ApiKey.account_id == account_id)
+                    .order_by(col(ApiKey.created_at))
+                )
+            )
+
+    def revoke_api_key(self, *, key_id: str, account_id: str | None = None) -> ApiKey:
+        """Idempotent. With ``account_id``, only that account's key (a client's own)."""
+        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+            key = s.get(ApiKey, key_id)
+            if key is None or (account_id is not None and key.account_id != account_id):
+                raise ApiError(E.KEY_NOT_FOUND)
+            if key.revoked_at is None:
+                key.revoked_at = utcnow()
             return key
 
     # -- holds ---------------------------------------------------------------------------
 
     def reserve(
-        self, *, task_id: str, account_id: str, item: common_pb2.PriceItem, expires_at: int
+        self,
+        *,
+        task_id: str,
+        account_id: str,
+        item: common_pb2.PriceItem,
+        expires_at: int,
+        key_id: str = "",
     ) -> Hold:
         quote = self.prices.quote(item)
         amount = quote.credits
@@ -139,10 +233,13 @@ class Ledger:
                     E.INSUFFICIENT_CREDITS,
                     f"this request costs {amount} credits; the balance is lower",
                 )
+            if key_id:
+                self._spend_on_key(s, key_id, amount)
             hold = Hold(
                 task_id=task_id,
                 account_id=account_id,
                 price_id=quote.price_id,
+                key_id=key_id or None,
                 model=item.model,
                 resolution=item.resolution,
                 quality=item.quality,
@@ -180,6 +277,8 @@ class Ledger:
                 .where(col(Account.id) == hold.account_id)
                 .values(held=Account.held - hold.amount, balance=Account.balance + refund)
             )
+            if hold.key_id:
+                self._spend_on_key(s, hold.key_id, -refund)
             hold.state, hold.captured, hold.resolved_at = HoldState.CAPTURED, charge, utcnow()
             _post(
                 s,
@@ -209,6 +308,8 @@ class Ledger:
                 .where(col(Account.id) == hold.account_id)
                 .values(held=Account.held - hold.amount, balance=Account.balance + hold.amount)
             )
+            if hold.key_id:
+                self._spend_on_key(s, hold.key_id, -hold.amount)
             hold.state, hold.resolved_at = HoldState.RELEASED, utcnow()
             _post(
                 s,
@@ -223,6 +324,48 @@ class Ledger:
             s.flush()
             s.expunge(hold)
             return hold
+
+    @staticmethod
+    def _spend_on_key(s: Session, key_id: str, amount: int) -> None:
+        """Count credits against a key's limit (negative gives them back)."""
+        moved = s.execute(
+            update(ApiKey)
+            .where(
+                col(ApiKey.id) == key_id,
+                or_(
+                    col(ApiKey.credit_limit).is_(None),
+                    col(ApiKey.spent) + amount <= col(ApiKey.credit_limit),
+                ),
+            )
+            .values(spent=ApiKey.spent + amount)
+        )
+        if moved.rowcount != 1 and amount > 0:  # type: ignore[attr-defined]
+            raise ApiError(
+                E.KEY_CREDIT_LIMIT,
+                f"this request costs {amount} credits, over the key's credit limit",
+            )
+
+    def entries(
+        self,
+        *,
+        account_id: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[LedgerEntry]:
+        """An account's movements, newest first (``before_id`` pages back)."""
+        query = select(LedgerEntry).where(LedgerEntry.account_id == account_id)
+        if since is not None:
+            query = query.where(col(LedgerEntry.created_at) >= since)
+        if until is not None:
+            query = query.where(col(LedgerEntry.created_at) < until)
+        if before_id is not None:
+            query = query.where(col(LedgerEntry.id) < before_id)
+        with Session(self.engine, expire_on_commit=False) as s:
+            if s.get(Account, account_id) is None:
+                raise ApiError(E.ACCOUNT_NOT_FOUND)
+            return list(s.exec(query.order_by(col(LedgerEntry.id).desc()).limit(limit)))
 
     def expired_holds(self, *, now: int, limit: int = 500) -> list[str]:
         """Task ids of pending holds past their deadline, oldest first."""
@@ -289,11 +432,26 @@ class Ledger:
                     problems.append(
                         f"{account.id}: held {account.held}, pending holds {pending[account.id]}"
                     )
+            live: dict[str, int] = defaultdict(int)
+            for key_id, state, amount, captured in s.execute(
+                select(Hold.key_id, Hold.state, Hold.amount, Hold.captured).where(
+                    col(Hold.key_id).is_not(None)
+                )
+            ):
+                live[key_id] += amount if state == HoldState.PENDING else captured
+            for key in s.exec(select(ApiKey)):
+                if key.spent != live[key.id]:
+                    problems.append(f"key {key.id}: spent {key.spent}, holds give {live[key.id]}")
         return CheckResult(problems=problems, entries=int(entries))
 
 
 def _post(
-    s: Session, txn_id: str, kind: str, task_id: str | None, sides: list[tuple[str, Book, int]]
+    s: Session,
+    txn_id: str,
+    kind: str,
+    task_id: str | None,
+    sides: list[tuple[str, Book, int]],
+    memo: str | None = None,
 ) -> None:
     assert sum(amount for _, _, amount in sides) == 0, "unbalanced transaction"
     for account_id, book, amount in sides:
@@ -305,8 +463,23 @@ def _post(
                 book=book,
                 amount=amount,
                 task_id=task_id,
+                memo=memo,
             )
         )
+
+
+def _check_amount(amount: int, *, positive: bool) -> None:
+    if positive and not 0 < amount <= MAX_GRANT:
+        raise ApiError(E.INVALID_AMOUNT, f"amount must be 1..{MAX_GRANT}", param="amount")
+    if not positive and (amount == 0 or abs(amount) > MAX_GRANT):
+        raise ApiError(
+            E.INVALID_AMOUNT, f"amount must be non-zero and within ±{MAX_GRANT}", param="amount"
+        )
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands datetimes back without a zone; they were stored as UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _locked_hold(s: Session, task_id: str) -> Hold:

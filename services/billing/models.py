@@ -26,6 +26,10 @@ class Account(SQLModel, table=True):
 
 
 class ApiKey(SQLModel, table=True):
+    __table_args__ = (
+        CheckConstraint("credit_limit IS NULL OR spent <= credit_limit", name="key_within_limit"),
+        CheckConstraint("spent >= 0", name="key_spent_non_negative"),
+    )
     id: str = Field(primary_key=True)
     account_id: str = Field(foreign_key="account.id", index=True)
     name: str = ""
@@ -35,6 +39,13 @@ class ApiKey(SQLModel, table=True):
     key_hash: str = Field(unique=True, index=True)
     created_at: datetime = Field(default_factory=utcnow)
     revoked_at: datetime | None = None
+    expires_at: datetime | None = None
+    # Most credits this key may have held or charged at once over its life (None = no cap).
+    credit_limit: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    # Requests per minute through this key (None = the platform default).
+    rate_limit: int | None = None
+    # Credits held or charged through this key so far.
+    spent: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
 
 
 class HoldState(StrEnum):
@@ -51,6 +62,7 @@ class Hold(SQLModel, table=True):
     )
     task_id: str = Field(primary_key=True)
     account_id: str = Field(foreign_key="account.id", index=True)
+    key_id: str | None = Field(default=None, index=True)
     price_id: str
     # What was priced, so a capture can re-price at the tier the upstream reports.
     model: str
@@ -89,4 +101,5 @@ class LedgerEntry(SQLModel, table=True):
     book: Book
     amount: int = Field(sa_column=Column(BigInteger, nullable=False))
     task_id: str | None = Field(default=None, index=True)
-    created_at: datetime = Field(default_factory=utcnow)
+    memo: str | None = None  # the reason an admin gave, for top-ups and adjustments
+    created_at: datetime = Field(default_factory=utcnow, index=True)

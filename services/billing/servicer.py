@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import grpc
 
 from billing.ledger import Ledger
-from billing.models import Account, Hold, HoldState
+from billing.models import Account, ApiKey, Hold, HoldState, LedgerEntry
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import billing_pb2, billing_pb2_grpc
 
+MAX_ENTRIES_PAGE = 200
 _STATES = {
     HoldState.PENDING: billing_pb2.HOLD_STATE_PENDING,
     HoldState.CAPTURED: billing_pb2.HOLD_STATE_CAPTURED,
@@ -34,6 +37,48 @@ def account_to_proto(account: Account) -> billing_pb2.Account:
     )
 
 
+def _seconds(moment: datetime | None) -> int:
+    if moment is None:
+        return 0
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
+
+
+def _moment(seconds: int) -> datetime | None:
+    return datetime.fromtimestamp(seconds, UTC) if seconds else None
+
+
+def key_to_proto(key: ApiKey) -> billing_pb2.ApiKeyInfo:
+    info = billing_pb2.ApiKeyInfo(
+        id=key.id,
+        account_id=key.account_id,
+        name=key.name,
+        prefix=key.prefix,
+        last4=key.last4,
+        created_at=_seconds(key.created_at),
+        revoked_at=_seconds(key.revoked_at),
+        expires_at=_seconds(key.expires_at),
+        spent=key.spent,
+    )
+    if key.credit_limit is not None:
+        info.credit_limit = key.credit_limit
+    if key.rate_limit is not None:
+        info.rate_limit = key.rate_limit
+    return info
+
+
+def entry_to_proto(entry: LedgerEntry) -> billing_pb2.LedgerEntryInfo:
+    return billing_pb2.LedgerEntryInfo(
+        id=entry.id or 0,
+        txn_id=entry.txn_id,
+        kind=entry.kind,
+        book=str(entry.book),
+        amount=entry.amount,
+        task_id=entry.task_id or "",
+        memo=entry.memo or "",
+        created_at=_seconds(entry.created_at),
+    )
+
+
 def _require(value: str, name: str) -> str:
     if not value:
         raise ApiError(E.MISSING_PARAMETER, f"{name} is required", param=name)
@@ -49,7 +94,9 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
         self, request: billing_pb2.AuthenticateRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.Principal:
         key = await self.db.run(self.ledger.authenticate, api_key=request.api_key)
-        return billing_pb2.Principal(account_id=key.account_id, key_id=key.id)
+        return billing_pb2.Principal(
+            account_id=key.account_id, key_id=key.id, rate_limit=key.rate_limit or 0
+        )
 
     async def Quote(
         self, request: billing_pb2.QuoteRequest, context: grpc.aio.ServicerContext
@@ -68,6 +115,7 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
             account_id=_require(request.account_id, "account_id"),
             item=request.item,
             expires_at=request.expires_at,
+            key_id=request.key_id,
         )
         return hold_to_proto(hold)
 
@@ -111,9 +159,86 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
             account_id=_require(request.account_id, "account_id"),
             name=request.name,
             secret=request.secret,
+            expires_at=_moment(request.expires_at),
+            credit_limit=request.credit_limit if request.HasField("credit_limit") else None,
+            rate_limit=request.rate_limit if request.HasField("rate_limit") else None,
         )
         return billing_pb2.CreatedApiKey(
-            key_id=new.key.id, api_key=new.secret, prefix=new.key.prefix, last4=new.key.last4
+            key_id=new.key.id,
+            api_key=new.secret,
+            prefix=new.key.prefix,
+            last4=new.key.last4,
+            key=key_to_proto(new.key),
+        )
+
+    async def ListApiKeys(
+        self, request: billing_pb2.ListApiKeysRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.ListApiKeysResponse:
+        keys = await self.db.run(
+            self.ledger.list_api_keys, account_id=_require(request.account_id, "account_id")
+        )
+        return billing_pb2.ListApiKeysResponse(keys=[key_to_proto(k) for k in keys])
+
+    async def RevokeApiKey(
+        self, request: billing_pb2.RevokeApiKeyRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.ApiKeyInfo:
+        key = await self.db.run(
+            self.ledger.revoke_api_key,
+            key_id=_require(request.key_id, "key_id"),
+            account_id=request.account_id or None,
+        )
+        return key_to_proto(key)
+
+    async def TopUp(
+        self, request: billing_pb2.MoveCreditsRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.Account:
+        account = await self.db.run(
+            self.ledger.top_up,
+            account_id=_require(request.account_id, "account_id"),
+            amount=request.amount,
+            reason=request.reason,
+        )
+        return account_to_proto(account)
+
+    async def Adjust(
+        self, request: billing_pb2.MoveCreditsRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.Account:
+        account = await self.db.run(
+            self.ledger.adjust,
+            account_id=_require(request.account_id, "account_id"),
+            amount=request.amount,
+            reason=request.reason,
+        )
+        return account_to_proto(account)
+
+    async def ListLedgerEntries(
+        self, request: billing_pb2.ListLedgerEntriesRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.ListLedgerEntriesResponse:
+        limit = request.limit or 50
+        if not 1 <= limit <= MAX_ENTRIES_PAGE:
+            raise ApiError(
+                E.INVALID_PARAMETER, f"limit must be 1-{MAX_ENTRIES_PAGE}", param="limit"
+            )
+        before_id = None
+        if request.cursor:
+            if not request.cursor.isdigit():
+                raise ApiError(
+                    E.INVALID_PARAMETER, "cursor is not one this API returned", param="cursor"
+                )
+            before_id = int(request.cursor)
+        entries = await self.db.run(
+            self.ledger.entries,
+            account_id=_require(request.account_id, "account_id"),
+            since=_moment(request.since),
+            until=_moment(request.until),
+            before_id=before_id,
+            limit=limit + 1,
+        )
+        page = entries[:limit]
+        more = len(entries) > limit
+        return billing_pb2.ListLedgerEntriesResponse(
+            entries=[entry_to_proto(e) for e in page],
+            next_cursor=str(page[-1].id) if more and page else "",
         )
 
     async def CheckLedger(

@@ -9,10 +9,12 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from gateway.admin import AdminAccess
 from gateway.api import PublicApi
 from gateway.events import TaskEventHandler
 from gateway.fetch import SafeFetcher
 from gateway.grpc_api import PublicApiServicer
+from gateway.ratelimit import RateLimiter
 from gateway.references import ReferenceLoader
 from gateway.rest import asgi_app
 from gateway.settings import GatewaySettings
@@ -61,6 +63,7 @@ async def run(settings: GatewaySettings, stop: asyncio.Event) -> None:
         js=js,
         hold_ttl_seconds=settings.hold_ttl_seconds,
         max_image_bytes=settings.max_image_bytes,
+        limiter=RateLimiter(settings.default_rate_limit),
     )
 
     grpc_server = await start_grpc_server(
@@ -72,6 +75,7 @@ async def run(settings: GatewaySettings, stop: asyncio.Event) -> None:
         uvicorn.Config(
             asgi_app(
                 api,
+                AdminAccess(billing, settings.admin_token.get_secret_value()),
                 max_body_bytes=settings.max_body_bytes,
                 max_upload_bytes=settings.max_image_bytes + 64 * 1024,
             ),

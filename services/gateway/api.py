@@ -9,6 +9,7 @@ from nats.js import JetStreamContext
 from prometheus_client import Counter
 
 from gateway.images import check_content_type, inspect_image
+from gateway.ratelimit import RateLimiter
 from gateway.references import Inputs, ReferenceLoader
 from gateway.store import TaskRecord, TaskStore, now_ms, spec_to_json
 from gateway.validation import price_item, resolve
@@ -51,6 +52,7 @@ class PublicApi:
         js: JetStreamContext,
         hold_ttl_seconds: int,
         max_image_bytes: int,
+        limiter: RateLimiter | None = None,
     ):
         self.billing = billing
         self.storage = storage
@@ -60,9 +62,13 @@ class PublicApi:
         self.js = js
         self.hold_ttl_seconds = hold_ttl_seconds
         self.max_image_bytes = max_image_bytes
+        self.limiter = limiter or RateLimiter()
 
     async def authenticate(self, authorization: str | None) -> billing_pb2.Principal:
-        return await self.billing.authenticate(bearer_key(authorization))
+        """Who is calling, after their key's rate limit (every public call passes here)."""
+        principal = await self.billing.authenticate(bearer_key(authorization))
+        self.limiter.take(principal.key_id, principal.rate_limit)
+        return principal
 
     async def create_generation(
         self,
@@ -83,6 +89,7 @@ class PublicApi:
             account_id=principal.account_id,
             item=price_item(spec),
             expires_at=int(time.time()) + self.hold_ttl_seconds,
+            key_id=principal.key_id,
         )
         record = TaskRecord(
             id=task_id,
@@ -215,3 +222,41 @@ class PublicApi:
             bytes=len(image.data),
             expires_at=stored.expires_at,
         )
+
+    async def list_usage(
+        self, authorization: str | None, request: public_api_pb2.ListUsageRequest
+    ) -> billing_pb2.ListLedgerEntriesResponse:
+        principal = await self.authenticate(authorization)
+        return await self.billing.list_ledger_entries(
+            billing_pb2.ListLedgerEntriesRequest(
+                account_id=principal.account_id,
+                since=request.since,
+                until=request.until,
+                cursor=request.cursor,
+                limit=request.limit,
+            )
+        )
+
+    async def create_key(
+        self, authorization: str | None, request: public_api_pb2.CreateKeyRequest
+    ) -> billing_pb2.CreatedApiKey:
+        principal = await self.authenticate(authorization)
+        return await self.billing.create_api_key(
+            principal.account_id,
+            request.name,
+            expires_at=request.expires_at,
+            credit_limit=request.credit_limit if request.HasField("credit_limit") else None,
+            rate_limit=request.rate_limit if request.HasField("rate_limit") else None,
+        )
+
+    async def list_keys(
+        self, authorization: str | None, request: public_api_pb2.ListKeysRequest
+    ) -> billing_pb2.ListApiKeysResponse:
+        principal = await self.authenticate(authorization)
+        return await self.billing.list_api_keys(principal.account_id)
+
+    async def revoke_key(
+        self, authorization: str | None, request: public_api_pb2.RevokeKeyRequest
+    ) -> billing_pb2.ApiKeyInfo:
+        principal = await self.authenticate(authorization)
+        return await self.billing.revoke_api_key(request.key_id, principal.account_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 
 from gateway.api import PublicApi
-from pixelrelay.v1 import public_api_pb2, public_api_pb2_grpc
+from pixelrelay.v1 import billing_pb2, public_api_pb2, public_api_pb2_grpc
 
 
 def _authorization(context: grpc.aio.ServicerContext) -> str | None:
@@ -48,3 +48,23 @@ class PublicApiServicer(public_api_pb2_grpc.PublicApiServicer):
         self, request: public_api_pb2.CreateUploadRequest, context: grpc.aio.ServicerContext
     ) -> public_api_pb2.Upload:
         return await self.api.create_upload(_authorization(context), request)
+
+    async def ListUsage(
+        self, request: public_api_pb2.ListUsageRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.ListLedgerEntriesResponse:
+        return await self.api.list_usage(_authorization(context), request)
+
+    async def CreateKey(
+        self, request: public_api_pb2.CreateKeyRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.CreatedApiKey:
+        return await self.api.create_key(_authorization(context), request)
+
+    async def ListKeys(
+        self, request: public_api_pb2.ListKeysRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.ListApiKeysResponse:
+        return await self.api.list_keys(_authorization(context), request)
+
+    async def RevokeKey(
+        self, request: public_api_pb2.RevokeKeyRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.ApiKeyInfo:
+        return await self.api.revoke_key(_authorization(context), request)

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import orjson
 from fastapi import FastAPI, File, Header, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -17,16 +16,23 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import translate
+from gateway.admin import AdminAccess, admin_router
 from gateway.api import PublicApi
+from gateway.responses import JSONBody
 from gateway.schemas import (
     BalanceOut,
+    CreatedKeyOut,
     ErrorOut,
     EstimateOut,
     GenerationBody,
+    KeyCreateBody,
+    KeyListOut,
+    KeyOut,
     SubmitOut,
     TaskListOut,
     TaskOut,
     UploadOut,
+    UsageOut,
 )
 from pixelrelay.errors import ApiError, E
 from pixelrelay.ids import random_token
@@ -55,6 +61,7 @@ _ERROR_TEXT = {
     404: "not found",
     413: "body or image too large",
     422: "a reference image is unusable",
+    429: "rate limited; retry after the Retry-After header",
     503: "a platform component is down; nothing was charged",
 }
 
@@ -62,13 +69,6 @@ _ERROR_TEXT = {
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The error responses an operation documents (all share the error envelope)."""
     return {s: {"model": ErrorOut, "description": _ERROR_TEXT[s]} for s in statuses}
-
-
-class JSONBody(Response):
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
 
 
 def error_response(err: ApiError, request_id: str) -> JSONBody:
@@ -81,7 +81,8 @@ def error_response(err: ApiError, request_id: str) -> JSONBody:
             "request_id": request_id,
         }
     }
-    return JSONBody(body, status_code=err.kind.http_status)
+    headers = {"Retry-After": f"{err.retry_after:g}"} if err.retry_after is not None else None
+    return JSONBody(body, status_code=err.kind.http_status, headers=headers)
 
 
 def _request_id(request: Request) -> str:
@@ -154,7 +155,7 @@ class RequestContext:
             HTTP_LATENCY.labels(scope["method"], path).observe(time.perf_counter() - started)
 
 
-def create_app(api: PublicApi) -> FastAPI:
+def create_app(api: PublicApi, billing_admin: AdminAccess | None = None) -> FastAPI:
     app = FastAPI(
         title="PixelRelay API",
         version="1",
@@ -189,7 +190,7 @@ def create_app(api: PublicApi) -> FastAPI:
     @app.post(
         "/api/v1/images/generations",
         response_model=SubmitOut,
-        responses=errors(400, 401, 402, 404, 413, 422, 503),
+        responses=errors(400, 401, 402, 404, 413, 422, 429, 503),
         tags=["images"],
         summary="Submit an image generation task",
     )
@@ -202,7 +203,7 @@ def create_app(api: PublicApi) -> FastAPI:
     @app.post(
         "/api/v1/images/estimate",
         response_model=EstimateOut,
-        responses=errors(400, 401, 413, 503),
+        responses=errors(400, 401, 413, 429, 503),
         tags=["images"],
         summary="Price a request without submitting it",
     )
@@ -215,7 +216,7 @@ def create_app(api: PublicApi) -> FastAPI:
     @app.get(
         "/api/v1/tasks/{task_id}",
         response_model=TaskOut,
-        responses=errors(400, 401, 404, 503),
+        responses=errors(400, 401, 404, 429, 503),
         tags=["tasks"],
         summary="Get a task (poll until completed or failed)",
     )
@@ -226,7 +227,7 @@ def create_app(api: PublicApi) -> FastAPI:
     @app.get(
         "/api/v1/tasks",
         response_model=TaskListOut,
-        responses=errors(400, 401, 503),
+        responses=errors(400, 401, 429, 503),
         tags=["tasks"],
         summary="List the caller's tasks, newest first",
     )
@@ -250,7 +251,7 @@ def create_app(api: PublicApi) -> FastAPI:
     @app.post(
         UPLOADS_PATH,
         response_model=UploadOut,
-        responses=errors(400, 401, 413, 422, 503),
+        responses=errors(400, 401, 413, 422, 429, 503),
         tags=["uploads"],
         summary="Upload an image for image_urls or mask_url (multipart field 'file')",
     )
@@ -263,9 +264,66 @@ def create_app(api: PublicApi) -> FastAPI:
         return JSONBody(translate.upload_json(await api.create_upload(authorization, request)))
 
     @app.get(
+        "/api/v1/usage",
+        response_model=UsageOut,
+        responses=errors(400, 401, 429, 503),
+        tags=["account"],
+        summary="The caller's ledger entries, newest first",
+    )
+    async def list_usage(
+        authorization: Authorization = None,
+        since: Annotated[int, Query(ge=0, description="unix seconds, inclusive")] = 0,
+        until: Annotated[int, Query(ge=0, description="unix seconds, exclusive")] = 0,
+        cursor: str = "",
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    ) -> Response:
+        page = await api.list_usage(
+            authorization,
+            public_api_pb2.ListUsageRequest(since=since, until=until, cursor=cursor, limit=limit),
+        )
+        return JSONBody(translate.entries_json(page))
+
+    @app.post(
+        "/api/v1/keys",
+        response_model=CreatedKeyOut,
+        responses=errors(400, 401, 429, 503),
+        tags=["keys"],
+        summary="Create an API key (its secret is shown once)",
+    )
+    async def create_key(body: KeyCreateBody, authorization: Authorization = None) -> Response:
+        request = public_api_pb2.CreateKeyRequest(name=body.name, expires_at=body.expires_at or 0)
+        if body.credit_limit is not None:
+            request.credit_limit = body.credit_limit
+        if body.rate_limit is not None:
+            request.rate_limit = body.rate_limit
+        return JSONBody(translate.created_key_json(await api.create_key(authorization, request)))
+
+    @app.get(
+        "/api/v1/keys",
+        response_model=KeyListOut,
+        responses=errors(401, 429, 503),
+        tags=["keys"],
+        summary="The caller's API keys (prefix and last four only)",
+    )
+    async def list_keys(authorization: Authorization = None) -> Response:
+        keys = await api.list_keys(authorization, public_api_pb2.ListKeysRequest())
+        return JSONBody({"data": [translate.key_json(k) for k in keys.keys]})
+
+    @app.delete(
+        "/api/v1/keys/{key_id}",
+        response_model=KeyOut,
+        responses=errors(401, 404, 429, 503),
+        tags=["keys"],
+        summary="Revoke an API key (it stops working at once)",
+    )
+    async def revoke_key(key_id: str, authorization: Authorization = None) -> Response:
+        key = await api.revoke_key(authorization, public_api_pb2.RevokeKeyRequest(key_id=key_id))
+        return JSONBody(translate.key_json(key))
+
+    @app.get(
         "/api/v1/account",
         response_model=BalanceOut,
-        responses=errors(401, 503),
+        responses=errors(401, 429, 503),
         tags=["account"],
         summary="The caller's balance and held credits",
     )
@@ -294,6 +352,8 @@ def create_app(api: PublicApi) -> FastAPI:
 
     playground = (Path(__file__).parent / "static" / "index.html").read_bytes()
 
+    app.include_router(admin_router(billing_admin))
+
     @app.get("/", include_in_schema=False)
     async def web_ui() -> Response:
         return Response(playground, media_type="text/html; charset=utf-8")
@@ -305,5 +365,7 @@ def create_app(api: PublicApi) -> FastAPI:
     return app
 
 
-def asgi_app(api: PublicApi, *, max_body_bytes: int, max_upload_bytes: int) -> ASGIApp:
-    return RequestContext(create_app(api), max_body_bytes, max_upload_bytes)
+def asgi_app(
+    api: PublicApi, admin: AdminAccess | None, *, max_body_bytes: int, max_upload_bytes: int
+) -> ASGIApp:
+    return RequestContext(create_app(api, admin), max_body_bytes, max_upload_bytes)

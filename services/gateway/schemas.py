@@ -173,3 +173,82 @@ class ErrorBody(BaseModel):
 
 class ErrorOut(BaseModel):
     error: ErrorBody
+
+
+class UsageEntryOut(BaseModel):
+    id: int
+    created_at: int
+    kind: str = Field(description="signup_grant, reserve, capture, release, top_up, adjustment")
+    book: str = Field(description="available or held")
+    amount: int = Field(description="signed credits")
+    task_id: str | None
+    memo: str | None
+
+
+class UsageOut(BaseModel):
+    data: list[UsageEntryOut]
+    next_cursor: str | None
+
+
+class KeyOut(BaseModel):
+    id: str
+    name: str
+    prefix: str
+    last4: str
+    created_at: int
+    revoked_at: int | None
+    expires_at: int | None
+    credit_limit: int | None
+    rate_limit: int | None = Field(description="requests per minute")
+    spent: int = Field(description="credits held or charged through this key")
+
+
+class KeyListOut(BaseModel):
+    data: list[KeyOut]
+
+
+class CreatedKeyOut(BaseModel):
+    api_key: str = Field(description="shown once; store it now")
+    key: KeyOut
+
+
+class KeyCreateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str = Field("", max_length=100)
+    expires_at: int | None = Field(None, description="unix seconds; none = never")
+    credit_limit: int | None = Field(None, ge=1, le=1_000_000_000)
+    rate_limit: int | None = Field(None, ge=1, le=1_000_000, description="requests per minute")
+
+
+class AccountCreateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    grant: int | None = Field(
+        None, ge=0, le=1_000_000_000, description="credits; default the signup grant"
+    )
+
+
+class MoveCreditsBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    amount: int = Field(
+        description="top-ups: positive; adjustments: either sign",
+        ge=-1_000_000_000,
+        le=1_000_000_000,
+    )
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class AccountOut(BaseModel):
+    id: str
+    name: str
+    balance: int
+    held: int
+
+
+class LedgerCheckOut(BaseModel):
+    ok: bool
+    problems: list[str]
+    entries: int

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.schemas import GenerationBody
-from pixelrelay.v1 import common_pb2, public_api_pb2
+from pixelrelay.v1 import billing_pb2, common_pb2, public_api_pb2
 
 
 def generation_request(body: GenerationBody) -> public_api_pb2.CreateGenerationRequest:
@@ -103,4 +103,54 @@ def upload_json(upload: public_api_pb2.Upload) -> dict[str, Any]:
         "height": upload.height,
         "bytes": upload.bytes,
         "expires_at": upload.expires_at,
+    }
+
+
+def _optional(seconds: int) -> int | None:
+    return seconds or None
+
+
+def key_json(key: billing_pb2.ApiKeyInfo) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "name": key.name,
+        "prefix": key.prefix,
+        "last4": key.last4,
+        "created_at": key.created_at,
+        "revoked_at": _optional(key.revoked_at),
+        "expires_at": _optional(key.expires_at),
+        "credit_limit": key.credit_limit if key.HasField("credit_limit") else None,
+        "rate_limit": key.rate_limit if key.HasField("rate_limit") else None,
+        "spent": key.spent,
+    }
+
+
+def created_key_json(created: billing_pb2.CreatedApiKey) -> dict[str, Any]:
+    return {"api_key": created.api_key, "key": key_json(created.key)}
+
+
+def entries_json(page: billing_pb2.ListLedgerEntriesResponse) -> dict[str, Any]:
+    return {
+        "data": [
+            {
+                "id": e.id,
+                "created_at": e.created_at,
+                "kind": e.kind,
+                "book": e.book,
+                "amount": e.amount,
+                "task_id": e.task_id or None,
+                "memo": e.memo or None,
+            }
+            for e in page.entries
+        ],
+        "next_cursor": page.next_cursor or None,
+    }
+
+
+def account_json(account: billing_pb2.Account) -> dict[str, Any]:
+    return {
+        "id": account.id,
+        "name": account.name,
+        "balance": account.balance,
+        "held": account.held,
     }

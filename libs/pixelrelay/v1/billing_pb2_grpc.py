@@ -76,6 +76,31 @@ class BillingStub:
                 request_serializer=pixelrelay_dot_v1_dot_billing__pb2.CreateApiKeyRequest.SerializeToString,
                 response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.CreatedApiKey.FromString,
                 _registered_method=True)
+        self.ListApiKeys = channel.unary_unary(
+                '/pixelrelay.v1.Billing/ListApiKeys',
+                request_serializer=pixelrelay_dot_v1_dot_billing__pb2.ListApiKeysRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ListApiKeysResponse.FromString,
+                _registered_method=True)
+        self.RevokeApiKey = channel.unary_unary(
+                '/pixelrelay.v1.Billing/RevokeApiKey',
+                request_serializer=pixelrelay_dot_v1_dot_billing__pb2.RevokeApiKeyRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ApiKeyInfo.FromString,
+                _registered_method=True)
+        self.TopUp = channel.unary_unary(
+                '/pixelrelay.v1.Billing/TopUp',
+                request_serializer=pixelrelay_dot_v1_dot_billing__pb2.MoveCreditsRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.Account.FromString,
+                _registered_method=True)
+        self.Adjust = channel.unary_unary(
+                '/pixelrelay.v1.Billing/Adjust',
+                request_serializer=pixelrelay_dot_v1_dot_billing__pb2.MoveCreditsRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.Account.FromString,
+                _registered_method=True)
+        self.ListLedgerEntries = channel.unary_unary(
+                '/pixelrelay.v1.Billing/ListLedgerEntries',
+                request_serializer=pixelrelay_dot_v1_dot_billing__pb2.ListLedgerEntriesRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ListLedgerEntriesResponse.FromString,
+                _registered_method=True)
         self.CheckLedger = channel.unary_unary(
                 '/pixelrelay.v1.Billing/CheckLedger',
                 request_serializer=pixelrelay_dot_v1_dot_billing__pb2.CheckLedgerRequest.SerializeToString,
@@ -137,6 +162,36 @@ class BillingServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListApiKeys(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeApiKey(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TopUp(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Adjust(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLedgerEntries(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CheckLedger(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -185,6 +240,31 @@ def add_BillingServicer_to_server(servicer, server):
                     servicer.CreateApiKey,
                     request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.CreateApiKeyRequest.FromString,
                     response_serializer=pixelrelay_dot_v1_dot_billing__pb2.CreatedApiKey.SerializeToString,
+            ),
+            'ListApiKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApiKeys,
+                    request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ListApiKeysRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.ListApiKeysResponse.SerializeToString,
+            ),
+            'RevokeApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeApiKey,
+                    request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.RevokeApiKeyRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.ApiKeyInfo.SerializeToString,
+            ),
+            'TopUp': grpc.unary_unary_rpc_method_handler(
+                    servicer.TopUp,
+                    request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.MoveCreditsRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.Account.SerializeToString,
+            ),
+            'Adjust': grpc.unary_unary_rpc_method_handler(
+                    servicer.Adjust,
+                    request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.MoveCreditsRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.Account.SerializeToString,
+            ),
+            'ListLedgerEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLedgerEntries,
+                    request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ListLedgerEntriesRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.ListLedgerEntriesResponse.SerializeToString,
             ),
             'CheckLedger': grpc.unary_unary_rpc_method_handler(
                     servicer.CheckLedger,
@@ -410,6 +490,141 @@ class Billing:
             '/pixelrelay.v1.Billing/CreateApiKey',
             pixelrelay_dot_v1_dot_billing__pb2.CreateApiKeyRequest.SerializeToString,
             pixelrelay_dot_v1_dot_billing__pb2.CreatedApiKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApiKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Billing/ListApiKeys',
+            pixelrelay_dot_v1_dot_billing__pb2.ListApiKeysRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_billing__pb2.ListApiKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Billing/RevokeApiKey',
+            pixelrelay_dot_v1_dot_billing__pb2.RevokeApiKeyRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_billing__pb2.ApiKeyInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TopUp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Billing/TopUp',
+            pixelrelay_dot_v1_dot_billing__pb2.MoveCreditsRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_billing__pb2.Account.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Adjust(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Billing/Adjust',
+            pixelrelay_dot_v1_dot_billing__pb2.MoveCreditsRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_billing__pb2.Account.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLedgerEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Billing/ListLedgerEntries',
+            pixelrelay_dot_v1_dot_billing__pb2.ListLedgerEntriesRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_billing__pb2.ListLedgerEntriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

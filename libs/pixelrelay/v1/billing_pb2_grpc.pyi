@@ -44,6 +44,11 @@ class BillingStub:
     CreateAccount: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CreateAccountRequest, _billing_pb2.Account]
     """Admin operations (the admin CLI and the dev launcher use them)."""
     CreateApiKey: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CreateApiKeyRequest, _billing_pb2.CreatedApiKey]
+    ListApiKeys: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListApiKeysRequest, _billing_pb2.ListApiKeysResponse]
+    RevokeApiKey: _grpc.UnaryUnaryMultiCallable[_billing_pb2.RevokeApiKeyRequest, _billing_pb2.ApiKeyInfo]
+    TopUp: _grpc.UnaryUnaryMultiCallable[_billing_pb2.MoveCreditsRequest, _billing_pb2.Account]
+    Adjust: _grpc.UnaryUnaryMultiCallable[_billing_pb2.MoveCreditsRequest, _billing_pb2.Account]
+    ListLedgerEntries: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListLedgerEntriesRequest, _billing_pb2.ListLedgerEntriesResponse]
     CheckLedger: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CheckLedgerRequest, _billing_pb2.CheckLedgerResponse]
 
 @_typing.type_check_only
@@ -62,6 +67,11 @@ class BillingAsyncStub(BillingStub):
     CreateAccount: _aio.UnaryUnaryMultiCallable[_billing_pb2.CreateAccountRequest, _billing_pb2.Account]  # type: ignore[assignment]
     """Admin operations (the admin CLI and the dev launcher use them)."""
     CreateApiKey: _aio.UnaryUnaryMultiCallable[_billing_pb2.CreateApiKeyRequest, _billing_pb2.CreatedApiKey]  # type: ignore[assignment]
+    ListApiKeys: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListApiKeysRequest, _billing_pb2.ListApiKeysResponse]  # type: ignore[assignment]
+    RevokeApiKey: _aio.UnaryUnaryMultiCallable[_billing_pb2.RevokeApiKeyRequest, _billing_pb2.ApiKeyInfo]  # type: ignore[assignment]
+    TopUp: _aio.UnaryUnaryMultiCallable[_billing_pb2.MoveCreditsRequest, _billing_pb2.Account]  # type: ignore[assignment]
+    Adjust: _aio.UnaryUnaryMultiCallable[_billing_pb2.MoveCreditsRequest, _billing_pb2.Account]  # type: ignore[assignment]
+    ListLedgerEntries: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListLedgerEntriesRequest, _billing_pb2.ListLedgerEntriesResponse]  # type: ignore[assignment]
     CheckLedger: _aio.UnaryUnaryMultiCallable[_billing_pb2.CheckLedgerRequest, _billing_pb2.CheckLedgerResponse]  # type: ignore[assignment]
 
 class BillingServicer(metaclass=_abc_1.ABCMeta):
@@ -125,6 +135,41 @@ class BillingServicer(metaclass=_abc_1.ABCMeta):
         request: _billing_pb2.CreateApiKeyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.CreatedApiKey, _abc.Awaitable[_billing_pb2.CreatedApiKey]]: ...
+
+    @_abc_1.abstractmethod
+    def ListApiKeys(
+        self,
+        request: _billing_pb2.ListApiKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ListApiKeysResponse, _abc.Awaitable[_billing_pb2.ListApiKeysResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RevokeApiKey(
+        self,
+        request: _billing_pb2.RevokeApiKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ApiKeyInfo, _abc.Awaitable[_billing_pb2.ApiKeyInfo]]: ...
+
+    @_abc_1.abstractmethod
+    def TopUp(
+        self,
+        request: _billing_pb2.MoveCreditsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.Account, _abc.Awaitable[_billing_pb2.Account]]: ...
+
+    @_abc_1.abstractmethod
+    def Adjust(
+        self,
+        request: _billing_pb2.MoveCreditsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.Account, _abc.Awaitable[_billing_pb2.Account]]: ...
+
+    @_abc_1.abstractmethod
+    def ListLedgerEntries(
+        self,
+        request: _billing_pb2.ListLedgerEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ListLedgerEntriesResponse, _abc.Awaitable[_billing_pb2.ListLedgerEntriesResponse]]: ...
 
     @_abc_1.abstractmethod
     def CheckLedger(

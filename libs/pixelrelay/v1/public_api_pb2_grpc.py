@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from pixelrelay.v1 import billing_pb2 as pixelrelay_dot_v1_dot_billing__pb2
 from pixelrelay.v1 import public_api_pb2 as pixelrelay_dot_v1_dot_public__api__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -67,6 +68,26 @@ class PublicApiStub:
                 request_serializer=pixelrelay_dot_v1_dot_public__api__pb2.CreateUploadRequest.SerializeToString,
                 response_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.Upload.FromString,
                 _registered_method=True)
+        self.ListUsage = channel.unary_unary(
+                '/pixelrelay.v1.PublicApi/ListUsage',
+                request_serializer=pixelrelay_dot_v1_dot_public__api__pb2.ListUsageRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ListLedgerEntriesResponse.FromString,
+                _registered_method=True)
+        self.CreateKey = channel.unary_unary(
+                '/pixelrelay.v1.PublicApi/CreateKey',
+                request_serializer=pixelrelay_dot_v1_dot_public__api__pb2.CreateKeyRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.CreatedApiKey.FromString,
+                _registered_method=True)
+        self.ListKeys = channel.unary_unary(
+                '/pixelrelay.v1.PublicApi/ListKeys',
+                request_serializer=pixelrelay_dot_v1_dot_public__api__pb2.ListKeysRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ListApiKeysResponse.FromString,
+                _registered_method=True)
+        self.RevokeKey = channel.unary_unary(
+                '/pixelrelay.v1.PublicApi/RevokeKey',
+                request_serializer=pixelrelay_dot_v1_dot_public__api__pb2.RevokeKeyRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ApiKeyInfo.FromString,
+                _registered_method=True)
 
 
 class PublicApiServicer:
@@ -112,6 +133,32 @@ class PublicApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListUsage(self, request, context):
+        """The caller's ledger entries, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateKey(self, request, context):
+        """The caller's API keys.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListKeys(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeKey(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PublicApiServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -144,6 +191,26 @@ def add_PublicApiServicer_to_server(servicer, server):
                     servicer.CreateUpload,
                     request_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.CreateUploadRequest.FromString,
                     response_serializer=pixelrelay_dot_v1_dot_public__api__pb2.Upload.SerializeToString,
+            ),
+            'ListUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsage,
+                    request_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.ListUsageRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.ListLedgerEntriesResponse.SerializeToString,
+            ),
+            'CreateKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateKey,
+                    request_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.CreateKeyRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.CreatedApiKey.SerializeToString,
+            ),
+            'ListKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListKeys,
+                    request_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.ListKeysRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.ListApiKeysResponse.SerializeToString,
+            ),
+            'RevokeKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeKey,
+                    request_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.RevokeKeyRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.ApiKeyInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -311,6 +378,114 @@ class PublicApi:
             '/pixelrelay.v1.PublicApi/CreateUpload',
             pixelrelay_dot_v1_dot_public__api__pb2.CreateUploadRequest.SerializeToString,
             pixelrelay_dot_v1_dot_public__api__pb2.Upload.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.PublicApi/ListUsage',
+            pixelrelay_dot_v1_dot_public__api__pb2.ListUsageRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_billing__pb2.ListLedgerEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.PublicApi/CreateKey',
+            pixelrelay_dot_v1_dot_public__api__pb2.CreateKeyRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_billing__pb2.CreatedApiKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.PublicApi/ListKeys',
+            pixelrelay_dot_v1_dot_public__api__pb2.ListKeysRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_billing__pb2.ListApiKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.PublicApi/RevokeKey',
+            pixelrelay_dot_v1_dot_public__api__pb2.RevokeKeyRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_billing__pb2.ApiKeyInfo.FromString,
             options,
             channel_credentials,
             insecure,

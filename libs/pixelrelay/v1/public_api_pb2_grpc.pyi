@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from pixelrelay.v1 import billing_pb2 as _billing_pb2
 from pixelrelay.v1 import public_api_pb2 as _public_api_pb2
 import abc as _abc_1
 import grpc as _grpc
@@ -43,6 +44,12 @@ class PublicApiStub:
     GetBalance: _grpc.UnaryUnaryMultiCallable[_public_api_pb2.GetBalanceRequest, _public_api_pb2.AccountBalance]
     CreateUpload: _grpc.UnaryUnaryMultiCallable[_public_api_pb2.CreateUploadRequest, _public_api_pb2.Upload]
     """Store an image for use in image_urls or mask_url."""
+    ListUsage: _grpc.UnaryUnaryMultiCallable[_public_api_pb2.ListUsageRequest, _billing_pb2.ListLedgerEntriesResponse]
+    """The caller's ledger entries, newest first."""
+    CreateKey: _grpc.UnaryUnaryMultiCallable[_public_api_pb2.CreateKeyRequest, _billing_pb2.CreatedApiKey]
+    """The caller's API keys."""
+    ListKeys: _grpc.UnaryUnaryMultiCallable[_public_api_pb2.ListKeysRequest, _billing_pb2.ListApiKeysResponse]
+    RevokeKey: _grpc.UnaryUnaryMultiCallable[_public_api_pb2.RevokeKeyRequest, _billing_pb2.ApiKeyInfo]
 
 @_typing.type_check_only
 class PublicApiAsyncStub(PublicApiStub):
@@ -59,6 +66,12 @@ class PublicApiAsyncStub(PublicApiStub):
     GetBalance: _aio.UnaryUnaryMultiCallable[_public_api_pb2.GetBalanceRequest, _public_api_pb2.AccountBalance]  # type: ignore[assignment]
     CreateUpload: _aio.UnaryUnaryMultiCallable[_public_api_pb2.CreateUploadRequest, _public_api_pb2.Upload]  # type: ignore[assignment]
     """Store an image for use in image_urls or mask_url."""
+    ListUsage: _aio.UnaryUnaryMultiCallable[_public_api_pb2.ListUsageRequest, _billing_pb2.ListLedgerEntriesResponse]  # type: ignore[assignment]
+    """The caller's ledger entries, newest first."""
+    CreateKey: _aio.UnaryUnaryMultiCallable[_public_api_pb2.CreateKeyRequest, _billing_pb2.CreatedApiKey]  # type: ignore[assignment]
+    """The caller's API keys."""
+    ListKeys: _aio.UnaryUnaryMultiCallable[_public_api_pb2.ListKeysRequest, _billing_pb2.ListApiKeysResponse]  # type: ignore[assignment]
+    RevokeKey: _aio.UnaryUnaryMultiCallable[_public_api_pb2.RevokeKeyRequest, _billing_pb2.ApiKeyInfo]  # type: ignore[assignment]
 
 class PublicApiServicer(metaclass=_abc_1.ABCMeta):
     """The public operations. Clients authenticate with metadata
@@ -108,5 +121,35 @@ class PublicApiServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_public_api_pb2.Upload, _abc.Awaitable[_public_api_pb2.Upload]]:
         """Store an image for use in image_urls or mask_url."""
+
+    @_abc_1.abstractmethod
+    def ListUsage(
+        self,
+        request: _public_api_pb2.ListUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ListLedgerEntriesResponse, _abc.Awaitable[_billing_pb2.ListLedgerEntriesResponse]]:
+        """The caller's ledger entries, newest first."""
+
+    @_abc_1.abstractmethod
+    def CreateKey(
+        self,
+        request: _public_api_pb2.CreateKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.CreatedApiKey, _abc.Awaitable[_billing_pb2.CreatedApiKey]]:
+        """The caller's API keys."""
+
+    @_abc_1.abstractmethod
+    def ListKeys(
+        self,
+        request: _public_api_pb2.ListKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ListApiKeysResponse, _abc.Awaitable[_billing_pb2.ListApiKeysResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RevokeKey(
+        self,
+        request: _public_api_pb2.RevokeKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ApiKeyInfo, _abc.Awaitable[_billing_pb2.ApiKeyInfo]]: ...
 
 def add_PublicApiServicer_to_server(servicer: PublicApiServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

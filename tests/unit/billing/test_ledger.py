@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlmodel import Session, select
@@ -178,3 +180,100 @@ def test_unknown_keys_are_refused(ledger: Ledger, key: str) -> None:
     with pytest.raises(ApiError) as caught:
         ledger.authenticate(api_key=key)
     assert caught.value.kind is E.INVALID_API_KEY
+
+
+def test_top_ups_and_adjustments_are_recorded_with_their_reason(ledger: Ledger) -> None:
+    account = ledger.create_account(name="a", grant=10)
+    assert ledger.top_up(account_id=account.id, amount=500, reason="invoice 42").balance == 510
+    assert ledger.adjust(account_id=account.id, amount=-10, reason="goodwill undo").balance == 500
+    memos = [e.memo for e in ledger.entries(account_id=account.id) if e.memo]
+    assert memos == ["goodwill undo", "invoice 42"]
+    assert_sound(ledger)
+
+
+@pytest.mark.parametrize(
+    ("call", "kind"),
+    [
+        (lambda led, a: led.top_up(account_id=a, amount=0, reason="x"), E.INVALID_AMOUNT),
+        (lambda led, a: led.top_up(account_id=a, amount=-5, reason="x"), E.INVALID_AMOUNT),
+        (lambda led, a: led.top_up(account_id=a, amount=10**12, reason="x"), E.INVALID_AMOUNT),
+        (lambda led, a: led.top_up(account_id=a, amount=5, reason=" "), E.MISSING_PARAMETER),
+        (lambda led, a: led.adjust(account_id=a, amount=-11, reason="x"), E.INVALID_AMOUNT),
+        (
+            lambda led, a: led.top_up(account_id="acct_nope", amount=5, reason="x"),
+            E.ACCOUNT_NOT_FOUND,
+        ),
+    ],
+)
+def test_bad_movements_write_nothing(ledger: Ledger, call, kind) -> None:
+    account = ledger.create_account(name="a", grant=10)
+    entries = ledger.check().entries
+    with pytest.raises(ApiError) as caught:
+        call(ledger, account.id)
+    assert caught.value.kind is kind
+    assert ledger.check().entries == entries
+    assert ledger.get_account(account_id=account.id).balance == 10
+
+
+def test_a_key_credit_limit_caps_what_it_can_hold_and_spend(ledger: Ledger) -> None:
+    account = ledger.create_account(name="a")
+    key = ledger.create_api_key(account_id=account.id, credit_limit=20).key
+    for task in ("t1", "t2"):
+        ledger.reserve(
+            task_id=task, account_id=account.id, item=BASIC_1K, expires_at=0, key_id=key.id
+        )
+    with pytest.raises(ApiError) as caught:
+        ledger.reserve(
+            task_id="t3", account_id=account.id, item=BASIC_1K, expires_at=0, key_id=key.id
+        )
+    assert caught.value.kind is E.KEY_CREDIT_LIMIT
+    assert ledger.get_account(account_id=account.id).balance == 2000 - 14
+    ledger.release(task_id="t2")  # released credits count no more
+    ledger.reserve(task_id="t3", account_id=account.id, item=BASIC_1K, expires_at=0, key_id=key.id)
+    ledger.capture(task_id="t1", delivered=1)
+    assert ledger.list_api_keys(account_id=account.id)[0].spent == 14
+    assert_sound(ledger)
+
+
+def test_revoked_and_expired_keys_stop_working(ledger: Ledger) -> None:
+    account = ledger.create_account(name="a")
+    revoked = ledger.create_api_key(account_id=account.id)
+    ledger.revoke_api_key(key_id=revoked.key.id, account_id=account.id)
+    ledger.revoke_api_key(key_id=revoked.key.id)  # idempotent
+    expiring = ledger.create_api_key(
+        account_id=account.id, expires_at=datetime.now(UTC) + timedelta(seconds=1)
+    )
+    assert ledger.authenticate(api_key=expiring.secret).id == expiring.key.id
+    for key in (revoked, expiring):
+        if key is expiring:
+            time.sleep(1.1)
+        with pytest.raises(ApiError) as caught:
+            ledger.authenticate(api_key=key.secret)
+        assert caught.value.kind is E.INVALID_API_KEY
+
+
+def test_keys_are_listed_by_prefix_and_last4_and_scoped_to_their_account(ledger: Ledger) -> None:
+    mine = ledger.create_account(name="mine")
+    other = ledger.create_account(name="other")
+    new = ledger.create_api_key(account_id=mine.id, name="ci", rate_limit=60)
+    [listed] = ledger.list_api_keys(account_id=mine.id)
+    assert (listed.prefix, listed.last4, listed.rate_limit) == (
+        new.secret[:12],
+        new.secret[-4:],
+        60,
+    )
+    with pytest.raises(ApiError) as caught:
+        ledger.revoke_api_key(key_id=new.key.id, account_id=other.id)
+    assert caught.value.kind is E.KEY_NOT_FOUND
+
+
+def test_usage_pages_newest_first_and_filters_by_date(ledger: Ledger) -> None:
+    account = ledger.create_account(name="a")
+    for i in range(3):
+        ledger.reserve(task_id=f"t{i}", account_id=account.id, item=BASIC_1K, expires_at=0)
+    entries = ledger.entries(account_id=account.id)
+    assert [e.task_id for e in entries[:2]] == ["t2", "t2"]
+    assert ledger.entries(account_id=account.id, before_id=entries[1].id)[0].task_id == "t1"
+    future = datetime.now(UTC) + timedelta(hours=1)
+    assert ledger.entries(account_id=account.id, since=future) == []
+    assert len(ledger.entries(account_id=account.id, until=future)) == len(entries)

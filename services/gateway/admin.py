@@ -1,0 +1,134 @@
+"""Admin REST (/admin/v1): a translation of billing's admin gRPC calls, behind ADMIN_TOKEN."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query
+from fastapi.responses import Response
+
+from gateway import translate
+from gateway.responses import JSONBody
+from gateway.schemas import (
+    AccountCreateBody,
+    AccountOut,
+    CreatedKeyOut,
+    ErrorOut,
+    KeyCreateBody,
+    KeyListOut,
+    KeyOut,
+    LedgerCheckOut,
+    MoveCreditsBody,
+    UsageOut,
+)
+from pixelrelay.billing_client import BillingClient
+from pixelrelay.errors import ApiError, E
+from pixelrelay.v1 import billing_pb2
+
+ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorOut} for s in (400, 401, 404, 503)}
+
+
+@dataclass(frozen=True)
+class AdminAccess:
+    billing: BillingClient
+    token: str  # "" = the admin API is switched off
+
+
+def admin_router(access: AdminAccess | None) -> APIRouter:
+    def authorize(authorization: Annotated[str | None, Header()] = None) -> BillingClient:
+        if access is None or not access.token:
+            raise ApiError(E.ADMIN_TOKEN_INVALID, "the admin API is not enabled (ADMIN_TOKEN)")
+        given = (authorization or "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), access.token.encode()):
+            raise ApiError(E.ADMIN_TOKEN_INVALID)
+        return access.billing
+
+    Billing = Annotated[BillingClient, Depends(authorize)]
+    router = APIRouter(prefix="/admin/v1", tags=["admin"], responses=ERRORS)
+
+    @router.post("/accounts", response_model=AccountOut, summary="Create an account")
+    async def create_account(body: AccountCreateBody, billing: Billing) -> Response:
+        return JSONBody(translate.account_json(await billing.create_account(body.name, body.grant)))
+
+    @router.get("/accounts/{account_id}", response_model=AccountOut, summary="An account")
+    async def get_account(account_id: str, billing: Billing) -> Response:
+        return JSONBody(translate.account_json(await billing.get_account(account_id)))
+
+    @router.post(
+        "/accounts/{account_id}/top-ups",
+        response_model=AccountOut,
+        summary="Add credits, with a reason",
+    )
+    async def top_up(account_id: str, body: MoveCreditsBody, billing: Billing) -> Response:
+        account = await billing.top_up(account_id, body.amount, body.reason)
+        return JSONBody(translate.account_json(account))
+
+    @router.post(
+        "/accounts/{account_id}/adjustments",
+        response_model=AccountOut,
+        summary="Correct a balance either way, with a reason",
+    )
+    async def adjust(account_id: str, body: MoveCreditsBody, billing: Billing) -> Response:
+        account = await billing.adjust(account_id, body.amount, body.reason)
+        return JSONBody(translate.account_json(account))
+
+    @router.post(
+        "/accounts/{account_id}/keys",
+        response_model=CreatedKeyOut,
+        summary="Issue an API key for an account",
+    )
+    async def create_key(account_id: str, body: KeyCreateBody, billing: Billing) -> Response:
+        created = await billing.create_api_key(
+            account_id,
+            body.name,
+            expires_at=body.expires_at or 0,
+            credit_limit=body.credit_limit,
+            rate_limit=body.rate_limit,
+        )
+        return JSONBody(translate.created_key_json(created))
+
+    @router.get(
+        "/accounts/{account_id}/keys", response_model=KeyListOut, summary="An account's keys"
+    )
+    async def list_keys(account_id: str, billing: Billing) -> Response:
+        keys = await billing.list_api_keys(account_id)
+        return JSONBody({"data": [translate.key_json(k) for k in keys.keys]})
+
+    @router.delete("/keys/{key_id}", response_model=KeyOut, summary="Revoke any key")
+    async def revoke_key(key_id: str, billing: Billing) -> Response:
+        return JSONBody(translate.key_json(await billing.revoke_api_key(key_id)))
+
+    @router.get(
+        "/accounts/{account_id}/ledger",
+        response_model=UsageOut,
+        summary="An account's ledger entries, newest first",
+    )
+    async def ledger(
+        account_id: str,
+        billing: Billing,
+        since: Annotated[int, Query(ge=0)] = 0,
+        until: Annotated[int, Query(ge=0)] = 0,
+        cursor: str = "",
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    ) -> Response:
+        page = await billing.list_ledger_entries(
+            billing_pb2.ListLedgerEntriesRequest(
+                account_id=account_id, since=since, until=until, cursor=cursor, limit=limit
+            )
+        )
+        return JSONBody(translate.entries_json(page))
+
+    @router.get(
+        "/ledger/check",
+        response_model=LedgerCheckOut,
+        summary="Recompute every balance from the ledger",
+    )
+    async def check(billing: Billing) -> Response:
+        result = await billing.check_ledger()
+        return JSONBody(
+            {"ok": result.ok, "problems": list(result.problems), "entries": result.entries}
+        )
+
+    return router
