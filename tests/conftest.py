@@ -17,7 +17,7 @@ from pixelrelay.db import Database
 POSTGRES_URL = os.environ.get("PIXELRELAY_TEST_POSTGRES_URL", "")
 
 
-def _postgres_database() -> Iterator[Database]:
+def postgres_database() -> Iterator[Database]:
     """A schema of its own per test, dropped afterwards."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = Database(POSTGRES_URL)
@@ -40,7 +40,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
     if request.param == "postgres":
         if not POSTGRES_URL:
             pytest.skip("PIXELRELAY_TEST_POSTGRES_URL is not set")
-        with contextlib.contextmanager(_postgres_database)() as db:
+        with contextlib.contextmanager(postgres_database)() as db:
             SQLModel.metadata.create_all(db.engine)
             yield db
     else:
@@ -56,7 +56,7 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[D
     if request.param == "postgres":
         if not POSTGRES_URL:
             pytest.skip("PIXELRELAY_TEST_POSTGRES_URL is not set")
-        with contextlib.contextmanager(_postgres_database)() as db:
+        with contextlib.contextmanager(postgres_database)() as db:
             yield db
     else:
         db = Database(f"sqlite:///{tmp_path / 'empty.db'}")

@@ -355,6 +355,15 @@ class Stack:
         self.children.remove(child)
         return child
 
+    async def revive_crashed(self, name: str, within: float = 15.0) -> int:
+        """Wait for a child to die by itself (a crash point), start it again; returns the
+        dead process's exit code."""
+        child = self.child(name)
+        await _wait_exit(child, within)
+        self.children.remove(child)
+        await self.revive(child)
+        return int(child.process.returncode)
+
     async def revive(self, dead: Child) -> None:
         self._spawn(dead.name, dead.argv, dead.ready, dead.env)
         await dead.ready()

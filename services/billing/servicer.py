@@ -8,6 +8,7 @@ import grpc
 
 from billing.ledger import Ledger
 from billing.models import Account, ApiKey, Hold, HoldState, LedgerEntry
+from pixelrelay.crashpoints import crash_point
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import billing_pb2, billing_pb2_grpc
@@ -117,17 +118,20 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
             expires_at=request.expires_at,
             key_id=request.key_id,
         )
+        crash_point("billing.after_reserve")  # committed, not yet answered
         return hold_to_proto(hold)
 
     async def Capture(
         self, request: billing_pb2.CaptureRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.Hold:
+        crash_point("billing.before_capture")
         hold = await self.db.run(
             self.ledger.capture,
             task_id=_require(request.task_id, "task_id"),
             delivered=request.delivered,
             quality=request.quality,
         )
+        crash_point("billing.after_capture")  # committed, not yet answered
         return hold_to_proto(hold)
 
     async def Release(
@@ -221,7 +225,10 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
             )
         before_id = None
         if request.cursor:
-            if not request.cursor.isdigit():
+            # ASCII digits only ("³".isdigit() is true) and within int64.
+            if not (
+                request.cursor.isascii() and request.cursor.isdigit() and len(request.cursor) <= 18
+            ):
                 raise ApiError(
                     E.INVALID_PARAMETER, "cursor is not one this API returned", param="cursor"
                 )

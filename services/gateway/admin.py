@@ -6,12 +6,13 @@ import hmac
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 
 from gateway import translate
 from gateway.responses import JSONBody
 from gateway.schemas import (
+    MAX_UNIX_SECONDS,
     AccountCreateBody,
     AccountOut,
     CreatedKeyOut,
@@ -36,16 +37,22 @@ class AdminAccess:
     token: str  # "" = the admin API is switched off
 
 
-def admin_router(access: AdminAccess | None) -> APIRouter:
-    def authorize(authorization: Annotated[str | None, Header()] = None) -> BillingClient:
-        if access is None or not access.token:
-            raise ApiError(E.ADMIN_TOKEN_INVALID, "the admin API is not enabled (ADMIN_TOKEN)")
-        given = (authorization or "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), access.token.encode()):
-            raise ApiError(E.ADMIN_TOKEN_INVALID)
-        return access.billing
+def authorize(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> BillingClient:
+    access: AdminAccess | None = request.app.state.admin
+    if access is None or not access.token:
+        raise ApiError(E.ADMIN_TOKEN_INVALID, "the admin API is not enabled (ADMIN_TOKEN)")
+    given = (authorization or "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(given.encode(), access.token.encode()):
+        raise ApiError(E.ADMIN_TOKEN_INVALID)
+    return access.billing
 
-    Billing = Annotated[BillingClient, Depends(authorize)]
+
+Billing = Annotated[BillingClient, Depends(authorize)]
+
+
+def admin_router() -> APIRouter:
     router = APIRouter(prefix="/admin/v1", tags=["admin"], responses=ERRORS)
 
     @router.post("/accounts", response_model=AccountOut, summary="Create an account")
@@ -108,8 +115,8 @@ def admin_router(access: AdminAccess | None) -> APIRouter:
     async def ledger(
         account_id: str,
         billing: Billing,
-        since: Annotated[int, Query(ge=0)] = 0,
-        until: Annotated[int, Query(ge=0)] = 0,
+        since: Annotated[int, Query(ge=0, le=MAX_UNIX_SECONDS)] = 0,
+        until: Annotated[int, Query(ge=0, le=MAX_UNIX_SECONDS)] = 0,
         cursor: str = "",
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
     ) -> Response:

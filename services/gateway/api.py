@@ -15,6 +15,7 @@ from gateway.store import TaskRecord, TaskStore, now_ms, spec_to_json
 from gateway.validation import price_item, resolve
 from pixelrelay import bus
 from pixelrelay.billing_client import BillingClient
+from pixelrelay.crashpoints import crash_point
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
 from pixelrelay.ids import new_id
@@ -91,6 +92,7 @@ class PublicApi:
             expires_at=int(time.time()) + self.hold_ttl_seconds,
             key_id=principal.key_id,
         )
+        crash_point("gateway.after_reserve")
         record = TaskRecord(
             id=task_id,
             account_id=principal.account_id,

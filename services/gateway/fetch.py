@@ -176,7 +176,7 @@ class SafeFetcher:
 
     async def _read(self, response: httpcore.Response, param: str) -> bytes:
         declared = _header(response, b"content-length")
-        if declared.isdigit() and int(declared) > self.max_bytes:
+        if declared.isascii() and declared.isdigit() and int(declared) > self.max_bytes:
             raise _too_large(param, self.max_bytes)
         body = bytearray()
         async for chunk in response.aiter_stream():

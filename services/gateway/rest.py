@@ -20,6 +20,7 @@ from gateway.admin import AdminAccess, admin_router
 from gateway.api import PublicApi
 from gateway.responses import JSONBody
 from gateway.schemas import (
+    MAX_UNIX_SECONDS,
     BalanceOut,
     CreatedKeyOut,
     ErrorOut,
@@ -272,8 +273,12 @@ def create_app(api: PublicApi, billing_admin: AdminAccess | None = None) -> Fast
     )
     async def list_usage(
         authorization: Authorization = None,
-        since: Annotated[int, Query(ge=0, description="unix seconds, inclusive")] = 0,
-        until: Annotated[int, Query(ge=0, description="unix seconds, exclusive")] = 0,
+        since: Annotated[
+            int, Query(ge=0, le=MAX_UNIX_SECONDS, description="unix seconds, inclusive")
+        ] = 0,
+        until: Annotated[
+            int, Query(ge=0, le=MAX_UNIX_SECONDS, description="unix seconds, exclusive")
+        ] = 0,
         cursor: str = "",
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
     ) -> Response:
@@ -352,7 +357,8 @@ def create_app(api: PublicApi, billing_admin: AdminAccess | None = None) -> Fast
 
     playground = (Path(__file__).parent / "static" / "index.html").read_bytes()
 
-    app.include_router(admin_router(billing_admin))
+    app.state.admin = billing_admin
+    app.include_router(admin_router())
 
     @app.get("/", include_in_schema=False)
     async def web_ui() -> Response:

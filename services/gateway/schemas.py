@@ -22,6 +22,8 @@ from gateway.validation import (
 )
 
 Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
+# Timestamps travel as int64 seconds; the year 9999 is far enough.
+MAX_UNIX_SECONDS = 253_402_300_799
 
 
 def documented(description: str, **schema: Any) -> Any:
@@ -216,7 +218,9 @@ class KeyCreateBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field("", max_length=100)
-    expires_at: int | None = Field(None, description="unix seconds; none = never")
+    expires_at: int | None = Field(
+        None, ge=0, le=MAX_UNIX_SECONDS, description="unix seconds; none = never"
+    )
     credit_limit: int | None = Field(None, ge=1, le=1_000_000_000)
     rate_limit: int | None = Field(None, ge=1, le=1_000_000, description="requests per minute")
 

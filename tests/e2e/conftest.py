@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from pixelrelay.devstack import Stack, StackConfig
+from tests.conftest import POSTGRES_URL, postgres_database
 
 
 @dataclass
@@ -27,6 +28,10 @@ class Platform:
     def auth(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.api_key}"}
 
+    def arm(self, crash_point: str) -> None:
+        """The next process to reach ``crash_point`` dies there."""
+        (self.stack.config.data_dir / "crash" / crash_point).touch()
+
 
 @pytest.fixture(scope="session")
 def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
@@ -34,9 +39,13 @@ def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @contextlib.asynccontextmanager
-async def running_platform(data_dir: Path, *, allow_private: bool) -> AsyncIterator[Platform]:
-    env = {"SWEEP_INTERVAL": "0.5", "FETCH_ALLOW_PRIVATE": str(allow_private).lower()}
-    config = StackConfig.free_ports(data_dir, sim_latency_ms=50, extra_env=env)
+async def running_platform(
+    data_dir: Path, *, allow_private: bool, database_url: str = "", **env: str
+) -> AsyncIterator[Platform]:
+    env = {"SWEEP_INTERVAL": "0.5", "FETCH_ALLOW_PRIVATE": str(allow_private).lower(), **env}
+    config = StackConfig.free_ports(
+        data_dir, sim_latency_ms=50, extra_env=env, database_url=database_url
+    )
     stack = Stack(config)
     await stack.start()
     try:
@@ -57,6 +66,26 @@ async def platform(stack_dir: Path) -> AsyncIterator[Platform]:
 
 @pytest.fixture(scope="module")
 async def fragile_platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Platform]:
-    """A platform of its own for tests that break components; production fetch policy."""
-    async with running_platform(tmp_path_factory.mktemp("fragile"), allow_private=False) as running:
+    """A platform of its own for tests that break components: production fetch policy,
+    crash points armed by creating files, holds that expire after 3 s."""
+    data_dir = tmp_path_factory.mktemp("fragile")
+    (data_dir / "crash").mkdir()
+    async with running_platform(
+        data_dir,
+        allow_private=False,
+        PIXELRELAY_CRASH_DIR=str(data_dir / "crash"),
+        HOLD_TTL_SECONDS="3",
+    ) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+async def postgres_platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Platform]:
+    """The platform on PostgreSQL (billing and gateway), in a schema of its own."""
+    if not POSTGRES_URL:
+        pytest.skip("PIXELRELAY_TEST_POSTGRES_URL is not set")
+    with contextlib.contextmanager(postgres_database)() as database:
+        async with running_platform(
+            tmp_path_factory.mktemp("pg"), allow_private=False, database_url=database.url
+        ) as running:
+            yield running

@@ -1,0 +1,258 @@
+"""Billing through the public and admin APIs, under concurrency and crashes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import Platform
+from tests.e2e.helpers import new_account, poll_until_done
+
+pytestmark = pytest.mark.e2e
+
+BASIC = {"model": "gpt-image-2", "prompt": "billing"}
+
+
+async def account(platform: Platform, key: str | None = None) -> dict[str, Any]:
+    return dict((await platform.http.get("/api/v1/account", headers=platform.auth(key))).json())
+
+
+async def ledger_ok(platform: Platform) -> None:
+    check = await platform.http.get("/admin/v1/ledger/check", headers=admin(platform))
+    assert check.status_code == 200 and check.json()["ok"], check.text
+
+
+def admin(platform: Platform) -> dict[str, str]:
+    return {"Authorization": f"Bearer {platform.config.admin_token}"}
+
+
+async def concurrent_submits(platform: Platform, k: int, n: int) -> None:
+    key = await new_account(platform, 7 * k)
+    statuses = await asyncio.gather(
+        *(
+            platform.http.post(
+                "/api/v1/images/generations",
+                headers=platform.auth(key),
+                json={**BASIC, "prompt": f"race {i}"},
+            )
+            for i in range(n)
+        )
+    )
+    codes = sorted(r.status_code for r in statuses)
+    assert codes == [200] * k + [402] * (n - k)
+    assert all(r.json()["error"]["code"] == 30001 for r in statuses if r.status_code == 402)
+    listing = (
+        await platform.http.get("/api/v1/tasks?limit=100", headers=platform.auth(key))
+    ).json()
+    assert len(listing["data"]) == k
+    for task in listing["data"]:
+        await poll_until_done(platform.http, task["id"], platform.auth(key))
+    assert (await account(platform, key))["balance"] == 0
+    await ledger_ok(platform)
+
+
+async def test_concurrent_submits_never_overspend(platform: Platform) -> None:
+    await concurrent_submits(platform, k=5, n=40)
+
+
+async def test_concurrent_submits_never_overspend_on_postgres(postgres_platform: Platform) -> None:
+    await concurrent_submits(postgres_platform, k=5, n=40)
+
+
+async def test_client_key_management(platform: Platform) -> None:
+    created = await platform.http.post(
+        "/api/v1/keys", headers=platform.auth(), json={"name": "ci", "credit_limit": 7}
+    )
+    assert created.status_code == 200, created.text
+    secret, key = created.json()["api_key"], created.json()["key"]
+    assert secret.startswith("pr_live_") and key["last4"] == secret[-4:]
+    listed = (await platform.http.get("/api/v1/keys", headers=platform.auth())).json()["data"]
+    assert key["id"] in {k["id"] for k in listed}
+    assert all("api_key" not in k and secret not in str(k) for k in listed)
+
+    first = await platform.http.post(
+        "/api/v1/images/generations", headers=platform.auth(secret), json=BASIC
+    )
+    assert first.status_code == 200
+    over = await platform.http.post(
+        "/api/v1/images/generations", headers=platform.auth(secret), json=BASIC
+    )
+    assert over.status_code == 402 and over.json()["error"]["code"] == 30004
+
+    revoked = await platform.http.delete(f"/api/v1/keys/{key['id']}", headers=platform.auth())
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"]
+    after = await platform.http.get("/api/v1/account", headers=platform.auth(secret))
+    assert after.status_code == 401  # at once: keys are checked on every call
+
+    missing = await platform.http.delete("/api/v1/keys/key_nope", headers=platform.auth())
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == 40007
+
+
+async def test_usage_lists_the_ledger_entries_of_each_task(platform: Platform) -> None:
+    key = await new_account(platform, 100)
+    submitted = await platform.http.post(
+        "/api/v1/images/generations", headers=platform.auth(key), json=BASIC
+    )
+    task = await poll_until_done(platform.http, submitted.json()["id"], platform.auth(key))
+    usage = (await platform.http.get("/api/v1/usage", headers=platform.auth(key))).json()
+    mine = [e for e in usage["data"] if e["task_id"] == task["id"]]
+    assert sorted((e["kind"], e["book"], e["amount"]) for e in mine) == [
+        ("capture", "available", 0),
+        ("capture", "held", -7),
+        ("reserve", "available", -7),
+        ("reserve", "held", 7),
+    ]
+    assert usage["data"][-1]["kind"] == "signup_grant"
+    page = (await platform.http.get("/api/v1/usage?limit=1", headers=platform.auth(key))).json()
+    assert len(page["data"]) == 1 and page["next_cursor"]
+    later = int(time.time()) + 3600
+    empty = (
+        await platform.http.get(f"/api/v1/usage?since={later}", headers=platform.auth(key))
+    ).json()
+    assert empty["data"] == []
+
+
+async def test_rate_limited_keys_get_429_with_retry_after(platform: Platform) -> None:
+    created = (
+        await platform.http.post("/api/v1/keys", headers=platform.auth(), json={"rate_limit": 3})
+    ).json()
+    statuses = [
+        (await platform.http.get("/api/v1/account", headers=platform.auth(created["api_key"])))
+        for _ in range(4)
+    ]
+    assert [r.status_code for r in statuses] == [200, 200, 200, 429]
+    assert statuses[-1].json()["error"]["code"] == 50001
+    assert int(statuses[-1].headers["retry-after"]) >= 1
+
+
+async def test_admin_api(platform: Platform) -> None:
+    http = platform.http
+    created = await http.post(
+        "/admin/v1/accounts", headers=admin(platform), json={"name": "acme", "grant": 0}
+    )
+    assert created.status_code == 200, created.text
+    account_id = created.json()["id"]
+    topped = await http.post(
+        f"/admin/v1/accounts/{account_id}/top-ups",
+        headers=admin(platform),
+        json={"amount": 500, "reason": "invoice 7"},
+    )
+    assert topped.json()["balance"] == 500
+    adjusted = await http.post(
+        f"/admin/v1/accounts/{account_id}/adjustments",
+        headers=admin(platform),
+        json={"amount": -20, "reason": "fix"},
+    )
+    assert adjusted.json()["balance"] == 480
+    key = await http.post(
+        f"/admin/v1/accounts/{account_id}/keys", headers=admin(platform), json={"name": "server"}
+    )
+    secret = key.json()["api_key"]
+    assert (await account(platform, secret))["balance"] == 480
+    ledger = (
+        await http.get(f"/admin/v1/accounts/{account_id}/ledger", headers=admin(platform))
+    ).json()["data"]
+    assert [(e["kind"], e["memo"]) for e in ledger] == [
+        ("adjustment", "fix"),
+        ("top_up", "invoice 7"),
+    ]
+    revoked = await http.delete(
+        f"/admin/v1/keys/{key.json()['key']['id']}", headers=admin(platform)
+    )
+    assert revoked.status_code == 200
+    assert (await http.get("/api/v1/account", headers=platform.auth(secret))).status_code == 401
+    await ledger_ok(platform)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "code"),
+    [
+        ("/admin/v1/accounts/acct_nope/top-ups", {"amount": 5, "reason": "x"}, 404, 40002),
+        ("/admin/v1/accounts/{acct}/top-ups", {"amount": 0, "reason": "x"}, 400, 30003),
+        ("/admin/v1/accounts/{acct}/top-ups", {"amount": -5, "reason": "x"}, 400, 30003),
+        ("/admin/v1/accounts/{acct}/top-ups", {"amount": 10**10, "reason": "x"}, 400, 20003),
+        ("/admin/v1/accounts/{acct}/top-ups", {"amount": 5}, 400, 20002),
+        ("/admin/v1/accounts/{acct}/adjustments", {"amount": -(10**6), "reason": "x"}, 400, 30003),
+    ],
+)
+async def test_admin_refuses_bad_movements_and_writes_nothing(
+    platform: Platform, path: str, body: dict[str, Any], status: int, code: int
+) -> None:
+    acct = (
+        await platform.http.post(
+            "/admin/v1/accounts", headers=admin(platform), json={"name": "x", "grant": 10}
+        )
+    ).json()["id"]
+    response = await platform.http.post(path.format(acct=acct), headers=admin(platform), json=body)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+    again = await platform.http.get(f"/admin/v1/accounts/{acct}", headers=admin(platform))
+    assert again.json()["balance"] == 10
+
+
+@pytest.mark.parametrize("token", [None, "Bearer wrong-token", "Basic abc"])
+async def test_admin_needs_the_admin_token(platform: Platform, token: str | None) -> None:
+    headers = {"Authorization": token} if token else {}
+    response = await platform.http.get("/admin/v1/ledger/check", headers=headers)
+    assert response.status_code == 401 and response.json()["error"]["code"] == 10003
+    user = await platform.http.get("/admin/v1/ledger/check", headers=platform.auth())
+    assert user.status_code == 401
+
+
+async def wait_for_balance(platform: Platform, key: str, expected: dict[str, int]) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        now = await account(platform, key)
+        if {k: now[k] for k in expected} == expected:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"balance stayed {now}, expected {expected}")
+
+
+async def test_billing_dies_between_reserve_and_publish(fragile_platform: Platform) -> None:
+    p = fragile_platform
+    key = await new_account(p, 100)
+    p.arm("billing.after_reserve")
+    response = await p.http.post("/api/v1/images/generations", headers=p.auth(key), json=BASIC)
+    assert response.status_code == 503  # the hold committed, the answer never came
+    assert await p.stack.revive_crashed("billing") == 137
+    await wait_for_balance(p, key, {"balance": 100, "held": 0})  # the sweeper released it
+    assert (await p.http.get("/api/v1/tasks", headers=p.auth(key))).json()["data"] == []
+    await ledger_ok(p)
+
+
+async def test_gateway_dies_between_reserve_and_publish(fragile_platform: Platform) -> None:
+    p = fragile_platform
+    key = await new_account(p, 100)
+    p.arm("gateway.after_reserve")
+    with pytest.raises(httpx.HTTPError):
+        await p.http.post("/api/v1/images/generations", headers=p.auth(key), json=BASIC)
+    assert await p.stack.revive_crashed("gateway") == 137
+    await wait_for_balance(p, key, {"balance": 100, "held": 0})
+    assert (await p.http.get("/api/v1/tasks", headers=p.auth(key))).json()["data"] == []
+    await ledger_ok(p)
+
+
+@pytest.mark.parametrize("point", ["billing.before_capture", "billing.after_capture"])
+async def test_billing_dies_between_upstream_success_and_capture(
+    fragile_platform: Platform, point: str
+) -> None:
+    p = fragile_platform
+    key = await new_account(p, 100)
+    p.arm(point)
+    submitted = await p.http.post("/api/v1/images/generations", headers=p.auth(key), json=BASIC)
+    assert submitted.status_code == 200
+    assert await p.stack.revive_crashed("billing") == 137
+    task = await poll_until_done(p.http, submitted.json()["id"], p.auth(key))
+    assert task["status"] == "completed"
+    assert task["credits"]["charged"] == 7
+    await wait_for_balance(p, key, {"balance": 93, "held": 0})  # charged exactly once
+    usage = (await p.http.get("/api/v1/usage", headers=p.auth(key))).json()["data"]
+    captures = {e["kind"] for e in usage if e["task_id"] == task["id"]}
+    assert captures == {"reserve", "capture"}
+    assert sum(e["amount"] for e in usage if e["kind"] == "capture" and e["book"] == "held") == -7
+    await ledger_ok(p)
