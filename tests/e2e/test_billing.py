@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from typing import Any
 
@@ -256,3 +257,32 @@ async def test_billing_dies_between_upstream_success_and_capture(
     assert captures == {"reserve", "capture"}
     assert sum(e["amount"] for e in usage if e["kind"] == "capture" and e["book"] == "held") == -7
     await ledger_ok(p)
+
+
+async def test_database_outage_at_submit_is_503_and_nothing_is_charged(
+    fragile_platform: Platform,
+) -> None:
+    """SQLite locked by another writer stands in for a database that stopped answering."""
+    p = fragile_platform
+    key = await new_account(p, 100)
+    lock = sqlite3.connect(p.config.data_dir / "billing.db", timeout=1)
+    try:
+        lock.execute("BEGIN EXCLUSIVE")
+        response = await p.http.post("/api/v1/images/generations", headers=p.auth(key), json=BASIC)
+    finally:
+        lock.rollback()
+        lock.close()
+    assert response.status_code == 503 and response.json()["error"]["code"] == 90002
+    await wait_for_balance(p, key, {"balance": 100, "held": 0})
+    assert (await p.http.get("/api/v1/tasks", headers=p.auth(key))).json()["data"] == []
+    await ledger_ok(p)
+
+
+async def test_the_database_never_holds_a_plaintext_key(platform: Platform) -> None:
+    created = (
+        await platform.http.post("/api/v1/keys", headers=platform.auth(), json={"name": "grep me"})
+    ).json()
+    secret = created["api_key"].encode()
+    for path in platform.config.data_dir.glob("*.db*"):  # the database and its WAL
+        assert secret not in path.read_bytes(), path
+    assert platform.api_key.encode() not in (platform.config.data_dir / "billing.db").read_bytes()
