@@ -38,6 +38,11 @@ JOBS_STREAM = "PIXELRELAY_JOBS"
 JOBS_SUBJECT = "pixelrelay.jobs.images"
 EVENTS_STREAM = "PIXELRELAY_EVENTS"
 EVENTS_SUBJECTS = "pixelrelay.events.task.>"
+# Jobs that reached their delivery limit: JetStream's advisory for each, and a copy of the
+# job without its prompt, kept a week for inspection.
+DEADLETTER_STREAM = "PIXELRELAY_DEADLETTER"
+MAX_DELIVERIES_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.PIXELRELAY_JOBS.dispatcher"
+DEADLETTER_SUBJECT = "pixelrelay.deadletter.jobs"
 DEDUP_WINDOW_S = 600.0
 
 Handler = Callable[[Msg], Awaitable[None]]
@@ -65,6 +70,13 @@ async def ensure_streams(js: JetStreamContext) -> None:
             duplicate_window=DEDUP_WINDOW_S,
             max_age=86_400.0,
             discard=DiscardPolicy.NEW,
+        ),
+        StreamConfig(
+            name=DEADLETTER_STREAM,
+            subjects=[MAX_DELIVERIES_ADVISORY, DEADLETTER_SUBJECT],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=7 * 86_400.0,
         ),
         StreamConfig(
             name=EVENTS_STREAM,

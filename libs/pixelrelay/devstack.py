@@ -300,9 +300,11 @@ class Stack:
                 self._python("dispatcher"),
                 functools.partial(_wait_grpc, port, name),
                 {
+                    # The packaged channels.yaml routes to "simulator"; point it here.
+                    "CHANNEL_SIMULATOR_BASE_URL": f"{c.sim_url}/v1",
+                    "UPSTREAM_API_KEY": "sk-simulator",
                     **self._service_env(3 + i),
                     "GRPC_PORT": str(port),
-                    "UPSTREAM_BASE_URLS": f"{c.sim_url}/v1",
                     "WORKER_NAME": name,
                 },
             )

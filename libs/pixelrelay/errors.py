@@ -230,6 +230,13 @@ class E:
         grpc.StatusCode.DEADLINE_EXCEEDED,
         "The task was not finished before its deadline; credits were released.",
     )
+    JOB_ABANDONED = ErrorKind(
+        70006,
+        "job_abandoned",
+        502,
+        grpc.StatusCode.ABORTED,
+        "The job failed on every delivery; credits were released.",
+    )
     INTERNAL = ErrorKind(
         90001,
         "internal_error",

@@ -41,13 +41,20 @@ class StorageClient:
         await self._channel.close()
 
     async def store_images(
-        self, task_id: str, images: Sequence[ImageBytes], *, quality: str, upstream_ms: int
+        self,
+        task_id: str,
+        images: Sequence[ImageBytes],
+        *,
+        quality: str,
+        upstream_ms: int,
+        attempts: Sequence[common_pb2.Attempt] = (),
     ) -> list[common_pb2.StoredImage]:
         """Write a task's outputs; storage then announces the task completed."""
         header = storage_pb2.StoreHeader(
             task_id=task_id,
             quality=quality,
             upstream_ms=upstream_ms,
+            attempts=attempts,
             images=[
                 storage_pb2.ImageMeta(
                     index=i,
@@ -108,3 +115,13 @@ class StorageClient:
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc(exc) from exc
         return bytes(data)
+
+    async def reannounce(self, task_id: str) -> bool:
+        """Whether the task's images were already stored (then completion is re-announced)."""
+        try:
+            reply = await self._stub.Reannounce(
+                storage_pb2.ReannounceRequest(task_id=task_id), timeout=30, wait_for_ready=True
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc(exc) from exc
+        return bool(reply.found)

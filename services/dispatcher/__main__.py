@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import sys
 
+from nats.js import JetStreamContext
+from prometheus_client import Gauge
+
+from dispatcher import channels
+from dispatcher.deadletter import DeadLetterHandler
 from dispatcher.router import Router
 from dispatcher.settings import DispatcherSettings
-from dispatcher.upstream import OpenAIImagesChannel
 from dispatcher.worker import JobHandler
 from pixelrelay import bus
 from pixelrelay.grpc_server import start_grpc_server
@@ -18,25 +25,25 @@ from pixelrelay.storage_client import StorageClient
 
 log = logging.getLogger("dispatcher")
 
+JOBS_PENDING = Gauge("pixelrelay_jobs_pending", "Jobs queued or in flight (JetStream)")
+
 
 def build_router(settings: DispatcherSettings) -> Router:
-    urls = [u.strip() for u in settings.upstream_base_urls.split(",") if u.strip()]
-    return Router(
-        [
-            OpenAIImagesChannel(
-                f"channel-{i}",
-                url,
-                settings.upstream_api_key.get_secret_value(),
-                settings.upstream_model,
-                settings.upstream_timeout,
-            )
-            for i, url in enumerate(urls)
-        ]
-    )
+    config = channels.load(settings.channels_file)
+    keys = {c.api_key_env: os.environ[c.api_key_env] for c in config.channels.values()}
+    return Router(config, keys)
 
 
-async def run(settings: DispatcherSettings, stop: asyncio.Event) -> None:
-    router = build_router(settings)
+async def watch_queue(js: JetStreamContext, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        with contextlib.suppress(Exception):
+            info = await js.consumer_info(bus.JOBS_STREAM, "dispatcher")
+            JOBS_PENDING.set((info.num_pending or 0) + (info.num_ack_pending or 0))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 5.0)
+
+
+async def run(settings: DispatcherSettings, router: Router, stop: asyncio.Event) -> None:
     nc = await bus.connect(settings.nats_url, settings.worker_name)
     js = nc.jetstream()
     await bus.ensure_streams(js)
@@ -60,17 +67,30 @@ async def run(settings: DispatcherSettings, stop: asyncio.Event) -> None:
         },
     )
     try:
-        await bus.consume(
-            js,
-            stream=bus.JOBS_STREAM,
-            subject=bus.JOBS_SUBJECT,
-            config=bus.consumer_config(
-                "dispatcher", ack_wait=settings.ack_wait, max_deliver=settings.max_deliver
+        await asyncio.gather(
+            bus.consume(
+                js,
+                stream=bus.JOBS_STREAM,
+                subject=bus.JOBS_SUBJECT,
+                config=bus.consumer_config(
+                    "dispatcher", ack_wait=settings.ack_wait, max_deliver=settings.max_deliver
+                ),
+                handler=handler,
+                stop=stop,
+                concurrency=settings.concurrency,
+                grace=settings.shutdown_grace,
             ),
-            handler=handler,
-            stop=stop,
-            concurrency=settings.concurrency,
-            grace=settings.shutdown_grace,
+            bus.consume(
+                js,
+                stream=bus.DEADLETTER_STREAM,
+                subject=bus.MAX_DELIVERIES_ADVISORY,
+                config=bus.consumer_config("dispatcher-deadletter", ack_wait=30.0, max_deliver=-1),
+                handler=DeadLetterHandler(js),
+                stop=stop,
+                concurrency=4,
+                grace=settings.shutdown_grace,
+            ),
+            watch_queue(js, stop),
         )
     finally:
         await server.stop(1.0)
@@ -82,7 +102,12 @@ async def run(settings: DispatcherSettings, stop: asyncio.Event) -> None:
 def main() -> None:
     settings = DispatcherSettings()
     configure_logging("dispatcher", settings.log_level)
-    run_until_signalled(lambda stop: run(settings, stop))
+    try:
+        router = build_router(settings)
+    except channels.ConfigError as exc:
+        log.critical("refusing to start: %s", exc)
+        sys.exit(2)
+    run_until_signalled(lambda stop: run(settings, router, stop))
 
 
 if __name__ == "__main__":

@@ -1,14 +1,30 @@
-"""Failover across a model's channels: the first that answers with valid images wins."""
+"""Routing a job to upstream channels: capability filter, breakers, failover.
+
+For each job: the model's route gives the channel order (as listed, or a weighted
+shuffle); channels that cannot do the request, whose breaker is open, or that are at their
+concurrency limit (unless last) are skipped without delay; the first to return valid
+images wins. A permanent error (the request itself is refused) stops at once.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from prometheus_client import Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
-from dispatcher.errors import UpstreamError
+from dispatcher.breaker import CircuitBreaker
+from dispatcher.channels import ChannelConfig, ChannelsFile
+from dispatcher.errors import (
+    ChannelAuthError,
+    PermanentError,
+    RetryableError,
+    UpstreamError,
+)
 from dispatcher.upstream import Generation, InputImage, OpenAIImagesChannel
 from pixelrelay.v1 import common_pb2
 
@@ -20,13 +36,28 @@ UPSTREAM_CALLS = Histogram(
     ["channel", "outcome"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300),
 )
+UPSTREAM_REQUESTS = Counter("pixelrelay_upstream_requests_total", "Upstream calls", ["channel"])
+UPSTREAM_ERRORS = Counter(
+    "pixelrelay_upstream_errors_total", "Upstream failures by class", ["channel", "error_class"]
+)
+BREAKER_STATE = Gauge(
+    "pixelrelay_channel_breaker_state", "0 closed, 1 half-open, 2 open", ["channel"]
+)
+
+# How long a channel whose key was refused (401/403, exhausted quota) is left alone.
+AUTH_FAILURE_COOLDOWN = 300.0
 
 
 @dataclass(frozen=True)
 class Attempt:
     channel: str
-    outcome: str  # "ok" or the error class name
+    outcome: str  # "ok", an error class name, or "skipped_open" / "skipped_busy"
     latency_ms: int
+
+    def to_proto(self) -> common_pb2.Attempt:
+        return common_pb2.Attempt(
+            channel=self.channel, outcome=self.outcome, latency_ms=self.latency_ms
+        )
 
 
 class AllChannelsFailed(Exception):
@@ -36,11 +67,47 @@ class AllChannelsFailed(Exception):
         self.attempts = attempts
 
 
+@dataclass
+class Channel:
+    name: str
+    config: ChannelConfig
+    adapter: OpenAIImagesChannel
+    breaker: CircuitBreaker
+    slots: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.slots = asyncio.Semaphore(self.config.max_concurrency)
+
+
 class Router:
-    def __init__(self, channels: list[OpenAIImagesChannel]):
-        if not channels:
-            raise ValueError("at least one upstream channel is required")
-        self.channels = channels
+    def __init__(
+        self,
+        config: ChannelsFile,
+        api_keys: dict[str, str],
+        *,
+        rng: random.Random | None = None,
+        breaker: Callable[[], CircuitBreaker] = CircuitBreaker,
+    ):
+        self.config = config
+        self.rng = rng or random.Random()
+        self.channels = {
+            name: Channel(
+                name,
+                cfg,
+                OpenAIImagesChannel(
+                    name,
+                    cfg.base_url,
+                    api_keys[cfg.api_key_env],
+                    cfg.model,
+                    cfg.timeout,
+                    cfg.connect_timeout,
+                ),
+                breaker(),
+            )
+            for name, cfg in config.channels.items()
+        }
+        for name in self.channels:
+            BREAKER_STATE.labels(name).set(0)
 
     async def generate(
         self,
@@ -51,13 +118,28 @@ class Router:
         mask: InputImage | None = None,
     ) -> tuple[Generation, list[Attempt]]:
         attempts: list[Attempt] = []
+        candidates = self._candidates(spec, mask is not None)
+        if not candidates:
+            raise AllChannelsFailed(
+                PermanentError("no upstream channel supports this request"), attempts
+            )
         last: UpstreamError | None = None
-        for channel in self.channels:
+        for position, channel in enumerate(candidates):
+            final = position == len(candidates) - 1
+            if not channel.breaker.allow() and not (final and last is None):
+                attempts.append(Attempt(channel.name, "skipped_open", 0))
+                continue
+            if channel.slots.locked() and not final:
+                attempts.append(Attempt(channel.name, "skipped_busy", 0))
+                continue
             started = time.perf_counter()
             try:
-                result = await channel.generate(prompt, spec, references, mask)
+                async with channel.slots:
+                    UPSTREAM_REQUESTS.labels(channel.name).inc()
+                    result = await channel.adapter.generate(prompt, spec, references, mask)
             except UpstreamError as err:
-                attempts.append(self._record(channel.name, type(err).__name__, started))
+                attempts.append(self._record(channel, type(err).__name__, started))
+                self._judge(channel, err)
                 log.warning(
                     "upstream attempt failed",
                     extra={
@@ -71,17 +153,41 @@ class Router:
                 if not err.failover:
                     break
                 continue
-            attempts.append(self._record(channel.name, "ok", started))
+            channel.breaker.record_success()
+            BREAKER_STATE.labels(channel.name).set(channel.breaker.state)
+            attempts.append(self._record(channel, "ok", started))
             return result, attempts
-        assert last is not None
-        raise AllChannelsFailed(last, attempts)
+        raise AllChannelsFailed(
+            last or RetryableError("every upstream channel is cooling down"), attempts
+        )
+
+    def _candidates(self, spec: common_pb2.ImageSpec, mask: bool) -> list[Channel]:
+        order = self.config.routes[spec.model].order(self.rng)
+        return [
+            self.channels[name]
+            for name in order
+            if self.channels[name].config.capabilities.supports(spec, mask=mask) is None
+        ]
 
     @staticmethod
-    def _record(channel: str, outcome: str, started: float) -> Attempt:
+    def _judge(channel: Channel, err: UpstreamError) -> None:
+        UPSTREAM_ERRORS.labels(channel.name, type(err).__name__).inc()
+        if isinstance(err, PermanentError):
+            channel.breaker.record_success()  # the channel answered; the request was bad
+        elif isinstance(err, ChannelAuthError):
+            channel.breaker.hold_open(AUTH_FAILURE_COOLDOWN)
+        else:
+            channel.breaker.record_failure()
+            if err.retry_after:
+                channel.breaker.hold_open(err.retry_after)
+        BREAKER_STATE.labels(channel.name).set(channel.breaker.state)
+
+    @staticmethod
+    def _record(channel: Channel, outcome: str, started: float) -> Attempt:
         elapsed = time.perf_counter() - started
-        UPSTREAM_CALLS.labels(channel, outcome).observe(elapsed)
-        return Attempt(channel, outcome, int(elapsed * 1000))
+        UPSTREAM_CALLS.labels(channel.name, outcome).observe(elapsed)
+        return Attempt(channel.name, outcome, int(elapsed * 1000))
 
     async def close(self) -> None:
-        for channel in self.channels:
-            await channel.close()
+        for channel in self.channels.values():
+            await channel.adapter.close()

@@ -1,22 +1,22 @@
 from __future__ import annotations
 
-from pydantic import SecretStr
+from pathlib import Path
 
+from dispatcher.channels import DEFAULT_FILE
 from pixelrelay.settings import ServiceSettings
 
 
 class DispatcherSettings(ServiceSettings):
     grpc_port: int = 50053  # health checking only
     storage_addr: str = "127.0.0.1:50052"
-    # Upstream channels, tried in order (comma-separated base URLs sharing one key).
-    upstream_base_urls: str = "http://127.0.0.1:8090/v1"
-    upstream_api_key: SecretStr = SecretStr("sk-simulator")
-    upstream_model: str = "gpt-image-2"
-    upstream_timeout: float = 180.0
+    # Upstream channels and routes (see channels.yaml); keys come from the environment.
+    channels_file: Path = DEFAULT_FILE
     # Jobs processed at once by this process.
     concurrency: int = 16
-    # JetStream redelivers a job this long after its last sign of life.
-    ack_wait: float = 30.0
-    heartbeat_every: float = 5.0
+    # A job silent this long is redelivered (a crashed worker's jobs move on within
+    # seconds); a working dispatcher sends in-progress heartbeats more often than that.
+    ack_wait: float = 10.0
+    heartbeat_every: float = 3.0
+    # Deliveries before a job goes to the dead-letter stream and its task fails.
     max_deliver: int = 5
     worker_name: str = "dispatcher"

@@ -47,12 +47,24 @@ class Generation:
 class OpenAIImagesChannel:
     """One upstream endpoint: base URL, key, model name."""
 
-    def __init__(self, name: str, base_url: str, api_key: str, model: str, timeout: float):
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        api_key: str,
+        model: str,
+        timeout: float,
+        connect_timeout: float = 2.0,
+    ):
         self.name = name
         self.model = model
         # max_retries=0: the router fails over itself; SDK retries could pay upstream twice.
+        # A short connect timeout: a dead host must fail over fast; generation may be slow.
         self._client = openai.AsyncOpenAI(
-            api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout
+            api_key=api_key,
+            base_url=base_url,
+            max_retries=0,
+            timeout=openai.Timeout(timeout, connect=connect_timeout),
         )
 
     async def generate(

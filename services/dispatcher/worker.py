@@ -15,11 +15,12 @@ import time
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
-from dispatcher.router import AllChannelsFailed, Router
+from dispatcher.router import AllChannelsFailed, Attempt, Router
 from dispatcher.upstream import InputImage
 from pixelrelay.bus import heartbeat, publish_event
+from pixelrelay.crashpoints import crash_point
 from pixelrelay.errors import ApiError, E, ErrorKind
 from pixelrelay.storage_client import StorageClient
 from pixelrelay.v1 import events_pb2, jobs_pb2
@@ -27,6 +28,11 @@ from pixelrelay.v1 import events_pb2, jobs_pb2
 log = logging.getLogger(__name__)
 
 JOBS = Counter("pixelrelay_jobs_total", "Jobs handled, by outcome", ["outcome"])
+JOB_AGE = Histogram(
+    "pixelrelay_job_age_seconds",
+    "Time from submit to pickup",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
 
 
 class JobHandler:
@@ -50,6 +56,7 @@ class JobHandler:
     async def __call__(self, msg: Msg) -> None:
         job = jobs_pb2.GenerationJob.FromString(msg.data)
         delivery = msg.metadata.num_delivered or 1
+        JOB_AGE.observe(max(0.0, time.time() - job.created_at_ms / 1000))
         await publish_event(
             self.js,
             events_pb2.TaskEvent(
@@ -68,21 +75,31 @@ class JobHandler:
     async def _run(self, job: jobs_pb2.GenerationJob, delivery: int) -> str:
         """Do the job; returns "completed", "failed" (settled, announced) or "retry"."""
         try:
+            if delivery > 1 and await self.storage.reannounce(job.task_id):
+                # An earlier delivery stored the images and died before its ack:
+                # never generate (and pay upstream) twice.
+                log.info("job already done", extra={"task_id": job.task_id})
+                return "completed"
             references, mask = await self._inputs(job)
+            crash_point("dispatcher.before_upstream")
         except ApiError as err:
             return await self._storage_trouble(job.task_id, delivery, err)
         started = time.perf_counter()
         try:
-            result, _attempts = await self.router.generate(
+            result, attempts = await self.router.generate(
                 job.task_id, job.prompt, job.spec, references, mask
             )
         except AllChannelsFailed as failure:
-            await self._fail(job.task_id, failure.last.kind, failure.last.message)
+            await self._fail(job.task_id, failure.last.kind, failure.last.message, failure.attempts)
             return "failed"
         upstream_ms = int((time.perf_counter() - started) * 1000)
         try:
             await self.storage.store_images(
-                job.task_id, result.images, quality=result.quality, upstream_ms=upstream_ms
+                job.task_id,
+                result.images,
+                quality=result.quality,
+                upstream_ms=upstream_ms,
+                attempts=[a.to_proto() for a in attempts],
             )
         except ApiError as err:
             return await self._storage_trouble(job.task_id, delivery, err)
@@ -120,12 +137,19 @@ class JobHandler:
         await self._fail(task_id, E.STORAGE_FAILED, E.STORAGE_FAILED.description)
         return "failed"
 
-    async def _fail(self, task_id: str, kind: ErrorKind, message: str) -> None:
+    async def _fail(
+        self, task_id: str, kind: ErrorKind, message: str, attempts: list[Attempt] | None = None
+    ) -> None:
         log.info("job failed", extra={"task_id": task_id, "error": kind.type})
         await publish_event(
             self.js,
             events_pb2.TaskEvent(
                 task_id=task_id,
-                failed=events_pb2.TaskFailed(code=kind.code, type=kind.type, message=message),
+                failed=events_pb2.TaskFailed(
+                    code=kind.code,
+                    type=kind.type,
+                    message=message,
+                    attempts=[a.to_proto() for a in attempts or []],
+                ),
             ),
         )

@@ -64,7 +64,7 @@ class TaskEventHandler:
                 return
             raise
         await self.db.run(
-            self.store.mark_completed, event.task_id, list(done.images), hold.captured, event.at_ms
+            self.store.mark_completed, event.task_id, done, hold.captured, event.at_ms
         )
         TASKS_FINISHED.labels("completed").inc()
         CREDITS_CHARGED.inc(hold.captured)
@@ -78,13 +78,6 @@ class TaskEventHandler:
             if err.kind is E.HOLD_CONFLICT:  # already captured: the task completed
                 return
             raise
-        await self.db.run(
-            self.store.mark_failed,
-            event.task_id,
-            failed.code,
-            failed.type,
-            failed.message,
-            event.at_ms,
-        )
+        await self.db.run(self.store.mark_failed, event.task_id, failed, event.at_ms)
         TASKS_FINISHED.labels("failed").inc()
         log.info("task failed", extra={"task_id": event.task_id, "error": failed.type})

@@ -124,6 +124,12 @@ class TimingsOut(BaseModel):
     total_ms: int | None = None
 
 
+class AttemptOut(BaseModel):
+    channel: str
+    outcome: str = Field(description="ok, the error class, or skipped_open / skipped_busy")
+    latency_ms: int
+
+
 class TaskOut(BaseModel):
     id: str
     model: str
@@ -134,6 +140,7 @@ class TaskOut(BaseModel):
     params: ParamsOut
     credits: CreditsOut
     expires_at: int | None = Field(None, description="when the image URLs stop working")
+    attempts: list[AttemptOut] = Field(description="each upstream channel tried, in order")
     timings: TimingsOut
 
 

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Sequence
 from enum import StrEnum
 
 import orjson
 from google.protobuf import json_format
+from google.protobuf.message import Message
 from sqlalchemy import BigInteger, Column, Index, Text, delete, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, or_, select
 
 from pixelrelay.errors import ApiError, E
-from pixelrelay.v1 import common_pb2, public_api_pb2
+from pixelrelay.v1 import common_pb2, events_pb2, public_api_pb2
 
 
 class TaskStatus(StrEnum):
@@ -50,6 +52,7 @@ class TaskRecord(SQLModel, table=True):
     price_id: str = ""
     credits_charged: int = 0
     images_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    attempts_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     error_code: int | None = None
     error_type: str | None = None
     error_message: str | None = None
@@ -70,6 +73,8 @@ class TaskRecord(SQLModel, table=True):
         json_format.Parse(self.spec_json, task.spec)
         for image in orjson.loads(self.images_json):
             json_format.ParseDict(image, task.images.add())
+        for attempt in orjson.loads(self.attempts_json):
+            json_format.ParseDict(attempt, task.attempts.add())
         if self.error_code is not None:
             task.error.CopyFrom(
                 public_api_pb2.TaskError(
@@ -85,9 +90,9 @@ def spec_to_json(spec: common_pb2.ImageSpec) -> str:
     return json_format.MessageToJson(spec, indent=None, preserving_proto_field_name=True)
 
 
-def images_to_json(images: list[common_pb2.StoredImage]) -> str:
+def messages_to_json(messages: Sequence[Message]) -> str:
     return orjson.dumps(
-        [json_format.MessageToDict(i, preserving_proto_field_name=True) for i in images]
+        [json_format.MessageToDict(m, preserving_proto_field_name=True) for m in messages]
     ).decode()
 
 
@@ -165,36 +170,36 @@ class TaskStore:
             )
 
     def mark_completed(
-        self, task_id: str, images: list[common_pb2.StoredImage], charged: int, at_ms: int
+        self, task_id: str, done: events_pb2.TaskCompleted, charged: int, at_ms: int
     ) -> bool:
-        with Session(self.engine, expire_on_commit=False) as s, s.begin():
-            result = s.execute(
-                update(TaskRecord)
-                .where(
-                    col(TaskRecord.id) == task_id, col(TaskRecord.status) == TaskStatus.PROCESSING
-                )
-                .values(
-                    status=TaskStatus.COMPLETED,
-                    credits_charged=charged,
-                    images_json=images_to_json(images),
-                    finished_at_ms=at_ms,
-                )
-            )
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+        return self._finish(
+            task_id,
+            status=TaskStatus.COMPLETED,
+            credits_charged=charged,
+            images_json=messages_to_json(done.images),
+            attempts_json=messages_to_json(done.attempts),
+            finished_at_ms=at_ms,
+        )
 
-    def mark_failed(self, task_id: str, code: int, type_: str, message: str, at_ms: int) -> bool:
+    def mark_failed(self, task_id: str, failed: events_pb2.TaskFailed, at_ms: int) -> bool:
+        return self._finish(
+            task_id,
+            status=TaskStatus.FAILED,
+            error_code=failed.code,
+            error_type=failed.type,
+            error_message=failed.message,
+            attempts_json=messages_to_json(failed.attempts),
+            finished_at_ms=at_ms,
+        )
+
+    def _finish(self, task_id: str, **values: object) -> bool:
+        """Processing → a final state, once: a second event for the task changes nothing."""
         with Session(self.engine, expire_on_commit=False) as s, s.begin():
             result = s.execute(
                 update(TaskRecord)
                 .where(
                     col(TaskRecord.id) == task_id, col(TaskRecord.status) == TaskStatus.PROCESSING
                 )
-                .values(
-                    status=TaskStatus.FAILED,
-                    error_code=code,
-                    error_type=type_,
-                    error_message=message,
-                    finished_at_ms=at_ms,
-                )
+                .values(**values)
             )
             return bool(result.rowcount)  # type: ignore[attr-defined]

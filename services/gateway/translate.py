@@ -77,6 +77,10 @@ def task_json(task: public_api_pb2.Task) -> dict[str, Any]:
             "price_id": task.price_id,
         },
         "expires_at": min((i.expires_at for i in task.images), default=None),
+        "attempts": [
+            {"channel": a.channel, "outcome": a.outcome, "latency_ms": a.latency_ms}
+            for a in task.attempts
+        ],
         "timings": {
             "queued_ms": _span(task.created_at_ms, task.started_at_ms),
             "processing_ms": _span(task.started_at_ms, task.finished_at_ms),

@@ -11,7 +11,6 @@ from urllib.parse import urlsplit
 from minio import Minio
 from minio.error import S3Error
 
-from pixelrelay.errors import ApiError, E
 from storage.settings import StorageSettings
 
 
@@ -51,13 +50,15 @@ class BlobStore:
             content_type=content_type,
         )
 
-    async def get(self, key: str) -> bytes:
-        def read() -> bytes:
+    async def get(self, key: str) -> bytes | None:
+        """The object's bytes, or None if there is no such object."""
+
+        def read() -> bytes | None:
             try:
                 response = self._client.get_object(bucket_name=self.bucket, object_name=key)
             except S3Error as exc:
                 if exc.code == "NoSuchKey":
-                    raise ApiError(E.UPLOAD_NOT_FOUND) from exc
+                    return None
                 raise
             try:
                 return bytes(response.read())

@@ -32,6 +32,13 @@ CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
 
 
+TASK_ID = re.compile(r"^task_[0-9A-Za-z]+$")
+
+
+def manifest_key(task_id: str) -> str:
+    return f"tasks/{task_id}/manifest.pb"
+
+
 def check_input_key(key: str) -> None:
     if not INPUT_KEY.match(key):
         raise ApiError(E.INVALID_PARAMETER, "not an input object key", param="key")
@@ -62,8 +69,15 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         event = events_pb2.TaskEvent(
             task_id=header.task_id,
             completed=events_pb2.TaskCompleted(
-                images=stored, quality=header.quality, upstream_ms=header.upstream_ms
+                images=stored,
+                quality=header.quality,
+                upstream_ms=header.upstream_ms,
+                attempts=header.attempts,
             ),
+        )
+        # The manifest marks the set complete: a redelivered job finds it and stops.
+        await self.blobs.put(
+            manifest_key(header.task_id), event.SerializeToString(), "application/x-protobuf"
         )
         await publish_event(self.js, event)
         log.info(
@@ -108,8 +122,21 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
     ) -> AsyncIterator[storage_pb2.ObjectChunk]:
         check_input_key(request.key)
         data = await self.blobs.get(request.key)
+        if data is None:
+            raise ApiError(E.UPLOAD_NOT_FOUND)
         for offset in range(0, len(data), CHUNK_BYTES):
             yield storage_pb2.ObjectChunk(data=data[offset : offset + CHUNK_BYTES])
+
+    async def Reannounce(
+        self, request: storage_pb2.ReannounceRequest, context: grpc.aio.ServicerContext
+    ) -> storage_pb2.ReannounceResponse:
+        if not TASK_ID.match(request.task_id):
+            raise ApiError(E.INVALID_PARAMETER, "not a task id", param="task_id")
+        manifest = await self.blobs.get(manifest_key(request.task_id))
+        if manifest is None:
+            return storage_pb2.ReannounceResponse(found=False)
+        await publish_event(self.js, events_pb2.TaskEvent.FromString(manifest))
+        return storage_pb2.ReannounceResponse(found=True)
 
     async def _store(
         self, task_id: str, meta: storage_pb2.ImageMeta, data: bytes

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from pixelrelay.devstack import Stack, StackConfig
+from pixelrelay.metrics import free_port
 from tests.conftest import POSTGRES_URL, postgres_database
 
 
@@ -40,11 +41,20 @@ def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @contextlib.asynccontextmanager
 async def running_platform(
-    data_dir: Path, *, allow_private: bool, database_url: str = "", **env: str
+    data_dir: Path,
+    *,
+    allow_private: bool,
+    database_url: str = "",
+    dispatchers: int = 1,
+    **env: str,
 ) -> AsyncIterator[Platform]:
     env = {"SWEEP_INTERVAL": "0.5", "FETCH_ALLOW_PRIVATE": str(allow_private).lower(), **env}
     config = StackConfig.free_ports(
-        data_dir, sim_latency_ms=50, extra_env=env, database_url=database_url
+        data_dir,
+        dispatchers=dispatchers,
+        sim_latency_ms=50,
+        extra_env=env,
+        database_url=database_url,
     )
     stack = Stack(config)
     await stack.start()
@@ -89,3 +99,41 @@ async def postgres_platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIt
             tmp_path_factory.mktemp("pg"), allow_private=False, database_url=database.url
         ) as running:
             yield running
+
+
+DISPATCH_CHANNELS = """
+channels:
+  dead:
+    base_url: http://127.0.0.1:{dead_port}/v1
+    model: gpt-image-2
+    connect_timeout: 1
+    capabilities: {{max_n: 4, masks: true, transparency: true, formats: [png, jpeg, webp]}}
+  simulator:
+    base_url: http://127.0.0.1:8090/v1
+    model: gpt-image-2
+    capabilities: {{max_n: 4, masks: true, transparency: true, formats: [png, jpeg, webp]}}
+routes:
+  gpt-image-2: {{channels: [dead, simulator]}}
+  gpt-image-2-official: {{channels: [dead, simulator]}}
+"""
+
+
+@pytest.fixture(scope="module")
+async def dispatch_platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Platform]:
+    """Two dispatchers, a first channel that refuses connections, and JetStream timings
+    short enough to watch redelivery: AckWait 2 s, heartbeats every 0.5 s, 2 deliveries."""
+    data_dir = tmp_path_factory.mktemp("dispatch")
+    (data_dir / "crash").mkdir()
+    channels = data_dir / "channels.yaml"
+    channels.write_text(DISPATCH_CHANNELS.format(dead_port=free_port()))
+    async with running_platform(
+        data_dir,
+        allow_private=False,
+        dispatchers=2,
+        CHANNELS_FILE=str(channels),
+        ACK_WAIT="2",
+        HEARTBEAT_EVERY="0.5",
+        MAX_DELIVER="2",
+        PIXELRELAY_CRASH_DIR=str(data_dir / "crash"),
+    ) as running:
+        yield running

@@ -34,8 +34,8 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
-@pytest.fixture
-async def simulator() -> AsyncIterator[Simulator]:
+@contextlib.asynccontextmanager
+async def running_simulator() -> AsyncIterator[Simulator]:
     port = free_port()
     server = _QuietServer(
         uvicorn.Config(
@@ -54,3 +54,16 @@ async def simulator() -> AsyncIterator[Simulator]:
         yield Simulator(f"http://127.0.0.1:{port}/v1", control)
     server.should_exit = True
     await task
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[Simulator]:
+    async with running_simulator() as sim:
+        yield sim
+
+
+@pytest.fixture
+async def backup_simulator() -> AsyncIterator[Simulator]:
+    """A second upstream, for failover."""
+    async with running_simulator() as sim:
+        yield sim

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from dispatcher.channels import ChannelsFile
 from dispatcher.errors import (
     AmbiguousError,
     BadOutputError,
@@ -93,25 +94,99 @@ async def test_refused_connection_is_retryable() -> None:
         await channel(f"http://127.0.0.1:{free_port()}/v1").generate("p", SPEC)
 
 
-async def test_router_fails_over_to_the_next_channel(simulator: Simulator) -> None:
-    dead = channel(f"http://127.0.0.1:{free_port()}/v1", "dead")
-    router = Router([dead, channel(simulator.url, "live")])
-    result, attempts = await router.generate("t", "p", SPEC)
-    assert len(result.images) == 1
-    assert [(a.channel, a.outcome) for a in attempts] == [
-        ("dead", "RetryableError"),
-        ("live", "ok"),
-    ]
-
-
-async def test_router_does_not_fail_over_a_rejected_request(simulator: Simulator) -> None:
-    await simulator.faults(
-        {"kind": "status", "status": 400, "code": "moderation_blocked", "times": 1}
+def router(*urls: str, caps: dict[str, object] | None = None) -> Router:
+    names = [f"c{i}" for i in range(len(urls))]
+    config = ChannelsFile.model_validate(
+        {
+            "channels": {
+                name: {
+                    "base_url": url,
+                    "model": "gpt-image-2",
+                    "timeout": 5,
+                    "capabilities": caps or {"max_n": 4, "masks": True},
+                }
+                for name, url in zip(names, urls, strict=True)
+            },
+            "routes": {m: {"channels": names} for m in ("gpt-image-2", "gpt-image-2-official")},
+        }
     )
-    router = Router([channel(simulator.url, "first"), channel(simulator.url, "second")])
+    return Router(config, {"UPSTREAM_API_KEY": "sk-test"})
+
+
+async def test_router_fails_over_past_a_refused_connection(simulator: Simulator) -> None:
+    r = router(f"http://127.0.0.1:{free_port()}/v1", simulator.url)
+    result, attempts = await r.generate("t", "p", SPEC)
+    assert len(result.images) == 1
+    assert [(a.channel, a.outcome) for a in attempts] == [("c0", "RetryableError"), ("c1", "ok")]
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"kind": "status", "status": 500},
+        {"kind": "status", "status": 503},
+        {"kind": "status", "status": 429, "retry_after": 30},
+        {"kind": "drop"},
+        {"kind": "bad_base64"},
+        {"kind": "status", "status": 401},
+    ],
+)
+async def test_router_fails_over_on_upstream_failures(
+    simulator: Simulator, backup_simulator: Simulator, rule: dict[str, object]
+) -> None:
+    await simulator.faults(rule)
+    r = router(simulator.url, backup_simulator.url)
+    result, attempts = await r.generate("t", "p", SPEC)
+    assert [a.channel for a in attempts] == ["c0", "c1"]
+    assert attempts[-1].outcome == "ok" and len(await backup_simulator.requests()) == 1
+
+
+async def test_an_open_breaker_skips_the_channel_without_trying_it(
+    simulator: Simulator, backup_simulator: Simulator
+) -> None:
+    await simulator.faults({"kind": "status", "status": 500})
+    r = router(simulator.url, backup_simulator.url)
+    for _ in range(3):
+        await r.generate("t", "p", SPEC)
+    assert len(await simulator.requests()) == 3
+    _, attempts = await r.generate("t", "p", SPEC)
+    assert [(a.channel, a.outcome, a.latency_ms) for a in attempts][0] == ("c0", "skipped_open", 0)
+    assert len(await simulator.requests()) == 3  # not contacted while open
+
+
+async def test_429_retry_after_cools_the_channel(
+    simulator: Simulator, backup_simulator: Simulator
+) -> None:
+    await simulator.faults({"kind": "status", "status": 429, "retry_after": 60, "times": 1})
+    r = router(simulator.url, backup_simulator.url)
+    await r.generate("t", "p", SPEC)
+    _, attempts = await r.generate("t", "p", SPEC)
+    assert attempts[0].outcome == "skipped_open"
+    assert r.channels["c0"].breaker.reopens_in() > 50
+
+
+async def test_capabilities_steer_requests(simulator: Simulator) -> None:
+    r = router(simulator.url, caps={"max_n": 1})
     with pytest.raises(AllChannelsFailed) as caught:
-        await router.generate("t", "p", SPEC)
+        await r.generate(
+            "t",
+            "p",
+            common_pb2.ImageSpec(
+                model="gpt-image-2-official", width=1024, height=1024, n=2, output_format="png"
+            ),
+        )
+    assert isinstance(caught.value.last, PermanentError)
+    assert await simulator.requests() == []
+
+
+async def test_router_does_not_fail_over_a_rejected_request(
+    simulator: Simulator, backup_simulator: Simulator
+) -> None:
+    await simulator.faults({"kind": "status", "status": 400, "code": "moderation_blocked"})
+    r = router(simulator.url, backup_simulator.url)
+    with pytest.raises(AllChannelsFailed) as caught:
+        await r.generate("t", "p", SPEC)
     assert isinstance(caught.value.last, PermanentError)
     assert "moderation_blocked" in caught.value.last.message
-    assert [a.channel for a in caught.value.attempts] == ["first"]
-    assert len(await simulator.requests()) == 1
+    assert [a.channel for a in caught.value.attempts] == ["c0"]
+    assert await backup_simulator.requests() == []

@@ -137,6 +137,34 @@ class StoredImage(_message.Message):
 Global___StoredImage: _TypeAlias = StoredImage  # noqa: Y015
 
 @_typing.final
+class Attempt(_message.Message):
+    """One try of one upstream channel for a task (shown to the task's owner)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    LATENCY_MS_FIELD_NUMBER: _builtins.int
+    channel: _builtins.str
+    outcome: _builtins.str
+    """ok | RetryableError | AmbiguousError | … | skipped_open"""
+    latency_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        channel: _builtins.str = ...,
+        outcome: _builtins.str = ...,
+        latency_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "latency_ms", b"latency_ms", "outcome", b"outcome"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Attempt: _TypeAlias = Attempt  # noqa: Y015
+
+@_typing.final
 class PriceItem(_message.Message):
     """What the price of one task is computed from."""
 

@@ -414,6 +414,7 @@ class Task(_message.Message):
     FINISHED_AT_MS_FIELD_NUMBER: _builtins.int
     CREATED_AT_MS_FIELD_NUMBER: _builtins.int
     PRICE_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     model: _builtins.str
     status: _builtins.str
@@ -437,6 +438,8 @@ class Task(_message.Message):
     def spec(self) -> _common_pb2.ImageSpec:
         """resolved parameters (no prompt: it is never stored)"""
 
+    @_builtins.property
+    def attempts(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Attempt]: ...
     def __init__(
         self,
         *,
@@ -453,10 +456,11 @@ class Task(_message.Message):
         finished_at_ms: _builtins.int = ...,
         created_at_ms: _builtins.int = ...,
         price_id: _builtins.str = ...,
+        attempts: _abc.Iterable[_common_pb2.Attempt] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "created_at_ms", b"created_at_ms", "credits_charged", b"credits_charged", "credits_reserved", b"credits_reserved", "error", b"error", "finished_at_ms", b"finished_at_ms", "id", b"id", "images", b"images", "model", b"model", "price_id", b"price_id", "spec", b"spec", "started_at_ms", b"started_at_ms", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "created_at", b"created_at", "created_at_ms", b"created_at_ms", "credits_charged", b"credits_charged", "credits_reserved", b"credits_reserved", "error", b"error", "finished_at_ms", b"finished_at_ms", "id", b"id", "images", b"images", "model", b"model", "price_id", b"price_id", "spec", b"spec", "started_at_ms", b"started_at_ms", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

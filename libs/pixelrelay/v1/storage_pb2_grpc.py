@@ -50,6 +50,11 @@ class StorageStub:
                 request_serializer=pixelrelay_dot_v1_dot_storage__pb2.GetObjectRequest.SerializeToString,
                 response_deserializer=pixelrelay_dot_v1_dot_storage__pb2.ObjectChunk.FromString,
                 _registered_method=True)
+        self.Reannounce = channel.unary_unary(
+                '/pixelrelay.v1.Storage/Reannounce',
+                request_serializer=pixelrelay_dot_v1_dot_storage__pb2.ReannounceRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_storage__pb2.ReannounceResponse.FromString,
+                _registered_method=True)
 
 
 class StorageServicer:
@@ -78,6 +83,14 @@ class StorageServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Reannounce(self, request, context):
+        """For a redelivered job: if the task's images were already stored, announce the
+        completion again (idempotent) instead of generating them twice.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StorageServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -95,6 +108,11 @@ def add_StorageServicer_to_server(servicer, server):
                     servicer.GetObject,
                     request_deserializer=pixelrelay_dot_v1_dot_storage__pb2.GetObjectRequest.FromString,
                     response_serializer=pixelrelay_dot_v1_dot_storage__pb2.ObjectChunk.SerializeToString,
+            ),
+            'Reannounce': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reannounce,
+                    request_deserializer=pixelrelay_dot_v1_dot_storage__pb2.ReannounceRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_storage__pb2.ReannounceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -179,6 +197,33 @@ class Storage:
             '/pixelrelay.v1.Storage/GetObject',
             pixelrelay_dot_v1_dot_storage__pb2.GetObjectRequest.SerializeToString,
             pixelrelay_dot_v1_dot_storage__pb2.ObjectChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Reannounce(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Storage/Reannounce',
+            pixelrelay_dot_v1_dot_storage__pb2.ReannounceRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_storage__pb2.ReannounceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,10 @@ class StorageStub:
     Keys must start with "uploads/" or "tasks/<task id>/inputs/".
     """
     GetObject: _grpc.UnaryStreamMultiCallable[_storage_pb2.GetObjectRequest, _storage_pb2.ObjectChunk]
+    Reannounce: _grpc.UnaryUnaryMultiCallable[_storage_pb2.ReannounceRequest, _storage_pb2.ReannounceResponse]
+    """For a redelivered job: if the task's images were already stored, announce the
+    completion again (idempotent) instead of generating them twice.
+    """
 
 @_typing.type_check_only
 class StorageAsyncStub(StorageStub):
@@ -57,6 +61,10 @@ class StorageAsyncStub(StorageStub):
     Keys must start with "uploads/" or "tasks/<task id>/inputs/".
     """
     GetObject: _aio.UnaryStreamMultiCallable[_storage_pb2.GetObjectRequest, _storage_pb2.ObjectChunk]  # type: ignore[assignment]
+    Reannounce: _aio.UnaryUnaryMultiCallable[_storage_pb2.ReannounceRequest, _storage_pb2.ReannounceResponse]  # type: ignore[assignment]
+    """For a redelivered job: if the task's images were already stored, announce the
+    completion again (idempotent) instead of generating them twice.
+    """
 
 class StorageServicer(metaclass=_abc_1.ABCMeta):
     """Writes task outputs to object storage and announces completion on the bus."""
@@ -87,5 +95,15 @@ class StorageServicer(metaclass=_abc_1.ABCMeta):
         request: _storage_pb2.GetObjectRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_storage_pb2.ObjectChunk], _abc.AsyncIterator[_storage_pb2.ObjectChunk]]: ...
+
+    @_abc_1.abstractmethod
+    def Reannounce(
+        self,
+        request: _storage_pb2.ReannounceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.ReannounceResponse, _abc.Awaitable[_storage_pb2.ReannounceResponse]]:
+        """For a redelivered job: if the task's images were already stored, announce the
+        completion again (idempotent) instead of generating them twice.
+        """
 
 def add_StorageServicer_to_server(servicer: StorageServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

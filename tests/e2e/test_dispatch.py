@@ -1,0 +1,127 @@
+"""The dispatcher under failure: failover, crashed workers, slow upstreams, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+import uuid
+from collections import Counter
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import Platform
+from tests.e2e.helpers import new_account, poll_until_done
+
+pytestmark = pytest.mark.e2e
+
+
+async def faults(platform: Platform, *rules: dict[str, Any]) -> None:
+    async with httpx.AsyncClient(base_url=platform.config.sim_url) as sim:
+        (await sim.put("/_sim/faults", json=list(rules))).raise_for_status()
+
+
+async def upstream_requests(platform: Platform, prompt: str) -> int:
+    digest = hashlib.sha256(prompt.encode()).hexdigest()
+    async with httpx.AsyncClient(base_url=platform.config.sim_url) as sim:
+        seen = (await sim.get("/_sim/requests")).json()
+    return sum(1 for r in seen if r["prompt_sha256"] == digest)
+
+
+async def submit(platform: Platform, prompt: str, key: str | None = None) -> str:
+    response = await platform.http.post(
+        "/api/v1/images/generations",
+        headers=platform.auth(key),
+        json={"model": "gpt-image-2", "prompt": prompt},
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["id"])
+
+
+async def test_tasks_fail_over_past_a_dead_channel(dispatch_platform: Platform) -> None:
+    p = dispatch_platform
+    task = await poll_until_done(p.http, await submit(p, "failover"), p.auth())
+    assert task["status"] == "completed"
+    attempts = [(a["channel"], a["outcome"]) for a in task["attempts"]]
+    assert attempts[-1] == ("simulator", "ok")
+    assert attempts[0][0] == "dead" and attempts[0][1] in ("RetryableError", "skipped_open")
+
+
+async def test_a_killed_dispatchers_jobs_finish_elsewhere_exactly_once(
+    dispatch_platform: Platform,
+) -> None:
+    p = dispatch_platform
+    key = await new_account(p, 1000)
+    run = uuid.uuid4().hex[:8]
+    await faults(p, {"kind": "latency", "seconds": 2, "match": f"KILL-{run}"})
+    ids = [await submit(p, f"KILL-{run} {i}", key) for i in range(8)]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # until every job is in an upstream call
+        tasks = [(await p.http.get(f"/api/v1/tasks/{i}", headers=p.auth(key))).json() for i in ids]
+        if all(t["timings"]["queued_ms"] is not None for t in tasks):
+            break
+        await asyncio.sleep(0.05)
+    victim = p.stack.kill("dispatcher")  # SIGKILL mid-call
+    try:
+        done = [await poll_until_done(p.http, i, p.auth(key), deadline_s=30) for i in ids]
+    finally:
+        await faults(p)
+        await p.stack.revive(victim)
+    assert [t["status"] for t in done] == ["completed"] * len(ids)
+    assert [t["credits"]["charged"] for t in done] == [7] * len(ids)
+    stored = Counter(
+        line.split('"task_id":"')[1].split('"')[0]
+        for line in (p.config.data_dir / "logs" / "storage.log").read_text().splitlines()
+        if '"task images stored"' in line
+    )
+    assert [stored[i] for i in ids] == [1] * len(ids)  # one stored image set per task
+    usage = (await p.http.get("/api/v1/usage?limit=200", headers=p.auth(key))).json()["data"]
+    captures = Counter(
+        e["task_id"] for e in usage if e["kind"] == "capture" and e["book"] == "held"
+    )
+    assert [captures[i] for i in ids] == [1] * len(ids)  # one capture per task
+
+
+async def test_an_upstream_slower_than_ack_wait_is_not_redelivered(
+    dispatch_platform: Platform,
+) -> None:
+    p = dispatch_platform
+    prompt = f"SLOW-{uuid.uuid4().hex[:8]}"
+    await faults(p, {"kind": "latency", "seconds": 5, "match": prompt})
+    try:
+        task = await poll_until_done(p.http, await submit(p, prompt), p.auth(), deadline_s=30)
+    finally:
+        await faults(p)
+    assert task["status"] == "completed"
+    assert await upstream_requests(p, prompt) == 1  # heartbeats kept it ours
+
+
+async def test_a_job_that_kills_every_worker_goes_to_the_dead_letter_stream(
+    dispatch_platform: Platform,
+) -> None:
+    p = dispatch_platform
+    key = await new_account(p, 100)
+    (p.config.data_dir / "crash" / "dispatcher.before_upstream").write_text("2")
+    task_id = await submit(p, "poison", key)
+    for _ in range(2):  # each delivery kills a dispatcher; bring it back
+        deadline = time.monotonic() + 15
+        dead = None
+        while dead is None and time.monotonic() < deadline:
+            dead = next(
+                (
+                    c.name
+                    for c in p.stack.children
+                    if c.name.startswith("dispatcher") and c.process.poll() is not None
+                ),
+                None,
+            )
+            await asyncio.sleep(0.05)
+        assert dead, "no dispatcher reached the crash point"
+        assert await p.stack.revive_crashed(dead) == 137
+    task = await poll_until_done(p.http, task_id, p.auth(key), deadline_s=30)
+    assert task["status"] == "failed"
+    assert task["error"]["code"] == 70006 and task["error"]["type"] == "job_abandoned"
+    balance = (await p.http.get("/api/v1/account", headers=p.auth(key))).json()
+    assert (balance["balance"], balance["held"]) == (100, 0)

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from dispatcher import channels
+from dispatcher.channels import ConfigError
+from pixelrelay.v1 import common_pb2
+
+ENV = {"UPSTREAM_API_KEY": "sk-1", "OTHER_KEY": "sk-2"}
+
+VALID = """
+channels:
+  primary: {base_url: "https://a.example/v1", model: gpt-image-2,
+            capabilities: {max_n: 4, masks: true, formats: [png, webp]}}
+  backup: {base_url: "https://b.example/v1", model: gpt-image-2-2026-04-21,
+           api_key_env: OTHER_KEY}
+routes:
+  gpt-image-2: {channels: [primary, backup]}
+  gpt-image-2-official:
+    strategy: weighted
+    channels: [{name: primary, weight: 3}, {name: backup, weight: 1}]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "channels.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_the_packaged_file_is_valid() -> None:
+    config = channels.load(env={"UPSTREAM_API_KEY": "x"})
+    assert set(config.routes) == {"gpt-image-2", "gpt-image-2-official"}
+
+
+def test_a_valid_file_with_env_overrides(tmp_path: Path) -> None:
+    config = channels.load(
+        write(tmp_path, VALID),
+        env={
+            **ENV,
+            "CHANNEL_BACKUP_BASE_URL": "http://127.0.0.1:9/v1/",
+            "CHANNEL_PRIMARY_MODEL": "m2",
+        },
+    )
+    assert config.channels["backup"].base_url == "http://127.0.0.1:9/v1"
+    assert config.channels["primary"].model == "m2"
+    assert config.routes["gpt-image-2"].order(random.Random(1)) == ["primary", "backup"]
+
+
+def test_weighted_routes_prefer_heavier_channels(tmp_path: Path) -> None:
+    route = channels.load(write(tmp_path, VALID), env=ENV).routes["gpt-image-2-official"]
+    rng = random.Random(7)
+    firsts = Counter(route.order(rng)[0] for _ in range(4000))
+    assert 0.70 < firsts["primary"] / 4000 < 0.80
+    assert sorted(route.order(rng)) == ["backup", "primary"]  # everyone stays a fallback
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("channels: [", "not valid YAML"),
+        ("- a\n- b\n", "expected a mapping"),
+        (
+            VALID.replace("routes:\n  gpt-image-2: {channels: [primary, backup]}\n", "routes:\n"),
+            "no route for gpt-image-2",
+        ),
+        (VALID.replace("[primary, backup]", "[primary, ghost]"), "unknown channel 'ghost'"),
+        (VALID.replace("https://a.example/v1", "ftp://a"), "base_url must be an http(s) URL"),
+        (VALID.replace("max_n: 4", "max_n: 40"), "max_n"),
+        (VALID.replace("formats: [png, webp]", "formats: [gif]"), "formats"),
+        (VALID.replace("model: gpt-image-2,", "model: gpt-image-2, colour: red,"), "colour"),
+        (VALID.replace("weight: 3", "weight: 0"), "weight"),
+        (VALID.replace("gpt-image-2-official:", "dall-e-3:"), "unknown model 'dall-e-3'"),
+    ],
+)
+def test_invalid_files_are_refused_with_the_reason(tmp_path: Path, text: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        channels.load(write(tmp_path, text), env=ENV)
+    assert problem in str(caught.value)
+
+
+def test_missing_keys_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        channels.load(write(tmp_path, VALID), env={"UPSTREAM_API_KEY": "x"})
+    assert "OTHER_KEY" in str(caught.value)
+
+
+def test_missing_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        channels.load(tmp_path / "nope.yaml", env=ENV)
+    assert "cannot read" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("spec", "mask", "why"),
+    [
+        ({"n": 4}, False, None),
+        ({"n": 5}, False, "n=5 > 4"),
+        ({"n": 1}, True, None),
+        ({"n": 1, "output_format": "jpeg"}, False, "no jpeg"),
+        ({"n": 1, "background": "transparent"}, False, "no transparency"),
+        ({"n": 1, "width": 4000, "height": 4000}, False, "too large"),
+    ],
+)
+def test_capabilities(tmp_path: Path, spec: dict[str, object], mask: bool, why: str | None) -> None:
+    caps = channels.load(write(tmp_path, VALID), env=ENV).channels["primary"].capabilities
+    full = common_pb2.ImageSpec(**{"width": 1024, "height": 1024, **spec})  # type: ignore[arg-type]
+    assert caps.supports(full, mask=mask) == why
