@@ -14,7 +14,7 @@ import logging
 from nats.aio.msg import Msg
 from prometheus_client import Counter
 
-from gateway.store import TaskStore
+from gateway.store import TaskStore, now_ms
 from pixelrelay.billing_client import BillingClient
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
@@ -63,9 +63,7 @@ class TaskEventHandler:
                 log.warning("images arrived for a settled task", extra={"task_id": event.task_id})
                 return
             raise
-        await self.db.run(
-            self.store.mark_completed, event.task_id, done, hold.captured, event.at_ms
-        )
+        await self.db.run(self.store.mark_completed, event.task_id, done, hold.captured, now_ms())
         TASKS_FINISHED.labels("completed").inc()
         CREDITS_CHARGED.inc(hold.captured)
         log.info("task completed", extra={"task_id": event.task_id, "charged": hold.captured})
@@ -78,6 +76,6 @@ class TaskEventHandler:
             if err.kind is E.HOLD_CONFLICT:  # already captured: the task completed
                 return
             raise
-        await self.db.run(self.store.mark_failed, event.task_id, failed, event.at_ms)
+        await self.db.run(self.store.mark_failed, event.task_id, failed, now_ms())
         TASKS_FINISHED.labels("failed").inc()
         log.info("task failed", extra={"task_id": event.task_id, "error": failed.type})

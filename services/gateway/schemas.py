@@ -119,9 +119,10 @@ class CreditsOut(BaseModel):
 
 
 class TimingsOut(BaseModel):
-    queued_ms: int | None = None
-    processing_ms: int | None = None
-    total_ms: int | None = None
+    queued_ms: int | None = Field(None, description="accepted → a dispatcher took it")
+    processing_ms: int | None = Field(None, description="taken → result visible")
+    total_ms: int | None = Field(None, description="accepted → result visible")
+    upstream_ms: int | None = Field(None, description="the successful upstream call")
 
 
 class AttemptOut(BaseModel):

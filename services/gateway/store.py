@@ -46,7 +46,9 @@ class TaskRecord(SQLModel, table=True):
     status: TaskStatus = TaskStatus.PROCESSING
     created_at_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
     started_at_ms: int | None = Field(default=None, sa_column=Column(BigInteger))
+    # When the result became visible to polls (after billing settled the hold).
     finished_at_ms: int | None = Field(default=None, sa_column=Column(BigInteger))
+    upstream_ms: int | None = None
     spec_json: str = Field(sa_column=Column(Text, nullable=False))
     credits_reserved: int = 0
     price_id: str = ""
@@ -66,6 +68,7 @@ class TaskRecord(SQLModel, table=True):
             created_at_ms=self.created_at_ms,
             started_at_ms=self.started_at_ms or 0,
             finished_at_ms=self.finished_at_ms or 0,
+            upstream_ms=self.upstream_ms or 0,
             credits_reserved=self.credits_reserved,
             price_id=self.price_id,
             credits_charged=self.credits_charged,
@@ -179,6 +182,7 @@ class TaskStore:
             images_json=messages_to_json(done.images),
             attempts_json=messages_to_json(done.attempts),
             finished_at_ms=at_ms,
+            upstream_ms=done.upstream_ms,
         )
 
     def mark_failed(self, task_id: str, failed: events_pb2.TaskFailed, at_ms: int) -> bool:

@@ -85,6 +85,7 @@ def task_json(task: public_api_pb2.Task) -> dict[str, Any]:
             "queued_ms": _span(task.created_at_ms, task.started_at_ms),
             "processing_ms": _span(task.started_at_ms, task.finished_at_ms),
             "total_ms": _span(task.created_at_ms, task.finished_at_ms),
+            "upstream_ms": task.upstream_ms or None,
         },
     }
 
