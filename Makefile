@@ -7,7 +7,7 @@ GEN_DIR := libs
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-postgres lint fmt proto proto-check ledger-check k8s-check clean
+.PHONY: help setup run test test-postgres lint fmt proto proto-check bench ledger-check k8s-check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -31,7 +31,7 @@ test-postgres: ## billing and task-store tests against PIXELRELAY_TEST_POSTGRES_
 lint: ## ruff + mypy + generated code freshness
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy libs services tests
+	$(BIN)/mypy libs services tests bench
 
 fmt: ## format the code
 	$(BIN)/ruff format .
@@ -48,6 +48,9 @@ proto-check: ## fail when the committed generated code is stale
 	for f in $$tmp/pixelrelay/v1/*; do \
 		cmp -s $$f $(GEN_DIR)/pixelrelay/v1/$$(basename $$f) || { echo "stale: $$(basename $$f) (run make proto)"; rm -rf $$tmp; exit 1; }; \
 	done; rm -rf $$tmp; echo "generated code is fresh"
+
+bench: ## benchmarks (under 10 min): bench/results/latest/{summary.md,report.json,latency.png}
+	$(BIN)/python -m bench
 
 ledger-check: ## verify the ledger through a running billing (BILLING_ADDR, default make run's)
 	$(BIN)/pixelrelay admin ledger-check

@@ -265,12 +265,12 @@ class Stack:
             self._spawn(
                 "s3",
                 self._python("moto.server") + ["-H", "127.0.0.1", "-p", str(c.s3_port)],
-                lambda: _wait_http(f"{s3_env['S3_ENDPOINT']}/", "s3", any_status=True),
+                lambda: wait_http(f"{s3_env['S3_ENDPOINT']}/", "s3", any_status=True),
             )
         self._spawn(
             "upstream_sim",
             self._python("upstream_sim"),
-            lambda: _wait_http(f"{c.sim_url}/healthz", "upstream_sim"),
+            lambda: wait_http(f"{c.sim_url}/healthz", "upstream_sim"),
             {"SIM_PORT": str(c.sim_port), "SIM_LATENCY_MS": str(c.sim_latency_ms)},
         )
         await self._wait_all()
@@ -325,7 +325,7 @@ class Stack:
     async def _gateway_ready(self) -> None:
         await asyncio.gather(
             _wait_grpc(self.config.grpc_port, "gateway"),
-            _wait_http(f"{self.config.base_url}/healthz", "gateway"),
+            wait_http(f"{self.config.base_url}/healthz", "gateway"),
         )
 
     async def _wait_all(self) -> None:
@@ -426,7 +426,7 @@ async def _wait_tcp(port: int, what: str) -> None:
     await _until(check, what)
 
 
-async def _wait_http(url: str, what: str, any_status: bool = False) -> None:
+async def wait_http(url: str, what: str, any_status: bool = False) -> None:
     async def check() -> bool:
         try:
             async with httpx.AsyncClient(timeout=1.0) as client:

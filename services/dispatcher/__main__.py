@@ -12,6 +12,7 @@ from nats.js import JetStreamContext
 from prometheus_client import Gauge
 
 from dispatcher import channels
+from dispatcher.breaker import CircuitBreaker
 from dispatcher.deadletter import DeadLetterHandler
 from dispatcher.router import Router
 from dispatcher.settings import DispatcherSettings
@@ -31,7 +32,17 @@ JOBS_PENDING = Gauge("pixelrelay_jobs_pending", "Jobs queued or in flight (JetSt
 def build_router(settings: DispatcherSettings) -> Router:
     config = channels.load(settings.channels_file)
     keys = {c.api_key_env: os.environ[c.api_key_env] for c in config.channels.values()}
-    return Router(config, keys)
+    return Router(
+        config,
+        keys,
+        breaker=lambda: CircuitBreaker(
+            consecutive_failures=settings.breaker_consecutive_failures,
+            failure_rate=settings.breaker_failure_rate,
+            min_calls=settings.breaker_min_calls,
+            window=settings.breaker_window,
+            cooldown=settings.breaker_cooldown,
+        ),
+    )
 
 
 async def watch_queue(js: JetStreamContext, stop: asyncio.Event) -> None:

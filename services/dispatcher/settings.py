@@ -20,3 +20,9 @@ class DispatcherSettings(ServiceSettings):
     # Deliveries before a job goes to the dead-letter stream and its task fails.
     max_deliver: int = 5
     worker_name: str = "dispatcher"
+    # Circuit breaker per channel (see breaker.py).
+    breaker_consecutive_failures: int = 3
+    breaker_failure_rate: float = 0.5
+    breaker_min_calls: int = 10
+    breaker_window: float = 30.0
+    breaker_cooldown: float = 5.0

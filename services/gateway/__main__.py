@@ -85,6 +85,8 @@ async def run(settings: GatewaySettings, stop: asyncio.Event) -> None:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=int(settings.shutdown_grace),
+            # Clients poll every 1-2 s: keep their connections (uvicorn's default is 5 s).
+            timeout_keep_alive=75,
         )
     )
     http_task = asyncio.create_task(http.serve())

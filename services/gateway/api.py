@@ -8,6 +8,7 @@ import time
 from nats.js import JetStreamContext
 from prometheus_client import Counter
 
+from gateway.authcache import AuthCache
 from gateway.images import check_content_type, inspect_image
 from gateway.ratelimit import RateLimiter
 from gateway.references import Inputs, ReferenceLoader
@@ -64,10 +65,11 @@ class PublicApi:
         self.hold_ttl_seconds = hold_ttl_seconds
         self.max_image_bytes = max_image_bytes
         self.limiter = limiter or RateLimiter()
+        self.auth = AuthCache(billing.authenticate)
 
     async def authenticate(self, authorization: str | None) -> billing_pb2.Principal:
         """Who is calling, after their key's rate limit (every public call passes here)."""
-        principal = await self.billing.authenticate(bearer_key(authorization))
+        principal = await self.auth.principal(bearer_key(authorization))
         self.limiter.take(principal.key_id, principal.rate_limit)
         return principal
 

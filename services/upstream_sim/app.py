@@ -52,7 +52,8 @@ def create_app(settings: SimSettings) -> FastAPI:
                 _check_edit_inputs(images, mask)
         except OpenAIError as err:
             return _error(err)
-        seen.append(_summary(endpoint, parsed, fields, images, mask))
+        summary = _summary(endpoint, parsed, fields, images, mask)
+        seen.append(summary)
         rule = faults.take(parsed.prompt)
         delay = settings.latency_ms / 1000 + (
             rule.seconds if rule and rule.kind == "latency" else 0
@@ -62,8 +63,10 @@ def create_app(settings: SimSettings) -> FastAPI:
         if rule is not None:
             faulted = await _apply_fault(rule)
             if faulted is not None:
+                summary["answered_at"] = time.time()
                 return faulted
         body = await asyncio.to_thread(_generate, parsed, rule)
+        summary["answered_at"] = time.time()
         return JSONResponse(body, headers={"x-request-id": f"req_sim_{time.time_ns()}"})
 
     @app.post("/v1/images/generations")
@@ -189,6 +192,9 @@ def _summary(
         "mask": mask is not None,
         "prompt_sha256": hashlib.sha256(req.prompt.encode()).hexdigest(),
         "fields": sorted(fields),
+        # Wall-clock times, so a benchmark can measure failover between two simulators.
+        "received_at": time.time(),
+        "answered_at": None,
     }
 
 

@@ -1,0 +1,1 @@
+"""`make bench`: the platform measured on this machine, everything on one box."""
