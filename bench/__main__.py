@@ -125,4 +125,5 @@ async def main() -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="bench: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     asyncio.run(main())

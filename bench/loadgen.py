@@ -74,8 +74,15 @@ async def open_loop(
         try:
             while (item := await queue.get()) is not None:
                 i, due = item
-                writer.write(request(i))
-                status, body = await _read_response(reader)
+                try:
+                    writer.write(request(i))
+                    status, body = await _read_response(reader)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    # The server closed an idle keep-alive connection: reconnect, resend.
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, port)
+                    writer.write(request(i))
+                    status, body = await _read_response(reader)
                 done = time.perf_counter()
                 samples.append(
                     Sample(due - start, done - due, status, body if keep_bodies else b"")

@@ -9,8 +9,17 @@ _ALPHABET = string.digits + string.ascii_letters
 
 
 def random_token(length: int) -> str:
-    """``length`` base62 characters from the OS CSPRNG (5.95 bits each)."""
-    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+    """``length`` base62 characters from the OS CSPRNG (5.95 bits each, uniform).
+
+    One big random integer written in base 62: an order of magnitude cheaper than a
+    ``secrets.choice`` per character, which showed in the submit profile.
+    """
+    value = secrets.randbelow(62**length)
+    chars = []
+    for _ in range(length):
+        value, digit = divmod(value, 62)
+        chars.append(_ALPHABET[digit])
+    return "".join(chars)
 
 
 def new_id(prefix: str) -> str:

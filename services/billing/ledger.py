@@ -12,10 +12,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, or_, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import func, update
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
 
+from billing import statements as sql
 from billing.models import PLATFORM, Account, ApiKey, Book, Hold, HoldState, LedgerEntry, utcnow
 from billing.prices import PriceList
 from pixelrelay.errors import ApiError, E
@@ -213,28 +214,22 @@ class Ledger:
     ) -> Hold:
         quote = self.prices.quote(item)
         amount = quote.credits
-        with Session(self.engine, expire_on_commit=False) as s, s.begin():
-            existing = s.get(Hold, task_id)
+        with self.engine.begin() as conn:
+            existing = _hold_row(conn, task_id)
             if existing is not None:
                 if (existing.account_id, existing.amount) != (account_id, amount):
                     raise ApiError(E.HOLD_CONFLICT, "task already has a different hold")
-                s.expunge(existing)
                 return existing
-            # One conditional write: the balance check and the debit cannot be split.
-            moved = s.execute(
-                update(Account)
-                .where(col(Account.id) == account_id, col(Account.balance) >= amount)
-                .values(balance=Account.balance - amount, held=Account.held + amount)
-            )
-            if moved.rowcount != 1:  # type: ignore[attr-defined]
-                if s.get(Account, account_id) is None:
+            moved = conn.execute(sql.DEBIT_TO_HELD, {"a_id": account_id, "amount": amount})
+            if moved.rowcount != 1:
+                if conn.execute(sql.ACCOUNT_EXISTS, {"a_id": account_id}).first() is None:
                     raise ApiError(E.ACCOUNT_NOT_FOUND)
                 raise ApiError(
                     E.INSUFFICIENT_CREDITS,
                     f"this request costs {amount} credits; the balance is lower",
                 )
             if key_id:
-                self._spend_on_key(s, key_id, amount)
+                _spend_on_key(conn, key_id, amount)
             hold = Hold(
                 task_id=task_id,
                 account_id=account_id,
@@ -247,41 +242,38 @@ class Ledger:
                 units=quote.units,
                 amount=amount,
                 expires_at=expires_at,
+                created_at=utcnow(),
             )
-            s.add(hold)
+            conn.execute(sql.INSERT_HOLD, hold.model_dump())
             _post(
-                s,
+                conn,
                 f"reserve:{task_id}",
                 "reserve",
                 task_id,
                 [(account_id, Book.AVAILABLE, -amount), (account_id, Book.HELD, amount)],
             )
-            s.flush()
-            s.expunge(hold)
             return hold
 
     def capture(self, *, task_id: str, delivered: int, quality: str = "") -> Hold:
-        with Session(self.engine, expire_on_commit=False) as s, s.begin():
-            hold = _locked_hold(s, task_id)
+        with self.engine.begin() as conn:
+            hold = _locked_hold(conn, task_id)
             charge = self._charge(hold, delivered, quality)
             if hold.state == HoldState.CAPTURED:
                 if hold.captured != charge:
                     raise ApiError(E.HOLD_CONFLICT, "task was already captured for another amount")
-                s.expunge(hold)
                 return hold
             if hold.state == HoldState.RELEASED:
                 raise ApiError(E.HOLD_CONFLICT, "task's hold was already released")
             refund = hold.amount - charge
-            s.execute(
-                update(Account)
-                .where(col(Account.id) == hold.account_id)
-                .values(held=Account.held - hold.amount, balance=Account.balance + refund)
+            conn.execute(
+                sql.SETTLE_HELD,
+                {"a_id": hold.account_id, "released": hold.amount, "refund": refund},
             )
             if hold.key_id:
-                self._spend_on_key(s, hold.key_id, -refund)
-            hold.state, hold.captured, hold.resolved_at = HoldState.CAPTURED, charge, utcnow()
+                _spend_on_key(conn, hold.key_id, -refund)
+            _resolve(conn, hold, HoldState.CAPTURED, charge)
             _post(
-                s,
+                conn,
                 f"capture:{task_id}",
                 "capture",
                 task_id,
@@ -291,28 +283,24 @@ class Ledger:
                     (hold.account_id, Book.AVAILABLE, refund),
                 ],
             )
-            s.flush()
-            s.expunge(hold)
             return hold
 
     def release(self, *, task_id: str) -> Hold:
-        with Session(self.engine, expire_on_commit=False) as s, s.begin():
-            hold = _locked_hold(s, task_id)
+        with self.engine.begin() as conn:
+            hold = _locked_hold(conn, task_id)
             if hold.state == HoldState.RELEASED:
-                s.expunge(hold)
                 return hold
             if hold.state == HoldState.CAPTURED:
                 raise ApiError(E.HOLD_CONFLICT, "task's hold was already captured")
-            s.execute(
-                update(Account)
-                .where(col(Account.id) == hold.account_id)
-                .values(held=Account.held - hold.amount, balance=Account.balance + hold.amount)
+            conn.execute(
+                sql.SETTLE_HELD,
+                {"a_id": hold.account_id, "released": hold.amount, "refund": hold.amount},
             )
             if hold.key_id:
-                self._spend_on_key(s, hold.key_id, -hold.amount)
-            hold.state, hold.resolved_at = HoldState.RELEASED, utcnow()
+                _spend_on_key(conn, hold.key_id, -hold.amount)
+            _resolve(conn, hold, HoldState.RELEASED, 0)
             _post(
-                s,
+                conn,
                 f"release:{task_id}",
                 "release",
                 task_id,
@@ -321,29 +309,7 @@ class Ledger:
                     (hold.account_id, Book.AVAILABLE, hold.amount),
                 ],
             )
-            s.flush()
-            s.expunge(hold)
             return hold
-
-    @staticmethod
-    def _spend_on_key(s: Session, key_id: str, amount: int) -> None:
-        """Count credits against a key's limit (negative gives them back)."""
-        moved = s.execute(
-            update(ApiKey)
-            .where(
-                col(ApiKey.id) == key_id,
-                or_(
-                    col(ApiKey.credit_limit).is_(None),
-                    col(ApiKey.spent) + amount <= col(ApiKey.credit_limit),
-                ),
-            )
-            .values(spent=ApiKey.spent + amount)
-        )
-        if moved.rowcount != 1 and amount > 0:  # type: ignore[attr-defined]
-            raise ApiError(
-                E.KEY_CREDIT_LIMIT,
-                f"this request costs {amount} credits, over the key's credit limit",
-            )
 
     def entries(
         self,
@@ -446,7 +412,7 @@ class Ledger:
 
 
 def _post(
-    s: Session,
+    conn: Connection | Session,
     txn_id: str,
     kind: str,
     task_id: str | None,
@@ -454,18 +420,46 @@ def _post(
     memo: str | None = None,
 ) -> None:
     assert sum(amount for _, _, amount in sides) == 0, "unbalanced transaction"
-    for account_id, book, amount in sides:
-        s.add(
-            LedgerEntry(
-                txn_id=txn_id,
-                kind=kind,
-                account_id=account_id,
-                book=book,
-                amount=amount,
-                task_id=task_id,
-                memo=memo,
-            )
+    now = utcnow()
+    conn.execute(
+        sql.INSERT_ENTRIES,
+        [
+            {
+                "txn_id": txn_id,
+                "kind": kind,
+                "account_id": account_id,
+                "book": book,
+                "amount": amount,
+                "task_id": task_id,
+                "memo": memo,
+                "created_at": now,
+            }
+            for account_id, book, amount in sides
+        ],
+    )
+
+
+def _spend_on_key(conn: Connection, key_id: str, amount: int) -> None:
+    """Count credits against a key's limit (negative gives them back)."""
+    moved = conn.execute(sql.KEY_SPEND, {"k_id": key_id, "amount": amount})
+    if moved.rowcount != 1 and amount > 0:
+        raise ApiError(
+            E.KEY_CREDIT_LIMIT, f"this request costs {amount} credits, over the key's credit limit"
         )
+
+
+def _hold_row(conn: Connection, task_id: str, *, lock: bool = False) -> Hold | None:
+    row = conn.execute(sql.HOLD_LOCKED if lock else sql.HOLD, {"t_id": task_id}).mappings()
+    first = row.first()
+    return Hold(**first) if first is not None else None
+
+
+def _resolve(conn: Connection, hold: Hold, state: HoldState, charge: int) -> None:
+    hold.state, hold.captured, hold.resolved_at = state, charge, utcnow()
+    conn.execute(
+        sql.RESOLVE_HOLD,
+        {"t_id": hold.task_id, "new_state": state, "charged": charge, "at": hold.resolved_at},
+    )
 
 
 def _check_amount(amount: int, *, positive: bool) -> None:
@@ -482,8 +476,8 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _locked_hold(s: Session, task_id: str) -> Hold:
-    hold = s.exec(select(Hold).where(Hold.task_id == task_id).with_for_update()).first()
+def _locked_hold(conn: Connection, task_id: str) -> Hold:
+    hold = _hold_row(conn, task_id, lock=True)
     if hold is None:
         raise ApiError(E.HOLD_NOT_FOUND)
     return hold

@@ -64,6 +64,17 @@ async def test_concurrent_submits_never_overspend_on_postgres(postgres_platform:
     await concurrent_submits(postgres_platform, k=5, n=40)
 
 
+async def seconds_until_refused(platform: Platform, key: str) -> float:
+    """How long a revoked key keeps working (the gateway caches keys for 0.5 s)."""
+    revoked_at = time.monotonic()
+    while time.monotonic() - revoked_at < 5:
+        response = await platform.http.get("/api/v1/account", headers=platform.auth(key))
+        if response.status_code == 401:
+            return time.monotonic() - revoked_at
+        await asyncio.sleep(0.05)
+    raise AssertionError("the revoked key still works after 5 s")
+
+
 async def test_client_key_management(platform: Platform) -> None:
     created = await platform.http.post(
         "/api/v1/keys", headers=platform.auth(), json={"name": "ci", "credit_limit": 7}
@@ -86,8 +97,7 @@ async def test_client_key_management(platform: Platform) -> None:
 
     revoked = await platform.http.delete(f"/api/v1/keys/{key['id']}", headers=platform.auth())
     assert revoked.status_code == 200 and revoked.json()["revoked_at"]
-    after = await platform.http.get("/api/v1/account", headers=platform.auth(secret))
-    assert after.status_code == 401  # at once: keys are checked on every call
+    assert await seconds_until_refused(platform, secret) <= 1.0  # every replica, within 1 s
 
     missing = await platform.http.delete("/api/v1/keys/key_nope", headers=platform.auth())
     assert missing.status_code == 404 and missing.json()["error"]["code"] == 40007
@@ -165,7 +175,7 @@ async def test_admin_api(platform: Platform) -> None:
         f"/admin/v1/keys/{key.json()['key']['id']}", headers=admin(platform)
     )
     assert revoked.status_code == 200
-    assert (await http.get("/api/v1/account", headers=platform.auth(secret))).status_code == 401
+    assert await seconds_until_refused(platform, secret) <= 1.0
     await ledger_ok(platform)
 
 

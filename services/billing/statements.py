@@ -1,0 +1,60 @@
+"""The ledger's hot-path SQL, built once.
+
+Reserve, capture and release run these Core statements on a plain connection: no ORM
+unit of work and no statement construction per call (6 ms → about 1 ms per reserve,
+docs/benchmarks.md). Each is compiled once and reused from SQLAlchemy's cache.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table, bindparam, insert, or_, select, update
+
+from billing.models import Account, ApiKey, Hold, LedgerEntry
+
+ACCOUNTS: Table = Account.__table__  # type: ignore[attr-defined]
+KEYS: Table = ApiKey.__table__  # type: ignore[attr-defined]
+HOLDS: Table = Hold.__table__  # type: ignore[attr-defined]
+ENTRIES: Table = LedgerEntry.__table__  # type: ignore[attr-defined]
+
+# One conditional write: the balance check and the debit cannot be split.
+DEBIT_TO_HELD: Any = (
+    update(ACCOUNTS)
+    .where(ACCOUNTS.c.id == bindparam("a_id"), ACCOUNTS.c.balance >= bindparam("amount"))
+    .values(
+        balance=ACCOUNTS.c.balance - bindparam("amount"), held=ACCOUNTS.c.held + bindparam("amount")
+    )
+)
+# Settling a hold: it leaves "held"; what was not charged returns to the balance.
+SETTLE_HELD: Any = (
+    update(ACCOUNTS)
+    .where(ACCOUNTS.c.id == bindparam("a_id"))
+    .values(
+        held=ACCOUNTS.c.held - bindparam("released"),
+        balance=ACCOUNTS.c.balance + bindparam("refund"),
+    )
+)
+ACCOUNT_EXISTS: Any = select(ACCOUNTS.c.id).where(ACCOUNTS.c.id == bindparam("a_id"))
+# A key's spend moves with its holds, within its credit limit (if it has one).
+KEY_SPEND: Any = (
+    update(KEYS)
+    .where(
+        KEYS.c.id == bindparam("k_id"),
+        or_(
+            KEYS.c.credit_limit.is_(None), KEYS.c.spent + bindparam("amount") <= KEYS.c.credit_limit
+        ),
+    )
+    .values(spent=KEYS.c.spent + bindparam("amount"))
+)
+HOLD: Any = select(HOLDS).where(HOLDS.c.task_id == bindparam("t_id"))
+HOLD_LOCKED: Any = HOLD.with_for_update()
+INSERT_HOLD: Any = insert(HOLDS)
+RESOLVE_HOLD: Any = (
+    update(HOLDS)
+    .where(HOLDS.c.task_id == bindparam("t_id"))
+    .values(
+        state=bindparam("new_state"), captured=bindparam("charged"), resolved_at=bindparam("at")
+    )
+)
+INSERT_ENTRIES: Any = insert(ENTRIES)
