@@ -86,10 +86,20 @@ async def main() -> None:
         await billing.close()
         bench = scenarios.Bench(stack, key, f"http://127.0.0.1:{primary_port}")
         short = 5.0 if quick else 10.0
-        submit_steps = [(500, short), (1000, short), (1500, short if quick else 60.0)]
+        submit_steps = [
+            (100, short),
+            (250, short),
+            (500, short),
+            (1000, short),
+            (1500, short if quick else 60.0),
+        ]
         results.append(await scenarios.submit(bench, submit_steps))
         log.info("submit: %s", results[-1].achieved)
-        results.append(await scenarios.poll(bench, [(2000, short), (4000, short)]))
+        results.append(
+            await scenarios.poll(
+                bench, [(250, short), (500, short), (1000, short), (2000, short), (4000, short)]
+            )
+        )
         log.info("poll: %s", results[-1].achieved)
         pids = {
             c.name: c.process.pid

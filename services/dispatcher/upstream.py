@@ -162,9 +162,14 @@ def _validate(response: Any, spec: common_pb2.ImageSpec) -> Generation:
         try:
             raw = base64.b64decode(item.b64_json or "", validate=True)
             with Image.open(io.BytesIO(raw)) as image:
-                image.load()
                 fmt, size = _PIL_FORMATS.get(image.format or "", ""), image.size
-        except (binascii.Error, ValueError, UnidentifiedImageError, OSError) as exc:
+                # PNG: every chunk's CRC through IEND, without decoding pixels (the full
+                # decode was 40% of the dispatcher's time). Others: a full decode.
+                if fmt == "png":
+                    image.verify()
+                else:
+                    image.load()
+        except (binascii.Error, ValueError, UnidentifiedImageError, OSError, SyntaxError) as exc:
             raise BadOutputError("upstream image does not decode") from exc
         if size != (spec.width, spec.height):
             raise BadOutputError(
