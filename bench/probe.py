@@ -2,6 +2,7 @@
 
     python -m bench.probe account 200 400 800     # GET /api/v1/account
     python -m bench.probe submit 100 200 300      # POST generations, dispatchers paused
+    python -m bench.probe poll 500 1000 2000      # GET /api/v1/tasks/{id} of 200 tasks
     python -m bench.probe ledger                  # Ledger.reserve in-process, ms per call
 
 Prints achieved requests/s (over the time the answers took), p50 and p99 per rate.
@@ -17,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import orjson
 
 from bench.loadgen import http_request, open_loop, percentile
@@ -43,6 +45,21 @@ async def http_probe(endpoint: str, rates: list[int], seconds: float = 4.0) -> N
             def request(i: int) -> bytes:
                 body = orjson.dumps({"model": "gpt-image-2", "prompt": f"probe {i}"})
                 return http_request("POST", "/api/v1/images/generations", "probe", headers, body)
+        elif endpoint == "poll":
+            async with httpx.AsyncClient(base_url=stack.config.base_url, headers=headers) as http:
+                ids = [
+                    (
+                        await http.post(
+                            "/api/v1/images/generations",
+                            json={"model": "gpt-image-2", "prompt": f"probe {i}"},
+                        )
+                    ).json()["id"]
+                    for i in range(200)
+                ]
+            polls = [http_request("GET", f"/api/v1/tasks/{t}", "probe", headers) for t in ids]
+
+            def request(i: int) -> bytes:
+                return polls[i % len(polls)]
         else:
             fixed = http_request("GET", "/api/v1/account", "probe", headers)
 
