@@ -7,7 +7,8 @@ from typing import TypeVar
 
 import grpc
 
-from pixelrelay.errors import error_from_rpc
+from pixelrelay.batching import Batcher
+from pixelrelay.errors import ApiError, error_from_detail, error_from_rpc
 from pixelrelay.grpc_server import insecure_channel
 from pixelrelay.v1 import billing_pb2, billing_pb2_grpc, common_pb2
 
@@ -29,6 +30,7 @@ class BillingClient:
         self._channel = insecure_channel(addr)
         self._stub = billing_pb2_grpc.BillingStub(self._channel)
         self.timeout = timeout
+        self._reserves = Batcher("billing_reserve", self._reserve_many, max_size=256)
 
     async def close(self) -> None:
         await self._channel.close()
@@ -58,19 +60,31 @@ class BillingClient:
         expires_at: int,
         key_id: str = "",
     ) -> billing_pb2.Hold:
-        return await _call(
-            self._stub.Reserve(
-                billing_pb2.ReserveRequest(
-                    task_id=task_id,
-                    account_id=account_id,
-                    item=item,
-                    expires_at=expires_at,
-                    key_id=key_id,
-                ),
+        """Hold a task's price. Holds requested together travel in one ReserveMany call."""
+        return await self._reserves.submit(
+            billing_pb2.ReserveRequest(
+                task_id=task_id,
+                account_id=account_id,
+                item=item,
+                expires_at=expires_at,
+                key_id=key_id,
+            )
+        )
+
+    async def _reserve_many(
+        self, requests: list[billing_pb2.ReserveRequest]
+    ) -> list[billing_pb2.Hold | ApiError]:
+        response = await _call(
+            self._stub.ReserveMany(
+                billing_pb2.ReserveManyRequest(requests=requests),
                 timeout=self.timeout,
                 wait_for_ready=True,
             )
         )
+        return [
+            r.hold if r.WhichOneof("outcome") == "hold" else error_from_detail(r.error)
+            for r in response.results
+        ]
 
     async def capture(self, *, task_id: str, delivered: int, quality: str = "") -> billing_pb2.Hold:
         return await _call(

@@ -19,7 +19,18 @@ from dataclasses import dataclass
 
 import grpc
 
-__all__ = ["ApiError", "ErrorKind", "CATALOG", "E", "error_from_rpc", "error_metadata"]
+from pixelrelay.v1 import common_pb2
+
+__all__ = [
+    "ApiError",
+    "ErrorKind",
+    "CATALOG",
+    "E",
+    "error_from_rpc",
+    "error_metadata",
+    "error_to_detail",
+    "error_from_detail",
+]
 
 
 @dataclass(frozen=True)
@@ -305,4 +316,15 @@ def error_from_rpc(exc: grpc.aio.AioRpcError) -> ApiError:
         exc.details() or None,
         param=meta.get(_PARAM_KEY),
         retry_after=float(retry_after) if retry_after else None,
+    )
+
+
+def error_to_detail(err: ApiError) -> common_pb2.ErrorDetail:
+    """An ApiError as one item of a batch response (a whole call uses metadata instead)."""
+    return common_pb2.ErrorDetail(code=err.kind.code, message=err.message, param=err.param or "")
+
+
+def error_from_detail(detail: common_pb2.ErrorDetail) -> ApiError:
+    return ApiError(
+        CATALOG.get(detail.code, E.INTERNAL), detail.message, param=detail.param or None
     )

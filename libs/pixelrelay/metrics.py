@@ -16,6 +16,13 @@ RPC_LATENCY = Histogram(
     buckets=FAST_BUCKETS,
 )
 
+BATCH_SIZE = Histogram(
+    "pixelrelay_batch_size",
+    "Items per batched call (billing holds, task inserts): how much work one call saves",
+    ["batch"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -31,6 +32,15 @@ MAX_GRANT = 1_000_000_000  # $1M in one movement is a typo, not a top-up
 
 def hash_key(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class HoldRequest:
+    task_id: str
+    account_id: str
+    item: common_pb2.PriceItem
+    expires_at: int  # unix seconds; the sweeper releases the hold after it
+    key_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -212,47 +222,98 @@ class Ledger:
         expires_at: int,
         key_id: str = "",
     ) -> Hold:
-        quote = self.prices.quote(item)
-        amount = quote.credits
+        """One hold (see ``reserve_many``); its error is raised."""
+        (result,) = self.reserve_many([HoldRequest(task_id, account_id, item, expires_at, key_id)])
+        if isinstance(result, ApiError):
+            raise result
+        return result
+
+    def reserve_many(self, requests: Sequence[HoldRequest]) -> list[Hold | ApiError]:
+        """Hold each task's price, all in one transaction: one commit and two inserts for
+        the batch, two conditional updates per task. A task that cannot be held (no
+        credits, key over its limit) leaves no trace and gets its error; the rest commit.
+        """
+        results: list[Hold | ApiError | None] = [None] * len(requests)
         with self.engine.begin() as conn:
-            existing = _hold_row(conn, task_id)
-            if existing is not None:
-                if (existing.account_id, existing.amount) != (account_id, amount):
-                    raise ApiError(E.HOLD_CONFLICT, "task already has a different hold")
-                return existing
-            moved = conn.execute(sql.DEBIT_TO_HELD, {"a_id": account_id, "amount": amount})
-            if moved.rowcount != 1:
-                if conn.execute(sql.ACCOUNT_EXISTS, {"a_id": account_id}).first() is None:
-                    raise ApiError(E.ACCOUNT_NOT_FOUND)
-                raise ApiError(
-                    E.INSUFFICIENT_CREDITS,
-                    f"this request costs {amount} credits; the balance is lower",
+            held = {
+                row["task_id"]: Hold(**row)
+                for row in conn.execute(
+                    sql.HOLDS_OF, {"t_ids": [r.task_id for r in requests]}
+                ).mappings()
+            }
+            new: list[Hold] = []
+            # By account: concurrent batches (PostgreSQL, several replicas) then lock
+            # account rows in one order and cannot deadlock.
+            for i in sorted(range(len(requests)), key=lambda i: requests[i].account_id):
+                request = requests[i]
+                try:
+                    hold = self._reserve(conn, request, held.get(request.task_id))
+                except ApiError as err:
+                    results[i] = err
+                    continue
+                if request.task_id not in held:
+                    held[request.task_id] = hold
+                    new.append(hold)
+                results[i] = hold
+            if new:
+                conn.execute(sql.INSERT_HOLD, [hold.model_dump() for hold in new])
+                _post_many(
+                    conn,
+                    [
+                        (
+                            f"reserve:{h.task_id}",
+                            "reserve",
+                            h.task_id,
+                            [
+                                (h.account_id, Book.AVAILABLE, -h.amount),
+                                (h.account_id, Book.HELD, h.amount),
+                            ],
+                        )
+                        for h in new
+                    ],
                 )
-            if key_id:
-                _spend_on_key(conn, key_id, amount)
-            hold = Hold(
-                task_id=task_id,
-                account_id=account_id,
-                price_id=quote.price_id,
-                key_id=key_id or None,
-                model=item.model,
-                resolution=item.resolution,
-                quality=item.quality,
-                unit_credits=quote.unit_credits,
-                units=quote.units,
-                amount=amount,
-                expires_at=expires_at,
-                created_at=utcnow(),
+        return [r for r in results if r is not None]
+
+    def _reserve(self, conn: Connection, r: HoldRequest, existing: Hold | None) -> Hold:
+        """Move one task's price from available to held. Raises with nothing written:
+        the account's debit is undone when the key is over its limit. (Account row
+        first, then key, as capture and release do.)"""
+        quote = self.prices.quote(r.item)
+        amount = quote.credits
+        if existing is not None:
+            if (existing.account_id, existing.amount) != (r.account_id, amount):
+                raise ApiError(E.HOLD_CONFLICT, "task already has a different hold")
+            return existing
+        moved = conn.execute(sql.DEBIT_TO_HELD, {"a_id": r.account_id, "amount": amount})
+        if moved.rowcount != 1:
+            if conn.execute(sql.ACCOUNT_EXISTS, {"a_id": r.account_id}).first() is None:
+                raise ApiError(E.ACCOUNT_NOT_FOUND)
+            raise ApiError(
+                E.INSUFFICIENT_CREDITS,
+                f"this request costs {amount} credits; the balance is lower",
             )
-            conn.execute(sql.INSERT_HOLD, hold.model_dump())
-            _post(
-                conn,
-                f"reserve:{task_id}",
-                "reserve",
-                task_id,
-                [(account_id, Book.AVAILABLE, -amount), (account_id, Book.HELD, amount)],
-            )
-            return hold
+        if r.key_id:
+            try:
+                _spend_on_key(conn, r.key_id, amount)
+            except ApiError:
+                conn.execute(
+                    sql.SETTLE_HELD, {"a_id": r.account_id, "released": amount, "refund": amount}
+                )
+                raise
+        return Hold(
+            task_id=r.task_id,
+            account_id=r.account_id,
+            price_id=quote.price_id,
+            key_id=r.key_id or None,
+            model=r.item.model,
+            resolution=r.item.resolution,
+            quality=r.item.quality,
+            unit_credits=quote.unit_credits,
+            units=quote.units,
+            amount=amount,
+            expires_at=r.expires_at,
+            created_at=utcnow(),
+        )
 
     def capture(self, *, task_id: str, delivered: int, quality: str = "") -> Hold:
         with self.engine.begin() as conn:
@@ -411,19 +472,31 @@ class Ledger:
         return CheckResult(problems=problems, entries=int(entries))
 
 
+Sides = list[tuple[str, Book, int]]  # (account, book, amount) per entry
+
+
 def _post(
     conn: Connection | Session,
     txn_id: str,
     kind: str,
     task_id: str | None,
-    sides: list[tuple[str, Book, int]],
+    sides: Sides,
     memo: str | None = None,
 ) -> None:
-    assert sum(amount for _, _, amount in sides) == 0, "unbalanced transaction"
+    _post_many(conn, [(txn_id, kind, task_id, sides)], memo)
+
+
+def _post_many(
+    conn: Connection | Session,
+    txns: list[tuple[str, str, str | None, Sides]],
+    memo: str | None = None,
+) -> None:
+    """Append balanced transactions (txn id, kind, task, sides) with one insert."""
     now = utcnow()
-    conn.execute(
-        sql.INSERT_ENTRIES,
-        [
+    rows = []
+    for txn_id, kind, task_id, sides in txns:
+        assert sum(amount for _, _, amount in sides) == 0, "unbalanced transaction"
+        rows += [
             {
                 "txn_id": txn_id,
                 "kind": kind,
@@ -435,8 +508,8 @@ def _post(
                 "created_at": now,
             }
             for account_id, book, amount in sides
-        ],
-    )
+        ]
+    conn.execute(sql.INSERT_ENTRIES, rows)
 
 
 def _spend_on_key(conn: Connection, key_id: str, amount: int) -> None:

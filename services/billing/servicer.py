@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 
 import grpc
 
-from billing.ledger import Ledger
+from billing.ledger import HoldRequest, Ledger
 from billing.models import Account, ApiKey, Hold, HoldState, LedgerEntry
 from pixelrelay.crashpoints import crash_point
 from pixelrelay.db import Database
-from pixelrelay.errors import ApiError, E
+from pixelrelay.errors import ApiError, E, error_to_detail
 from pixelrelay.v1 import billing_pb2, billing_pb2_grpc
 
 MAX_ENTRIES_PAGE = 200
@@ -107,19 +107,31 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
             unit_credits=quote.unit_credits, credits=quote.credits, price_id=quote.price_id
         )
 
-    async def Reserve(
-        self, request: billing_pb2.ReserveRequest, context: grpc.aio.ServicerContext
-    ) -> billing_pb2.Hold:
-        hold = await self.db.run(
-            self.ledger.reserve,
-            task_id=_require(request.task_id, "task_id"),
-            account_id=_require(request.account_id, "account_id"),
-            item=request.item,
-            expires_at=request.expires_at,
-            key_id=request.key_id,
+    async def ReserveMany(
+        self, request: billing_pb2.ReserveManyRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.ReserveManyResponse:
+        holds = await self.db.run(
+            self.ledger.reserve_many,
+            [
+                HoldRequest(
+                    task_id=_require(r.task_id, "task_id"),
+                    account_id=_require(r.account_id, "account_id"),
+                    item=r.item,
+                    expires_at=r.expires_at,
+                    key_id=r.key_id,
+                )
+                for r in request.requests
+            ],
         )
         crash_point("billing.after_reserve")  # committed, not yet answered
-        return hold_to_proto(hold)
+        return billing_pb2.ReserveManyResponse(
+            results=[
+                billing_pb2.ReserveResult(error=error_to_detail(h))
+                if isinstance(h, ApiError)
+                else billing_pb2.ReserveResult(hold=hold_to_proto(h))
+                for h in holds
+            ]
+        )
 
     async def Capture(
         self, request: billing_pb2.CaptureRequest, context: grpc.aio.ServicerContext

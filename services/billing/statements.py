@@ -49,6 +49,7 @@ KEY_SPEND: Any = (
 )
 HOLD: Any = select(HOLDS).where(HOLDS.c.task_id == bindparam("t_id"))
 HOLD_LOCKED: Any = HOLD.with_for_update()
+HOLDS_OF: Any = select(HOLDS).where(HOLDS.c.task_id.in_(bindparam("t_ids", expanding=True)))
 INSERT_HOLD: Any = insert(HOLDS)
 RESOLVE_HOLD: Any = (
     update(HOLDS)

@@ -15,6 +15,7 @@ from gateway.references import Inputs, ReferenceLoader
 from gateway.store import TaskRecord, TaskStore, now_ms, spec_to_json
 from gateway.validation import price_item, resolve
 from pixelrelay import bus
+from pixelrelay.batching import Batcher
 from pixelrelay.billing_client import BillingClient
 from pixelrelay.crashpoints import crash_point
 from pixelrelay.db import Database
@@ -66,6 +67,10 @@ class PublicApi:
         self.max_image_bytes = max_image_bytes
         self.limiter = limiter or RateLimiter()
         self.auth = AuthCache(billing.authenticate)
+        # Submits that arrive together are recorded in one transaction.
+        self._inserts: Batcher[TaskRecord, None] = Batcher(
+            "task_insert", lambda records: db.run(store.insert_many, records)
+        )
 
     async def authenticate(self, authorization: str | None) -> billing_pb2.Principal:
         """Who is calling, after their key's rate limit (every public call passes here)."""
@@ -116,7 +121,7 @@ class PublicApi:
                 reference_keys=reference_keys,
                 mask_key=mask_key,
             )
-            await self.db.run(self.store.insert, record)
+            await self._inserts.submit(record)
             await bus.publish(self.js, bus.JOBS_SUBJECT, job.SerializeToString(), msg_id=task_id)
         except Exception as exc:
             # Not queued means not charged: undo the record and the hold, answer 503.
@@ -161,8 +166,7 @@ class PublicApi:
         self, authorization: str | None, request: public_api_pb2.GetTaskRequest
     ) -> public_api_pb2.Task:
         principal = await self.authenticate(authorization)
-        record = await self.db.run(self.store.get, request.id, principal.account_id)
-        return record.to_proto()
+        return await self.db.run(self.store.get, request.id, principal.account_id)
 
     async def list_tasks(
         self,

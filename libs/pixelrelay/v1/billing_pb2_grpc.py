@@ -46,10 +46,10 @@ class BillingStub:
                 request_serializer=pixelrelay_dot_v1_dot_billing__pb2.QuoteRequest.SerializeToString,
                 response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.QuoteResponse.FromString,
                 _registered_method=True)
-        self.Reserve = channel.unary_unary(
-                '/pixelrelay.v1.Billing/Reserve',
-                request_serializer=pixelrelay_dot_v1_dot_billing__pb2.ReserveRequest.SerializeToString,
-                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.Hold.FromString,
+        self.ReserveMany = channel.unary_unary(
+                '/pixelrelay.v1.Billing/ReserveMany',
+                request_serializer=pixelrelay_dot_v1_dot_billing__pb2.ReserveManyRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ReserveManyResponse.FromString,
                 _registered_method=True)
         self.Capture = channel.unary_unary(
                 '/pixelrelay.v1.Billing/Capture',
@@ -125,8 +125,10 @@ class BillingServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Reserve(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+    def ReserveMany(self, request, context):
+        """Holds for many tasks in one call and one transaction (the gateway batches the
+        submits that arrive together); each task gets its own hold or its own error.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -211,10 +213,10 @@ def add_BillingServicer_to_server(servicer, server):
                     request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.QuoteRequest.FromString,
                     response_serializer=pixelrelay_dot_v1_dot_billing__pb2.QuoteResponse.SerializeToString,
             ),
-            'Reserve': grpc.unary_unary_rpc_method_handler(
-                    servicer.Reserve,
-                    request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ReserveRequest.FromString,
-                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.Hold.SerializeToString,
+            'ReserveMany': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReserveMany,
+                    request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ReserveManyRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.ReserveManyResponse.SerializeToString,
             ),
             'Capture': grpc.unary_unary_rpc_method_handler(
                     servicer.Capture,
@@ -339,7 +341,7 @@ class Billing:
             _registered_method=True)
 
     @staticmethod
-    def Reserve(request,
+    def ReserveMany(request,
             target,
             options=(),
             channel_credentials=None,
@@ -352,9 +354,9 @@ class Billing:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/pixelrelay.v1.Billing/Reserve',
-            pixelrelay_dot_v1_dot_billing__pb2.ReserveRequest.SerializeToString,
-            pixelrelay_dot_v1_dot_billing__pb2.Hold.FromString,
+            '/pixelrelay.v1.Billing/ReserveMany',
+            pixelrelay_dot_v1_dot_billing__pb2.ReserveManyRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_billing__pb2.ReserveManyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,7 +37,10 @@ class BillingStub:
     def __new__(cls, channel: _aio.Channel) -> BillingAsyncStub: ...
     Authenticate: _grpc.UnaryUnaryMultiCallable[_billing_pb2.AuthenticateRequest, _billing_pb2.Principal]
     Quote: _grpc.UnaryUnaryMultiCallable[_billing_pb2.QuoteRequest, _billing_pb2.QuoteResponse]
-    Reserve: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ReserveRequest, _billing_pb2.Hold]
+    ReserveMany: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ReserveManyRequest, _billing_pb2.ReserveManyResponse]
+    """Holds for many tasks in one call and one transaction (the gateway batches the
+    submits that arrive together); each task gets its own hold or its own error.
+    """
     Capture: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CaptureRequest, _billing_pb2.Hold]
     Release: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ReleaseRequest, _billing_pb2.Hold]
     GetAccount: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetAccountRequest, _billing_pb2.Account]
@@ -60,7 +63,10 @@ class BillingAsyncStub(BillingStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Authenticate: _aio.UnaryUnaryMultiCallable[_billing_pb2.AuthenticateRequest, _billing_pb2.Principal]  # type: ignore[assignment]
     Quote: _aio.UnaryUnaryMultiCallable[_billing_pb2.QuoteRequest, _billing_pb2.QuoteResponse]  # type: ignore[assignment]
-    Reserve: _aio.UnaryUnaryMultiCallable[_billing_pb2.ReserveRequest, _billing_pb2.Hold]  # type: ignore[assignment]
+    ReserveMany: _aio.UnaryUnaryMultiCallable[_billing_pb2.ReserveManyRequest, _billing_pb2.ReserveManyResponse]  # type: ignore[assignment]
+    """Holds for many tasks in one call and one transaction (the gateway batches the
+    submits that arrive together); each task gets its own hold or its own error.
+    """
     Capture: _aio.UnaryUnaryMultiCallable[_billing_pb2.CaptureRequest, _billing_pb2.Hold]  # type: ignore[assignment]
     Release: _aio.UnaryUnaryMultiCallable[_billing_pb2.ReleaseRequest, _billing_pb2.Hold]  # type: ignore[assignment]
     GetAccount: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetAccountRequest, _billing_pb2.Account]  # type: ignore[assignment]
@@ -94,11 +100,14 @@ class BillingServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_billing_pb2.QuoteResponse, _abc.Awaitable[_billing_pb2.QuoteResponse]]: ...
 
     @_abc_1.abstractmethod
-    def Reserve(
+    def ReserveMany(
         self,
-        request: _billing_pb2.ReserveRequest,
+        request: _billing_pb2.ReserveManyRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_pb2.Hold, _abc.Awaitable[_billing_pb2.Hold]]: ...
+    ) -> _typing.Union[_billing_pb2.ReserveManyResponse, _abc.Awaitable[_billing_pb2.ReserveManyResponse]]:
+        """Holds for many tasks in one call and one transaction (the gateway batches the
+        submits that arrive together); each task gets its own hold or its own error.
+        """
 
     @_abc_1.abstractmethod
     def Capture(

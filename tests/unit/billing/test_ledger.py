@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import Session, select
 
-from billing.ledger import Ledger, hash_key
+from billing.ledger import HoldRequest, Ledger, hash_key
 from billing.models import ApiKey
 from billing.prices import PriceList
 from billing.settings import DEFAULT_PRICES
@@ -232,6 +232,42 @@ def test_a_key_credit_limit_caps_what_it_can_hold_and_spend(ledger: Ledger) -> N
     ledger.reserve(task_id="t3", account_id=account.id, item=BASIC_1K, expires_at=0, key_id=key.id)
     ledger.capture(task_id="t1", delivered=1)
     assert ledger.list_api_keys(account_id=account.id)[0].spent == 14
+    assert_sound(ledger)
+
+
+def test_a_batch_of_holds_gives_each_task_its_own_outcome(ledger: Ledger) -> None:
+    rich = ledger.create_account(name="rich")
+    poor = ledger.create_account(name="poor", grant=10)
+    capped = ledger.create_api_key(account_id=rich.id, credit_limit=10).key
+    results = ledger.reserve_many(
+        [
+            HoldRequest("ok-1", rich.id, BASIC_1K, 0),
+            HoldRequest("poor-1", poor.id, BASIC_1K, 0),
+            HoldRequest("poor-2", poor.id, BASIC_1K, 0),  # 7 + 7 > 10
+            HoldRequest("cap-1", rich.id, BASIC_1K, 0, capped.id),
+            HoldRequest("cap-2", rich.id, BASIC_1K, 0, capped.id),  # over the key's 10
+            HoldRequest("ok-1", rich.id, BASIC_1K, 0),  # the same task again: same hold
+            HoldRequest("ghost", "acct_missing", BASIC_1K, 0),
+            HoldRequest("ok-2", rich.id, common_pb2.PriceItem(model="nope", n=1), 0),
+        ]
+    )
+    outcomes = [r.kind if isinstance(r, ApiError) else r.amount for r in results]
+    assert outcomes == [
+        7,
+        7,
+        E.INSUFFICIENT_CREDITS,
+        7,
+        E.KEY_CREDIT_LIMIT,
+        7,
+        E.ACCOUNT_NOT_FOUND,
+        E.INVALID_PARAMETER,
+    ]
+    assert results[0] is results[5]
+    # Failed items left nothing behind: only the three holds moved credits.
+    assert ledger.get_account(account_id=rich.id).balance == 2000 - 14
+    assert ledger.get_account(account_id=poor.id).balance == 3
+    assert ledger.list_api_keys(account_id=rich.id)[0].spent == 7
+    assert ledger.check().entries == 2 * 2 + 3 * 2  # two signup grants, three holds
     assert_sound(ledger)
 
 
