@@ -22,6 +22,10 @@ from sqlmodel import SQLModel, create_engine
 
 from pixelrelay.errors import ApiError, E
 
+# An execution option for single-statement reads: on SQLite they run without BEGIN (in
+# autocommit, so no write lock is taken and nothing waits on one). PostgreSQL ignores it.
+READ_ONLY = "pixelrelay_read_only"
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -55,7 +59,8 @@ def _sqlite_begin_immediate(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if not conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Database:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,7 +12,9 @@ from fastapi import FastAPI, File, Header, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from prometheus_client import Counter, Histogram
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -154,6 +157,91 @@ class RequestContext:
             path = getattr(route, "path", "unmatched")
             HTTP_REQUESTS.labels(scope["method"], path, str(status)).inc()
             HTTP_LATENCY.labels(scope["method"], path).observe(time.perf_counter() - started)
+
+
+GENERATIONS_PATH = "/api/v1/images/generations"
+TASK_PREFIX = "/api/v1/tasks/"
+
+
+class HotRoutes:
+    """Submit and poll dispatched straight to their FastAPI endpoint functions.
+
+    On these two routes FastAPI's router, dependency solving and exception middlewares
+    cost more CPU than the work itself (docs/benchmarks.md). The endpoints, the body model,
+    the error envelope and the spec are the same ones FastAPI uses; a request that is not
+    plain JSON goes through FastAPI as before.
+    """
+
+    def __init__(self, app: FastAPI):
+        self.app = app
+        routes = {
+            (r.path, method): r
+            for r in app.routes
+            if isinstance(r, APIRoute)
+            for method in r.methods or ()
+        }
+        self.submit = routes[(GENERATIONS_PATH, "POST")]
+        self.poll = routes[(TASK_PREFIX + "{task_id}", "GET")]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path, method = scope.get("path", ""), scope.get("method")
+        if method == "POST" and path == GENERATIONS_PATH and _is_json(scope):
+            scope["route"] = self.submit
+            await self._answer(scope, send, self._submit(scope, receive))
+        elif method == "GET" and _one_segment(path, TASK_PREFIX):
+            scope["route"] = self.poll
+            call = self.poll.endpoint(path[len(TASK_PREFIX) :], _header(scope, b"authorization"))
+            await self._answer(scope, send, call)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _submit(self, scope: Scope, receive: Receive) -> Response:
+        raw = b""
+        while True:
+            message = await receive()
+            raw += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        try:
+            body = GenerationBody.model_validate_json(raw)
+        except ValidationError as exc:
+            errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
+            raise _validation_error(RequestValidationError(errors)) from None
+        response: Response = await self.submit.endpoint(body, _header(scope, b"authorization"))
+        return response
+
+    async def _answer(self, scope: Scope, send: Send, call: Awaitable[Response]) -> None:
+        request_id = scope["state"]["request_id"]
+        try:
+            response = await call
+        except ApiError as err:
+            response = error_response(err, request_id)
+        except Exception:
+            log.exception("unhandled error", extra={"request_id": request_id})
+            response = error_response(ApiError(E.INTERNAL), request_id)
+        await response(scope, _no_body, send)
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _one_segment(path: str, prefix: str) -> bool:
+    """``path`` is ``prefix`` plus one non-empty segment (FastAPI's ``{param}`` match)."""
+    rest = path[len(prefix) :]
+    return path.startswith(prefix) and bool(rest) and "/" not in rest
+
+
+def _is_json(scope: Scope) -> bool:
+    content_type = _header(scope, b"content-type") or ""
+    return content_type.split(";", 1)[0].strip().lower() == "application/json"
 
 
 def create_app(api: PublicApi, billing_admin: AdminAccess | None = None) -> FastAPI:
@@ -374,4 +462,4 @@ def create_app(api: PublicApi, billing_admin: AdminAccess | None = None) -> Fast
 def asgi_app(
     api: PublicApi, admin: AdminAccess | None, *, max_body_bytes: int, max_upload_bytes: int
 ) -> ASGIApp:
-    return RequestContext(create_app(api, admin), max_body_bytes, max_upload_bytes)
+    return RequestContext(HotRoutes(create_app(api, admin)), max_body_bytes, max_upload_bytes)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -20,6 +20,7 @@ from sqlalchemy import select as core_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, or_, select
 
+from pixelrelay.db import READ_ONLY
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import common_pb2, events_pb2, public_api_pb2
 
@@ -64,35 +65,36 @@ class TaskRecord(SQLModel, table=True):
     error_message: str | None = None
 
     def to_proto(self) -> public_api_pb2.Task:
-        task = public_api_pb2.Task(
-            id=self.id,
-            model=self.model,
-            status=self.status.value,
-            created_at=self.created_at_ms // 1000,
-            created_at_ms=self.created_at_ms,
-            started_at_ms=self.started_at_ms or 0,
-            finished_at_ms=self.finished_at_ms or 0,
-            upstream_ms=self.upstream_ms or 0,
-            credits_reserved=self.credits_reserved,
-            price_id=self.price_id,
-            credits_charged=self.credits_charged,
-        )
-        task.spec.CopyFrom(_from_plain(common_pb2.ImageSpec, orjson.loads(self.spec_json)))
-        task.images.extend(
-            _from_plain(common_pb2.StoredImage, d) for d in orjson.loads(self.images_json)
-        )
-        task.attempts.extend(
-            _from_plain(common_pb2.Attempt, d) for d in orjson.loads(self.attempts_json)
-        )
-        if self.error_code is not None:
-            task.error.CopyFrom(
-                public_api_pb2.TaskError(
-                    code=self.error_code,
-                    type=self.error_type or "",
-                    message=self.error_message or "",
-                )
+        return task_from_row(self.__dict__)
+
+
+def task_from_row(row: Mapping[Any, Any]) -> public_api_pb2.Task:
+    """A task row (a record's fields or a result mapping) as the public Task message."""
+    task = public_api_pb2.Task(
+        id=row["id"],
+        model=row["model"],
+        status=str(row["status"]),
+        created_at=row["created_at_ms"] // 1000,
+        created_at_ms=row["created_at_ms"],
+        started_at_ms=row["started_at_ms"] or 0,
+        finished_at_ms=row["finished_at_ms"] or 0,
+        upstream_ms=row["upstream_ms"] or 0,
+        credits_reserved=row["credits_reserved"],
+        price_id=row["price_id"],
+        credits_charged=row["credits_charged"],
+        spec=_from_plain(common_pb2.ImageSpec, orjson.loads(row["spec_json"])),
+        images=[_from_plain(common_pb2.StoredImage, d) for d in orjson.loads(row["images_json"])],
+        attempts=[_from_plain(common_pb2.Attempt, d) for d in orjson.loads(row["attempts_json"])],
+    )
+    if row["error_code"] is not None:
+        task.error.CopyFrom(
+            public_api_pb2.TaskError(
+                code=row["error_code"],
+                type=row["error_type"] or "",
+                message=row["error_message"] or "",
             )
-        return task
+        )
+    return task
 
 
 # Flat messages are stored as plain JSON objects of their set fields (ints stay ints), so
@@ -143,23 +145,27 @@ _BY_ID = core_select(_TASKS).where(_TASKS.c.id == bindparam("t_id"))
 class TaskStore:
     def __init__(self, engine: Engine):
         self.engine = engine
+        self._reads = engine.execution_options(**{READ_ONLY: True})
 
-    def insert(self, record: TaskRecord) -> None:
-        # A Core insert: the ORM's unit of work costs more than the write itself.
+    def insert_many(self, records: Sequence[TaskRecord]) -> list[None]:
+        """New tasks, in one transaction (the gateway batches concurrent submits).
+        A Core insert: the ORM's unit of work costs more than the write itself."""
         with self.engine.begin() as conn:
-            conn.execute(_INSERT, record.model_dump())
+            conn.execute(_INSERT, [record.model_dump() for record in records])
+        return [None] * len(records)
 
     def delete(self, task_id: str) -> None:
         with Session(self.engine, expire_on_commit=False) as s, s.begin():
             s.execute(delete(TaskRecord).where(col(TaskRecord.id) == task_id))
 
-    def get(self, task_id: str, account_id: str | None = None) -> TaskRecord:
-        # The poll path: one prebuilt statement, no ORM identity map.
-        with self.engine.connect() as conn:
+    def get(self, task_id: str, account_id: str | None = None) -> public_api_pb2.Task:
+        # The poll path: one prebuilt statement outside a transaction, row → message
+        # without building a model object.
+        with self._reads.connect() as conn:
             row = conn.execute(_BY_ID, {"t_id": task_id}).mappings().first()
         if row is None or (account_id is not None and row["account_id"] != account_id):
             raise ApiError(E.TASK_NOT_FOUND, param="id")
-        return TaskRecord(**row)
+        return task_from_row(row)
 
     def page(
         self, *, account_id: str, limit: int, cursor: str = "", status: str = ""
