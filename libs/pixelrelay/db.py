@@ -1,7 +1,9 @@
 """Database access shared by billing and the task store (SQLModel over SQLAlchemy).
 
 SQLite (the default) runs in WAL mode and every transaction starts with
-``BEGIN IMMEDIATE``, so a read-then-write can never be overtaken by another writer.
+``BEGIN IMMEDIATE``, so a read-then-write can never be overtaken by another writer;
+single-statement reads marked ``READ_ONLY`` skip it, and WAL checkpoints run in a
+background thread.
 PostgreSQL is chosen by ``DATABASE_URL``. Calls run in a small thread pool so the
 service's event loop never blocks on the database.
 """
@@ -10,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +29,10 @@ from pixelrelay.errors import ApiError, E
 # An execution option for single-statement reads: on SQLite they run without BEGIN (in
 # autocommit, so no write lock is taken and nothing waits on one). PostgreSQL ignores it.
 READ_ONLY = "pixelrelay_read_only"
+
+CHECKPOINT_EVERY = 1.0  # seconds
+
+log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -55,6 +63,9 @@ def _sqlite_begin_immediate(engine: Engine) -> None:
         cur.execute("PRAGMA foreign_keys=ON")
         # Short: calls run on the event loop, so a lock held elsewhere must fail fast (503).
         cur.execute("PRAGMA busy_timeout=2000")
+        # Checkpoints (which fsync) run in Database's background thread, never inside a
+        # commit on the event loop, where one would stall every request for milliseconds.
+        cur.execute("PRAGMA wal_autocheckpoint=0")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -77,6 +88,23 @@ class Database:
         self.engine = create_db_engine(url)
         self.inline = url.startswith("sqlite")
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="db")
+        self._stop = threading.Event()
+        self._checkpointer: threading.Thread | None = None
+        if self.inline and ":memory:" not in url:
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_wal, name="wal-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
+
+    def _checkpoint_wal(self) -> None:
+        """Copy the WAL into the database file every second (PASSIVE: writers and readers
+        go on meanwhile; the fsync happens here, off the event loop)."""
+        while not self._stop.wait(CHECKPOINT_EVERY):
+            try:
+                with self.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+                    conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            except Exception:
+                log.warning("WAL checkpoint failed", exc_info=True)
 
     def create_all(self) -> None:
         SQLModel.metadata.create_all(self.engine)
@@ -94,6 +122,9 @@ class Database:
             raise
 
     def close(self) -> None:
+        self._stop.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join()
         self._pool.shutdown(wait=True)
         self.engine.dispose()
 

@@ -84,6 +84,8 @@ async def run(settings: GatewaySettings, stop: asyncio.Event) -> None:
             log_config=None,
             access_log=False,
             lifespan="off",
+            # We never read the client's address; the X-Forwarded-* rewrite costs ~5% of a poll.
+            proxy_headers=False,
             timeout_graceful_shutdown=int(settings.shutdown_grace),
             # Clients poll every 1-2 s: keep their connections (uvicorn's default is 5 s).
             timeout_keep_alive=75,

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -192,11 +193,71 @@ async def test_malformed_json_is_400(platform: Platform) -> None:
     assert response.json()["error"]["code"] == 20001
 
 
+@pytest.mark.parametrize(
+    ("content_type", "status"),
+    [
+        ("application/json; charset=utf-8", 200),  # the direct submit route
+        (None, 400),  # not declared as JSON: refused, as FastAPI always did
+        ("application/merge-patch+json", 200),
+        ("text/plain", 400),
+    ],
+)
+async def test_submit_content_types(platform: Platform, content_type, status) -> None:
+    headers = platform.auth()
+    if content_type:
+        headers["Content-Type"] = content_type
+    response = await platform.http.post(
+        "/api/v1/images/generations",
+        content=b'{"model": "gpt-image-2", "prompt": "typed"}',
+        headers=headers,
+    )
+    assert response.status_code == status, response.text
+    if status == 400:
+        assert response.json()["error"]["code"] == 20001
+
+
+async def test_hot_routes_keep_routing_and_metrics(platform: Platform) -> None:
+    task = await platform.http.post(
+        "/api/v1/images/generations",
+        headers=platform.auth(),
+        json={"model": "gpt-image-2", "prompt": "metrics"},
+    )
+    polled = await platform.http.get(f"/api/v1/tasks/{task.json()['id']}", headers=platform.auth())
+    assert polled.status_code == 200
+    stray = await platform.http.get(
+        f"/api/v1/tasks/{task.json()['id']}/extra", headers=platform.auth()
+    )
+    assert stray.status_code == 404 and stray.json()["error"]["code"] == 40004
+    wrong_method = await platform.http.put("/api/v1/images/generations", headers=platform.auth())
+    assert wrong_method.status_code == 405
+    _, metrics_port = platform.config.service_ports()["gateway"]
+    async with httpx.AsyncClient() as scraper:
+        metrics = (await scraper.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+    assert 'route="/api/v1/tasks/{task_id}",status="200"' in metrics
+    assert 'route="/api/v1/images/generations",status="200"' in metrics
+
+
 async def test_oversized_body_is_413(platform: Platform) -> None:
     response = await platform.http.post(
         "/api/v1/images/generations",
         headers=platform.auth(),
         json={"model": "gpt-image-2", "prompt": "x" * (2 * 1024 * 1024)},
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == 20006
+
+
+async def test_oversized_body_without_a_length_is_413(platform: Platform) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"model": "gpt-image-2", "prompt": "'
+        for _ in range(40):
+            yield b"x" * 65536
+        yield b'"}'
+
+    response = await platform.http.post(
+        "/api/v1/images/generations",
+        headers={**platform.auth(), "Content-Type": "application/json"},
+        content=chunks(),
     )
     assert response.status_code == 413
     assert response.json()["error"]["code"] == 20006

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from sqlalchemy import text
+
+from pixelrelay.db import READ_ONLY, Database
+
+
+def _write_rows(db: Database, rows: int) -> None:
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS blob (id INTEGER PRIMARY KEY, data TEXT)")
+        conn.execute(text("INSERT INTO blob (data) VALUES (:data)"), [{"data": "x" * 1000}] * rows)
+
+
+def test_commits_leave_the_wal_to_the_background_checkpointer(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    db = Database(f"sqlite:///{path}")
+    try:
+        _write_rows(db, 6000)  # ~6 MB: past SQLite's own autocheckpoint (1000 pages)
+        assert path.stat().st_size < 64 * 1024, "a commit checkpointed on the caller's thread"
+        deadline = time.monotonic() + 5
+        while path.stat().st_size < 1024 * 1024 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert path.stat().st_size >= 1024 * 1024, "the WAL was never checkpointed"
+    finally:
+        db.close()
+    assert db._checkpointer is not None and not db._checkpointer.is_alive()
+
+
+def test_read_only_statements_take_no_write_lock(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'locks.db'}")
+    try:
+        _write_rows(db, 1)
+        with db.engine.begin() as writer:  # holds SQLite's write lock (BEGIN IMMEDIATE)
+            writer.execute(text("INSERT INTO blob (data) VALUES ('held')"))
+            reads = db.engine.execution_options(**{READ_ONLY: True})
+            started = time.monotonic()
+            with reads.connect() as reader:
+                count = reader.execute(text("SELECT count(*) FROM blob")).scalar_one()
+            # Sees the committed row only, at once (a locking read would wait 2 s and fail).
+            assert count == 1
+            assert time.monotonic() - started < 1.0
+    finally:
+        db.close()
