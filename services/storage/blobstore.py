@@ -10,8 +10,16 @@ from urllib.parse import urlsplit
 
 from minio import Minio
 from minio.error import S3Error
+from prometheus_client import Histogram
 
+from pixelrelay.metrics import FAST_BUCKETS
 from storage.settings import StorageSettings
+
+OBJECT_PUT_SECONDS = Histogram(
+    "pixelrelay_object_put_seconds",
+    "Writing one object to the S3 endpoint (images, manifests, uploads)",
+    buckets=FAST_BUCKETS,
+)
 
 
 def _client(endpoint: str, settings: StorageSettings) -> Minio:
@@ -41,14 +49,15 @@ class BlobStore:
         await asyncio.to_thread(ensure)
 
     async def put(self, key: str, data: bytes, content_type: str) -> None:
-        await asyncio.to_thread(
-            self._client.put_object,
-            bucket_name=self.bucket,
-            object_name=key,
-            data=io.BytesIO(data),
-            length=len(data),
-            content_type=content_type,
-        )
+        with OBJECT_PUT_SECONDS.time():
+            await asyncio.to_thread(
+                self._client.put_object,
+                bucket_name=self.bucket,
+                object_name=key,
+                data=io.BytesIO(data),
+                length=len(data),
+                content_type=content_type,
+            )
 
     async def get(self, key: str) -> bytes | None:
         """The object's bytes, or None if there is no such object."""
