@@ -5,7 +5,8 @@
     python -m bench.probe poll 500 1000 2000      # GET /api/v1/tasks/{id} of 200 tasks
     python -m bench.probe ledger                  # Ledger.reserve in-process, ms per call
 
-Prints achieved requests/s (over the time the answers took), p50 and p99 per rate.
+Prints achieved requests/s (over the time the answers took), p50 and p99 per rate, and the
+CPU milliseconds each process spent per answered request.
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ import orjson
 from bench.loadgen import http_request, open_loop, percentile
 from pixelrelay.billing_client import BillingClient
 from pixelrelay.devstack import Stack, StackConfig
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (fields 14 and 15 of /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def http_probe(endpoint: str, rates: list[int], seconds: float = 4.0) -> None:
@@ -66,16 +73,25 @@ async def http_probe(endpoint: str, rates: list[int], seconds: float = 4.0) -> N
             def request(i: int) -> bytes:
                 return fixed
 
+        pids = {c.name: c.process.pid for c in stack.children} | {"loadgen": os.getpid()}
         for rate in rates:
+            before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             samples = await open_loop(
                 "127.0.0.1", stack.config.http_port, request, rate=rate, duration=seconds
             )
             ok = [s for s in samples if s.status == 200]
             took = max(s.scheduled + s.latency for s in samples)
             ms = [s.latency * 1000 for s in ok]
+            per_request = {
+                name: (cpu_seconds(pid) - before[name]) * 1000 / max(len(ok), 1)
+                for name, pid in pids.items()
+            }
             sys.stdout.write(
                 f"{endpoint} offered {rate}/s: {len(ok) / took:.0f}/s, "
-                f"p50 {percentile(ms, 50):.1f} ms, p99 {percentile(ms, 99):.1f} ms\n"
+                f"p50 {percentile(ms, 50):.1f} ms, p99 {percentile(ms, 99):.1f} ms; "
+                "CPU ms per request: "
+                + ", ".join(f"{n} {v:.2f}" for n, v in per_request.items() if v >= 0.01)
+                + "\n"
             )
         if endpoint == "submit":
             os.kill(stack.child("dispatcher").process.pid, signal.SIGCONT)
@@ -84,7 +100,7 @@ async def http_probe(endpoint: str, rates: list[int], seconds: float = 4.0) -> N
 
 
 def ledger_probe(calls: int = 1000) -> None:
-    from billing.ledger import Ledger  # noqa: PLC0415
+    from billing.ledger import HoldRequest, Ledger  # noqa: PLC0415
     from billing.migrate import upgrade  # noqa: PLC0415
     from billing.prices import PriceList  # noqa: PLC0415
     from billing.settings import DEFAULT_PRICES  # noqa: PLC0415
@@ -99,10 +115,14 @@ def ledger_probe(calls: int = 1000) -> None:
     item = common_pb2.PriceItem(model="gpt-image-2", resolution="1k", n=1)
     for i in range(calls // 5):  # warm the statement caches
         ledger.reserve(task_id=f"w{i}", account_id=account, item=item, expires_at=0, key_id=key)
-    started = time.perf_counter()
-    for i in range(calls):
-        ledger.reserve(task_id=f"t{i}", account_id=account, item=item, expires_at=0, key_id=key)
-    sys.stdout.write(f"Ledger.reserve: {(time.perf_counter() - started) / calls * 1000:.2f} ms\n")
+    for size in (1, 4, 16):
+        started = time.perf_counter()
+        for i in range(calls // size):
+            ledger.reserve_many(
+                [HoldRequest(f"t{size}-{i}-{j}", account, item, 0, key) for j in range(size)]
+            )
+        per_hold = (time.perf_counter() - started) / (calls // size * size) * 1000
+        sys.stdout.write(f"Ledger.reserve_many, batches of {size}: {per_hold:.3f} ms per hold\n")
 
 
 if __name__ == "__main__":
