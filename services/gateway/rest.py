@@ -89,6 +89,12 @@ def error_response(err: ApiError, request_id: str) -> JSONBody:
     return JSONBody(body, status_code=err.kind.http_status, headers=headers)
 
 
+def unexpected_error(request_id: str) -> JSONBody:
+    """A bug: logged with its traceback, answered as 90001 without one."""
+    log.exception("unhandled error", extra={"request_id": request_id})
+    return error_response(ApiError(E.INTERNAL), request_id)
+
+
 def _request_id(request: Request) -> str:
     return str(getattr(request.state, "request_id", "")) or f"req_{random_token(16)}"
 
@@ -196,14 +202,14 @@ class HotRoutes:
             await self.app(scope, receive, send)
 
     async def _submit(self, scope: Scope, receive: Receive) -> Response:
-        raw = b""
+        chunks = []
         while True:
             message = await receive()
-            raw += message.get("body", b"")
+            chunks.append(message.get("body", b""))
             if not message.get("more_body"):
                 break
         try:
-            body = GenerationBody.model_validate_json(raw)
+            body = GenerationBody.model_validate_json(b"".join(chunks))
         except ValidationError as exc:
             errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
             raise _validation_error(RequestValidationError(errors)) from None
@@ -217,8 +223,7 @@ class HotRoutes:
         except ApiError as err:
             response = error_response(err, request_id)
         except Exception:
-            log.exception("unhandled error", extra={"request_id": request_id})
-            response = error_response(ApiError(E.INTERNAL), request_id)
+            response = unexpected_error(request_id)
         await response(scope, _no_body, send)
 
 
@@ -273,8 +278,7 @@ def create_app(api: PublicApi, billing_admin: AdminAccess | None = None) -> Fast
 
     @app.exception_handler(Exception)
     async def on_bug(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error", extra={"request_id": _request_id(request)})
-        return error_response(ApiError(E.INTERNAL), _request_id(request))
+        return unexpected_error(_request_id(request))
 
     @app.post(
         "/api/v1/images/generations",
