@@ -287,9 +287,11 @@ async def failover(bench: Bench, count: int = 150) -> ScenarioResult:
     await _faults(
         primary, {"kind": "status", "status": 429, "retry_after": 120, "match": f"FO-B-{run}"}
     )
-    before = len(await _sim_requests(primary))
+    # The simulator keeps its last 2,000 requests: start phase B's count from an empty log.
+    async with httpx.AsyncClient(base_url=primary) as sim:
+        (await sim.delete("/_sim/requests")).raise_for_status()
     skipped = await run_tasks(bench, RATE, count / RATE, prompt=f"FO-B-{run}")
-    contacted = len(await _sim_requests(primary)) - before
+    contacted = len(await _sim_requests(primary))
     await _faults(primary)
     base_up = percentile(
         [t["timings"]["upstream_ms"] for t in baseline if t["status"] == "completed"], 50
@@ -298,27 +300,30 @@ async def failover(bench: Bench, count: int = 150) -> ScenarioResult:
         [t["timings"]["upstream_ms"] for t in skipped if t["status"] == "completed"], 50
     )
     # Time a task spent on the channels before the one that answered (0 = went direct).
-    added = [
+    # The tasks whose 429 opened the breaker (one per dispatcher at most) pay one call;
+    # "0 ms added once open" is about every task after them.
+    added = sorted(
         sum(a["latency_ms"] for a in t["attempts"][:-1])
         for t in skipped
         if t["status"] == "completed"
-    ]
+    )
+    after_open = added[: max(len(added) - contacted, 0)]
     p50, p99 = percentile(gaps, 50), percentile(gaps, 99)
     return ScenarioResult(
         "failover",
         "next channel's request ≤ 50 ms after the failure (p99); 0 ms added once "
         "the breaker is open",
         f"p50 {p50:.1f} ms, p99 {p99:.1f} ms after the failure; breaker open: first channel "
-        f"contacted {contacted}×, time spent before the answering channel max "
-        f"{max(added, default=0)} ms (median upstream {open_up:.0f} ms vs {base_up:.0f} ms direct)",
-        p99 <= 50 and contacted <= len(bench.dispatchers()) and max(added, default=0) <= 1,
+        f"contacted {contacted}× (the calls that opened it); the other {len(after_open)} tasks "
+        f"spent at most {max(after_open, default=0)} ms before the answering channel",
+        p99 <= 50 and contacted <= len(bench.dispatchers()) and max(after_open, default=0) <= 1,
         {
             "samples": len(gaps),
             "p50_ms": p50,
             "p99_ms": p99,
             "max_ms": max(gaps, default=0),
             "open_phase_first_channel_calls": contacted,
-            "open_phase_added_ms_max": max(added, default=0),
+            "open_phase_added_ms": added[-5:],
             "open_upstream_p50_ms": open_up,
             "direct_upstream_p50_ms": base_up,
         },
