@@ -2,7 +2,7 @@
 
 SQLite (the default) runs in WAL mode and every transaction starts with
 ``BEGIN IMMEDIATE``, so a read-then-write can never be overtaken by another writer;
-single-statement reads marked ``READ_ONLY`` skip it, and WAL checkpoints run in a
+``PreparedRead`` runs a hot single-row select without one, and WAL checkpoints run in a
 background thread.
 PostgreSQL is chosen by ``DATABASE_URL``. Calls run in a small thread pool so the
 service's event loop never blocks on the database.
@@ -19,16 +19,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import Select, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import SQLModel, create_engine
 
 from pixelrelay.errors import ApiError, E
-
-# An execution option for single-statement reads: on SQLite they run without BEGIN (in
-# autocommit, so no write lock is taken and nothing waits on one). PostgreSQL ignores it.
-READ_ONLY = "pixelrelay_read_only"
 
 CHECKPOINT_EVERY = 1.0  # seconds
 
@@ -70,8 +66,52 @@ def _sqlite_begin_immediate(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(conn: Any) -> None:
-        if not conn.get_execution_options().get(READ_ONLY):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class PreparedRead:
+    """A select of at most one row, compiled once and run on the pooled DBAPI connection.
+
+    For the poll path: SQLAlchemy's per-call machinery (connection, transaction, execution
+    context, result) costs about 80 us, the query itself under 10 (docs/benchmarks.md).
+    No transaction is begun, so on SQLite it takes no lock and waits on none. Values pass
+    through the columns' own result processors, as a Core select would give them.
+    """
+
+    def __init__(self, engine: Engine, statement: Select[Any]):
+        dialect = engine.dialect
+        compiled = statement.compile(dialect=dialect)
+        self._engine = engine
+        self._sql = str(compiled)
+        self._order = list(compiled.positiontup or ()) if compiled.positional else None
+        columns = list(statement.selected_columns)
+        self._names = [c.name for c in columns]
+        self._convert = [
+            c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns
+        ]
+        self._dbapi_error = dialect.loaded_dbapi.Error
+
+    def one(self, **params: Any) -> dict[str, Any] | None:
+        args = tuple(params[n] for n in self._order) if self._order is not None else params
+        raw = self._engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute(self._sql, args)
+            row = cursor.fetchone()
+            cursor.close()
+        except self._dbapi_error as exc:
+            raw.invalidate(exc)
+            raise DBAPIError.instance(
+                self._sql, args, exc, self._dbapi_error, connection_invalidated=True
+            ) from exc
+        finally:
+            raw.close()
+        if row is None:
+            return None
+        return {
+            name: convert(value) if convert else value
+            for name, convert, value in zip(self._names, self._convert, row, strict=True)
+        }
 
 
 class Database:
@@ -101,8 +141,11 @@ class Database:
         go on meanwhile; the fsync happens here, off the event loop)."""
         while not self._stop.wait(CHECKPOINT_EVERY):
             try:
-                with self.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
-                    conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                raw = self.engine.raw_connection()  # no BEGIN: a checkpoint is not a write
+                try:
+                    raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)")
+                finally:
+                    raw.close()
             except Exception:
                 log.warning("WAL checkpoint failed", exc_info=True)
 

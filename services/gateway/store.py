@@ -20,7 +20,7 @@ from sqlalchemy import select as core_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, or_, select
 
-from pixelrelay.db import READ_ONLY
+from pixelrelay.db import PreparedRead
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import common_pb2, events_pb2, public_api_pb2
 
@@ -145,7 +145,7 @@ _BY_ID = core_select(_TASKS).where(_TASKS.c.id == bindparam("t_id"))
 class TaskStore:
     def __init__(self, engine: Engine):
         self.engine = engine
-        self._reads = engine.execution_options(**{READ_ONLY: True})
+        self._by_id = PreparedRead(engine, _BY_ID)
 
     def insert_many(self, records: Sequence[TaskRecord]) -> list[None]:
         """New tasks, in one transaction (the gateway batches concurrent submits).
@@ -159,10 +159,8 @@ class TaskStore:
             s.execute(delete(TaskRecord).where(col(TaskRecord.id) == task_id))
 
     def get(self, task_id: str, account_id: str | None = None) -> public_api_pb2.Task:
-        # The poll path: one prebuilt statement outside a transaction, row → message
-        # without building a model object.
-        with self._reads.connect() as conn:
-            row = conn.execute(_BY_ID, {"t_id": task_id}).mappings().first()
+        # The poll path: row → message without SQLAlchemy's per-call work or a model object.
+        row = self._by_id.one(t_id=task_id)
         if row is None or (account_id is not None and row["account_id"] != account_id):
             raise ApiError(E.TASK_NOT_FOUND, param="id")
         return task_from_row(row)

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import pytest
+
+from gateway.store import TaskRecord, TaskStore, spec_to_json
+from pixelrelay.db import Database
+from pixelrelay.errors import ApiError, E
+from pixelrelay.v1 import common_pb2, events_pb2
+
+SPEC = common_pb2.ImageSpec(
+    model="gpt-image-2", size="1:1", resolution="1k", width=1024, height=1024, n=1
+)
+
+
+def record(task_id: str, account_id: str = "acct_a") -> TaskRecord:
+    return TaskRecord(
+        id=task_id,
+        account_id=account_id,
+        key_id="key_a",
+        model="gpt-image-2",
+        created_at_ms=1_700_000_000_123,
+        spec_json=spec_to_json(SPEC),
+        credits_reserved=7,
+        price_id="basic-1k",
+    )
+
+
+def test_a_polled_task_reads_back_as_written_and_only_for_its_owner(database: Database) -> None:
+    store = TaskStore(database.engine)
+    store.insert_many([record("t1"), record("t2", "acct_b")])
+    task = store.get("t1", "acct_a")
+    assert (task.id, task.status, task.created_at, task.credits_reserved) == (
+        "t1",
+        "processing",
+        1_700_000_000,
+        7,
+    )
+    assert task.spec == SPEC
+    done = events_pb2.TaskCompleted(
+        images=[common_pb2.StoredImage(index=0, key="k", url="https://x", width=1024)]
+    )
+    assert store.mark_completed("t1", done, charged=7, at_ms=1_700_000_001_000)
+    task = store.get("t1", "acct_a")
+    assert (task.status, task.credits_charged, task.images[0].url) == ("completed", 7, "https://x")
+    for task_id, owner in (("t2", "acct_a"), ("nope", "acct_a")):
+        with pytest.raises(ApiError) as caught:
+            store.get(task_id, owner)
+        assert caught.value.kind is E.TASK_NOT_FOUND
