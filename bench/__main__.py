@@ -17,7 +17,7 @@ from bench import report, scenarios
 from bench.profile import record
 from pixelrelay.billing_client import BillingClient
 from pixelrelay.devstack import Stack, StackConfig, wait_http
-from pixelrelay.metrics import free_port
+from pixelrelay.ports import lease_ports
 
 log = logging.getLogger("bench")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -47,7 +47,8 @@ async def main() -> None:
     soak = float(os.environ.get("BENCH_SOAK_SECONDS", "20" if quick else "120"))
     started = time.strftime("%Y-%m-%dT%H-%M-%SZ", time.gmtime())
     work = Path(tempfile.mkdtemp(prefix="pixelrelay-bench-"))
-    primary_port = free_port()
+    primary_lease = lease_ports(1)
+    [primary_port] = primary_lease.ports
     (work / "channels.yaml").write_text(CHANNELS.format(primary=primary_port))
     primary = subprocess.Popen(
         [sys.executable, "-m", "upstream_sim"],
@@ -60,7 +61,7 @@ async def main() -> None:
             "LOG_LEVEL": "warning",
         },
     )
-    config = StackConfig.free_ports(
+    config = StackConfig.leased_ports(
         work,
         dispatchers=2,
         sim_latency_ms=0,

@@ -35,7 +35,7 @@ def cpu_seconds(pid: int) -> float:
 
 async def http_probe(endpoint: str, rates: list[int], seconds: float = 4.0) -> None:
     stack = Stack(
-        StackConfig.free_ports(
+        StackConfig.leased_ports(
             Path(tempfile.mkdtemp()), sim_latency_ms=0, extra_env={"LOG_LEVEL": "warning"}
         )
     )

@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import functools
 import logging
 import os
-import random
+import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -46,6 +46,7 @@ from pixelrelay.billing_client import BillingClient
 from pixelrelay.errors import ApiError
 from pixelrelay.grpc_server import check_health
 from pixelrelay.ids import random_token
+from pixelrelay.ports import PortLease, lease_ports
 
 log = logging.getLogger("devstack")
 
@@ -82,6 +83,7 @@ class StackConfig:
     s3_endpoint: str = ""
     dispatchers: int = 1
     extra_env: dict[str, str] = field(default_factory=dict)
+    lease: PortLease | None = None  # set when the ports were leased, not configured
 
     @classmethod
     def from_env(cls) -> StackConfig:
@@ -104,25 +106,31 @@ class StackConfig:
         )
 
     @classmethod
-    def free_ports(cls, data_dir: Path, dispatchers: int = 1, **overrides: object) -> StackConfig:
-        """Every port picked free: for tests and benchmarks beside a running `make run`."""
-        http, grpc_, billing, storage, nats, s3, sim = _free_ports(7)
-        config = cls(
-            data_dir=data_dir,
-            http_port=http,
-            grpc_port=grpc_,
-            billing_port=billing,
-            storage_port=storage,
-            nats_port=nats,
-            s3_port=s3,
-            sim_port=sim,
-            dispatcher_port=_free_block(dispatchers),
-            metrics_port=_free_block(3 + dispatchers),
-            dispatchers=dispatchers,
-        )
+    def leased_ports(cls, data_dir: Path, dispatchers: int = 1, **overrides: object) -> StackConfig:
+        """Every port leased (ports.py): for tests and benchmarks beside a running `make run`
+        or each other. A stack on leased ports that loses one starts again on new ones."""
+        config = cls(data_dir=data_dir, dispatchers=dispatchers)
         for key, value in overrides.items():
             setattr(config, key, value)
+        config.lease_new_ports()
         return config
+
+    def lease_new_ports(self) -> None:
+        """Replace every port by a newly leased one (and drop the old lease)."""
+        if self.lease is not None:
+            self.lease.release()
+        self.lease = lease_ports(1, 1, 1, 1, 1, 1, 1, self.dispatchers, 3 + self.dispatchers)
+        (
+            self.http_port,
+            self.grpc_port,
+            self.billing_port,
+            self.storage_port,
+            self.nats_port,
+            self.s3_port,
+            self.sim_port,
+            self.dispatcher_port,
+            self.metrics_port,
+        ) = self.lease.ports
 
     @property
     def base_url(self) -> str:
@@ -149,35 +157,13 @@ class StackConfig:
         return ports
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_block(count: int) -> int:
-    """The first of ``count`` consecutive free ports."""
-    for _ in range(200):
-        first = random.randint(20_000, 60_000)
-        if all(_bindable(first + i) for i in range(count)):
-            return first
-    raise RuntimeError(f"no {count} consecutive free ports")
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+# How many times a stack on leased ports starts again after a child found its port taken.
+START_ATTEMPTS = 3
+# What nats-server, gRPC, uvicorn, werkzeug (moto) and prometheus say when a port is taken.
+_PORT_TAKEN = re.compile(r"address already in use|failed to bind|in use by another program", re.I)
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+# Looked up once here: a preexec_fn runs between fork and exec and must not load libraries.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
 
 
 @dataclass
@@ -188,6 +174,48 @@ class Child:
     argv: list[str]
     env: dict[str, str]
     ready: Callable[[], Awaitable[None]]
+
+    def log_tail(self, lines: int = 20) -> str:
+        with self.log_path.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 64 * 1024))
+            return b"\n".join(f.read().splitlines()[-lines:]).decode(errors="replace")
+
+
+class ChildExited(RuntimeError):
+    """A child process ended while its launcher was waiting for it to become ready."""
+
+    def __init__(self, child: Child):
+        self.name = child.name
+        self.tail = child.log_tail()
+        super().__init__(
+            f"{child.name} exited with code {child.process.returncode} while starting; "
+            f"the end of {child.log_path}:\n{self.tail}"
+        )
+
+    @property
+    def port_taken(self) -> bool:
+        return bool(_PORT_TAKEN.search(self.tail))
+
+
+def _signal_me_when_my_parent_dies(sig: int) -> None:
+    """Linux's parent-death signal for this process (elsewhere: nothing). It follows the
+    thread that forked us, and takes effect only if the parent is still there."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, sig)
+
+
+def _exit_with_launcher() -> Callable[[], None]:
+    """A preexec_fn: the child gets SIGTERM when its launcher dies, however it dies (a
+    SIGKILLed `make run` once left its children holding every port). Children are spawned
+    from the event loop's thread, which lives as long as the launcher."""
+    launcher = os.getpid()
+
+    def preexec() -> None:
+        _signal_me_when_my_parent_dies(signal.SIGTERM)
+        if os.getppid() != launcher:  # the launcher died before that took effect
+            os._exit(1)
+
+    return preexec
 
 
 class Stack:
@@ -216,6 +244,7 @@ class Stack:
                 stdin=subprocess.DEVNULL,
                 env={**os.environ, **(env or {})},
                 start_new_session=True,
+                preexec_fn=_exit_with_launcher(),
             )
         child = Child(name, process, log_path, argv, env or {}, ready)
         self.children.append(child)
@@ -239,11 +268,19 @@ class Stack:
     async def start(self) -> None:
         c = self.config
         c.data_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            await self._start_all(c)
-        except BaseException:
-            await self.stop()
-            raise
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                await self._start_all(c)
+                return
+            except ChildExited as exited:
+                await self.stop()
+                if not (exited.port_taken and c.lease is not None and attempt < START_ATTEMPTS):
+                    raise
+                log.warning("%s found its port taken; starting again on new ports", exited.name)
+                c.lease_new_ports()
+            except BaseException:
+                await self.stop()
+                raise
 
     async def _start_all(self, c: StackConfig) -> None:
         self._spawn(
@@ -329,13 +366,15 @@ class Stack:
         )
 
     async def _wait_all(self) -> None:
-        await asyncio.gather(*(child.ready() for child in self.children))
-        for child in self.children:
-            if child.process.poll() is not None:
-                raise RuntimeError(f"{child.name} exited at start; see {child.log_path}")
+        waits = [asyncio.ensure_future(_ready(child)) for child in self.children]
+        try:
+            await asyncio.gather(*waits)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     async def wait_ready(self, name: str) -> None:
-        await self.child(name).ready()
+        await _ready(self.child(name))
 
     def child(self, name: str) -> Child:
         return next(c for c in self.children if c.name == name)
@@ -367,8 +406,7 @@ class Stack:
         return int(child.process.returncode)
 
     async def revive(self, dead: Child) -> None:
-        self._spawn(dead.name, dead.argv, dead.ready, dead.env)
-        await dead.ready()
+        await _ready(self._spawn(dead.name, dead.argv, dead.ready, dead.env))
 
     async def stop(self, grace: float = 15.0) -> None:
         """SIGTERM in reverse start order, so work drains toward the services it needs."""
@@ -394,6 +432,19 @@ class Stack:
             return account.id, created.api_key
         finally:
             await billing.close()
+
+
+async def _ready(child: Child) -> None:
+    """Wait for ``child.ready()``; the moment the process ends instead, raise ChildExited."""
+    ready = asyncio.ensure_future(child.ready())
+    try:
+        while not ready.done():
+            if child.process.poll() is not None:
+                raise ChildExited(child)
+            await asyncio.wait([ready], timeout=0.05)
+        ready.result()
+    finally:
+        ready.cancel()
 
 
 async def _wait_exit(child: Child, grace: float) -> None:
@@ -480,10 +531,11 @@ async def _serve() -> None:
             for child in stack.children:
                 if child.process.poll() is not None:
                     log.error(
-                        "%s exited (code %s); see %s",
+                        "%s exited (code %s); the end of %s:\n%s",
                         child.name,
                         child.process.returncode,
                         child.log_path,
+                        child.log_tail(),
                     )
                     stop.set()
             with contextlib.suppress(TimeoutError):
@@ -496,7 +548,13 @@ async def _serve() -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="devstack: %(message)s")
-    asyncio.run(_serve())
+    # `make run` killed outright: stop the platform in order, as Ctrl-C would.
+    _signal_me_when_my_parent_dies(signal.SIGTERM)
+    try:
+        asyncio.run(_serve())
+    except ChildExited as exited:
+        log.error("%s", exited)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

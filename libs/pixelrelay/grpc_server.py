@@ -28,6 +28,10 @@ CHANNEL_OPTIONS = [
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
 
+# gRPC binds with SO_REUSEPORT by default: a second server on a taken port would start
+# without a word and take half its calls. A taken port must fail the start instead.
+SERVER_OPTIONS = [*CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)]
+
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Turns ApiError into a status + metadata, anything else into a logged INTERNAL."""
@@ -102,7 +106,7 @@ async def start_grpc_server(
     host: str = "0.0.0.0",
 ) -> GrpcServer:
     """Build → add servicers → bind → start. ``port=0`` binds a free port."""
-    server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=CHANNEL_OPTIONS)
+    server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=SERVER_OPTIONS)
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 from prometheus_client import Histogram, start_http_server
 
 # Latency buckets (seconds) for in-platform operations: 0.5 ms .. 10 s.
@@ -24,14 +22,7 @@ BATCH_SIZE = Histogram(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_metrics_server(port: int) -> int:
-    """Serve /metrics from a background thread; returns the bound port."""
-    port = port or free_port()
-    start_http_server(port, addr="0.0.0.0")
-    return port
+    """Serve /metrics from a background thread; returns the bound port (``0``: any free)."""
+    server, _thread = start_http_server(port, addr="0.0.0.0")
+    return int(server.server_port)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Iterator
 
 import uvicorn
@@ -41,6 +42,9 @@ class _Server(uvicorn.Server):
 
 
 async def run(settings: GatewaySettings, stop: asyncio.Event) -> None:
+    # Bound first, by us: uvicorn reports a taken port from inside its task and leaves the
+    # process running without its API; this fails the start instead.
+    http_socket = socket.create_server((settings.http_host, settings.http_port))
     db = Database(settings.database_url)
     db.create_all()
     store = TaskStore(db.engine)
@@ -91,7 +95,7 @@ async def run(settings: GatewaySettings, stop: asyncio.Event) -> None:
             timeout_keep_alive=75,
         )
     )
-    http_task = asyncio.create_task(http.serve())
+    http_task = asyncio.create_task(http.serve(sockets=[http_socket]))
     events_stop = asyncio.Event()
     events_task = asyncio.create_task(
         bus.consume(

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from pixelrelay.devstack import Stack, StackConfig
-from pixelrelay.metrics import free_port
 from tests.conftest import POSTGRES_URL, postgres_database
+from tests.servers import refusing_port
 
 
 @dataclass
@@ -49,7 +49,7 @@ async def running_platform(
     **env: str,
 ) -> AsyncIterator[Platform]:
     env = {"SWEEP_INTERVAL": "0.5", "FETCH_ALLOW_PRIVATE": str(allow_private).lower(), **env}
-    config = StackConfig.free_ports(
+    config = StackConfig.leased_ports(
         data_dir,
         dispatchers=dispatchers,
         sim_latency_ms=50,
@@ -125,15 +125,16 @@ async def dispatch_platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIt
     data_dir = tmp_path_factory.mktemp("dispatch")
     (data_dir / "crash").mkdir()
     channels = data_dir / "channels.yaml"
-    channels.write_text(DISPATCH_CHANNELS.format(dead_port=free_port()))
-    async with running_platform(
-        data_dir,
-        allow_private=False,
-        dispatchers=2,
-        CHANNELS_FILE=str(channels),
-        ACK_WAIT="2",
-        HEARTBEAT_EVERY="0.5",
-        MAX_DELIVER="2",
-        PIXELRELAY_CRASH_DIR=str(data_dir / "crash"),
-    ) as running:
-        yield running
+    with refusing_port() as dead_port:
+        channels.write_text(DISPATCH_CHANNELS.format(dead_port=dead_port))
+        async with running_platform(
+            data_dir,
+            allow_private=False,
+            dispatchers=2,
+            CHANNELS_FILE=str(channels),
+            ACK_WAIT="2",
+            HEARTBEAT_EVERY="0.5",
+            MAX_DELIVER="2",
+            PIXELRELAY_CRASH_DIR=str(data_dir / "crash"),
+        ) as running:
+            yield running

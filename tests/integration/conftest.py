@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
-import uvicorn
 
-from pixelrelay.metrics import free_port
+from tests.servers import serving
 from upstream_sim.app import create_app
 from upstream_sim.settings import SimSettings
 
@@ -28,32 +26,13 @@ class Simulator:
         return list((await self.control.get("/_sim/requests")).json())
 
 
-class _QuietServer(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self):  # type: ignore[no-untyped-def]
-        yield
-
-
 @contextlib.asynccontextmanager
 async def running_simulator() -> AsyncIterator[Simulator]:
-    port = free_port()
-    server = _QuietServer(
-        uvicorn.Config(
-            create_app(SimSettings()),
-            host="127.0.0.1",
-            port=port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as control:
+    async with (
+        serving(create_app(SimSettings())) as port,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as control,
+    ):
         yield Simulator(f"http://127.0.0.1:{port}/v1", control)
-    server.should_exit = True
-    await task
 
 
 @pytest.fixture

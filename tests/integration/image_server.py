@@ -7,13 +7,12 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from pixelrelay.metrics import free_port
+from tests.servers import serving
 from upstream_sim.render import render_image
 
 
@@ -54,34 +53,12 @@ def _app(server: ImageServer) -> Starlette:
     return Starlette(routes=[Route("/{path:path}", serve)])
 
 
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self):  # type: ignore[no-untyped-def]
-        yield
-
-
 @contextlib.asynccontextmanager
 async def image_server(host: str = "127.0.0.1") -> AsyncIterator[ImageServer]:
-    server = ImageServer(host, free_port())
+    server = ImageServer(host, 0)
     server.files["/cat.png"] = (render_image("cat", 1024, 768, "png"), "image/png")
     server.files["/cat.jpg"] = (render_image("cat", 1536, 864, "jpeg"), "image/jpeg")
     server.files["/page.html"] = (b"<html>hello</html>", "text/html")
     server.files["/fake.png"] = (b"this is not a png at all", "image/png")
-    uv = _Server(
-        uvicorn.Config(
-            _app(server),
-            host=host,
-            port=server.port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-        )
-    )
-    task = asyncio.create_task(uv.serve())
-    while not uv.started:
-        await asyncio.sleep(0.01)
-    try:
+    async with serving(_app(server), host) as server.port:
         yield server
-    finally:
-        uv.should_exit = True
-        await task

@@ -14,9 +14,9 @@ from dispatcher.errors import (
 )
 from dispatcher.router import AllChannelsFailed, Router
 from dispatcher.upstream import OpenAIImagesChannel
-from pixelrelay.metrics import free_port
 from pixelrelay.v1 import common_pb2
 from tests.integration.conftest import Simulator
+from tests.servers import refusing_port
 
 SPEC = common_pb2.ImageSpec(
     model="gpt-image-2",
@@ -90,8 +90,8 @@ async def test_upstream_failures_are_classified(
 
 
 async def test_refused_connection_is_retryable() -> None:
-    with pytest.raises(RetryableError):
-        await channel(f"http://127.0.0.1:{free_port()}/v1").generate("p", SPEC)
+    with refusing_port() as port, pytest.raises(RetryableError):
+        await channel(f"http://127.0.0.1:{port}/v1").generate("p", SPEC)
 
 
 def router(*urls: str, caps: dict[str, object] | None = None) -> Router:
@@ -114,8 +114,9 @@ def router(*urls: str, caps: dict[str, object] | None = None) -> Router:
 
 
 async def test_router_fails_over_past_a_refused_connection(simulator: Simulator) -> None:
-    r = router(f"http://127.0.0.1:{free_port()}/v1", simulator.url)
-    result, attempts = await r.generate("t", "p", SPEC)
+    with refusing_port() as port:
+        r = router(f"http://127.0.0.1:{port}/v1", simulator.url)
+        result, attempts = await r.generate("t", "p", SPEC)
     assert len(result.images) == 1
     assert [(a.channel, a.outcome) for a in attempts] == [("c0", "RetryableError"), ("c1", "ok")]
 

@@ -13,8 +13,8 @@ import pytest
 
 from gateway.fetch import SafeFetcher, is_public
 from pixelrelay.errors import ApiError, E
-from pixelrelay.metrics import free_port
 from tests.integration.image_server import ImageServer, image_server
+from tests.servers import refusing_port
 
 
 @pytest.fixture
@@ -188,7 +188,8 @@ async def test_declared_length_over_the_cap_is_refused_before_reading(server: Im
 async def test_unreachable_host_is_a_fetch_failure() -> None:
     fetcher = SafeFetcher(allow_private=True)
     try:
-        err = await refused(fetcher, f"http://127.0.0.1:{free_port()}/a.png")
+        with refusing_port() as port:
+            err = await refused(fetcher, f"http://127.0.0.1:{port}/a.png")
     finally:
         await fetcher.close()
     assert err.kind is E.IMAGE_FETCH_FAILED

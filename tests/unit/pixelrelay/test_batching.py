@@ -93,7 +93,8 @@ async def test_a_cancelled_caller_does_not_disturb_the_others() -> None:
     batcher = Batcher("test", flush)
     gone = asyncio.ensure_future(batcher.submit(1))
     stays = asyncio.ensure_future(batcher.submit(2))
-    await asyncio.sleep(0.01)
+    while not flush.batches:  # until both are inside the flush
+        await asyncio.sleep(0)
     gone.cancel()
     assert await stays == 4
     assert gone.cancelled()
