@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import random
 import socket
 import subprocess
 import sys
@@ -13,8 +14,10 @@ from pixelrelay.ports import ephemeral_range, lease_ports, safe_range
 def force_next_port(monkeypatch: pytest.MonkeyPatch, port: int) -> None:
     """Make the lease try ``port`` first, then any other."""
     tries = iter([port])
-    real = ports.random.randrange
-    monkeypatch.setattr(ports.random, "randrange", lambda a, b: next(tries, None) or real(a, b))
+    real = random.randrange
+    monkeypatch.setattr(
+        "pixelrelay.ports.random.randrange", lambda a, b: next(tries, None) or real(a, b)
+    )
 
 
 def test_leased_ports_are_outside_the_ephemeral_range_and_free() -> None:
@@ -83,7 +86,7 @@ def test_a_port_leased_by_another_process_is_never_handed_out(
 def test_blocks_of_one_lease_never_overlap(monkeypatch: pytest.MonkeyPatch) -> None:
     first = safe_range().start + 100
     tries = iter([first, first + 1, first + 2, first + 5])
-    monkeypatch.setattr(ports.random, "randrange", lambda a, b: next(tries))
+    monkeypatch.setattr("pixelrelay.ports.random.randrange", lambda a, b: next(tries))
     with lease_ports(3, 2) as lease:
         assert lease.ports == [first, first + 5]  # first+1 and first+2 overlap the first block
 
