@@ -77,8 +77,21 @@ async def platform(stack_dir: Path) -> AsyncIterator[Platform]:
 @pytest.fixture(scope="module")
 async def fragile_platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Platform]:
     """A platform of its own for tests that break components: production fetch policy,
-    crash points armed by creating files, holds that expire after 3 s."""
+    crash points armed by creating files. Holds keep the default deadline (an hour), so a
+    restarted billing never races the sweeper for a capture."""
     data_dir = tmp_path_factory.mktemp("fragile")
+    (data_dir / "crash").mkdir()
+    async with running_platform(
+        data_dir, allow_private=False, PIXELRELAY_CRASH_DIR=str(data_dir / "crash")
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+async def expiring_platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Platform]:
+    """Crash points, and holds that expire after 3 s: for the tests of the sweeper that
+    releases the holds of submits that died before their job was queued."""
+    data_dir = tmp_path_factory.mktemp("expiring")
     (data_dir / "crash").mkdir()
     async with running_platform(
         data_dir,

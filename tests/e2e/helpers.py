@@ -1,14 +1,27 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 
 from pixelrelay.billing_client import BillingClient
 from tests.e2e.conftest import Platform
+
+
+async def eventually(
+    check: Callable[[], Awaitable[object]], what: str, within: float = 30.0
+) -> None:
+    """Wait for a condition, not for a time: returns as soon as ``check()`` is truthy."""
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {within:.0f} s")
+        await asyncio.sleep(0.05)
 
 
 async def poll_until_done(
@@ -34,3 +47,11 @@ async def new_account(platform: Platform, grant: int) -> str:
         return (await billing.create_api_key(account.id)).api_key
     finally:
         await billing.close()
+
+
+async def upstream_requests(platform: Platform, prompt: str) -> int:
+    """How many times the simulator was asked for ``prompt`` (it keeps only hashes)."""
+    digest = hashlib.sha256(prompt.encode()).hexdigest()
+    async with httpx.AsyncClient(base_url=platform.config.sim_url) as sim:
+        seen = (await sim.get("/_sim/requests")).json()
+    return sum(1 for r in seen if r["prompt_sha256"] == digest)

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway.authcache import TTL_SECONDS
 from tests.e2e.conftest import Platform
 from tests.e2e.helpers import new_account, poll_until_done
 
@@ -64,15 +65,20 @@ async def test_concurrent_submits_never_overspend_on_postgres(postgres_platform:
     await concurrent_submits(postgres_platform, k=5, n=40)
 
 
-async def seconds_until_refused(platform: Platform, key: str) -> float:
-    """How long a revoked key keeps working (the gateway caches keys for 0.5 s)."""
+async def assert_refused_after_the_cache_ttl(platform: Platform, key: str) -> None:
+    """A revoked key may work only as long as the gateway's cache remembers it: every
+    request sent once TTL_SECONDS have passed since the revocation is refused. Judged by
+    when each request was sent, so a slow machine cannot fail it."""
     revoked_at = time.monotonic()
-    while time.monotonic() - revoked_at < 5:
+    while True:
+        sent_at = time.monotonic()
         response = await platform.http.get("/api/v1/account", headers=platform.auth(key))
-        if response.status_code == 401:
-            return time.monotonic() - revoked_at
+        late = sent_at - revoked_at >= TTL_SECONDS
+        if response.status_code == 401 and late:
+            return
+        assert response.status_code in (200, 401), response.text
+        assert not late, f"a request sent {sent_at - revoked_at:.2f} s after revocation passed"
         await asyncio.sleep(0.05)
-    raise AssertionError("the revoked key still works after 5 s")
 
 
 async def test_client_key_management(platform: Platform) -> None:
@@ -97,7 +103,7 @@ async def test_client_key_management(platform: Platform) -> None:
 
     revoked = await platform.http.delete(f"/api/v1/keys/{key['id']}", headers=platform.auth())
     assert revoked.status_code == 200 and revoked.json()["revoked_at"]
-    assert await seconds_until_refused(platform, secret) <= 1.0  # every replica, within 1 s
+    await assert_refused_after_the_cache_ttl(platform, secret)
 
     missing = await platform.http.delete("/api/v1/keys/key_nope", headers=platform.auth())
     assert missing.status_code == 404 and missing.json()["error"]["code"] == 40007
@@ -175,7 +181,7 @@ async def test_admin_api(platform: Platform) -> None:
         f"/admin/v1/keys/{key.json()['key']['id']}", headers=admin(platform)
     )
     assert revoked.status_code == 200
-    assert await seconds_until_refused(platform, secret) <= 1.0
+    await assert_refused_after_the_cache_ttl(platform, secret)
     await ledger_ok(platform)
 
 
@@ -224,8 +230,8 @@ async def wait_for_balance(platform: Platform, key: str, expected: dict[str, int
     raise AssertionError(f"balance stayed {now}, expected {expected}")
 
 
-async def test_billing_dies_between_reserve_and_publish(fragile_platform: Platform) -> None:
-    p = fragile_platform
+async def test_billing_dies_between_reserve_and_publish(expiring_platform: Platform) -> None:
+    p = expiring_platform
     key = await new_account(p, 100)
     p.arm("billing.after_reserve")
     response = await p.http.post("/api/v1/images/generations", headers=p.auth(key), json=BASIC)
@@ -236,8 +242,8 @@ async def test_billing_dies_between_reserve_and_publish(fragile_platform: Platfo
     await ledger_ok(p)
 
 
-async def test_gateway_dies_between_reserve_and_publish(fragile_platform: Platform) -> None:
-    p = fragile_platform
+async def test_gateway_dies_between_reserve_and_publish(expiring_platform: Platform) -> None:
+    p = expiring_platform
     key = await new_account(p, 100)
     p.arm("gateway.after_reserve")
     with pytest.raises(httpx.HTTPError):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 import uuid
 from collections import Counter
@@ -13,7 +12,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import Platform
-from tests.e2e.helpers import new_account, poll_until_done
+from tests.e2e.helpers import eventually, new_account, poll_until_done, upstream_requests
 
 pytestmark = pytest.mark.e2e
 
@@ -21,13 +20,6 @@ pytestmark = pytest.mark.e2e
 async def faults(platform: Platform, *rules: dict[str, Any]) -> None:
     async with httpx.AsyncClient(base_url=platform.config.sim_url) as sim:
         (await sim.put("/_sim/faults", json=list(rules))).raise_for_status()
-
-
-async def upstream_requests(platform: Platform, prompt: str) -> int:
-    digest = hashlib.sha256(prompt.encode()).hexdigest()
-    async with httpx.AsyncClient(base_url=platform.config.sim_url) as sim:
-        seen = (await sim.get("/_sim/requests")).json()
-    return sum(1 for r in seen if r["prompt_sha256"] == digest)
 
 
 async def submit(platform: Platform, prompt: str, key: str | None = None) -> str:
@@ -57,12 +49,12 @@ async def test_a_killed_dispatchers_jobs_finish_elsewhere_exactly_once(
     run = uuid.uuid4().hex[:8]
     await faults(p, {"kind": "latency", "seconds": 2, "match": f"KILL-{run}"})
     ids = [await submit(p, f"KILL-{run} {i}", key) for i in range(8)]
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:  # until every job is in an upstream call
+
+    async def all_taken() -> bool:
         tasks = [(await p.http.get(f"/api/v1/tasks/{i}", headers=p.auth(key))).json() for i in ids]
-        if all(t["timings"]["queued_ms"] is not None for t in tasks):
-            break
-        await asyncio.sleep(0.05)
+        return all(t["timings"]["queued_ms"] is not None for t in tasks)
+
+    await eventually(all_taken, "every job taken by a dispatcher")
     victim = p.stack.kill("dispatcher")  # SIGKILL mid-call
     try:
         done = [await poll_until_done(p.http, i, p.auth(key), deadline_s=30) for i in ids]

@@ -24,7 +24,7 @@ from pixelrelay.billing_client import BillingClient
 from pixelrelay.grpc_server import check_health
 from pixelrelay.v1 import common_pb2, public_api_pb2, public_api_pb2_grpc
 from tests.e2e.conftest import Platform
-from tests.e2e.helpers import new_account, poll_until_done
+from tests.e2e.helpers import eventually, new_account, poll_until_done, upstream_requests
 from upstream_sim.render import prompt_color
 
 pytestmark = pytest.mark.e2e
@@ -425,31 +425,30 @@ async def test_every_service_has_health_and_metrics(platform: Platform) -> None:
 
 
 async def test_sigterm_lets_the_dispatcher_finish_its_job(platform: Platform) -> None:
+    prompt = f"SLOW job {uuid.uuid4().hex[:8]}"
     async with httpx.AsyncClient(base_url=platform.config.sim_url) as sim:
-        await sim.put("/_sim/faults", json=[{"kind": "latency", "seconds": 2, "match": "SLOW"}])
+        await sim.put("/_sim/faults", json=[{"kind": "latency", "seconds": 2, "match": prompt}])
         try:
             submitted = await platform.http.post(
                 "/api/v1/images/generations",
                 headers=platform.auth(),
-                json={"model": "gpt-image-2", "prompt": "SLOW job"},
+                json={"model": "gpt-image-2", "prompt": prompt},
             )
             task_id = submitted.json()["id"]
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:  # until the dispatcher has picked it up
-                task = (
-                    await platform.http.get(f"/api/v1/tasks/{task_id}", headers=platform.auth())
-                ).json()
-                if task["timings"]["queued_ms"] is not None:
-                    break
-                await asyncio.sleep(0.05)
+            await eventually(
+                lambda: upstream_requests(platform, prompt), "the upstream call started"
+            )
             assert await platform.stack.restart("dispatcher") == 0
         finally:
             await sim.delete("/_sim/faults")
-    # Done by the old process inside its grace period: a redelivery would wait for AckWait.
-    task = await poll_until_done(platform.http, task_id, platform.auth(), deadline_s=5)
+    task = await poll_until_done(platform.http, task_id, platform.auth())
     await platform.stack.wait_ready("dispatcher")
     assert task["status"] == "completed"
     assert task["credits"]["charged"] == 7
+    # Finished by the old process inside its grace period: one call, one attempt, where a
+    # redelivery to the new process would have called the upstream again.
+    assert await upstream_requests(platform, prompt) == 1
+    assert len(task["attempts"]) == 1
 
 
 async def test_admin_cli_provisions_a_working_key(platform: Platform) -> None:

@@ -39,7 +39,8 @@ async def test_items_arriving_during_a_flush_wait_for_the_next_one() -> None:
     flush = Recorder(delay=0.05)
     batcher = Batcher("test", flush)
     first = asyncio.ensure_future(batcher.submit(1))
-    await asyncio.sleep(0.01)  # the first flush is now in flight
+    while not flush.batches:  # until the first flush is in flight
+        await asyncio.sleep(0)
     later = await asyncio.gather(batcher.submit(2), batcher.submit(3))
     assert (await first, later) == (2, [4, 6])
     assert flush.batches == [[1], [2, 3]]

@@ -36,9 +36,8 @@ def test_prepared_reads_take_no_write_lock(tmp_path: Path) -> None:
         count = PreparedRead(db.engine, select(func.count()).select_from(table("blob")))
         with db.engine.begin() as writer:  # holds SQLite's write lock (BEGIN IMMEDIATE)
             writer.execute(text("INSERT INTO blob (data) VALUES ('held')"))
-            started = time.monotonic()
-            # Sees the committed row only, at once (a locking read would wait 2 s and fail).
+            # Sees the committed row only (a locking read would wait out the busy timeout
+            # and fail with "database is locked").
             assert count.one() == {"count": 1}
-            assert time.monotonic() - started < 1.0
     finally:
         db.close()
