@@ -188,12 +188,17 @@ async def test_killing_make_run_leaves_no_child_behind(
         children = children_of(launcher)
         assert len(children) == 7, output.decode()  # NATS, S3, simulator, four services
         os.kill(launcher if victim == "launcher" else make.pid, signal.SIGKILL)
+        ports = own_ports(config)
+
+        def gone() -> bool:  # a dying process's sockets close a moment after it is a zombie
+            return not any(alive(pid) for pid in [launcher, *children]) and all_free(ports)
+
         deadline = time.monotonic() + 60
-        while any(alive(pid) for pid in [launcher, *children]) and time.monotonic() < deadline:
+        while not gone() and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         left = [pid for pid in [launcher, *children] if alive(pid)]
         assert not left, f"still running after 60 s: {left}"
-        assert all_free(own_ports(config))
+        assert all_free(ports), "ports still taken 60 s after the launcher died"
     finally:
         for pid in children:  # a failed run must not leave them behind either
             if alive(pid):
