@@ -15,7 +15,6 @@ from pathlib import Path
 
 from bench import report, scenarios
 from bench.profile import record
-from pixelrelay.billing_client import BillingClient
 from pixelrelay.devstack import Stack, StackConfig, wait_http
 from pixelrelay.ports import lease_ports
 
@@ -81,7 +80,7 @@ async def main() -> None:
     try:
         await wait_http(f"http://127.0.0.1:{primary_port}/healthz", "second simulator")
         await stack.start()
-        billing = BillingClient(f"127.0.0.1:{config.billing_port}")
+        billing = stack.billing()
         account = await billing.create_account("bench", 10**9)
         key = (await billing.create_api_key(account.id, "bench")).api_key
         await billing.close()

@@ -23,7 +23,6 @@ import httpx
 import orjson
 
 from bench.loadgen import http_request, open_loop, percentile
-from pixelrelay.billing_client import BillingClient
 from pixelrelay.devstack import Stack, StackConfig
 
 
@@ -41,7 +40,7 @@ async def http_probe(endpoint: str, rates: list[int], seconds: float = 4.0) -> N
     )
     await stack.start()
     try:
-        billing = BillingClient(f"127.0.0.1:{stack.config.billing_port}")
+        billing = stack.billing()
         account = await billing.create_account("probe", 10**9)
         key = (await billing.create_api_key(account.id)).api_key
         await billing.close()

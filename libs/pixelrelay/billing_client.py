@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 
 from pixelrelay.batching import Batcher
+from pixelrelay.callers import credential_metadata
 from pixelrelay.errors import ApiError, error_from_detail, error_from_rpc
 from pixelrelay.grpc_server import insecure_channel
 from pixelrelay.v1 import billing_pb2, billing_pb2_grpc, common_pb2
@@ -24,13 +26,28 @@ async def _call(call: Awaitable[T]) -> T:
 
 class BillingClient:
     """Calls wait for the channel to be ready up to ``timeout`` (a restarting billing is
-    ridden out), then fail with 90002."""
+    ridden out), then fail with 90002. Each call presents ``credential`` (callers.py)."""
 
-    def __init__(self, addr: str, timeout: float = 3.0):
+    def __init__(self, addr: str, credential: str, timeout: float = 3.0):
         self._channel = insecure_channel(addr)
         self._stub = billing_pb2_grpc.BillingStub(self._channel)
+        self._metadata = credential_metadata(credential)
         self.timeout = timeout
         self._reserves = Batcher("billing_reserve", self._reserve_many, max_size=256)
+
+    def acting_as(self, credential: str) -> BillingClient:
+        """The same channel, presenting another credential: the gateway's admin REST
+        forwards the operator's, so billing alone decides what an admin may do."""
+        other = copy.copy(self)
+        other._metadata = credential_metadata(credential)
+        return other
+
+    def _options(self, timeout: float | None = None) -> dict[str, Any]:
+        return {
+            "timeout": timeout or self.timeout,
+            "wait_for_ready": True,
+            "metadata": self._metadata,
+        }
 
     async def close(self) -> None:
         await self._channel.close()
@@ -39,15 +56,15 @@ class BillingClient:
         return await _call(
             self._stub.Authenticate(
                 billing_pb2.AuthenticateRequest(api_key=api_key),
-                timeout=self.timeout,
-                wait_for_ready=True,
+                **self._options(),
             )
         )
 
     async def quote(self, item: common_pb2.PriceItem) -> billing_pb2.QuoteResponse:
         return await _call(
             self._stub.Quote(
-                billing_pb2.QuoteRequest(item=item), timeout=self.timeout, wait_for_ready=True
+                billing_pb2.QuoteRequest(item=item),
+                **self._options(),
             )
         )
 
@@ -77,8 +94,7 @@ class BillingClient:
         response = await _call(
             self._stub.ReserveMany(
                 billing_pb2.ReserveManyRequest(requests=requests),
-                timeout=self.timeout,
-                wait_for_ready=True,
+                **self._options(),
             )
         )
         return [
@@ -90,8 +106,7 @@ class BillingClient:
         return await _call(
             self._stub.Capture(
                 billing_pb2.CaptureRequest(task_id=task_id, delivered=delivered, quality=quality),
-                timeout=self.timeout,
-                wait_for_ready=True,
+                **self._options(),
             )
         )
 
@@ -99,8 +114,7 @@ class BillingClient:
         return await _call(
             self._stub.Release(
                 billing_pb2.ReleaseRequest(task_id=task_id, reason=reason),
-                timeout=self.timeout,
-                wait_for_ready=True,
+                **self._options(),
             )
         )
 
@@ -108,8 +122,7 @@ class BillingClient:
         return await _call(
             self._stub.GetAccount(
                 billing_pb2.GetAccountRequest(account_id=account_id),
-                timeout=self.timeout,
-                wait_for_ready=True,
+                **self._options(),
             )
         )
 
@@ -117,9 +130,7 @@ class BillingClient:
         request = billing_pb2.CreateAccountRequest(name=name)
         if grant is not None:
             request.signup_grant = grant
-        return await _call(
-            self._stub.CreateAccount(request, timeout=self.timeout, wait_for_ready=True)
-        )
+        return await _call(self._stub.CreateAccount(request, **self._options()))
 
     async def create_api_key(
         self,
@@ -138,16 +149,13 @@ class BillingClient:
             request.credit_limit = credit_limit
         if rate_limit is not None:
             request.rate_limit = rate_limit
-        return await _call(
-            self._stub.CreateApiKey(request, timeout=self.timeout, wait_for_ready=True)
-        )
+        return await _call(self._stub.CreateApiKey(request, **self._options()))
 
     async def list_api_keys(self, account_id: str) -> billing_pb2.ListApiKeysResponse:
         return await _call(
             self._stub.ListApiKeys(
                 billing_pb2.ListApiKeysRequest(account_id=account_id),
-                timeout=self.timeout,
-                wait_for_ready=True,
+                **self._options(),
             )
         )
 
@@ -155,8 +163,7 @@ class BillingClient:
         return await _call(
             self._stub.RevokeApiKey(
                 billing_pb2.RevokeApiKeyRequest(key_id=key_id, account_id=account_id),
-                timeout=self.timeout,
-                wait_for_ready=True,
+                **self._options(),
             )
         )
 
@@ -164,8 +171,7 @@ class BillingClient:
         return await _call(
             self._stub.TopUp(
                 billing_pb2.MoveCreditsRequest(account_id=account_id, amount=amount, reason=reason),
-                timeout=self.timeout,
-                wait_for_ready=True,
+                **self._options(),
             )
         )
 
@@ -173,21 +179,16 @@ class BillingClient:
         return await _call(
             self._stub.Adjust(
                 billing_pb2.MoveCreditsRequest(account_id=account_id, amount=amount, reason=reason),
-                timeout=self.timeout,
-                wait_for_ready=True,
+                **self._options(),
             )
         )
 
     async def list_ledger_entries(
         self, request: billing_pb2.ListLedgerEntriesRequest
     ) -> billing_pb2.ListLedgerEntriesResponse:
-        return await _call(
-            self._stub.ListLedgerEntries(request, timeout=self.timeout, wait_for_ready=True)
-        )
+        return await _call(self._stub.ListLedgerEntries(request, **self._options()))
 
     async def check_ledger(self) -> billing_pb2.CheckLedgerResponse:
         return await _call(
-            self._stub.CheckLedger(
-                billing_pb2.CheckLedgerRequest(), timeout=60, wait_for_ready=True
-            )
+            self._stub.CheckLedger(billing_pb2.CheckLedgerRequest(), **self._options(60))
         )

@@ -1,6 +1,8 @@
 """`pixelrelay admin …`: account and key administration over billing's gRPC API.
 
-Talks to BILLING_ADDR (default 127.0.0.1:50051, what `make run` starts). Prints JSON.
+Talks to BILLING_ADDR (default 127.0.0.1:50051, what `make run` starts) with the admin
+credential in PIXELRELAY_ADMIN_TOKEN, or else the one `make run` keeps in
+$PIXELRELAY_DATA_DIR/secrets (default var/). Prints JSON.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -17,6 +20,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from pixelrelay.billing_client import BillingClient
+from pixelrelay.callers import ADMIN, DISPATCHER, GATEWAY, digest, new_credential
 from pixelrelay.errors import ApiError
 from pixelrelay.v1 import billing_pb2
 
@@ -124,11 +128,30 @@ def _parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("ledger-check", help="recompute every balance from the ledger")
     p.set_defaults(run=_ledger_check)
+
+    p = commands.add_parser(
+        "new-credential",
+        help="a new service credential, and its TRUSTED_CALLERS entry (no call is made)",
+    )
+    p.add_argument("caller", choices=[GATEWAY, DISPATCHER, ADMIN])
+    p.set_defaults(run=None)
     return parser
 
 
+def _admin_credential() -> str:
+    if "PIXELRELAY_ADMIN_TOKEN" in os.environ:
+        return os.environ["PIXELRELAY_ADMIN_TOKEN"]
+    kept = Path(os.environ.get("PIXELRELAY_DATA_DIR", "var")) / "secrets" / f"{ADMIN}.credential"
+    return kept.read_text().strip() if kept.exists() else ""
+
+
+def _new_credential(caller: str) -> dict[str, Any]:
+    credential = new_credential()
+    return {"credential": credential, "trusted_callers_entry": f"{caller}:{digest(credential)}"}
+
+
 async def _run(run: Command, args: argparse.Namespace) -> dict[str, Any]:
-    billing = BillingClient(os.environ.get("BILLING_ADDR", "127.0.0.1:50051"))
+    billing = BillingClient(os.environ.get("BILLING_ADDR", "127.0.0.1:50051"), _admin_credential())
     try:
         reply = await run(billing, args)
     finally:
@@ -141,7 +164,10 @@ async def _run(run: Command, args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        result = asyncio.run(_run(args.run, args))
+        if args.run is None:
+            result = _new_credential(args.caller)
+        else:
+            result = asyncio.run(_run(args.run, args))
     except ApiError as err:
         sys.stderr.write(f"error {err.kind.code} {err.kind.type}: {err.message}\n")
         return 1

@@ -17,7 +17,8 @@ Configuration (environment):
     PIXELRELAY_METRICS_PORT      9100           gateway; billing +1, storage +2, dispatcher i +3+i
     PIXELRELAY_SIM_LATENCY_MS    800            simulated generation time
     PIXELRELAY_DEV_API_KEY       (generated)    the dev account's key: pr_live_ + 32 letters/digits
-    PIXELRELAY_ADMIN_TOKEN       (generated)    bearer token of the admin REST API (/admin/v1)
+    PIXELRELAY_ADMIN_TOKEN       (generated)    the operator's credential: admin REST (/admin/v1)
+                                                and `pixelrelay admin` (kept in var/secrets/)
     DATABASE_URL                 sqlite files   one database for billing and gateway
     S3_ENDPOINT, S3_ACCESS_KEY, S3_SECRET_KEY, S3_BUCKET, S3_PUBLIC_ENDPOINT: external S3
 """
@@ -43,9 +44,9 @@ from pathlib import Path
 import httpx
 
 from pixelrelay.billing_client import BillingClient
+from pixelrelay.callers import ADMIN, DISPATCHER, GATEWAY, TrustedCallers, new_credential
 from pixelrelay.errors import ApiError
 from pixelrelay.grpc_server import check_health
-from pixelrelay.ids import random_token
 from pixelrelay.ports import PortLease, lease_ports
 
 log = logging.getLogger("devstack")
@@ -78,7 +79,10 @@ class StackConfig:
     metrics_port: int = 9100
     sim_latency_ms: int = 800
     dev_api_key: str = ""
-    admin_token: str = field(default_factory=lambda: random_token(32))
+    # The operator's credential: "" = the one kept in <data_dir>/secrets (made at first start).
+    admin_token: str = ""
+    # Caller name → service credential (callers.py), filled in by Stack.start.
+    credentials: dict[str, str] = field(default_factory=dict)
     database_url: str = ""
     s3_endpoint: str = ""
     dispatchers: int = 1
@@ -100,7 +104,7 @@ class StackConfig:
             metrics_port=_env_int("PIXELRELAY_METRICS_PORT", 9100),
             sim_latency_ms=_env_int("PIXELRELAY_SIM_LATENCY_MS", 800),
             dev_api_key=os.environ.get("PIXELRELAY_DEV_API_KEY", ""),
-            admin_token=os.environ.get("PIXELRELAY_ADMIN_TOKEN") or random_token(32),
+            admin_token=os.environ.get("PIXELRELAY_ADMIN_TOKEN", ""),
             database_url=os.environ.get("DATABASE_URL", ""),
             s3_endpoint=os.environ.get("S3_ENDPOINT", ""),
         )
@@ -164,6 +168,25 @@ _PORT_TAKEN = re.compile(r"address already in use|failed to bind|in use by anoth
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 # Looked up once here: a preexec_fn runs between fork and exec and must not load libraries.
 _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+
+
+def load_credentials(directory: Path, admin: str = "") -> dict[str, str]:
+    """The service credentials of a local platform, made at its first start and kept (mode
+    0600) so a restart keeps them; ``admin`` replaces the operator's."""
+    if admin and len(admin) < 24:
+        raise ValueError("PIXELRELAY_ADMIN_TOKEN must be at least 24 random characters")
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    credentials = {}
+    for caller in (GATEWAY, DISPATCHER, ADMIN):
+        path = directory / f"{caller}.credential"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(new_credential())
+        credentials[caller] = path.read_text().strip()
+    if admin:
+        credentials[ADMIN] = admin
+    return credentials
 
 
 @dataclass
@@ -250,9 +273,15 @@ class Stack:
         self.children.append(child)
         return child
 
-    def _service_env(self, metrics_offset: int) -> dict[str, str]:
+    def _service_env(self, metrics_offset: int, caller: str = "") -> dict[str, str]:
+        """What every service gets: where the others are, listeners on loopback only, the
+        digests of the callers it trusts, and its own credential if it calls others."""
         c = self.config
         env = {
+            "GRPC_HOST": "127.0.0.1",
+            "METRICS_HOST": "127.0.0.1",
+            "TRUSTED_CALLERS": TrustedCallers.of(c.credentials).spec(),
+            "SERVICE_CREDENTIAL": c.credentials[caller] if caller else "",
             "NATS_URL": c.nats_url,
             "METRICS_PORT": str(c.metrics_port + metrics_offset) if c.metrics_port else "0",
             "BILLING_ADDR": f"127.0.0.1:{c.billing_port}",
@@ -268,6 +297,8 @@ class Stack:
     async def start(self) -> None:
         c = self.config
         c.data_dir.mkdir(parents=True, exist_ok=True)
+        c.credentials = load_credentials(c.data_dir / "secrets", admin=c.admin_token)
+        c.admin_token = c.credentials[ADMIN]
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
                 await self._start_all(c)
@@ -340,7 +371,7 @@ class Stack:
                     # The packaged channels.yaml routes to "simulator"; point it here.
                     "CHANNEL_SIMULATOR_BASE_URL": f"{c.sim_url}/v1",
                     "UPSTREAM_API_KEY": "sk-simulator",
-                    **self._service_env(3 + i),
+                    **self._service_env(3 + i, DISPATCHER),
                     "GRPC_PORT": str(port),
                     "WORKER_NAME": name,
                 },
@@ -350,10 +381,10 @@ class Stack:
             self._python("gateway"),
             self._gateway_ready,
             {
-                **self._service_env(0),
+                **self._service_env(0, GATEWAY),
+                "HTTP_HOST": "127.0.0.1",
                 "HTTP_PORT": str(c.http_port),
                 "GRPC_PORT": str(c.grpc_port),
-                "ADMIN_TOKEN": c.admin_token,
                 "DATABASE_URL": db_url or f"sqlite:///{c.data_dir / 'gateway.db'}",
             },
         )
@@ -418,9 +449,15 @@ class Stack:
 
     # -- the dev account -----------------------------------------------------------------
 
+    def billing(self, caller: str = ADMIN) -> BillingClient:
+        """A client of this stack's billing, calling as ``caller`` (the operator by default)."""
+        return BillingClient(
+            f"127.0.0.1:{self.config.billing_port}", self.config.credentials[caller]
+        )
+
     async def dev_account(self, name: str = "dev") -> tuple[str, str]:
         """(account id, api key): reuses the account the key belongs to, else creates one."""
-        billing = BillingClient(f"127.0.0.1:{self.config.billing_port}")
+        billing = self.billing()
         try:
             key = self.config.dev_api_key
             if key:

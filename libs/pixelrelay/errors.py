@@ -4,7 +4,7 @@
     └── kind: ErrorKind      stable 5-digit code, type name, HTTP and gRPC status
 
 Codes are grouped by their first digit:
-    1xxxx authentication (401)       2xxxx invalid request (400, 413)
+    1xxxx authentication (401, 403)  2xxxx invalid request (400, 413)
     3xxxx credits (402, 409)         4xxxx not found (404)
     5xxxx rate limits (429)          7xxxx task failures (shown on the task)
     9xxxx platform faults (500, 503)
@@ -15,6 +15,7 @@ Over gRPC an ApiError travels as the status code plus trailing metadata
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import grpc
@@ -23,6 +24,7 @@ from pixelrelay.v1 import common_pb2
 
 __all__ = [
     "ApiError",
+    "as_public",
     "ErrorKind",
     "CATALOG",
     "E",
@@ -199,6 +201,20 @@ class E:
         grpc.StatusCode.UNAUTHENTICATED,
         "The admin API needs `Authorization: Bearer <ADMIN_TOKEN>`.",
     )
+    SERVICE_CREDENTIAL_INVALID = ErrorKind(
+        10004,
+        "invalid_service_credential",
+        401,
+        grpc.StatusCode.UNAUTHENTICATED,
+        "An internal call without a credential its server trusts (TRUSTED_CALLERS).",
+    )
+    CALLER_NOT_ALLOWED = ErrorKind(
+        10005,
+        "caller_not_allowed",
+        403,
+        grpc.StatusCode.PERMISSION_DENIED,
+        "The calling service may not call this operation.",
+    )
     RATE_LIMITED = ErrorKind(
         50001,
         "rate_limited",
@@ -264,6 +280,8 @@ class E:
     )
 
 
+log = logging.getLogger(__name__)
+
 CATALOG: dict[int, ErrorKind] = {
     kind.code: kind for kind in vars(E).values() if isinstance(kind, ErrorKind)
 }
@@ -291,6 +309,16 @@ class ApiError(Exception):
 
     def __repr__(self) -> str:
         return f"ApiError({self.kind.code} {self.kind.type}: {self.message})"
+
+
+def as_public(err: ApiError) -> ApiError:
+    """What a public client may see of an error. An internal call refused for its
+    credential is a misconfigured platform (SERVICE_CREDENTIAL, TRUSTED_CALLERS): our
+    fault, answered as 90001, never as a 401 the client would blame on its API key."""
+    if err.kind in (E.SERVICE_CREDENTIAL_INVALID, E.CALLER_NOT_ALLOWED):
+        log.error("an internal call was refused: %s", err.message)
+        return ApiError(E.INTERNAL)
+    return err
 
 
 def error_metadata(err: ApiError) -> tuple[tuple[str, str], ...]:

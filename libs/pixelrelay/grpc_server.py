@@ -1,17 +1,19 @@
-"""gRPC server builder: aio server, health checking, one error-mapping interceptor."""
+"""gRPC server builder: aio server, health checking, one interceptor that checks the caller
+and maps errors."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from pixelrelay.errors import ApiError, E, error_metadata
+from pixelrelay.callers import AccessPolicy, TrustedCallers
+from pixelrelay.errors import ApiError, E, as_public, error_metadata
 from pixelrelay.metrics import RPC_LATENCY
 
 log = logging.getLogger(__name__)
@@ -33,8 +35,14 @@ CHANNEL_OPTIONS = [
 SERVER_OPTIONS = [*CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)]
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Turns ApiError into a status + metadata, anything else into a logged INTERNAL."""
+class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """The one gate of every RPC, of every kind: checks the caller against the server's
+    AccessPolicy (callers.py), then turns ApiError into a status + metadata and anything
+    else into a logged INTERNAL."""
+
+    def __init__(self, policy: AccessPolicy, callers: TrustedCallers):
+        self.policy = policy
+        self.callers = callers
 
     async def intercept_service(
         self,
@@ -44,43 +52,87 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        method = handler_call_details.method.rsplit("/", 1)[-1]
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                _guard(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                _guard(method, handler.stream_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
+        path = handler_call_details.method
+        refusal: ApiError | None = None
+        try:
+            self.policy.check(path, self.callers.identify(handler_call_details.invocation_metadata))
+        except ApiError as err:
+            refusal = err
+        method = path.rsplit("/", 1)[-1]
+        kinds = (
+            ("unary_unary", grpc.unary_unary_rpc_method_handler, _guard_unary),
+            ("stream_unary", grpc.stream_unary_rpc_method_handler, _guard_unary),
+            ("unary_stream", grpc.unary_stream_rpc_method_handler, _guard_stream),
+            ("stream_stream", grpc.stream_stream_rpc_method_handler, _guard_stream),
+        )
+        public = self.policy.public
+        for attribute, build, guard in kinds:
+            inner = getattr(handler, attribute)
+            if inner is not None:
+                return build(
+                    guard(method, inner, refusal, public),
+                    request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer,
+                )
         return handler
 
 
-def _guard(method: str, inner: Any) -> Any:
+async def _abort(
+    method: str, context: grpc.aio.ServicerContext, exc: Exception, public: bool
+) -> None:
+    if isinstance(exc, ApiError):
+        err = as_public(exc) if public else exc
+    else:
+        log.error("unhandled error in %s", method, exc_info=exc)
+        err = ApiError(E.INTERNAL)
+    await context.abort(err.kind.grpc_status, err.message, trailing_metadata=error_metadata(err))
+
+
+def _code(exc: BaseException) -> str:
+    if isinstance(exc, ApiError):
+        return str(exc.kind.grpc_status.name)
+    if isinstance(exc, grpc.aio.AbortError):
+        return "ABORTED_BY_HANDLER"
+    return "INTERNAL"
+
+
+def _guard_unary(method: str, inner: Any, refusal: ApiError | None, public: bool) -> Any:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
         started = time.perf_counter()
         code = "OK"
         try:
+            if refusal is not None:
+                raise refusal
             return await inner(request, context)
         except grpc.aio.AbortError:
             code = "ABORTED_BY_HANDLER"
             raise
-        except ApiError as err:
-            code = err.kind.grpc_status.name
-            await context.abort(
-                err.kind.grpc_status, err.message, trailing_metadata=error_metadata(err)
-            )
-        except Exception:
-            code = "INTERNAL"
-            log.exception("unhandled error in %s", method)
-            bug = ApiError(E.INTERNAL)
-            await context.abort(
-                grpc.StatusCode.INTERNAL, bug.message, trailing_metadata=error_metadata(bug)
-            )
+        except Exception as exc:
+            code = _code(exc)
+            await _abort(method, context, exc, public)
+        finally:
+            RPC_LATENCY.labels(method, code).observe(time.perf_counter() - started)
+
+    return wrapper
+
+
+def _guard_stream(method: str, inner: Any, refusal: ApiError | None, public: bool) -> Any:
+    """Response-streaming handlers are async generators: errors surface while iterating."""
+
+    async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        started = time.perf_counter()
+        code = "OK"
+        try:
+            if refusal is not None:
+                raise refusal
+            async for item in inner(request, context):
+                yield item
+        except grpc.aio.AbortError:
+            code = "ABORTED_BY_HANDLER"
+            raise
+        except Exception as exc:
+            code = _code(exc)
+            await _abort(method, context, exc, public)
         finally:
             RPC_LATENCY.labels(method, code).observe(time.perf_counter() - started)
 
@@ -103,10 +155,16 @@ async def start_grpc_server(
     port: int,
     register: Callable[[grpc.aio.Server], None],
     service_names: Iterable[str],
+    *,
+    policy: AccessPolicy,
+    callers: TrustedCallers,
     host: str = "0.0.0.0",
 ) -> GrpcServer:
-    """Build → add servicers → bind → start. ``port=0`` binds a free port."""
-    server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=SERVER_OPTIONS)
+    """Build → add servicers → bind → start. ``port=0`` binds a free port. Every call is
+    checked against ``policy`` with the credentials of ``callers``."""
+    server = grpc.aio.server(
+        interceptors=[ServiceInterceptor(policy, callers)], options=SERVER_OPTIONS
+    )
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -119,6 +177,8 @@ async def start_grpc_server(
 
 
 def insecure_channel(addr: str) -> grpc.aio.Channel:
+    """A channel without TLS: callers prove who they are with a credential on each call
+    (callers.py); in a cluster, NetworkPolicies keep the traffic between our pods."""
     return grpc.aio.insecure_channel(addr, options=CHANNEL_OPTIONS)
 
 

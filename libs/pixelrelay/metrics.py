@@ -22,7 +22,7 @@ BATCH_SIZE = Histogram(
 )
 
 
-def start_metrics_server(port: int) -> int:
+def start_metrics_server(port: int, host: str = "0.0.0.0") -> int:
     """Serve /metrics from a background thread; returns the bound port (``0``: any free)."""
-    server, _thread = start_http_server(port, addr="0.0.0.0")
+    server, _thread = start_http_server(port, addr=host)
     return int(server.server_port)

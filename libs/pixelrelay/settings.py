@@ -6,6 +6,7 @@ once in ``__main__`` and passed down, so tests can run several services in one p
 
 from __future__ import annotations
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -15,6 +16,13 @@ class ServiceSettings(BaseSettings):
     log_level: str = "info"
     # Prometheus scrape port; 0 picks a free one.
     metrics_port: int = 0
+    # Interfaces of the gRPC and metrics listeners (`make run`: 127.0.0.1).
+    grpc_host: str = "0.0.0.0"
+    metrics_host: str = "0.0.0.0"
+    # This process's credential on its internal gRPC calls (callers.py).
+    service_credential: SecretStr = SecretStr("")
+    # Who may call this process's internal gRPC API: name:sha256hex,name:sha256hex.
+    trusted_callers: str = ""
     nats_url: str = "nats://127.0.0.1:4333"
     # Seconds in-flight work gets to finish after SIGTERM.
     shutdown_grace: float = 10.0

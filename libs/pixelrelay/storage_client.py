@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
+from pixelrelay.callers import credential_metadata
 from pixelrelay.errors import error_from_rpc
 from pixelrelay.grpc_server import insecure_channel
 from pixelrelay.v1 import common_pb2, storage_pb2, storage_pb2_grpc
@@ -32,10 +34,20 @@ def _chunks(data: bytes) -> list[bytes]:
 
 
 class StorageClient:
-    def __init__(self, addr: str, timeout: float = 120.0):
+    """Each call presents ``credential`` (callers.py)."""
+
+    def __init__(self, addr: str, credential: str, timeout: float = 120.0):
         self._channel = insecure_channel(addr)
         self._stub = storage_pb2_grpc.StorageStub(self._channel)
+        self._metadata = credential_metadata(credential)
         self.timeout = timeout
+
+    def _options(self, timeout: float | None = None) -> dict[str, Any]:
+        return {
+            "timeout": timeout or self.timeout,
+            "wait_for_ready": True,
+            "metadata": self._metadata,
+        }
 
     async def close(self) -> None:
         await self._channel.close()
@@ -77,7 +89,7 @@ class StorageClient:
                     )
 
         try:
-            reply = await self._stub.StoreImages(parts(), timeout=self.timeout, wait_for_ready=True)
+            reply = await self._stub.StoreImages(parts(), **self._options())
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc(exc) from exc
         return list(reply.images)
@@ -99,7 +111,8 @@ class StorageClient:
 
         try:
             reply: storage_pb2.StoredObject = await self._stub.PutObject(
-                parts(), timeout=self.timeout, wait_for_ready=True
+                parts(),
+                **self._options(),
             )
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc(exc) from exc
@@ -109,7 +122,8 @@ class StorageClient:
         data = bytearray()
         try:
             async for chunk in self._stub.GetObject(
-                storage_pb2.GetObjectRequest(key=key), timeout=self.timeout, wait_for_ready=True
+                storage_pb2.GetObjectRequest(key=key),
+                **self._options(),
             ):
                 data += chunk.data
         except grpc.aio.AioRpcError as exc:
@@ -120,7 +134,7 @@ class StorageClient:
         """Whether the task's images were already stored (then completion is re-announced)."""
         try:
             reply = await self._stub.Reannounce(
-                storage_pb2.ReannounceRequest(task_id=task_id), timeout=30, wait_for_ready=True
+                storage_pb2.ReannounceRequest(task_id=task_id), **self._options(30)
             )
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc(exc) from exc

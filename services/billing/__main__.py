@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from billing.access import BILLING_ACCESS
 from billing.ledger import Ledger
 from billing.migrate import upgrade
 from billing.prices import PriceList
@@ -12,6 +13,7 @@ from billing.servicer import BillingServicer
 from billing.settings import BillingSettings
 from billing.sweeper import run_sweeper
 from pixelrelay import bus
+from pixelrelay.callers import TrustedCallers
 from pixelrelay.db import Database
 from pixelrelay.grpc_server import start_grpc_server
 from pixelrelay.lifecycle import run_until_signalled
@@ -31,12 +33,15 @@ async def run(settings: BillingSettings, stop: asyncio.Event) -> None:
         settings.grpc_port,
         lambda s: billing_pb2_grpc.add_BillingServicer_to_server(servicer, s),
         [billing_pb2.DESCRIPTOR.services_by_name["Billing"].full_name],
+        policy=BILLING_ACCESS,
+        callers=TrustedCallers.parse(settings.trusted_callers),
+        host=settings.grpc_host,
     )
     nc = await bus.connect(settings.nats_url, "billing")
     js = nc.jetstream()
     await bus.ensure_streams(js)
     sweeper = asyncio.create_task(run_sweeper(ledger, db, js, stop, settings.sweep_interval))
-    metrics_port = start_metrics_server(settings.metrics_port)
+    metrics_port = start_metrics_server(settings.metrics_port, settings.metrics_host)
     log.info(
         "billing ready",
         extra={

@@ -18,6 +18,7 @@ from dispatcher.router import Router
 from dispatcher.settings import DispatcherSettings
 from dispatcher.worker import JobHandler
 from pixelrelay import bus
+from pixelrelay.callers import AccessPolicy, TrustedCallers
 from pixelrelay.grpc_server import start_grpc_server
 from pixelrelay.lifecycle import run_until_signalled
 from pixelrelay.logging import configure_logging
@@ -58,7 +59,7 @@ async def run(settings: DispatcherSettings, router: Router, stop: asyncio.Event)
     nc = await bus.connect(settings.nats_url, settings.worker_name)
     js = nc.jetstream()
     await bus.ensure_streams(js)
-    storage = StorageClient(settings.storage_addr)
+    storage = StorageClient(settings.storage_addr, settings.service_credential.get_secret_value())
     handler = JobHandler(
         js=js,
         router=router,
@@ -67,8 +68,15 @@ async def run(settings: DispatcherSettings, router: Router, stop: asyncio.Event)
         heartbeat_every=settings.heartbeat_every,
         max_deliver=settings.max_deliver,
     )
-    server = await start_grpc_server(settings.grpc_port, lambda s: None, [])
-    metrics_port = start_metrics_server(settings.metrics_port)
+    server = await start_grpc_server(  # health checks only: every other call is refused
+        settings.grpc_port,
+        lambda s: None,
+        [],
+        policy=AccessPolicy({}),
+        callers=TrustedCallers({}),
+        host=settings.grpc_host,
+    )
+    metrics_port = start_metrics_server(settings.metrics_port, settings.metrics_host)
     log.info(
         "dispatcher ready",
         extra={

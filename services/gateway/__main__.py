@@ -22,6 +22,7 @@ from gateway.settings import GatewaySettings
 from gateway.store import TaskStore
 from pixelrelay import bus
 from pixelrelay.billing_client import BillingClient
+from pixelrelay.callers import AccessPolicy, TrustedCallers
 from pixelrelay.db import Database
 from pixelrelay.grpc_server import start_grpc_server
 from pixelrelay.lifecycle import run_until_signalled
@@ -45,14 +46,15 @@ async def run(settings: GatewaySettings, stop: asyncio.Event) -> None:
     # Bound first, by us: uvicorn reports a taken port from inside its task and leaves the
     # process running without its API; this fails the start instead.
     http_socket = socket.create_server((settings.http_host, settings.http_port))
+    credential = settings.service_credential.get_secret_value()
     db = Database(settings.database_url)
     db.create_all()
     store = TaskStore(db.engine)
-    billing = BillingClient(settings.billing_addr)
+    billing = BillingClient(settings.billing_addr, credential)
     nc = await bus.connect(settings.nats_url, "gateway")
     js = nc.jetstream()
     await bus.ensure_streams(js)
-    storage = StorageClient(settings.storage_addr)
+    storage = StorageClient(settings.storage_addr, credential)
     fetcher = SafeFetcher(
         allow_private=settings.fetch_allow_private,
         max_bytes=settings.max_image_bytes,
@@ -74,12 +76,15 @@ async def run(settings: GatewaySettings, stop: asyncio.Event) -> None:
         settings.grpc_port,
         lambda s: public_api_pb2_grpc.add_PublicApiServicer_to_server(PublicApiServicer(api), s),
         [public_api_pb2.DESCRIPTOR.services_by_name["PublicApi"].full_name],
+        policy=AccessPolicy({}, public=True),  # API keys, checked by the servicer
+        callers=TrustedCallers({}),
+        host=settings.grpc_host,
     )
     http = _Server(
         uvicorn.Config(
             asgi_app(
                 api,
-                AdminAccess(billing, settings.admin_token.get_secret_value()),
+                AdminAccess(billing, own_credential=credential),
                 max_body_bytes=settings.max_body_bytes,
                 max_upload_bytes=settings.max_image_bytes + 64 * 1024,
             ),
@@ -109,7 +114,7 @@ async def run(settings: GatewaySettings, stop: asyncio.Event) -> None:
             grace=settings.shutdown_grace,
         )
     )
-    metrics_port = start_metrics_server(settings.metrics_port)
+    metrics_port = start_metrics_server(settings.metrics_port, settings.metrics_host)
     log.info(
         "gateway ready",
         extra={

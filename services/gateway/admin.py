@@ -1,13 +1,16 @@
-"""Admin REST (/admin/v1): a translation of billing's admin gRPC calls, behind ADMIN_TOKEN."""
+"""Admin REST (/admin/v1): a translation of billing's admin gRPC calls, made with the
+caller's own bearer as the admin credential (billing checks it against TRUSTED_CALLERS)."""
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 
 from gateway import translate
 from gateway.responses import JSONBody
@@ -34,26 +37,47 @@ ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorOut} for s in (400,
 @dataclass(frozen=True)
 class AdminAccess:
     billing: BillingClient
-    token: str  # "" = the admin API is switched off
+    own_credential: str  # the gateway's: never accepted as an admin's
 
 
-def authorize(
+async def authorize(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> BillingClient:
+    """Billing alone knows the admin credential (TRUSTED_CALLERS): the bearer is forwarded
+    as the call's credential, and a refusal of it becomes 401 here."""
     access: AdminAccess | None = request.app.state.admin
-    if access is None or not access.token:
-        raise ApiError(E.ADMIN_TOKEN_INVALID, "the admin API is not enabled (ADMIN_TOKEN)")
-    given = (authorization or "").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(given.encode(), access.token.encode()):
+    if access is None:
+        raise ApiError(E.ADMIN_TOKEN_INVALID, "the admin API is not served here")
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme != "Bearer" or not token or hmac.compare_digest(token, access.own_credential):
         raise ApiError(E.ADMIN_TOKEN_INVALID)
-    return access.billing
+    return access.billing.acting_as(token)
+
+
+class _AdminRoute(APIRoute):
+    """Billing's refusal of the forwarded credential is the admin's 401."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except ApiError as err:
+                if err.kind in (E.SERVICE_CREDENTIAL_INVALID, E.CALLER_NOT_ALLOWED):
+                    raise ApiError(E.ADMIN_TOKEN_INVALID) from None
+                raise
+
+        return guarded
 
 
 Billing = Annotated[BillingClient, Depends(authorize)]
 
 
 def admin_router() -> APIRouter:
-    router = APIRouter(prefix="/admin/v1", tags=["admin"], responses=ERRORS)
+    router = APIRouter(
+        prefix="/admin/v1", tags=["admin"], responses=ERRORS, route_class=_AdminRoute
+    )
 
     @router.post("/accounts", response_model=AccountOut, summary="Create an account")
     async def create_account(body: AccountCreateBody, billing: Billing) -> Response:

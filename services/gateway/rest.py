@@ -38,7 +38,7 @@ from gateway.schemas import (
     UploadOut,
     UsageOut,
 )
-from pixelrelay.errors import ApiError, E
+from pixelrelay.errors import ApiError, E, as_public
 from pixelrelay.ids import random_token
 from pixelrelay.metrics import FAST_BUCKETS
 from pixelrelay.v1 import public_api_pb2
@@ -76,6 +76,7 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def error_response(err: ApiError, request_id: str) -> JSONBody:
+    err = as_public(err)
     body = {
         "error": {
             "code": err.kind.code,

@@ -1,10 +1,6 @@
 from __future__ import annotations
 
-from pydantic import SecretStr, field_validator
-
 from pixelrelay.settings import ServiceSettings
-
-_PLACEHOLDERS = {"changeme", "change-me", "admin", "secret", "password", "token", "test"}
 
 
 class GatewaySettings(ServiceSettings):
@@ -23,17 +19,7 @@ class GatewaySettings(ServiceSettings):
     # Local development only: let reference URLs point at private or loopback hosts.
     fetch_allow_private: bool = False
     fetch_timeout: float = 20.0
-    # Bearer token for /admin/v1; empty switches the admin API off.
-    admin_token: SecretStr = SecretStr("")
     # Requests per minute for keys without their own limit; 0 = unlimited.
     default_rate_limit: int = 0
     # Task-event consumers in this process.
     event_concurrency: int = 32
-
-    @field_validator("admin_token")
-    @classmethod
-    def _real_token(cls, token: SecretStr) -> SecretStr:
-        value = token.get_secret_value()
-        if value and (len(value) < 24 or value.lower() in _PLACEHOLDERS):
-            raise ValueError("ADMIN_TOKEN must be at least 24 random characters (or empty)")
-        return token

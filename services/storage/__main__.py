@@ -6,11 +6,13 @@ import asyncio
 import logging
 
 from pixelrelay import bus
+from pixelrelay.callers import TrustedCallers
 from pixelrelay.grpc_server import start_grpc_server
 from pixelrelay.lifecycle import run_until_signalled
 from pixelrelay.logging import configure_logging
 from pixelrelay.metrics import start_metrics_server
 from pixelrelay.v1 import storage_pb2, storage_pb2_grpc
+from storage.access import STORAGE_ACCESS
 from storage.blobstore import BlobStore
 from storage.servicer import StorageServicer
 from storage.settings import StorageSettings
@@ -29,8 +31,11 @@ async def run(settings: StorageSettings, stop: asyncio.Event) -> None:
         settings.grpc_port,
         lambda s: storage_pb2_grpc.add_StorageServicer_to_server(servicer, s),
         [storage_pb2.DESCRIPTOR.services_by_name["Storage"].full_name],
+        policy=STORAGE_ACCESS,
+        callers=TrustedCallers.parse(settings.trusted_callers),
+        host=settings.grpc_host,
     )
-    metrics_port = start_metrics_server(settings.metrics_port)
+    metrics_port = start_metrics_server(settings.metrics_port, settings.metrics_host)
     log.info("storage ready", extra={"grpc_port": server.port, "metrics_port": metrics_port})
     try:
         await stop.wait()

@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 
-from pixelrelay.billing_client import BillingClient
 from tests.e2e.conftest import Platform
 
 
@@ -41,7 +40,7 @@ async def poll_until_done(
 
 async def new_account(platform: Platform, grant: int) -> str:
     """A fresh account with ``grant`` credits; returns its API key."""
-    billing = BillingClient(f"127.0.0.1:{platform.config.billing_port}")
+    billing = platform.stack.billing()
     try:
         account = await billing.create_account(f"e2e-{uuid.uuid4().hex[:6]}", grant)
         return (await billing.create_api_key(account.id)).api_key

@@ -211,13 +211,32 @@ async def test_admin_refuses_bad_movements_and_writes_nothing(
     assert again.json()["balance"] == 10
 
 
-@pytest.mark.parametrize("token", [None, "Bearer wrong-token", "Basic abc"])
-async def test_admin_needs_the_admin_token(platform: Platform, token: str | None) -> None:
-    headers = {"Authorization": token} if token else {}
-    response = await platform.http.get("/admin/v1/ledger/check", headers=headers)
-    assert response.status_code == 401 and response.json()["error"]["code"] == 10003
-    user = await platform.http.get("/admin/v1/ledger/check", headers=platform.auth())
-    assert user.status_code == 401
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "Bearer wrong-token",
+        "Basic abc",
+        "{admin}",  # the right token without its scheme
+        "Bearer {gateway}",  # a service's credential is not an admin's
+        "Bearer {dispatcher}",
+        "Bearer {api_key}",
+    ],
+)
+async def test_admin_needs_the_admin_token(platform: Platform, authorization: str | None) -> None:
+    credentials = {**platform.config.credentials, "api_key": platform.api_key}
+    headers = {"Authorization": authorization.format(**credentials)} if authorization else {}
+    before = await account(platform)
+    for method, path in [
+        ("GET", "/admin/v1/ledger/check"),
+        ("GET", f"/admin/v1/accounts/{platform.account_id}"),  # the gateway may read accounts
+        ("POST", f"/admin/v1/accounts/{platform.account_id}/top-ups"),
+    ]:
+        body = {"amount": 1000, "reason": "free"} if method == "POST" else None
+        response = await platform.http.request(method, path, headers=headers, json=body)
+        assert response.status_code == 401, (path, response.text)
+        assert response.json()["error"]["code"] == 10003
+    assert await account(platform) == before
 
 
 async def wait_for_balance(platform: Platform, key: str, expected: dict[str, int]) -> None:

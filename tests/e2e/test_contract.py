@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -297,6 +298,22 @@ async def test_someone_elses_upload_is_not_found(platform: Platform) -> None:
         key=other,
     )
     assert (error["status"], error["code"]) == (404, 40006)
+
+
+async def test_a_missing_upload_of_your_own_is_not_found(platform: Platform) -> None:
+    """Storage's answer streams back (GetObject): it used to skip the error mapping (500)."""
+    png = render_image("own upload", 1024, 1024, "png")
+    upload = (
+        await platform.http.post(
+            "/api/v1/uploads", headers=platform.auth(), files={"file": ("u.png", png, "image/png")}
+        )
+    ).json()
+    missing = re.sub(r"upl_[0-9A-Za-z]+", "upl_doesnotexist", upload["url"])
+    assert missing != upload["url"]
+    error = await error_of(
+        platform, {"model": "gpt-image-2", "prompt": "gone", "image_urls": [missing]}
+    )
+    assert (error["status"], error["code"], error["param"]) == (404, 40006, "image_urls[0]")
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from pixelrelay.billing_client import BillingClient
+from pixelrelay.callers import GATEWAY
 from pixelrelay.grpc_server import check_health
 from pixelrelay.v1 import common_pb2, public_api_pb2, public_api_pb2_grpc
 from tests.e2e.conftest import Platform
@@ -394,7 +394,7 @@ async def test_task_state_survives_a_gateway_restart(platform: Platform) -> None
 async def test_holds_past_their_deadline_are_released(platform: Platform) -> None:
     """A submit that died between reserve and publish: the sweeper gives the credits back."""
     key = await new_account(platform, 50)
-    billing = BillingClient(f"127.0.0.1:{platform.config.billing_port}")
+    billing = platform.stack.billing(GATEWAY)  # reserves as the gateway would
     try:
         principal = await billing.authenticate(key)
         await billing.reserve(
@@ -452,23 +452,44 @@ async def test_sigterm_lets_the_dispatcher_finish_its_job(platform: Platform) ->
 
 
 async def test_admin_cli_provisions_a_working_key(platform: Platform) -> None:
-    env = {**os.environ, "BILLING_ADDR": f"127.0.0.1:{platform.config.billing_port}"}
+    env = {
+        **os.environ,
+        "BILLING_ADDR": f"127.0.0.1:{platform.config.billing_port}",
+        "PIXELRELAY_ADMIN_TOKEN": platform.config.admin_token,
+    }
 
-    def admin(*args: str) -> dict[str, Any]:
-        done = subprocess.run(
+    def admin(*args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
             [sys.executable, "-m", "pixelrelay.cli", "admin", *args],
-            env=env,
+            env=env if token is None else {**env, "PIXELRELAY_ADMIN_TOKEN": token},
             capture_output=True,
             text=True,
             timeout=30,
         )
+
+    def ok(*args: str) -> dict[str, Any]:
+        done = admin(*args)
         assert done.returncode == 0, done.stderr
         return dict(json.loads(done.stdout))
 
-    account = admin("create-account", "cli-test", "--grant", "42")
-    key = admin("create-key", account["id"])["api_key"]
+    account = ok("create-account", "cli-test", "--grant", "42")
+    key = ok("create-key", account["id"])["api_key"]
     assert await balance(platform, key) == {"account_id": account["id"], "balance": 42, "held": 0}
-    assert admin("ledger-check")["ok"] is True
+    assert ok("ledger-check")["ok"] is True
+
+    for token in ("", "pxs_not-the-admin-credential-at-all"):
+        refused = admin("top-up", account["id"], "1000000", "--reason", "x", token=token)
+        assert refused.returncode == 1 and "10004 invalid_service_credential" in refused.stderr
+    gateway = admin(
+        "top-up",
+        account["id"],
+        "1000000",
+        "--reason",
+        "x",
+        token=platform.config.credentials["gateway"],
+    )
+    assert gateway.returncode == 1 and "10005 caller_not_allowed" in gateway.stderr
+    assert (await balance(platform, key))["balance"] == 42
 
 
 async def test_gateway_serves_the_spec_in_docs_and_the_web_ui(platform: Platform) -> None:
@@ -483,7 +504,7 @@ async def test_gateway_serves_the_spec_in_docs_and_the_web_ui(platform: Platform
 
 async def test_zz_ledger_balances_and_logs_hold_no_secrets(platform: Platform) -> None:
     """Runs last in this module: after everything above, the books and the logs are clean."""
-    billing = BillingClient(f"127.0.0.1:{platform.config.billing_port}")
+    billing = platform.stack.billing()
     try:
         check = await billing.check_ledger()
     finally:

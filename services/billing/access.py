@@ -1,0 +1,30 @@
+"""Who may call each billing RPC (callers.py). The gateway serves the public API on behalf of
+API keys; only the operator's admin credential mints credits, creates accounts or checks
+the ledger."""
+
+from __future__ import annotations
+
+from pixelrelay.callers import ADMIN, GATEWAY, AccessPolicy
+
+_GATEWAY = frozenset({GATEWAY})
+_ADMIN = frozenset({ADMIN})
+_BOTH = frozenset({GATEWAY, ADMIN})
+
+BILLING_ACCESS = AccessPolicy(
+    {
+        "Authenticate": _GATEWAY,
+        "Quote": _GATEWAY,
+        "ReserveMany": _GATEWAY,
+        "Capture": _GATEWAY,  # on the task's completed event
+        "Release": _GATEWAY,  # a refused submit, a failed task
+        "GetAccount": _BOTH,
+        "CreateApiKey": _BOTH,
+        "ListApiKeys": _BOTH,
+        "RevokeApiKey": _BOTH,
+        "ListLedgerEntries": _BOTH,
+        "CreateAccount": _ADMIN,
+        "TopUp": _ADMIN,
+        "Adjust": _ADMIN,
+        "CheckLedger": _ADMIN,
+    }
+)
