@@ -15,6 +15,7 @@ import httpx
 import orjson
 
 from bench.loadgen import Sample, http_request, open_loop, percentile
+from pixelrelay import bus
 from pixelrelay.devstack import Stack
 
 RATE = 10.0  # tasks/s for the failover runs: well below capacity, so no queueing
@@ -121,13 +122,8 @@ async def submit(bench: Bench, steps: list[tuple[int, float]]) -> ScenarioResult
 
 
 async def purge_jobs(bench: Bench) -> None:
-    import nats  # noqa: PLC0415 - only this scenario talks to the bus directly
-
-    nc = await nats.connect(bench.stack.config.nats_url)
-    try:
-        await nc.jetstream().purge_stream("PIXELRELAY_JOBS")
-    finally:
-        await nc.close()
+    async with bench.stack.bus() as nc:
+        await nc.jetstream().purge_stream(bus.JOBS_STREAM)
 
 
 async def poll(bench: Bench, steps: list[tuple[int, float]]) -> ScenarioResult:

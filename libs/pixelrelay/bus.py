@@ -37,30 +37,63 @@ log = logging.getLogger(__name__)
 JOBS_STREAM = "PIXELRELAY_JOBS"
 JOBS_SUBJECT = "pixelrelay.jobs.images"
 EVENTS_STREAM = "PIXELRELAY_EVENTS"
-EVENTS_SUBJECTS = "pixelrelay.events.task.>"
+EVENTS_PREFIX = "pixelrelay.events.task"
+EVENTS_SUBJECTS = f"{EVENTS_PREFIX}.>"
+# The durable consumers (bus_access.py grants each to its service alone).
+GATEWAY_EVENTS_CONSUMER = "gateway-task-events"
+DISPATCHER_CONSUMER = "dispatcher"
+DEADLETTER_CONSUMER = "dispatcher-deadletter"
 # Jobs that reached their delivery limit: JetStream's advisory for each, and a copy of the
 # job without its prompt, kept a week for inspection.
 DEADLETTER_STREAM = "PIXELRELAY_DEADLETTER"
-MAX_DELIVERIES_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.PIXELRELAY_JOBS.dispatcher"
+MAX_DELIVERIES_ADVISORY = (
+    f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{JOBS_STREAM}.{DISPATCHER_CONSUMER}"
+)
 DEADLETTER_SUBJECT = "pixelrelay.deadletter.jobs"
 DEDUP_WINDOW_S = 600.0
 
 Handler = Callable[[Msg], Awaitable[None]]
 
 
-async def connect(url: str, name: str) -> NATS:
-    """Connect, retrying forever on later disconnects (JetStream keeps the data)."""
+def inbox_prefix(user: str) -> str:
+    return f"_INBOX_{user}"
+
+
+async def connect(url: str, name: str, user: str = "", password: str = "") -> NATS:
+    """Connect as ``user`` (bus_access.py), retrying forever on later disconnects
+    (JetStream keeps the data). Replies arrive under the user's own inbox prefix, the only
+    one its permissions let it read."""
+    credentials: dict[str, str] = {}
+    if user:
+        credentials = {"user": user, "password": password, "inbox_prefix": inbox_prefix(user)}
     return await nats.connect(
         url,
         name=name,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
         connect_timeout=5,
+        **credentials,  # type: ignore[arg-type]
     )
 
 
+async def require_streams(js: JetStreamContext, *streams: str) -> None:
+    """Wait until the streams exist: the bus is set up by its administrator
+    (`pixelrelay admin bus-setup`; `make run` does it), never by a service."""
+    waited = 0
+    while True:
+        try:
+            for stream in streams:
+                await js.stream_info(stream)
+            return
+        except nats.js.errors.NotFoundError:
+            if waited % 10 == 0:
+                log.warning("waiting for the bus streams; run `pixelrelay admin bus-setup`")
+            waited += 1
+            await asyncio.sleep(1.0)
+
+
 async def ensure_streams(js: JetStreamContext) -> None:
-    """Create or update both streams; safe for every service to call at start."""
+    """Create or update every stream (the bus administrator's job, idempotent)."""
     configs = [
         StreamConfig(
             name=JOBS_STREAM,
@@ -115,7 +148,7 @@ async def publish_event(js: JetStreamContext, event: events_pb2.TaskEvent) -> No
     kind = event_kind(event)
     await publish(
         js,
-        f"pixelrelay.events.task.{kind}",
+        f"{EVENTS_PREFIX}.{kind}",
         event.SerializeToString(),
         msg_id=f"{event.task_id}.{kind}",
     )

@@ -19,9 +19,12 @@ import orjson
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from pixelrelay import bus
 from pixelrelay.billing_client import BillingClient
+from pixelrelay.bus_access import ADMIN_USER, SERVICE_USERS, authorization
 from pixelrelay.callers import ADMIN, DISPATCHER, GATEWAY, digest, new_credential
 from pixelrelay.errors import ApiError
+from pixelrelay.ids import random_token
 from pixelrelay.v1 import billing_pb2
 
 Command = Callable[[BillingClient, argparse.Namespace], Awaitable[Message]]
@@ -134,8 +137,42 @@ def _parser() -> argparse.ArgumentParser:
         help="a new service credential, and its TRUSTED_CALLERS entry (no call is made)",
     )
     p.add_argument("caller", choices=[GATEWAY, DISPATCHER, ADMIN])
-    p.set_defaults(run=None)
+    p.set_defaults(run=None, local=lambda args: _new_credential(args.caller))
+
+    p = commands.add_parser(
+        "nats-users",
+        help="a password per NATS user (or NATS_PASSWORD_<USER>) and nats-server's "
+        "authorization block for them (no call is made)",
+    )
+    p.set_defaults(run=None, local=lambda args: _nats_users())
+
+    p = commands.add_parser(
+        "bus-setup", help="create or update the JetStream streams (NATS_URL, NATS_USER, …)"
+    )
+    p.set_defaults(run=None, local=lambda args: asyncio.run(_bus_setup()))
     return parser
+
+
+def _nats_users() -> dict[str, Any]:
+    passwords = {
+        user: os.environ.get(f"NATS_PASSWORD_{user.upper()}") or random_token(32)
+        for user in (*SERVICE_USERS, ADMIN_USER)
+    }
+    return {"passwords": passwords, "authorization": authorization(passwords)}
+
+
+async def _bus_setup() -> dict[str, Any]:
+    nc = await bus.connect(
+        os.environ.get("NATS_URL", "nats://127.0.0.1:4333"),
+        "pixelrelay-admin",
+        os.environ.get("NATS_USER", ADMIN_USER),
+        os.environ.get("NATS_PASSWORD", ""),
+    )
+    try:
+        await bus.ensure_streams(nc.jetstream())
+    finally:
+        await nc.close()
+    return {"streams": [bus.JOBS_STREAM, bus.EVENTS_STREAM, bus.DEADLETTER_STREAM]}
 
 
 def _admin_credential() -> str:
@@ -164,10 +201,7 @@ async def _run(run: Command, args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.run is None:
-            result = _new_credential(args.caller)
-        else:
-            result = asyncio.run(_run(args.run, args))
+        result = args.local(args) if args.run is None else asyncio.run(_run(args.run, args))
     except ApiError as err:
         sys.stderr.write(f"error {err.kind.code} {err.kind.type}: {err.message}\n")
         return 1

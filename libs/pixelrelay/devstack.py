@@ -37,16 +37,20 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from nats.aio.client import Client as NATS
 
 from pixelrelay.billing_client import BillingClient
+from pixelrelay.bus import connect, ensure_streams
+from pixelrelay.bus_access import ADMIN_USER, SERVICE_USERS, server_config
 from pixelrelay.callers import ADMIN, DISPATCHER, GATEWAY, TrustedCallers, new_credential
 from pixelrelay.errors import ApiError
 from pixelrelay.grpc_server import check_health
+from pixelrelay.ids import random_token
 from pixelrelay.ports import PortLease, lease_ports
 
 log = logging.getLogger("devstack")
@@ -81,8 +85,10 @@ class StackConfig:
     dev_api_key: str = ""
     # The operator's credential: "" = the one kept in <data_dir>/secrets (made at first start).
     admin_token: str = ""
-    # Caller name → service credential (callers.py), filled in by Stack.start.
+    # Caller name → service credential (callers.py) and NATS user → password
+    # (bus_access.py), filled in by Stack.start.
     credentials: dict[str, str] = field(default_factory=dict)
+    nats_passwords: dict[str, str] = field(default_factory=dict)
     database_url: str = ""
     s3_endpoint: str = ""
     dispatchers: int = 1
@@ -170,23 +176,36 @@ _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
 
 
+def kept_secret(path: Path, make: Callable[[], str]) -> str:
+    """A secret of the local platform: made at its first start, kept (mode 0600) so that
+    a restart finds the same one."""
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(make())
+    return path.read_text().strip()
+
+
 def load_credentials(directory: Path, admin: str = "") -> dict[str, str]:
-    """The service credentials of a local platform, made at its first start and kept (mode
-    0600) so a restart keeps them; ``admin`` replaces the operator's."""
+    """The service credentials (callers.py); ``admin`` replaces the operator's."""
     if admin and len(admin) < 24:
         raise ValueError("PIXELRELAY_ADMIN_TOKEN must be at least 24 random characters")
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    credentials = {}
-    for caller in (GATEWAY, DISPATCHER, ADMIN):
-        path = directory / f"{caller}.credential"
-        if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(new_credential())
-        credentials[caller] = path.read_text().strip()
+    credentials = {
+        caller: kept_secret(directory / f"{caller}.credential", new_credential)
+        for caller in (GATEWAY, DISPATCHER, ADMIN)
+    }
     if admin:
         credentials[ADMIN] = admin
     return credentials
+
+
+def load_nats_passwords(directory: Path) -> dict[str, str]:
+    """A password per NATS user (bus_access.py)."""
+    return {
+        user: kept_secret(directory / f"nats-{user}.password", lambda: random_token(32))
+        for user in (*SERVICE_USERS, ADMIN_USER)
+    }
 
 
 @dataclass
@@ -273,11 +292,14 @@ class Stack:
         self.children.append(child)
         return child
 
-    def _service_env(self, metrics_offset: int, caller: str = "") -> dict[str, str]:
+    def _service_env(self, metrics_offset: int, nats_user: str, caller: str = "") -> dict[str, str]:
         """What every service gets: where the others are, listeners on loopback only, the
-        digests of the callers it trusts, and its own credential if it calls others."""
+        digests of the callers it trusts, its NATS user, and its own credential if it
+        calls others."""
         c = self.config
         env = {
+            "NATS_USER": nats_user,
+            "NATS_PASSWORD": c.nats_passwords[nats_user],
             "GRPC_HOST": "127.0.0.1",
             "METRICS_HOST": "127.0.0.1",
             "TRUSTED_CALLERS": TrustedCallers.of(c.credentials).spec(),
@@ -299,6 +321,7 @@ class Stack:
         c.data_dir.mkdir(parents=True, exist_ok=True)
         c.credentials = load_credentials(c.data_dir / "secrets", admin=c.admin_token)
         c.admin_token = c.credentials[ADMIN]
+        c.nats_passwords = load_nats_passwords(c.data_dir / "secrets")
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
                 await self._start_all(c)
@@ -314,18 +337,15 @@ class Stack:
                 raise
 
     async def _start_all(self, c: StackConfig) -> None:
+        nats_conf = c.data_dir / "nats.conf"
+        nats_conf.write_text(
+            server_config(
+                c.nats_passwords, host="127.0.0.1", port=c.nats_port, store_dir=c.data_dir / "nats"
+            )
+        )
         self._spawn(
             "nats",
-            [
-                nats_server_binary(),
-                "-a",
-                "127.0.0.1",
-                "-p",
-                str(c.nats_port),
-                "-js",
-                "-sd",
-                str(c.data_dir / "nats"),
-            ],
+            [nats_server_binary(), "-c", str(nats_conf)],
             lambda: _wait_tcp(c.nats_port, "nats"),
         )
         s3_env = {"S3_ENDPOINT": c.s3_endpoint or f"http://127.0.0.1:{c.s3_port}"}
@@ -342,13 +362,15 @@ class Stack:
             {"SIM_PORT": str(c.sim_port), "SIM_LATENCY_MS": str(c.sim_latency_ms)},
         )
         await self._wait_all()
+        async with self.bus() as nc:  # the streams, as the bus administrator
+            await ensure_streams(nc.jetstream())
         db_url = c.database_url
         self._spawn(
             "billing",
             self._python("billing"),
             lambda: _wait_grpc(c.billing_port, "billing"),
             {
-                **self._service_env(1),
+                **self._service_env(1, "billing"),
                 "GRPC_PORT": str(c.billing_port),
                 "DATABASE_URL": db_url or f"sqlite:///{c.data_dir / 'billing.db'}",
             },
@@ -357,7 +379,7 @@ class Stack:
             "storage",
             self._python("storage"),
             lambda: _wait_grpc(c.storage_port, "storage"),
-            {**self._service_env(2), **s3_env, "GRPC_PORT": str(c.storage_port)},
+            {**self._service_env(2, "storage"), **s3_env, "GRPC_PORT": str(c.storage_port)},
         )
         await self._wait_all()
         for i in range(c.dispatchers):
@@ -371,7 +393,7 @@ class Stack:
                     # The packaged channels.yaml routes to "simulator"; point it here.
                     "CHANNEL_SIMULATOR_BASE_URL": f"{c.sim_url}/v1",
                     "UPSTREAM_API_KEY": "sk-simulator",
-                    **self._service_env(3 + i, DISPATCHER),
+                    **self._service_env(3 + i, "dispatcher", DISPATCHER),
                     "GRPC_PORT": str(port),
                     "WORKER_NAME": name,
                 },
@@ -381,7 +403,7 @@ class Stack:
             self._python("gateway"),
             self._gateway_ready,
             {
-                **self._service_env(0, GATEWAY),
+                **self._service_env(0, "gateway", GATEWAY),
                 "HTTP_HOST": "127.0.0.1",
                 "HTTP_PORT": str(c.http_port),
                 "GRPC_PORT": str(c.grpc_port),
@@ -448,6 +470,17 @@ class Stack:
         self.children.clear()
 
     # -- the dev account -----------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def bus(self) -> AsyncIterator[NATS]:
+        """A NATS connection as the bus administrator (no limits)."""
+        nc = await connect(
+            self.config.nats_url, "devstack", ADMIN_USER, self.config.nats_passwords[ADMIN_USER]
+        )
+        try:
+            yield nc
+        finally:
+            await nc.close()
 
     def billing(self, caller: str = ADMIN) -> BillingClient:
         """A client of this stack's billing, calling as ``caller`` (the operator by default)."""

@@ -24,5 +24,8 @@ class ServiceSettings(BaseSettings):
     # Who may call this process's internal gRPC API: name:sha256hex,name:sha256hex.
     trusted_callers: str = ""
     nats_url: str = "nats://127.0.0.1:4333"
+    # This service's NATS user and password (bus_access.py); empty: connect without.
+    nats_user: str = ""
+    nats_password: SecretStr = SecretStr("")
     # Seconds in-flight work gets to finish after SIGTERM.
     shutdown_grace: float = 10.0

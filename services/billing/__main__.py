@@ -37,9 +37,11 @@ async def run(settings: BillingSettings, stop: asyncio.Event) -> None:
         callers=TrustedCallers.parse(settings.trusted_callers),
         host=settings.grpc_host,
     )
-    nc = await bus.connect(settings.nats_url, "billing")
+    nc = await bus.connect(
+        settings.nats_url, "billing", settings.nats_user, settings.nats_password.get_secret_value()
+    )
     js = nc.jetstream()
-    await bus.ensure_streams(js)
+    await bus.require_streams(js, bus.EVENTS_STREAM)
     sweeper = asyncio.create_task(run_sweeper(ledger, db, js, stop, settings.sweep_interval))
     metrics_port = start_metrics_server(settings.metrics_port, settings.metrics_host)
     log.info(

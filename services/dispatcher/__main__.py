@@ -49,16 +49,21 @@ def build_router(settings: DispatcherSettings) -> Router:
 async def watch_queue(js: JetStreamContext, stop: asyncio.Event) -> None:
     while not stop.is_set():
         with contextlib.suppress(Exception):
-            info = await js.consumer_info(bus.JOBS_STREAM, "dispatcher")
+            info = await js.consumer_info(bus.JOBS_STREAM, bus.DISPATCHER_CONSUMER)
             JOBS_PENDING.set((info.num_pending or 0) + (info.num_ack_pending or 0))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 5.0)
 
 
 async def run(settings: DispatcherSettings, router: Router, stop: asyncio.Event) -> None:
-    nc = await bus.connect(settings.nats_url, settings.worker_name)
+    nc = await bus.connect(
+        settings.nats_url,
+        settings.worker_name,
+        settings.nats_user,
+        settings.nats_password.get_secret_value(),
+    )
     js = nc.jetstream()
-    await bus.ensure_streams(js)
+    await bus.require_streams(js, bus.JOBS_STREAM, bus.EVENTS_STREAM, bus.DEADLETTER_STREAM)
     storage = StorageClient(settings.storage_addr, settings.service_credential.get_secret_value())
     handler = JobHandler(
         js=js,
@@ -92,7 +97,9 @@ async def run(settings: DispatcherSettings, router: Router, stop: asyncio.Event)
                 stream=bus.JOBS_STREAM,
                 subject=bus.JOBS_SUBJECT,
                 config=bus.consumer_config(
-                    "dispatcher", ack_wait=settings.ack_wait, max_deliver=settings.max_deliver
+                    bus.DISPATCHER_CONSUMER,
+                    ack_wait=settings.ack_wait,
+                    max_deliver=settings.max_deliver,
                 ),
                 handler=handler,
                 stop=stop,
@@ -103,7 +110,7 @@ async def run(settings: DispatcherSettings, router: Router, stop: asyncio.Event)
                 js,
                 stream=bus.DEADLETTER_STREAM,
                 subject=bus.MAX_DELIVERIES_ADVISORY,
-                config=bus.consumer_config("dispatcher-deadletter", ack_wait=30.0, max_deliver=-1),
+                config=bus.consumer_config(bus.DEADLETTER_CONSUMER, ack_wait=30.0, max_deliver=-1),
                 handler=DeadLetterHandler(js),
                 stop=stop,
                 concurrency=4,

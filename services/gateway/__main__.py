@@ -51,9 +51,11 @@ async def run(settings: GatewaySettings, stop: asyncio.Event) -> None:
     db.create_all()
     store = TaskStore(db.engine)
     billing = BillingClient(settings.billing_addr, credential)
-    nc = await bus.connect(settings.nats_url, "gateway")
+    nc = await bus.connect(
+        settings.nats_url, "gateway", settings.nats_user, settings.nats_password.get_secret_value()
+    )
     js = nc.jetstream()
-    await bus.ensure_streams(js)
+    await bus.require_streams(js, bus.JOBS_STREAM, bus.EVENTS_STREAM)
     storage = StorageClient(settings.storage_addr, credential)
     fetcher = SafeFetcher(
         allow_private=settings.fetch_allow_private,
@@ -107,7 +109,7 @@ async def run(settings: GatewaySettings, stop: asyncio.Event) -> None:
             js,
             stream=bus.EVENTS_STREAM,
             subject=bus.EVENTS_SUBJECTS,
-            config=bus.consumer_config("gateway-task-events", ack_wait=30.0, max_deliver=-1),
+            config=bus.consumer_config(bus.GATEWAY_EVENTS_CONSUMER, ack_wait=30.0, max_deliver=-1),
             handler=TaskEventHandler(billing=billing, db=db, store=store),
             stop=events_stop,
             concurrency=settings.event_concurrency,

@@ -23,9 +23,11 @@ log = logging.getLogger("storage")
 async def run(settings: StorageSettings, stop: asyncio.Event) -> None:
     blobs = BlobStore(settings)
     await blobs.ensure_bucket()
-    nc = await bus.connect(settings.nats_url, "storage")
+    nc = await bus.connect(
+        settings.nats_url, "storage", settings.nats_user, settings.nats_password.get_secret_value()
+    )
     js = nc.jetstream()
-    await bus.ensure_streams(js)
+    await bus.require_streams(js, bus.EVENTS_STREAM)
     servicer = StorageServicer(blobs, js)
     server = await start_grpc_server(
         settings.grpc_port,

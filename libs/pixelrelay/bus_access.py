@@ -1,0 +1,107 @@
+"""Who may do what on the bus: one NATS user per service, allowed exactly its part of the
+task flow, and the nats-server configuration that enforces it.
+
+    gateway     publishes jobs; consumes task events
+    dispatcher  consumes jobs and dead letters; publishes started and failed events
+    storage     publishes completed events
+    billing     publishes failed events (holds past their deadline)
+    admin       creates the streams (`pixelrelay admin bus-setup`, `make run`); no limits
+
+So a leaked gateway password cannot fail someone's task, and no service but the dispatcher
+can read a queued job (its prompt). Each user receives replies under its own inbox prefix,
+so none can listen to another's. Passwords reach nats-server only as bcrypt hashes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import bcrypt
+
+from pixelrelay import bus
+
+__all__ = ["ADMIN_USER", "SERVICE_USERS", "authorization", "permissions", "server_config"]
+
+ADMIN_USER = "admin"
+SERVICE_USERS = ("gateway", "dispatcher", "storage", "billing")
+_BCRYPT_ROUNDS = 10  # checked once per connection
+
+
+def _stream_info(*streams: str) -> list[str]:
+    return ["$JS.API.INFO", *(f"$JS.API.STREAM.INFO.{s}" for s in streams)]
+
+
+def _consumer(stream: str, name: str) -> list[str]:
+    """Create (or find) one durable pull consumer, fetch from it and ack its messages."""
+    api = "$JS.API.CONSUMER"
+    return [
+        f"{api}.INFO.{stream}.{name}",
+        f"{api}.CREATE.{stream}.{name}",
+        f"{api}.CREATE.{stream}.{name}.>",
+        f"{api}.DURABLE.CREATE.{stream}.{name}",
+        f"{api}.MSG.NEXT.{stream}.{name}",
+        f"$JS.ACK.{stream}.{name}.>",
+    ]
+
+
+def _event(kind: str) -> str:
+    return f"{bus.EVENTS_PREFIX}.{kind}"
+
+
+_PUBLISH: dict[str, list[str]] = {
+    "gateway": [
+        bus.JOBS_SUBJECT,
+        *_stream_info(bus.JOBS_STREAM, bus.EVENTS_STREAM),
+        *_consumer(bus.EVENTS_STREAM, bus.GATEWAY_EVENTS_CONSUMER),
+    ],
+    "dispatcher": [
+        _event("started"),
+        _event("failed"),
+        bus.DEADLETTER_SUBJECT,
+        *_stream_info(bus.JOBS_STREAM, bus.EVENTS_STREAM, bus.DEADLETTER_STREAM),
+        *_consumer(bus.JOBS_STREAM, bus.DISPATCHER_CONSUMER),
+        *_consumer(bus.DEADLETTER_STREAM, bus.DEADLETTER_CONSUMER),
+        # A dead job is read once (to fail its task) and removed from the work queue.
+        f"$JS.API.STREAM.MSG.GET.{bus.JOBS_STREAM}",
+        f"$JS.API.STREAM.MSG.DELETE.{bus.JOBS_STREAM}",
+    ],
+    "storage": [_event("completed"), *_stream_info(bus.EVENTS_STREAM)],
+    "billing": [_event("failed"), *_stream_info(bus.EVENTS_STREAM)],
+}
+
+
+def permissions(user: str) -> dict[str, dict[str, list[str]]]:
+    """A service user's NATS permissions: everything not listed is refused."""
+    return {
+        "publish": {"allow": _PUBLISH[user]},
+        "subscribe": {"allow": [f"{bus.inbox_prefix(user)}.>"]},
+    }
+
+
+def authorization(passwords: Mapping[str, str]) -> dict[str, object]:
+    """nats-server's ``authorization`` block: one user per entry of ``passwords`` (the
+    service users with their permissions, ``admin`` without limits), bcrypt-hashed."""
+    users = []
+    for user, password in passwords.items():
+        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(_BCRYPT_ROUNDS)).decode()
+        entry: dict[str, object] = {"user": user, "password": hashed}
+        if user != ADMIN_USER:
+            entry["permissions"] = permissions(user)
+        users.append(entry)
+    return {"users": users}
+
+
+def server_config(passwords: Mapping[str, str], *, host: str, port: int, store_dir: Path) -> str:
+    """A whole nats-server configuration: JetStream and ``authorization(passwords)``."""
+    # nats-server reads JSON as a subset of its own format.
+    return json.dumps(
+        {
+            "host": host,
+            "port": port,
+            "jetstream": {"store_dir": str(store_dir)},
+            "authorization": authorization(passwords),
+        },
+        indent=2,
+    )
