@@ -7,7 +7,7 @@ GEN_DIR := libs
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-postgres lint fmt proto proto-check bench ledger-check k8s-check clean
+.PHONY: help setup run test test-security test-postgres lint fmt proto proto-check bench ledger-check k8s-check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -24,6 +24,9 @@ run: ## start the whole platform locally (Ctrl-C stops it)
 
 test: ## run the test suite (unit, integration, end-to-end)
 	$(BIN)/python -m pytest -q
+
+test-security: ## only the security suite (attacks replayed; part of make test too)
+	$(BIN)/python -m pytest -q -m security
 
 test-postgres: ## billing and task-store tests against PIXELRELAY_TEST_POSTGRES_URL
 	$(BIN)/python -m pytest -q -m postgres

@@ -22,12 +22,12 @@ from billing.models import PLATFORM, Account, ApiKey, Book, Hold, HoldState, Led
 from billing.prices import PriceList
 from pixelrelay.errors import ApiError, E
 from pixelrelay.ids import new_id, random_token
+from pixelrelay.limits import MAX_CREDITS, MAX_RATE_LIMIT
 from pixelrelay.v1 import common_pb2
 
 KEY_PREFIX = "pr_live_"
 KEY_RANDOM_CHARS = 32  # 190 bits
 KEY_PATTERN = re.compile(rf"^{KEY_PREFIX}[0-9A-Za-z]{{{KEY_RANDOM_CHARS}}}$")
-MAX_GRANT = 1_000_000_000  # $1M in one movement is a typo, not a top-up
 
 
 def hash_key(api_key: str) -> str:
@@ -65,8 +65,8 @@ class Ledger:
 
     def create_account(self, *, name: str, grant: int | None = None) -> Account:
         grant = self.signup_grant if grant is None else grant
-        if grant < 0 or grant > MAX_GRANT:
-            raise ApiError(E.INVALID_AMOUNT, f"grant must be 0..{MAX_GRANT}")
+        if grant < 0 or grant > MAX_CREDITS:
+            raise ApiError(E.INVALID_AMOUNT, f"grant must be 0..{MAX_CREDITS}")
         with Session(self.engine, expire_on_commit=False) as s, s.begin():
             account = Account(id=new_id("acct"), name=name, balance=grant)
             s.add(account)
@@ -149,14 +149,14 @@ class Ledger:
         with Session(self.engine, expire_on_commit=False) as s, s.begin():
             if s.get(Account, account_id) is None:
                 raise ApiError(E.ACCOUNT_NOT_FOUND)
-            if credit_limit is not None and not 0 < credit_limit <= MAX_GRANT:
+            if credit_limit is not None and not 0 < credit_limit <= MAX_CREDITS:
                 raise ApiError(
-                    E.INVALID_AMOUNT, f"credit_limit must be 1..{MAX_GRANT}", param="credit_limit"
+                    E.INVALID_AMOUNT, f"credit_limit must be 1..{MAX_CREDITS}", param="credit_limit"
                 )
-            if rate_limit is not None and not 0 < rate_limit <= 1_000_000:
+            if rate_limit is not None and not 0 < rate_limit <= MAX_RATE_LIMIT:
                 raise ApiError(
                     E.INVALID_PARAMETER,
-                    "rate_limit must be 1..1000000 per minute",
+                    f"rate_limit must be 1..{MAX_RATE_LIMIT} per minute",
                     param="rate_limit",
                 )
             if expires_at is not None and expires_at <= utcnow():
@@ -536,11 +536,11 @@ def _resolve(conn: Connection, hold: Hold, state: HoldState, charge: int) -> Non
 
 
 def _check_amount(amount: int, *, positive: bool) -> None:
-    if positive and not 0 < amount <= MAX_GRANT:
-        raise ApiError(E.INVALID_AMOUNT, f"amount must be 1..{MAX_GRANT}", param="amount")
-    if not positive and (amount == 0 or abs(amount) > MAX_GRANT):
+    if positive and not 0 < amount <= MAX_CREDITS:
+        raise ApiError(E.INVALID_AMOUNT, f"amount must be 1..{MAX_CREDITS}", param="amount")
+    if not positive and (amount == 0 or abs(amount) > MAX_CREDITS):
         raise ApiError(
-            E.INVALID_AMOUNT, f"amount must be non-zero and within ±{MAX_GRANT}", param="amount"
+            E.INVALID_AMOUNT, f"amount must be non-zero and within ±{MAX_CREDITS}", param="amount"
         )
 
 

@@ -11,6 +11,7 @@ from billing.models import Account, ApiKey, Hold, HoldState, LedgerEntry
 from pixelrelay.crashpoints import crash_point
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E, error_to_detail
+from pixelrelay.limits import MAX_UNIX_SECONDS
 from pixelrelay.v1 import billing_pb2, billing_pb2_grpc
 
 MAX_ENTRIES_PAGE = 200
@@ -44,7 +45,10 @@ def _seconds(moment: datetime | None) -> int:
     return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
 
 
-def _moment(seconds: int) -> datetime | None:
+def _moment(seconds: int, param: str) -> datetime | None:
+    """Unix seconds as a moment; 0 = none. Out of range is the caller's error, not ours."""
+    if not 0 <= seconds <= MAX_UNIX_SECONDS:
+        raise ApiError(E.INVALID_PARAMETER, f"{param} must be 0..{MAX_UNIX_SECONDS}", param=param)
     return datetime.fromtimestamp(seconds, UTC) if seconds else None
 
 
@@ -175,7 +179,7 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
             account_id=_require(request.account_id, "account_id"),
             name=request.name,
             secret=request.secret,
-            expires_at=_moment(request.expires_at),
+            expires_at=_moment(request.expires_at, "expires_at"),
             credit_limit=request.credit_limit if request.HasField("credit_limit") else None,
             rate_limit=request.rate_limit if request.HasField("rate_limit") else None,
         )
@@ -248,8 +252,8 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
         entries = await self.db.run(
             self.ledger.entries,
             account_id=_require(request.account_id, "account_id"),
-            since=_moment(request.since),
-            until=_moment(request.until),
+            since=_moment(request.since, "since"),
+            until=_moment(request.until, "until"),
             before_id=before_id,
             limit=limit + 1,
         )

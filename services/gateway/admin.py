@@ -15,7 +15,6 @@ from fastapi.routing import APIRoute
 from gateway import translate
 from gateway.responses import JSONBody
 from gateway.schemas import (
-    MAX_UNIX_SECONDS,
     AccountCreateBody,
     AccountOut,
     CreatedKeyOut,
@@ -29,6 +28,7 @@ from gateway.schemas import (
 )
 from pixelrelay.billing_client import BillingClient
 from pixelrelay.errors import ApiError, E
+from pixelrelay.limits import MAX_UNIX_SECONDS
 from pixelrelay.v1 import billing_pb2
 
 ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorOut} for s in (400, 401, 404, 503)}

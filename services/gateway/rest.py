@@ -23,7 +23,6 @@ from gateway.admin import AdminAccess, admin_router
 from gateway.api import PublicApi
 from gateway.responses import JSONBody
 from gateway.schemas import (
-    MAX_UNIX_SECONDS,
     BalanceOut,
     CreatedKeyOut,
     ErrorOut,
@@ -40,6 +39,7 @@ from gateway.schemas import (
 )
 from pixelrelay.errors import ApiError, E, as_public
 from pixelrelay.ids import random_token
+from pixelrelay.limits import MAX_UNIX_SECONDS
 from pixelrelay.metrics import FAST_BUCKETS
 from pixelrelay.v1 import public_api_pb2
 

@@ -20,10 +20,9 @@ from gateway.validation import (
     MODERATIONS,
     QUALITIES,
 )
+from pixelrelay.limits import MAX_CREDITS, MAX_RATE_LIMIT, MAX_UNIX_SECONDS
 
 Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
-# Timestamps travel as int64 seconds; the year 9999 is far enough.
-MAX_UNIX_SECONDS = 253_402_300_799
 
 
 def documented(description: str, **schema: Any) -> Any:
@@ -229,8 +228,8 @@ class KeyCreateBody(BaseModel):
     expires_at: int | None = Field(
         None, ge=0, le=MAX_UNIX_SECONDS, description="unix seconds; none = never"
     )
-    credit_limit: int | None = Field(None, ge=1, le=1_000_000_000)
-    rate_limit: int | None = Field(None, ge=1, le=1_000_000, description="requests per minute")
+    credit_limit: int | None = Field(None, ge=1, le=MAX_CREDITS)
+    rate_limit: int | None = Field(None, ge=1, le=MAX_RATE_LIMIT, description="requests per minute")
 
 
 class AccountCreateBody(BaseModel):
@@ -238,7 +237,7 @@ class AccountCreateBody(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     grant: int | None = Field(
-        None, ge=0, le=1_000_000_000, description="credits; default the signup grant"
+        None, ge=0, le=MAX_CREDITS, description="credits; default the signup grant"
     )
 
 
@@ -247,8 +246,8 @@ class MoveCreditsBody(BaseModel):
 
     amount: int = Field(
         description="top-ups: positive; adjustments: either sign",
-        ge=-1_000_000_000,
-        le=1_000_000_000,
+        ge=-MAX_CREDITS,
+        le=MAX_CREDITS,
     )
     reason: str = Field(min_length=1, max_length=500)
 

@@ -211,6 +211,7 @@ async def test_admin_refuses_bad_movements_and_writes_nothing(
     assert again.json()["balance"] == 10
 
 
+@pytest.mark.security
 @pytest.mark.parametrize(
     "authorization",
     [

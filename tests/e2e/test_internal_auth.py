@@ -23,7 +23,7 @@ from tests.e2e.conftest import Platform
 from tests.e2e.helpers import new_account, poll_until_done
 from upstream_sim.render import render_image
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.security]
 
 BOGUS = "pxs_" + "x" * 40
 

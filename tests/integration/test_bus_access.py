@@ -23,6 +23,8 @@ from pixelrelay.devstack import nats_server_binary
 from pixelrelay.ids import random_token
 from pixelrelay.ports import lease_ports
 
+pytestmark = pytest.mark.security
+
 JOBS = bus.JOBS_SUBJECT
 STARTED, COMPLETED, FAILED = (
     f"{bus.EVENTS_PREFIX}.{k}" for k in ("started", "completed", "failed")

@@ -16,6 +16,8 @@ from pixelrelay.errors import ApiError, E
 from tests.integration.image_server import ImageServer, image_server
 from tests.servers import refusing_port
 
+pytestmark = pytest.mark.security
+
 
 @pytest.fixture
 async def server() -> AsyncIterator[ImageServer]:

@@ -1,0 +1,11 @@
+"""Bounds of the numbers clients and operators send, in one place: billing enforces them
+for every channel (REST, gRPC, the admin CLI); the REST schemas show them in the spec."""
+
+from __future__ import annotations
+
+# Timestamps travel as int64 seconds; the year 9999 is far enough (and what datetime holds).
+MAX_UNIX_SECONDS = 253_402_300_799
+# Credits moved at once (grant, top-up, adjustment, a key's credit limit): $1M is a typo.
+MAX_CREDITS = 1_000_000_000
+# A key's rate limit, in requests per minute.
+MAX_RATE_LIMIT = 1_000_000
