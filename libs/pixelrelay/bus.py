@@ -50,6 +50,10 @@ MAX_DELIVERIES_ADVISORY = (
     f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{JOBS_STREAM}.{DISPATCHER_CONSUMER}"
 )
 DEADLETTER_SUBJECT = "pixelrelay.deadletter.jobs"
+# Task events the gateway could never apply (undecodable, for no task it knows, or failing
+# on every try): kept a week with the reason, instead of being retried forever.
+DEADLETTER_EVENTS_SUBJECT = "pixelrelay.deadletter.events"
+REASON_HEADER = "Pixelrelay-Reason"
 DEDUP_WINDOW_S = 600.0
 
 Handler = Callable[[Msg], Awaitable[None]]
@@ -106,7 +110,7 @@ async def ensure_streams(js: JetStreamContext) -> None:
         ),
         StreamConfig(
             name=DEADLETTER_STREAM,
-            subjects=[MAX_DELIVERIES_ADVISORY, DEADLETTER_SUBJECT],
+            subjects=[MAX_DELIVERIES_ADVISORY, DEADLETTER_SUBJECT, DEADLETTER_EVENTS_SUBJECT],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             max_age=7 * 86_400.0,
@@ -136,8 +140,14 @@ def event_kind(event: events_pb2.TaskEvent) -> str:
 
 async def publish(js: JetStreamContext, subject: str, payload: bytes, msg_id: str) -> None:
     """Publish and wait for the stream's ack; a bus outage becomes 90002."""
+    await publish_raw(js, subject, payload, {"Nats-Msg-Id": msg_id})
+
+
+async def publish_raw(
+    js: JetStreamContext, subject: str, payload: bytes, headers: dict[str, str]
+) -> None:
     try:
-        await js.publish(subject, payload, timeout=5.0, headers={"Nats-Msg-Id": msg_id})
+        await js.publish(subject, payload, timeout=5.0, headers=headers)
     except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
         raise ApiError(E.UNAVAILABLE, "the job queue is unavailable") from exc
 
@@ -152,6 +162,23 @@ async def publish_event(js: JetStreamContext, event: events_pb2.TaskEvent) -> No
         event.SerializeToString(),
         msg_id=f"{event.task_id}.{kind}",
     )
+
+
+async def dead_letter(js: JetStreamContext, msg: Msg, reason: str) -> None:
+    """Keep a message that can never be handled on the events dead-letter subject, with why
+    and where it came from, then ack it: a poison message is not retried forever."""
+    seq = msg.metadata.sequence.stream
+    await publish_raw(
+        js,
+        DEADLETTER_EVENTS_SUBJECT,
+        msg.data,
+        {
+            "Nats-Msg-Id": f"dead.{msg.subject}.{seq}",
+            REASON_HEADER: reason,
+            "Pixelrelay-Subject": msg.subject,
+        },
+    )
+    await msg.ack()
 
 
 def consumer_config(durable: str, *, ack_wait: float, max_deliver: int) -> ConsumerConfig:

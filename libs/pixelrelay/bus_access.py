@@ -1,7 +1,7 @@
 """Who may do what on the bus: one NATS user per service, allowed exactly its part of the
 task flow, and the nats-server configuration that enforces it.
 
-    gateway     publishes jobs; consumes task events
+    gateway     publishes jobs and dead-lettered events; consumes task events
     dispatcher  consumes jobs and dead letters; publishes started and failed events
     storage     publishes completed events
     billing     publishes failed events (holds past their deadline)
@@ -53,6 +53,7 @@ def _event(kind: str) -> str:
 _PUBLISH: dict[str, list[str]] = {
     "gateway": [
         bus.JOBS_SUBJECT,
+        bus.DEADLETTER_EVENTS_SUBJECT,
         *_stream_info(bus.JOBS_STREAM, bus.EVENTS_STREAM),
         *_consumer(bus.EVENTS_STREAM, bus.GATEWAY_EVENTS_CONSUMER),
     ],

@@ -110,7 +110,7 @@ async def run(settings: GatewaySettings, stop: asyncio.Event) -> None:
             stream=bus.EVENTS_STREAM,
             subject=bus.EVENTS_SUBJECTS,
             config=bus.consumer_config(bus.GATEWAY_EVENTS_CONSUMER, ack_wait=30.0, max_deliver=-1),
-            handler=TaskEventHandler(billing=billing, db=db, store=store),
+            handler=TaskEventHandler(billing=billing, db=db, store=store, js=js),
             stop=events_stop,
             concurrency=settings.event_concurrency,
             grace=settings.shutdown_grace,

@@ -5,16 +5,24 @@ failed    → billing.Release                    → record failed with the reas
 started   → record started_at
 Capture and release are idempotent by task id, so a redelivered event is harmless;
 the record is updated only after billing agreed, so "completed" always means "charged".
+
+An event that can never be applied (undecodable, without a kind, for a task billing does not
+know) is dead-lettered at once; one that fails for a reason that may pass (billing or the
+database down) is retried with a growing delay, for as long as it takes; one that fails for
+an unexpected reason (a bug) gets MAX_ATTEMPTS tries, then is dead-lettered.
 """
 
 from __future__ import annotations
 
 import logging
 
+from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from prometheus_client import Counter
 
 from gateway.store import TaskStore, now_ms
+from pixelrelay import bus
 from pixelrelay.billing_client import BillingClient
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
@@ -23,27 +31,68 @@ from pixelrelay.v1 import events_pb2
 log = logging.getLogger(__name__)
 
 TASKS_FINISHED = Counter("pixelrelay_tasks_finished_total", "Tasks settled", ["status"])
+EVENTS_DEAD = Counter(
+    "pixelrelay_events_dead_lettered_total", "Task events never applied, kept aside", ["reason"]
+)
+MAX_ATTEMPTS = 10
+MAX_DELAY_S = 30.0
+
+
+class PoisonEvent(Exception):
+    """An event that no retry can apply."""
+
+
+def retry_delay(delivered: int) -> float:
+    """0.5 s, 1 s, 2 s, … up to MAX_DELAY_S."""
+    return float(min(MAX_DELAY_S, 0.5 * 2 ** max(0, delivered - 1)))
+
+
 CREDITS_CHARGED = Counter("pixelrelay_credits_charged_total", "Credits captured")
 
 
 class TaskEventHandler:
-    def __init__(self, *, billing: BillingClient, db: Database, store: TaskStore):
+    def __init__(
+        self, *, billing: BillingClient, db: Database, store: TaskStore, js: JetStreamContext
+    ):
         self.billing = billing
         self.db = db
         self.store = store
+        self.js = js
 
     async def __call__(self, msg: Msg) -> None:
-        event = events_pb2.TaskEvent.FromString(msg.data)
+        """The one place that decides: ack, retry later, or dead-letter."""
+        delivered = msg.metadata.num_delivered
         try:
-            await self.apply(event)
+            await self.apply(_decode(msg.data))
+        except PoisonEvent as exc:
+            await self._dead(msg, str(exc))
         except ApiError as err:
-            if err.kind is E.UNAVAILABLE:
-                await msg.nak(delay=1.0)  # billing or the database is down: try again
-                return
-            raise
-        await msg.ack()
+            if err.kind is E.UNAVAILABLE:  # billing or the database is down: it will pass
+                await msg.nak(delay=retry_delay(delivered))
+            elif err.kind is E.INTERNAL:
+                await self._unexpected(msg, delivered, err.kind.type)
+            else:  # the event itself is wrong (e.g. no hold for its task)
+                await self._dead(msg, err.kind.type)
+        except Exception:
+            log.exception("applying a task event failed", extra={"subject": msg.subject})
+            await self._unexpected(msg, delivered, "handler_error")
+        else:
+            await msg.ack()
+
+    async def _unexpected(self, msg: Msg, delivered: int, reason: str) -> None:
+        if delivered >= MAX_ATTEMPTS:
+            await self._dead(msg, f"{reason}_after_{delivered}_attempts")
+        else:
+            await msg.nak(delay=retry_delay(delivered))
+
+    async def _dead(self, msg: Msg, reason: str) -> None:
+        log.error("task event dead-lettered", extra={"subject": msg.subject, "reason": reason})
+        EVENTS_DEAD.labels(reason.split("_after_")[0]).inc()
+        await bus.dead_letter(self.js, msg, reason)
 
     async def apply(self, event: events_pb2.TaskEvent) -> None:
+        if not event.task_id:
+            raise PoisonEvent("no_task_id")
         kind = event.WhichOneof("kind")
         if kind == "started":
             await self.db.run(self.store.mark_started, event.task_id, event.at_ms)
@@ -51,6 +100,8 @@ class TaskEventHandler:
             await self._completed(event)
         elif kind == "failed":
             await self._failed(event)
+        else:
+            raise PoisonEvent("no_kind")
 
     async def _completed(self, event: events_pb2.TaskEvent) -> None:
         done = event.completed
@@ -79,3 +130,10 @@ class TaskEventHandler:
         await self.db.run(self.store.mark_failed, event.task_id, failed, now_ms())
         TASKS_FINISHED.labels("failed").inc()
         log.info("task failed", extra={"task_id": event.task_id, "error": failed.type})
+
+
+def _decode(data: bytes) -> events_pb2.TaskEvent:
+    try:
+        return events_pb2.TaskEvent.FromString(data)
+    except DecodeError:
+        raise PoisonEvent("undecodable") from None

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.events import retry_delay
 from gateway.store import TaskRecord, TaskStore, spec_to_json
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
@@ -46,3 +47,7 @@ def test_a_polled_task_reads_back_as_written_and_only_for_its_owner(database: Da
         with pytest.raises(ApiError) as caught:
             store.get(task_id, owner)
         assert caught.value.kind is E.TASK_NOT_FOUND
+
+
+def test_event_retries_back_off_to_a_ceiling() -> None:
+    assert [retry_delay(n) for n in (1, 2, 3, 4, 7, 50)] == [0.5, 1.0, 2.0, 4.0, 30.0, 30.0]
