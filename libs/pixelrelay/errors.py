@@ -131,6 +131,20 @@ class E:
         grpc.StatusCode.INVALID_ARGUMENT,
         "A reference image or upload exceeds the size or pixel limit.",
     )
+    HEADERS_TOO_LARGE = ErrorKind(
+        20011,
+        "headers_too_large",
+        431,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "The request's headers exceed the size or count limit.",
+    )
+    REQUEST_TIMEOUT = ErrorKind(
+        20012,
+        "request_timeout",
+        408,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        "The request's headers did not arrive in time.",
+    )
     INSUFFICIENT_CREDITS = ErrorKind(
         30001,
         "insufficient_credits",

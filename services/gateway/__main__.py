@@ -15,6 +15,7 @@ from gateway.api import PublicApi
 from gateway.events import TaskEventHandler
 from gateway.fetch import SafeFetcher
 from gateway.grpc_api import PublicApiServicer
+from gateway.http_protocol import guarded_protocol
 from gateway.ratelimit import RateLimiter
 from gateway.references import ReferenceLoader
 from gateway.rest import asgi_app
@@ -100,6 +101,12 @@ async def run(settings: GatewaySettings, stop: asyncio.Event) -> None:
             timeout_graceful_shutdown=int(settings.shutdown_grace),
             # Clients poll every 1-2 s: keep their connections (uvicorn's default is 5 s).
             timeout_keep_alive=75,
+            http=guarded_protocol(
+                max_header_bytes=settings.max_header_bytes,
+                max_headers=settings.max_headers,
+                header_timeout=settings.header_timeout,
+                max_connections=settings.max_connections,
+            ),
         )
     )
     http_task = asyncio.create_task(http.serve(sockets=[http_socket]))

@@ -75,9 +75,9 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": ErrorOut, "description": _ERROR_TEXT[s]} for s in statuses}
 
 
-def error_response(err: ApiError, request_id: str) -> JSONBody:
-    err = as_public(err)
-    body = {
+def error_body(err: ApiError, request_id: str) -> dict[str, Any]:
+    """The error envelope, for every answer that is an error (HTTP-level ones included)."""
+    return {
         "error": {
             "code": err.kind.code,
             "type": err.kind.type,
@@ -86,8 +86,12 @@ def error_response(err: ApiError, request_id: str) -> JSONBody:
             "request_id": request_id,
         }
     }
+
+
+def error_response(err: ApiError, request_id: str) -> JSONBody:
+    err = as_public(err)
     headers = {"Retry-After": f"{err.retry_after:g}"} if err.retry_after is not None else None
-    return JSONBody(body, status_code=err.kind.http_status, headers=headers)
+    return JSONBody(error_body(err, request_id), status_code=err.kind.http_status, headers=headers)
 
 
 def unexpected_error(request_id: str) -> JSONBody:

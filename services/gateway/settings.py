@@ -6,6 +6,12 @@ from pixelrelay.settings import ServiceSettings
 class GatewaySettings(ServiceSettings):
     http_host: str = "0.0.0.0"
     http_port: int = 8080
+    # Limits of the public HTTP listener, before any request reaches the app
+    # (http_protocol.py): 431, 408 and 503 answers.
+    max_header_bytes: int = 32 * 1024
+    max_headers: int = 100
+    header_timeout: float = 10.0
+    max_connections: int = 2048
     grpc_port: int = 50050  # the public API over gRPC
     billing_addr: str = "127.0.0.1:50051"
     storage_addr: str = "127.0.0.1:50052"

@@ -48,7 +48,14 @@ async def running_platform(
     dispatchers: int = 1,
     **env: str,
 ) -> AsyncIterator[Platform]:
-    env = {"SWEEP_INTERVAL": "0.5", "FETCH_ALLOW_PRIVATE": str(allow_private).lower(), **env}
+    env = {
+        "SWEEP_INTERVAL": "0.5",
+        "FETCH_ALLOW_PRIVATE": str(allow_private).lower(),
+        # Small enough for the security tests to reach in seconds; the suite runs under them.
+        "HEADER_TIMEOUT": "2",
+        "MAX_CONNECTIONS": "300",
+        **env,
+    }
     config = StackConfig.leased_ports(
         data_dir,
         dispatchers=dispatchers,

@@ -3,12 +3,15 @@ here failed before its fix."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
+from pathlib import Path
 
 import grpc
 import httpx
 import nats.errors
+import orjson
 import pytest
 
 from pixelrelay import bus
@@ -87,3 +90,94 @@ async def test_poison_events_are_dead_lettered_not_retried_forever(platform: Pla
     async with httpx.AsyncClient() as scraper:
         metrics = await scraper.get(f"http://127.0.0.1:{platform.config.metrics_port}/metrics")
     assert 'pixelrelay_events_dead_lettered_total{reason="undecodable"}' in metrics.text
+
+
+async def raw_exchange(platform: Platform, request: bytes, limit: float = 30.0) -> bytes:
+    """Send raw bytes, return everything the gateway answers until it closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", platform.config.http_port)
+    try:
+        if request:
+            writer.write(request)
+            await writer.drain()
+        return await asyncio.wait_for(reader.read(), limit)
+    finally:
+        writer.close()
+
+
+def status_and_code(answer: bytes) -> tuple[int, int]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), int(orjson.loads(body)["error"]["code"])
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        b"X-Big: " + b"a" * 200_000 + b"\r\n",  # one huge header
+        b"".join(b"X-Many-%d: 1\r\n" % i for i in range(150)),  # too many headers
+    ],
+)
+async def test_header_bombs_are_refused_before_the_app(platform: Platform, headers: bytes) -> None:
+    answer = await raw_exchange(
+        platform, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n"
+    )
+    assert status_and_code(answer) == (431, 20011)
+    assert (await platform.http.get("/healthz")).status_code == 200
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+async def test_a_huge_header_is_not_buffered_whole(platform: Platform) -> None:
+    """100 MB of header once took the gateway's RSS up by ~125 MB per connection."""
+    gateway = platform.stack.child("gateway").process.pid
+    before = rss_bytes(gateway)
+    reader, writer = await asyncio.open_connection("127.0.0.1", platform.config.http_port)
+
+    async def send() -> None:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        chunk = b"a" * 65536
+        with contextlib.suppress(ConnectionError):
+            for _ in range(100 * 16):  # 100 MB
+                writer.write(chunk)
+                await writer.drain()
+
+    sender = asyncio.create_task(send())
+    try:
+        answer = await asyncio.wait_for(reader.read(), 60)
+        await asyncio.wait_for(sender, 60)
+    finally:
+        sender.cancel()
+        writer.close()
+    assert status_and_code(answer) == (431, 20011)
+    assert rss_bytes(gateway) - before < 30 * 1024 * 1024
+
+
+@pytest.mark.parametrize("request_", [b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: 1", b""])
+async def test_slow_or_silent_clients_are_cut_off(platform: Platform, request_: bytes) -> None:
+    """Slowloris (headers never finished) and a connection that never sends: 408 after
+    HEADER_TIMEOUT (2 s in the tests), instead of a connection held forever."""
+    answer = await raw_exchange(platform, request_)
+    assert status_and_code(answer) == (408, 20012)
+
+
+async def test_connections_over_the_cap_get_503(platform: Platform) -> None:
+    cap = 300  # MAX_CONNECTIONS in the tests
+    held = []
+    try:
+        for _ in range(cap):
+            held.append(await asyncio.open_connection("127.0.0.1", platform.config.http_port))
+        answer = await raw_exchange(platform, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    finally:
+        for _reader, writer in held:
+            writer.close()
+    assert status_and_code(answer) == (503, 90002)
+    assert b"retry-after: 1" in answer.lower()
+
+    async def serves_again() -> bool:
+        return bool((await platform.http.get("/healthz")).status_code == 200)
+
+    await eventually(serves_again, "the gateway serves once the connections are gone")
