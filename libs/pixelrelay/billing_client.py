@@ -141,9 +141,16 @@ class BillingClient:
         expires_at: int = 0,
         credit_limit: int | None = None,
         rate_limit: int | None = None,
+        scopes: list[str] | None = None,
+        parent_key_id: str = "",
     ) -> billing_pb2.CreatedApiKey:
         request = billing_pb2.CreateApiKeyRequest(
-            account_id=account_id, name=name, secret=secret, expires_at=expires_at
+            account_id=account_id,
+            name=name,
+            secret=secret,
+            expires_at=expires_at,
+            scopes=scopes or [],
+            parent_key_id=parent_key_id,
         )
         if credit_limit is not None:
             request.credit_limit = credit_limit
@@ -159,10 +166,14 @@ class BillingClient:
             )
         )
 
-    async def revoke_api_key(self, key_id: str, account_id: str = "") -> billing_pb2.ApiKeyInfo:
+    async def revoke_api_key(
+        self, key_id: str, account_id: str = "", *, by_key_id: str = "", cascade: bool = False
+    ) -> billing_pb2.ApiKeyInfo:
         return await _call(
             self._stub.RevokeApiKey(
-                billing_pb2.RevokeApiKeyRequest(key_id=key_id, account_id=account_id),
+                billing_pb2.RevokeApiKeyRequest(
+                    key_id=key_id, account_id=account_id, by_key_id=by_key_id, cascade=cascade
+                ),
                 **self._options(),
             )
         )

@@ -25,6 +25,7 @@ from pixelrelay.bus_access import ADMIN_USER, SERVICE_USERS, authorization
 from pixelrelay.callers import ADMIN, DISPATCHER, GATEWAY, digest, new_credential
 from pixelrelay.errors import ApiError
 from pixelrelay.ids import random_token
+from pixelrelay.scopes import ALL as ALL_SCOPES
 from pixelrelay.v1 import billing_pb2
 
 Command = Callable[[BillingClient, argparse.Namespace], Awaitable[Message]]
@@ -41,6 +42,7 @@ async def _create_key(billing: BillingClient, args: argparse.Namespace) -> Messa
         expires_at=args.expires_at,
         credit_limit=args.credit_limit,
         rate_limit=args.rate_limit,
+        scopes=args.scopes,
     )
 
 
@@ -49,7 +51,7 @@ async def _list_keys(billing: BillingClient, args: argparse.Namespace) -> Messag
 
 
 async def _revoke_key(billing: BillingClient, args: argparse.Namespace) -> Message:
-    return await billing.revoke_api_key(args.key_id)
+    return await billing.revoke_api_key(args.key_id, cascade=args.cascade)
 
 
 async def _top_up(billing: BillingClient, args: argparse.Namespace) -> Message:
@@ -97,6 +99,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--expires-at", type=int, default=0, help="unix seconds")
     p.add_argument("--credit-limit", type=int, default=None)
     p.add_argument("--rate-limit", type=int, default=None, help="requests per minute")
+    p.add_argument(
+        "--scope",
+        dest="scopes",
+        action="append",
+        choices=ALL_SCOPES,
+        help="repeat for each; default every scope",
+    )
     p.set_defaults(run=_create_key)
 
     p = commands.add_parser("list-keys", help="an account's keys (prefix and last four)")
@@ -105,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("revoke-key", help="revoke a key at once")
     p.add_argument("key_id")
+    p.add_argument("--cascade", action="store_true", help="also the keys created from it")
     p.set_defaults(run=_revoke_key)
 
     for name, run, text in (

@@ -215,6 +215,13 @@ class E:
         grpc.StatusCode.UNAUTHENTICATED,
         "The admin API needs `Authorization: Bearer <ADMIN_TOKEN>`.",
     )
+    INSUFFICIENT_SCOPE = ErrorKind(
+        10006,
+        "insufficient_scope",
+        403,
+        grpc.StatusCode.PERMISSION_DENIED,
+        "The API key lacks the scope this operation needs, or asks for more than it has.",
+    )
     SERVICE_CREDENTIAL_INVALID = ErrorKind(
         10004,
         "invalid_service_credential",

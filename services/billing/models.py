@@ -8,6 +8,8 @@ from enum import StrEnum
 from sqlalchemy import BigInteger, CheckConstraint, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from pixelrelay.scopes import ALL as ALL_SCOPES
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -27,7 +29,9 @@ class Account(SQLModel, table=True):
 
 class ApiKey(SQLModel, table=True):
     __table_args__ = (
-        CheckConstraint("credit_limit IS NULL OR spent <= credit_limit", name="key_within_limit"),
+        CheckConstraint(
+            "credit_limit IS NULL OR spent + delegated <= credit_limit", name="key_within_limit"
+        ),
         CheckConstraint("spent >= 0", name="key_spent_non_negative"),
     )
     id: str = Field(primary_key=True)
@@ -46,6 +50,13 @@ class ApiKey(SQLModel, table=True):
     rate_limit: int | None = None
     # Credits held or charged through this key so far.
     spent: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    # What the key may do: space-separated scopes (pixelrelay.scopes).
+    scopes: str = Field(default=" ".join(ALL_SCOPES))
+    # The key that created this one; None = issued by an operator.
+    parent_id: str | None = Field(default=None, index=True)
+    # Credit limit handed on to the keys it created (never returned): spent + delegated
+    # stays within credit_limit, so no chain of keys can spend more than its root allows.
+    delegated: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
 
 
 class HoldState(StrEnum):

@@ -63,6 +63,9 @@ def key_to_proto(key: ApiKey) -> billing_pb2.ApiKeyInfo:
         revoked_at=_seconds(key.revoked_at),
         expires_at=_seconds(key.expires_at),
         spent=key.spent,
+        scopes=key.scopes.split(),
+        parent_id=key.parent_id or "",
+        delegated=key.delegated,
     )
     if key.credit_limit is not None:
         info.credit_limit = key.credit_limit
@@ -100,7 +103,10 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
     ) -> billing_pb2.Principal:
         key = await self.db.run(self.ledger.authenticate, api_key=request.api_key)
         return billing_pb2.Principal(
-            account_id=key.account_id, key_id=key.id, rate_limit=key.rate_limit or 0
+            account_id=key.account_id,
+            key_id=key.id,
+            rate_limit=key.rate_limit or 0,
+            scopes=key.scopes.split(),
         )
 
     async def Quote(
@@ -182,6 +188,8 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
             expires_at=_moment(request.expires_at, "expires_at"),
             credit_limit=request.credit_limit if request.HasField("credit_limit") else None,
             rate_limit=request.rate_limit if request.HasField("rate_limit") else None,
+            scopes=list(request.scopes),
+            parent_key_id=request.parent_key_id,
         )
         return billing_pb2.CreatedApiKey(
             key_id=new.key.id,
@@ -206,6 +214,8 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
             self.ledger.revoke_api_key,
             key_id=_require(request.key_id, "key_id"),
             account_id=request.account_id or None,
+            by_key_id=request.by_key_id,
+            cascade=request.cascade,
         )
         return key_to_proto(key)
 

@@ -36,13 +36,15 @@ SETTLE_HELD: Any = (
     )
 )
 ACCOUNT_EXISTS: Any = select(ACCOUNTS.c.id).where(ACCOUNTS.c.id == bindparam("a_id"))
-# A key's spend moves with its holds, within its credit limit (if it has one).
+# A key's spend moves with its holds, within its credit limit (if it has one) less what
+# it handed on to the keys it made.
 KEY_SPEND: Any = (
     update(KEYS)
     .where(
         KEYS.c.id == bindparam("k_id"),
         or_(
-            KEYS.c.credit_limit.is_(None), KEYS.c.spent + bindparam("amount") <= KEYS.c.credit_limit
+            KEYS.c.credit_limit.is_(None),
+            KEYS.c.spent + KEYS.c.delegated + bindparam("amount") <= KEYS.c.credit_limit,
         ),
     )
     .values(spent=KEYS.c.spent + bindparam("amount"))

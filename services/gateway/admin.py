@@ -117,6 +117,7 @@ def admin_router() -> APIRouter:
             expires_at=body.expires_at or 0,
             credit_limit=body.credit_limit,
             rate_limit=body.rate_limit,
+            scopes=body.scopes,
         )
         return JSONBody(translate.created_key_json(created))
 
@@ -128,8 +129,14 @@ def admin_router() -> APIRouter:
         return JSONBody({"data": [translate.key_json(k) for k in keys.keys]})
 
     @router.delete("/keys/{key_id}", response_model=KeyOut, summary="Revoke any key")
-    async def revoke_key(key_id: str, billing: Billing) -> Response:
-        return JSONBody(translate.key_json(await billing.revoke_api_key(key_id)))
+    async def revoke_key(
+        key_id: str,
+        billing: Billing,
+        cascade: Annotated[
+            bool, Query(description="also revoke every key created from it, at any depth")
+        ] = False,
+    ) -> Response:
+        return JSONBody(translate.key_json(await billing.revoke_api_key(key_id, cascade=cascade)))
 
     @router.get(
         "/accounts/{account_id}/ledger",

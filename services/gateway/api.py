@@ -14,7 +14,7 @@ from gateway.ratelimit import RateLimiter
 from gateway.references import Inputs, ReferenceLoader
 from gateway.store import TaskRecord, TaskStore, now_ms, spec_to_json
 from gateway.validation import price_item, resolve
-from pixelrelay import bus
+from pixelrelay import bus, scopes
 from pixelrelay.batching import Batcher
 from pixelrelay.billing_client import BillingClient
 from pixelrelay.crashpoints import crash_point
@@ -72,10 +72,12 @@ class PublicApi:
             "task_insert", lambda records: db.run(store.insert_many, records)
         )
 
-    async def authenticate(self, authorization: str | None) -> billing_pb2.Principal:
-        """Who is calling, after their key's rate limit (every public call passes here)."""
+    async def authenticate(self, authorization: str | None, scope: str) -> billing_pb2.Principal:
+        """Who is calling, after their key's rate limit, if the key has ``scope`` (every
+        public call passes here)."""
         principal = await self.auth.principal(bearer_key(authorization))
         self.limiter.take(principal.key_id, principal.rate_limit)
+        scopes.require(principal.scopes, scope)
         return principal
 
     async def create_generation(
@@ -85,7 +87,7 @@ class PublicApi:
     ) -> public_api_pb2.Task:
         """Validate, load references, hold the price, record, queue. Any failure before the
         queue answers an error and leaves nothing charged."""
-        principal = await self.authenticate(authorization)
+        principal = await self.authenticate(authorization, scopes.GENERATE)
         spec, prompt = resolve(request)
         inputs = Inputs([], None)
         if spec.image_urls:
@@ -155,7 +157,7 @@ class PublicApi:
         request: public_api_pb2.CreateGenerationRequest,
     ) -> public_api_pb2.Estimate:
         """The price of a request; references are not fetched (size auto uses the prompt)."""
-        await self.authenticate(authorization)
+        await self.authenticate(authorization, scopes.GENERATE)
         spec, _prompt = resolve(request)
         quote = await self.billing.quote(price_item(spec))
         return public_api_pb2.Estimate(
@@ -165,7 +167,7 @@ class PublicApi:
     async def get_task(
         self, authorization: str | None, request: public_api_pb2.GetTaskRequest
     ) -> public_api_pb2.Task:
-        principal = await self.authenticate(authorization)
+        principal = await self.authenticate(authorization, scopes.READ)
         return await self.db.run(self.store.get, request.id, principal.account_id)
 
     async def list_tasks(
@@ -173,7 +175,7 @@ class PublicApi:
         authorization: str | None,
         request: public_api_pb2.ListTasksRequest,
     ) -> public_api_pb2.ListTasksResponse:
-        principal = await self.authenticate(authorization)
+        principal = await self.authenticate(authorization, scopes.READ)
         limit = request.limit or DEFAULT_PAGE
         if not 1 <= limit <= MAX_PAGE:
             raise ApiError(E.INVALID_PARAMETER, f"limit must be 1-{MAX_PAGE}", param="limit")
@@ -197,7 +199,7 @@ class PublicApi:
         authorization: str | None,
         request: public_api_pb2.GetBalanceRequest,
     ) -> public_api_pb2.AccountBalance:
-        principal = await self.authenticate(authorization)
+        principal = await self.authenticate(authorization, scopes.BILLING_READ)
         account = await self.billing.get_account(principal.account_id)
         return public_api_pb2.AccountBalance(
             account_id=account.id, balance=account.balance, held=account.held
@@ -206,7 +208,7 @@ class PublicApi:
     async def create_upload(
         self, authorization: str | None, request: public_api_pb2.CreateUploadRequest
     ) -> public_api_pb2.Upload:
-        principal = await self.authenticate(authorization)
+        principal = await self.authenticate(authorization, scopes.GENERATE)
         if not request.data:
             raise ApiError(E.MISSING_PARAMETER, "file is required", param="file")
         if len(request.data) > self.max_image_bytes:
@@ -234,7 +236,7 @@ class PublicApi:
     async def list_usage(
         self, authorization: str | None, request: public_api_pb2.ListUsageRequest
     ) -> billing_pb2.ListLedgerEntriesResponse:
-        principal = await self.authenticate(authorization)
+        principal = await self.authenticate(authorization, scopes.BILLING_READ)
         return await self.billing.list_ledger_entries(
             billing_pb2.ListLedgerEntriesRequest(
                 account_id=principal.account_id,
@@ -248,10 +250,12 @@ class PublicApi:
     async def create_key(
         self, authorization: str | None, request: public_api_pb2.CreateKeyRequest
     ) -> billing_pb2.CreatedApiKey:
-        principal = await self.authenticate(authorization)
+        principal = await self.authenticate(authorization, scopes.KEYS_MANAGE)
         return await self.billing.create_api_key(
             principal.account_id,
             request.name,
+            scopes=list(request.scopes),
+            parent_key_id=principal.key_id,
             expires_at=request.expires_at,
             credit_limit=request.credit_limit if request.HasField("credit_limit") else None,
             rate_limit=request.rate_limit if request.HasField("rate_limit") else None,
@@ -260,11 +264,16 @@ class PublicApi:
     async def list_keys(
         self, authorization: str | None, request: public_api_pb2.ListKeysRequest
     ) -> billing_pb2.ListApiKeysResponse:
-        principal = await self.authenticate(authorization)
+        principal = await self.authenticate(authorization, scopes.KEYS_MANAGE)
         return await self.billing.list_api_keys(principal.account_id)
 
     async def revoke_key(
         self, authorization: str | None, request: public_api_pb2.RevokeKeyRequest
     ) -> billing_pb2.ApiKeyInfo:
-        principal = await self.authenticate(authorization)
-        return await self.billing.revoke_api_key(request.key_id, principal.account_id)
+        principal = await self.authenticate(authorization, scopes.KEYS_MANAGE)
+        return await self.billing.revoke_api_key(
+            request.key_id,
+            principal.account_id,
+            by_key_id=principal.key_id,
+            cascade=request.cascade,
+        )

@@ -62,6 +62,7 @@ _ERROR_TEXT = {
     400: "invalid request",
     401: "missing or invalid API key",
     402: "insufficient credits",
+    403: "the API key lacks the scope, or asks for more than it has",
     404: "not found",
     413: "body or image too large",
     422: "a reference image is unusable",
@@ -72,7 +73,7 @@ _ERROR_TEXT = {
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The error responses an operation documents (all share the error envelope)."""
-    return {s: {"model": ErrorOut, "description": _ERROR_TEXT[s]} for s in statuses}
+    return {s: {"model": ErrorOut, "description": _ERROR_TEXT[s]} for s in sorted(statuses)}
 
 
 def error_body(err: ApiError, request_id: str) -> dict[str, Any]:
@@ -288,7 +289,7 @@ def create_app(api: PublicApi, billing_admin: AdminAccess | None = None) -> Fast
     @app.post(
         "/api/v1/images/generations",
         response_model=SubmitOut,
-        responses=errors(400, 401, 402, 404, 413, 422, 429, 503),
+        responses=errors(400, 401, 403, 402, 404, 413, 422, 429, 503),
         tags=["images"],
         summary="Submit an image generation task",
     )
@@ -301,7 +302,7 @@ def create_app(api: PublicApi, billing_admin: AdminAccess | None = None) -> Fast
     @app.post(
         "/api/v1/images/estimate",
         response_model=EstimateOut,
-        responses=errors(400, 401, 413, 429, 503),
+        responses=errors(400, 401, 403, 413, 429, 503),
         tags=["images"],
         summary="Price a request without submitting it",
     )
@@ -314,7 +315,7 @@ def create_app(api: PublicApi, billing_admin: AdminAccess | None = None) -> Fast
     @app.get(
         "/api/v1/tasks/{task_id}",
         response_model=TaskOut,
-        responses=errors(400, 401, 404, 429, 503),
+        responses=errors(400, 401, 403, 404, 429, 503),
         tags=["tasks"],
         summary="Get a task (poll until completed or failed)",
     )
@@ -325,7 +326,7 @@ def create_app(api: PublicApi, billing_admin: AdminAccess | None = None) -> Fast
     @app.get(
         "/api/v1/tasks",
         response_model=TaskListOut,
-        responses=errors(400, 401, 429, 503),
+        responses=errors(400, 401, 403, 429, 503),
         tags=["tasks"],
         summary="List the caller's tasks, newest first",
     )
@@ -349,7 +350,7 @@ def create_app(api: PublicApi, billing_admin: AdminAccess | None = None) -> Fast
     @app.post(
         UPLOADS_PATH,
         response_model=UploadOut,
-        responses=errors(400, 401, 413, 422, 429, 503),
+        responses=errors(400, 401, 403, 413, 422, 429, 503),
         tags=["uploads"],
         summary="Upload an image for image_urls or mask_url (multipart field 'file')",
     )
@@ -364,7 +365,7 @@ def create_app(api: PublicApi, billing_admin: AdminAccess | None = None) -> Fast
     @app.get(
         "/api/v1/usage",
         response_model=UsageOut,
-        responses=errors(400, 401, 429, 503),
+        responses=errors(400, 401, 403, 429, 503),
         tags=["account"],
         summary="The caller's ledger entries, newest first",
     )
@@ -388,12 +389,14 @@ def create_app(api: PublicApi, billing_admin: AdminAccess | None = None) -> Fast
     @app.post(
         "/api/v1/keys",
         response_model=CreatedKeyOut,
-        responses=errors(400, 401, 429, 503),
+        responses=errors(400, 401, 403, 429, 503),
         tags=["keys"],
         summary="Create an API key (its secret is shown once)",
     )
     async def create_key(body: KeyCreateBody, authorization: Authorization = None) -> Response:
-        request = public_api_pb2.CreateKeyRequest(name=body.name, expires_at=body.expires_at or 0)
+        request = public_api_pb2.CreateKeyRequest(
+            name=body.name, expires_at=body.expires_at or 0, scopes=body.scopes or []
+        )
         if body.credit_limit is not None:
             request.credit_limit = body.credit_limit
         if body.rate_limit is not None:
@@ -403,7 +406,7 @@ def create_app(api: PublicApi, billing_admin: AdminAccess | None = None) -> Fast
     @app.get(
         "/api/v1/keys",
         response_model=KeyListOut,
-        responses=errors(401, 429, 503),
+        responses=errors(401, 403, 429, 503),
         tags=["keys"],
         summary="The caller's API keys (prefix and last four only)",
     )
@@ -414,18 +417,26 @@ def create_app(api: PublicApi, billing_admin: AdminAccess | None = None) -> Fast
     @app.delete(
         "/api/v1/keys/{key_id}",
         response_model=KeyOut,
-        responses=errors(401, 404, 429, 503),
+        responses=errors(400, 401, 403, 404, 429, 503),
         tags=["keys"],
         summary="Revoke an API key (it stops working at once)",
     )
-    async def revoke_key(key_id: str, authorization: Authorization = None) -> Response:
-        key = await api.revoke_key(authorization, public_api_pb2.RevokeKeyRequest(key_id=key_id))
+    async def revoke_key(
+        key_id: str,
+        authorization: Authorization = None,
+        cascade: Annotated[
+            bool, Query(description="also revoke every key created from it, at any depth")
+        ] = False,
+    ) -> Response:
+        key = await api.revoke_key(
+            authorization, public_api_pb2.RevokeKeyRequest(key_id=key_id, cascade=cascade)
+        )
         return JSONBody(translate.key_json(key))
 
     @app.get(
         "/api/v1/account",
         response_model=BalanceOut,
-        responses=errors(401, 429, 503),
+        responses=errors(401, 403, 429, 503),
         tags=["account"],
         summary="The caller's balance and held credits",
     )

@@ -21,6 +21,7 @@ from gateway.validation import (
     QUALITIES,
 )
 from pixelrelay.limits import MAX_CREDITS, MAX_RATE_LIMIT, MAX_UNIX_SECONDS
+from pixelrelay.scopes import ALL as SCOPES
 
 Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
 
@@ -210,6 +211,8 @@ class KeyOut(BaseModel):
     credit_limit: int | None
     rate_limit: int | None = Field(description="requests per minute")
     spent: int = Field(description="credits held or charged through this key")
+    scopes: list[str] = Field(description="what the key may do")
+    parent_id: str | None = Field(description="the key that created it; null: an operator")
 
 
 class KeyListOut(BaseModel):
@@ -230,6 +233,12 @@ class KeyCreateBody(BaseModel):
     )
     credit_limit: int | None = Field(None, ge=1, le=MAX_CREDITS)
     rate_limit: int | None = Field(None, ge=1, le=MAX_RATE_LIMIT, description="requests per minute")
+    scopes: list[str] | None = Field(
+        None,
+        description="what the new key may do; none: the creating key's scopes "
+        "(a key can grant only scopes it has)",
+        json_schema_extra={"items": {"enum": list(SCOPES)}},
+    )
 
 
 class AccountCreateBody(BaseModel):

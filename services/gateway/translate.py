@@ -127,6 +127,8 @@ def key_json(key: billing_pb2.ApiKeyInfo) -> dict[str, Any]:
         "credit_limit": key.credit_limit if key.HasField("credit_limit") else None,
         "rate_limit": key.rate_limit if key.HasField("rate_limit") else None,
         "spent": key.spent,
+        "scopes": list(key.scopes),
+        "parent_id": key.parent_id or None,
     }
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -181,3 +183,64 @@ async def test_connections_over_the_cap_get_503(platform: Platform) -> None:
         return bool((await platform.http.get("/healthz")).status_code == 200)
 
     await eventually(serves_again, "the gateway serves once the connections are gone")
+
+
+async def test_a_limited_key_cannot_escalate_or_outlive_its_revocation(platform: Platform) -> None:
+    """A key with 10 credits, 5/min and 10 minutes once minted an unlimited key with no
+    expiry, and revoking it left that key alive."""
+    admin = platform.stack.billing()
+    try:
+        created = await admin.create_api_key(
+            platform.account_id,
+            "limited",
+            expires_at=int(time.time()) + 600,
+            credit_limit=10,
+            rate_limit=5,
+        )
+    finally:
+        await admin.close()
+    limited = {"Authorization": f"Bearer {created.api_key}"}
+
+    async def make(body: dict[str, Any]) -> httpx.Response:
+        return await platform.http.post("/api/v1/keys", headers=limited, json=body)
+
+    for body in ({}, {"credit_limit": 11}, {"credit_limit": 5, "rate_limit": 100}):
+        refused = await make(body)
+        assert refused.status_code == 403, (body, refused.text)
+        assert refused.json()["error"]["code"] == 10006
+    made = await make({"credit_limit": 5, "scopes": ["read"]})
+    assert made.status_code == 200, made.text
+    child = made.json()
+    assert child["key"]["rate_limit"] == 5 and child["key"]["parent_id"] == created.key_id
+    assert child["key"]["scopes"] == ["read"] and child["key"]["expires_at"] is not None
+
+    # Scopes hold at every endpoint: a read-only key reads, and submits nothing.
+    reader = {"Authorization": f"Bearer {child['api_key']}"}
+    submit = await platform.http.post(
+        "/api/v1/images/generations", headers=reader, json={"model": "gpt-image-2", "prompt": "x"}
+    )
+    assert submit.status_code == 403 and submit.json()["error"]["code"] == 10006
+    assert (await platform.http.get("/api/v1/tasks", headers=reader)).status_code == 200
+    assert (await platform.http.get("/api/v1/account", headers=reader)).status_code == 403
+
+    # The limited key cannot revoke the operator's key it does not outrank.
+    wider = await platform.http.delete(f"/api/v1/keys/{created.key_id}", headers=reader)
+    assert wider.status_code == 403
+    own_key = next(
+        k["id"]
+        for k in (await platform.http.get("/api/v1/keys", headers=platform.auth())).json()["data"]
+        if k["prefix"] == platform.api_key[:12]
+    )
+    upward = await platform.http.delete(f"/api/v1/keys/{own_key}", headers=limited)
+    assert upward.status_code == 403
+
+    # Revoking the limited key with cascade stops what it made, too.
+    revoked = await platform.http.delete(
+        f"/api/v1/keys/{created.key_id}?cascade=true", headers=platform.auth()
+    )
+    assert revoked.status_code == 200
+
+    async def child_refused() -> bool:
+        return (await platform.http.get("/api/v1/tasks", headers=reader)).status_code == 401
+
+    await eventually(child_refused, "the child key stops working")

@@ -65,20 +65,26 @@ class Principal(_message.Message):
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     KEY_ID_FIELD_NUMBER: _builtins.int
     RATE_LIMIT_FIELD_NUMBER: _builtins.int
+    SCOPES_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     key_id: _builtins.str
     rate_limit: _builtins.int
     """requests per minute; 0 = the platform default"""
+    @_builtins.property
+    def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """what the key may do: generate, read, keys:manage, billing:read"""
+
     def __init__(
         self,
         *,
         account_id: _builtins.str = ...,
         key_id: _builtins.str = ...,
         rate_limit: _builtins.int = ...,
+        scopes: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "key_id", b"key_id", "rate_limit", b"rate_limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "key_id", b"key_id", "rate_limit", b"rate_limit", "scopes", b"scopes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -403,6 +409,8 @@ class CreateApiKeyRequest(_message.Message):
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     CREDIT_LIMIT_FIELD_NUMBER: _builtins.int
     RATE_LIMIT_FIELD_NUMBER: _builtins.int
+    SCOPES_FIELD_NUMBER: _builtins.int
+    PARENT_KEY_ID_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     name: _builtins.str
     secret: _builtins.str
@@ -413,6 +421,14 @@ class CreateApiKeyRequest(_message.Message):
     """unix seconds; 0 = never"""
     credit_limit: _builtins.int
     rate_limit: _builtins.int
+    parent_key_id: _builtins.str
+    """The key creating this one (the public API): the new key gets at most its scopes,
+    expiry and rate limit, and its credit limit is carved out of the parent's.
+    """
+    @_builtins.property
+    def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Empty: every scope (operator-issued) or, with parent_key_id, the parent's."""
+
     def __init__(
         self,
         *,
@@ -422,10 +438,12 @@ class CreateApiKeyRequest(_message.Message):
         expires_at: _builtins.int = ...,
         credit_limit: _builtins.int | None = ...,
         rate_limit: _builtins.int | None = ...,
+        scopes: _abc.Iterable[_builtins.str] | None = ...,
+        parent_key_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_credit_limit", b"_credit_limit", "_rate_limit", b"_rate_limit", "credit_limit", b"credit_limit", "rate_limit", b"rate_limit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_credit_limit", b"_credit_limit", "_rate_limit", b"_rate_limit", "account_id", b"account_id", "credit_limit", b"credit_limit", "expires_at", b"expires_at", "name", b"name", "rate_limit", b"rate_limit", "secret", b"secret"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_credit_limit", b"_credit_limit", "_rate_limit", b"_rate_limit", "account_id", b"account_id", "credit_limit", b"credit_limit", "expires_at", b"expires_at", "name", b"name", "parent_key_id", b"parent_key_id", "rate_limit", b"rate_limit", "scopes", b"scopes", "secret", b"secret"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__credit_limit: _TypeAlias = _typing.Literal["credit_limit"]  # noqa: Y015
     _WhichOneofArgType__credit_limit: _TypeAlias = _typing.Literal["_credit_limit", b"_credit_limit"]  # noqa: Y015
@@ -486,6 +504,9 @@ class ApiKeyInfo(_message.Message):
     CREDIT_LIMIT_FIELD_NUMBER: _builtins.int
     RATE_LIMIT_FIELD_NUMBER: _builtins.int
     SPENT_FIELD_NUMBER: _builtins.int
+    SCOPES_FIELD_NUMBER: _builtins.int
+    PARENT_ID_FIELD_NUMBER: _builtins.int
+    DELEGATED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     account_id: _builtins.str
     name: _builtins.str
@@ -501,6 +522,12 @@ class ApiKeyInfo(_message.Message):
     rate_limit: _builtins.int
     spent: _builtins.int
     """credits held or charged through this key"""
+    parent_id: _builtins.str
+    """the key that created it; empty = operator-issued"""
+    delegated: _builtins.int
+    """credit limit handed to keys it created"""
+    @_builtins.property
+    def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -515,10 +542,13 @@ class ApiKeyInfo(_message.Message):
         credit_limit: _builtins.int | None = ...,
         rate_limit: _builtins.int | None = ...,
         spent: _builtins.int = ...,
+        scopes: _abc.Iterable[_builtins.str] | None = ...,
+        parent_id: _builtins.str = ...,
+        delegated: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_credit_limit", b"_credit_limit", "_rate_limit", b"_rate_limit", "credit_limit", b"credit_limit", "rate_limit", b"rate_limit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_credit_limit", b"_credit_limit", "_rate_limit", b"_rate_limit", "account_id", b"account_id", "created_at", b"created_at", "credit_limit", b"credit_limit", "expires_at", b"expires_at", "id", b"id", "last4", b"last4", "name", b"name", "prefix", b"prefix", "rate_limit", b"rate_limit", "revoked_at", b"revoked_at", "spent", b"spent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_credit_limit", b"_credit_limit", "_rate_limit", b"_rate_limit", "account_id", b"account_id", "created_at", b"created_at", "credit_limit", b"credit_limit", "delegated", b"delegated", "expires_at", b"expires_at", "id", b"id", "last4", b"last4", "name", b"name", "parent_id", b"parent_id", "prefix", b"prefix", "rate_limit", b"rate_limit", "revoked_at", b"revoked_at", "scopes", b"scopes", "spent", b"spent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__credit_limit: _TypeAlias = _typing.Literal["credit_limit"]  # noqa: Y015
     _WhichOneofArgType__credit_limit: _TypeAlias = _typing.Literal["_credit_limit", b"_credit_limit"]  # noqa: Y015
@@ -576,18 +606,28 @@ class RevokeApiKeyRequest(_message.Message):
 
     KEY_ID_FIELD_NUMBER: _builtins.int
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    BY_KEY_ID_FIELD_NUMBER: _builtins.int
+    CASCADE_FIELD_NUMBER: _builtins.int
     key_id: _builtins.str
     account_id: _builtins.str
     """if set, the key must belong to it"""
+    by_key_id: _builtins.str
+    """The key asking (the public API): it must hold every scope of the key it revokes,
+    and cannot revoke a key it descends from.
+    """
+    cascade: _builtins.bool
+    """also revoke every key created from it, at any depth"""
     def __init__(
         self,
         *,
         key_id: _builtins.str = ...,
         account_id: _builtins.str = ...,
+        by_key_id: _builtins.str = ...,
+        cascade: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "key_id", b"key_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "by_key_id", b"by_key_id", "cascade", b"cascade", "key_id", b"key_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -55,10 +55,15 @@ class CreateKeyRequest(_message.Message):
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     CREDIT_LIMIT_FIELD_NUMBER: _builtins.int
     RATE_LIMIT_FIELD_NUMBER: _builtins.int
+    SCOPES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     expires_at: _builtins.int
     credit_limit: _builtins.int
     rate_limit: _builtins.int
+    @_builtins.property
+    def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """empty: the calling key's"""
+
     def __init__(
         self,
         *,
@@ -66,10 +71,11 @@ class CreateKeyRequest(_message.Message):
         expires_at: _builtins.int = ...,
         credit_limit: _builtins.int | None = ...,
         rate_limit: _builtins.int | None = ...,
+        scopes: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_credit_limit", b"_credit_limit", "_rate_limit", b"_rate_limit", "credit_limit", b"credit_limit", "rate_limit", b"rate_limit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_credit_limit", b"_credit_limit", "_rate_limit", b"_rate_limit", "credit_limit", b"credit_limit", "expires_at", b"expires_at", "name", b"name", "rate_limit", b"rate_limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_credit_limit", b"_credit_limit", "_rate_limit", b"_rate_limit", "credit_limit", b"credit_limit", "expires_at", b"expires_at", "name", b"name", "rate_limit", b"rate_limit", "scopes", b"scopes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__credit_limit: _TypeAlias = _typing.Literal["credit_limit"]  # noqa: Y015
     _WhichOneofArgType__credit_limit: _TypeAlias = _typing.Literal["_credit_limit", b"_credit_limit"]  # noqa: Y015
@@ -102,15 +108,19 @@ class RevokeKeyRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     KEY_ID_FIELD_NUMBER: _builtins.int
+    CASCADE_FIELD_NUMBER: _builtins.int
     key_id: _builtins.str
+    cascade: _builtins.bool
+    """also revoke the keys created from it"""
     def __init__(
         self,
         *,
         key_id: _builtins.str = ...,
+        cascade: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cascade", b"cascade", "key_id", b"key_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
