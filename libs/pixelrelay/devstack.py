@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import functools
 import logging
 import os
@@ -51,6 +50,7 @@ from pixelrelay.callers import ADMIN, DISPATCHER, GATEWAY, TrustedCallers, new_c
 from pixelrelay.errors import ApiError
 from pixelrelay.grpc_server import check_health
 from pixelrelay.ids import random_token
+from pixelrelay.orphan_guard import signal_me_when_my_parent_dies
 from pixelrelay.ports import PortLease, lease_ports
 
 log = logging.getLogger("devstack")
@@ -171,9 +171,6 @@ class StackConfig:
 START_ATTEMPTS = 3
 # What nats-server, gRPC, uvicorn, werkzeug (moto) and prometheus say when a port is taken.
 _PORT_TAKEN = re.compile(r"address already in use|failed to bind|in use by another program", re.I)
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
-# Looked up once here: a preexec_fn runs between fork and exec and must not load libraries.
-_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
 
 
 def kept_secret(path: Path, make: Callable[[], str]) -> str:
@@ -239,27 +236,6 @@ class ChildExited(RuntimeError):
         return bool(_PORT_TAKEN.search(self.tail))
 
 
-def _signal_me_when_my_parent_dies(sig: int) -> None:
-    """Linux's parent-death signal for this process (elsewhere: nothing). It follows the
-    thread that forked us, and takes effect only if the parent is still there."""
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, sig)
-
-
-def _exit_with_launcher() -> Callable[[], None]:
-    """A preexec_fn: the child gets SIGTERM when its launcher dies, however it dies (a
-    SIGKILLed `make run` once left its children holding every port). Children are spawned
-    from the event loop's thread, which lives as long as the launcher."""
-    launcher = os.getpid()
-
-    def preexec() -> None:
-        _signal_me_when_my_parent_dies(signal.SIGTERM)
-        if os.getppid() != launcher:  # the launcher died before that took effect
-            os._exit(1)
-
-    return preexec
-
-
 class Stack:
     def __init__(self, config: StackConfig):
         self.config = config
@@ -277,16 +253,20 @@ class Stack:
     ) -> Child:
         self.logs.mkdir(parents=True, exist_ok=True)
         log_path = self.logs / f"{name}.log"
+        # Linux: the child dies with us (orphan_guard.py). Elsewhere it outlives a killed
+        # launcher, as it always did.
+        guarded = argv
+        if sys.platform.startswith("linux"):
+            guarded = [sys.executable, "-m", "pixelrelay.orphan_guard", str(os.getpid()), *argv]
         with log_path.open("ab") as out:
             # A session of its own: Ctrl-C reaches only us, and we stop children in order.
             process = subprocess.Popen(
-                argv,
+                guarded,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env={**os.environ, **(env or {})},
                 start_new_session=True,
-                preexec_fn=_exit_with_launcher(),
             )
         child = Child(name, process, log_path, argv, env or {}, ready)
         self.children.append(child)
@@ -619,7 +599,7 @@ async def _serve() -> None:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="devstack: %(message)s")
     # `make run` killed outright: stop the platform in order, as Ctrl-C would.
-    _signal_me_when_my_parent_dies(signal.SIGTERM)
+    signal_me_when_my_parent_dies(signal.SIGTERM)
     try:
         asyncio.run(_serve())
     except ChildExited as exited:
