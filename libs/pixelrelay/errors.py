@@ -138,6 +138,13 @@ class E:
         grpc.StatusCode.INVALID_ARGUMENT,
         "The request's headers exceed the size or count limit.",
     )
+    INVALID_MULTIPART = ErrorKind(
+        20013,
+        "invalid_multipart",
+        400,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "The body is not well-formed multipart/form-data.",
+    )
     REQUEST_TIMEOUT = ErrorKind(
         20012,
         "request_timeout",

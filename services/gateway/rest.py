@@ -120,6 +120,30 @@ def _validation_error(exc: RequestValidationError) -> ApiError:
     )
 
 
+# Every answer: no MIME sniffing, no framing, no referrer. JSON answers may load nothing;
+# the two HTML pages (the playground and /docs, whose Swagger UI comes from a CDN) only
+# what they use.
+_COMMON_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+API_HEADERS = [
+    *_COMMON_HEADERS,
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+]
+PAGES = {"/", "/docs"}
+PAGE_HEADERS = [
+    *_COMMON_HEADERS,
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+        b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+        b"img-src 'self' data: https:; connect-src 'self'; frame-ancestors 'none'",
+    ),
+]
+
+
 class RequestContext:
     """Per request: an id (``x-request-id``), a body limit (413 before a larger body is
     read into memory), and the HTTP metrics."""
@@ -143,7 +167,9 @@ class RequestContext:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+                headers = message.setdefault("headers", [])
+                headers.append((b"x-request-id", request_id.encode()))
+                headers += PAGE_HEADERS if scope["path"] in PAGES else API_HEADERS
             await send(message)
 
         limit = self.upload_limit if scope["path"] == UPLOADS_PATH else self.limit
@@ -280,6 +306,10 @@ def create_app(api: PublicApi, billing_admin: AdminAccess | None = None) -> Fast
         kind = {400: E.INVALID_JSON, 404: E.NOT_FOUND, 405: E.METHOD_NOT_ALLOWED}.get(
             exc.status_code, E.INTERNAL
         )
+        if kind is E.INVALID_JSON and request.headers.get("content-type", "").startswith(
+            "multipart/"
+        ):
+            kind = E.INVALID_MULTIPART  # the form parser refused the body
         return error_response(ApiError(kind), _request_id(request))
 
     @app.exception_handler(Exception)

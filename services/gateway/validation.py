@@ -42,7 +42,8 @@ STABLE_ONLY = (
     "output_format",
     "output_compression",
 )
-_EXPLICIT_SIZE = re.compile(r"^(\d{2,5})x(\d{2,5})$")
+# ASCII digits only: \d would take "१०२४x१०२४" too.
+_EXPLICIT_SIZE = re.compile(r"^([0-9]{2,5})x([0-9]{2,5})$")
 
 
 def _one_of(value: str, allowed: tuple[str, ...], param: str) -> str:

@@ -244,3 +244,29 @@ async def test_a_limited_key_cannot_escalate_or_outlive_its_revocation(platform:
         return (await platform.http.get("/api/v1/tasks", headers=reader)).status_code == 401
 
     await eventually(child_refused, "the child key stops working")
+
+
+async def test_answers_carry_security_headers(platform: Platform) -> None:
+    api = await platform.http.get("/api/v1/account", headers=platform.auth())
+    page = await platform.http.get("/")
+    for response in (api, page):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert api.headers["content-security-policy"].startswith("default-src 'none'")
+
+
+@pytest.mark.parametrize(
+    "content_type", ["multipart/form-data", "multipart/form-data; boundary=xyz"]
+)
+async def test_a_malformed_multipart_body_is_named_as_such(
+    platform: Platform, content_type: str
+) -> None:
+    """It was answered as invalid_json."""
+    response = await platform.http.post(
+        "/api/v1/uploads",
+        headers={**platform.auth(), "Content-Type": content_type},
+        content=b"not multipart at all",
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == 20013

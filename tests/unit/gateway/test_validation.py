@@ -206,3 +206,9 @@ def test_auto_size_takes_the_first_reference_ratio(size: tuple[int, int], ratio:
         reference_size=size,
     )
     assert spec.size == ratio
+
+
+@pytest.mark.parametrize("size", ["१०२४x१०२४", "１０２４x１０２４", "1024x١٠٢٤"])
+def test_explicit_sizes_take_ascii_digits_only(size: str) -> None:
+    err = error_of(model="gpt-image-2-official", size=size)
+    assert (err.kind, err.param) == (E.INVALID_PARAMETER, "size")
