@@ -26,6 +26,7 @@ from pixelrelay.callers import ADMIN, DISPATCHER, GATEWAY, digest, new_credentia
 from pixelrelay.errors import ApiError
 from pixelrelay.ids import random_token
 from pixelrelay.scopes import ALL as ALL_SCOPES
+from pixelrelay.sealing import new_job_key
 from pixelrelay.v1 import billing_pb2
 
 Command = Callable[[BillingClient, argparse.Namespace], Awaitable[Message]]
@@ -155,6 +156,11 @@ def _parser() -> argparse.ArgumentParser:
         "authorization block for them (no call is made)",
     )
     p.set_defaults(run=None, local=lambda args: _nats_users())
+
+    p = commands.add_parser(
+        "new-job-key", help="a JOB_KEYS entry that seals prompts in the job queue (no call)"
+    )
+    p.set_defaults(run=None, local=lambda args: {"job_key": new_job_key()})
 
     p = commands.add_parser(
         "bus-setup", help="create or update the JetStream streams (NATS_URL, NATS_USER, …)"

@@ -52,6 +52,7 @@ from pixelrelay.grpc_server import check_health
 from pixelrelay.ids import random_token
 from pixelrelay.orphan_guard import signal_me_when_my_parent_dies
 from pixelrelay.ports import PortLease, lease_ports
+from pixelrelay.sealing import new_job_key
 
 log = logging.getLogger("devstack")
 
@@ -89,6 +90,7 @@ class StackConfig:
     # (bus_access.py), filled in by Stack.start.
     credentials: dict[str, str] = field(default_factory=dict)
     nats_passwords: dict[str, str] = field(default_factory=dict)
+    job_keys: str = ""  # JOB_KEYS of the gateway and dispatchers (sealing.py)
     database_url: str = ""
     s3_endpoint: str = ""
     dispatchers: int = 1
@@ -302,6 +304,7 @@ class Stack:
         c.credentials = load_credentials(c.data_dir / "secrets", admin=c.admin_token)
         c.admin_token = c.credentials[ADMIN]
         c.nats_passwords = load_nats_passwords(c.data_dir / "secrets")
+        c.job_keys = kept_secret(c.data_dir / "secrets" / "job.keys", new_job_key)
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
                 await self._start_all(c)
@@ -376,6 +379,7 @@ class Stack:
                     **self._service_env(3 + i, "dispatcher", DISPATCHER),
                     "GRPC_PORT": str(port),
                     "WORKER_NAME": name,
+                    "JOB_KEYS": c.job_keys,
                 },
             )
         self._spawn(
@@ -385,6 +389,7 @@ class Stack:
             {
                 **self._service_env(0, "gateway", GATEWAY),
                 "HTTP_HOST": "127.0.0.1",
+                "JOB_KEYS": c.job_keys,
                 "HTTP_PORT": str(c.http_port),
                 "GRPC_PORT": str(c.grpc_port),
                 "DATABASE_URL": db_url or f"sqlite:///{c.data_dir / 'gateway.db'}",

@@ -23,6 +23,7 @@ from pixelrelay.grpc_server import start_grpc_server
 from pixelrelay.lifecycle import run_until_signalled
 from pixelrelay.logging import configure_logging
 from pixelrelay.metrics import start_metrics_server
+from pixelrelay.sealing import PromptSealer
 from pixelrelay.storage_client import StorageClient
 
 log = logging.getLogger("dispatcher")
@@ -72,6 +73,7 @@ async def run(settings: DispatcherSettings, router: Router, stop: asyncio.Event)
         worker=settings.worker_name,
         heartbeat_every=settings.heartbeat_every,
         max_deliver=settings.max_deliver,
+        sealer=PromptSealer.parse(settings.job_keys.get_secret_value()),
     )
     server = await start_grpc_server(  # health checks only: every other call is refused
         settings.grpc_port,

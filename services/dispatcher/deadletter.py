@@ -50,7 +50,8 @@ class DeadLetterHandler:
                     ),
                 ),
             )
-            job.prompt = ""  # the dead-letter copy must not keep the prompt
+            job.prompt = ""  # the dead-letter copy keeps no prompt, not even sealed
+            job.sealed_prompt = b""
             await bus.publish(
                 self.js,
                 bus.DEADLETTER_SUBJECT,

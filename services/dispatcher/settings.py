@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from dispatcher.channels import DEFAULT_FILE
 from pixelrelay.settings import ServiceSettings
 
@@ -20,6 +22,8 @@ class DispatcherSettings(ServiceSettings):
     # Deliveries before a job goes to the dead-letter stream and its task fails.
     max_deliver: int = 5
     worker_name: str = "dispatcher"
+    # Keys that open the prompts sealed in jobs (pixelrelay/sealing.py): id:base64,…
+    job_keys: SecretStr = SecretStr("")
     # Circuit breaker per channel (see breaker.py).
     breaker_consecutive_failures: int = 3
     breaker_failure_rate: float = 0.5

@@ -22,6 +22,7 @@ from dispatcher.upstream import InputImage
 from pixelrelay.bus import heartbeat, publish_event
 from pixelrelay.crashpoints import crash_point
 from pixelrelay.errors import ApiError, E, ErrorKind
+from pixelrelay.sealing import PromptSealer, SealError
 from pixelrelay.storage_client import StorageClient
 from pixelrelay.v1 import events_pb2, jobs_pb2
 
@@ -45,6 +46,7 @@ class JobHandler:
         worker: str,
         heartbeat_every: float,
         max_deliver: int,
+        sealer: PromptSealer,
     ):
         self.js = js
         self.router = router
@@ -52,6 +54,7 @@ class JobHandler:
         self.worker = worker
         self.heartbeat_every = heartbeat_every
         self.max_deliver = max_deliver
+        self.sealer = sealer
 
     async def __call__(self, msg: Msg) -> None:
         job = jobs_pb2.GenerationJob.FromString(msg.data)
@@ -86,8 +89,14 @@ class JobHandler:
             return await self._storage_trouble(job.task_id, delivery, err)
         started = time.perf_counter()
         try:
+            prompt = self.sealer.open(job.key_id, job.sealed_prompt, job.task_id)
+        except SealError as err:  # no retry opens it: JOB_KEYS lost the key, or tampering
+            log.error("job prompt unreadable", extra={"task_id": job.task_id, "error": str(err)})
+            await self._fail(job.task_id, E.INTERNAL, "the job could not be read", [])
+            return "failed"
+        try:
             result, attempts = await self.router.generate(
-                job.task_id, job.prompt, job.spec, references, mask
+                job.task_id, prompt, job.spec, references, mask
             )
         except AllChannelsFailed as failure:
             await self._fail(job.task_id, failure.last.kind, failure.last.message, failure.attempts)

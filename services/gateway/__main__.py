@@ -29,6 +29,7 @@ from pixelrelay.grpc_server import start_grpc_server
 from pixelrelay.lifecycle import run_until_signalled
 from pixelrelay.logging import configure_logging
 from pixelrelay.metrics import start_metrics_server
+from pixelrelay.sealing import PromptSealer
 from pixelrelay.storage_client import StorageClient
 from pixelrelay.v1 import public_api_pb2, public_api_pb2_grpc
 
@@ -71,6 +72,7 @@ async def run(settings: GatewaySettings, stop: asyncio.Event) -> None:
         store=store,
         js=js,
         hold_ttl_seconds=settings.hold_ttl_seconds,
+        sealer=PromptSealer.parse(settings.job_keys.get_secret_value()),
         max_image_bytes=settings.max_image_bytes,
         limiter=RateLimiter(settings.default_rate_limit),
     )

@@ -21,6 +21,7 @@ from pixelrelay.crashpoints import crash_point
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
 from pixelrelay.ids import new_id
+from pixelrelay.sealing import PromptSealer
 from pixelrelay.storage_client import StorageClient
 from pixelrelay.v1 import billing_pb2, jobs_pb2, public_api_pb2
 
@@ -55,6 +56,7 @@ class PublicApi:
         js: JetStreamContext,
         hold_ttl_seconds: int,
         max_image_bytes: int,
+        sealer: PromptSealer,
         limiter: RateLimiter | None = None,
     ):
         self.billing = billing
@@ -65,6 +67,7 @@ class PublicApi:
         self.js = js
         self.hold_ttl_seconds = hold_ttl_seconds
         self.max_image_bytes = max_image_bytes
+        self.sealer = sealer
         self.limiter = limiter or RateLimiter()
         self.auth = AuthCache(billing.authenticate)
         # Submits that arrive together are recorded in one transaction.
@@ -114,10 +117,12 @@ class PublicApi:
         )
         try:
             reference_keys, mask_key = await self.references.store(task_id, inputs)
+            key_id, sealed_prompt = self.sealer.seal(prompt, task_id)
             job = jobs_pb2.GenerationJob(
                 task_id=task_id,
                 account_id=principal.account_id,
-                prompt=prompt,
+                sealed_prompt=sealed_prompt,
+                key_id=key_id,
                 spec=spec,
                 created_at_ms=record.created_at_ms,
                 reference_keys=reference_keys,

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pydantic import SecretStr
+
 from pixelrelay.settings import ServiceSettings
 
 
@@ -27,5 +29,7 @@ class GatewaySettings(ServiceSettings):
     fetch_timeout: float = 20.0
     # Requests per minute for keys without their own limit; 0 = unlimited.
     default_rate_limit: int = 0
+    # Keys that seal prompts in the job queue (pixelrelay/sealing.py): id:base64,…
+    job_keys: SecretStr = SecretStr("")
     # Task-event consumers in this process.
     event_concurrency: int = 32

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -20,7 +22,7 @@ from pixelrelay import bus
 from pixelrelay.limits import MAX_UNIX_SECONDS
 from pixelrelay.v1 import events_pb2, public_api_pb2, public_api_pb2_grpc
 from tests.e2e.conftest import Platform
-from tests.e2e.helpers import eventually
+from tests.e2e.helpers import eventually, poll_until_done
 
 pytestmark = [pytest.mark.e2e, pytest.mark.security]
 
@@ -270,3 +272,28 @@ async def test_a_malformed_multipart_body_is_named_as_such(
     )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == 20013
+
+
+async def test_a_queued_prompt_is_not_readable_in_the_job_store(platform: Platform) -> None:
+    """A copy of the NATS store held every queued prompt in plain text."""
+    marker = f"private-marker-{uuid.uuid4().hex}"
+    dispatcher = platform.stack.child("dispatcher").process
+    os.kill(dispatcher.pid, signal.SIGSTOP)  # the job waits in the queue
+    try:
+        async with platform.stack.bus() as nc:
+            js = nc.jetstream()
+            before = (await js.stream_info(bus.JOBS_STREAM)).state.messages
+            submitted = await platform.http.post(
+                "/api/v1/images/generations",
+                headers=platform.auth(),
+                json={"model": "gpt-image-2", "prompt": marker},
+            )
+            assert submitted.status_code == 200, submitted.text
+            assert (await js.stream_info(bus.JOBS_STREAM)).state.messages == before + 1
+        stored = [p for p in (platform.config.data_dir / "nats").rglob("*") if p.is_file()]
+        assert stored
+        assert not [p for p in stored if marker.encode() in p.read_bytes()]
+    finally:
+        os.kill(dispatcher.pid, signal.SIGCONT)
+    task = await poll_until_done(platform.http, submitted.json()["id"], platform.auth())
+    assert task["status"] == "completed"  # the dispatcher opened it

@@ -22,7 +22,7 @@ DESCRIPTOR: _descriptor.FileDescriptor
 @_typing.final
 class GenerationJob(_message.Message):
     """Published to JetStream subject pixelrelay.jobs.images with Nats-Msg-Id = task_id.
-    It is the only place the prompt lives, and only until the job is acked.
+    It is the only place the prompt lives, and only until the job is acked, sealed.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -34,11 +34,19 @@ class GenerationJob(_message.Message):
     CREATED_AT_MS_FIELD_NUMBER: _builtins.int
     REFERENCE_KEYS_FIELD_NUMBER: _builtins.int
     MASK_KEY_FIELD_NUMBER: _builtins.int
+    SEALED_PROMPT_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     account_id: _builtins.str
     prompt: _builtins.str
+    """never set: the prompt travels sealed (below)"""
     created_at_ms: _builtins.int
     mask_key: _builtins.str
+    sealed_prompt: _builtins.bytes
+    """The prompt, AES-256-GCM under JOB_KEYS[key_id] with the task id as associated data
+    (pixelrelay/sealing.py): a copy of the job store holds no readable prompt.
+    """
+    key_id: _builtins.str
     @_builtins.property
     def spec(self) -> _common_pb2.ImageSpec: ...
     @_builtins.property
@@ -57,10 +65,12 @@ class GenerationJob(_message.Message):
         created_at_ms: _builtins.int = ...,
         reference_keys: _abc.Iterable[_builtins.str] | None = ...,
         mask_key: _builtins.str = ...,
+        sealed_prompt: _builtins.bytes = ...,
+        key_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "created_at_ms", b"created_at_ms", "mask_key", b"mask_key", "prompt", b"prompt", "reference_keys", b"reference_keys", "spec", b"spec", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "created_at_ms", b"created_at_ms", "key_id", b"key_id", "mask_key", b"mask_key", "prompt", b"prompt", "reference_keys", b"reference_keys", "sealed_prompt", b"sealed_prompt", "spec", b"spec", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
