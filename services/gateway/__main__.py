@@ -16,6 +16,7 @@ from gateway.events import TaskEventHandler
 from gateway.fetch import SafeFetcher
 from gateway.grpc_api import PublicApiServicer
 from gateway.http_protocol import guarded_protocol
+from gateway.images import DecodeBudget
 from gateway.ratelimit import RateLimiter
 from gateway.references import ReferenceLoader
 from gateway.rest import asgi_app
@@ -67,7 +68,9 @@ async def run(settings: GatewaySettings, stop: asyncio.Event) -> None:
     api = PublicApi(
         billing=billing,
         storage=storage,
-        references=ReferenceLoader(fetcher, storage),
+        references=ReferenceLoader(
+            fetcher, storage, DecodeBudget(settings.decode_budget_mb * 1024 * 1024)
+        ),
         db=db,
         store=store,
         js=js,

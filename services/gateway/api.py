@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -9,7 +10,7 @@ from nats.js import JetStreamContext
 from prometheus_client import Counter
 
 from gateway.authcache import AuthCache
-from gateway.images import check_content_type, inspect_image
+from gateway.images import check_content_type
 from gateway.ratelimit import RateLimiter
 from gateway.references import Inputs, ReferenceLoader
 from gateway.store import TaskRecord, TaskStore, now_ms, spec_to_json
@@ -23,7 +24,7 @@ from pixelrelay.errors import ApiError, E
 from pixelrelay.ids import new_id
 from pixelrelay.sealing import PromptSealer
 from pixelrelay.storage_client import StorageClient
-from pixelrelay.v1 import billing_pb2, jobs_pb2, public_api_pb2
+from pixelrelay.v1 import billing_pb2, common_pb2, jobs_pb2, public_api_pb2
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ class PublicApi:
         spec, prompt = resolve(request)
         inputs = Inputs([], None)
         if spec.image_urls:
+            await self._affordable(principal.account_id, spec)
             inputs = await self.references.load(spec, principal.account_id)
             spec, prompt = resolve(request, reference_size=inputs.first_size)
         task_id = new_id("task")
@@ -155,6 +157,19 @@ class PublicApi:
         except Exception:
             # The hold's deadline still releases it (billing's sweeper).
             log.warning("could not undo a failed submit", extra={"task_id": task_id}, exc_info=True)
+
+    async def _affordable(self, account_id: str, spec: common_pb2.ImageSpec) -> None:
+        """402 before any reference is fetched or decoded: an account without the credits
+        once made the gateway fetch and decode 17 large images (1 GB, 2.7 s) to learn it.
+        The hold after the fetch is still the check that counts."""
+        quote, account = await asyncio.gather(
+            self.billing.quote(price_item(spec)), self.billing.get_account(account_id)
+        )
+        if account.balance < quote.credits:
+            raise ApiError(
+                E.INSUFFICIENT_CREDITS,
+                f"this request costs {quote.credits} credits; the balance is {account.balance}",
+            )
 
     async def estimate_generation(
         self,
@@ -223,7 +238,7 @@ class PublicApi:
                 param="file",
             )
         check_content_type(request.content_type, "file")
-        image = await inspect_image(request.data, "file")
+        image = await self.references.inspect(request.data, "file")
         upload_id = new_id("upl")
         key = f"uploads/{principal.account_id}/{upload_id}.{image.extension}"
         stored = await self.storage.put_object(key, image.data, image.content_type)

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 import httpx
 
 from gateway.fetch import SafeFetcher
-from gateway.images import InputImage, check_content_type, check_mask, inspect_image
+from gateway.images import (
+    DecodeBudget,
+    InputImage,
+    check_content_type,
+    check_mask,
+    inspect_image,
+)
 from pixelrelay.errors import ApiError, E
 from pixelrelay.storage_client import StorageClient
 from pixelrelay.v1 import common_pb2
@@ -42,9 +48,14 @@ def upload_key(url: str) -> tuple[str, str] | None:
 
 
 class ReferenceLoader:
-    def __init__(self, fetcher: SafeFetcher, storage: StorageClient):
+    def __init__(self, fetcher: SafeFetcher, storage: StorageClient, budget: DecodeBudget):
         self.fetcher = fetcher
         self.storage = storage
+        self.budget = budget
+
+    async def inspect(self, data: bytes, param: str) -> InputImage:
+        """Check one image (an upload or a reference) within this gateway's decode budget."""
+        return await inspect_image(data, param, self.budget)
 
     async def load(self, spec: common_pb2.ImageSpec, account_id: str) -> Inputs:
         """Every reference and the mask, checked; the first error wins."""
@@ -79,7 +90,7 @@ class ReferenceLoader:
         else:
             data, content_type = await self.fetcher.fetch(url, param)
             check_content_type(content_type, param)
-        return await inspect_image(data, param)
+        return await self.inspect(data, param)
 
     async def store(self, task_id: str, inputs: Inputs) -> tuple[list[str], str]:
         """Write the inputs beside the task; returns their keys for the job."""

@@ -24,6 +24,8 @@ class GatewaySettings(ServiceSettings):
     max_body_bytes: int = 1024 * 1024
     # Uploads and fetched reference images, each.
     max_image_bytes: int = 20 * 1024 * 1024
+    # Pixels decoded at once (images.DecodeBudget), in MB: at least one 40-MP image (160).
+    decode_budget_mb: int = 256
     # Local development only: let reference URLs point at private or loopback hosts.
     fetch_allow_private: bool = False
     fetch_timeout: float = 20.0

@@ -356,3 +356,24 @@ async def test_private_reference_urls_are_refused_in_production_policy(
     )
     assert (error["status"], error["code"]) == (422, 20009)
     assert images.hits[hits_before:] == []  # refused before any connection
+
+
+@pytest.mark.security
+async def test_no_credits_is_402_before_any_reference_is_fetched(
+    platform: Platform, images: ImageServer
+) -> None:
+    """An empty account once made the gateway fetch and decode 17 large images first."""
+    broke = await new_account(platform, 0)
+    hits_before = len(images.hits)
+    error = await error_of(
+        platform,
+        {
+            "model": "gpt-image-2-official",
+            "prompt": "x",
+            "image_urls": [images.url("/cat.png")] * 16,
+            "mask_url": images.url("/mask.png"),
+        },
+        key=broke,
+    )
+    assert (error["status"], error["code"]) == (402, 30001)
+    assert images.hits[hits_before:] == []
