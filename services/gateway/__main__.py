@@ -69,7 +69,11 @@ async def run(settings: GatewaySettings, stop: asyncio.Event) -> None:
         billing=billing,
         storage=storage,
         references=ReferenceLoader(
-            fetcher, storage, DecodeBudget(settings.decode_budget_mb * 1024 * 1024)
+            fetcher,
+            storage,
+            DecodeBudget(settings.decode_budget_mb * 1024 * 1024),
+            per_account=settings.fetch_per_account,
+            total_timeout=settings.fetch_total_timeout,
         ),
         db=db,
         store=store,

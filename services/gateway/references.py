@@ -7,7 +7,9 @@ any other URL goes through the SSRF-safe fetcher.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
@@ -47,11 +49,44 @@ def upload_key(url: str) -> tuple[str, str] | None:
     return (match[1], match[2]) if match else None
 
 
+class AccountSlots:
+    """At most ``per_account`` fetches at once for one account, on this gateway: one
+    tenant's 64 slow URLs once took every connection and timed out another's fetch."""
+
+    def __init__(self, per_account: int):
+        self.per_account = per_account
+        self._slots: dict[str, tuple[asyncio.Semaphore, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def slot(self, account_id: str) -> AsyncIterator[None]:
+        semaphore, users = self._slots.get(account_id, (asyncio.Semaphore(self.per_account), 0))
+        self._slots[account_id] = (semaphore, users + 1)
+        try:
+            async with semaphore:
+                yield
+        finally:
+            semaphore, users = self._slots[account_id]
+            if users == 1:
+                del self._slots[account_id]  # nobody waits: forget the account
+            else:
+                self._slots[account_id] = (semaphore, users - 1)
+
+
 class ReferenceLoader:
-    def __init__(self, fetcher: SafeFetcher, storage: StorageClient, budget: DecodeBudget):
+    def __init__(
+        self,
+        fetcher: SafeFetcher,
+        storage: StorageClient,
+        budget: DecodeBudget,
+        *,
+        per_account: int = 8,
+        total_timeout: float = 30.0,
+    ):
         self.fetcher = fetcher
         self.storage = storage
         self.budget = budget
+        self.slots = AccountSlots(per_account)
+        self.total_timeout = total_timeout
 
     async def inspect(self, data: bytes, param: str) -> InputImage:
         """Check one image (an upload or a reference) within this gateway's decode budget."""
@@ -64,9 +99,22 @@ class ReferenceLoader:
         if spec.mask_url:
             urls.append(spec.mask_url)
             params.append("mask_url")
-        loaded = await asyncio.gather(
-            *(self._one(url, param, account_id) for url, param in zip(urls, params, strict=True))
-        )
+        try:
+            async with asyncio.timeout(self.total_timeout), asyncio.TaskGroup() as group:
+                # The first failure cancels the other fetches (and frees their slots).
+                tasks = [
+                    group.create_task(self._one(url, param, account_id))
+                    for url, param in zip(urls, params, strict=True)
+                ]
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+        except TimeoutError:
+            raise ApiError(
+                E.IMAGE_FETCH_FAILED,
+                f"the reference images took more than {self.total_timeout:g} s in all",
+                param="image_urls",
+            ) from None
+        loaded = [task.result() for task in tasks]
         references = loaded[: len(spec.image_urls)]
         mask = loaded[-1] if spec.mask_url else None
         if mask is not None:
@@ -88,7 +136,8 @@ class ReferenceLoader:
                     ) from err
                 raise
         else:
-            data, content_type = await self.fetcher.fetch(url, param)
+            async with self.slots.slot(account_id):
+                data, content_type = await self.fetcher.fetch(url, param)
             check_content_type(content_type, param)
         return await self.inspect(data, param)
 

@@ -29,6 +29,10 @@ class GatewaySettings(ServiceSettings):
     # Local development only: let reference URLs point at private or loopback hosts.
     fetch_allow_private: bool = False
     fetch_timeout: float = 20.0
+    # Fetches one account may have in flight on one gateway, and the time all the
+    # references of one request may take together.
+    fetch_per_account: int = 8
+    fetch_total_timeout: float = 30.0
     # Requests per minute for keys without their own limit; 0 = unlimited.
     default_rate_limit: int = 0
     # Keys that seal prompts in the job queue (pixelrelay/sealing.py): id:base64,…

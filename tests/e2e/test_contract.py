@@ -3,6 +3,7 @@ OpenAI request, and the images that come back are what was asked for."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import re
@@ -15,7 +16,7 @@ import pytest
 from PIL import Image
 
 from tests.e2e.conftest import Platform
-from tests.e2e.helpers import new_account, poll_until_done
+from tests.e2e.helpers import eventually, new_account, poll_until_done
 from tests.integration.image_server import ImageServer, image_server
 from upstream_sim.render import render_image
 
@@ -377,3 +378,37 @@ async def test_no_credits_is_402_before_any_reference_is_fetched(
     )
     assert (error["status"], error["code"]) == (402, 30001)
     assert images.hits[hits_before:] == []
+
+
+@pytest.mark.security
+async def test_one_account_cannot_take_every_reference_fetch(
+    platform: Platform, images: ImageServer
+) -> None:
+    """64 slow URLs from one account once took every fetch connection of the gateway and
+    timed out another account's fetch. Now one account has 8 fetches in flight at most."""
+    greedy = await new_account(platform, 10_000)
+    group = uuid.uuid4().hex[:8]  # this test's /slow requests, apart from earlier tests'
+    slow = [images.url(f"/slow?s=2&g={group}&i={i}") for i in range(16)]
+    body = {"model": "gpt-image-2-official", "prompt": "x", "image_urls": slow}
+    flood = [
+        asyncio.create_task(
+            platform.http.post(
+                "/api/v1/images/generations", headers=platform.auth(greedy), json=body
+            )
+        )
+        for _ in range(4)
+    ]
+
+    async def flooding() -> bool:
+        return images.in_flight[group] >= 8
+
+    await eventually(flooding, "the greedy account's fetches under way")
+    other = await platform.http.post(
+        "/api/v1/images/generations",
+        headers=platform.auth(),
+        json={"model": "gpt-image-2", "prompt": "mine", "image_urls": [images.url("/cat.png")]},
+    )
+    assert other.status_code == 200, other.text
+    answers = await asyncio.gather(*flood)
+    assert {a.status_code for a in answers} == {422}  # /slow answers no image
+    assert images.most_in_flight[group] == 8

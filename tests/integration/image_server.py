@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -21,6 +22,9 @@ class ImageServer:
     host: str
     port: int
     hits: list[str] = field(default_factory=list)
+    # /slow requests being answered now and the most at once, per group (query g=…)
+    in_flight: Counter[str] = field(default_factory=Counter)
+    most_in_flight: Counter[str] = field(default_factory=Counter)
     files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
 
     def url(self, path: str) -> str:
@@ -39,7 +43,15 @@ def _app(server: ImageServer) -> Starlette:
         if path == "/loop":
             return RedirectResponse("/loop", status_code=302)
         if path == "/slow":
-            await asyncio.sleep(5)
+            group = request.query_params.get("g", "")
+            server.in_flight[group] += 1
+            server.most_in_flight[group] = max(
+                server.most_in_flight[group], server.in_flight[group]
+            )
+            try:
+                await asyncio.sleep(float(request.query_params.get("s", "5")))
+            finally:
+                server.in_flight[group] -= 1
             return Response(b"")
         if path == "/chunked-big":
 
