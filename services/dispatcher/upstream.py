@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,6 +109,9 @@ class OpenAIImagesChannel:
         await self._client.close()
 
 
+_CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
 def classify(exc: openai.APIError) -> UpstreamError:
     if isinstance(exc, openai.APITimeoutError):
         return AmbiguousError("upstream timed out after the request was sent")
@@ -133,11 +137,14 @@ def classify(exc: openai.APIError) -> UpstreamError:
 
 
 def _upstream_message(exc: openai.APIStatusError) -> str:
-    # The upstream's own text is safe to show the task's owner; it never holds our key.
+    """What the task's owner sees of an upstream refusal: its status and its machine code
+    (e.g. moderation_blocked), never its free text, which may echo the request or name the
+    upstream's internals and would travel on the events stream."""
     body = exc.body if isinstance(exc.body, dict) else {}
-    text = body.get("message") if isinstance(body.get("message"), str) else exc.message
     code = exc.code or (body.get("code") if isinstance(body.get("code"), str) else None)
-    return f"{code}: {text}" if code else str(text)
+    if isinstance(code, str) and _CODE.fullmatch(code):
+        return f"the upstream refused the request ({exc.status_code}): {code}"
+    return f"the upstream refused the request ({exc.status_code})"
 
 
 def _retry_after(exc: openai.APIStatusError) -> float | None:

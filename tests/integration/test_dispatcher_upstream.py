@@ -191,3 +191,19 @@ async def test_router_does_not_fail_over_a_rejected_request(
     assert "moderation_blocked" in caught.value.last.message
     assert [a.channel for a in caught.value.attempts] == ["c0"]
     assert await backup_simulator.requests() == []
+
+
+@pytest.mark.security
+@pytest.mark.parametrize("code", ["content_policy_violation", "Not A Code <script>"])
+async def test_upstream_free_text_never_reaches_the_task(simulator: Simulator, code: str) -> None:
+    """The upstream's message may echo the request: only its status and code travel on."""
+    await simulator.faults(
+        {"kind": "status", "status": 400, "code": code, "message": "echo: SECRET-PROMPT-TEXT"}
+    )
+    with pytest.raises(PermanentError) as caught:
+        await channel(simulator.url).generate("p", SPEC)
+    assert (
+        "SECRET-PROMPT-TEXT" not in caught.value.message and "<script>" not in caught.value.message
+    )
+    assert caught.value.message.startswith("the upstream refused the request (400)")
+    assert (code in caught.value.message) == (code == "content_policy_violation")
