@@ -145,6 +145,13 @@ class E:
         grpc.StatusCode.INVALID_ARGUMENT,
         "The body is not well-formed multipart/form-data.",
     )
+    INVALID_HTTP = ErrorKind(
+        20014,
+        "invalid_http",
+        400,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "The request is not valid HTTP/1.1.",
+    )
     REQUEST_TIMEOUT = ErrorKind(
         20012,
         "request_timeout",

@@ -97,7 +97,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to a parse error; ours when a callback refused the request."""
-        self._refuse(self._refusal or ApiError(E.INVALID_JSON, "not a valid HTTP/1.1 request"))
+        self._refuse(self._refusal or ApiError(E.INVALID_HTTP))
 
     def _arm_head_timer(self) -> None:
         self._cancel_head_timer()

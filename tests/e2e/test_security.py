@@ -297,3 +297,8 @@ async def test_a_queued_prompt_is_not_readable_in_the_job_store(platform: Platfo
         os.kill(dispatcher.pid, signal.SIGCONT)
     task = await poll_until_done(platform.http, submitted.json()["id"], platform.auth())
     assert task["status"] == "completed"  # the dispatcher opened it
+
+
+async def test_a_request_that_is_not_http_gets_the_envelope(platform: Platform) -> None:
+    answer = await raw_exchange(platform, b"HELLO THERE\r\n\r\n")
+    assert status_and_code(answer) == (400, 20014)
