@@ -3,6 +3,7 @@ and maps errors."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -96,22 +97,31 @@ def _code(exc: BaseException) -> str:
     return "INTERNAL"
 
 
+@contextlib.asynccontextmanager
+async def _gate(
+    method: str, context: grpc.aio.ServicerContext, refusal: ApiError | None, public: bool
+) -> AsyncIterator[None]:
+    """Around one call of any kind: the caller's refusal, the error mapping, the metric."""
+    started = time.perf_counter()
+    code = "OK"
+    try:
+        if refusal is not None:
+            raise refusal
+        yield
+    except grpc.aio.AbortError:
+        code = "ABORTED_BY_HANDLER"
+        raise
+    except Exception as exc:
+        code = _code(exc)
+        await _abort(method, context, exc, public)
+    finally:
+        RPC_LATENCY.labels(method, code).observe(time.perf_counter() - started)
+
+
 def _guard_unary(method: str, inner: Any, refusal: ApiError | None, public: bool) -> Any:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        started = time.perf_counter()
-        code = "OK"
-        try:
-            if refusal is not None:
-                raise refusal
+        async with _gate(method, context, refusal, public):
             return await inner(request, context)
-        except grpc.aio.AbortError:
-            code = "ABORTED_BY_HANDLER"
-            raise
-        except Exception as exc:
-            code = _code(exc)
-            await _abort(method, context, exc, public)
-        finally:
-            RPC_LATENCY.labels(method, code).observe(time.perf_counter() - started)
 
     return wrapper
 
@@ -120,21 +130,9 @@ def _guard_stream(method: str, inner: Any, refusal: ApiError | None, public: boo
     """Response-streaming handlers are async generators: errors surface while iterating."""
 
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        started = time.perf_counter()
-        code = "OK"
-        try:
-            if refusal is not None:
-                raise refusal
+        async with _gate(method, context, refusal, public):
             async for item in inner(request, context):
                 yield item
-        except grpc.aio.AbortError:
-            code = "ABORTED_BY_HANDLER"
-            raise
-        except Exception as exc:
-            code = _code(exc)
-            await _abort(method, context, exc, public)
-        finally:
-            RPC_LATENCY.labels(method, code).observe(time.perf_counter() - started)
 
     return wrapper
 
