@@ -388,7 +388,9 @@ async def test_one_account_cannot_take_every_reference_fetch(
     timed out another account's fetch. Now one account has 8 fetches in flight at most."""
     greedy = await new_account(platform, 10_000)
     group = uuid.uuid4().hex[:8]  # this test's /slow requests, apart from earlier tests'
-    slow = [images.url(f"/slow?s=2&g={group}&i={i}") for i in range(16)]
+    # Slow but good images: no fetch fails early (a failure cancels the other fetches of its
+    # request, and a cancelled one is still counted by the server for a moment).
+    slow = [images.url(f"/slow?s=0.5&g={group}&i={i}&then=/cat.png") for i in range(16)]
     body = {"model": "gpt-image-2-official", "prompt": "x", "image_urls": slow}
     flood = [
         asyncio.create_task(
@@ -410,5 +412,5 @@ async def test_one_account_cannot_take_every_reference_fetch(
     )
     assert other.status_code == 200, other.text
     answers = await asyncio.gather(*flood)
-    assert {a.status_code for a in answers} == {422}  # /slow answers no image
+    assert {a.status_code for a in answers} == {200}, [a.text for a in answers]
     assert images.most_in_flight[group] == 8

@@ -52,6 +52,10 @@ def _app(server: ImageServer) -> Starlette:
                 await asyncio.sleep(float(request.query_params.get("s", "5")))
             finally:
                 server.in_flight[group] -= 1
+            then = request.query_params.get("then", "")
+            if then in server.files:  # slow, and then a real image
+                data, content_type = server.files[then]
+                return Response(data, media_type=content_type)
             return Response(b"")
         if path == "/chunked-big":
 
