@@ -174,6 +174,12 @@ async def start_grpc_server(
     return GrpcServer(server, health_servicer, bound)
 
 
+def call_options(timeout: float, metadata: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """What every internal call passes: a deadline, waiting out a restarting peer, and the
+    caller's credential (callers.py)."""
+    return {"timeout": timeout, "wait_for_ready": True, "metadata": metadata}
+
+
 def insecure_channel(addr: str) -> grpc.aio.Channel:
     """A channel without TLS: callers prove who they are with a credential on each call
     (callers.py); in a cluster, NetworkPolicies keep the traffic between our pods."""

@@ -11,7 +11,7 @@ import grpc
 
 from pixelrelay.callers import credential_metadata
 from pixelrelay.errors import error_from_rpc
-from pixelrelay.grpc_server import insecure_channel
+from pixelrelay.grpc_server import call_options, insecure_channel
 from pixelrelay.v1 import common_pb2, storage_pb2, storage_pb2_grpc
 
 CHUNK_BYTES = 1024 * 1024
@@ -43,11 +43,7 @@ class StorageClient:
         self.timeout = timeout
 
     def _options(self, timeout: float | None = None) -> dict[str, Any]:
-        return {
-            "timeout": timeout or self.timeout,
-            "wait_for_ready": True,
-            "metadata": self._metadata,
-        }
+        return call_options(timeout or self.timeout, self._metadata)
 
     async def close(self) -> None:
         await self._channel.close()
