@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Header, Query, Request, UploadFile
@@ -21,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway import translate
 from gateway.admin import AdminAccess, admin_router
 from gateway.api import PublicApi
+from gateway.pages import PAGES, pages_router
 from gateway.responses import JSONBody
 from gateway.schemas import (
     BalanceOut,
@@ -121,8 +121,7 @@ def _validation_error(exc: RequestValidationError) -> ApiError:
 
 
 # Every answer: no MIME sniffing, no framing, no referrer. JSON answers may load nothing;
-# the two HTML pages (the playground and /docs, whose Swagger UI comes from a CDN) only
-# what they use.
+# the HTML pages (the playground and /docs) only what they use, all from this gateway.
 _COMMON_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -132,14 +131,14 @@ API_HEADERS = [
     *_COMMON_HEADERS,
     (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
 ]
-PAGES = {"/", "/docs"}
 PAGE_HEADERS = [
     *_COMMON_HEADERS,
     (
         b"content-security-policy",
-        b"default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-        b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-        b"img-src 'self' data: https:; connect-src 'self'; frame-ancestors 'none'",
+        # images come from the object store (http in `make run`), whose address only the
+        # storage service knows; scripts only from this gateway
+        b"default-src 'self'; style-src 'self' 'unsafe-inline'; img-src * data:; "
+        b"connect-src 'self'; frame-ancestors 'none'",
     ),
 ]
 
@@ -287,7 +286,7 @@ def create_app(api: PublicApi, billing_admin: AdminAccess | None = None) -> Fast
         version="1",
         description="Async image generation (GPT Image 2), compatible with reAPI's API. "
         "Submit a task, then poll it.",
-        docs_url="/docs",
+        docs_url=None,
         redoc_url=None,
     )
 
@@ -493,14 +492,9 @@ def create_app(api: PublicApi, billing_admin: AdminAccess | None = None) -> Fast
 
     app.openapi = openapi  # type: ignore[method-assign]
 
-    playground = (Path(__file__).parent / "static" / "index.html").read_bytes()
-
     app.state.admin = billing_admin
     app.include_router(admin_router())
-
-    @app.get("/", include_in_schema=False)
-    async def web_ui() -> Response:
-        return Response(playground, media_type="text/html; charset=utf-8")
+    app.include_router(pages_router())
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

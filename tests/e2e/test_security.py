@@ -8,6 +8,7 @@ import contextlib
 import os
 import signal
 import time
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -256,6 +257,27 @@ async def test_answers_carry_security_headers(platform: Platform) -> None:
         assert response.headers["x-frame-options"] == "DENY"
         assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
     assert api.headers["content-security-policy"].startswith("default-src 'none'")
+
+
+async def test_the_docs_page_loads_nothing_from_elsewhere(platform: Platform) -> None:
+    page = await platform.http.get("/docs")
+    playground = await platform.http.get("/")
+    assert page.status_code == playground.status_code == 200
+    assert re.findall(r'<script[^>]*src="([^"]+)"', playground.text) == ["/assets/playground.js"]
+    assert "<script>" not in playground.text + page.text
+    policy = dict(
+        d.strip().split(" ", 1) for d in page.headers["content-security-policy"].split(";")
+    )
+    assert policy["default-src"] == "'self'" and "script-src" not in policy, policy
+    links = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert len(links) == 4, links
+    for link in links:
+        assert link.startswith("/assets/"), link
+        asset = await platform.http.get(link)
+        assert asset.status_code == 200, link
+        assert asset.headers["x-content-type-options"] == "nosniff"
+    assert (await platform.http.get("/assets/..%2Fdocs.html")).status_code == 404
+    assert (await platform.http.get("/assets/index.html")).status_code == 404
 
 
 @pytest.mark.parametrize(

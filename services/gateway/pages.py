@@ -1,0 +1,52 @@
+"""The gateway's web pages: the playground (``/``) and Swagger UI for the spec (``/docs``).
+
+Every script and style comes from this gateway (Swagger UI from the ``swagger-ui-bundle``
+package), none inline, so the pages work offline and their content security policy
+allows scripts from the gateway alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from swagger_ui_bundle import swagger_ui_path
+
+from pixelrelay.errors import ApiError, E
+
+PAGES = {"/": "index.html", "/docs": "docs.html"}
+ASSETS_PREFIX = "/assets/"
+
+_STATIC = Path(__file__).parent / "static"
+_SWAGGER = Path(swagger_ui_path)
+_JS, _CSS = "text/javascript; charset=utf-8", "text/css; charset=utf-8"
+_ASSETS = {  # name → (file, media type)
+    "playground.js": (_STATIC / "playground.js", _JS),
+    "docs-init.js": (_STATIC / "docs-init.js", _JS),
+    "swagger-ui-bundle.js": (_SWAGGER / "swagger-ui-bundle.js", _JS),
+    "swagger-ui.css": (_SWAGGER / "swagger-ui.css", _CSS),
+    "favicon-32x32.png": (_SWAGGER / "favicon-32x32.png", "image/png"),
+}
+
+
+def pages_router() -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+    assets = {name: (file.read_bytes(), kind) for name, (file, kind) in _ASSETS.items()}
+
+    for path, file in PAGES.items():
+        html = (_STATIC / file).read_bytes()
+
+        async def page(html: bytes = html) -> Response:
+            return Response(html, media_type="text/html; charset=utf-8")
+
+        router.add_api_route(path, page, methods=["GET"])
+
+    @router.get(ASSETS_PREFIX + "{name}")
+    async def asset(name: str) -> Response:
+        if name not in assets:
+            raise ApiError(E.NOT_FOUND)
+        body, kind = assets[name]
+        return Response(body, media_type=kind, headers={"cache-control": "public, max-age=3600"})
+
+    return router
