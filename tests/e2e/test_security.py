@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import time
-import re
 import uuid
 from pathlib import Path
 from typing import Any
