@@ -1,5 +1,6 @@
 """Offline checks of deploy/k8s: every file parses, kustomize's resources exist, and every
-workload has probes, resource requests and a locked-down security context."""
+workload has probes, resource requests, a locked-down security context and its metrics on
+the pod's own address."""
 
 from __future__ import annotations
 
@@ -46,7 +47,15 @@ def _check(doc: dict[str, Any]) -> list[str]:
             found.append(f"{name}: root filesystem writable or privilege escalation allowed")
         if "ALL" not in sc.get("capabilities", {}).get("drop", []):
             found.append(f"{name}: capabilities not dropped")
+        if any(p["name"] == "metrics" for p in c.get("ports", [])) and not _metrics_on_pod_ip(c):
+            found.append(f"{name}: metrics not bound to the pod IP (METRICS_HOST)")
     return found
+
+
+def _metrics_on_pod_ip(container: dict[str, Any]) -> bool:
+    env = {e["name"]: e for e in container.get("env", [])}
+    source = env.get("METRICS_HOST", {}).get("valueFrom", {}).get("fieldRef", {})
+    return bool(source.get("fieldPath") == "status.podIP")
 
 
 def main() -> int:

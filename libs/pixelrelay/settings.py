@@ -16,9 +16,10 @@ class ServiceSettings(BaseSettings):
     log_level: str = "info"
     # Prometheus scrape port; 0 picks a free one.
     metrics_port: int = 0
-    # Interfaces of the gRPC and metrics listeners (`make run`: 127.0.0.1).
+    # Interfaces of the gRPC and metrics listeners (`make run`: 127.0.0.1 for both; the
+    # k8s manifests: every interface for gRPC, the pod's IP for metrics).
     grpc_host: str = "0.0.0.0"
-    metrics_host: str = "0.0.0.0"
+    metrics_host: str = "127.0.0.1"
     # This process's credential on its internal gRPC calls (callers.py).
     service_credential: SecretStr = SecretStr("")
     # Who may call this process's internal gRPC API: name:sha256hex,name:sha256hex.
