@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any, cast
 
 from gateway.api import PublicApi
+from gateway.images import MAX_PIXELS
 from gateway.rest import create_app
+from gateway.settings import GatewaySettings
 from pixelrelay.errors import CATALOG
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -25,6 +27,63 @@ def openapi_spec() -> dict[str, Any]:
 
 def _schema_name(ref: dict[str, Any]) -> str:
     return str(ref.get("$ref", "")).rsplit("/", 1)[-1]
+
+
+def _limits() -> list[str]:
+    """The refusals a client can meet before its request does any work, with the
+    gateway's default limits (operators may change them: docs/operations.md)."""
+    g = GatewaySettings.model_fields
+    mib = 1024 * 1024
+
+    def default(name: str) -> Any:
+        return g[name].default
+
+    rows = [
+        (
+            "request headers",
+            f"{default('max_header_bytes') // 1024} KiB, {default('max_headers')} headers",
+            "431 (20011)",
+        ),
+        ("headers arriving", f"within {default('header_timeout'):g} s", "408 (20012)"),
+        ("connections per gateway", f"{default('max_connections')}", "503 (90002)"),
+        ("JSON body", f"{default('max_body_bytes') // mib} MiB", "413 (20006)"),
+        (
+            "an upload or reference image",
+            f"{default('max_image_bytes') // mib} MiB, "
+            f"{MAX_PIXELS:,} pixels (read from the header, before decoding)",
+            "413 (20010)",
+        ),
+        (
+            "reference downloads",
+            f"{default('fetch_per_account')} at once per account, "
+            f"{default('fetch_total_timeout'):g} s for all of a request's",
+            "422 (20008)",
+        ),
+        (
+            "credits",
+            "checked for the cheapest possible price before any reference is fetched",
+            "402 (30001)",
+        ),
+        ("requests per key", "the key's `rate_limit` per minute", "429 (50001)"),
+        (
+            "failed authentications",
+            f"{default('auth_failures_per_minute')} per minute per "
+            "client address; then every request with credentials from it, right key or not, "
+            "until the minute ends",
+            "429 (50002)",
+        ),
+    ]
+    lines = [
+        "## Limits",
+        "",
+        "Counted per gateway replica. The client address is the TCP peer, or behind a",
+        "proxy listed in `TRUSTED_PROXIES` the nearest untrusted `X-Forwarded-For` hop.",
+        "",
+        "| limit | default | refusal (code) |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {what} | {value} | {refusal} |" for what, value, refusal in rows]
+    return [*lines, ""]
 
 
 def render(spec: dict[str, Any]) -> str:
@@ -58,6 +117,7 @@ def render(spec: dict[str, Any]) -> str:
         "itself (scopes, limits, expiry), never the key it was created from;",
         "`DELETE /api/v1/keys/{key_id}?cascade=true` also revokes every key created from it.",
         "",
+        *_limits(),
         "## Operations",
         "",
     ]

@@ -16,6 +16,7 @@ Over gRPC an ApiError travels as the status code plus trailing metadata
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import grpc
@@ -257,6 +258,13 @@ class E:
         grpc.StatusCode.RESOURCE_EXHAUSTED,
         "Too many requests; retry after the `Retry-After` header.",
     )
+    AUTH_THROTTLED = ErrorKind(
+        50002,
+        "auth_throttled",
+        429,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "Too many failed authentications from this address; retry after `Retry-After`.",
+    )
     UPSTREAM_FAILED = ErrorKind(
         70001,
         "upstream_failed",
@@ -340,7 +348,8 @@ class ApiError(Exception):
         self.kind = kind
         self.message = message or kind.description
         self.param = param
-        self.retry_after = retry_after  # seconds, for 429
+        # whole seconds, at least 1, as HTTP's Retry-After wants them (429, 503)
+        self.retry_after = None if retry_after is None else max(1, math.ceil(retry_after))
 
     def __repr__(self) -> str:
         return f"ApiError({self.kind.code} {self.kind.type}: {self.message})"

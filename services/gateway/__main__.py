@@ -12,6 +12,7 @@ import uvicorn
 
 from gateway.admin import AdminAccess
 from gateway.api import PublicApi
+from gateway.auth_throttle import AuthThrottle, parse_networks
 from gateway.events import TaskEventHandler
 from gateway.fetch import SafeFetcher
 from gateway.grpc_api import PublicApiServicer
@@ -84,9 +85,14 @@ async def run(settings: GatewaySettings, stop: asyncio.Event) -> None:
         limiter=RateLimiter(settings.default_rate_limit),
     )
 
+    throttle = AuthThrottle(
+        settings.auth_failures_per_minute,
+        trusted_proxies=parse_networks(settings.trusted_proxies),
+    )
+    servicer = PublicApiServicer(api, throttle)
     grpc_server = await start_grpc_server(
         settings.grpc_port,
-        lambda s: public_api_pb2_grpc.add_PublicApiServicer_to_server(PublicApiServicer(api), s),
+        lambda s: public_api_pb2_grpc.add_PublicApiServicer_to_server(servicer, s),
         [public_api_pb2.DESCRIPTOR.services_by_name["PublicApi"].full_name],
         policy=AccessPolicy({}, public=True),  # API keys, checked by the servicer
         callers=TrustedCallers({}),
@@ -99,6 +105,7 @@ async def run(settings: GatewaySettings, stop: asyncio.Event) -> None:
                 AdminAccess(billing, own_credential=credential),
                 max_body_bytes=settings.max_body_bytes,
                 max_upload_bytes=settings.max_image_bytes + 64 * 1024,
+                throttle=throttle,
             ),
             host=settings.http_host,
             port=settings.http_port,

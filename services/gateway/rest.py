@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway import translate
 from gateway.admin import AdminAccess, admin_router
 from gateway.api import PublicApi
+from gateway.auth_throttle import AuthThrottle
 from gateway.pages import PAGES, pages_router
 from gateway.responses import JSONBody
 from gateway.schemas import (
@@ -145,12 +146,13 @@ PAGE_HEADERS = [
 
 class RequestContext:
     """Per request: an id (``x-request-id``), a body limit (413 before a larger body is
-    read into memory), and the HTTP metrics."""
+    read into memory), failed-authentication throttling, and the HTTP metrics."""
 
-    def __init__(self, app: ASGIApp, limit: int, upload_limit: int):
+    def __init__(self, app: ASGIApp, limit: int, upload_limit: int, throttle: AuthThrottle):
         self.app = app
         self.limit = limit
         self.upload_limit = upload_limit
+        self.throttle = throttle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -173,10 +175,18 @@ class RequestContext:
 
         limit = self.upload_limit if scope["path"] == UPLOADS_PATH else self.limit
         too_large = ApiError(E.BODY_TOO_LARGE, f"the body must be at most {limit} bytes")
-        length = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             await error_response(too_large, request_id)(scope, receive, with_request_id)
             return
+        credentialed = b"authorization" in headers
+        if credentialed and self.throttle.blocked:
+            try:
+                self.throttle.check(self._client(scope, headers))
+            except ApiError as refused:
+                await error_response(refused, request_id)(scope, receive, with_request_id)
+                return
         seen = 0
 
         async def limited() -> Message:
@@ -190,10 +200,17 @@ class RequestContext:
         try:
             await self.app(scope, limited, with_request_id)
         finally:
+            if status == 401 and credentialed:
+                self.throttle.failed(self._client(scope, headers))
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
             HTTP_REQUESTS.labels(scope["method"], path, str(status)).inc()
             HTTP_LATENCY.labels(scope["method"], path).observe(time.perf_counter() - started)
+
+    def _client(self, scope: Scope, headers: dict[bytes, bytes]) -> str:
+        peer = scope["client"][0] if scope.get("client") else ""
+        forwarded = headers.get(b"x-forwarded-for")
+        return self.throttle.client(peer, forwarded.decode("latin-1") if forwarded else None)
 
 
 GENERATIONS_PATH = "/api/v1/images/generations"
@@ -504,6 +521,12 @@ def create_app(api: PublicApi, billing_admin: AdminAccess | None = None) -> Fast
 
 
 def asgi_app(
-    api: PublicApi, admin: AdminAccess | None, *, max_body_bytes: int, max_upload_bytes: int
+    api: PublicApi,
+    admin: AdminAccess | None,
+    *,
+    max_body_bytes: int,
+    max_upload_bytes: int,
+    throttle: AuthThrottle,
 ) -> ASGIApp:
-    return RequestContext(HotRoutes(create_app(api, admin)), max_body_bytes, max_upload_bytes)
+    app = HotRoutes(create_app(api, admin))
+    return RequestContext(app, max_body_bytes, max_upload_bytes, throttle)

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from pydantic import SecretStr
+from pydantic import SecretStr, field_validator
 
+from gateway.auth_throttle import parse_networks
 from pixelrelay.settings import ServiceSettings
 
 
@@ -33,9 +34,21 @@ class GatewaySettings(ServiceSettings):
     # references of one request may take together.
     fetch_per_account: int = 8
     fetch_total_timeout: float = 30.0
+    # Failed authentications (wrong key or admin token) one address may make per minute
+    # before its credentialed requests get 429 for the rest of it; 0 = no limit.
+    auth_failures_per_minute: int = 20
+    # Proxies whose X-Forwarded-For names the client (auth_throttle.py): addresses or
+    # CIDR blocks, comma-separated. Empty: the TCP peer is the client.
+    trusted_proxies: str = ""
     # Requests per minute for keys without their own limit; 0 = unlimited.
     default_rate_limit: int = 0
     # Keys that seal prompts in the job queue (pixelrelay/sealing.py): id:base64,…
     job_keys: SecretStr = SecretStr("")
     # Task-event consumers in this process.
     event_concurrency: int = 32
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        parse_networks(value)  # a typo fails the start, naming the setting
+        return value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,22 @@ class Platform:
         (self.stack.config.data_dir / "crash" / crash_point).touch()
 
 
+_tests = itertools.count(1)
+_client_address = ["198.18.0.0"]
+
+
+@pytest.fixture(autouse=True)
+def _an_address_per_test() -> None:
+    """Each test is its own client to the failed-auth throttle (per address), so tests of
+    refusals do not lock each other out. The gateways trust 127.0.0.1 as a proxy."""
+    n = next(_tests)
+    _client_address[0] = f"198.18.{n // 256 % 256}.{n % 256}"
+
+
+async def _from_this_tests_address(request: httpx.Request) -> None:
+    request.headers.setdefault("x-forwarded-for", _client_address[0])
+
+
 @pytest.fixture(scope="session")
 def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield tmp_path_factory.mktemp("platform")
@@ -54,6 +71,8 @@ async def running_platform(
         # Small enough for the security tests to reach in seconds; the suite runs under them.
         "HEADER_TIMEOUT": "2",
         "MAX_CONNECTIONS": "300",
+        # Tests act as a proxy: X-Forwarded-For gives each test its own client address.
+        "TRUSTED_PROXIES": "127.0.0.1",
         **env,
     }
     config = StackConfig.leased_ports(
@@ -67,7 +86,11 @@ async def running_platform(
     await stack.start()
     try:
         account_id, api_key = await stack.dev_account("e2e")
-        async with httpx.AsyncClient(base_url=stack.config.base_url, timeout=30) as http:
+        async with httpx.AsyncClient(
+            base_url=stack.config.base_url,
+            timeout=30,
+            event_hooks={"request": [_from_this_tests_address]},
+        ) as http:
             yield Platform(stack, account_id, api_key, http)
     finally:
         await stack.stop()

@@ -324,3 +324,50 @@ async def test_a_queued_prompt_is_not_readable_in_the_job_store(platform: Platfo
 async def test_a_request_that_is_not_http_gets_the_envelope(platform: Platform) -> None:
     answer = await raw_exchange(platform, b"HELLO THERE\r\n\r\n")
     assert status_and_code(answer) == (400, 20014)
+
+
+LIMIT = 20  # AUTH_FAILURES_PER_MINUTE's default
+
+
+async def test_failed_authentication_is_throttled_per_address(platform: Platform) -> None:
+    guesser, bystander = {"x-forwarded-for": "203.0.113.7"}, {"x-forwarded-for": "203.0.113.8"}
+    for _ in range(LIMIT):
+        wrong = {**guesser, "Authorization": f"Bearer pr_live_{uuid.uuid4().hex}"}
+        response = await platform.http.get("/api/v1/account", headers=wrong)
+        assert response.status_code == 401, response.text
+
+    # Now even the right key is refused from that address, for the rest of the window ...
+    blocked = await platform.http.get("/api/v1/account", headers={**guesser, **platform.auth()})
+    assert blocked.status_code == 429, blocked.text
+    assert blocked.json()["error"]["code"] == 50002
+    assert 1 <= int(blocked.headers["retry-after"]) <= 60
+    # ... and over gRPC, where the address comes from the same header
+    meta = (("authorization", f"Bearer {platform.api_key}"), ("x-forwarded-for", "203.0.113.7"))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{platform.config.grpc_port}") as channel:
+        stub = public_api_pb2_grpc.PublicApiStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.GetBalance(public_api_pb2.GetBalanceRequest(), metadata=meta, timeout=10)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    # Requests without credentials, and other addresses, are served as before.
+    assert (await platform.http.get("/healthz", headers=guesser)).status_code == 200
+    other = await platform.http.get("/api/v1/account", headers={**bystander, **platform.auth()})
+    assert other.status_code == 200
+
+
+async def test_wrong_admin_tokens_and_grpc_guesses_count_too(platform: Platform) -> None:
+    address = "203.0.113.9"
+    wrong_admin = {"x-forwarded-for": address, "Authorization": "Bearer pxs_admin_guess"}
+    for _ in range(LIMIT // 2):
+        response = await platform.http.get("/admin/v1/ledger/check", headers=wrong_admin)
+        assert response.status_code == 401, response.text
+    meta = (("authorization", "Bearer pr_live_guess"), ("x-forwarded-for", address))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{platform.config.grpc_port}") as channel:
+        stub = public_api_pb2_grpc.PublicApiStub(channel)
+        for _ in range(LIMIT - LIMIT // 2):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.GetBalance(public_api_pb2.GetBalanceRequest(), metadata=meta, timeout=10)
+            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    admin = {"x-forwarded-for": address, "Authorization": f"Bearer {platform.config.admin_token}"}
+    blocked = await platform.http.get("/admin/v1/ledger/check", headers=admin)
+    assert blocked.status_code == 429 and blocked.json()["error"]["code"] == 50002
