@@ -124,6 +124,8 @@ def render(spec: dict[str, Any]) -> str:
     for path, methods in spec["paths"].items():
         for method, op in methods.items():
             lines += [f"### `{method.upper()} {path}`", "", op.get("summary", ""), ""]
+            if op.get("description"):
+                lines += [op["description"], ""]
             params = [p for p in op.get("parameters", []) if p["name"] != "authorization"]
             if params:
                 lines += ["| parameter | in | type |", "|---|---|---|"]

@@ -1,5 +1,6 @@
 """What an input image is: checked by magic bytes, declared type, the size in its header
-(refused above MAX_PIXELS before any decode) and a full decode within a memory budget."""
+(refused above MAX_PIXELS before any decode) and a full decode within a memory budget;
+what is kept of it: the image alone, without metadata or trailing bytes (scrub.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
+from gateway.scrub import Malformed, scrub
 from pixelrelay.errors import ApiError, E
 
 MAX_PIXELS = 40_000_000
@@ -61,16 +63,18 @@ def check_content_type(content_type: str, param: str) -> None:
         raise ApiError(E.INVALID_IMAGE, f"{param}: served as {declared}, not an image", param=param)
 
 
-def _header(data: bytes, param: str) -> tuple[str, int, int]:
-    """Format and size from the file's header, before a single pixel is decoded."""
+def _header(data: bytes, param: str) -> tuple[str, int, int, int]:
+    """Format, size and EXIF orientation from the file's header, before a single pixel is
+    decoded."""
     fmt = sniff(data)
     if fmt is None:
         raise ApiError(E.INVALID_IMAGE, f"{param}: not a PNG, JPEG or WebP file", param=param)
     try:
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
+            orientation = _orientation(image)
     except Image.DecompressionBombError:
-        width, height = MAX_PIXELS + 1, 1  # PIL's own guard, far above ours
+        width, height, orientation = MAX_PIXELS + 1, 1, 1  # PIL's own guard, far above ours
     except (UnidentifiedImageError, OSError, SyntaxError):
         raise ApiError(
             E.INVALID_IMAGE, f"{param}: the image does not decode", param=param
@@ -80,21 +84,61 @@ def _header(data: bytes, param: str) -> tuple[str, int, int]:
         raise ApiError(
             E.IMAGE_TOO_LARGE, f"{param}: {shown} exceeds {MAX_PIXELS:,} pixels", param=param
         )
-    return fmt, width, height
+    return fmt, width, height, orientation
 
 
-def _decode(data: bytes, fmt: str, param: str) -> InputImage:
-    """A full decode: a truncated or corrupt file fails here."""
+def _decode(data: bytes, fmt: str, orientation: int, param: str) -> InputImage:
+    """The image alone (scrubbed), fully decoded: a truncated or corrupt file fails here.
+
+    Scrubbing drops EXIF, and with it an orientation tag: such an image (a phone photo
+    held upright) is turned to how it was seen and re-encoded instead."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        clean = scrub(data, fmt)
+        with Image.open(io.BytesIO(clean)) as image:
             image.load()
+            if orientation in _TURNS:
+                return _decode(_upright(image, fmt, orientation), fmt, 1, param)
             has_alpha = "A" in image.getbands() or "transparency" in image.info
             width, height = image.size
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError):
+    except (Malformed, UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError):
         raise ApiError(
             E.INVALID_IMAGE, f"{param}: the image does not decode", param=param
         ) from None
-    return InputImage(data, fmt, width, height, has_alpha)
+    return InputImage(clean, fmt, width, height, has_alpha)
+
+
+_ORIENTATION = 0x0112  # the EXIF tag
+
+
+def _orientation(image: Image.Image) -> int:
+    """From EXIF that sits before the pixels (JPEG, WebP, most PNGs); a PNG whose eXIf
+    chunk follows its pixel data would need a full decode to find it, so it is taken as
+    upright."""
+    if "exif" not in image.info:
+        return 1
+    return int(image.getexif().get(_ORIENTATION, 1))
+
+
+_SAVE_OPTIONS = {"png": {}, "jpeg": {"quality": 95}, "webp": {"quality": 95}}
+
+
+# EXIF orientation → the turn that shows the pixels as the camera saw them
+_TURNS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _upright(image: Image.Image, fmt: str, orientation: int) -> bytes:
+    turned = image.transpose(_TURNS[orientation])
+    out = io.BytesIO()
+    turned.save(out, format=fmt, icc_profile=image.info.get("icc_profile"), **_SAVE_OPTIONS[fmt])
+    return out.getvalue()
 
 
 class DecodeBudget:
@@ -123,9 +167,9 @@ class DecodeBudget:
 
 async def inspect_image(data: bytes, param: str, budget: DecodeBudget) -> InputImage:
     """Header, pixel cap, then a decode within the budget, off the event loop."""
-    fmt, width, height = _header(data, param)
+    fmt, width, height, orientation = _header(data, param)
     async with budget.share(width * height * 4):
-        return await asyncio.to_thread(_decode, data, fmt, param)
+        return await asyncio.to_thread(_decode, data, fmt, orientation, param)
 
 
 def check_mask(mask: InputImage, first: InputImage) -> None:

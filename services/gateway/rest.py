@@ -399,6 +399,10 @@ def create_app(api: PublicApi, billing_admin: AdminAccess | None = None) -> Fast
         responses=errors(400, 401, 403, 413, 422, 429, 503),
         tags=["uploads"],
         summary="Upload an image for image_urls or mask_url (multipart field 'file')",
+        description="PNG, JPEG or WebP. Stored as the image alone: metadata (EXIF, XMP, "
+        "text chunks, comments) and bytes after the image's end are removed, colour "
+        "profiles kept; a photo with an EXIF orientation is turned upright. References "
+        "fetched from `image_urls` are treated the same before they go upstream.",
     )
     async def create_upload(
         file: Annotated[UploadFile, File()], authorization: Authorization = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import re
 import signal
@@ -17,6 +18,7 @@ import grpc
 import httpx
 import nats.errors
 import orjson
+import PIL.Image
 import pytest
 
 from pixelrelay import bus
@@ -371,3 +373,24 @@ async def test_wrong_admin_tokens_and_grpc_guesses_count_too(platform: Platform)
     admin = {"x-forwarded-for": address, "Authorization": f"Bearer {platform.config.admin_token}"}
     blocked = await platform.http.get("/admin/v1/ledger/check", headers=admin)
     assert blocked.status_code == 429 and blocked.json()["error"]["code"] == 50002
+
+
+async def test_an_upload_is_stored_without_its_metadata_or_trailing_bytes(
+    platform: Platform,
+) -> None:
+    tags = PIL.Image.Exif()
+    tags[0x9286] = "home: 51.5007 N, 0.1246 W"
+    out = io.BytesIO()
+    PIL.Image.new("RGB", (96, 64), "teal").save(out, format="JPEG", exif=tags, comment=b"mine")
+    sent = out.getvalue() + b"PK\x03\x04 a zip riding along"
+    uploaded = await platform.http.post(
+        "/api/v1/uploads", headers=platform.auth(), files={"file": ("me.jpg", sent, "image/jpeg")}
+    )
+    assert uploaded.status_code == 200, uploaded.text
+    assert uploaded.json()["bytes"] < len(sent)
+    async with httpx.AsyncClient(timeout=10) as anyone:
+        stored = await anyone.get(uploaded.json()["url"])
+    assert stored.status_code == 200 and stored.headers["content-type"] == "image/jpeg"
+    assert stored.content.endswith(b"\xff\xd9") and len(stored.content) == uploaded.json()["bytes"]
+    for leaked in (b"51.5007", b"Exif", b"mine", b"PK\x03\x04"):
+        assert leaked not in stored.content
