@@ -67,14 +67,16 @@ _ERROR_TEXT = {
     404: "not found",
     413: "body or image too large",
     422: "a reference image is unusable",
-    429: "rate limited; retry after the Retry-After header",
+    429: "rate limited, or too many failed authentications; retry after Retry-After",
     503: "a platform component is down; nothing was charged",
 }
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The error responses an operation documents (all share the error envelope)."""
-    return {s: {"model": ErrorOut, "description": _ERROR_TEXT[s]} for s in sorted(statuses)}
+    """The error responses an operation documents (all share the error envelope). An
+    operation that authenticates (401) can also meet the failed-auth throttle (429)."""
+    documented = {*statuses, 429} if 401 in statuses else set(statuses)
+    return {s: {"model": ErrorOut, "description": _ERROR_TEXT[s]} for s in sorted(documented)}
 
 
 def error_body(err: ApiError, request_id: str) -> dict[str, Any]:
