@@ -12,9 +12,8 @@ import grpc
 from pixelrelay.callers import credential_metadata
 from pixelrelay.errors import error_from_rpc
 from pixelrelay.grpc_server import call_options, insecure_channel
+from pixelrelay.objects import chunks
 from pixelrelay.v1 import common_pb2, storage_pb2, storage_pb2_grpc
-
-CHUNK_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -27,10 +26,6 @@ class ImageBytes:
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
-
-
-def _chunks(data: bytes) -> list[bytes]:
-    return [data[i : i + CHUNK_BYTES] for i in range(0, len(data), CHUNK_BYTES)]
 
 
 class StorageClient:
@@ -79,7 +74,7 @@ class StorageClient:
         async def parts() -> AsyncIterator[storage_pb2.StoreImagesRequest]:
             yield storage_pb2.StoreImagesRequest(header=header)
             for index, image in enumerate(images):
-                for chunk in _chunks(image.data):
+                for chunk in chunks(image.data):
                     yield storage_pb2.StoreImagesRequest(
                         chunk=storage_pb2.ImageChunk(index=index, data=chunk)
                     )
@@ -102,7 +97,7 @@ class StorageClient:
 
         async def parts() -> AsyncIterator[storage_pb2.PutObjectRequest]:
             yield storage_pb2.PutObjectRequest(header=header)
-            for chunk in _chunks(data):
+            for chunk in chunks(data):
                 yield storage_pb2.PutObjectRequest(data=chunk)
 
         try:

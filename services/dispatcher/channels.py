@@ -15,10 +15,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pixelrelay.public_models import PUBLIC_MODELS
 from pixelrelay.v1 import common_pb2
 
 DEFAULT_FILE = Path(__file__).with_name("channels.yaml")
-PUBLIC_MODELS = ("gpt-image-2", "gpt-image-2-official")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 

@@ -20,11 +20,10 @@ from dispatcher.errors import (
     RetryableError,
     UpstreamError,
 )
+from pixelrelay import image_formats
+from pixelrelay.image_formats import MIME_TYPES
 from pixelrelay.storage_client import ImageBytes
 from pixelrelay.v1 import common_pb2
-
-_PIL_FORMATS = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp"}
-_MIME = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class InputImage:
 
     @property
     def mime(self) -> str:
-        return _MIME[self.name.rsplit(".", 1)[-1]]
+        return MIME_TYPES[image_formats.of_file_name(self.name)]
 
 
 @dataclass(frozen=True)
@@ -169,7 +168,7 @@ def _validate(response: Any, spec: common_pb2.ImageSpec) -> Generation:
         try:
             raw = base64.b64decode(item.b64_json or "", validate=True)
             with Image.open(io.BytesIO(raw)) as image:
-                fmt, size = _PIL_FORMATS.get(image.format or "", ""), image.size
+                fmt, size = image_formats.of_pil_name(image.format), image.size
                 # PNG: every chunk's CRC through IEND, without decoding pixels (the full
                 # decode was 40% of the dispatcher's time). Others: a full decode.
                 if fmt == "png":

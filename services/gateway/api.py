@@ -13,9 +13,9 @@ from gateway.authcache import AuthCache
 from gateway.images import check_content_type
 from gateway.ratelimit import RateLimiter
 from gateway.references import Inputs, ReferenceLoader
-from gateway.store import TaskRecord, TaskStore, now_ms, spec_to_json
+from gateway.store import TaskRecord, TaskStatus, TaskStore, now_ms, spec_to_json
 from gateway.validation import price_item, resolve
-from pixelrelay import bus, scopes
+from pixelrelay import bus, objects, scopes
 from pixelrelay.batching import Batcher
 from pixelrelay.billing_client import BillingClient
 from pixelrelay.crashpoints import crash_point
@@ -32,7 +32,7 @@ TASKS_ACCEPTED = Counter("pixelrelay_tasks_accepted_total", "Tasks queued", ["mo
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
-STATUSES = ("processing", "completed", "failed")
+STATUSES = tuple(TaskStatus)
 
 
 def bearer_key(authorization: str | None) -> str:
@@ -240,7 +240,7 @@ class PublicApi:
         check_content_type(request.content_type, "file")
         image = await self.references.inspect(request.data, "file")
         upload_id = new_id("upl")
-        key = f"uploads/{principal.account_id}/{upload_id}.{image.extension}"
+        key = objects.upload_key(principal.account_id, upload_id, image.format)
         stored = await self.storage.put_object(key, image.data, image.content_type)
         log.info("upload stored", extra={"upload_id": upload_id, "bytes": len(image.data)})
         return public_api_pb2.Upload(

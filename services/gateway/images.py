@@ -14,6 +14,7 @@ from PIL import Image, UnidentifiedImageError
 
 from gateway.scrub import Malformed, scrub
 from pixelrelay.errors import ApiError, E
+from pixelrelay.image_formats import MIME_TYPES
 
 MAX_PIXELS = 40_000_000
 # Declared types we accept; octet-stream because many object stores serve that.
@@ -26,7 +27,6 @@ ACCEPTED_CONTENT_TYPES = {
     "binary/octet-stream",
     "",
 }
-EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 
 
 @dataclass(frozen=True)
@@ -38,12 +38,8 @@ class InputImage:
     has_alpha: bool
 
     @property
-    def extension(self) -> str:
-        return EXTENSIONS[self.format]
-
-    @property
     def content_type(self) -> str:
-        return f"image/{self.format}"
+        return MIME_TYPES[self.format]
 
 
 def sniff(data: bytes) -> str | None:

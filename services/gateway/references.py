@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -22,12 +21,10 @@ from gateway.images import (
     check_mask,
     inspect_image,
 )
+from pixelrelay import objects
 from pixelrelay.errors import ApiError, E
 from pixelrelay.storage_client import StorageClient
 from pixelrelay.v1 import common_pb2
-
-# The object path of an upload: uploads/<account>/<upload id>.<ext>, wherever it is served.
-_UPLOAD_PATH = re.compile(r"/(uploads/(acct_[0-9A-Za-z]+)/upl_[0-9A-Za-z]+\.(?:png|jpg|webp))$")
 
 
 @dataclass(frozen=True)
@@ -43,10 +40,10 @@ class Inputs:
 def upload_key(url: str) -> tuple[str, str] | None:
     """(storage key, owner account) when ``url`` names an upload of ours."""
     try:
-        match = _UPLOAD_PATH.search(httpx.URL(url).path)
+        path = httpx.URL(url).path
     except (httpx.InvalidURL, TypeError, ValueError):
         return None
-    return (match[1], match[2]) if match else None
+    return objects.upload_in_path(path)
 
 
 class AccountSlots:
@@ -144,15 +141,17 @@ class ReferenceLoader:
     async def store(self, task_id: str, inputs: Inputs) -> tuple[list[str], str]:
         """Write the inputs beside the task; returns their keys for the job."""
         keys = [
-            f"tasks/{task_id}/inputs/ref{i}.{ref.extension}"
+            objects.input_key(task_id, f"ref{i}", ref.format)
             for i, ref in enumerate(inputs.references)
         ]
         writes = [
             self.storage.put_object(key, ref.data, ref.content_type)
             for key, ref in zip(keys, inputs.references, strict=True)
         ]
-        mask_key = f"tasks/{task_id}/inputs/mask.png" if inputs.mask else ""
+        mask_key = objects.input_key(task_id, "mask", "png") if inputs.mask else ""
         if inputs.mask is not None:
-            writes.append(self.storage.put_object(mask_key, inputs.mask.data, "image/png"))
+            writes.append(
+                self.storage.put_object(mask_key, inputs.mask.data, inputs.mask.content_type)
+            )
         await asyncio.gather(*writes)
         return keys, mask_key

@@ -12,15 +12,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.sizes import RATIOS, RESOLUTIONS
 from gateway.validation import (
     BACKGROUNDS,
-    FORMATS,
     MAX_IMAGES_STABLE,
     MAX_PROMPT_CHARS,
     MAX_REFERENCE_IMAGES,
-    MODELS,
     MODERATIONS,
     QUALITIES,
 )
+from pixelrelay.image_formats import FORMATS
 from pixelrelay.limits import MAX_CREDITS, MAX_RATE_LIMIT, MAX_UNIX_SECONDS
+from pixelrelay.public_models import PUBLIC_MODELS
 from pixelrelay.scopes import ALL as SCOPES
 
 Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
@@ -37,7 +37,7 @@ class GenerationBody(BaseModel):
 
     model: str = Field(
         description="gpt-image-2 (basic) or gpt-image-2-official (stable)",
-        json_schema_extra={"enum": list(MODELS)},
+        json_schema_extra={"enum": list(PUBLIC_MODELS)},
     )
     prompt: str | None = documented(
         f"1-{MAX_PROMPT_CHARS} characters; optional when image_urls is given",

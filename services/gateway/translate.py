@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.schemas import GenerationBody
+from gateway.store import TaskStatus
 from pixelrelay.v1 import billing_pb2, common_pb2, public_api_pb2
 
 
@@ -65,7 +66,7 @@ def task_json(task: public_api_pb2.Task) -> dict[str, Any]:
         "status": task.status,
         "created_at": task.created_at,
         "output": {"image_urls": [i["url"] for i in images], "images": images}
-        if task.status == "completed"
+        if task.status == TaskStatus.COMPLETED
         else None,
         "error": {"code": task.error.code, "type": task.error.type, "message": task.error.message}
         if task.HasField("error")

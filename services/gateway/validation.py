@@ -18,11 +18,10 @@ from gateway.sizes import (
     resolution_for_pixels,
 )
 from pixelrelay.errors import ApiError, E
+from pixelrelay.image_formats import FORMATS
+from pixelrelay.public_models import BASIC, PUBLIC_MODELS, STABLE
 from pixelrelay.v1 import common_pb2, public_api_pb2
 
-BASIC = "gpt-image-2"
-STABLE = "gpt-image-2-official"
-MODELS = (BASIC, STABLE)
 MAX_PROMPT_CHARS = 4000
 MAX_IMAGES_STABLE = 4
 MAX_REFERENCE_IMAGES = 16
@@ -32,7 +31,6 @@ DEFAULT_EDIT_PROMPT = "Recreate the reference image faithfully."
 QUALITIES = ("auto", "low", "medium", "high")
 BACKGROUNDS = ("auto", "opaque", "transparent")
 MODERATIONS = ("auto", "low")
-FORMATS = ("png", "jpeg", "webp")
 # Fields only the stable channel takes; sent to the basic one they are an error.
 STABLE_ONLY = (
     "quality",
@@ -111,7 +109,7 @@ def resolve(
     """
     if not req.model:
         raise ApiError(E.MISSING_PARAMETER, "model is required", param="model")
-    model = _one_of(req.model, MODELS, "model")
+    model = _one_of(req.model, PUBLIC_MODELS, "model")
     stable = model == STABLE
 
     if not stable:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import re
 from collections.abc import AsyncIterator
 
 import grpc
@@ -14,6 +13,14 @@ from prometheus_client import Counter
 
 from pixelrelay.bus import publish_event
 from pixelrelay.errors import ApiError, E
+from pixelrelay.image_formats import MIME_TYPES
+from pixelrelay.objects import (
+    TASK_ID,
+    chunks,
+    is_input_key,
+    manifest_key,
+    result_key,
+)
 from pixelrelay.v1 import common_pb2, events_pb2, storage_pb2, storage_pb2_grpc
 from storage.blobstore import BlobStore
 
@@ -22,31 +29,12 @@ log = logging.getLogger(__name__)
 STORED_IMAGES = Counter("pixelrelay_stored_images_total", "Images written", ["format"])
 STORED_BYTES = Counter("pixelrelay_stored_bytes_total", "Bytes written to object storage")
 
-CHUNK_BYTES = 1024 * 1024
-# Inputs a client may name: its uploads, and a task's stored references and mask.
-INPUT_KEY = re.compile(
-    r"^(uploads/acct_[0-9A-Za-z]+/upl_[0-9A-Za-z]+|tasks/task_[0-9A-Za-z]+/inputs/[a-z0-9_]+)"
-    r"\.(png|jpg|webp)$"
-)
-CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
 
 
-TASK_ID = re.compile(r"^task_[0-9A-Za-z]+$")
-
-
-def manifest_key(task_id: str) -> str:
-    return f"tasks/{task_id}/manifest.pb"
-
-
 def check_input_key(key: str) -> None:
-    if not INPUT_KEY.match(key):
+    if not is_input_key(key):
         raise ApiError(E.INVALID_PARAMETER, "not an input object key", param="key")
-
-
-def object_key(task_id: str, index: int, fmt: str) -> str:
-    # Same key on a redelivered job: a retry overwrites instead of duplicating.
-    return f"tasks/{task_id}/{index}.{'jpg' if fmt == 'jpeg' else fmt}"
 
 
 class StorageServicer(storage_pb2_grpc.StorageServicer):
@@ -124,8 +112,8 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         data = await self.blobs.get(request.key)
         if data is None:
             raise ApiError(E.UPLOAD_NOT_FOUND)
-        for offset in range(0, len(data), CHUNK_BYTES):
-            yield storage_pb2.ObjectChunk(data=data[offset : offset + CHUNK_BYTES])
+        for chunk in chunks(data):
+            yield storage_pb2.ObjectChunk(data=chunk)
 
     async def Reannounce(
         self, request: storage_pb2.ReannounceRequest, context: grpc.aio.ServicerContext
@@ -141,8 +129,8 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
     async def _store(
         self, task_id: str, meta: storage_pb2.ImageMeta, data: bytes
     ) -> common_pb2.StoredImage:
-        key = object_key(task_id, meta.index, meta.format)
-        await self.blobs.put(key, data, CONTENT_TYPES[meta.format])
+        key = result_key(task_id, meta.index, meta.format)
+        await self.blobs.put(key, data, MIME_TYPES[meta.format])
         STORED_IMAGES.labels(meta.format).inc()
         STORED_BYTES.inc(len(data))
         url, expires_at = self.blobs.presign(key)
@@ -150,7 +138,7 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             index=meta.index,
             key=key,
             url=url,
-            content_type=CONTENT_TYPES[meta.format],
+            content_type=MIME_TYPES[meta.format],
             format=meta.format,
             width=meta.width,
             height=meta.height,
@@ -199,5 +187,5 @@ def _check_header(header: storage_pb2.StoreHeader) -> None:
     if len(set(indexes)) != len(indexes):
         raise ApiError(E.INVALID_PARAMETER, "duplicate image index")
     for meta in header.images:
-        if meta.format not in CONTENT_TYPES:
+        if meta.format not in MIME_TYPES:
             raise ApiError(E.INVALID_PARAMETER, f"unsupported format {meta.format!r}")

@@ -1,0 +1,59 @@
+"""Where things live in the object store, for every service that writes or reads there,
+and the size of the chunks object bytes are streamed in over gRPC.
+
+    uploads/<account>/<upload>.<ext>         an account's upload
+    tasks/<task>/inputs/ref<i>.<ext>          a task's reference images, as fetched
+    tasks/<task>/inputs/mask.png              its mask
+    tasks/<task>/<index>.<ext>                its results
+    tasks/<task>/manifest.pb                  what was stored for it (a TaskEvent)
+"""
+
+from __future__ import annotations
+
+import re
+
+from pixelrelay.image_formats import EXTENSIONS
+
+CHUNK_BYTES = 1024 * 1024
+
+_ID = r"[0-9A-Za-z]+"
+_EXTENSION = "(?:" + "|".join(sorted(set(EXTENSIONS.values()))) + ")"
+TASK_ID = re.compile(rf"^task_{_ID}$")
+# The keys a client may name as an input: its uploads, and a task's stored inputs.
+_INPUT_KEY = re.compile(
+    rf"^(?:uploads/acct_{_ID}/upl_{_ID}|tasks/task_{_ID}/inputs/[a-z0-9_]+)\.{_EXTENSION}$"
+)
+# An upload's key at the end of a URL path, wherever the object store serves it.
+_UPLOAD_IN_PATH = re.compile(rf"/(uploads/(acct_{_ID})/upl_{_ID}\.{_EXTENSION})$")
+
+
+def chunks(data: bytes) -> list[bytes]:
+    return [data[i : i + CHUNK_BYTES] for i in range(0, len(data), CHUNK_BYTES)]
+
+
+def upload_key(account_id: str, upload_id: str, fmt: str) -> str:
+    return f"uploads/{account_id}/{upload_id}.{EXTENSIONS[fmt]}"
+
+
+def input_key(task_id: str, name: str, fmt: str) -> str:
+    """``name``: ``ref<i>`` or ``mask``."""
+    return f"tasks/{task_id}/inputs/{name}.{EXTENSIONS[fmt]}"
+
+
+def result_key(task_id: str, index: int, fmt: str) -> str:
+    # The same key on a redelivered job: a retry overwrites instead of duplicating.
+    return f"tasks/{task_id}/{index}.{EXTENSIONS[fmt]}"
+
+
+def manifest_key(task_id: str) -> str:
+    return f"tasks/{task_id}/manifest.pb"
+
+
+def is_input_key(key: str) -> bool:
+    return _INPUT_KEY.match(key) is not None
+
+
+def upload_in_path(path: str) -> tuple[str, str] | None:
+    """(upload key, owner account) when a URL path ends in an upload's key."""
+    match = _UPLOAD_IN_PATH.search(path)
+    return (match[1], match[2]) if match else None
