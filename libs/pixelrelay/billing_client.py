@@ -6,11 +6,9 @@ import copy
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
-import grpc
-
 from pixelrelay.batching import Batcher
 from pixelrelay.callers import credential_metadata
-from pixelrelay.errors import ApiError, error_from_detail, error_from_rpc
+from pixelrelay.errors import ApiError, error_from_detail, peer_errors
 from pixelrelay.grpc_server import call_options, insecure_channel
 from pixelrelay.v1 import billing_pb2, billing_pb2_grpc, common_pb2
 
@@ -18,10 +16,8 @@ T = TypeVar("T")
 
 
 async def _call(call: Awaitable[T]) -> T:
-    try:
+    with peer_errors():
         return await call
-    except grpc.aio.AioRpcError as exc:
-        raise error_from_rpc(exc) from exc
 
 
 class BillingClient:

@@ -15,8 +15,10 @@ Over gRPC an ApiError travels as the status code plus trailing metadata
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import grpc
@@ -389,6 +391,15 @@ def error_from_rpc(exc: grpc.aio.AioRpcError) -> ApiError:
         param=meta.get(_PARAM_KEY),
         retry_after=float(retry_after) if retry_after else None,
     )
+
+
+@contextlib.contextmanager
+def peer_errors() -> Iterator[None]:
+    """Around a call to another service: its failure raises the ApiError it raised."""
+    try:
+        yield
+    except grpc.aio.AioRpcError as exc:
+        raise error_from_rpc(exc) from exc
 
 
 def error_to_detail(err: ApiError) -> common_pb2.ErrorDetail:

@@ -7,10 +7,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
-
 from pixelrelay.callers import credential_metadata
-from pixelrelay.errors import error_from_rpc
+from pixelrelay.errors import peer_errors
 from pixelrelay.grpc_server import call_options, insecure_channel
 from pixelrelay.objects import chunks
 from pixelrelay.v1 import common_pb2, storage_pb2, storage_pb2_grpc
@@ -79,10 +77,8 @@ class StorageClient:
                         chunk=storage_pb2.ImageChunk(index=index, data=chunk)
                     )
 
-        try:
+        with peer_errors():
             reply = await self._stub.StoreImages(parts(), **self._options())
-        except grpc.aio.AioRpcError as exc:
-            raise error_from_rpc(exc) from exc
         return list(reply.images)
 
     async def put_object(
@@ -100,33 +96,27 @@ class StorageClient:
             for chunk in chunks(data):
                 yield storage_pb2.PutObjectRequest(data=chunk)
 
-        try:
+        with peer_errors():
             reply: storage_pb2.StoredObject = await self._stub.PutObject(
                 parts(),
                 **self._options(),
             )
-        except grpc.aio.AioRpcError as exc:
-            raise error_from_rpc(exc) from exc
         return reply
 
     async def get_object(self, key: str) -> bytes:
         data = bytearray()
-        try:
+        with peer_errors():
             async for chunk in self._stub.GetObject(
                 storage_pb2.GetObjectRequest(key=key),
                 **self._options(),
             ):
                 data += chunk.data
-        except grpc.aio.AioRpcError as exc:
-            raise error_from_rpc(exc) from exc
         return bytes(data)
 
     async def reannounce(self, task_id: str) -> bool:
         """Whether the task's images were already stored (then completion is re-announced)."""
-        try:
+        with peer_errors():
             reply = await self._stub.Reannounce(
                 storage_pb2.ReannounceRequest(task_id=task_id), **self._options(30)
             )
-        except grpc.aio.AioRpcError as exc:
-            raise error_from_rpc(exc) from exc
         return bool(reply.found)
