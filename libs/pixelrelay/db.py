@@ -4,8 +4,9 @@ SQLite (the default) runs in WAL mode and every transaction starts with
 ``BEGIN IMMEDIATE``, so a read-then-write can never be overtaken by another writer;
 ``PreparedRead`` runs a hot single-row select without one, and WAL checkpoints run in a
 background thread.
-PostgreSQL is chosen by ``DATABASE_URL``. Calls run in a small thread pool so the
-service's event loop never blocks on the database.
+PostgreSQL is chosen by ``DATABASE_URL``. ``Database.run`` decides where a call runs:
+PostgreSQL calls in a small thread pool, SQLite calls inline on the event loop when
+marked ``@quick`` and in the pool otherwise.
 """
 
 from __future__ import annotations
@@ -114,13 +115,22 @@ class PreparedRead:
         }
 
 
+def quick(fn: Callable[P, T]) -> Callable[P, T]:
+    """Marks a call that touches a few rows by key: on SQLite, ``Database.run`` runs it
+    inline on the event loop. Leave unmarked anything that scans (pages, audits, sweeps)."""
+    fn._db_quick = True  # type: ignore[attr-defined]
+    return fn
+
+
 class Database:
     """An engine, and how its blocking calls are run.
 
-    PostgreSQL calls go to a thread pool (they wait on the network). SQLite calls run
-    inline: a local transaction takes a fraction of a millisecond, less than handing it to
-    a thread and getting the GIL back (measured: 1.5x the requests/s, docs/benchmarks.md);
-    each SQLite file has one writing process, and the busy timeout bounds any lock wait.
+    PostgreSQL calls go to a thread pool (they wait on the network). SQLite calls marked
+    ``@quick`` run inline: a local transaction on a few rows takes a fraction of a
+    millisecond, less than handing it to a thread and getting the GIL back (measured: 1.5x
+    the requests/s, docs/benchmarks.md); each SQLite file has one writing process, and the
+    busy timeout bounds any lock wait. Other SQLite calls (a full ledger check, a page of
+    tasks) go to the pool, so they never stall the loop.
     """
 
     def __init__(self, url: str, *, workers: int = 8):
@@ -153,9 +163,10 @@ class Database:
         SQLModel.metadata.create_all(self.engine)
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run ``fn`` in the pool; a lost database becomes 90002, never a 500."""
+        """Run ``fn`` inline or in the pool (see the class); a lost database becomes 90002,
+        never a 500."""
         try:
-            if self.inline:
+            if self.inline and getattr(fn, "_db_quick", False):
                 return fn(*args, **kwargs)
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))

@@ -21,6 +21,7 @@ from billing import statements as sql
 from billing.models import PLATFORM, Account, ApiKey, Book, Hold, HoldState, LedgerEntry, utcnow
 from billing.prices import PriceList
 from pixelrelay import scopes as scope_rules
+from pixelrelay.db import quick
 from pixelrelay.errors import ApiError, E
 from pixelrelay.ids import new_id, random_token
 from pixelrelay.limits import MAX_CREDITS, MAX_RATE_LIMIT
@@ -64,6 +65,7 @@ class Ledger:
 
     # -- accounts and keys -------------------------------------------------------------
 
+    @quick
     def create_account(self, *, name: str, grant: int | None = None) -> Account:
         grant = self.signup_grant if grant is None else grant
         if grant < 0 or grant > MAX_CREDITS:
@@ -83,6 +85,7 @@ class Ledger:
             s.expunge(account)
             return account
 
+    @quick
     def get_account(self, *, account_id: str) -> Account:
         with Session(self.engine, expire_on_commit=False) as s:
             account = s.get(Account, account_id)
@@ -91,11 +94,13 @@ class Ledger:
             s.expunge(account)
             return account
 
+    @quick
     def top_up(self, *, account_id: str, amount: int, reason: str) -> Account:
         """Credits bought or granted; always positive."""
         _check_amount(amount, positive=True)
         return self._move(account_id, amount, reason, kind="top_up")
 
+    @quick
     def adjust(self, *, account_id: str, amount: int, reason: str) -> Account:
         """A correction either way; it may not take the balance below zero."""
         _check_amount(amount, positive=False)
@@ -130,6 +135,7 @@ class Ledger:
             assert account is not None
             return account
 
+    @quick
     def create_api_key(
         self,
         *,
@@ -192,6 +198,7 @@ class Ledger:
             s.expunge(key)
         return NewKey(key=key, secret=secret)
 
+    @quick
     def authenticate(self, *, api_key: str) -> ApiKey:
         if not api_key.startswith(KEY_PREFIX):
             raise ApiError(E.INVALID_API_KEY)
@@ -216,6 +223,7 @@ class Ledger:
                 )
             )
 
+    @quick
     def revoke_api_key(
         self,
         *,
@@ -252,6 +260,7 @@ class Ledger:
 
     # -- holds ---------------------------------------------------------------------------
 
+    @quick
     def reserve(
         self,
         *,
@@ -267,6 +276,7 @@ class Ledger:
             raise result
         return result
 
+    @quick
     def reserve_many(self, requests: Sequence[HoldRequest]) -> list[Hold | ApiError]:
         """Hold each task's price, all in one transaction: one commit and two inserts for
         the batch, two conditional updates per task. A task that cannot be held (no
@@ -354,6 +364,7 @@ class Ledger:
             created_at=utcnow(),
         )
 
+    @quick
     def capture(self, *, task_id: str, delivered: int, quality: str = "") -> Hold:
         with self.engine.begin() as conn:
             hold = _locked_hold(conn, task_id)
@@ -385,6 +396,7 @@ class Ledger:
             )
             return hold
 
+    @quick
     def release(self, *, task_id: str) -> Hold:
         with self.engine.begin() as conn:
             hold = _locked_hold(conn, task_id)

@@ -20,7 +20,7 @@ from sqlalchemy import select as core_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, or_, select
 
-from pixelrelay.db import PreparedRead
+from pixelrelay.db import PreparedRead, quick
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import common_pb2, events_pb2, public_api_pb2
 
@@ -147,6 +147,7 @@ class TaskStore:
         self.engine = engine
         self._by_id = PreparedRead(engine, _BY_ID)
 
+    @quick
     def insert_many(self, records: Sequence[TaskRecord]) -> list[None]:
         """New tasks, in one transaction (the gateway batches concurrent submits).
         A Core insert: the ORM's unit of work costs more than the write itself."""
@@ -154,10 +155,12 @@ class TaskStore:
             conn.execute(_INSERT, [record.model_dump() for record in records])
         return [None] * len(records)
 
+    @quick
     def delete(self, task_id: str) -> None:
         with Session(self.engine, expire_on_commit=False) as s, s.begin():
             s.execute(delete(TaskRecord).where(col(TaskRecord.id) == task_id))
 
+    @quick
     def get(self, task_id: str, account_id: str | None = None) -> public_api_pb2.Task:
         # The poll path: row → message without SQLAlchemy's per-call work or a model object.
         row = self._by_id.one(t_id=task_id)
@@ -192,6 +195,7 @@ class TaskStore:
 
     # -- transitions driven by bus events; each applies at most once ----------------------
 
+    @quick
     def mark_started(self, task_id: str, at_ms: int) -> None:
         with Session(self.engine, expire_on_commit=False) as s, s.begin():
             s.execute(
@@ -204,6 +208,7 @@ class TaskStore:
                 .values(started_at_ms=at_ms)
             )
 
+    @quick
     def mark_completed(
         self, task_id: str, done: events_pb2.TaskCompleted, charged: int, at_ms: int
     ) -> bool:
@@ -217,6 +222,7 @@ class TaskStore:
             upstream_ms=done.upstream_ms,
         )
 
+    @quick
     def mark_failed(self, task_id: str, failed: events_pb2.TaskFailed, at_ms: int) -> bool:
         return self._finish(
             task_id,

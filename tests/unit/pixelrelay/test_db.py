@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
 from sqlalchemy import func, select, table, text
 
-from pixelrelay.db import Database, PreparedRead
+from pixelrelay.db import Database, PreparedRead, quick
 
 
 def _write_rows(db: Database, rows: int) -> None:
@@ -39,5 +40,24 @@ def test_prepared_reads_take_no_write_lock(tmp_path: Path) -> None:
             # Sees the committed row only (a locking read would wait out the busy timeout
             # and fail with "database is locked").
             assert count.one() == {"count": 1}
+    finally:
+        db.close()
+
+
+@quick
+def _quick_call() -> str:
+    return threading.current_thread().name
+
+
+def _scan() -> str:
+    return threading.current_thread().name
+
+
+async def test_only_quick_sqlite_calls_run_on_the_event_loop(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    try:
+        loop_thread = threading.current_thread().name
+        assert await db.run(_quick_call) == loop_thread
+        assert (await db.run(_scan)).startswith("db")  # a scan waits in the pool, not here
     finally:
         db.close()
