@@ -10,7 +10,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 .PHONY: help setup run test test-security test-postgres lint fmt proto proto-check bench ledger-check k8s-check clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
 
 setup: ## create .venv and install everything (Python packages, nats-server, moto S3 server)
 	$(PYTHON) -m venv $(VENV)
@@ -31,10 +31,10 @@ test-security: ## only the security suite (attacks replayed; part of make test t
 test-postgres: ## billing and task-store tests against PIXELRELAY_TEST_POSTGRES_URL
 	$(BIN)/python -m pytest -q -m postgres
 
-lint: ## ruff + mypy + generated code freshness
+lint: ## ruff (lint and format) + mypy; generated code freshness is proto-check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy libs services tests bench
+	$(BIN)/mypy libs services tests bench scripts
 
 fmt: ## format the code
 	$(BIN)/ruff format .
@@ -58,7 +58,7 @@ bench: ## benchmarks (under 10 min): bench/results/latest/{summary.md,report.jso
 ledger-check: ## verify the ledger through a running billing (BILLING_ADDR, default make run's)
 	$(BIN)/pixelrelay admin ledger-check
 
-k8s-check: ## render the kustomize manifests offline
+k8s-check: ## offline checks of deploy/k8s: files parse, resources exist, pods locked down
 	$(BIN)/python scripts/k8s_check.py
 
 clean: ## remove local state (databases, NATS store, logs)
