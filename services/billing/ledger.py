@@ -30,6 +30,7 @@ from pixelrelay.v1 import common_pb2
 KEY_PREFIX = "pr_live_"
 KEY_RANDOM_CHARS = 32  # 190 bits
 KEY_PATTERN = re.compile(rf"^{KEY_PREFIX}[0-9A-Za-z]{{{KEY_RANDOM_CHARS}}}$")
+MAX_RELEASE_REASON = 64  # a word for the ledger memo, not a message
 
 
 def hash_key(api_key: str) -> str:
@@ -397,7 +398,7 @@ class Ledger:
             return hold
 
     @quick
-    def release(self, *, task_id: str) -> Hold:
+    def release(self, *, task_id: str, reason: str = "") -> Hold:
         with self.engine.begin() as conn:
             hold = _locked_hold(conn, task_id)
             if hold.state == HoldState.RELEASED:
@@ -420,6 +421,7 @@ class Ledger:
                     (hold.account_id, Book.HELD, -hold.amount),
                     (hold.account_id, Book.AVAILABLE, hold.amount),
                 ],
+                memo=reason.strip()[:MAX_RELEASE_REASON] or None,
             )
             return hold
 

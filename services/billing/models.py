@@ -112,5 +112,6 @@ class LedgerEntry(SQLModel, table=True):
     book: Book
     amount: int = Field(sa_column=Column(BigInteger, nullable=False))
     task_id: str | None = Field(default=None, index=True)
-    memo: str | None = None  # the reason an admin gave, for top-ups and adjustments
+    # the reason an admin gave (top-ups, adjustments), or why a hold was released
+    memo: str | None = None
     created_at: datetime = Field(default_factory=utcnow, index=True)

@@ -159,7 +159,11 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
     async def Release(
         self, request: billing_pb2.ReleaseRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.Hold:
-        hold = await self.db.run(self.ledger.release, task_id=_require(request.task_id, "task_id"))
+        hold = await self.db.run(
+            self.ledger.release,
+            task_id=_require(request.task_id, "task_id"),
+            reason=request.reason,
+        )
         return hold_to_proto(hold)
 
     async def GetAccount(
@@ -191,13 +195,7 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
             scopes=list(request.scopes),
             parent_key_id=request.parent_key_id,
         )
-        return billing_pb2.CreatedApiKey(
-            key_id=new.key.id,
-            api_key=new.secret,
-            prefix=new.key.prefix,
-            last4=new.key.last4,
-            key=key_to_proto(new.key),
-        )
+        return billing_pb2.CreatedApiKey(api_key=new.secret, key=key_to_proto(new.key))
 
     async def ListApiKeys(
         self, request: billing_pb2.ListApiKeysRequest, context: grpc.aio.ServicerContext

@@ -26,7 +26,7 @@ async def sweep_once(ledger: Ledger, db: Database, js: JetStreamContext) -> int:
     expired = await db.run(ledger.expired_holds, now=int(time.time()))
     for task_id in expired:
         try:
-            await db.run(ledger.release, task_id=task_id)
+            await db.run(ledger.release, task_id=task_id, reason="expired")
         except ApiError as err:
             if err.kind is E.HOLD_CONFLICT:  # captured meanwhile: nothing to release
                 continue

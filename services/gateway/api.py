@@ -153,7 +153,7 @@ class PublicApi:
     async def _undo_submit(self, task_id: str) -> None:
         try:
             await self.db.run(self.store.delete, task_id)
-            await self.billing.release(task_id=task_id, reason="submit")
+            await self.billing.release(task_id=task_id, reason="not_queued")
         except Exception:
             # The hold's deadline still releases it (billing's sweeper).
             log.warning("could not undo a failed submit", extra={"task_id": task_id}, exc_info=True)

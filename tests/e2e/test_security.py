@@ -216,7 +216,7 @@ async def test_a_limited_key_cannot_escalate_or_outlive_its_revocation(platform:
     made = await make({"credit_limit": 5, "scopes": ["read"]})
     assert made.status_code == 200, made.text
     child = made.json()
-    assert child["key"]["rate_limit"] == 5 and child["key"]["parent_id"] == created.key_id
+    assert child["key"]["rate_limit"] == 5 and child["key"]["parent_id"] == created.key.id
     assert child["key"]["scopes"] == ["read"] and child["key"]["expires_at"] is not None
 
     # Scopes hold at every endpoint: a read-only key reads, and submits nothing.
@@ -229,7 +229,7 @@ async def test_a_limited_key_cannot_escalate_or_outlive_its_revocation(platform:
     assert (await platform.http.get("/api/v1/account", headers=reader)).status_code == 403
 
     # The limited key cannot revoke the operator's key it does not outrank.
-    wider = await platform.http.delete(f"/api/v1/keys/{created.key_id}", headers=reader)
+    wider = await platform.http.delete(f"/api/v1/keys/{created.key.id}", headers=reader)
     assert wider.status_code == 403
     own_key = next(
         k["id"]
@@ -241,7 +241,7 @@ async def test_a_limited_key_cannot_escalate_or_outlive_its_revocation(platform:
 
     # Revoking the limited key with cascade stops what it made, too.
     revoked = await platform.http.delete(
-        f"/api/v1/keys/{created.key_id}?cascade=true", headers=platform.auth()
+        f"/api/v1/keys/{created.key.id}?cascade=true", headers=platform.auth()
     )
     assert revoked.status_code == 200
 

@@ -275,6 +275,9 @@ class ReleaseRequest(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     reason: _builtins.str
+    """Why, kept as the memo of the release's ledger entries: a short word such as
+    not_queued, expired, or the failed task's error type.
+    """
     def __init__(
         self,
         *,
@@ -460,30 +463,21 @@ Global___CreateApiKeyRequest: _TypeAlias = CreateApiKeyRequest  # noqa: Y015
 class CreatedApiKey(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    KEY_ID_FIELD_NUMBER: _builtins.int
     API_KEY_FIELD_NUMBER: _builtins.int
-    PREFIX_FIELD_NUMBER: _builtins.int
-    LAST4_FIELD_NUMBER: _builtins.int
     KEY_FIELD_NUMBER: _builtins.int
-    key_id: _builtins.str
     api_key: _builtins.str
     """shown once, never stored"""
-    prefix: _builtins.str
-    last4: _builtins.str
     @_builtins.property
     def key(self) -> Global___ApiKeyInfo: ...
     def __init__(
         self,
         *,
-        key_id: _builtins.str = ...,
         api_key: _builtins.str = ...,
-        prefix: _builtins.str = ...,
-        last4: _builtins.str = ...,
         key: Global___ApiKeyInfo | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["key", b"key"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "key", b"key", "key_id", b"key_id", "last4", b"last4", "prefix", b"prefix"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "key", b"key"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

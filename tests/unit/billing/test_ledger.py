@@ -73,9 +73,11 @@ def test_quality_auto_is_held_at_high_and_charged_at_reported_tier(ledger: Ledge
 def test_release_returns_everything(ledger: Ledger) -> None:
     account = ledger.create_account(name="a")
     ledger.reserve(task_id="t", account_id=account.id, item=BASIC_1K, expires_at=0)
-    ledger.release(task_id="t")
+    ledger.release(task_id="t", reason="upstream_failed")
     final = ledger.get_account(account_id=account.id)
     assert (final.balance, final.held) == (2000, 0)
+    released = [e for e in ledger.entries(account_id=account.id) if e.kind == "release"]
+    assert {e.memo for e in released} == {"upstream_failed"}  # why, for the statement
     assert_sound(ledger)
 
 
