@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import nats
@@ -30,7 +29,6 @@ from nats.js.api import (
 )
 
 from pixelrelay.errors import ApiError, E
-from pixelrelay.v1 import events_pb2
 
 log = logging.getLogger(__name__)
 
@@ -131,13 +129,6 @@ async def ensure_streams(js: JetStreamContext) -> None:
             await js.update_stream(config)
 
 
-def event_kind(event: events_pb2.TaskEvent) -> str:
-    kind = event.WhichOneof("kind")
-    if kind is None:
-        raise ValueError("TaskEvent without a kind")
-    return kind
-
-
 async def publish(js: JetStreamContext, subject: str, payload: bytes, msg_id: str) -> None:
     """Publish and wait for the stream's ack; a bus outage becomes 90002."""
     await publish_raw(js, subject, payload, {"Nats-Msg-Id": msg_id})
@@ -150,18 +141,6 @@ async def publish_raw(
         await js.publish(subject, payload, timeout=5.0, headers=headers)
     except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
         raise ApiError(E.UNAVAILABLE, "the job queue is unavailable") from exc
-
-
-async def publish_event(js: JetStreamContext, event: events_pb2.TaskEvent) -> None:
-    if not event.at_ms:
-        event.at_ms = int(time.time() * 1000)
-    kind = event_kind(event)
-    await publish(
-        js,
-        f"{EVENTS_PREFIX}.{kind}",
-        event.SerializeToString(),
-        msg_id=f"{event.task_id}.{kind}",
-    )
 
 
 async def dead_letter(js: JetStreamContext, msg: Msg, reason: str) -> None:

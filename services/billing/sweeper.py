@@ -14,10 +14,9 @@ import time
 from nats.js import JetStreamContext
 
 from billing.ledger import Ledger
-from pixelrelay.bus import publish_event
+from pixelrelay import task_events
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
-from pixelrelay.v1 import events_pb2
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +30,7 @@ async def sweep_once(ledger: Ledger, db: Database, js: JetStreamContext) -> int:
             if err.kind is E.HOLD_CONFLICT:  # captured meanwhile: nothing to release
                 continue
             raise
-        kind = E.TASK_EXPIRED
-        await publish_event(
-            js,
-            events_pb2.TaskEvent(
-                task_id=task_id,
-                failed=events_pb2.TaskFailed(
-                    code=kind.code, type=kind.type, message=kind.description
-                ),
-            ),
-        )
+        await task_events.publish_event(js, task_events.failed(task_id, E.TASK_EXPIRED))
     if expired:
         log.info("expired holds released", extra={"count": len(expired)})
     return len(expired)

@@ -16,9 +16,9 @@ from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from pixelrelay import bus
+from pixelrelay import bus, task_events
 from pixelrelay.errors import E
-from pixelrelay.v1 import events_pb2, jobs_pb2
+from pixelrelay.v1 import jobs_pb2
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +40,8 @@ class DeadLetterHandler:
         except DecodeError:
             log.error("undecodable job dropped", extra={"stream_seq": seq})
         else:
-            kind = E.JOB_ABANDONED
-            await bus.publish_event(
-                self.js,
-                events_pb2.TaskEvent(
-                    task_id=job.task_id,
-                    failed=events_pb2.TaskFailed(
-                        code=kind.code, type=kind.type, message=kind.description
-                    ),
-                ),
+            await task_events.publish_event(
+                self.js, task_events.failed(job.task_id, E.JOB_ABANDONED)
             )
             job.prompt = ""  # the dead-letter copy keeps no prompt, not even sealed
             job.sealed_prompt = b""

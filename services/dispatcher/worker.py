@@ -19,12 +19,13 @@ from prometheus_client import Counter, Histogram
 
 from dispatcher.router import AllChannelsFailed, Attempt, Router
 from dispatcher.upstream import InputImage
-from pixelrelay.bus import heartbeat, publish_event
+from pixelrelay import task_events
+from pixelrelay.bus import heartbeat
 from pixelrelay.crashpoints import crash_point
 from pixelrelay.errors import ApiError, E, ErrorKind
 from pixelrelay.sealing import PromptSealer, SealError
 from pixelrelay.storage_client import StorageClient
-from pixelrelay.v1 import events_pb2, jobs_pb2
+from pixelrelay.v1 import jobs_pb2
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +61,8 @@ class JobHandler:
         job = jobs_pb2.GenerationJob.FromString(msg.data)
         delivery = msg.metadata.num_delivered or 1
         JOB_AGE.observe(max(0.0, time.time() - job.created_at_ms / 1000))
-        await publish_event(
-            self.js,
-            events_pb2.TaskEvent(
-                task_id=job.task_id,
-                started=events_pb2.TaskStarted(worker=self.worker, delivery=delivery),
-            ),
-        )
+        started = task_events.started(job.task_id, worker=self.worker, delivery=delivery)
+        await task_events.publish_event(self.js, started)
         async with heartbeat(msg, self.heartbeat_every):
             outcome = await self._run(job, delivery)
         JOBS.labels(outcome).inc()
@@ -92,7 +88,7 @@ class JobHandler:
             prompt = self.sealer.open(job.key_id, job.sealed_prompt, job.task_id)
         except SealError as err:  # no retry opens it: JOB_KEYS lost the key, or tampering
             log.error("job prompt unreadable", extra={"task_id": job.task_id, "error": str(err)})
-            await self._fail(job.task_id, E.INTERNAL, "the job could not be read", [])
+            await self._fail(job.task_id, E.INTERNAL, "the job could not be read")
             return "failed"
         try:
             result, attempts = await self.router.generate(
@@ -143,22 +139,18 @@ class JobHandler:
                 extra={"task_id": task_id, "error": err.kind.type},
             )
             return "retry"
-        await self._fail(task_id, E.STORAGE_FAILED, E.STORAGE_FAILED.description)
+        await self._fail(task_id, E.STORAGE_FAILED)
         return "failed"
 
     async def _fail(
-        self, task_id: str, kind: ErrorKind, message: str, attempts: list[Attempt] | None = None
+        self,
+        task_id: str,
+        kind: ErrorKind,
+        message: str | None = None,
+        attempts: list[Attempt] | None = None,
     ) -> None:
         log.info("job failed", extra={"task_id": task_id, "error": kind.type})
-        await publish_event(
-            self.js,
-            events_pb2.TaskEvent(
-                task_id=task_id,
-                failed=events_pb2.TaskFailed(
-                    code=kind.code,
-                    type=kind.type,
-                    message=message,
-                    attempts=[a.to_proto() for a in attempts or []],
-                ),
-            ),
+        attempted = [a.to_proto() for a in attempts or []]
+        await task_events.publish_event(
+            self.js, task_events.failed(task_id, kind, message, attempted)
         )

@@ -11,7 +11,7 @@ import grpc
 from nats.js import JetStreamContext
 from prometheus_client import Counter
 
-from pixelrelay.bus import publish_event
+from pixelrelay import task_events
 from pixelrelay.errors import ApiError, E
 from pixelrelay.image_formats import MIME_TYPES
 from pixelrelay.objects import (
@@ -54,20 +54,18 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
                 for meta in header.images
             )
         )
-        event = events_pb2.TaskEvent(
-            task_id=header.task_id,
-            completed=events_pb2.TaskCompleted(
-                images=stored,
-                quality=header.quality,
-                upstream_ms=header.upstream_ms,
-                attempts=header.attempts,
-            ),
+        event = task_events.completed(
+            header.task_id,
+            images=stored,
+            quality=header.quality,
+            upstream_ms=header.upstream_ms,
+            attempts=header.attempts,
         )
         # The manifest marks the set complete: a redelivered job finds it and stops.
         await self.blobs.put(
             manifest_key(header.task_id), event.SerializeToString(), "application/x-protobuf"
         )
-        await publish_event(self.js, event)
+        await task_events.publish_event(self.js, event)
         log.info(
             "task images stored",
             extra={
@@ -123,7 +121,7 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         manifest = await self.blobs.get(manifest_key(request.task_id))
         if manifest is None:
             return storage_pb2.ReannounceResponse(found=False)
-        await publish_event(self.js, events_pb2.TaskEvent.FromString(manifest))
+        await task_events.publish_event(self.js, events_pb2.TaskEvent.FromString(manifest))
         return storage_pb2.ReannounceResponse(found=True)
 
     async def _store(
