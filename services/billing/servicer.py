@@ -11,7 +11,7 @@ from billing.models import Account, ApiKey, Hold, HoldState, LedgerEntry
 from pixelrelay.crashpoints import crash_point
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E, error_to_detail
-from pixelrelay.limits import MAX_UNIX_SECONDS
+from pixelrelay.limits import MAX_UNIX_SECONDS, page_limit
 from pixelrelay.v1 import billing_pb2, billing_pb2_grpc
 
 MAX_ENTRIES_PAGE = 200
@@ -242,34 +242,16 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
     async def ListLedgerEntries(
         self, request: billing_pb2.ListLedgerEntriesRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.ListLedgerEntriesResponse:
-        limit = request.limit or 50
-        if not 1 <= limit <= MAX_ENTRIES_PAGE:
-            raise ApiError(
-                E.INVALID_PARAMETER, f"limit must be 1-{MAX_ENTRIES_PAGE}", param="limit"
-            )
-        before_id = None
-        if request.cursor:
-            # ASCII digits only ("³".isdigit() is true) and within int64.
-            if not (
-                request.cursor.isascii() and request.cursor.isdigit() and len(request.cursor) <= 18
-            ):
-                raise ApiError(
-                    E.INVALID_PARAMETER, "cursor is not one this API returned", param="cursor"
-                )
-            before_id = int(request.cursor)
-        entries = await self.db.run(
+        entries, next_cursor = await self.db.run(
             self.ledger.entries,
             account_id=_require(request.account_id, "account_id"),
+            limit=page_limit(request.limit, default=50, maximum=MAX_ENTRIES_PAGE),
+            cursor=request.cursor,
             since=_moment(request.since, "since"),
             until=_moment(request.until, "until"),
-            before_id=before_id,
-            limit=limit + 1,
         )
-        page = entries[:limit]
-        more = len(entries) > limit
         return billing_pb2.ListLedgerEntriesResponse(
-            entries=[entry_to_proto(e) for e in page],
-            next_cursor=str(page[-1].id) if more and page else "",
+            entries=[entry_to_proto(e) for e in entries], next_cursor=next_cursor
         )
 
     async def CheckLedger(

@@ -22,6 +22,7 @@ from pixelrelay.crashpoints import crash_point
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
 from pixelrelay.ids import new_id
+from pixelrelay.limits import page_limit
 from pixelrelay.sealing import PromptSealer
 from pixelrelay.storage_client import StorageClient
 from pixelrelay.v1 import billing_pb2, common_pb2, jobs_pb2, public_api_pb2
@@ -196,9 +197,7 @@ class PublicApi:
         request: public_api_pb2.ListTasksRequest,
     ) -> public_api_pb2.ListTasksResponse:
         principal = await self.authenticate(authorization, scopes.READ)
-        limit = request.limit or DEFAULT_PAGE
-        if not 1 <= limit <= MAX_PAGE:
-            raise ApiError(E.INVALID_PARAMETER, f"limit must be 1-{MAX_PAGE}", param="limit")
+        limit = page_limit(request.limit, default=DEFAULT_PAGE, maximum=MAX_PAGE)
         if request.status and request.status not in STATUSES:
             raise ApiError(
                 E.INVALID_PARAMETER, f"status must be one of {', '.join(STATUSES)}", param="status"

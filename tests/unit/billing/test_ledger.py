@@ -76,7 +76,8 @@ def test_release_returns_everything(ledger: Ledger) -> None:
     ledger.release(task_id="t", reason="upstream_failed")
     final = ledger.get_account(account_id=account.id)
     assert (final.balance, final.held) == (2000, 0)
-    released = [e for e in ledger.entries(account_id=account.id) if e.kind == "release"]
+    entries, _ = ledger.entries(account_id=account.id)
+    released = [e for e in entries if e.kind == "release"]
     assert {e.memo for e in released} == {"upstream_failed"}  # why, for the statement
     assert_sound(ledger)
 
@@ -188,7 +189,7 @@ def test_top_ups_and_adjustments_are_recorded_with_their_reason(ledger: Ledger) 
     account = ledger.create_account(name="a", grant=10)
     assert ledger.top_up(account_id=account.id, amount=500, reason="invoice 42").balance == 510
     assert ledger.adjust(account_id=account.id, amount=-10, reason="goodwill undo").balance == 500
-    memos = [e.memo for e in ledger.entries(account_id=account.id) if e.memo]
+    memos = [e.memo for e in ledger.entries(account_id=account.id)[0] if e.memo]
     assert memos == ["goodwill undo", "invoice 42"]
     assert_sound(ledger)
 
@@ -309,9 +310,16 @@ def test_usage_pages_newest_first_and_filters_by_date(ledger: Ledger) -> None:
     account = ledger.create_account(name="a")
     for i in range(3):
         ledger.reserve(task_id=f"t{i}", account_id=account.id, item=BASIC_1K, expires_at=0)
-    entries = ledger.entries(account_id=account.id)
-    assert [e.task_id for e in entries[:2]] == ["t2", "t2"]
-    assert ledger.entries(account_id=account.id, before_id=entries[1].id)[0].task_id == "t1"
+    entries, end = ledger.entries(account_id=account.id)
+    assert [e.task_id for e in entries[:2]] == ["t2", "t2"] and end == ""
+    first, cursor = ledger.entries(account_id=account.id, limit=2)
+    assert first == entries[:2] and cursor == str(entries[1].id)
+    rest, end = ledger.entries(account_id=account.id, limit=100, cursor=cursor)
+    assert rest[0].task_id == "t1" and first + rest == entries and end == ""
     future = datetime.now(UTC) + timedelta(hours=1)
-    assert ledger.entries(account_id=account.id, since=future) == []
-    assert len(ledger.entries(account_id=account.id, until=future)) == len(entries)
+    assert ledger.entries(account_id=account.id, since=future) == ([], "")
+    assert len(ledger.entries(account_id=account.id, until=future)[0]) == len(entries)
+    for forged in ("³", "-1", "9" * 19, "abc"):
+        with pytest.raises(ApiError) as caught:
+            ledger.entries(account_id=account.id, cursor=forged)
+        assert caught.value.param == "cursor"

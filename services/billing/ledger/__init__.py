@@ -1,0 +1,26 @@
+"""The ledger's rules. Every method is one database transaction and idempotent.
+
+Balances live on ``Account`` (fast conditional updates); every change also appends
+balanced ``LedgerEntry`` rows (postings.py), from which ``check`` recomputes and verifies
+them. One module per job: accounts, keys, holds, audit; ``Ledger`` is all of them over
+one engine.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import Engine
+
+from billing.ledger.accounts import Accounts
+from billing.ledger.audit import Audit, CheckResult
+from billing.ledger.holds import HoldRequest, Holds
+from billing.ledger.keys import Keys, NewKey, hash_key
+from billing.prices import PriceList
+
+__all__ = ["CheckResult", "HoldRequest", "Ledger", "NewKey", "hash_key"]
+
+
+class Ledger(Accounts, Keys, Holds, Audit):
+    def __init__(self, engine: Engine, prices: PriceList, signup_grant: int):
+        self.engine = engine
+        self.prices = prices
+        self.signup_grant = signup_grant

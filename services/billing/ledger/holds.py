@@ -1,0 +1,255 @@
+"""Holds: credits reserved at submit, then captured for what was delivered or released.
+Every call is idempotent by task id."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import Session, col, select
+
+from billing import statements as sql
+from billing.ledger.postings import post, post_many
+from billing.models import PLATFORM, Book, Hold, HoldState, utcnow
+from billing.prices import PriceList
+from pixelrelay.db import quick
+from pixelrelay.errors import ApiError, E
+from pixelrelay.v1 import common_pb2
+
+MAX_RELEASE_REASON = 64  # a word for the ledger memo, not a message
+
+
+@dataclass(frozen=True)
+class HoldRequest:
+    task_id: str
+    account_id: str
+    item: common_pb2.PriceItem
+    expires_at: int  # unix seconds; the sweeper releases the hold after it
+    key_id: str = ""
+
+
+def _spend_on_key(conn: Connection, key_id: str, amount: int) -> None:
+    """Count credits against a key's limit (negative gives them back)."""
+    moved = conn.execute(sql.KEY_SPEND, {"k_id": key_id, "amount": amount})
+    if moved.rowcount != 1 and amount > 0:
+        raise ApiError(
+            E.KEY_CREDIT_LIMIT, f"this request costs {amount} credits, over the key's credit limit"
+        )
+
+
+def _hold_row(conn: Connection, task_id: str, *, lock: bool = False) -> Hold | None:
+    row = conn.execute(sql.HOLD_LOCKED if lock else sql.HOLD, {"t_id": task_id}).mappings()
+    first = row.first()
+    return Hold(**first) if first is not None else None
+
+
+def _resolve(conn: Connection, hold: Hold, state: HoldState, charge: int) -> None:
+    hold.state, hold.captured, hold.resolved_at = state, charge, utcnow()
+    conn.execute(
+        sql.RESOLVE_HOLD,
+        {"t_id": hold.task_id, "new_state": state, "charged": charge, "at": hold.resolved_at},
+    )
+
+
+def _locked_hold(conn: Connection, task_id: str) -> Hold:
+    hold = _hold_row(conn, task_id, lock=True)
+    if hold is None:
+        raise ApiError(E.HOLD_NOT_FOUND)
+    return hold
+
+
+class Holds:
+    engine: Engine
+    prices: PriceList
+
+    @quick
+    def reserve(
+        self,
+        *,
+        task_id: str,
+        account_id: str,
+        item: common_pb2.PriceItem,
+        expires_at: int,
+        key_id: str = "",
+    ) -> Hold:
+        """One hold (see ``reserve_many``); its error is raised."""
+        (result,) = self.reserve_many([HoldRequest(task_id, account_id, item, expires_at, key_id)])
+        if isinstance(result, ApiError):
+            raise result
+        return result
+
+    @quick
+    def reserve_many(self, requests: Sequence[HoldRequest]) -> list[Hold | ApiError]:
+        """Hold each task's price, all in one transaction: one commit and two inserts for
+        the batch, two conditional updates per task. A task that cannot be held (no
+        credits, key over its limit) leaves no trace and gets its error; the rest commit.
+        """
+        results: list[Hold | ApiError | None] = [None] * len(requests)
+        with self.engine.begin() as conn:
+            held = {
+                row["task_id"]: Hold(**row)
+                for row in conn.execute(
+                    sql.HOLDS_OF, {"t_ids": [r.task_id for r in requests]}
+                ).mappings()
+            }
+            new: list[Hold] = []
+            # By account: concurrent batches (PostgreSQL, several replicas) then lock
+            # account rows in one order and cannot deadlock.
+            for i in sorted(range(len(requests)), key=lambda i: requests[i].account_id):
+                request = requests[i]
+                try:
+                    hold = self._reserve(conn, request, held.get(request.task_id))
+                except ApiError as err:
+                    results[i] = err
+                    continue
+                if request.task_id not in held:
+                    held[request.task_id] = hold
+                    new.append(hold)
+                results[i] = hold
+            if new:
+                conn.execute(sql.INSERT_HOLD, [hold.model_dump() for hold in new])
+                post_many(
+                    conn,
+                    [
+                        (
+                            f"reserve:{h.task_id}",
+                            "reserve",
+                            h.task_id,
+                            [
+                                (h.account_id, Book.AVAILABLE, -h.amount),
+                                (h.account_id, Book.HELD, h.amount),
+                            ],
+                        )
+                        for h in new
+                    ],
+                )
+        return [r for r in results if r is not None]
+
+    def _reserve(self, conn: Connection, r: HoldRequest, existing: Hold | None) -> Hold:
+        """Move one task's price from available to held. Raises with nothing written:
+        the account's debit is undone when the key is over its limit. (Account row
+        first, then key, as capture and release do.)"""
+        quote = self.prices.quote(r.item)
+        amount = quote.credits
+        if existing is not None:
+            if (existing.account_id, existing.amount) != (r.account_id, amount):
+                raise ApiError(E.HOLD_CONFLICT, "task already has a different hold")
+            return existing
+        moved = conn.execute(sql.DEBIT_TO_HELD, {"a_id": r.account_id, "amount": amount})
+        if moved.rowcount != 1:
+            if conn.execute(sql.ACCOUNT_EXISTS, {"a_id": r.account_id}).first() is None:
+                raise ApiError(E.ACCOUNT_NOT_FOUND)
+            raise ApiError(
+                E.INSUFFICIENT_CREDITS,
+                f"this request costs {amount} credits; the balance is lower",
+            )
+        if r.key_id:
+            try:
+                _spend_on_key(conn, r.key_id, amount)
+            except ApiError:
+                conn.execute(
+                    sql.SETTLE_HELD, {"a_id": r.account_id, "released": amount, "refund": amount}
+                )
+                raise
+        return Hold(
+            task_id=r.task_id,
+            account_id=r.account_id,
+            price_id=quote.price_id,
+            key_id=r.key_id or None,
+            model=r.item.model,
+            resolution=r.item.resolution,
+            quality=r.item.quality,
+            unit_credits=quote.unit_credits,
+            units=quote.units,
+            amount=amount,
+            expires_at=r.expires_at,
+            created_at=utcnow(),
+        )
+
+    @quick
+    def capture(self, *, task_id: str, delivered: int, quality: str = "") -> Hold:
+        with self.engine.begin() as conn:
+            hold = _locked_hold(conn, task_id)
+            charge = self._charge(hold, delivered, quality)
+            if hold.state == HoldState.CAPTURED:
+                if hold.captured != charge:
+                    raise ApiError(E.HOLD_CONFLICT, "task was already captured for another amount")
+                return hold
+            if hold.state == HoldState.RELEASED:
+                raise ApiError(E.HOLD_CONFLICT, "task's hold was already released")
+            refund = hold.amount - charge
+            conn.execute(
+                sql.SETTLE_HELD,
+                {"a_id": hold.account_id, "released": hold.amount, "refund": refund},
+            )
+            if hold.key_id:
+                _spend_on_key(conn, hold.key_id, -refund)
+            _resolve(conn, hold, HoldState.CAPTURED, charge)
+            post(
+                conn,
+                f"capture:{task_id}",
+                "capture",
+                task_id,
+                [
+                    (hold.account_id, Book.HELD, -hold.amount),
+                    (PLATFORM, Book.REVENUE, charge),
+                    (hold.account_id, Book.AVAILABLE, refund),
+                ],
+            )
+            return hold
+
+    @quick
+    def release(self, *, task_id: str, reason: str = "") -> Hold:
+        with self.engine.begin() as conn:
+            hold = _locked_hold(conn, task_id)
+            if hold.state == HoldState.RELEASED:
+                return hold
+            if hold.state == HoldState.CAPTURED:
+                raise ApiError(E.HOLD_CONFLICT, "task's hold was already captured")
+            conn.execute(
+                sql.SETTLE_HELD,
+                {"a_id": hold.account_id, "released": hold.amount, "refund": hold.amount},
+            )
+            if hold.key_id:
+                _spend_on_key(conn, hold.key_id, -hold.amount)
+            _resolve(conn, hold, HoldState.RELEASED, 0)
+            post(
+                conn,
+                f"release:{task_id}",
+                "release",
+                task_id,
+                [
+                    (hold.account_id, Book.HELD, -hold.amount),
+                    (hold.account_id, Book.AVAILABLE, hold.amount),
+                ],
+                memo=reason.strip()[:MAX_RELEASE_REASON] or None,
+            )
+            return hold
+
+    def expired_holds(self, *, now: int, limit: int = 500) -> list[str]:
+        """Task ids of pending holds past their deadline, oldest first."""
+        with Session(self.engine) as s:
+            query = (
+                select(Hold.task_id)
+                .where(Hold.state == HoldState.PENDING, col(Hold.expires_at) < now)
+                .order_by(col(Hold.expires_at))
+                .limit(limit)
+            )
+            return list(s.exec(query))
+
+    def _charge(self, hold: Hold, delivered: int, quality: str) -> int:
+        if delivered < 0 or delivered > hold.units:
+            raise ApiError(
+                E.INVALID_AMOUNT,
+                f"delivered must be 0..{hold.units} for this hold",
+                param="delivered",
+            )
+        unit = hold.unit_credits
+        if quality and quality != "auto":
+            try:
+                tier = self.prices.unit_price(hold.model, hold.resolution, quality)
+                unit = min(unit, tier.credits)
+            except ApiError:
+                pass  # a tier we do not sell at this size: keep the reserved unit price
+        return unit * delivered
