@@ -7,10 +7,17 @@ import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import uvloop
 
 log = logging.getLogger(__name__)
+
+
+async def finish(task: asyncio.Task[Any], stop: asyncio.Event) -> None:
+    """Ask a background loop to stop (``stop``) and wait until it has."""
+    stop.set()
+    await task
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from billing.access import BILLING_ACCESS
@@ -16,7 +17,7 @@ from pixelrelay import bus
 from pixelrelay.callers import TrustedCallers
 from pixelrelay.db import Database
 from pixelrelay.grpc_server import start_grpc_server
-from pixelrelay.lifecycle import run_until_signalled
+from pixelrelay.lifecycle import finish, run_until_signalled
 from pixelrelay.logging import configure_logging
 from pixelrelay.metrics import start_metrics_server
 from pixelrelay.v1 import billing_pb2, billing_pb2_grpc
@@ -26,39 +27,41 @@ log = logging.getLogger("billing")
 
 async def run(settings: BillingSettings, stop: asyncio.Event) -> None:
     upgrade(settings.database_url)  # the schema, migrated to the newest version
-    db = Database(settings.database_url)
-    ledger = Ledger(db.engine, PriceList.load(settings.prices_file), settings.signup_grant)
-    servicer = BillingServicer(ledger, db)
-    server = await start_grpc_server(
-        settings.grpc_port,
-        lambda s: billing_pb2_grpc.add_BillingServicer_to_server(servicer, s),
-        [billing_pb2.DESCRIPTOR.services_by_name["Billing"].full_name],
-        policy=BILLING_ACCESS,
-        callers=TrustedCallers.parse(settings.trusted_callers),
-        host=settings.grpc_host,
-    )
-    nc = await bus.connect(
-        settings.nats_url, "billing", settings.nats_user, settings.nats_password.get_secret_value()
-    )
-    js = nc.jetstream()
-    await bus.require_streams(js, bus.EVENTS_STREAM)
-    sweeper = asyncio.create_task(run_sweeper(ledger, db, js, stop, settings.sweep_interval))
-    metrics_port = start_metrics_server(settings.metrics_port, settings.metrics_host)
-    log.info(
-        "billing ready",
-        extra={
-            "grpc_port": server.port,
-            "metrics_port": metrics_port,
-            "database": settings.database_url.split("://")[0],
-        },
-    )
-    try:
+    async with contextlib.AsyncExitStack() as stack:  # unwinds in reverse, also on failure
+        db = Database(settings.database_url)
+        stack.callback(db.close)
+        ledger = Ledger(db.engine, PriceList.load(settings.prices_file), settings.signup_grant)
+        servicer = BillingServicer(ledger, db)
+        server = await start_grpc_server(
+            settings.grpc_port,
+            lambda s: billing_pb2_grpc.add_BillingServicer_to_server(servicer, s),
+            [billing_pb2.DESCRIPTOR.services_by_name["Billing"].full_name],
+            policy=BILLING_ACCESS,
+            callers=TrustedCallers.parse(settings.trusted_callers),
+            host=settings.grpc_host,
+        )
+        stack.push_async_callback(server.stop, settings.shutdown_grace)
+        nc = await bus.connect(
+            settings.nats_url,
+            "billing",
+            settings.nats_user,
+            settings.nats_password.get_secret_value(),
+        )
+        stack.push_async_callback(nc.drain)
+        js = nc.jetstream()
+        await bus.require_streams(js, bus.EVENTS_STREAM)
+        sweeper = asyncio.create_task(run_sweeper(ledger, db, js, stop, settings.sweep_interval))
+        stack.push_async_callback(finish, sweeper, stop)
+        metrics_port = start_metrics_server(settings.metrics_port, settings.metrics_host)
+        log.info(
+            "billing ready",
+            extra={
+                "grpc_port": server.port,
+                "metrics_port": metrics_port,
+                "database": settings.database_url.split("://")[0],
+            },
+        )
         await stop.wait()
-    finally:
-        await server.stop(settings.shutdown_grace)
-        await sweeper
-        await nc.drain()
-        db.close()
 
 
 def main() -> None:

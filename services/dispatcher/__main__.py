@@ -57,15 +57,28 @@ async def watch_queue(js: JetStreamContext, stop: asyncio.Event) -> None:
 
 
 async def run(settings: DispatcherSettings, router: Router, stop: asyncio.Event) -> None:
+    async with contextlib.AsyncExitStack() as stack:  # unwinds in reverse, also on failure
+        stack.push_async_callback(router.close)
+        await _serve(settings, router, stop, stack)
+
+
+async def _serve(
+    settings: DispatcherSettings,
+    router: Router,
+    stop: asyncio.Event,
+    stack: contextlib.AsyncExitStack,
+) -> None:
+    storage = StorageClient(settings.storage_addr, settings.service_credential.get_secret_value())
+    stack.push_async_callback(storage.close)
     nc = await bus.connect(
         settings.nats_url,
         settings.worker_name,
         settings.nats_user,
         settings.nats_password.get_secret_value(),
     )
+    stack.push_async_callback(nc.drain)
     js = nc.jetstream()
     await bus.require_streams(js, bus.JOBS_STREAM, bus.EVENTS_STREAM, bus.DEADLETTER_STREAM)
-    storage = StorageClient(settings.storage_addr, settings.service_credential.get_secret_value())
     handler = JobHandler(
         js=js,
         router=router,
@@ -83,6 +96,7 @@ async def run(settings: DispatcherSettings, router: Router, stop: asyncio.Event)
         callers=TrustedCallers({}),
         host=settings.grpc_host,
     )
+    stack.push_async_callback(server.stop, 1.0)
     metrics_port = start_metrics_server(settings.metrics_port, settings.metrics_host)
     log.info(
         "dispatcher ready",
@@ -92,39 +106,33 @@ async def run(settings: DispatcherSettings, router: Router, stop: asyncio.Event)
             "channels": len(router.channels),
         },
     )
-    try:
-        await asyncio.gather(
-            bus.consume(
-                js,
-                stream=bus.JOBS_STREAM,
-                subject=bus.JOBS_SUBJECT,
-                config=bus.consumer_config(
-                    bus.DISPATCHER_CONSUMER,
-                    ack_wait=settings.ack_wait,
-                    max_deliver=settings.max_deliver,
-                ),
-                handler=handler,
-                stop=stop,
-                concurrency=settings.concurrency,
-                grace=settings.shutdown_grace,
+    await asyncio.gather(
+        bus.consume(
+            js,
+            stream=bus.JOBS_STREAM,
+            subject=bus.JOBS_SUBJECT,
+            config=bus.consumer_config(
+                bus.DISPATCHER_CONSUMER,
+                ack_wait=settings.ack_wait,
+                max_deliver=settings.max_deliver,
             ),
-            bus.consume(
-                js,
-                stream=bus.DEADLETTER_STREAM,
-                subject=bus.MAX_DELIVERIES_ADVISORY,
-                config=bus.consumer_config(bus.DEADLETTER_CONSUMER, ack_wait=30.0, max_deliver=-1),
-                handler=DeadLetterHandler(js),
-                stop=stop,
-                concurrency=4,
-                grace=settings.shutdown_grace,
-            ),
-            watch_queue(js, stop),
-        )
-    finally:
-        await server.stop(1.0)
-        await nc.drain()
-        await storage.close()
-        await router.close()
+            handler=handler,
+            stop=stop,
+            concurrency=settings.concurrency,
+            grace=settings.shutdown_grace,
+        ),
+        bus.consume(
+            js,
+            stream=bus.DEADLETTER_STREAM,
+            subject=bus.MAX_DELIVERIES_ADVISORY,
+            config=bus.consumer_config(bus.DEADLETTER_CONSUMER, ack_wait=30.0, max_deliver=-1),
+            handler=DeadLetterHandler(js),
+            stop=stop,
+            concurrency=4,
+            grace=settings.shutdown_grace,
+        ),
+        watch_queue(js, stop),
+    )
 
 
 def main() -> None:

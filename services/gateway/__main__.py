@@ -28,7 +28,7 @@ from pixelrelay.billing_client import BillingClient
 from pixelrelay.callers import AccessPolicy, TrustedCallers
 from pixelrelay.db import Database
 from pixelrelay.grpc_server import start_grpc_server
-from pixelrelay.lifecycle import run_until_signalled
+from pixelrelay.lifecycle import finish, run_until_signalled
 from pixelrelay.logging import configure_logging
 from pixelrelay.metrics import start_metrics_server
 from pixelrelay.sealing import PromptSealer
@@ -47,25 +47,39 @@ class _Server(uvicorn.Server):
 
 
 async def run(settings: GatewaySettings, stop: asyncio.Event) -> None:
+    async with contextlib.AsyncExitStack() as stack:  # unwinds in reverse, also on failure
+        await _serve(settings, stop, stack)
+
+
+async def _serve(
+    settings: GatewaySettings, stop: asyncio.Event, stack: contextlib.AsyncExitStack
+) -> None:
     # Bound first, by us: uvicorn reports a taken port from inside its task and leaves the
     # process running without its API; this fails the start instead.
-    http_socket = socket.create_server((settings.http_host, settings.http_port))
+    http_socket = stack.enter_context(
+        socket.create_server((settings.http_host, settings.http_port))
+    )
     credential = settings.service_credential.get_secret_value()
     db = Database(settings.database_url)
+    stack.callback(db.close)
     db.create_all()
     store = TaskStore(db.engine)
     billing = BillingClient(settings.billing_addr, credential)
-    nc = await bus.connect(
-        settings.nats_url, "gateway", settings.nats_user, settings.nats_password.get_secret_value()
-    )
-    js = nc.jetstream()
-    await bus.require_streams(js, bus.JOBS_STREAM, bus.EVENTS_STREAM)
+    stack.push_async_callback(billing.close)
     storage = StorageClient(settings.storage_addr, credential)
+    stack.push_async_callback(storage.close)
     fetcher = SafeFetcher(
         allow_private=settings.fetch_allow_private,
         max_bytes=settings.max_image_bytes,
         timeout=settings.fetch_timeout,
     )
+    stack.push_async_callback(fetcher.close)
+    nc = await bus.connect(
+        settings.nats_url, "gateway", settings.nats_user, settings.nats_password.get_secret_value()
+    )
+    stack.push_async_callback(nc.drain)
+    js = nc.jetstream()
+    await bus.require_streams(js, bus.JOBS_STREAM, bus.EVENTS_STREAM)
     api = PublicApi(
         billing=billing,
         storage=storage,
@@ -84,6 +98,20 @@ async def run(settings: GatewaySettings, stop: asyncio.Event) -> None:
         max_image_bytes=settings.max_image_bytes,
         limiter=RateLimiter(settings.default_rate_limit),
     )
+    events_stop = asyncio.Event()
+    events = asyncio.create_task(
+        bus.consume(
+            js,
+            stream=bus.EVENTS_STREAM,
+            subject=bus.EVENTS_SUBJECTS,
+            config=bus.consumer_config(bus.GATEWAY_EVENTS_CONSUMER, ack_wait=30.0, max_deliver=-1),
+            handler=TaskEventHandler(billing=billing, db=db, store=store, js=js),
+            stop=events_stop,
+            concurrency=settings.event_concurrency,
+            grace=settings.shutdown_grace,
+        )
+    )
+    stack.push_async_callback(finish, events, events_stop)
 
     throttle = AuthThrottle(
         settings.auth_failures_per_minute,
@@ -112,7 +140,8 @@ async def run(settings: GatewaySettings, stop: asyncio.Event) -> None:
             log_config=None,
             access_log=False,
             lifespan="off",
-            # We never read the client's address; the X-Forwarded-* rewrite costs ~5% of a poll.
+            # The failed-auth throttle reads X-Forwarded-For itself, from trusted proxies
+            # only; uvicorn's rewrite of every request costs ~5% of a poll.
             proxy_headers=False,
             timeout_graceful_shutdown=int(settings.shutdown_grace),
             # Clients poll every 1-2 s: keep their connections (uvicorn's default is 5 s).
@@ -126,19 +155,14 @@ async def run(settings: GatewaySettings, stop: asyncio.Event) -> None:
         )
     )
     http_task = asyncio.create_task(http.serve(sockets=[http_socket]))
-    events_stop = asyncio.Event()
-    events_task = asyncio.create_task(
-        bus.consume(
-            js,
-            stream=bus.EVENTS_STREAM,
-            subject=bus.EVENTS_SUBJECTS,
-            config=bus.consumer_config(bus.GATEWAY_EVENTS_CONSUMER, ack_wait=30.0, max_deliver=-1),
-            handler=TaskEventHandler(billing=billing, db=db, store=store, js=js),
-            stop=events_stop,
-            concurrency=settings.event_concurrency,
-            grace=settings.shutdown_grace,
-        )
-    )
+
+    async def stop_serving() -> None:
+        """First of all: stop taking requests and let in-flight ones finish (events are
+        applied until then)."""
+        http.should_exit = True
+        await asyncio.gather(http_task, grpc_server.stop(settings.shutdown_grace))
+
+    stack.push_async_callback(stop_serving)
     metrics_port = start_metrics_server(settings.metrics_port, settings.metrics_host)
     log.info(
         "gateway ready",
@@ -148,19 +172,7 @@ async def run(settings: GatewaySettings, stop: asyncio.Event) -> None:
             "metrics_port": metrics_port,
         },
     )
-    try:
-        await stop.wait()
-    finally:
-        # Stop taking requests, let in-flight ones finish, then stop applying events.
-        http.should_exit = True
-        await asyncio.gather(http_task, grpc_server.stop(settings.shutdown_grace))
-        events_stop.set()
-        await events_task
-        await nc.drain()
-        await billing.close()
-        await storage.close()
-        await fetcher.close()
-        db.close()
+    await stop.wait()
 
 
 def main() -> None:

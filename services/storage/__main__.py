@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from pixelrelay import bus
@@ -23,27 +24,29 @@ log = logging.getLogger("storage")
 async def run(settings: StorageSettings, stop: asyncio.Event) -> None:
     blobs = BlobStore(settings)
     await blobs.ensure_bucket()
-    nc = await bus.connect(
-        settings.nats_url, "storage", settings.nats_user, settings.nats_password.get_secret_value()
-    )
-    js = nc.jetstream()
-    await bus.require_streams(js, bus.EVENTS_STREAM)
-    servicer = StorageServicer(blobs, js)
-    server = await start_grpc_server(
-        settings.grpc_port,
-        lambda s: storage_pb2_grpc.add_StorageServicer_to_server(servicer, s),
-        [storage_pb2.DESCRIPTOR.services_by_name["Storage"].full_name],
-        policy=STORAGE_ACCESS,
-        callers=TrustedCallers.parse(settings.trusted_callers),
-        host=settings.grpc_host,
-    )
-    metrics_port = start_metrics_server(settings.metrics_port, settings.metrics_host)
-    log.info("storage ready", extra={"grpc_port": server.port, "metrics_port": metrics_port})
-    try:
+    async with contextlib.AsyncExitStack() as stack:  # unwinds in reverse, also on failure
+        nc = await bus.connect(
+            settings.nats_url,
+            "storage",
+            settings.nats_user,
+            settings.nats_password.get_secret_value(),
+        )
+        stack.push_async_callback(nc.drain)
+        js = nc.jetstream()
+        await bus.require_streams(js, bus.EVENTS_STREAM)
+        servicer = StorageServicer(blobs, js)
+        server = await start_grpc_server(
+            settings.grpc_port,
+            lambda s: storage_pb2_grpc.add_StorageServicer_to_server(servicer, s),
+            [storage_pb2.DESCRIPTOR.services_by_name["Storage"].full_name],
+            policy=STORAGE_ACCESS,
+            callers=TrustedCallers.parse(settings.trusted_callers),
+            host=settings.grpc_host,
+        )
+        stack.push_async_callback(server.stop, settings.shutdown_grace)
+        metrics_port = start_metrics_server(settings.metrics_port, settings.metrics_host)
+        log.info("storage ready", extra={"grpc_port": server.port, "metrics_port": metrics_port})
         await stop.wait()
-    finally:
-        await server.stop(settings.shutdown_grace)
-        await nc.drain()
 
 
 def main() -> None:
