@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any, cast
 
-from gateway.api import PublicApi
-from gateway.images import MAX_PIXELS
-from gateway.rest import create_app
+from gateway.core.api import PublicApi
+from gateway.http.rest import create_app
+from gateway.inputs.images import MAX_PIXELS
 from gateway.settings import GatewaySettings
 from pixelrelay.errors import CATALOG
 

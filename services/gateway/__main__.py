@@ -10,19 +10,19 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from gateway.admin import AdminAccess
-from gateway.api import PublicApi
-from gateway.auth_throttle import AuthThrottle, parse_networks
-from gateway.events import TaskEventHandler
-from gateway.fetch import SafeFetcher
-from gateway.grpc_api import PublicApiServicer
-from gateway.http_protocol import guarded_protocol
-from gateway.images import DecodeBudget
-from gateway.ratelimit import RateLimiter
-from gateway.references import ReferenceLoader
-from gateway.rest import asgi_app
+from gateway.core.api import PublicApi
+from gateway.core.auth_throttle import AuthThrottle, parse_networks
+from gateway.core.events import TaskEventHandler
+from gateway.core.ratelimit import RateLimiter
+from gateway.core.store import TaskStore
+from gateway.grpc.servicer import PublicApiServicer
+from gateway.http.admin import AdminAccess
+from gateway.http.protocol import guarded_protocol
+from gateway.http.rest import asgi_app
+from gateway.inputs.fetch import SafeFetcher
+from gateway.inputs.images import DecodeBudget
+from gateway.inputs.references import ReferenceLoader
 from gateway.settings import GatewaySettings
-from gateway.store import TaskStore
 from pixelrelay import bus
 from pixelrelay.billing_client import BillingClient
 from pixelrelay.callers import AccessPolicy, TrustedCallers

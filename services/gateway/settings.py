@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pydantic import SecretStr, field_validator
 
-from gateway.auth_throttle import parse_networks
+from gateway.core.auth_throttle import parse_networks
 from pixelrelay.settings import ServiceSettings
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.authcache import TTL_SECONDS
+from gateway.core.authcache import TTL_SECONDS
 from tests.e2e.conftest import Platform
 from tests.e2e.helpers import new_account, poll_until_done
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway.fetch import SafeFetcher, is_public
+from gateway.inputs.fetch import SafeFetcher, is_public
 from pixelrelay.errors import ApiError, E
 from tests.integration.image_server import ImageServer, image_server
 from tests.servers import refusing_port

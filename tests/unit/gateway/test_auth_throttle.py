@@ -3,8 +3,8 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from gateway import auth_throttle
-from gateway.auth_throttle import AuthThrottle, parse_networks
+from gateway.core import auth_throttle
+from gateway.core.auth_throttle import AuthThrottle, parse_networks
 from gateway.settings import GatewaySettings
 from pixelrelay.errors import ApiError
 

@@ -9,7 +9,7 @@ import zlib
 
 import pytest
 
-from gateway.images import MAX_PIXELS, DecodeBudget, inspect_image
+from gateway.inputs.images import MAX_PIXELS, DecodeBudget, inspect_image
 from pixelrelay.errors import ApiError, E
 from upstream_sim.render import render_image
 

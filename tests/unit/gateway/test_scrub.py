@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from PIL import Image, ImageCms, ImageDraw
 from PIL.PngImagePlugin import PngInfo
 
-from gateway.images import MAX_PIXELS, DecodeBudget, inspect_image
-from gateway.scrub import Malformed, scrub
+from gateway.inputs.images import MAX_PIXELS, DecodeBudget, inspect_image
+from gateway.inputs.scrub import Malformed, scrub
 from pixelrelay.errors import ApiError, E
 
 GPS = "51 deg 30' N"  # what a phone writes, and what must not survive

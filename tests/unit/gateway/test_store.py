@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.events import retry_delay
-from gateway.store import TaskRecord, TaskStore, spec_to_json
+from gateway.core.events import retry_delay
+from gateway.core.store import TaskRecord, TaskStore, spec_to_json
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import common_pb2, events_pb2

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.sizes import PIXELS, RATIOS, ratio_from_prompt
-from gateway.validation import resolve
+from gateway.core.sizes import PIXELS, RATIOS, ratio_from_prompt
+from gateway.core.validation import resolve
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import public_api_pb2
 

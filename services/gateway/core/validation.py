@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from gateway.sizes import (
+from gateway.core.sizes import (
     PIXELS,
     RATIOS,
     RESOLUTIONS,

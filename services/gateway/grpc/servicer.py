@@ -7,8 +7,8 @@ from typing import TypeVar
 
 import grpc
 
-from gateway.api import PublicApi
-from gateway.auth_throttle import AuthThrottle
+from gateway.core.api import PublicApi
+from gateway.core.auth_throttle import AuthThrottle
 from pixelrelay.errors import ApiError
 from pixelrelay.v1 import billing_pb2, public_api_pb2, public_api_pb2_grpc
 

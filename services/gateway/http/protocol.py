@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from gateway.rest import error_body
+from gateway.http.rest import error_body
 from pixelrelay.errors import ApiError, E
 from pixelrelay.ids import random_token
 

@@ -19,7 +19,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from gateway.images import check_content_type
+from gateway.inputs.images import check_content_type
 from pixelrelay.errors import ApiError, E
 
 NAT64 = ipaddress.ip_network("64:ff9b::/96")

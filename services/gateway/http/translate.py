@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.schemas import GenerationBody
-from gateway.store import TaskStatus
+from gateway.core.store import TaskStatus
+from gateway.http.schemas import GenerationBody
 from pixelrelay.v1 import billing_pb2, common_pb2, public_api_pb2
 
 

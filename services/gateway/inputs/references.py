@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from gateway.fetch import SafeFetcher
-from gateway.images import (
+from gateway.inputs.fetch import SafeFetcher
+from gateway.inputs.images import (
     DecodeBudget,
     InputImage,
     check_content_type,

@@ -9,12 +9,12 @@ import time
 from nats.js import JetStreamContext
 from prometheus_client import Counter
 
-from gateway.authcache import AuthCache
-from gateway.images import check_content_type
-from gateway.ratelimit import RateLimiter
-from gateway.references import Inputs, ReferenceLoader
-from gateway.store import TaskRecord, TaskStatus, TaskStore, now_ms, spec_to_json
-from gateway.validation import price_item, resolve
+from gateway.core.authcache import AuthCache
+from gateway.core.ratelimit import RateLimiter
+from gateway.core.store import TaskRecord, TaskStatus, TaskStore, now_ms, spec_to_json
+from gateway.core.validation import price_item, resolve
+from gateway.inputs.images import check_content_type
+from gateway.inputs.references import Inputs, ReferenceLoader
 from pixelrelay import bus, objects, scopes
 from pixelrelay.batching import Batcher
 from pixelrelay.billing_client import BillingClient

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from gateway.scrub import Malformed, scrub
+from gateway.inputs.scrub import Malformed, scrub
 from pixelrelay.errors import ApiError, E
 from pixelrelay.image_formats import MIME_TYPES
 

@@ -17,13 +17,13 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import translate
-from gateway.admin import AdminAccess, admin_router
-from gateway.api import PublicApi
-from gateway.auth_throttle import AuthThrottle
-from gateway.pages import PAGES, pages_router
-from gateway.responses import JSONBody
-from gateway.schemas import (
+from gateway.core.api import PublicApi
+from gateway.core.auth_throttle import AuthThrottle
+from gateway.http import translate
+from gateway.http.admin import AdminAccess, admin_router
+from gateway.http.pages import PAGES, pages_router
+from gateway.http.responses import JSONBody
+from gateway.http.schemas import (
     BalanceOut,
     CreatedKeyOut,
     ErrorOut,

@@ -12,9 +12,9 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
-from gateway import translate
-from gateway.responses import JSONBody
-from gateway.schemas import (
+from gateway.http import translate
+from gateway.http.responses import JSONBody
+from gateway.http.schemas import (
     AccountCreateBody,
     AccountOut,
     CreatedKeyOut,

@@ -9,8 +9,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.sizes import RATIOS, RESOLUTIONS
-from gateway.validation import (
+from gateway.core.sizes import RATIOS, RESOLUTIONS
+from gateway.core.validation import (
     BACKGROUNDS,
     MAX_IMAGES_STABLE,
     MAX_PROMPT_CHARS,

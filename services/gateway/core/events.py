@@ -21,7 +21,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from prometheus_client import Counter
 
-from gateway.store import TaskStore, now_ms
+from gateway.core.store import TaskStore, now_ms
 from pixelrelay import bus
 from pixelrelay.billing_client import BillingClient
 from pixelrelay.db import Database

@@ -1,0 +1,1 @@
+"""The gRPC edge: pixelrelay.v1.PublicApi → PublicApi."""

@@ -1,0 +1,2 @@
+"""The REST edge: HTTP → PublicApi. One module per route family, the error envelope,
+the middleware, the pages."""

@@ -1,0 +1,1 @@
+"""Input images: fetched safely, checked, scrubbed, and stored beside their task."""

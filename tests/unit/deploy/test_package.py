@@ -1,0 +1,31 @@
+"""What `pip install .` (the container image) carries: the data files the services read at
+start, which a source checkout has anyway and a wheel only when declared."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_the_wheel_carries_every_data_file_the_services_read(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    needed = {
+        "billing/prices.yaml",
+        "dispatcher/channels.yaml",
+        "billing/migrations/env.py",
+        *(
+            f"gateway/http/static/{p.name}"
+            for p in (ROOT / "services/gateway/http/static").iterdir()
+        ),
+    }
+    assert needed - names == set()
