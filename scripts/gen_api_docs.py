@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from gateway.core.api import PublicApi
-from gateway.http.rest import create_app
+from gateway.http.app import create_app
 from gateway.inputs.images import MAX_PIXELS
 from gateway.settings import GatewaySettings
 from pixelrelay.errors import CATALOG

@@ -17,8 +17,8 @@ from gateway.core.ratelimit import RateLimiter
 from gateway.core.store import TaskStore
 from gateway.grpc.servicer import PublicApiServicer
 from gateway.http.admin import AdminAccess
+from gateway.http.app import asgi_app
 from gateway.http.protocol import guarded_protocol
-from gateway.http.rest import asgi_app
 from gateway.inputs.fetch import SafeFetcher
 from gateway.inputs.images import DecodeBudget
 from gateway.inputs.references import ReferenceLoader

@@ -13,12 +13,12 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
 from gateway.http import translate
+from gateway.http.errors import errors
 from gateway.http.responses import JSONBody
 from gateway.http.schemas import (
     AccountCreateBody,
     AccountOut,
     CreatedKeyOut,
-    ErrorOut,
     KeyCreateBody,
     KeyListOut,
     KeyOut,
@@ -31,7 +31,7 @@ from pixelrelay.errors import ApiError, E
 from pixelrelay.limits import MAX_UNIX_SECONDS
 from pixelrelay.v1 import billing_pb2
 
-ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorOut} for s in (400, 401, 404, 503)}
+ERRORS = errors(400, 401, 404, 503)
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def admin_router() -> APIRouter:
     )
     async def list_keys(account_id: str, billing: Billing) -> Response:
         keys = await billing.list_api_keys(account_id)
-        return JSONBody({"data": [translate.key_json(k) for k in keys.keys]})
+        return JSONBody(translate.key_list_json(keys))
 
     @router.delete("/keys/{key_id}", response_model=KeyOut, summary="Revoke any key")
     async def revoke_key(

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from gateway.http.rest import error_body
+from gateway.http.translate import error_json
 from pixelrelay.errors import ApiError, E
 from pixelrelay.ids import random_token
 
@@ -123,7 +123,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self.transport.is_closing() or self._discarding:
             return
         self._discarding = True
-        body = orjson.dumps(error_body(err, f"req_{random_token(16)}"))
+        body = orjson.dumps(error_json(err, f"req_{random_token(16)}"))
         status = err.kind.http_status
         head = [
             f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",

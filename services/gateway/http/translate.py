@@ -6,6 +6,7 @@ from typing import Any
 
 from gateway.core.store import TaskStatus
 from gateway.http.schemas import GenerationBody
+from pixelrelay.errors import ApiError
 from pixelrelay.v1 import billing_pb2, common_pb2, public_api_pb2
 
 
@@ -91,6 +92,10 @@ def task_json(task: public_api_pb2.Task) -> dict[str, Any]:
     }
 
 
+def task_list_json(page: public_api_pb2.ListTasksResponse) -> dict[str, Any]:
+    return {"data": [task_json(t) for t in page.tasks], "next_cursor": page.next_cursor or None}
+
+
 def estimate_json(estimate: public_api_pb2.Estimate) -> dict[str, Any]:
     return {
         "model": estimate.model,
@@ -133,6 +138,10 @@ def key_json(key: billing_pb2.ApiKeyInfo) -> dict[str, Any]:
     }
 
 
+def key_list_json(keys: billing_pb2.ListApiKeysResponse) -> dict[str, Any]:
+    return {"data": [key_json(k) for k in keys.keys]}
+
+
 def created_key_json(created: billing_pb2.CreatedApiKey) -> dict[str, Any]:
     return {"api_key": created.api_key, "key": key_json(created.key)}
 
@@ -161,4 +170,21 @@ def account_json(account: billing_pb2.Account) -> dict[str, Any]:
         "name": account.name,
         "balance": account.balance,
         "held": account.held,
+    }
+
+
+def balance_json(balance: public_api_pb2.AccountBalance) -> dict[str, Any]:
+    return {"account_id": balance.account_id, "balance": balance.balance, "held": balance.held}
+
+
+def error_json(err: ApiError, request_id: str) -> dict[str, Any]:
+    """The error envelope, for every answer that is an error (HTTP-level ones included)."""
+    return {
+        "error": {
+            "code": err.kind.code,
+            "type": err.kind.type,
+            "message": err.message,
+            "param": err.param,
+            "request_id": request_id,
+        }
     }

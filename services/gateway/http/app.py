@@ -1,0 +1,87 @@
+"""The REST application: the route families, one error renderer for all of them, the
+OpenAPI spec, and what wraps it all (hot routes, middleware)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp
+
+from gateway.core.api import PublicApi
+from gateway.core.auth_throttle import AuthThrottle
+from gateway.http.admin import AdminAccess, admin_router
+from gateway.http.errors import render_error
+from gateway.http.hot_routes import HotRoutes
+from gateway.http.middleware import RequestContext
+from gateway.http.pages import pages_router
+from gateway.http.reapi import reapi_router
+from pixelrelay.errors import ApiError
+from pixelrelay.ids import random_token
+
+
+def create_app(api: PublicApi, billing_admin: AdminAccess | None = None) -> FastAPI:
+    app = FastAPI(
+        title="PixelRelay API",
+        version="1",
+        description="Async image generation (GPT Image 2), compatible with reAPI's API. "
+        "Submit a task, then poll it.",
+        docs_url=None,
+        redoc_url=None,
+    )
+
+    async def on_error(request: Request, exc: Exception) -> Response:
+        request_id = str(getattr(request.state, "request_id", "")) or f"req_{random_token(16)}"
+        return render_error(exc, request_id, request.headers.get("content-type", ""))
+
+    # ApiError by name: a handler for Exception alone runs in Starlette's outermost
+    # middleware, which re-raises after answering.
+    for raised in (ApiError, RequestValidationError, StarletteHTTPException, Exception):
+        app.add_exception_handler(raised, on_error)
+
+    app.state.admin = billing_admin
+    reapi = reapi_router(api)
+    app.include_router(reapi)
+    app.state.reapi_routes = reapi.routes  # for HotRoutes: included routers stay opaque
+    app.include_router(admin_router())
+    app.include_router(pages_router())
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:  # the liveness probe: the process answers
+        return {"status": "ok"}
+
+    app.openapi = lambda: _spec(app)  # type: ignore[method-assign]
+    return app
+
+
+def _spec(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's spec, less its 422 validation answers: a request that fails validation
+    answers 400 with our envelope."""
+    if app.openapi_schema is None:
+        spec = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        for methods in spec["paths"].values():
+            for op in methods.values():
+                if op["responses"].get("422", {}).get("description") == "Validation Error":
+                    del op["responses"]["422"]
+        for name in ("HTTPValidationError", "ValidationError"):
+            spec["components"]["schemas"].pop(name, None)
+        app.openapi_schema = spec
+    return app.openapi_schema
+
+
+def asgi_app(
+    api: PublicApi,
+    admin: AdminAccess | None,
+    *,
+    max_body_bytes: int,
+    max_upload_bytes: int,
+    throttle: AuthThrottle,
+) -> ASGIApp:
+    app = HotRoutes(create_app(api, admin))
+    return RequestContext(app, max_body_bytes, max_upload_bytes, throttle)

@@ -1,0 +1,119 @@
+"""What every REST request passes through: a request id, the body limit, the failed-auth
+throttle, the security headers, and the HTTP metrics."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.core.auth_throttle import AuthThrottle
+from gateway.http import reapi
+from gateway.http.errors import error_response
+from gateway.http.pages import PAGES
+from pixelrelay.errors import ApiError, E
+from pixelrelay.ids import random_token
+from pixelrelay.metrics import FAST_BUCKETS
+
+HTTP_REQUESTS = Counter(
+    "pixelrelay_http_requests_total", "REST requests", ["method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "pixelrelay_http_request_seconds",
+    "REST handling time",
+    ["method", "route"],
+    buckets=FAST_BUCKETS,
+)
+
+
+# Every answer: no MIME sniffing, no framing, no referrer. JSON answers may load nothing;
+# the HTML pages (the playground and /docs) only what they use, all from this gateway.
+_COMMON_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+API_HEADERS = [
+    *_COMMON_HEADERS,
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+]
+PAGE_HEADERS = [
+    *_COMMON_HEADERS,
+    (
+        b"content-security-policy",
+        # images come from the object store (http in `make run`), whose address only the
+        # storage service knows; scripts only from this gateway
+        b"default-src 'self'; style-src 'self' 'unsafe-inline'; img-src * data:; "
+        b"connect-src 'self'; frame-ancestors 'none'",
+    ),
+]
+
+
+class RequestContext:
+    """Per request: an id (``x-request-id``), a body limit (413 before a larger body is
+    read into memory), failed-authentication throttling, and the HTTP metrics."""
+
+    def __init__(self, app: ASGIApp, limit: int, upload_limit: int, throttle: AuthThrottle):
+        self.app = app
+        self.limit = limit
+        self.upload_limit = upload_limit
+        self.throttle = throttle
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = f"req_{random_token(16)}"
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        started = time.perf_counter()
+        status = 500
+
+        async def with_request_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = message.setdefault("headers", [])
+                headers.append((b"x-request-id", request_id.encode()))
+                headers += PAGE_HEADERS if scope["path"] in PAGES else API_HEADERS
+            await send(message)
+
+        limit = self.upload_limit if scope["path"] == reapi.UPLOADS else self.limit
+        too_large = ApiError(E.BODY_TOO_LARGE, f"the body must be at most {limit} bytes")
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            await error_response(too_large, request_id)(scope, receive, with_request_id)
+            return
+        credentialed = b"authorization" in headers
+        if credentialed and self.throttle.blocked:
+            try:
+                self.throttle.check(self._client(scope, headers))
+            except ApiError as refused:
+                await error_response(refused, request_id)(scope, receive, with_request_id)
+                return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise too_large
+            return message
+
+        try:
+            await self.app(scope, limited, with_request_id)
+        finally:
+            if status == 401 and credentialed:
+                self.throttle.failed(self._client(scope, headers))
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            HTTP_REQUESTS.labels(scope["method"], path, str(status)).inc()
+            HTTP_LATENCY.labels(scope["method"], path).observe(time.perf_counter() - started)
+
+    def _client(self, scope: Scope, headers: dict[bytes, bytes]) -> str:
+        peer = scope["client"][0] if scope.get("client") else ""
+        forwarded = headers.get(b"x-forwarded-for")
+        return self.throttle.client(peer, forwarded.decode("latin-1") if forwarded else None)
