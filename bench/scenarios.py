@@ -16,7 +16,7 @@ import orjson
 
 from bench.loadgen import Sample, http_request, open_loop, percentile
 from pixelrelay import bus
-from pixelrelay.devstack import Stack
+from pixelrelay_dev.devstack import Stack
 
 RATE = 10.0  # tasks/s for the failover runs: well below capacity, so no queueing
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pixelrelay.devstack import Stack, StackConfig
+from pixelrelay_dev.devstack import Stack, StackConfig
 from tests.conftest import POSTGRES_URL, postgres_database
 from tests.servers import refusing_port
 

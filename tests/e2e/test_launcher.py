@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pixelrelay.devstack import ChildExited, Stack, StackConfig
 from pixelrelay.grpc_server import check_health
+from pixelrelay_dev.devstack import ChildExited, Stack, StackConfig
 from tests.e2e.helpers import poll_until_done
 
 pytestmark = pytest.mark.e2e

@@ -19,9 +19,9 @@ from nats.aio.client import Client as NATS
 
 from pixelrelay import bus
 from pixelrelay.bus_access import ADMIN_USER, SERVICE_USERS, server_config
-from pixelrelay.devstack import nats_server_binary
 from pixelrelay.ids import random_token
-from pixelrelay.ports import lease_ports
+from pixelrelay_dev.devstack import nats_server_binary
+from pixelrelay_dev.ports import lease_ports
 
 pytestmark = pytest.mark.security
 

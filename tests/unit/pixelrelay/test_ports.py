@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from pixelrelay import ports
-from pixelrelay.ports import ephemeral_range, lease_ports, safe_range
+from pixelrelay_dev import ports
+from pixelrelay_dev.ports import ephemeral_range, lease_ports, safe_range
 
 
 def force_next_port(monkeypatch: pytest.MonkeyPatch, port: int) -> None:
@@ -16,7 +16,7 @@ def force_next_port(monkeypatch: pytest.MonkeyPatch, port: int) -> None:
     tries = iter([port])
     real = random.randrange
     monkeypatch.setattr(
-        "pixelrelay.ports.random.randrange", lambda a, b: next(tries, None) or real(a, b)
+        "pixelrelay_dev.ports.random.randrange", lambda a, b: next(tries, None) or real(a, b)
     )
 
 
@@ -63,7 +63,7 @@ def test_a_port_leased_by_another_process_is_never_handed_out(
         [
             sys.executable,
             "-c",
-            "import sys; from pixelrelay.ports import lease_ports; "
+            "import sys; from pixelrelay_dev.ports import lease_ports; "
             "lease = lease_ports(1); print(lease.ports[0], flush=True); sys.stdin.read()",
         ],
         stdin=subprocess.PIPE,
@@ -86,7 +86,7 @@ def test_a_port_leased_by_another_process_is_never_handed_out(
 def test_blocks_of_one_lease_never_overlap(monkeypatch: pytest.MonkeyPatch) -> None:
     first = safe_range().start + 100
     tries = iter([first, first + 1, first + 2, first + 5])
-    monkeypatch.setattr("pixelrelay.ports.random.randrange", lambda a, b: next(tries))
+    monkeypatch.setattr("pixelrelay_dev.ports.random.randrange", lambda a, b: next(tries))
     with lease_ports(3, 2) as lease:
         assert lease.ports == [first, first + 5]  # first+1 and first+2 overlap the first block
 

@@ -50,9 +50,9 @@ from pixelrelay.callers import ADMIN, DISPATCHER, GATEWAY, TrustedCallers, new_c
 from pixelrelay.errors import ApiError
 from pixelrelay.grpc_server import check_health
 from pixelrelay.ids import random_token
-from pixelrelay.orphan_guard import signal_me_when_my_parent_dies
-from pixelrelay.ports import PortLease, lease_ports
 from pixelrelay.sealing import new_job_key
+from pixelrelay_dev.orphan_guard import signal_me_when_my_parent_dies
+from pixelrelay_dev.ports import PortLease, lease_ports
 
 log = logging.getLogger("devstack")
 
@@ -259,7 +259,7 @@ class Stack:
         # launcher, as it always did.
         guarded = argv
         if sys.platform.startswith("linux"):
-            guarded = [sys.executable, "-m", "pixelrelay.orphan_guard", str(os.getpid()), *argv]
+            guarded = [sys.executable, "-m", "pixelrelay_dev.orphan_guard", str(os.getpid()), *argv]
         with log_path.open("ab") as out:
             # A session of its own: Ctrl-C reaches only us, and we stop children in order.
             process = subprocess.Popen(

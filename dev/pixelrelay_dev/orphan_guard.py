@@ -1,4 +1,4 @@
-"""python -m pixelrelay.orphan_guard LAUNCHER_PID COMMAND [ARG ...]
+"""python -m pixelrelay_dev.orphan_guard LAUNCHER_PID COMMAND [ARG ...]
 
 Becomes COMMAND (exec, same process) after asking Linux to send it SIGTERM when its parent,
 the launcher, dies, however it dies: a SIGKILLed `make run` once left its children holding
