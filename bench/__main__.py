@@ -15,7 +15,9 @@ from pathlib import Path
 
 from bench import report, scenarios
 from bench.profile import record
-from pixelrelay_dev.devstack import Stack, StackConfig, wait_http
+from pixelrelay_dev.children import wait_http
+from pixelrelay_dev.config import StackConfig
+from pixelrelay_dev.devstack import Stack
 from pixelrelay_dev.ports import lease_ports
 
 log = logging.getLogger("bench")

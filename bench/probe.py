@@ -23,7 +23,8 @@ import httpx
 import orjson
 
 from bench.loadgen import http_request, open_loop, percentile
-from pixelrelay_dev.devstack import Stack, StackConfig
+from pixelrelay_dev.config import StackConfig
+from pixelrelay_dev.devstack import Stack
 
 
 def cpu_seconds(pid: int) -> float:

