@@ -11,6 +11,8 @@ Codes are grouped by their first digit:
 
 Over gRPC an ApiError travels as the status code plus trailing metadata
 ``pixelrelay-error-code`` (and ``-param``), so a caller rebuilds the same ApiError.
+
+Long because ``E`` is the catalog itself, six lines an error; the code around it is short.
 """
 
 from __future__ import annotations
