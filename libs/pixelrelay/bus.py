@@ -1,8 +1,10 @@
 """The event bus: NATS JetStream streams, subjects, publishing and pull consumers.
 
-Two streams:
-    PIXELRELAY_JOBS    pixelrelay.jobs.images          work queue, one message per task
-    PIXELRELAY_EVENTS  pixelrelay.events.task.<kind>   started | completed | failed
+Three streams:
+    PIXELRELAY_JOBS        pixelrelay.jobs.images          work queue, one message per task
+    PIXELRELAY_EVENTS      pixelrelay.events.task.<kind>   started | completed | failed
+    PIXELRELAY_DEADLETTER  the max-deliveries advisories of the jobs consumer, and
+                           pixelrelay.deadletter.{jobs,events}: what could never be handled
 Every publish carries Nats-Msg-Id, so JetStream drops a republished duplicate.
 """
 

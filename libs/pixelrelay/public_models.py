@@ -1,5 +1,5 @@
 """The model names clients choose between. The gateway validates a request by its model
-(gateway/validation.py); the dispatcher serves each from its channels (channels.yaml)."""
+(gateway/core/validation.py); the dispatcher serves each from its channels (channels.yaml)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ class GatewaySettings(ServiceSettings):
     http_host: str = "0.0.0.0"
     http_port: int = 8080
     # Limits of the public HTTP listener, before any request reaches the app
-    # (http_protocol.py): 431, 408 and 503 answers.
+    # (http/protocol.py): 431, 408 and 503 answers.
     max_header_bytes: int = 32 * 1024
     max_headers: int = 100
     header_timeout: float = 10.0

@@ -13,8 +13,8 @@ import pytest
 
 from pixelrelay_dev.config import StackConfig
 from pixelrelay_dev.devstack import Stack
-from tests.conftest import POSTGRES_URL, postgres_database
-from tests.servers import refusing_port
+from tests.utils.databases import POSTGRES_URL, postgres_database
+from tests.utils.servers import refusing_port
 
 
 @dataclass
@@ -138,7 +138,7 @@ async def postgres_platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIt
     """The platform on PostgreSQL (billing and gateway), in a schema of its own."""
     if not POSTGRES_URL:
         pytest.skip("PIXELRELAY_TEST_POSTGRES_URL is not set")
-    with contextlib.contextmanager(postgres_database)() as database:
+    with postgres_database() as database:
         async with running_platform(
             tmp_path_factory.mktemp("pg"), allow_private=False, database_url=database.url
         ) as running:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.servers import serving
+from tests.utils.servers import serving
 from upstream_sim.app import create_app
 from upstream_sim.settings import SimSettings
 

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.servers import serving
+from tests.utils.servers import serving
 from upstream_sim.render import render_image
 
 

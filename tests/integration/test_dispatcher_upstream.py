@@ -16,7 +16,7 @@ from dispatcher.router import AllChannelsFailed, Router
 from dispatcher.upstream import OpenAIImagesChannel
 from pixelrelay.v1 import common_pb2
 from tests.integration.conftest import Simulator
-from tests.servers import refusing_port
+from tests.utils.servers import refusing_port
 
 SPEC = common_pb2.ImageSpec(
     model="gpt-image-2",

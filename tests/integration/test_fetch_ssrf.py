@@ -14,7 +14,7 @@ import pytest
 from gateway.inputs.fetch import SafeFetcher, is_public
 from pixelrelay.errors import ApiError, E
 from tests.integration.image_server import ImageServer, image_server
-from tests.servers import refusing_port
+from tests.utils.servers import refusing_port
 
 pytestmark = pytest.mark.security
 

@@ -1,4 +1,5 @@
-"""The public operations, implemented once. gRPC (grpc_api) and REST (rest) both call this."""
+"""The public operations, implemented once: the gRPC edge (grpc/servicer.py) and the REST
+edge (http/reapi.py) both call this."""
 
 from __future__ import annotations
 

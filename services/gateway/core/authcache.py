@@ -19,15 +19,19 @@ MAX_ENTRIES = 50_000
 
 class AuthCache:
     def __init__(
-        self, lookup: Callable[[str], Awaitable[billing_pb2.Principal]], ttl: float = TTL_SECONDS
+        self,
+        lookup: Callable[[str], Awaitable[billing_pb2.Principal]],
+        ttl: float = TTL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self._lookup = lookup
         self._ttl = ttl
+        self._clock = clock
         self._entries: dict[bytes, tuple[float, billing_pb2.Principal]] = {}
 
     async def principal(self, api_key: str) -> billing_pb2.Principal:
         digest = hashlib.sha256(api_key.encode()).digest()  # the key itself is not kept
-        now = time.monotonic()
+        now = self._clock()
         hit = self._entries.get(digest)
         if hit is not None and hit[0] > now:
             return hit[1]

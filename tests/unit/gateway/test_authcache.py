@@ -1,0 +1,45 @@
+"""Who a key belongs to, remembered for the TTL only; failures never remembered."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.core.authcache import AuthCache
+from pixelrelay.errors import ApiError, E
+from pixelrelay.v1 import billing_pb2
+
+KEY = "pr_live_" + "a" * 32
+
+
+class Billing:
+    def __init__(self) -> None:
+        self.calls = 0
+        self.valid = True
+
+    async def authenticate(self, api_key: str) -> billing_pb2.Principal:
+        self.calls += 1
+        if not self.valid:
+            raise ApiError(E.INVALID_API_KEY)
+        return billing_pb2.Principal(account_id="acct_1", key_id="key_1")
+
+
+async def test_a_key_is_looked_up_once_per_ttl() -> None:
+    now = [1000.0]
+    billing = Billing()
+    cache = AuthCache(billing.authenticate, ttl=0.5, clock=lambda: now[0])
+    assert (await cache.principal(KEY)).account_id == "acct_1"
+    await cache.principal(KEY)
+    assert billing.calls == 1
+    now[0] += 0.5  # the TTL has passed: a revocation is seen from here on
+    billing.valid = False
+    with pytest.raises(ApiError):
+        await cache.principal(KEY)
+    with pytest.raises(ApiError):
+        await cache.principal(KEY)  # a failure is asked again, never cached
+    assert billing.calls == 3
+
+
+async def test_the_key_itself_is_not_kept() -> None:
+    cache = AuthCache(Billing().authenticate)
+    await cache.principal(KEY)
+    assert all(KEY.encode() not in digest for digest in cache._entries)

@@ -1,0 +1,1 @@
+"""Helpers the test layers share: servers run in the background, databases."""
