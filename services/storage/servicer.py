@@ -47,7 +47,7 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         request_iterator: AsyncIterator[storage_pb2.StoreImagesRequest],
         context: grpc.aio.ServicerContext,
     ) -> storage_pb2.StoreImagesResponse:
-        header, buffers = await _receive(request_iterator)
+        header, buffers = await receive_images(request_iterator)
         stored = await asyncio.gather(
             *(
                 self._store(header.task_id, meta, bytes(buffers[meta.index]))
@@ -146,7 +146,7 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         )
 
 
-async def _receive(
+async def receive_images(
     requests: AsyncIterator[storage_pb2.StoreImagesRequest],
 ) -> tuple[storage_pb2.StoreHeader, dict[int, bytearray]]:
     header: storage_pb2.StoreHeader | None = None
