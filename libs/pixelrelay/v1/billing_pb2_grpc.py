@@ -28,6 +28,8 @@ if _version_not_supported:
 class BillingStub:
     """The credit ledger: accounts, API keys, prices, holds and captures.
     Every mutation is idempotent by its natural key (task id for holds).
+    Who may call what is services/billing/access.py: the gateway (on behalf of API keys,
+    and to settle tasks), the operator's admin credential (admin REST, `pixelrelay admin`).
     """
 
     def __init__(self, channel):
@@ -66,11 +68,6 @@ class BillingStub:
                 request_serializer=pixelrelay_dot_v1_dot_billing__pb2.GetAccountRequest.SerializeToString,
                 response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.Account.FromString,
                 _registered_method=True)
-        self.CreateAccount = channel.unary_unary(
-                '/pixelrelay.v1.Billing/CreateAccount',
-                request_serializer=pixelrelay_dot_v1_dot_billing__pb2.CreateAccountRequest.SerializeToString,
-                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.Account.FromString,
-                _registered_method=True)
         self.CreateApiKey = channel.unary_unary(
                 '/pixelrelay.v1.Billing/CreateApiKey',
                 request_serializer=pixelrelay_dot_v1_dot_billing__pb2.CreateApiKeyRequest.SerializeToString,
@@ -86,6 +83,16 @@ class BillingStub:
                 request_serializer=pixelrelay_dot_v1_dot_billing__pb2.RevokeApiKeyRequest.SerializeToString,
                 response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ApiKeyInfo.FromString,
                 _registered_method=True)
+        self.ListLedgerEntries = channel.unary_unary(
+                '/pixelrelay.v1.Billing/ListLedgerEntries',
+                request_serializer=pixelrelay_dot_v1_dot_billing__pb2.ListLedgerEntriesRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ListLedgerEntriesResponse.FromString,
+                _registered_method=True)
+        self.CreateAccount = channel.unary_unary(
+                '/pixelrelay.v1.Billing/CreateAccount',
+                request_serializer=pixelrelay_dot_v1_dot_billing__pb2.CreateAccountRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.Account.FromString,
+                _registered_method=True)
         self.TopUp = channel.unary_unary(
                 '/pixelrelay.v1.Billing/TopUp',
                 request_serializer=pixelrelay_dot_v1_dot_billing__pb2.MoveCreditsRequest.SerializeToString,
@@ -95,11 +102,6 @@ class BillingStub:
                 '/pixelrelay.v1.Billing/Adjust',
                 request_serializer=pixelrelay_dot_v1_dot_billing__pb2.MoveCreditsRequest.SerializeToString,
                 response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.Account.FromString,
-                _registered_method=True)
-        self.ListLedgerEntries = channel.unary_unary(
-                '/pixelrelay.v1.Billing/ListLedgerEntries',
-                request_serializer=pixelrelay_dot_v1_dot_billing__pb2.ListLedgerEntriesRequest.SerializeToString,
-                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ListLedgerEntriesResponse.FromString,
                 _registered_method=True)
         self.CheckLedger = channel.unary_unary(
                 '/pixelrelay.v1.Billing/CheckLedger',
@@ -111,22 +113,26 @@ class BillingStub:
 class BillingServicer:
     """The credit ledger: accounts, API keys, prices, holds and captures.
     Every mutation is idempotent by its natural key (task id for holds).
+    Who may call what is services/billing/access.py: the gateway (on behalf of API keys,
+    and to settle tasks), the operator's admin credential (admin REST, `pixelrelay admin`).
     """
 
     def Authenticate(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The gateway, for every public call (cached 0.5 s).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Quote(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The gateway: estimates, and the credit check before references are fetched.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ReserveMany(self, request, context):
-        """Holds for many tasks in one call and one transaction (the gateway batches the
+        """The gateway: holds for many tasks in one call and one transaction (it batches the
         submits that arrive together); each task gets its own hold or its own error.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -134,25 +140,21 @@ class BillingServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Capture(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The gateway, on a task's completed event: charge what was delivered.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Release(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The gateway, for a refused submit or a failed task; billing's own sweeper too.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetAccount(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def CreateAccount(self, request, context):
-        """Admin operations (the admin CLI and the dev launcher use them).
+        """The gateway (balance, key management, usage) and the operator.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -176,6 +178,19 @@ class BillingServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListLedgerEntries(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateAccount(self, request, context):
+        """The operator only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def TopUp(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -183,12 +198,6 @@ class BillingServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Adjust(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def ListLedgerEntries(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -233,11 +242,6 @@ def add_BillingServicer_to_server(servicer, server):
                     request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.GetAccountRequest.FromString,
                     response_serializer=pixelrelay_dot_v1_dot_billing__pb2.Account.SerializeToString,
             ),
-            'CreateAccount': grpc.unary_unary_rpc_method_handler(
-                    servicer.CreateAccount,
-                    request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.CreateAccountRequest.FromString,
-                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.Account.SerializeToString,
-            ),
             'CreateApiKey': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateApiKey,
                     request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.CreateApiKeyRequest.FromString,
@@ -253,6 +257,16 @@ def add_BillingServicer_to_server(servicer, server):
                     request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.RevokeApiKeyRequest.FromString,
                     response_serializer=pixelrelay_dot_v1_dot_billing__pb2.ApiKeyInfo.SerializeToString,
             ),
+            'ListLedgerEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLedgerEntries,
+                    request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ListLedgerEntriesRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.ListLedgerEntriesResponse.SerializeToString,
+            ),
+            'CreateAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateAccount,
+                    request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.CreateAccountRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.Account.SerializeToString,
+            ),
             'TopUp': grpc.unary_unary_rpc_method_handler(
                     servicer.TopUp,
                     request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.MoveCreditsRequest.FromString,
@@ -262,11 +276,6 @@ def add_BillingServicer_to_server(servicer, server):
                     servicer.Adjust,
                     request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.MoveCreditsRequest.FromString,
                     response_serializer=pixelrelay_dot_v1_dot_billing__pb2.Account.SerializeToString,
-            ),
-            'ListLedgerEntries': grpc.unary_unary_rpc_method_handler(
-                    servicer.ListLedgerEntries,
-                    request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ListLedgerEntriesRequest.FromString,
-                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.ListLedgerEntriesResponse.SerializeToString,
             ),
             'CheckLedger': grpc.unary_unary_rpc_method_handler(
                     servicer.CheckLedger,
@@ -284,6 +293,8 @@ def add_BillingServicer_to_server(servicer, server):
 class Billing:
     """The credit ledger: accounts, API keys, prices, holds and captures.
     Every mutation is idempotent by its natural key (task id for holds).
+    Who may call what is services/billing/access.py: the gateway (on behalf of API keys,
+    and to settle tasks), the operator's admin credential (admin REST, `pixelrelay admin`).
     """
 
     @staticmethod
@@ -449,33 +460,6 @@ class Billing:
             _registered_method=True)
 
     @staticmethod
-    def CreateAccount(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/pixelrelay.v1.Billing/CreateAccount',
-            pixelrelay_dot_v1_dot_billing__pb2.CreateAccountRequest.SerializeToString,
-            pixelrelay_dot_v1_dot_billing__pb2.Account.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
     def CreateApiKey(request,
             target,
             options=(),
@@ -557,6 +541,60 @@ class Billing:
             _registered_method=True)
 
     @staticmethod
+    def ListLedgerEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Billing/ListLedgerEntries',
+            pixelrelay_dot_v1_dot_billing__pb2.ListLedgerEntriesRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_billing__pb2.ListLedgerEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Billing/CreateAccount',
+            pixelrelay_dot_v1_dot_billing__pb2.CreateAccountRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_billing__pb2.Account.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def TopUp(request,
             target,
             options=(),
@@ -600,33 +638,6 @@ class Billing:
             '/pixelrelay.v1.Billing/Adjust',
             pixelrelay_dot_v1_dot_billing__pb2.MoveCreditsRequest.SerializeToString,
             pixelrelay_dot_v1_dot_billing__pb2.Account.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def ListLedgerEntries(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/pixelrelay.v1.Billing/ListLedgerEntries',
-            pixelrelay_dot_v1_dot_billing__pb2.ListLedgerEntriesRequest.SerializeToString,
-            pixelrelay_dot_v1_dot_billing__pb2.ListLedgerEntriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -29,6 +29,8 @@ GRPC_VERSION: str
 class BillingStub:
     """The credit ledger: accounts, API keys, prices, holds and captures.
     Every mutation is idempotent by its natural key (task id for holds).
+    Who may call what is services/billing/access.py: the gateway (on behalf of API keys,
+    and to settle tasks), the operator's admin credential (admin REST, `pixelrelay admin`).
     """
 
     @_typing.overload
@@ -36,53 +38,67 @@ class BillingStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> BillingAsyncStub: ...
     Authenticate: _grpc.UnaryUnaryMultiCallable[_billing_pb2.AuthenticateRequest, _billing_pb2.Principal]
+    """The gateway, for every public call (cached 0.5 s)."""
     Quote: _grpc.UnaryUnaryMultiCallable[_billing_pb2.QuoteRequest, _billing_pb2.QuoteResponse]
+    """The gateway: estimates, and the credit check before references are fetched."""
     ReserveMany: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ReserveManyRequest, _billing_pb2.ReserveManyResponse]
-    """Holds for many tasks in one call and one transaction (the gateway batches the
+    """The gateway: holds for many tasks in one call and one transaction (it batches the
     submits that arrive together); each task gets its own hold or its own error.
     """
     Capture: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CaptureRequest, _billing_pb2.Hold]
+    """The gateway, on a task's completed event: charge what was delivered."""
     Release: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ReleaseRequest, _billing_pb2.Hold]
+    """The gateway, for a refused submit or a failed task; billing's own sweeper too."""
     GetAccount: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetAccountRequest, _billing_pb2.Account]
-    CreateAccount: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CreateAccountRequest, _billing_pb2.Account]
-    """Admin operations (the admin CLI and the dev launcher use them)."""
+    """The gateway (balance, key management, usage) and the operator."""
     CreateApiKey: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CreateApiKeyRequest, _billing_pb2.CreatedApiKey]
     ListApiKeys: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListApiKeysRequest, _billing_pb2.ListApiKeysResponse]
     RevokeApiKey: _grpc.UnaryUnaryMultiCallable[_billing_pb2.RevokeApiKeyRequest, _billing_pb2.ApiKeyInfo]
+    ListLedgerEntries: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListLedgerEntriesRequest, _billing_pb2.ListLedgerEntriesResponse]
+    CreateAccount: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CreateAccountRequest, _billing_pb2.Account]
+    """The operator only."""
     TopUp: _grpc.UnaryUnaryMultiCallable[_billing_pb2.MoveCreditsRequest, _billing_pb2.Account]
     Adjust: _grpc.UnaryUnaryMultiCallable[_billing_pb2.MoveCreditsRequest, _billing_pb2.Account]
-    ListLedgerEntries: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListLedgerEntriesRequest, _billing_pb2.ListLedgerEntriesResponse]
     CheckLedger: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CheckLedgerRequest, _billing_pb2.CheckLedgerResponse]
 
 @_typing.type_check_only
 class BillingAsyncStub(BillingStub):
     """The credit ledger: accounts, API keys, prices, holds and captures.
     Every mutation is idempotent by its natural key (task id for holds).
+    Who may call what is services/billing/access.py: the gateway (on behalf of API keys,
+    and to settle tasks), the operator's admin credential (admin REST, `pixelrelay admin`).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Authenticate: _aio.UnaryUnaryMultiCallable[_billing_pb2.AuthenticateRequest, _billing_pb2.Principal]  # type: ignore[assignment]
+    """The gateway, for every public call (cached 0.5 s)."""
     Quote: _aio.UnaryUnaryMultiCallable[_billing_pb2.QuoteRequest, _billing_pb2.QuoteResponse]  # type: ignore[assignment]
+    """The gateway: estimates, and the credit check before references are fetched."""
     ReserveMany: _aio.UnaryUnaryMultiCallable[_billing_pb2.ReserveManyRequest, _billing_pb2.ReserveManyResponse]  # type: ignore[assignment]
-    """Holds for many tasks in one call and one transaction (the gateway batches the
+    """The gateway: holds for many tasks in one call and one transaction (it batches the
     submits that arrive together); each task gets its own hold or its own error.
     """
     Capture: _aio.UnaryUnaryMultiCallable[_billing_pb2.CaptureRequest, _billing_pb2.Hold]  # type: ignore[assignment]
+    """The gateway, on a task's completed event: charge what was delivered."""
     Release: _aio.UnaryUnaryMultiCallable[_billing_pb2.ReleaseRequest, _billing_pb2.Hold]  # type: ignore[assignment]
+    """The gateway, for a refused submit or a failed task; billing's own sweeper too."""
     GetAccount: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetAccountRequest, _billing_pb2.Account]  # type: ignore[assignment]
-    CreateAccount: _aio.UnaryUnaryMultiCallable[_billing_pb2.CreateAccountRequest, _billing_pb2.Account]  # type: ignore[assignment]
-    """Admin operations (the admin CLI and the dev launcher use them)."""
+    """The gateway (balance, key management, usage) and the operator."""
     CreateApiKey: _aio.UnaryUnaryMultiCallable[_billing_pb2.CreateApiKeyRequest, _billing_pb2.CreatedApiKey]  # type: ignore[assignment]
     ListApiKeys: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListApiKeysRequest, _billing_pb2.ListApiKeysResponse]  # type: ignore[assignment]
     RevokeApiKey: _aio.UnaryUnaryMultiCallable[_billing_pb2.RevokeApiKeyRequest, _billing_pb2.ApiKeyInfo]  # type: ignore[assignment]
+    ListLedgerEntries: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListLedgerEntriesRequest, _billing_pb2.ListLedgerEntriesResponse]  # type: ignore[assignment]
+    CreateAccount: _aio.UnaryUnaryMultiCallable[_billing_pb2.CreateAccountRequest, _billing_pb2.Account]  # type: ignore[assignment]
+    """The operator only."""
     TopUp: _aio.UnaryUnaryMultiCallable[_billing_pb2.MoveCreditsRequest, _billing_pb2.Account]  # type: ignore[assignment]
     Adjust: _aio.UnaryUnaryMultiCallable[_billing_pb2.MoveCreditsRequest, _billing_pb2.Account]  # type: ignore[assignment]
-    ListLedgerEntries: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListLedgerEntriesRequest, _billing_pb2.ListLedgerEntriesResponse]  # type: ignore[assignment]
     CheckLedger: _aio.UnaryUnaryMultiCallable[_billing_pb2.CheckLedgerRequest, _billing_pb2.CheckLedgerResponse]  # type: ignore[assignment]
 
 class BillingServicer(metaclass=_abc_1.ABCMeta):
     """The credit ledger: accounts, API keys, prices, holds and captures.
     Every mutation is idempotent by its natural key (task id for holds).
+    Who may call what is services/billing/access.py: the gateway (on behalf of API keys,
+    and to settle tasks), the operator's admin credential (admin REST, `pixelrelay admin`).
     """
 
     @_abc_1.abstractmethod
@@ -90,14 +106,16 @@ class BillingServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _billing_pb2.AuthenticateRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_pb2.Principal, _abc.Awaitable[_billing_pb2.Principal]]: ...
+    ) -> _typing.Union[_billing_pb2.Principal, _abc.Awaitable[_billing_pb2.Principal]]:
+        """The gateway, for every public call (cached 0.5 s)."""
 
     @_abc_1.abstractmethod
     def Quote(
         self,
         request: _billing_pb2.QuoteRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_pb2.QuoteResponse, _abc.Awaitable[_billing_pb2.QuoteResponse]]: ...
+    ) -> _typing.Union[_billing_pb2.QuoteResponse, _abc.Awaitable[_billing_pb2.QuoteResponse]]:
+        """The gateway: estimates, and the credit check before references are fetched."""
 
     @_abc_1.abstractmethod
     def ReserveMany(
@@ -105,7 +123,7 @@ class BillingServicer(metaclass=_abc_1.ABCMeta):
         request: _billing_pb2.ReserveManyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.ReserveManyResponse, _abc.Awaitable[_billing_pb2.ReserveManyResponse]]:
-        """Holds for many tasks in one call and one transaction (the gateway batches the
+        """The gateway: holds for many tasks in one call and one transaction (it batches the
         submits that arrive together); each task gets its own hold or its own error.
         """
 
@@ -114,29 +132,24 @@ class BillingServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _billing_pb2.CaptureRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_pb2.Hold, _abc.Awaitable[_billing_pb2.Hold]]: ...
+    ) -> _typing.Union[_billing_pb2.Hold, _abc.Awaitable[_billing_pb2.Hold]]:
+        """The gateway, on a task's completed event: charge what was delivered."""
 
     @_abc_1.abstractmethod
     def Release(
         self,
         request: _billing_pb2.ReleaseRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_pb2.Hold, _abc.Awaitable[_billing_pb2.Hold]]: ...
+    ) -> _typing.Union[_billing_pb2.Hold, _abc.Awaitable[_billing_pb2.Hold]]:
+        """The gateway, for a refused submit or a failed task; billing's own sweeper too."""
 
     @_abc_1.abstractmethod
     def GetAccount(
         self,
         request: _billing_pb2.GetAccountRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_billing_pb2.Account, _abc.Awaitable[_billing_pb2.Account]]: ...
-
-    @_abc_1.abstractmethod
-    def CreateAccount(
-        self,
-        request: _billing_pb2.CreateAccountRequest,
-        context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.Account, _abc.Awaitable[_billing_pb2.Account]]:
-        """Admin operations (the admin CLI and the dev launcher use them)."""
+        """The gateway (balance, key management, usage) and the operator."""
 
     @_abc_1.abstractmethod
     def CreateApiKey(
@@ -160,6 +173,21 @@ class BillingServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_billing_pb2.ApiKeyInfo, _abc.Awaitable[_billing_pb2.ApiKeyInfo]]: ...
 
     @_abc_1.abstractmethod
+    def ListLedgerEntries(
+        self,
+        request: _billing_pb2.ListLedgerEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ListLedgerEntriesResponse, _abc.Awaitable[_billing_pb2.ListLedgerEntriesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateAccount(
+        self,
+        request: _billing_pb2.CreateAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.Account, _abc.Awaitable[_billing_pb2.Account]]:
+        """The operator only."""
+
+    @_abc_1.abstractmethod
     def TopUp(
         self,
         request: _billing_pb2.MoveCreditsRequest,
@@ -172,13 +200,6 @@ class BillingServicer(metaclass=_abc_1.ABCMeta):
         request: _billing_pb2.MoveCreditsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.Account, _abc.Awaitable[_billing_pb2.Account]]: ...
-
-    @_abc_1.abstractmethod
-    def ListLedgerEntries(
-        self,
-        request: _billing_pb2.ListLedgerEntriesRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_billing_pb2.ListLedgerEntriesResponse, _abc.Awaitable[_billing_pb2.ListLedgerEntriesResponse]]: ...
 
     @_abc_1.abstractmethod
     def CheckLedger(
