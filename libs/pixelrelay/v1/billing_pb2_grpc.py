@@ -147,7 +147,8 @@ class BillingServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Release(self, request, context):
-        """The gateway, for a refused submit or a failed task; billing's own sweeper too.
+        """The gateway, for a refused submit or a failed task (billing releases expired holds
+        itself, in its sweeper).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

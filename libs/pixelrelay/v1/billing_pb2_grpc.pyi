@@ -48,7 +48,9 @@ class BillingStub:
     Capture: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CaptureRequest, _billing_pb2.Hold]
     """The gateway, on a task's completed event: charge what was delivered."""
     Release: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ReleaseRequest, _billing_pb2.Hold]
-    """The gateway, for a refused submit or a failed task; billing's own sweeper too."""
+    """The gateway, for a refused submit or a failed task (billing releases expired holds
+    itself, in its sweeper).
+    """
     GetAccount: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetAccountRequest, _billing_pb2.Account]
     """The gateway (balance, key management, usage) and the operator."""
     CreateApiKey: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CreateApiKeyRequest, _billing_pb2.CreatedApiKey]
@@ -81,7 +83,9 @@ class BillingAsyncStub(BillingStub):
     Capture: _aio.UnaryUnaryMultiCallable[_billing_pb2.CaptureRequest, _billing_pb2.Hold]  # type: ignore[assignment]
     """The gateway, on a task's completed event: charge what was delivered."""
     Release: _aio.UnaryUnaryMultiCallable[_billing_pb2.ReleaseRequest, _billing_pb2.Hold]  # type: ignore[assignment]
-    """The gateway, for a refused submit or a failed task; billing's own sweeper too."""
+    """The gateway, for a refused submit or a failed task (billing releases expired holds
+    itself, in its sweeper).
+    """
     GetAccount: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetAccountRequest, _billing_pb2.Account]  # type: ignore[assignment]
     """The gateway (balance, key management, usage) and the operator."""
     CreateApiKey: _aio.UnaryUnaryMultiCallable[_billing_pb2.CreateApiKeyRequest, _billing_pb2.CreatedApiKey]  # type: ignore[assignment]
@@ -141,7 +145,9 @@ class BillingServicer(metaclass=_abc_1.ABCMeta):
         request: _billing_pb2.ReleaseRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.Hold, _abc.Awaitable[_billing_pb2.Hold]]:
-        """The gateway, for a refused submit or a failed task; billing's own sweeper too."""
+        """The gateway, for a refused submit or a failed task (billing releases expired holds
+        itself, in its sweeper).
+        """
 
     @_abc_1.abstractmethod
     def GetAccount(
