@@ -4,7 +4,9 @@ Starts NATS (JetStream, own port and store), an S3 server (moto's, unless S3_END
 set), the upstream simulator and the four services as child processes, waits until each
 answers its health check, and stops them in reverse order.
 
-Configuration: config.py (`StackConfig.from_env`)."""
+Configuration: config.py (`StackConfig.from_env`); the child processes: children.py. Long
+because ``Stack`` is one object: what each of the seven processes needs (`_start_all`) and
+what tests do to them (restart, kill, revive) belong together."""
 
 from __future__ import annotations
 
