@@ -102,6 +102,11 @@ class BillingClient:
             )
         )
 
+    async def get_hold(self, task_id: str) -> billing_pb2.Hold:
+        return await _call(
+            self._stub.GetHold(billing_pb2.GetHoldRequest(task_id=task_id), **self._options())
+        )
+
     async def release(self, *, task_id: str, reason: str = "") -> billing_pb2.Hold:
         return await _call(
             self._stub.Release(

@@ -1,10 +1,10 @@
 """Who may call each billing RPC (callers.py). The gateway serves the public API on behalf of
-API keys; only the operator's admin credential mints credits, creates accounts or checks
-the ledger."""
+API keys; the dispatcher only reads a task's hold; only the operator's admin credential
+mints credits, creates accounts or checks the ledger."""
 
 from __future__ import annotations
 
-from pixelrelay.callers import ADMIN, GATEWAY, AccessPolicy
+from pixelrelay.callers import ADMIN, DISPATCHER, GATEWAY, AccessPolicy
 
 _GATEWAY = frozenset({GATEWAY})
 _ADMIN = frozenset({ADMIN})
@@ -17,6 +17,7 @@ BILLING_ACCESS = AccessPolicy(
         "ReserveMany": _GATEWAY,
         "Capture": _GATEWAY,  # on the task's completed event
         "Release": _GATEWAY,  # a refused submit, a failed task
+        "GetHold": frozenset({DISPATCHER}),  # before paying the upstream for a job
         "GetAccount": _BOTH,
         "CreateApiKey": _BOTH,
         "ListApiKeys": _BOTH,

@@ -18,6 +18,7 @@ from dispatcher.router import Router
 from dispatcher.settings import DispatcherSettings
 from dispatcher.worker import JobHandler
 from pixelrelay import bus
+from pixelrelay.billing_client import BillingClient
 from pixelrelay.callers import AccessPolicy, TrustedCallers
 from pixelrelay.grpc_server import start_grpc_server
 from pixelrelay.lifecycle import run_until_signalled
@@ -68,8 +69,11 @@ async def _serve(
     stop: asyncio.Event,
     stack: contextlib.AsyncExitStack,
 ) -> None:
-    storage = StorageClient(settings.storage_addr, settings.service_credential.get_secret_value())
+    credential = settings.service_credential.get_secret_value()
+    storage = StorageClient(settings.storage_addr, credential)
     stack.push_async_callback(storage.close)
+    billing = BillingClient(settings.billing_addr, credential)
+    stack.push_async_callback(billing.close)
     nc = await bus.connect(
         settings.nats_url,
         settings.worker_name,
@@ -83,6 +87,7 @@ async def _serve(
         js=js,
         router=router,
         storage=storage,
+        billing=billing,
         worker=settings.worker_name,
         heartbeat_every=settings.heartbeat_every,
         max_deliver=settings.max_deliver,

@@ -11,6 +11,8 @@ from pixelrelay.settings import ServiceSettings
 class DispatcherSettings(ServiceSettings):
     grpc_port: int = 50053  # health checking only
     storage_addr: str = "127.0.0.1:50052"
+    # Asked whether a job's hold is still pending before the upstream is paid for it.
+    billing_addr: str = "127.0.0.1:50051"
     # Upstream channels and routes (see channels.yaml); keys come from the environment.
     channels_file: Path = DEFAULT_FILE
     # Jobs processed at once by this process.

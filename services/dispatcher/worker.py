@@ -1,6 +1,7 @@
 """One job, start to finish: generate upstream, hand the images to storage, then ack.
 
 The ack decision is made here and only here:
+    the task's hold is no longer pending                 → ack, nothing generated
     images stored (storage announced completion)        → ack
     upstream failed for good                             → publish failed, ack
     storage unreachable, deliveries left                 → nak with delay (retried)
@@ -20,12 +21,13 @@ from prometheus_client import Counter, Histogram
 from dispatcher.router import AllChannelsFailed, Attempt, Router
 from dispatcher.upstream import InputImage
 from pixelrelay import task_events
+from pixelrelay.billing_client import BillingClient
 from pixelrelay.bus import heartbeat
 from pixelrelay.crashpoints import crash_point
 from pixelrelay.errors import ApiError, E, ErrorKind
 from pixelrelay.sealing import PromptSealer, SealError
 from pixelrelay.storage_client import StorageClient
-from pixelrelay.v1 import jobs_pb2
+from pixelrelay.v1 import billing_pb2, jobs_pb2
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,7 @@ class JobHandler:
         js: JetStreamContext,
         router: Router,
         storage: StorageClient,
+        billing: BillingClient,
         worker: str,
         heartbeat_every: float,
         max_deliver: int,
@@ -52,6 +55,7 @@ class JobHandler:
         self.js = js
         self.router = router
         self.storage = storage
+        self.billing = billing
         self.worker = worker
         self.heartbeat_every = heartbeat_every
         self.max_deliver = max_deliver
@@ -79,6 +83,8 @@ class JobHandler:
                 # never generate (and pay upstream) twice.
                 log.info("job already done", extra={"task_id": job.task_id})
                 return "completed"
+            if not await self._still_wanted(job.task_id):
+                return "dropped"
             references, mask = await self._inputs(job)
             crash_point("dispatcher.before_upstream")
         except ApiError as err:
@@ -117,6 +123,26 @@ class JobHandler:
             },
         )
         return "completed"
+
+    async def _still_wanted(self, task_id: str) -> bool:
+        """Whether the task's hold is still pending. A job whose submit was refused after
+        its publish (the bus went away; a publish buffered across the outage reached the
+        stream later) or whose hold expired in the queue is not paid for upstream: nobody
+        would be charged for it. If billing cannot say, the job runs: every job in the
+        queue had its hold when it was queued."""
+        try:
+            hold = await self.billing.get_hold(task_id)
+        except ApiError as err:
+            if err.kind is not E.HOLD_NOT_FOUND:
+                log.warning("hold unknown; job runs", extra={"task_id": task_id})
+                return True
+            state = "missing"
+        else:
+            if hold.state == billing_pb2.HOLD_STATE_PENDING:
+                return True
+            state = billing_pb2.HoldState.Name(hold.state)
+        log.info("job dropped: its hold is settled", extra={"task_id": task_id, "hold": state})
+        return False
 
     async def _inputs(
         self, job: jobs_pb2.GenerationJob

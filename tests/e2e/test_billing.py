@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -12,7 +13,7 @@ import pytest
 
 from gateway.core.authcache import TTL_SECONDS
 from tests.e2e.conftest import Platform
-from tests.e2e.helpers import new_account, poll_until_done
+from tests.e2e.helpers import new_account, poll_until_done, upstream_requests
 
 pytestmark = pytest.mark.e2e
 
@@ -271,6 +272,37 @@ async def test_gateway_dies_between_reserve_and_publish(expiring_platform: Platf
     assert await p.stack.revive_crashed("gateway") == 137
     await wait_for_balance(p, key, {"balance": 100, "held": 0})
     assert (await p.http.get("/api/v1/tasks", headers=p.auth(key))).json()["data"] == []
+    await ledger_ok(p)
+
+
+async def test_a_job_whose_hold_expired_in_the_queue_is_not_generated(
+    expiring_platform: Platform,
+) -> None:
+    """With every dispatcher down, a queued task outlives its hold (3 s here): the sweeper
+    fails it and refunds. When a dispatcher comes back the job is dropped, not generated:
+    nobody could be charged for it."""
+    p = expiring_platform
+    key = await new_account(p, 100)
+    prompt = f"outlives its hold {uuid.uuid4().hex}"
+    dead = p.stack.kill("dispatcher")
+    try:
+        submitted = await p.http.post(
+            "/api/v1/images/generations",
+            headers=p.auth(key),
+            json={**BASIC, "prompt": prompt},
+        )
+        assert submitted.status_code == 200
+        task = await poll_until_done(p.http, submitted.json()["id"], p.auth(key))
+        assert task["status"] == "failed" and task["error"]["type"] == "task_expired"
+    finally:
+        await p.stack.revive(dead)
+    # The job is still queued; a task submitted now completes after it was taken.
+    after = await p.http.post("/api/v1/images/generations", headers=p.auth(key), json=BASIC)
+    assert (await poll_until_done(p.http, after.json()["id"], p.auth(key)))["status"] == (
+        "completed"
+    )
+    assert await upstream_requests(p, prompt) == 0
+    await wait_for_balance(p, key, {"balance": 93, "held": 0})
     await ledger_ok(p)
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+
 import pytest
 
 from tests.e2e.conftest import Platform
-from tests.e2e.helpers import poll_until_done
+from tests.e2e.helpers import poll_until_done, upstream_requests
 
 pytestmark = pytest.mark.e2e
 
@@ -58,3 +61,30 @@ async def test_bus_down_is_503_and_the_hold_is_released(fragile_platform: Platfo
     assert body["error"]["code"] == 90002  # type: ignore[index]
     assert await account(p) == before
     assert await tasks(p) == before_tasks
+
+
+async def test_a_submit_refused_while_the_bus_is_down_never_runs(
+    fragile_platform: Platform,
+) -> None:
+    """The refused job's publish sat in the client's buffer and was flushed when NATS came
+    back: the upstream was paid for a task the client was told had failed."""
+    p = fragile_platform
+    refused = f"refused while the bus is down {uuid.uuid4().hex}"
+    before = await account(p)
+    dead = p.stack.kill("nats")
+    try:
+        status, _ = await submit(p, refused)
+    finally:
+        await p.stack.revive(dead)
+    assert status == 503
+    # A task submitted after the bus is back completes: every job queued before it
+    # (the refused one too, had it been queued) has been taken by then.
+    status, body = await submit(p, "after the bus is back")
+    assert status == 200
+    done = await poll_until_done(p.http, str(body["id"]), p.auth())
+    assert done["status"] == "completed"
+    await asyncio.sleep(1.0)  # a job taken just before is given time to reach the upstream
+    assert await upstream_requests(p, refused) == 0
+    after = await account(p)
+    assert after["balance"] == before["balance"] - done["credits"]["charged"]  # type: ignore[operator,index]
+    assert after["held"] == 0

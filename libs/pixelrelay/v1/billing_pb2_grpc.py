@@ -63,6 +63,11 @@ class BillingStub:
                 request_serializer=pixelrelay_dot_v1_dot_billing__pb2.ReleaseRequest.SerializeToString,
                 response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.Hold.FromString,
                 _registered_method=True)
+        self.GetHold = channel.unary_unary(
+                '/pixelrelay.v1.Billing/GetHold',
+                request_serializer=pixelrelay_dot_v1_dot_billing__pb2.GetHoldRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.Hold.FromString,
+                _registered_method=True)
         self.GetAccount = channel.unary_unary(
                 '/pixelrelay.v1.Billing/GetAccount',
                 request_serializer=pixelrelay_dot_v1_dot_billing__pb2.GetAccountRequest.SerializeToString,
@@ -154,6 +159,14 @@ class BillingServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetHold(self, request, context):
+        """The dispatcher, before it pays the upstream: is the task's hold still pending? A job
+        whose hold was released (a refused submit, an expired hold) is dropped, not generated.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetAccount(self, request, context):
         """The gateway (balance, key management, usage) and the operator.
         """
@@ -236,6 +249,11 @@ def add_BillingServicer_to_server(servicer, server):
             'Release': grpc.unary_unary_rpc_method_handler(
                     servicer.Release,
                     request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ReleaseRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.Hold.SerializeToString,
+            ),
+            'GetHold': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHold,
+                    request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.GetHoldRequest.FromString,
                     response_serializer=pixelrelay_dot_v1_dot_billing__pb2.Hold.SerializeToString,
             ),
             'GetAccount': grpc.unary_unary_rpc_method_handler(
@@ -422,6 +440,33 @@ class Billing:
             target,
             '/pixelrelay.v1.Billing/Release',
             pixelrelay_dot_v1_dot_billing__pb2.ReleaseRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_billing__pb2.Hold.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Billing/GetHold',
+            pixelrelay_dot_v1_dot_billing__pb2.GetHoldRequest.SerializeToString,
             pixelrelay_dot_v1_dot_billing__pb2.Hold.FromString,
             options,
             channel_credentials,

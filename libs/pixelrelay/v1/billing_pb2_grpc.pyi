@@ -51,6 +51,10 @@ class BillingStub:
     """The gateway, for a refused submit or a failed task (billing releases expired holds
     itself, in its sweeper).
     """
+    GetHold: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetHoldRequest, _billing_pb2.Hold]
+    """The dispatcher, before it pays the upstream: is the task's hold still pending? A job
+    whose hold was released (a refused submit, an expired hold) is dropped, not generated.
+    """
     GetAccount: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetAccountRequest, _billing_pb2.Account]
     """The gateway (balance, key management, usage) and the operator."""
     CreateApiKey: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CreateApiKeyRequest, _billing_pb2.CreatedApiKey]
@@ -85,6 +89,10 @@ class BillingAsyncStub(BillingStub):
     Release: _aio.UnaryUnaryMultiCallable[_billing_pb2.ReleaseRequest, _billing_pb2.Hold]  # type: ignore[assignment]
     """The gateway, for a refused submit or a failed task (billing releases expired holds
     itself, in its sweeper).
+    """
+    GetHold: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetHoldRequest, _billing_pb2.Hold]  # type: ignore[assignment]
+    """The dispatcher, before it pays the upstream: is the task's hold still pending? A job
+    whose hold was released (a refused submit, an expired hold) is dropped, not generated.
     """
     GetAccount: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetAccountRequest, _billing_pb2.Account]  # type: ignore[assignment]
     """The gateway (balance, key management, usage) and the operator."""
@@ -147,6 +155,16 @@ class BillingServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_billing_pb2.Hold, _abc.Awaitable[_billing_pb2.Hold]]:
         """The gateway, for a refused submit or a failed task (billing releases expired holds
         itself, in its sweeper).
+        """
+
+    @_abc_1.abstractmethod
+    def GetHold(
+        self,
+        request: _billing_pb2.GetHoldRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.Hold, _abc.Awaitable[_billing_pb2.Hold]]:
+        """The dispatcher, before it pays the upstream: is the task's hold still pending? A job
+        whose hold was released (a refused submit, an expired hold) is dropped, not generated.
         """
 
     @_abc_1.abstractmethod

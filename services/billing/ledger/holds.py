@@ -200,6 +200,14 @@ class Holds:
             return hold
 
     @quick
+    def get_hold(self, *, task_id: str) -> Hold:
+        with self.engine.connect() as conn:
+            hold = _hold_row(conn, task_id)
+        if hold is None:
+            raise ApiError(E.HOLD_NOT_FOUND)
+        return hold
+
+    @quick
     def release(self, *, task_id: str, reason: str = "") -> Hold:
         with self.engine.begin() as conn:
             hold = _locked_hold(conn, task_id)
