@@ -229,6 +229,12 @@ async def _run_handler(handler: Handler, msg: Msg) -> None:
             await msg.nak(delay=1.0)
 
 
+def backoff(delivered: int, *, first: float, most: float) -> float:
+    """The nak delay after a message's ``delivered``-th attempt: ``first``, twice that,
+    four times… up to ``most``."""
+    return float(min(most, first * 2 ** max(0, delivered - 1)))
+
+
 @contextlib.asynccontextmanager
 async def heartbeat(msg: Msg, every: float) -> AsyncIterator[None]:
     """Tell JetStream we are still working (``+WPI``) so a slow job is not redelivered."""

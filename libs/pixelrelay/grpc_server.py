@@ -142,6 +142,17 @@ class GrpcServer:
     server: grpc.aio.Server
     health: health.aio.HealthServicer
     port: int
+    service_names: list[str]
+
+    async def report(self, serving: bool) -> None:
+        """What the health check answers for every service here (and for "")."""
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else (health_pb2.HealthCheckResponse.NOT_SERVING)
+        )
+        for name in self.service_names:
+            await self.health.set(name, status)
 
     async def stop(self, grace: float) -> None:
         """Report NOT_SERVING, refuse new calls, give in-flight calls ``grace`` seconds."""
@@ -168,10 +179,10 @@ async def start_grpc_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     bound = server.add_insecure_port(f"{host}:{port}")
     await server.start()
-    for name in [*service_names, ""]:
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    grpc_server = GrpcServer(server, health_servicer, bound, [*service_names, ""])
+    await grpc_server.report(serving=True)
     log.info("grpc serving", extra={"port": bound})
-    return GrpcServer(server, health_servicer, bound)
+    return grpc_server
 
 
 def call_options(timeout: float, metadata: tuple[tuple[str, str], ...]) -> dict[str, Any]:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pixelrelay.callers import credential_metadata
 from pixelrelay.errors import peer_errors
@@ -31,12 +35,29 @@ class StorageClient:
 
     def __init__(self, addr: str, credential: str, timeout: float = 120.0):
         self._channel = insecure_channel(addr)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._serving = (True, 0.0)  # the last answer, and until when it stands
         self._stub = storage_pb2_grpc.StorageStub(self._channel)
         self._metadata = credential_metadata(credential)
         self.timeout = timeout
 
     def _options(self, timeout: float | None = None) -> dict[str, Any]:
         return call_options(timeout or self.timeout, self._metadata)
+
+    async def serving(self) -> bool:
+        """Whether storage can write now (it reports NOT_SERVING while its bucket is
+        unusable); asked at most once a second."""
+        serving, until = self._serving
+        now = time.monotonic()
+        if now < until:
+            return serving
+        try:
+            reply = await self._health.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
+            serving = reply.status == health_pb2.HealthCheckResponse.SERVING
+        except grpc.aio.AioRpcError:
+            serving = False
+        self._serving = (serving, now + 1.0)
+        return serving
 
     async def close(self) -> None:
         await self._channel.close()

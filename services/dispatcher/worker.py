@@ -4,7 +4,7 @@ The ack decision is made here and only here:
     the task's hold is no longer pending                 → ack, nothing generated
     images stored (storage announced completion)        → ack
     upstream failed for good                             → publish failed, ack
-    storage unreachable, deliveries left                 → nak with delay (retried)
+    storage unreachable or not serving, deliveries left  → nak with backoff (retried)
     storage unreachable, last delivery                   → publish failed, ack
     process stopping mid-job                             → no ack: JetStream redelivers
 """
@@ -20,7 +20,7 @@ from prometheus_client import Counter, Histogram
 
 from dispatcher.router import AllChannelsFailed, Attempt, Router
 from dispatcher.upstream import InputImage
-from pixelrelay import task_events
+from pixelrelay import bus, task_events
 from pixelrelay.billing_client import BillingClient
 from pixelrelay.bus import heartbeat
 from pixelrelay.crashpoints import crash_point
@@ -70,8 +70,8 @@ class JobHandler:
         async with heartbeat(msg, self.heartbeat_every):
             outcome = await self._run(job, delivery)
         JOBS.labels(outcome).inc()
-        if outcome == "retry":
-            await msg.nak(delay=2.0)
+        if outcome == "retry":  # storage trouble: 5, 10, 20, 40 s (~75 s) before giving up
+            await msg.nak(delay=bus.backoff(delivery, first=5.0, most=60.0))
         else:
             await msg.ack()
 
@@ -85,6 +85,8 @@ class JobHandler:
                 return "completed"
             if not await self._still_wanted(job.task_id):
                 return "dropped"
+            if not await self.storage.serving():  # it could not keep what we would pay for
+                raise ApiError(E.UNAVAILABLE, "storage is not serving")
             references, mask = await self._inputs(job)
             crash_point("dispatcher.before_upstream")
         except ApiError as err:

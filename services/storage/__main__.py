@@ -9,12 +9,12 @@ import logging
 from pixelrelay import bus
 from pixelrelay.callers import TrustedCallers
 from pixelrelay.grpc_server import start_grpc_server
-from pixelrelay.lifecycle import run_until_signalled
+from pixelrelay.lifecycle import finish, run_until_signalled
 from pixelrelay.logging import configure_logging
 from pixelrelay.metrics import start_metrics_server
 from pixelrelay.v1 import storage_pb2, storage_pb2_grpc
 from storage.access import STORAGE_ACCESS
-from storage.blobstore import BlobStore
+from storage.blobstore import BlobStore, watch_bucket
 from storage.servicer import StorageServicer
 from storage.settings import StorageSettings
 
@@ -44,6 +44,8 @@ async def run(settings: StorageSettings, stop: asyncio.Event) -> None:
             host=settings.grpc_host,
         )
         stack.push_async_callback(server.stop, settings.shutdown_grace)
+        watch = asyncio.create_task(watch_bucket(blobs, server.report, stop))
+        stack.push_async_callback(finish, watch, stop)
         metrics_port = start_metrics_server(settings.metrics_port, settings.metrics_host)
         log.info("storage ready", extra={"grpc_port": server.port, "metrics_port": metrics_port})
         await stop.wait()

@@ -15,5 +15,9 @@ class StorageSettings(ServiceSettings):
     s3_secret_key: SecretStr = SecretStr("pixelrelay-dev-secret")
     s3_region: str = "us-east-1"
     s3_bucket: str = "pixelrelay"
+    # Create the bucket when it is missing, at start and whenever it disappears (an S3
+    # endpoint that came back empty). False where the bucket is provisioned for us and our
+    # credentials may not create one: storage then reports NOT_SERVING until it is back.
+    s3_create_bucket: bool = True
     # How long result URLs stay valid (S3 presigning allows at most 7 days).
     url_ttl_seconds: int = 7 * 24 * 3600

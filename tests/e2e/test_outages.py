@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 import pytest
+from minio import Minio
 
 from tests.e2e.conftest import Platform
 from tests.e2e.helpers import poll_until_done, upstream_requests
@@ -88,3 +89,26 @@ async def test_a_submit_refused_while_the_bus_is_down_never_runs(
     after = await account(p)
     assert after["balance"] == before["balance"] - done["credits"]["charged"]  # type: ignore[operator,index]
     assert after["held"] == 0
+
+
+async def test_an_object_store_that_comes_back_empty_is_healed_without_a_restart(
+    fragile_platform: Platform,
+) -> None:
+    """Once, storage made its bucket only at start: an S3 endpoint that came back empty
+    failed every job with storage_failed until storage was restarted."""
+    p = fragile_platform
+    s3 = Minio(
+        f"127.0.0.1:{p.config.s3_port}",
+        "pixelrelay-dev",
+        "pixelrelay-dev-secret",
+        secure=False,
+        region="us-east-1",
+    )
+    for obj in s3.list_objects("pixelrelay", recursive=True):
+        s3.remove_object("pixelrelay", obj.object_name)
+    s3.remove_bucket("pixelrelay")
+    status, body = await submit(p, "after the bucket vanished")
+    assert status == 200
+    done = await poll_until_done(p.http, str(body["id"]), p.auth())
+    assert done["status"] == "completed", done
+    assert s3.bucket_exists("pixelrelay")

@@ -44,7 +44,7 @@ class PoisonEvent(Exception):
 
 def retry_delay(delivered: int) -> float:
     """0.5 s, 1 s, 2 s, … up to MAX_DELAY_S."""
-    return float(min(MAX_DELAY_S, 0.5 * 2 ** max(0, delivered - 1)))
+    return bus.backoff(delivered, first=0.5, most=MAX_DELAY_S)
 
 
 CREDITS_CHARGED = Counter("pixelrelay_credits_charged_total", "Credits captured")
