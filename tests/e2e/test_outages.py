@@ -8,6 +8,7 @@ import uuid
 import pytest
 from minio import Minio
 
+from gateway.core.authcache import TTL_SECONDS
 from tests.e2e.conftest import Platform
 from tests.e2e.helpers import poll_until_done, upstream_requests
 
@@ -47,6 +48,30 @@ async def test_billing_down_is_503_and_nothing_is_queued(fragile_platform: Platf
     assert status == 200
     done = await poll_until_done(p.http, str(body["id"]), p.auth())
     assert done["status"] == "completed"
+
+
+async def test_polls_go_on_while_billing_is_down(fragile_platform: Platform) -> None:
+    """Every call authenticated against billing, so a billing outage made polls 503 too."""
+    p = fragile_platform
+    status, body = await submit(p, "polled through a billing outage")
+    assert status == 200
+    task = await poll_until_done(p.http, str(body["id"]), p.auth())
+    dead = p.stack.kill("billing")
+    try:
+        await asyncio.sleep(2 * TTL_SECONDS)  # what the gateway remembers of the key is stale
+        polled = await p.http.get(f"/api/v1/tasks/{task['id']}", headers=p.auth())
+        listed = await p.http.get("/api/v1/tasks", headers=p.auth())
+        balance = await p.http.get("/api/v1/account", headers=p.auth())
+        stranger = await p.http.get(
+            f"/api/v1/tasks/{task['id']}", headers=p.auth("pr_live_" + "z" * 32)
+        )
+    finally:
+        await p.stack.revive(dead)
+    assert polled.status_code == 200 and polled.json()["status"] == task["status"]
+    assert listed.status_code == 200 and task["id"] in {t["id"] for t in listed.json()["data"]}
+    # Only reads of one's own tasks, and only for keys billing verified before the outage.
+    assert balance.status_code == 503
+    assert stranger.status_code == 503
 
 
 async def test_bus_down_is_503_and_the_hold_is_released(fragile_platform: Platform) -> None:

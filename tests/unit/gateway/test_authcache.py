@@ -43,3 +43,45 @@ async def test_the_key_itself_is_not_kept() -> None:
     cache = AuthCache(Billing().authenticate)
     await cache.principal(KEY)
     assert all(KEY.encode() not in digest for digest in cache._entries)
+
+
+class Outage(Billing):
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    async def authenticate(self, api_key: str) -> billing_pb2.Principal:
+        if self.down:
+            raise ApiError(E.UNAVAILABLE)
+        return await super().authenticate(api_key)
+
+
+async def test_reads_go_on_through_a_billing_outage_for_a_while() -> None:
+    now = [1000.0]
+    billing = Outage()
+    cache = AuthCache(billing.authenticate, ttl=0.5, clock=lambda: now[0], outage_grace=600)
+    await cache.principal(KEY)
+    billing.down = True
+    now[0] += 60
+    assert (await cache.principal(KEY, in_outage=True)).key_id == "key_1"  # a poll
+    with pytest.raises(ApiError) as refused:
+        await cache.principal(KEY)  # anything else: 503, as before
+    assert refused.value.kind is E.UNAVAILABLE
+    now[0] += 600  # past the grace: verified too long ago
+    with pytest.raises(ApiError):
+        await cache.principal(KEY, in_outage=True)
+
+
+async def test_a_key_refused_before_the_outage_gets_no_grace() -> None:
+    now = [1000.0]
+    billing = Outage()
+    cache = AuthCache(billing.authenticate, ttl=0.5, clock=lambda: now[0])
+    await cache.principal(KEY)
+    now[0] += 1
+    billing.valid = False  # revoked
+    with pytest.raises(ApiError):
+        await cache.principal(KEY)
+    billing.down = True
+    with pytest.raises(ApiError) as refused:
+        await cache.principal(KEY, in_outage=True)
+    assert refused.value.kind is E.UNAVAILABLE
