@@ -157,6 +157,20 @@ class E:
         grpc.StatusCode.INVALID_ARGUMENT,
         "The request is not valid HTTP/1.1.",
     )
+    IDEMPOTENCY_KEY_REUSED = ErrorKind(
+        20015,
+        "idempotency_key_reused",
+        422,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "This Idempotency-Key was used with a different request in the last 24 hours.",
+    )
+    IDEMPOTENCY_IN_FLIGHT = ErrorKind(
+        20016,
+        "idempotency_key_in_flight",
+        409,
+        grpc.StatusCode.ABORTED,
+        "A request with this Idempotency-Key is still being processed; retry shortly.",
+    )
     REQUEST_TIMEOUT = ErrorKind(
         20012,
         "request_timeout",

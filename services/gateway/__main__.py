@@ -13,6 +13,7 @@ import uvicorn
 from gateway.core.api import PublicApi
 from gateway.core.auth_throttle import AuthThrottle, parse_networks
 from gateway.core.events import TaskEventHandler
+from gateway.core.idempotency import IdempotencyStore, purge_expired
 from gateway.core.ratelimit import RateLimiter
 from gateway.core.store import TaskStore
 from gateway.grpc.servicer import PublicApiServicer
@@ -80,6 +81,9 @@ async def _serve(
     stack.push_async_callback(nc.drain)
     js = nc.jetstream()
     await bus.require_streams(js, bus.JOBS_STREAM, bus.EVENTS_STREAM)
+    idempotency = IdempotencyStore(
+        db.engine, in_flight_ms=int(settings.idempotency_in_flight_seconds * 1000)
+    )
     api = PublicApi(
         billing=billing,
         storage=storage,
@@ -97,7 +101,11 @@ async def _serve(
         sealer=PromptSealer.parse(settings.job_keys.get_secret_value()),
         max_image_bytes=settings.max_image_bytes,
         limiter=RateLimiter(settings.default_rate_limit),
+        idempotency=idempotency,
     )
+    purge_stop = asyncio.Event()
+    purge = asyncio.create_task(purge_expired(idempotency, db, purge_stop))
+    stack.push_async_callback(finish, purge, purge_stop)
     events_stop = asyncio.Event()
     events = asyncio.create_task(
         bus.consume(

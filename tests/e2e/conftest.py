@@ -113,7 +113,10 @@ async def fragile_platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIte
     data_dir = tmp_path_factory.mktemp("fragile")
     (data_dir / "crash").mkdir()
     async with running_platform(
-        data_dir, allow_private=False, PIXELRELAY_CRASH_DIR=str(data_dir / "crash")
+        data_dir,
+        allow_private=False,
+        PIXELRELAY_CRASH_DIR=str(data_dir / "crash"),
+        IDEMPOTENCY_IN_FLIGHT_SECONDS="2",
     ) as running:
         yield running
 
@@ -129,6 +132,7 @@ async def expiring_platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIt
         allow_private=False,
         PIXELRELAY_CRASH_DIR=str(data_dir / "crash"),
         HOLD_TTL_SECONDS="3",
+        IDEMPOTENCY_IN_FLIGHT_SECONDS="2",
     ) as running:
         yield running
 

@@ -205,6 +205,7 @@ class CreateGenerationRequest(_message.Message):
     MASK_URL_FIELD_NUMBER: _builtins.int
     OUTPUT_FORMAT_FIELD_NUMBER: _builtins.int
     OUTPUT_COMPRESSION_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     prompt: _builtins.str
     size: _builtins.str
@@ -216,6 +217,10 @@ class CreateGenerationRequest(_message.Message):
     mask_url: _builtins.str
     output_format: _builtins.str
     output_compression: _builtins.int
+    idempotency_key: _builtins.str
+    """Idempotency-Key (REST header): the same key and request again within 24 h answer the
+    task the first made; see docs/api.md.
+    """
     @_builtins.property
     def image_urls(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -233,10 +238,11 @@ class CreateGenerationRequest(_message.Message):
         mask_url: _builtins.str | None = ...,
         output_format: _builtins.str | None = ...,
         output_compression: _builtins.int | None = ...,
+        idempotency_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_background", b"_background", "_mask_url", b"_mask_url", "_moderation", b"_moderation", "_n", b"_n", "_output_compression", b"_output_compression", "_output_format", b"_output_format", "_prompt", b"_prompt", "_quality", b"_quality", "_resolution", b"_resolution", "_size", b"_size", "background", b"background", "mask_url", b"mask_url", "moderation", b"moderation", "n", b"n", "output_compression", b"output_compression", "output_format", b"output_format", "prompt", b"prompt", "quality", b"quality", "resolution", b"resolution", "size", b"size"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_background", b"_background", "_mask_url", b"_mask_url", "_moderation", b"_moderation", "_n", b"_n", "_output_compression", b"_output_compression", "_output_format", b"_output_format", "_prompt", b"_prompt", "_quality", b"_quality", "_resolution", b"_resolution", "_size", b"_size", "background", b"background", "image_urls", b"image_urls", "mask_url", b"mask_url", "model", b"model", "moderation", b"moderation", "n", b"n", "output_compression", b"output_compression", "output_format", b"output_format", "prompt", b"prompt", "quality", b"quality", "resolution", b"resolution", "size", b"size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_background", b"_background", "_mask_url", b"_mask_url", "_moderation", b"_moderation", "_n", b"_n", "_output_compression", b"_output_compression", "_output_format", b"_output_format", "_prompt", b"_prompt", "_quality", b"_quality", "_resolution", b"_resolution", "_size", b"_size", "background", b"background", "idempotency_key", b"idempotency_key", "image_urls", b"image_urls", "mask_url", b"mask_url", "model", b"model", "moderation", b"moderation", "n", b"n", "output_compression", b"output_compression", "output_format", b"output_format", "prompt", b"prompt", "quality", b"quality", "resolution", b"resolution", "size", b"size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__background: _TypeAlias = _typing.Literal["background"]  # noqa: Y015
     _WhichOneofArgType__background: _TypeAlias = _typing.Literal["_background", b"_background"]  # noqa: Y015

@@ -11,6 +11,7 @@ from nats.js import JetStreamContext
 from prometheus_client import Counter
 
 from gateway.core.authcache import AuthCache
+from gateway.core.idempotency import IdempotencyStore, fingerprint, key_digest
 from gateway.core.ratelimit import RateLimiter
 from gateway.core.store import TaskRecord, TaskStatus, TaskStore, now_ms, spec_to_json
 from gateway.core.validation import price_item, resolve
@@ -47,6 +48,10 @@ def bearer_key(authorization: str | None) -> str:
     return key.strip()
 
 
+class _HoldSettled(Exception):
+    """A resumed submit's task id already has a settled hold (it expired meanwhile)."""
+
+
 class PublicApi:
     def __init__(
         self,
@@ -61,6 +66,7 @@ class PublicApi:
         max_image_bytes: int,
         sealer: PromptSealer,
         limiter: RateLimiter | None = None,
+        idempotency: IdempotencyStore | None = None,
     ):
         self.billing = billing
         self.storage = storage
@@ -72,6 +78,7 @@ class PublicApi:
         self.max_image_bytes = max_image_bytes
         self.sealer = sealer
         self.limiter = limiter or RateLimiter()
+        self.idempotency = idempotency or IdempotencyStore(db.engine)
         self.auth = AuthCache(billing.authenticate)
         # Submits that arrive together are recorded in one transaction.
         self._inserts: Batcher[TaskRecord, None] = Batcher(
@@ -95,15 +102,66 @@ class PublicApi:
         request: public_api_pb2.CreateGenerationRequest,
     ) -> public_api_pb2.Task:
         """Validate, load references, hold the price, record, queue. Any failure before the
-        queue answers an error and leaves nothing charged."""
+        queue answers an error and leaves nothing charged. With an idempotency key, a
+        repeat gets the task the first made (idempotency.py)."""
         principal = await self.authenticate(authorization, scopes.GENERATE)
+        if not request.idempotency_key:
+            return await self._submit(principal, request, new_id("task"))
+        account_id = principal.account_id
+        key = key_digest(request.idempotency_key)
+        claim = await self.db.run(
+            self.idempotency.claim,
+            account_id=account_id,
+            key_sha256=key,
+            fingerprint=fingerprint(request),
+            task_id=new_id("task"),
+            now_ms=now_ms(),
+        )
+        if claim.done or (claim.resumed and await self._recorded(claim.task_id, account_id)):
+            await self.db.run(self.idempotency.finish, account_id=account_id, key_sha256=key)
+            return await self.db.run(self.store.get, claim.task_id, account_id)
+        try:
+            try:
+                task = await self._submit(principal, request, claim.task_id)
+            except _HoldSettled:
+                # The first attempt's hold outlived it and was released: start afresh.
+                await self.db.run(self.idempotency.forget, account_id=account_id, key_sha256=key)
+                fresh = await self.db.run(
+                    self.idempotency.claim,
+                    account_id=account_id,
+                    key_sha256=key,
+                    fingerprint=fingerprint(request),
+                    task_id=new_id("task"),
+                    now_ms=now_ms(),
+                )
+                task = await self._submit(principal, request, fresh.task_id)
+        except Exception:
+            await self.db.run(self.idempotency.forget, account_id=account_id, key_sha256=key)
+            raise
+        await self.db.run(self.idempotency.finish, account_id=account_id, key_sha256=key)
+        return task
+
+    async def _recorded(self, task_id: str, account_id: str) -> bool:
+        try:
+            await self.db.run(self.store.get, task_id, account_id)
+        except ApiError as err:
+            if err.kind is E.TASK_NOT_FOUND:
+                return False
+            raise
+        return True
+
+    async def _submit(
+        self,
+        principal: billing_pb2.Principal,
+        request: public_api_pb2.CreateGenerationRequest,
+        task_id: str,
+    ) -> public_api_pb2.Task:
         spec, prompt = resolve(request)
         inputs = Inputs([], None)
         if spec.image_urls:
             await self._affordable(principal.account_id, spec)
             inputs = await self.references.load(spec, principal.account_id)
             spec, prompt = resolve(request, reference_size=inputs.first_size)
-        task_id = new_id("task")
         hold = await self.billing.reserve(
             task_id=task_id,
             account_id=principal.account_id,
@@ -111,6 +169,8 @@ class PublicApi:
             expires_at=int(time.time()) + self.hold_ttl_seconds,
             key_id=principal.key_id,
         )
+        if hold.state != billing_pb2.HOLD_STATE_PENDING:  # a resumed task id, settled since
+            raise _HoldSettled(task_id)
         crash_point("gateway.after_reserve")
         record = TaskRecord(
             id=task_id,

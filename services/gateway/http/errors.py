@@ -23,8 +23,9 @@ _ERROR_TEXT = {
     402: "insufficient credits",
     403: "the API key lacks the scope, or asks for more than it has",
     404: "not found",
+    409: "a request with this Idempotency-Key is still being processed",
     413: "body or image too large",
-    422: "a reference image is unusable",
+    422: "a reference image is unusable, or an Idempotency-Key was used with another body",
     429: "rate limited, or too many failed authentications; retry after Retry-After",
     503: "a platform component is down; nothing was charged",
 }

@@ -64,7 +64,9 @@ class HotRoutes:
         except ValidationError as exc:
             errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
             raise validation_error(RequestValidationError(errors)) from None
-        response: Response = await self.submit.endpoint(body, _header(scope, b"authorization"))
+        response: Response = await self.submit.endpoint(
+            body, _header(scope, b"authorization"), _header(scope, b"idempotency-key")
+        )
         return response
 
     async def _answer(self, scope: Scope, send: Send, call: Awaitable[Response]) -> None:

@@ -40,6 +40,9 @@ KEY = "/api/v1/keys/{key_id}"
 ACCOUNT = "/api/v1/account"
 
 Authorization = Annotated[str | None, Header(description="Bearer <api key>")]
+IdempotencyKey = Annotated[
+    str | None, Header(description="makes a retried submit safe: the same key, the same task")
+]
 
 
 def reapi_router(api: PublicApi) -> APIRouter:
@@ -48,14 +51,22 @@ def reapi_router(api: PublicApi) -> APIRouter:
     @router.post(
         GENERATIONS,
         response_model=SubmitOut,
-        responses=errors(400, 401, 403, 402, 404, 413, 422, 429, 503),
+        responses=errors(400, 401, 403, 402, 404, 409, 413, 422, 429, 503),
         tags=["images"],
         summary="Submit an image generation task",
+        description="With `Idempotency-Key` (1-255 printable ASCII characters, e.g. a UUID), "
+        "the same key and body again within 24 hours answer the task the first request "
+        "made, reserved and charged once: a safe retry after a lost answer. The same key "
+        "with another body: 422 (20015); while the first is still being processed: 409 "
+        "(20016).",
     )
     async def create_generation(
-        body: GenerationBody, authorization: Authorization = None
+        body: GenerationBody,
+        authorization: Authorization = None,
+        idempotency_key: IdempotencyKey = None,
     ) -> Response:
-        task = await api.create_generation(authorization, translate.generation_request(body))
+        request = translate.generation_request(body, idempotency_key)
+        task = await api.create_generation(authorization, request)
         return JSONBody(translate.submit_json(task))
 
     @router.post(

@@ -10,8 +10,13 @@ from pixelrelay.errors import ApiError
 from pixelrelay.v1 import billing_pb2, common_pb2, public_api_pb2
 
 
-def generation_request(body: GenerationBody) -> public_api_pb2.CreateGenerationRequest:
-    return public_api_pb2.CreateGenerationRequest(**body.model_dump(exclude_none=True))
+def generation_request(
+    body: GenerationBody, idempotency_key: str | None = None
+) -> public_api_pb2.CreateGenerationRequest:
+    request = public_api_pb2.CreateGenerationRequest(**body.model_dump(exclude_none=True))
+    if idempotency_key is not None:
+        request.idempotency_key = idempotency_key
+    return request
 
 
 def params_json(spec: common_pb2.ImageSpec) -> dict[str, Any]:
