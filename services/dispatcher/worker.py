@@ -11,8 +11,11 @@ The ack decision is made here and only here:
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -30,6 +33,9 @@ from pixelrelay.storage_client import StorageClient
 from pixelrelay.v1 import billing_pb2, jobs_pb2
 
 log = logging.getLogger(__name__)
+
+# Between attempts to store a finished generation (~15 s in all) before the job is nak'ed.
+STORE_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0)
 
 JOBS = Counter("pixelrelay_jobs_total", "Jobs handled, by outcome", ["outcome"])
 JOB_AGE = Histogram(
@@ -106,16 +112,17 @@ class JobHandler:
             await self._fail(job.task_id, failure.last.kind, failure.last.message, failure.attempts)
             return "failed"
         upstream_ms = int((time.perf_counter() - started) * 1000)
-        try:
-            await self.storage.store_images(
-                job.task_id,
-                result.images,
-                quality=result.quality,
-                upstream_ms=upstream_ms,
-                attempts=[a.to_proto() for a in attempts],
-            )
-        except ApiError as err:
-            return await self._storage_trouble(job.task_id, delivery, err)
+        store = functools.partial(
+            self.storage.store_images,
+            job.task_id,
+            result.images,
+            quality=result.quality,
+            upstream_ms=upstream_ms,
+            attempts=[a.to_proto() for a in attempts],
+        )
+        unstored = await keep_trying(job.task_id, store)
+        if unstored is not None:
+            return await self._storage_trouble(job.task_id, delivery, unstored)
         log.info(
             "job done",
             extra={
@@ -182,3 +189,26 @@ class JobHandler:
         await task_events.publish_event(
             self.js, task_events.failed(task_id, kind, message, attempted)
         )
+
+
+async def keep_trying(
+    task_id: str,
+    store: Callable[[], Awaitable[object]],
+    delays: tuple[float, ...] = STORE_RETRY_DELAYS,
+) -> ApiError | None:
+    """Store what the upstream made, trying again for a while (the job's heartbeat keeps
+    it ours meanwhile): a storage blip must not cost a second generation, which a nak and
+    a redelivery would. Returns the failure if it lasts."""
+    for delay in (*delays, None):
+        try:
+            await store()
+            return None
+        except ApiError as err:
+            if delay is None:
+                return err
+            log.warning(
+                "storing failed; trying again",
+                extra={"task_id": task_id, "error": err.kind.type, "in_s": delay},
+            )
+            await asyncio.sleep(delay)
+    return None
