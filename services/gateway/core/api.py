@@ -11,7 +11,7 @@ from nats.js import JetStreamContext
 from prometheus_client import Counter
 
 from gateway.core.authcache import AuthCache
-from gateway.core.idempotency import IdempotencyStore, fingerprint, key_digest
+from gateway.core.idempotency import Claim, IdempotencyStore, fingerprint, key_digest
 from gateway.core.ratelimit import RateLimiter
 from gateway.core.store import TaskRecord, TaskStatus, TaskStore, now_ms, spec_to_json
 from gateway.core.validation import price_item, resolve
@@ -109,14 +109,7 @@ class PublicApi:
             return await self._submit(principal, request, new_id("task"))
         account_id = principal.account_id
         key = key_digest(request.idempotency_key)
-        claim = await self.db.run(
-            self.idempotency.claim,
-            account_id=account_id,
-            key_sha256=key,
-            fingerprint=fingerprint(request),
-            task_id=new_id("task"),
-            now_ms=now_ms(),
-        )
+        claim = await self._claim(account_id, key, request)
         if claim.done or (claim.resumed and await self._recorded(claim.task_id, account_id)):
             await self.db.run(self.idempotency.finish, account_id=account_id, key_sha256=key)
             return await self.db.run(self.store.get, claim.task_id, account_id)
@@ -126,20 +119,25 @@ class PublicApi:
             except _HoldSettled:
                 # The first attempt's hold outlived it and was released: start afresh.
                 await self.db.run(self.idempotency.forget, account_id=account_id, key_sha256=key)
-                fresh = await self.db.run(
-                    self.idempotency.claim,
-                    account_id=account_id,
-                    key_sha256=key,
-                    fingerprint=fingerprint(request),
-                    task_id=new_id("task"),
-                    now_ms=now_ms(),
-                )
+                fresh = await self._claim(account_id, key, request)
                 task = await self._submit(principal, request, fresh.task_id)
         except Exception:
             await self.db.run(self.idempotency.forget, account_id=account_id, key_sha256=key)
             raise
         await self.db.run(self.idempotency.finish, account_id=account_id, key_sha256=key)
         return task
+
+    async def _claim(
+        self, account_id: str, key: str, request: public_api_pb2.CreateGenerationRequest
+    ) -> Claim:
+        return await self.db.run(
+            self.idempotency.claim,
+            account_id=account_id,
+            key_sha256=key,
+            fingerprint=fingerprint(request),
+            task_id=new_id("task"),
+            now_ms=now_ms(),
+        )
 
     async def _recorded(self, task_id: str, account_id: str) -> bool:
         try:
