@@ -67,8 +67,8 @@ class BlobStore:
         """Whether the bucket is there to write to, after creating it if it was not."""
         try:
             await self.ensure_bucket()
-        except Exception:  # the endpoint down, no bucket, no right to make one
-            log.warning("object storage unusable", exc_info=True)
+        except Exception as exc:  # the endpoint down, no bucket, no right to make one
+            log.warning("object storage unusable", extra={"error": type(exc).__name__})
             return False
         return True
 
@@ -112,14 +112,17 @@ class BlobStore:
             except S3Error as exc:
                 if exc.code == "NoSuchKey":
                     return None
-                raise self._unavailable(exc) from exc
+                raise
             try:
                 return bytes(response.read())
             finally:
                 response.close()
                 response.release_conn()
 
-        return await asyncio.to_thread(read)
+        try:
+            return await asyncio.to_thread(read)
+        except Exception as exc:  # on the loop: the trouble Event is not thread-safe
+            raise self._unavailable(exc) from exc
 
     def presign(self, key: str) -> tuple[str, int]:
         """A download URL that needs no credentials; the signature makes it unguessable."""
