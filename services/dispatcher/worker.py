@@ -25,7 +25,6 @@ from dispatcher.router import AllChannelsFailed, Attempt, Router
 from dispatcher.upstream import InputImage
 from pixelrelay import bus, task_events
 from pixelrelay.billing_client import BillingClient
-from pixelrelay.bus import heartbeat
 from pixelrelay.crashpoints import crash_point
 from pixelrelay.errors import ApiError, E, ErrorKind
 from pixelrelay.sealing import PromptSealer, SealError
@@ -73,7 +72,7 @@ class JobHandler:
         JOB_AGE.observe(max(0.0, time.time() - job.created_at_ms / 1000))
         started = task_events.started(job.task_id, worker=self.worker, delivery=delivery)
         await task_events.publish_event(self.js, started)
-        async with heartbeat(msg, self.heartbeat_every):
+        async with bus.heartbeat(msg, self.heartbeat_every):
             outcome = await self._run(job, delivery)
         JOBS.labels(outcome).inc()
         if outcome == "retry":  # storage trouble: 5, 10, 20, 40 s (~75 s) before giving up
