@@ -30,6 +30,7 @@ class BillingClient:
         self._metadata = credential_metadata(credential)
         self.timeout = timeout
         self._reserves = Batcher("billing_reserve", self._reserve_many, max_size=256)
+        self._extends = Batcher("billing_extend", self._extend_holds, max_size=256)
 
     def acting_as(self, credential: str) -> BillingClient:
         """The same channel, presenting another credential: the gateway's admin REST
@@ -93,6 +94,21 @@ class BillingClient:
             r.hold if r.WhichOneof("outcome") == "hold" else error_from_detail(r.error)
             for r in response.results
         ]
+
+    async def extend_hold(self, task_id: str, expires_at: int) -> billing_pb2.HoldState.ValueType:
+        """Give a queued task's hold its deadline; the hold's state comes back. Extensions
+        requested together travel in one ExtendHolds call."""
+        return await self._extends.submit(
+            billing_pb2.HoldDeadline(task_id=task_id, expires_at=expires_at)
+        )
+
+    async def _extend_holds(
+        self, holds: list[billing_pb2.HoldDeadline]
+    ) -> list[billing_pb2.HoldState.ValueType]:
+        response = await _call(
+            self._stub.ExtendHolds(billing_pb2.ExtendHoldsRequest(holds=holds), **self._options())
+        )
+        return list(response.states)
 
     async def capture(self, *, task_id: str, delivered: int, quality: str = "") -> billing_pb2.Hold:
         return await _call(

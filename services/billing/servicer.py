@@ -144,6 +144,19 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
             ]
         )
 
+    async def ExtendHolds(
+        self, request: billing_pb2.ExtendHoldsRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.ExtendHoldsResponse:
+        states = await self.db.run(
+            self.ledger.extend_holds,
+            [(_require(h.task_id, "task_id"), h.expires_at) for h in request.holds],
+        )
+        return billing_pb2.ExtendHoldsResponse(
+            states=[
+                _STATES[s] if s is not None else billing_pb2.HOLD_STATE_UNSPECIFIED for s in states
+            ]
+        )
+
     async def Capture(
         self, request: billing_pb2.CaptureRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.Hold:

@@ -14,4 +14,4 @@ class BillingSettings(ServiceSettings):
     signup_grant: int = 2000
     prices_file: Path = DEFAULT_PRICES
     # How often pending holds past their deadline are released.
-    sweep_interval: float = 30.0
+    sweep_interval: float = 15.0

@@ -98,6 +98,7 @@ async def _serve(
         store=store,
         js=js,
         hold_ttl_seconds=settings.hold_ttl_seconds,
+        submit_hold_seconds=settings.submit_hold_seconds,
         sealer=PromptSealer.parse(settings.job_keys.get_secret_value()),
         max_image_bytes=settings.max_image_bytes,
         limiter=RateLimiter(settings.default_rate_limit),

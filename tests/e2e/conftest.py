@@ -105,11 +105,17 @@ async def platform(stack_dir: Path) -> AsyncIterator[Platform]:
         yield running
 
 
+# Fragile platforms' submit deadline: long enough to see a hold after a crashed component
+# is back, short enough to watch it released.
+SUBMIT_HOLD_SECONDS = 6
+
+
 @pytest.fixture(scope="module")
 async def fragile_platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Platform]:
     """A platform of its own for tests that break components: production fetch policy,
-    crash points armed by creating files. Holds keep the default deadline (an hour), so a
-    restarted billing never races the sweeper for a capture."""
+    crash points armed by creating files. Queued tasks' holds keep the default deadline (an
+    hour), so a restarted billing never races the sweeper for a capture; a hold whose job
+    was never queued expires after SUBMIT_HOLD_SECONDS."""
     data_dir = tmp_path_factory.mktemp("fragile")
     (data_dir / "crash").mkdir()
     async with running_platform(
@@ -117,6 +123,7 @@ async def fragile_platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIte
         allow_private=False,
         PIXELRELAY_CRASH_DIR=str(data_dir / "crash"),
         IDEMPOTENCY_IN_FLIGHT_SECONDS="2",
+        SUBMIT_HOLD_SECONDS=str(SUBMIT_HOLD_SECONDS),
     ) as running:
         yield running
 
@@ -132,6 +139,7 @@ async def expiring_platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIt
         allow_private=False,
         PIXELRELAY_CRASH_DIR=str(data_dir / "crash"),
         HOLD_TTL_SECONDS="3",
+        SUBMIT_HOLD_SECONDS="3",
         IDEMPOTENCY_IN_FLIGHT_SECONDS="2",
     ) as running:
         yield running

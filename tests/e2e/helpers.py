@@ -48,6 +48,12 @@ async def new_account(platform: Platform, grant: int) -> str:
         await billing.close()
 
 
+async def faults(platform: Platform, *rules: dict[str, Any]) -> None:
+    """Replace the simulator's fault rules (upstream_sim/faults.py)."""
+    async with httpx.AsyncClient(base_url=platform.config.sim_url) as sim:
+        (await sim.put("/_sim/faults", json=list(rules))).raise_for_status()
+
+
 async def upstream_requests(platform: Platform, prompt: str) -> int:
     """How many times the simulator was asked for ``prompt`` (it keeps only hashes)."""
     digest = hashlib.sha256(prompt.encode()).hexdigest()

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from gateway.core.authcache import TTL_SECONDS
-from tests.e2e.conftest import Platform
-from tests.e2e.helpers import new_account, poll_until_done, upstream_requests
+from tests.e2e.conftest import SUBMIT_HOLD_SECONDS, Platform
+from tests.e2e.helpers import faults, new_account, poll_until_done, upstream_requests
 
 pytestmark = pytest.mark.e2e
 
@@ -251,27 +251,65 @@ async def wait_for_balance(platform: Platform, key: str, expected: dict[str, int
     raise AssertionError(f"balance stayed {now}, expected {expected}")
 
 
-async def test_billing_dies_between_reserve_and_publish(expiring_platform: Platform) -> None:
-    p = expiring_platform
+async def released_within_the_submit_deadline(p: Platform, key: str) -> None:
+    """The hold is seen first (so the test cannot pass with no hold at all), then the
+    sweeper releases it after the submit's short deadline, not the task's hour."""
+    assert (await account(p, key))["held"] == 7
+    started = time.monotonic()
+    await wait_for_balance(p, key, {"balance": 100, "held": 0})
+    assert time.monotonic() - started < SUBMIT_HOLD_SECONDS + 2
+    usage = (await p.http.get("/api/v1/usage", headers=p.auth(key))).json()["data"]
+    assert sorted(e["kind"] for e in usage if e["book"] == "held") == ["release", "reserve"]
+
+
+async def test_billing_dies_between_reserve_and_publish(fragile_platform: Platform) -> None:
+    p = fragile_platform
     key = await new_account(p, 100)
     p.arm("billing.after_reserve")
     response = await p.http.post("/api/v1/images/generations", headers=p.auth(key), json=BASIC)
     assert response.status_code == 503  # the hold committed, the answer never came
     assert await p.stack.revive_crashed("billing") == 137
-    await wait_for_balance(p, key, {"balance": 100, "held": 0})  # the sweeper released it
+    await released_within_the_submit_deadline(p, key)
     assert (await p.http.get("/api/v1/tasks", headers=p.auth(key))).json()["data"] == []
     await ledger_ok(p)
 
 
-async def test_gateway_dies_between_reserve_and_publish(expiring_platform: Platform) -> None:
-    p = expiring_platform
+@pytest.mark.parametrize("point", ["gateway.after_reserve", "gateway.before_publish"])
+async def test_gateway_dies_between_reserve_and_publish(
+    fragile_platform: Platform, point: str
+) -> None:
+    """Once, such a hold froze the credits for the task's hour (HOLD_TTL_SECONDS)."""
+    p = fragile_platform
     key = await new_account(p, 100)
-    p.arm("gateway.after_reserve")
+    p.arm(point)
     with pytest.raises(httpx.HTTPError):
         await p.http.post("/api/v1/images/generations", headers=p.auth(key), json=BASIC)
     assert await p.stack.revive_crashed("gateway") == 137
-    await wait_for_balance(p, key, {"balance": 100, "held": 0})
-    assert (await p.http.get("/api/v1/tasks", headers=p.auth(key))).json()["data"] == []
+    await released_within_the_submit_deadline(p, key)
+    listed = (await p.http.get("/api/v1/tasks", headers=p.auth(key))).json()["data"]
+    if point == "gateway.before_publish":  # recorded, never queued: failed, refunded
+        assert [(t["status"], t["error"]["type"]) for t in listed] == [("failed", "task_expired")]
+    else:
+        assert listed == []
+    await ledger_ok(p)
+
+
+async def test_a_queued_task_outlives_the_submit_deadline(fragile_platform: Platform) -> None:
+    """Once its job is queued, a task's hold has the task's deadline: a generation slower
+    than the submit's short one completes and is charged."""
+    p = fragile_platform
+    key = await new_account(p, 100)
+    prompt = f"slower than the submit deadline {uuid.uuid4().hex}"
+    await faults(p, {"kind": "latency", "seconds": SUBMIT_HOLD_SECONDS + 2, "match": prompt})
+    try:
+        submitted = await p.http.post(
+            "/api/v1/images/generations", headers=p.auth(key), json={**BASIC, "prompt": prompt}
+        )
+        task = await poll_until_done(p.http, submitted.json()["id"], p.auth(key))
+    finally:
+        await faults(p)
+    assert (task["status"], task["credits"]["charged"]) == ("completed", 7)
+    await wait_for_balance(p, key, {"balance": 93, "held": 0})
     await ledger_ok(p)
 
 

@@ -6,20 +6,19 @@ import asyncio
 import time
 import uuid
 from collections import Counter
-from typing import Any
 
-import httpx
 import pytest
 
 from tests.e2e.conftest import Platform
-from tests.e2e.helpers import eventually, new_account, poll_until_done, upstream_requests
+from tests.e2e.helpers import (
+    eventually,
+    faults,
+    new_account,
+    poll_until_done,
+    upstream_requests,
+)
 
 pytestmark = pytest.mark.e2e
-
-
-async def faults(platform: Platform, *rules: dict[str, Any]) -> None:
-    async with httpx.AsyncClient(base_url=platform.config.sim_url) as sim:
-        (await sim.put("/_sim/faults", json=list(rules))).raise_for_status()
 
 
 async def submit(platform: Platform, prompt: str, key: str | None = None) -> str:

@@ -53,6 +53,11 @@ class BillingStub:
                 request_serializer=pixelrelay_dot_v1_dot_billing__pb2.ReserveManyRequest.SerializeToString,
                 response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ReserveManyResponse.FromString,
                 _registered_method=True)
+        self.ExtendHolds = channel.unary_unary(
+                '/pixelrelay.v1.Billing/ExtendHolds',
+                request_serializer=pixelrelay_dot_v1_dot_billing__pb2.ExtendHoldsRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ExtendHoldsResponse.FromString,
+                _registered_method=True)
         self.Capture = channel.unary_unary(
                 '/pixelrelay.v1.Billing/Capture',
                 request_serializer=pixelrelay_dot_v1_dot_billing__pb2.CaptureRequest.SerializeToString,
@@ -139,6 +144,15 @@ class BillingServicer:
     def ReserveMany(self, request, context):
         """The gateway: holds for many tasks in one call and one transaction (it batches the
         submits that arrive together); each task gets its own hold or its own error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExtendHolds(self, request, context):
+        """The gateway, once jobs are queued: their holds' short submit deadline becomes the
+        task's. A submit that died before its job was queued leaves a hold with the short
+        deadline, which the sweeper releases within a minute.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -240,6 +254,11 @@ def add_BillingServicer_to_server(servicer, server):
                     servicer.ReserveMany,
                     request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ReserveManyRequest.FromString,
                     response_serializer=pixelrelay_dot_v1_dot_billing__pb2.ReserveManyResponse.SerializeToString,
+            ),
+            'ExtendHolds': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExtendHolds,
+                    request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ExtendHoldsRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.ExtendHoldsResponse.SerializeToString,
             ),
             'Capture': grpc.unary_unary_rpc_method_handler(
                     servicer.Capture,
@@ -387,6 +406,33 @@ class Billing:
             '/pixelrelay.v1.Billing/ReserveMany',
             pixelrelay_dot_v1_dot_billing__pb2.ReserveManyRequest.SerializeToString,
             pixelrelay_dot_v1_dot_billing__pb2.ReserveManyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExtendHolds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Billing/ExtendHolds',
+            pixelrelay_dot_v1_dot_billing__pb2.ExtendHoldsRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_billing__pb2.ExtendHoldsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,6 +45,11 @@ class BillingStub:
     """The gateway: holds for many tasks in one call and one transaction (it batches the
     submits that arrive together); each task gets its own hold or its own error.
     """
+    ExtendHolds: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ExtendHoldsRequest, _billing_pb2.ExtendHoldsResponse]
+    """The gateway, once jobs are queued: their holds' short submit deadline becomes the
+    task's. A submit that died before its job was queued leaves a hold with the short
+    deadline, which the sweeper releases within a minute.
+    """
     Capture: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CaptureRequest, _billing_pb2.Hold]
     """The gateway, on a task's completed event: charge what was delivered."""
     Release: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ReleaseRequest, _billing_pb2.Hold]
@@ -83,6 +88,11 @@ class BillingAsyncStub(BillingStub):
     ReserveMany: _aio.UnaryUnaryMultiCallable[_billing_pb2.ReserveManyRequest, _billing_pb2.ReserveManyResponse]  # type: ignore[assignment]
     """The gateway: holds for many tasks in one call and one transaction (it batches the
     submits that arrive together); each task gets its own hold or its own error.
+    """
+    ExtendHolds: _aio.UnaryUnaryMultiCallable[_billing_pb2.ExtendHoldsRequest, _billing_pb2.ExtendHoldsResponse]  # type: ignore[assignment]
+    """The gateway, once jobs are queued: their holds' short submit deadline becomes the
+    task's. A submit that died before its job was queued leaves a hold with the short
+    deadline, which the sweeper releases within a minute.
     """
     Capture: _aio.UnaryUnaryMultiCallable[_billing_pb2.CaptureRequest, _billing_pb2.Hold]  # type: ignore[assignment]
     """The gateway, on a task's completed event: charge what was delivered."""
@@ -137,6 +147,17 @@ class BillingServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_billing_pb2.ReserveManyResponse, _abc.Awaitable[_billing_pb2.ReserveManyResponse]]:
         """The gateway: holds for many tasks in one call and one transaction (it batches the
         submits that arrive together); each task gets its own hold or its own error.
+        """
+
+    @_abc_1.abstractmethod
+    def ExtendHolds(
+        self,
+        request: _billing_pb2.ExtendHoldsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ExtendHoldsResponse, _abc.Awaitable[_billing_pb2.ExtendHoldsResponse]]:
+        """The gateway, once jobs are queued: their holds' short submit deadline becomes the
+        task's. A submit that died before its job was queued leaves a hold with the short
+        deadline, which the sweeper releases within a minute.
         """
 
     @_abc_1.abstractmethod

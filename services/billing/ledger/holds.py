@@ -168,6 +168,23 @@ class Holds:
         )
 
     @quick
+    def extend_holds(self, deadlines: Sequence[tuple[str, int]]) -> list[HoldState | None]:
+        """Move each (task id, deadline) hold's deadline later, in one transaction: the
+        gateway does it once the task's job is queued. Returns each hold's state (None when
+        there is no such hold), so the caller knows which were settled meanwhile."""
+        if not deadlines:
+            return []
+        with self.engine.begin() as conn:
+            conn.execute(sql.EXTEND_HOLD, [{"t_id": t, "until": until} for t, until in deadlines])
+            states = {
+                row["task_id"]: HoldState(row["state"])
+                for row in conn.execute(
+                    sql.HOLDS_OF, {"t_ids": [t for t, _ in deadlines]}
+                ).mappings()
+            }
+        return [states.get(t) for t, _ in deadlines]
+
+    @quick
     def capture(self, *, task_id: str, delivered: int, quality: str = "") -> Hold:
         with self.engine.begin() as conn:
             hold = _locked_hold(conn, task_id)

@@ -63,6 +63,7 @@ class PublicApi:
         store: TaskStore,
         js: JetStreamContext,
         hold_ttl_seconds: int,
+        submit_hold_seconds: int,
         max_image_bytes: int,
         sealer: PromptSealer,
         limiter: RateLimiter | None = None,
@@ -75,6 +76,7 @@ class PublicApi:
         self.store = store
         self.js = js
         self.hold_ttl_seconds = hold_ttl_seconds
+        self.submit_hold_seconds = submit_hold_seconds
         self.max_image_bytes = max_image_bytes
         self.sealer = sealer
         self.limiter = limiter or RateLimiter()
@@ -164,7 +166,9 @@ class PublicApi:
             task_id=task_id,
             account_id=principal.account_id,
             item=price_item(spec),
-            expires_at=int(time.time()) + self.hold_ttl_seconds,
+            # Short until the job is queued (below), so a submit that dies in between
+            # frees the credits within a minute.
+            expires_at=int(time.time()) + self.submit_hold_seconds,
             key_id=principal.key_id,
         )
         if hold.state != billing_pb2.HOLD_STATE_PENDING:  # a resumed task id, settled since
@@ -194,6 +198,7 @@ class PublicApi:
                 mask_key=mask_key,
             )
             await self._inserts.submit(record)
+            crash_point("gateway.before_publish")
             await bus.publish(self.js, bus.JOBS_SUBJECT, job.SerializeToString(), msg_id=task_id)
         except Exception as exc:
             # Not queued means not charged: undo the record and the hold, answer 503.
@@ -201,6 +206,7 @@ class PublicApi:
             if isinstance(exc, ApiError):
                 raise
             raise ApiError(E.UNAVAILABLE) from exc
+        await self._extend_hold(task_id)
         TASKS_ACCEPTED.labels(spec.model).inc()
         log.info(
             "task accepted",
@@ -212,6 +218,16 @@ class PublicApi:
             },
         )
         return record.to_proto()
+
+    async def _extend_hold(self, task_id: str) -> None:
+        """The job is queued: its hold now lives as long as a task may take. If billing
+        cannot be told, the task is still accepted; its hold then expires with the short
+        deadline and the task fails, refunded (the dispatcher drops a job whose hold is
+        gone, and nothing is captured from a released hold)."""
+        try:
+            await self.billing.extend_hold(task_id, int(time.time()) + self.hold_ttl_seconds)
+        except Exception:
+            log.warning("could not extend a queued task's hold", extra={"task_id": task_id})
 
     async def _undo_submit(self, task_id: str) -> None:
         try:

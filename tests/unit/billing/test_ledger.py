@@ -8,7 +8,7 @@ import pytest
 from sqlmodel import Session, select
 
 from billing.ledger import HoldRequest, Ledger, hash_key
-from billing.models import ApiKey
+from billing.models import ApiKey, HoldState
 from billing.prices import PriceList
 from billing.settings import DEFAULT_PRICES
 from pixelrelay.db import Database
@@ -323,3 +323,22 @@ def test_usage_pages_newest_first_and_filters_by_date(ledger: Ledger) -> None:
         with pytest.raises(ApiError) as caught:
             ledger.entries(account_id=account.id, cursor=forged)
         assert caught.value.param == "cursor"
+
+
+def test_extending_holds_moves_only_pending_deadlines_later(ledger: Ledger) -> None:
+    """The gateway extends a queued task's short submit deadline; a hold settled meanwhile
+    keeps its state, a later deadline is never shortened, an unknown task is None."""
+    account = ledger.create_account(name="a")
+    for task_id in ("queued", "released", "later"):
+        ledger.reserve(task_id=task_id, account_id=account.id, item=BASIC_1K, expires_at=100)
+    ledger.release(task_id="released")
+    ledger.extend_holds([("later", 10_000)])
+    states = ledger.extend_holds(
+        [("queued", 5_000), ("released", 5_000), ("later", 5_000), ("unknown", 5_000)]
+    )
+    assert states == [HoldState.PENDING, HoldState.RELEASED, HoldState.PENDING, None]
+    assert ledger.expired_holds(now=4_999) == []
+    assert ledger.expired_holds(now=5_001) == ["queued"]
+    assert ledger.expired_holds(now=10_001) == ["queued", "later"]
+    assert ledger.extend_holds([]) == []
+    assert_sound(ledger)
