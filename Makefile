@@ -7,7 +7,7 @@ GEN_DIR := libs
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-security test-postgres lint fmt proto proto-check bench ledger-check k8s-check clean
+.PHONY: help setup run test test-security test-postgres lint fmt proto proto-check bench soak soak-full ledger-check k8s-check clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -54,6 +54,12 @@ proto-check: ## fail when the committed generated code is stale
 
 bench: ## benchmarks (under 10 min): bench/results/latest/{summary.md,report.json,latency.png}
 	$(BIN)/python -m bench
+
+soak: ## fault soak, short (~5 min): kills every process in turn under load, then audits every task and credit
+	$(BIN)/python -m bench.soak
+
+soak-full: ## the full fault soak (25 min of load); its audit is in docs/reliability.md
+	SOAK_MINUTES=25 $(BIN)/python -m bench.soak
 
 ledger-check: ## verify the ledger through a running billing (BILLING_ADDR, default make run's)
 	$(BIN)/pixelrelay admin ledger-check

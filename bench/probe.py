@@ -115,14 +115,25 @@ def ledger_probe(calls: int = 1000) -> None:
     item = common_pb2.PriceItem(model="gpt-image-2", resolution="1k", n=1)
     for i in range(calls // 5):  # warm the statement caches
         ledger.reserve(task_id=f"w{i}", account_id=account, item=item, expires_at=0, key_id=key)
-    for size in (1, 4, 16):
-        started = time.perf_counter()
-        for i in range(calls // size):
-            ledger.reserve_many(
-                [HoldRequest(f"t{size}-{i}-{j}", account, item, 0, key) for j in range(size)]
+    for size in (1, 4, 16, 64):
+        for extending in (False, True):
+            started = time.perf_counter()
+            for i in range(calls // size):
+                # With extensions: the batch also extends the previous batch's holds, as
+                # the gateway's submits do once their jobs are queued.
+                ledger.hold_batch(
+                    [
+                        HoldRequest(f"t{size}{extending}-{i}-{j}", account, item, 0, key)
+                        for j in range(size)
+                    ],
+                    [f"t{size}{extending}-{i - 1}-{j}" for j in range(size)] if extending else (),
+                    10**10,
+                )
+            per_hold = (time.perf_counter() - started) / (calls // size * size) * 1000
+            sys.stdout.write(
+                f"Ledger.hold_batch, batches of {size}"
+                f"{' + as many extensions' if extending else ''}: {per_hold:.3f} ms per hold\n"
             )
-        per_hold = (time.perf_counter() - started) / (calls // size * size) * 1000
-        sys.stdout.write(f"Ledger.reserve_many, batches of {size}: {per_hold:.3f} ms per hold\n")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import base64
 import hashlib
 import io
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -32,6 +32,7 @@ from upstream_sim.validation import (
 AUTO_QUALITY = "medium"
 MAX_EDIT_IMAGES = 16
 MAX_EDIT_IMAGE_BYTES = 50 * 1024 * 1024
+MAX_COUNTED_PROMPTS = 1_000_000
 
 
 def create_app(settings: SimSettings) -> FastAPI:
@@ -40,6 +41,9 @@ def create_app(settings: SimSettings) -> FastAPI:
     )
     faults = FaultBook()
     seen: deque[dict[str, Any]] = deque(maxlen=2000)
+    # Images answered per prompt digest: what a provider would bill. A soak divides it by
+    # the tasks completed (bench/soak.py). Bounded like `seen`, much larger.
+    generated: Counter[str] = Counter()
 
     async def answer(request: Request, endpoint: str) -> Response:
         try:
@@ -67,6 +71,9 @@ def create_app(settings: SimSettings) -> FastAPI:
                 return faulted
         body = await asyncio.to_thread(_generate, parsed, rule)
         summary["answered_at"] = time.time()
+        digest = summary["prompt_sha256"]
+        if digest in generated or len(generated) < MAX_COUNTED_PROMPTS:
+            generated[digest] += 1
         return JSONResponse(body, headers={"x-request-id": f"req_sim_{time.time_ns()}"})
 
     @app.post("/v1/images/generations")
@@ -95,6 +102,11 @@ def create_app(settings: SimSettings) -> FastAPI:
     async def forget_requests() -> dict[str, int]:
         seen.clear()
         return {"requests": 0}
+
+    @app.get("/_sim/generated")
+    async def generated_counts() -> dict[str, int]:
+        """Answers with images, per prompt digest (the prompt itself is not kept)."""
+        return dict(generated)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

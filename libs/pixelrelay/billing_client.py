@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeAlias, TypeVar
 
 from pixelrelay.batching import Batcher
 from pixelrelay.callers import credential_metadata
@@ -20,6 +21,16 @@ async def _call(call: Awaitable[T]) -> T:
         return await call
 
 
+@dataclass(frozen=True)
+class _Extension:
+    task_id: str
+    expires_at: int
+
+
+_HoldCall: TypeAlias = billing_pb2.ReserveRequest | _Extension
+_HoldAnswer: TypeAlias = billing_pb2.Hold | ApiError | None  # None: an extension was sent
+
+
 class BillingClient:
     """Calls wait for the channel to be ready up to ``timeout`` (a restarting billing is
     ridden out), then fail with 90002. Each call presents ``credential`` (callers.py)."""
@@ -29,8 +40,9 @@ class BillingClient:
         self._stub = billing_pb2_grpc.BillingStub(self._channel)
         self._metadata = credential_metadata(credential)
         self.timeout = timeout
-        self._reserves = Batcher("billing_reserve", self._reserve_many, max_size=256)
-        self._extends = Batcher("billing_extend", self._extend_holds, max_size=256)
+        self._holds: Batcher[_HoldCall, _HoldAnswer] = Batcher(
+            "billing_holds", self._hold_batch, max_size=256
+        )
 
     def acting_as(self, credential: str) -> BillingClient:
         """The same channel, presenting another credential: the gateway's admin REST
@@ -70,8 +82,8 @@ class BillingClient:
         expires_at: int,
         key_id: str = "",
     ) -> billing_pb2.Hold:
-        """Hold a task's price. Holds requested together travel in one ReserveMany call."""
-        return await self._reserves.submit(
+        """Hold a task's price."""
+        hold = await self._holds.submit(
             billing_pb2.ReserveRequest(
                 task_id=task_id,
                 account_id=account_id,
@@ -80,35 +92,41 @@ class BillingClient:
                 key_id=key_id,
             )
         )
+        assert isinstance(hold, billing_pb2.Hold)
+        return hold
 
-    async def _reserve_many(
-        self, requests: list[billing_pb2.ReserveRequest]
-    ) -> list[billing_pb2.Hold | ApiError]:
+    async def extend_hold(self, task_id: str, expires_at: int) -> None:
+        """Give a queued task's hold the deadline ``expires_at`` (never shortened)."""
+        await self._holds.submit(_Extension(task_id, expires_at))
+
+    async def _hold_batch(self, calls: list[_HoldCall]) -> list[_HoldAnswer]:
+        """Holds and extensions requested together travel in one ReserveMany call: under
+        load an extension rides with the next submits' holds, in their transaction. The
+        batch's extensions share its latest deadline (they differ by milliseconds)."""
+        extensions = [c for c in calls if isinstance(c, _Extension)]
         response = await _call(
             self._stub.ReserveMany(
-                billing_pb2.ReserveManyRequest(requests=requests),
+                billing_pb2.ReserveManyRequest(
+                    requests=[c for c in calls if isinstance(c, billing_pb2.ReserveRequest)],
+                    extend_task_ids=[e.task_id for e in extensions],
+                    extend_until=max((e.expires_at for e in extensions), default=0),
+                ),
                 **self._options(),
             )
         )
-        return [
-            r.hold if r.WhichOneof("outcome") == "hold" else error_from_detail(r.error)
-            for r in response.results
-        ]
-
-    async def extend_hold(self, task_id: str, expires_at: int) -> billing_pb2.HoldState.ValueType:
-        """Give a queued task's hold its deadline; the hold's state comes back. Extensions
-        requested together travel in one ExtendHolds call."""
-        return await self._extends.submit(
-            billing_pb2.HoldDeadline(task_id=task_id, expires_at=expires_at)
-        )
-
-    async def _extend_holds(
-        self, holds: list[billing_pb2.HoldDeadline]
-    ) -> list[billing_pb2.HoldState.ValueType]:
-        response = await _call(
-            self._stub.ExtendHolds(billing_pb2.ExtendHoldsRequest(holds=holds), **self._options())
-        )
-        return list(response.states)
+        results = iter(response.results)
+        answers: list[_HoldAnswer] = []
+        for call in calls:
+            if isinstance(call, _Extension):
+                answers.append(None)
+                continue
+            result = next(results)
+            answers.append(
+                result.hold
+                if result.WhichOneof("outcome") == "hold"
+                else error_from_detail(result.error)
+            )
+        return answers
 
     async def capture(self, *, task_id: str, delivered: int, quality: str = "") -> billing_pb2.Hold:
         return await _call(

@@ -15,7 +15,6 @@ BILLING_ACCESS = AccessPolicy(
         "Authenticate": _GATEWAY,
         "Quote": _GATEWAY,
         "ReserveMany": _GATEWAY,
-        "ExtendHolds": _GATEWAY,  # once a task's job is queued
         "Capture": _GATEWAY,  # on the task's completed event
         "Release": _GATEWAY,  # a refused submit, a failed task
         "GetHold": frozenset({DISPATCHER}),  # before paying the upstream for a job

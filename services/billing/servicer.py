@@ -122,7 +122,7 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
         self, request: billing_pb2.ReserveManyRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.ReserveManyResponse:
         holds = await self.db.run(
-            self.ledger.reserve_many,
+            self.ledger.hold_batch,
             [
                 HoldRequest(
                     task_id=_require(r.task_id, "task_id"),
@@ -133,6 +133,8 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
                 )
                 for r in request.requests
             ],
+            list(request.extend_task_ids),
+            request.extend_until,
         )
         crash_point("billing.after_reserve")  # committed, not yet answered
         return billing_pb2.ReserveManyResponse(
@@ -141,19 +143,6 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
                 if isinstance(h, ApiError)
                 else billing_pb2.ReserveResult(hold=hold_to_proto(h))
                 for h in holds
-            ]
-        )
-
-    async def ExtendHolds(
-        self, request: billing_pb2.ExtendHoldsRequest, context: grpc.aio.ServicerContext
-    ) -> billing_pb2.ExtendHoldsResponse:
-        states = await self.db.run(
-            self.ledger.extend_holds,
-            [(_require(h.task_id, "task_id"), h.expires_at) for h in request.holds],
-        )
-        return billing_pb2.ExtendHoldsResponse(
-            states=[
-                _STATES[s] if s is not None else billing_pb2.HOLD_STATE_UNSPECIFIED for s in states
             ]
         )
 

@@ -53,11 +53,11 @@ HOLD: Any = select(HOLDS).where(HOLDS.c.task_id == bindparam("t_id"))
 HOLD_LOCKED: Any = HOLD.with_for_update()
 HOLDS_OF: Any = select(HOLDS).where(HOLDS.c.task_id.in_(bindparam("t_ids", expanding=True)))
 INSERT_HOLD: Any = insert(HOLDS)
-# A queued task's hold gets the task's deadline; a settled or later one is left alone.
-EXTEND_HOLD: Any = (
+# Queued tasks' holds get the task's deadline; a settled or later one is left alone.
+EXTEND_HOLDS: Any = (
     update(HOLDS)
     .where(
-        HOLDS.c.task_id == bindparam("t_id"),
+        HOLDS.c.task_id.in_(bindparam("t_ids", expanding=True)),
         HOLDS.c.state == "pending",
         HOLDS.c.expires_at < bindparam("until"),
     )

@@ -104,6 +104,7 @@ async def _serve(
         limiter=RateLimiter(settings.default_rate_limit),
         idempotency=idempotency,
     )
+    stack.push_async_callback(api.finish_extensions)  # before billing's channel closes
     purge_stop = asyncio.Event()
     purge = asyncio.create_task(purge_expired(idempotency, db, purge_stop))
     stack.push_async_callback(finish, purge, purge_stop)

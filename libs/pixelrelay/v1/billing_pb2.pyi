@@ -177,16 +177,27 @@ class ReserveManyRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUESTS_FIELD_NUMBER: _builtins.int
+    EXTEND_TASK_IDS_FIELD_NUMBER: _builtins.int
+    EXTEND_UNTIL_FIELD_NUMBER: _builtins.int
+    extend_until: _builtins.int
     @_builtins.property
     def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReserveRequest]: ...
+    @_builtins.property
+    def extend_task_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Holds whose jobs are queued get the deadline extend_until (unix seconds); a settled
+        hold, or one with a later deadline, is left alone.
+        """
+
     def __init__(
         self,
         *,
         requests: _abc.Iterable[Global___ReserveRequest] | None = ...,
+        extend_task_ids: _abc.Iterable[_builtins.str] | None = ...,
+        extend_until: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["extend_task_ids", b"extend_task_ids", "extend_until", b"extend_until", "requests", b"requests"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -239,73 +250,6 @@ class ReserveResult(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
 
 Global___ReserveResult: _TypeAlias = ReserveResult  # noqa: Y015
-
-@_typing.final
-class HoldDeadline(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    TASK_ID_FIELD_NUMBER: _builtins.int
-    EXPIRES_AT_FIELD_NUMBER: _builtins.int
-    task_id: _builtins.str
-    expires_at: _builtins.int
-    """unix seconds; a later deadline is never shortened"""
-    def __init__(
-        self,
-        *,
-        task_id: _builtins.str = ...,
-        expires_at: _builtins.int = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "task_id", b"task_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___HoldDeadline: _TypeAlias = HoldDeadline  # noqa: Y015
-
-@_typing.final
-class ExtendHoldsRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    HOLDS_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def holds(self) -> _containers.RepeatedCompositeFieldContainer[Global___HoldDeadline]: ...
-    def __init__(
-        self,
-        *,
-        holds: _abc.Iterable[Global___HoldDeadline] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["holds", b"holds"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ExtendHoldsRequest: _TypeAlias = ExtendHoldsRequest  # noqa: Y015
-
-@_typing.final
-class ExtendHoldsResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    STATES_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def states(self) -> _containers.RepeatedScalarFieldContainer[Global___HoldState.ValueType]:
-        """One per request, in the same order: PENDING when extended, the settled state when the
-        hold was captured or released meanwhile, UNSPECIFIED when there is no such hold.
-        """
-
-    def __init__(
-        self,
-        *,
-        states: _abc.Iterable[Global___HoldState.ValueType] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["states", b"states"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ExtendHoldsResponse: _TypeAlias = ExtendHoldsResponse  # noqa: Y015
 
 @_typing.final
 class CaptureRequest(_message.Message):

@@ -53,11 +53,6 @@ class BillingStub:
                 request_serializer=pixelrelay_dot_v1_dot_billing__pb2.ReserveManyRequest.SerializeToString,
                 response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ReserveManyResponse.FromString,
                 _registered_method=True)
-        self.ExtendHolds = channel.unary_unary(
-                '/pixelrelay.v1.Billing/ExtendHolds',
-                request_serializer=pixelrelay_dot_v1_dot_billing__pb2.ExtendHoldsRequest.SerializeToString,
-                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ExtendHoldsResponse.FromString,
-                _registered_method=True)
         self.Capture = channel.unary_unary(
                 '/pixelrelay.v1.Billing/Capture',
                 request_serializer=pixelrelay_dot_v1_dot_billing__pb2.CaptureRequest.SerializeToString,
@@ -143,16 +138,10 @@ class BillingServicer:
 
     def ReserveMany(self, request, context):
         """The gateway: holds for many tasks in one call and one transaction (it batches the
-        submits that arrive together); each task gets its own hold or its own error.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def ExtendHolds(self, request, context):
-        """The gateway, once jobs are queued: their holds' short submit deadline becomes the
-        task's. A submit that died before its job was queued leaves a hold with the short
-        deadline, which the sweeper releases within a minute.
+        submits that arrive together); each task gets its own hold or its own error. The same
+        call gives the holds of the jobs queued since the last one the task's deadline: a hold
+        keeps the short submit deadline until its job is queued, so a submit that died before
+        is released by the sweeper within a minute.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -254,11 +243,6 @@ def add_BillingServicer_to_server(servicer, server):
                     servicer.ReserveMany,
                     request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ReserveManyRequest.FromString,
                     response_serializer=pixelrelay_dot_v1_dot_billing__pb2.ReserveManyResponse.SerializeToString,
-            ),
-            'ExtendHolds': grpc.unary_unary_rpc_method_handler(
-                    servicer.ExtendHolds,
-                    request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ExtendHoldsRequest.FromString,
-                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.ExtendHoldsResponse.SerializeToString,
             ),
             'Capture': grpc.unary_unary_rpc_method_handler(
                     servicer.Capture,
@@ -406,33 +390,6 @@ class Billing:
             '/pixelrelay.v1.Billing/ReserveMany',
             pixelrelay_dot_v1_dot_billing__pb2.ReserveManyRequest.SerializeToString,
             pixelrelay_dot_v1_dot_billing__pb2.ReserveManyResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def ExtendHolds(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/pixelrelay.v1.Billing/ExtendHolds',
-            pixelrelay_dot_v1_dot_billing__pb2.ExtendHoldsRequest.SerializeToString,
-            pixelrelay_dot_v1_dot_billing__pb2.ExtendHoldsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,12 +43,10 @@ class BillingStub:
     """The gateway: estimates, and the credit check before references are fetched."""
     ReserveMany: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ReserveManyRequest, _billing_pb2.ReserveManyResponse]
     """The gateway: holds for many tasks in one call and one transaction (it batches the
-    submits that arrive together); each task gets its own hold or its own error.
-    """
-    ExtendHolds: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ExtendHoldsRequest, _billing_pb2.ExtendHoldsResponse]
-    """The gateway, once jobs are queued: their holds' short submit deadline becomes the
-    task's. A submit that died before its job was queued leaves a hold with the short
-    deadline, which the sweeper releases within a minute.
+    submits that arrive together); each task gets its own hold or its own error. The same
+    call gives the holds of the jobs queued since the last one the task's deadline: a hold
+    keeps the short submit deadline until its job is queued, so a submit that died before
+    is released by the sweeper within a minute.
     """
     Capture: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CaptureRequest, _billing_pb2.Hold]
     """The gateway, on a task's completed event: charge what was delivered."""
@@ -87,12 +85,10 @@ class BillingAsyncStub(BillingStub):
     """The gateway: estimates, and the credit check before references are fetched."""
     ReserveMany: _aio.UnaryUnaryMultiCallable[_billing_pb2.ReserveManyRequest, _billing_pb2.ReserveManyResponse]  # type: ignore[assignment]
     """The gateway: holds for many tasks in one call and one transaction (it batches the
-    submits that arrive together); each task gets its own hold or its own error.
-    """
-    ExtendHolds: _aio.UnaryUnaryMultiCallable[_billing_pb2.ExtendHoldsRequest, _billing_pb2.ExtendHoldsResponse]  # type: ignore[assignment]
-    """The gateway, once jobs are queued: their holds' short submit deadline becomes the
-    task's. A submit that died before its job was queued leaves a hold with the short
-    deadline, which the sweeper releases within a minute.
+    submits that arrive together); each task gets its own hold or its own error. The same
+    call gives the holds of the jobs queued since the last one the task's deadline: a hold
+    keeps the short submit deadline until its job is queued, so a submit that died before
+    is released by the sweeper within a minute.
     """
     Capture: _aio.UnaryUnaryMultiCallable[_billing_pb2.CaptureRequest, _billing_pb2.Hold]  # type: ignore[assignment]
     """The gateway, on a task's completed event: charge what was delivered."""
@@ -146,18 +142,10 @@ class BillingServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.ReserveManyResponse, _abc.Awaitable[_billing_pb2.ReserveManyResponse]]:
         """The gateway: holds for many tasks in one call and one transaction (it batches the
-        submits that arrive together); each task gets its own hold or its own error.
-        """
-
-    @_abc_1.abstractmethod
-    def ExtendHolds(
-        self,
-        request: _billing_pb2.ExtendHoldsRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_billing_pb2.ExtendHoldsResponse, _abc.Awaitable[_billing_pb2.ExtendHoldsResponse]]:
-        """The gateway, once jobs are queued: their holds' short submit deadline becomes the
-        task's. A submit that died before its job was queued leaves a hold with the short
-        deadline, which the sweeper releases within a minute.
+        submits that arrive together); each task gets its own hold or its own error. The same
+        call gives the holds of the jobs queued since the last one the task's deadline: a hold
+        keeps the short submit deadline until its job is queued, so a submit that died before
+        is released by the sweeper within a minute.
         """
 
     @_abc_1.abstractmethod

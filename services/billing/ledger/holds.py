@@ -81,50 +81,69 @@ class Holds:
 
     @quick
     def reserve_many(self, requests: Sequence[HoldRequest]) -> list[Hold | ApiError]:
-        """Hold each task's price, all in one transaction: one commit and two inserts for
-        the batch, two conditional updates per task. A task that cannot be held (no
-        credits, key over its limit) leaves no trace and gets its error; the rest commit.
-        """
+        """Each task's hold or its error (see ``hold_batch``)."""
+        return self.hold_batch(requests)
+
+    @quick
+    def hold_batch(
+        self, requests: Sequence[HoldRequest], extend: Sequence[str] = (), until: int = 0
+    ) -> list[Hold | ApiError]:
+        """Hold each task's price and give the holds of the ``extend`` tasks (their jobs are
+        queued) the deadline ``until``, all in one transaction: one commit and two inserts
+        for the batch, two conditional updates per hold, one update for the extensions. A
+        task that cannot be held (no credits, key over its limit) leaves no trace and gets
+        its error; the rest commit. A settled hold or a later deadline is left alone."""
         results: list[Hold | ApiError | None] = [None] * len(requests)
         with self.engine.begin() as conn:
-            held = {
-                row["task_id"]: Hold(**row)
-                for row in conn.execute(
-                    sql.HOLDS_OF, {"t_ids": [r.task_id for r in requests]}
-                ).mappings()
-            }
-            new: list[Hold] = []
-            # By account: concurrent batches (PostgreSQL, several replicas) then lock
-            # account rows in one order and cannot deadlock.
-            for i in sorted(range(len(requests)), key=lambda i: requests[i].account_id):
-                request = requests[i]
-                try:
-                    hold = self._reserve(conn, request, held.get(request.task_id))
-                except ApiError as err:
-                    results[i] = err
-                    continue
-                if request.task_id not in held:
-                    held[request.task_id] = hold
-                    new.append(hold)
-                results[i] = hold
-            if new:
-                conn.execute(sql.INSERT_HOLD, [hold.model_dump() for hold in new])
-                post_many(
-                    conn,
-                    [
-                        (
-                            f"reserve:{h.task_id}",
-                            "reserve",
-                            h.task_id,
-                            [
-                                (h.account_id, Book.AVAILABLE, -h.amount),
-                                (h.account_id, Book.HELD, h.amount),
-                            ],
-                        )
-                        for h in new
-                    ],
-                )
+            if requests:
+                self._reserve_all(conn, requests, results)
+            if extend:
+                conn.execute(sql.EXTEND_HOLDS, {"t_ids": list(extend), "until": until})
         return [r for r in results if r is not None]
+
+    def _reserve_all(
+        self,
+        conn: Connection,
+        requests: Sequence[HoldRequest],
+        results: list[Hold | ApiError | None],
+    ) -> None:
+        held = {
+            row["task_id"]: Hold(**row)
+            for row in conn.execute(
+                sql.HOLDS_OF, {"t_ids": [r.task_id for r in requests]}
+            ).mappings()
+        }
+        new: list[Hold] = []
+        # By account: concurrent batches (PostgreSQL, several replicas) then lock
+        # account rows in one order and cannot deadlock.
+        for i in sorted(range(len(requests)), key=lambda i: requests[i].account_id):
+            request = requests[i]
+            try:
+                hold = self._reserve(conn, request, held.get(request.task_id))
+            except ApiError as err:
+                results[i] = err
+                continue
+            if request.task_id not in held:
+                held[request.task_id] = hold
+                new.append(hold)
+            results[i] = hold
+        if new:
+            conn.execute(sql.INSERT_HOLD, [hold.model_dump() for hold in new])
+            post_many(
+                conn,
+                [
+                    (
+                        f"reserve:{h.task_id}",
+                        "reserve",
+                        h.task_id,
+                        [
+                            (h.account_id, Book.AVAILABLE, -h.amount),
+                            (h.account_id, Book.HELD, h.amount),
+                        ],
+                    )
+                    for h in new
+                ],
+            )
 
     def _reserve(self, conn: Connection, r: HoldRequest, existing: Hold | None) -> Hold:
         """Move one task's price from available to held. Raises with nothing written:
@@ -166,23 +185,6 @@ class Holds:
             expires_at=r.expires_at,
             created_at=utcnow(),
         )
-
-    @quick
-    def extend_holds(self, deadlines: Sequence[tuple[str, int]]) -> list[HoldState | None]:
-        """Move each (task id, deadline) hold's deadline later, in one transaction: the
-        gateway does it once the task's job is queued. Returns each hold's state (None when
-        there is no such hold), so the caller knows which were settled meanwhile."""
-        if not deadlines:
-            return []
-        with self.engine.begin() as conn:
-            conn.execute(sql.EXTEND_HOLD, [{"t_id": t, "until": until} for t, until in deadlines])
-            states = {
-                row["task_id"]: HoldState(row["state"])
-                for row in conn.execute(
-                    sql.HOLDS_OF, {"t_ids": [t for t, _ in deadlines]}
-                ).mappings()
-            }
-        return [states.get(t) for t, _ in deadlines]
 
     @quick
     def capture(self, *, task_id: str, delivered: int, quality: str = "") -> Hold:

@@ -82,6 +82,7 @@ class PublicApi:
         self.limiter = limiter or RateLimiter()
         self.idempotency = idempotency or IdempotencyStore(db.engine)
         self.auth = AuthCache(billing.authenticate)
+        self._extensions: set[asyncio.Task[None]] = set()
         # Submits that arrive together are recorded in one transaction.
         self._inserts: Batcher[TaskRecord, None] = Batcher(
             "task_insert", lambda records: db.run(store.insert_many, records)
@@ -206,7 +207,11 @@ class PublicApi:
             if isinstance(exc, ApiError):
                 raise
             raise ApiError(E.UNAVAILABLE) from exc
-        await self._extend_hold(task_id)
+        # Not awaited: the extension rides on the next billing batch, so the answer does
+        # not wait for it (docs/architecture.md, step 6).
+        extension = asyncio.create_task(self._extend_hold(task_id))
+        self._extensions.add(extension)
+        extension.add_done_callback(self._extensions.discard)
         TASKS_ACCEPTED.labels(spec.model).inc()
         log.info(
             "task accepted",
@@ -221,13 +226,18 @@ class PublicApi:
 
     async def _extend_hold(self, task_id: str) -> None:
         """The job is queued: its hold now lives as long as a task may take. If billing
-        cannot be told, the task is still accepted; its hold then expires with the short
-        deadline and the task fails, refunded (the dispatcher drops a job whose hold is
+        cannot be told (or this gateway dies first), the hold keeps the short deadline: a
+        task not done by then fails, refunded (the dispatcher drops a job whose hold is
         gone, and nothing is captured from a released hold)."""
         try:
             await self.billing.extend_hold(task_id, int(time.time()) + self.hold_ttl_seconds)
         except Exception:
             log.warning("could not extend a queued task's hold", extra={"task_id": task_id})
+
+    async def finish_extensions(self) -> None:
+        """At shutdown: let the hold extensions still in flight reach billing."""
+        if self._extensions:
+            await asyncio.wait(self._extensions, timeout=5)
 
     async def _undo_submit(self, task_id: str) -> None:
         try:

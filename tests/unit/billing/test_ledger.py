@@ -325,20 +325,25 @@ def test_usage_pages_newest_first_and_filters_by_date(ledger: Ledger) -> None:
         assert caught.value.param == "cursor"
 
 
-def test_extending_holds_moves_only_pending_deadlines_later(ledger: Ledger) -> None:
-    """The gateway extends a queued task's short submit deadline; a hold settled meanwhile
-    keeps its state, a later deadline is never shortened, an unknown task is None."""
+def test_holds_and_extensions_share_one_batch(ledger: Ledger) -> None:
+    """Under load the gateway sends the queued tasks' deadlines with the next holds. Only a
+    pending hold's deadline moves, and only later; an unknown task is ignored."""
     account = ledger.create_account(name="a")
     for task_id in ("queued", "released", "later"):
         ledger.reserve(task_id=task_id, account_id=account.id, item=BASIC_1K, expires_at=100)
     ledger.release(task_id="released")
-    ledger.extend_holds([("later", 10_000)])
-    states = ledger.extend_holds(
-        [("queued", 5_000), ("released", 5_000), ("later", 5_000), ("unknown", 5_000)]
+    ledger.hold_batch([], ["later"], 10_000)
+    holds = ledger.hold_batch(
+        [HoldRequest("new", account.id, BASIC_1K, 100), HoldRequest("poor", "nobody", BASIC_1K, 1)],
+        ["queued", "released", "later", "unknown"],
+        5_000,
     )
-    assert states == [HoldState.PENDING, HoldState.RELEASED, HoldState.PENDING, None]
-    assert ledger.expired_holds(now=4_999) == []
-    assert ledger.expired_holds(now=5_001) == ["queued"]
-    assert ledger.expired_holds(now=10_001) == ["queued", "later"]
-    assert ledger.extend_holds([]) == []
+    assert [h.task_id if not isinstance(h, ApiError) else h.kind for h in holds] == [
+        "new",
+        E.ACCOUNT_NOT_FOUND,
+    ]
+    assert ledger.expired_holds(now=4_999) == ["new"]
+    assert ledger.expired_holds(now=5_001) == ["new", "queued"]
+    assert ledger.expired_holds(now=10_001) == ["new", "queued", "later"]
+    assert ledger.get_hold(task_id="released").state == HoldState.RELEASED
     assert_sound(ledger)

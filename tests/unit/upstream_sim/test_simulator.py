@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 from collections.abc import AsyncIterator
 
@@ -180,3 +181,15 @@ async def test_edits_take_images_and_a_matching_mask(sim: httpx.AsyncClient) -> 
         data={"model": "gpt-image-2", "prompt": "edit"},
     )
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "mask"
+
+
+async def test_counts_answers_with_images_per_prompt_not_refusals(sim: httpx.AsyncClient) -> None:
+    """What a provider would bill: a soak divides it by the tasks it completed."""
+    await sim.put("/_sim/faults", json=[{"kind": "status", "status": 500, "match": "fails"}])
+    for prompt in ("twice", "twice", "fails", "once"):
+        await sim.post(
+            "/v1/images/generations", headers=AUTH, json={"model": "gpt-image-2", "prompt": prompt}
+        )
+    counts = (await sim.get("/_sim/generated")).json()
+    digest = {p: hashlib.sha256(p.encode()).hexdigest() for p in ("twice", "fails", "once")}
+    assert counts == {digest["twice"]: 2, digest["once"]: 1}

@@ -1,0 +1,96 @@
+"""The platform the benchmark and the soak run: the dev stack on leased ports with two
+upstream channels, a second simulator ("sim-b", first in every route, where faults are
+injected) failing over to the stack's own ("simulator")."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pixelrelay_dev.children import wait_http
+from pixelrelay_dev.config import StackConfig
+from pixelrelay_dev.devstack import Stack
+from pixelrelay_dev.ports import lease_ports
+
+CHANNELS = """
+channels:
+  sim-b:
+    base_url: http://127.0.0.1:{primary}/v1
+    model: gpt-image-2
+    connect_timeout: 1
+    timeout: {timeout}
+    max_concurrency: 64
+    capabilities: {{max_n: 4, masks: true, transparency: true, formats: [png, jpeg, webp]}}
+  simulator:
+    base_url: http://127.0.0.1:8090/v1
+    model: gpt-image-2
+    max_concurrency: 64
+    capabilities: {{max_n: 4, masks: true, transparency: true, formats: [png, jpeg, webp]}}
+routes:
+  gpt-image-2: {{channels: [sim-b, simulator]}}
+  gpt-image-2-official: {{channels: [sim-b, simulator]}}
+"""
+
+
+@dataclass
+class TwoChannels:
+    stack: Stack
+    primary_sim_url: str  # sim-b, the first channel
+
+    @property
+    def sim_urls(self) -> list[str]:
+        return [self.primary_sim_url, self.stack.config.sim_url]
+
+
+@contextlib.asynccontextmanager
+async def two_channel_platform(
+    work: Path,
+    *,
+    latency_ms: int,
+    dispatchers: int = 2,
+    primary_timeout: float = 180.0,
+    env: dict[str, str] | None = None,
+) -> AsyncIterator[TwoChannels]:
+    """Start both simulators and the stack in ``work``; stop them all on the way out."""
+    primary_lease = lease_ports(1)
+    [primary_port] = primary_lease.ports
+    (work / "channels.yaml").write_text(
+        CHANNELS.format(primary=primary_port, timeout=primary_timeout)
+    )
+    primary = subprocess.Popen(
+        [sys.executable, "-m", "upstream_sim"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={
+            **os.environ,
+            "SIM_PORT": str(primary_port),
+            "SIM_LATENCY_MS": str(latency_ms),
+            "LOG_LEVEL": "warning",
+        },
+    )
+    config = StackConfig.leased_ports(
+        work,
+        dispatchers=dispatchers,
+        sim_latency_ms=latency_ms,
+        extra_env={
+            "CHANNELS_FILE": str(work / "channels.yaml"),
+            "LOG_LEVEL": "warning",
+            "SIM_LOG_LEVEL": "warning",
+            **(env or {}),
+        },
+    )
+    stack = Stack(config)
+    try:
+        primary_url = f"http://127.0.0.1:{primary_port}"
+        await wait_http(f"{primary_url}/healthz", "second simulator")
+        await stack.start()
+        yield TwoChannels(stack, primary_url)
+    finally:
+        await stack.stop()
+        primary.terminate()
+        primary.wait()
