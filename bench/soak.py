@@ -44,6 +44,9 @@ from minio import Minio
 from minio.error import S3Error
 
 from bench.two_channels import TwoChannels, two_channel_platform
+from billing.prices import PriceList
+from billing.settings import DEFAULT_PRICES
+from pixelrelay.v1 import common_pb2
 from storage.settings import StorageSettings
 
 log = logging.getLogger("soak")
@@ -245,6 +248,28 @@ async def generations(platform: TwoChannels) -> Counter[str]:
     return total
 
 
+PRICES = PriceList.load(DEFAULT_PRICES)
+
+
+def expected_credits(task: dict[str, Any]) -> dict[str, Any]:
+    """From the price list, not from the ledger: what the task's credits must say."""
+    params = task["params"]
+    quote = PRICES.quote(
+        common_pb2.PriceItem(
+            model=task["model"],
+            resolution=params["resolution"],
+            quality=params.get("quality", ""),
+            n=params["n"],
+        )
+    )
+    delivered = len(task["output"]["image_urls"]) if task["status"] == "completed" else 0
+    return {
+        "reserved": quote.credits,
+        "charged": quote.unit_credits * delivered,
+        "price_id": quote.price_id,
+    }
+
+
 def digest(prompt: str) -> str:
     return hashlib.sha256(prompt.encode()).hexdigest()
 
@@ -272,6 +297,7 @@ def audit(
     twice = [tid for tid, kinds in settled.items() if sum(kinds.values()) != 1]
     unsettled = [tid for tid in tasks if tid not in settled]
     wrong_charge = [tid for tid in tasks if charged_in_ledger[tid] != charged[tid]]
+    mispriced = [tid for tid, t in tasks.items() if t["credits"] != expected_credits(t)]
     failed_but_charged = [
         tid for tid, t in tasks.items() if t["status"] == "failed" and charged[tid] != 0
     ]
@@ -301,6 +327,7 @@ def audit(
         and statuses["completed"] + statuses["failed"] == len(accepted),
         "each task settled exactly once (captured or released)": not twice and not unsettled,
         "the ledger charged what each task says": not wrong_charge,
+        "each task reserved its list price, charged per image delivered": not mispriced,
         "failed tasks charged nothing": not failed_but_charged,
         "balance = grant - charged, nothing held": account["balance"] == expected_balance
         and account["held"] == 0,
@@ -334,6 +361,7 @@ def audit(
         "settled_twice": twice[:20],
         "unsettled": unsettled[:20],
         "wrong_charge": wrong_charge[:20],
+        "mispriced": mispriced[:20],
     }
 
 
