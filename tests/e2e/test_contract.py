@@ -285,6 +285,27 @@ async def test_bad_references_are_refused_before_any_charge(
     assert (error["status"], error["code"], error["param"]) == (status, code, param)
 
 
+async def test_a_repeated_upload_is_the_same_upload(platform: Platform) -> None:
+    """An upload is named by its content and owner: a client that lost the answer and
+    sends the file again gets the same upload, stored once (no Idempotency-Key needed)."""
+    png = render_image(f"uploaded twice {uuid.uuid4().hex}", 512, 512, "png")
+
+    async def upload(key: str | None = None) -> dict[str, Any]:
+        response = await platform.http.post(
+            "/api/v1/uploads",
+            headers=platform.auth(key),
+            files={"file": ("u.png", png, "image/png")},
+        )
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    first, second = await upload(), await upload()
+    assert first["id"] == second["id"]
+    assert first["url"].split("?")[0] == second["url"].split("?")[0]
+    other = await upload(await new_account(platform, 100))
+    assert other["id"] != first["id"]
+
+
 async def test_someone_elses_upload_is_not_found(platform: Platform) -> None:
     png = render_image("private upload", 1024, 1024, "png")
     upload = (

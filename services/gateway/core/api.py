@@ -23,7 +23,7 @@ from pixelrelay.billing_client import BillingClient
 from pixelrelay.crashpoints import crash_point
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
-from pixelrelay.ids import new_id
+from pixelrelay.ids import content_id, new_id
 from pixelrelay.limits import page_limit
 from pixelrelay.sealing import PromptSealer
 from pixelrelay.storage_client import StorageClient
@@ -326,7 +326,9 @@ class PublicApi:
             )
         check_content_type(request.content_type, "file")
         image = await self.references.inspect(request.data, "file")
-        upload_id = new_id("upl")
+        # Named by its content: a retried upload (lost answer) is the same upload, stored
+        # once, so uploads need no Idempotency-Key.
+        upload_id = content_id("upl", principal.account_id, image.data)
         key = objects.upload_key(principal.account_id, upload_id, image.format)
         stored = await self.storage.put_object(key, image.data, image.content_type)
         log.info("upload stored", extra={"upload_id": upload_id, "bytes": len(image.data)})

@@ -126,7 +126,9 @@ def reapi_router(api: PublicApi) -> APIRouter:
         description="PNG, JPEG or WebP. Stored as the image alone: metadata (EXIF, XMP, "
         "text chunks, comments) and bytes after the image's end are removed, colour "
         "profiles kept; a photo with an EXIF orientation is turned upright. References "
-        "fetched from `image_urls` are treated the same before they go upstream.",
+        "fetched from `image_urls` are treated the same before they go upstream. An upload "
+        "is named by its content: sending the same file again (a retry after a lost answer) "
+        "answers the same upload, stored once.",
     )
     async def create_upload(
         file: Annotated[UploadFile, File()], authorization: Authorization = None
