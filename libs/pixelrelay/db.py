@@ -45,7 +45,21 @@ def create_db_engine(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg2://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    _postgres_lock_timeout(engine)
+    return engine
+
+
+def _postgres_lock_timeout(engine: Engine) -> None:
+    # Like SQLite's busy timeout: a lock held elsewhere (a stuck migration, an operator's
+    # transaction) fails the call in 2 s with 90002 instead of holding a pool thread and
+    # the caller until it is released.
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("SET lock_timeout = '2s'")
+        cur.close()
+        dbapi_conn.commit()
 
 
 def _sqlite_begin_immediate(engine: Engine) -> None:
@@ -192,6 +206,7 @@ def _is_outage(exc: DBAPIError) -> bool:
             "connection refused",
             "server closed",
             "database is locked",
+            "lock timeout",
             "terminating connection",
         )
     )

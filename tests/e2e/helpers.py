@@ -48,6 +48,16 @@ async def new_account(platform: Platform, grant: int) -> str:
         await billing.close()
 
 
+async def ledger_ok(platform: Platform) -> None:
+    """The operator's ledger check passes: every balance is the sum of its entries."""
+    check = await platform.http.get("/admin/v1/ledger/check", headers=admin(platform))
+    assert check.status_code == 200 and check.json()["ok"], check.text
+
+
+def admin(platform: Platform) -> dict[str, str]:
+    return {"Authorization": f"Bearer {platform.config.admin_token}"}
+
+
 async def faults(platform: Platform, *rules: dict[str, Any]) -> None:
     """Replace the simulator's fault rules (upstream_sim/faults.py)."""
     async with httpx.AsyncClient(base_url=platform.config.sim_url) as sim:

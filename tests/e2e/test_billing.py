@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
+import contextlib
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from gateway.core.authcache import TTL_SECONDS
+from pixelrelay.db import Database
 from tests.e2e.conftest import SUBMIT_HOLD_SECONDS, Platform
-from tests.e2e.helpers import faults, new_account, poll_until_done, upstream_requests
+from tests.e2e.helpers import (
+    admin,
+    faults,
+    ledger_ok,
+    new_account,
+    poll_until_done,
+    upstream_requests,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -22,15 +32,6 @@ BASIC = {"model": "gpt-image-2", "prompt": "billing"}
 
 async def account(platform: Platform, key: str | None = None) -> dict[str, Any]:
     return dict((await platform.http.get("/api/v1/account", headers=platform.auth(key))).json())
-
-
-async def ledger_ok(platform: Platform) -> None:
-    check = await platform.http.get("/admin/v1/ledger/check", headers=admin(platform))
-    assert check.status_code == 200 and check.json()["ok"], check.text
-
-
-def admin(platform: Platform) -> dict[str, str]:
-    return {"Authorization": f"Bearer {platform.config.admin_token}"}
 
 
 async def concurrent_submits(platform: Platform, k: int, n: int) -> None:
@@ -365,22 +366,90 @@ async def test_billing_dies_between_upstream_success_and_capture(
     await ledger_ok(p)
 
 
-async def test_database_outage_at_submit_is_503_and_nothing_is_charged(
+@contextlib.contextmanager
+def billing_writes_blocked(p: Platform) -> Iterator[None]:
+    """Billing's database takes no writes until the block ends (another transaction holds
+    the write lock: SQLite's, or PostgreSQL's on the ledger tables); reads go on."""
+    url = p.config.database_url or f"sqlite:///{p.config.data_dir / 'billing.db'}"
+    db = Database(url)
+    try:
+        with db.engine.connect() as holder:
+            holder.begin()  # on SQLite, BEGIN IMMEDIATE: the write lock
+            if url.startswith("postgresql"):
+                holder.execute(text("LOCK TABLE account, hold IN EXCLUSIVE MODE"))
+            try:
+                yield
+            finally:
+                holder.rollback()
+    finally:
+        db.close()
+
+
+async def test_database_outage_at_reserve_is_503_and_nothing_is_charged(
     fragile_platform: Platform,
 ) -> None:
-    """SQLite locked by another writer stands in for a database that stopped answering."""
-    p = fragile_platform
+    await outage_at_reserve(fragile_platform)
+
+
+@pytest.mark.postgres
+async def test_database_outage_at_reserve_on_postgres(postgres_platform: Platform) -> None:
+    await outage_at_reserve(postgres_platform)
+
+
+async def outage_at_reserve(p: Platform) -> None:
+    """The key is known and reads still work, so the 503 is the reserve's (this test once
+    got its 503 from authentication and never reached the reserve)."""
     key = await new_account(p, 100)
-    lock = sqlite3.connect(p.config.data_dir / "billing.db", timeout=1)
-    try:
-        lock.execute("BEGIN EXCLUSIVE")
+    with billing_writes_blocked(p):
+        listed = await p.http.get("/api/v1/tasks", headers=p.auth(key))
+        assert listed.status_code == 200 and listed.json()["data"] == []  # authenticated
         response = await p.http.post("/api/v1/images/generations", headers=p.auth(key), json=BASIC)
-    finally:
-        lock.rollback()
-        lock.close()
     assert response.status_code == 503 and response.json()["error"]["code"] == 90002
-    await wait_for_balance(p, key, {"balance": 100, "held": 0})
+    await asyncio.sleep(1.0)  # nothing moves afterwards either
+    assert {k: (await account(p, key))[k] for k in ("balance", "held")} == {
+        "balance": 100,
+        "held": 0,
+    }
     assert (await p.http.get("/api/v1/tasks", headers=p.auth(key))).json()["data"] == []
+    await ledger_ok(p)
+
+
+async def test_database_outage_at_capture_is_retried_and_charged_once(
+    fragile_platform: Platform,
+) -> None:
+    await outage_at_capture(fragile_platform)
+
+
+@pytest.mark.postgres
+async def test_database_outage_at_capture_on_postgres(postgres_platform: Platform) -> None:
+    await outage_at_capture(postgres_platform)
+
+
+async def outage_at_capture(p: Platform) -> None:
+    """The completed event is retried until billing can write, then charged once."""
+    key = await new_account(p, 100)
+    prompt = f"captured after an outage {uuid.uuid4().hex}"
+    await faults(p, {"kind": "latency", "seconds": 1.0, "match": prompt})
+    try:
+        submitted = await p.http.post(
+            "/api/v1/images/generations", headers=p.auth(key), json={**BASIC, "prompt": prompt}
+        )
+        assert submitted.status_code == 200
+        task_id = submitted.json()["id"]
+        assert (await account(p, key))["held"] == 7
+        with billing_writes_blocked(p):
+            await asyncio.sleep(5.0)  # the images are stored at ~1 s; every capture fails
+            during = (await p.http.get(f"/api/v1/tasks/{task_id}", headers=p.auth(key))).json()
+            assert during["status"] == "processing"
+            assert await upstream_requests(p, prompt) == 1
+    finally:
+        await faults(p)
+    task = await poll_until_done(p.http, task_id, p.auth(key))
+    assert (task["status"], task["credits"]["charged"]) == ("completed", 7)
+    await wait_for_balance(p, key, {"balance": 93, "held": 0})
+    usage = (await p.http.get("/api/v1/usage", headers=p.auth(key))).json()["data"]
+    assert sorted(e["kind"] for e in usage if e["book"] == "held") == ["capture", "reserve"]
+    assert await upstream_requests(p, prompt) == 1
     await ledger_ok(p)
 
 

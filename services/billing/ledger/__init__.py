@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from billing.ledger.accounts import Accounts
 from billing.ledger.audit import Audit, CheckResult
 from billing.ledger.holds import HoldRequest, Holds
-from billing.ledger.keys import Keys, NewKey, hash_key
+from billing.ledger.keys import Keys, NewKey, hash_key, key_by_hash
 from billing.prices import PriceList
 
 __all__ = ["CheckResult", "HoldRequest", "Ledger", "NewKey", "hash_key"]
@@ -24,3 +24,4 @@ class Ledger(Accounts, Keys, Holds, Audit):
         self.engine = engine
         self.prices = prices
         self.signup_grant = signup_grant
+        self._key_by_hash = key_by_hash(engine)

@@ -9,12 +9,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy import bindparam
+from sqlalchemy import select as select_core
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from billing.models import Account, ApiKey, utcnow
+from billing.statements import KEYS
 from pixelrelay import scopes as scope_rules
-from pixelrelay.db import quick
+from pixelrelay.db import PreparedRead, quick
 from pixelrelay.errors import ApiError, E
 from pixelrelay.ids import new_id, random_token
 from pixelrelay.limits import MAX_CREDITS, MAX_RATE_LIMIT
@@ -135,8 +138,14 @@ def _descendants(s: Session, key: ApiKey) -> list[ApiKey]:
     return found
 
 
+def key_by_hash(engine: Engine) -> PreparedRead:
+    """The authentication lookup, compiled once."""
+    return PreparedRead(engine, select_core(KEYS).where(KEYS.c.key_hash == bindparam("key_hash")))
+
+
 class Keys:
     engine: Engine
+    _key_by_hash: PreparedRead
 
     @quick
     def create_api_key(
@@ -205,14 +214,15 @@ class Keys:
     def authenticate(self, *, api_key: str) -> ApiKey:
         if not api_key.startswith(KEY_PREFIX):
             raise ApiError(E.INVALID_API_KEY)
-        with Session(self.engine, expire_on_commit=False) as s:
-            key = s.exec(select(ApiKey).where(ApiKey.key_hash == hash_key(api_key))).first()
-            if key is None or key.revoked_at is not None:
-                raise ApiError(E.INVALID_API_KEY)
-            if key.expires_at is not None and _aware(key.expires_at) <= utcnow():
-                raise ApiError(E.INVALID_API_KEY, "the key has expired")
-            s.expunge(key)
-            return key
+        # Outside any transaction: on SQLite a request authenticates even while a writer
+        # (a long sweep, an operator's transaction) holds the database's write lock.
+        row = self._key_by_hash.one(key_hash=hash_key(api_key))
+        if row is None or row["revoked_at"] is not None:
+            raise ApiError(E.INVALID_API_KEY)
+        key = ApiKey(**row)
+        if key.expires_at is not None and _aware(key.expires_at) <= utcnow():
+            raise ApiError(E.INVALID_API_KEY, "the key has expired")
+        return key
 
     def list_api_keys(self, *, account_id: str) -> list[ApiKey]:
         with Session(self.engine, expire_on_commit=False) as s:

@@ -4,9 +4,13 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select, table, text
 
 from pixelrelay.db import Database, PreparedRead, quick
+from pixelrelay.errors import ApiError, E
+from tests.conftest import BOTH
+from tests.utils.databases import open_database
 
 
 def _write_rows(db: Database, rows: int) -> None:
@@ -61,3 +65,35 @@ async def test_only_quick_sqlite_calls_run_on_the_event_loop(tmp_path: Path) -> 
         assert (await db.run(_scan)).startswith("db")  # a scan waits in the pool, not here
     finally:
         db.close()
+
+
+def _write_one(db: Database) -> None:
+    with db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO locked (data) VALUES ('x')"))
+
+
+@pytest.mark.parametrize("kind", BOTH)
+async def test_a_lock_held_elsewhere_is_a_fast_503(tmp_path: Path, kind: str) -> None:
+    """Another transaction holding the table: the call fails in about 2 s with 90002 (on
+    PostgreSQL it once waited for as long as the lock was held)."""
+    with open_database(kind, tmp_path, tables=False) as db:
+        with db.engine.begin() as conn:
+            conn.execute(text("CREATE TABLE locked (data TEXT)"))
+        other = Database(db.url)
+        try:
+            with other.engine.connect() as holder:
+                holder.begin()
+                if kind == "postgres":
+                    holder.execute(text("LOCK TABLE locked IN EXCLUSIVE MODE"))
+                else:
+                    holder.execute(text("INSERT INTO locked (data) VALUES ('held')"))
+                started = time.monotonic()
+                with pytest.raises(ApiError) as caught:
+                    await db.run(_write_one, db)
+                waited = time.monotonic() - started
+                holder.rollback()
+            await db.run(_write_one, db)  # and works again once the lock is gone
+        finally:
+            other.close()
+    assert caught.value.kind is E.UNAVAILABLE
+    assert 1.5 < waited < 5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import io
 from collections.abc import AsyncIterator
@@ -138,8 +139,7 @@ async def test_fault_rules_apply_by_prompt_and_count(sim: httpx.AsyncClient) -> 
     assert second.status_code == 200
 
 
-@pytest.mark.parametrize("kind", ["bad_base64", "truncated", "wrong_size"])
-async def test_bad_output_faults(sim: httpx.AsyncClient, kind: str) -> None:
+async def bad_output(sim: httpx.AsyncClient, kind: str) -> str:
     await sim.put("/_sim/faults", json=[{"kind": kind}])
     response = await sim.post(
         "/v1/images/generations",
@@ -147,9 +147,23 @@ async def test_bad_output_faults(sim: httpx.AsyncClient, kind: str) -> None:
         json={"model": "gpt-image-2", "prompt": "p", "size": "1024x1024"},
     )
     assert response.status_code == 200
-    with pytest.raises(Exception):  # noqa: B017 - any decode failure or size mismatch
-        image = decode(response.json()["data"][0]["b64_json"])
-        assert image.size == (1024, 1024)
+    return str(response.json()["data"][0]["b64_json"])
+
+
+async def test_bad_base64_fault_is_not_base64(sim: httpx.AsyncClient) -> None:
+    with pytest.raises(binascii.Error):
+        base64.b64decode(await bad_output(sim, "bad_base64"), validate=True)
+
+
+async def test_truncated_fault_is_half_an_image(sim: httpx.AsyncClient) -> None:
+    data = base64.b64decode(await bad_output(sim, "truncated"))
+    assert data.startswith(b"\x89PNG")
+    with pytest.raises(OSError, match="truncated|broken"):
+        decode(base64.b64encode(data).decode())
+
+
+async def test_wrong_size_fault_is_half_the_size(sim: httpx.AsyncClient) -> None:
+    assert decode(await bad_output(sim, "wrong_size")).size == (512, 512)
 
 
 async def test_edits_take_images_and_a_matching_mask(sim: httpx.AsyncClient) -> None:
