@@ -361,7 +361,10 @@ def audit(
         "settled_twice": twice[:20],
         "unsettled": unsettled[:20],
         "wrong_charge": wrong_charge[:20],
-        "mispriced": mispriced[:20],
+        "mispriced": [
+            {"task": tasks[tid], "expected": expected_credits(tasks[tid])} for tid in mispriced[:5]
+        ],
+        "mispriced_count": len(mispriced),
     }
 
 
@@ -441,9 +444,12 @@ async def main() -> int:
     out.mkdir(parents=True)
     (out / "audit.json").write_text(json.dumps(result, indent=2, default=str))
     (out / "audit.md").write_text(markdown(result, minutes, rate))
-    shutil.rmtree(work, ignore_errors=True)
     sys.stdout.write((out / "audit.md").read_text())
-    return 0 if all(result["checks"].values()) else 1
+    if all(result["checks"].values()):
+        shutil.rmtree(work, ignore_errors=True)
+        return 0
+    sys.stdout.write(f"\nThe platform's logs and databases are kept in {work}\n")
+    return 1
 
 
 if __name__ == "__main__":

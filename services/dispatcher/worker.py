@@ -122,6 +122,7 @@ class JobHandler:
         unstored = await keep_trying(job.task_id, store)
         if unstored is not None:
             return await self._storage_trouble(job.task_id, delivery, unstored)
+        crash_point("dispatcher.after_store")  # stored and announced, not yet acked
         log.info(
             "job done",
             extra={

@@ -385,6 +385,25 @@ def billing_writes_blocked(p: Platform) -> Iterator[None]:
         db.close()
 
 
+async def test_gateway_dies_after_the_capture_before_the_task_is_marked(
+    fragile_platform: Platform,
+) -> None:
+    """The completed event is redelivered to the revived gateway: the capture is answered
+    from the settled hold (charged once) and the task is marked completed."""
+    p = fragile_platform
+    key = await new_account(p, 100)
+    p.arm("gateway.after_capture")
+    submitted = await p.http.post("/api/v1/images/generations", headers=p.auth(key), json=BASIC)
+    assert submitted.status_code == 200
+    assert await p.stack.revive_crashed("gateway") == 137
+    task = await poll_until_done(p.http, submitted.json()["id"], p.auth(key))
+    assert (task["status"], task["credits"]["charged"]) == ("completed", 7)
+    await wait_for_balance(p, key, {"balance": 93, "held": 0})
+    usage = (await p.http.get("/api/v1/usage", headers=p.auth(key))).json()["data"]
+    assert sorted(e["kind"] for e in usage if e["book"] == "held") == ["capture", "reserve"]
+    await ledger_ok(p)
+
+
 async def test_database_outage_at_reserve_is_503_and_nothing_is_charged(
     fragile_platform: Platform,
 ) -> None:

@@ -13,6 +13,7 @@ from tests.e2e.conftest import Platform
 from tests.e2e.helpers import (
     eventually,
     faults,
+    ledger_ok,
     new_account,
     poll_until_done,
     upstream_requests,
@@ -29,6 +30,24 @@ async def submit(platform: Platform, prompt: str, key: str | None = None) -> str
     )
     assert response.status_code == 200, response.text
     return str(response.json()["id"])
+
+
+async def revive_the_crashed_dispatcher(p: Platform) -> None:
+    """Wait for a dispatcher to die at an armed crash point, and start it again."""
+    deadline = time.monotonic() + 15
+    dead = None
+    while dead is None and time.monotonic() < deadline:
+        dead = next(
+            (
+                c.name
+                for c in p.stack.children
+                if c.name.startswith("dispatcher") and c.process.poll() is not None
+            ),
+            None,
+        )
+        await asyncio.sleep(0.05)
+    assert dead, "no dispatcher reached the crash point"
+    assert await p.stack.revive_crashed(dead) == 137
 
 
 async def test_tasks_fail_over_past_a_dead_channel(dispatch_platform: Platform) -> None:
@@ -97,22 +116,32 @@ async def test_a_job_that_kills_every_worker_goes_to_the_dead_letter_stream(
     (p.config.data_dir / "crash" / "dispatcher.before_upstream").write_text("2")
     task_id = await submit(p, "poison", key)
     for _ in range(2):  # each delivery kills a dispatcher; bring it back
-        deadline = time.monotonic() + 15
-        dead = None
-        while dead is None and time.monotonic() < deadline:
-            dead = next(
-                (
-                    c.name
-                    for c in p.stack.children
-                    if c.name.startswith("dispatcher") and c.process.poll() is not None
-                ),
-                None,
-            )
-            await asyncio.sleep(0.05)
-        assert dead, "no dispatcher reached the crash point"
-        assert await p.stack.revive_crashed(dead) == 137
+        await revive_the_crashed_dispatcher(p)
     task = await poll_until_done(p.http, task_id, p.auth(key), deadline_s=30)
     assert task["status"] == "failed"
     assert task["error"]["code"] == 70006 and task["error"]["type"] == "job_abandoned"
     balance = (await p.http.get("/api/v1/account", headers=p.auth(key))).json()
     assert (balance["balance"], balance["held"]) == (100, 0)
+
+
+async def test_a_dispatcher_killed_after_storing_never_generates_again(
+    dispatch_platform: Platform,
+) -> None:
+    """Stored and announced, killed before the ack: the redelivery finds the stored set
+    (and announces it again) or the hold already captured; either way the upstream is
+    asked once and the task charged once. (With both checks removed, this fails.)"""
+    p = dispatch_platform
+    key = await new_account(p, 100)
+    prompt = f"stored, then killed before the ack {uuid.uuid4().hex}"
+    p.arm("dispatcher.after_store")
+    task_id = await submit(p, prompt, key)
+    await revive_the_crashed_dispatcher(p)
+    task = await poll_until_done(p.http, task_id, p.auth(key), deadline_s=30)
+    assert (task["status"], task["credits"]["charged"]) == ("completed", 7)
+    await asyncio.sleep(2 * 2 + 1)  # past the redelivery (AckWait 2 s here) and its handling
+    assert await upstream_requests(p, prompt) == 1
+    balance = (await p.http.get("/api/v1/account", headers=p.auth(key))).json()
+    assert (balance["balance"], balance["held"]) == (93, 0)
+    usage = (await p.http.get("/api/v1/usage", headers=p.auth(key))).json()["data"]
+    assert sorted(e["kind"] for e in usage if e["book"] == "held") == ["capture", "reserve"]
+    await ledger_ok(p)

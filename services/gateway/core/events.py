@@ -24,6 +24,7 @@ from prometheus_client import Counter
 from gateway.core.store import TaskStore, now_ms
 from pixelrelay import bus
 from pixelrelay.billing_client import BillingClient
+from pixelrelay.crashpoints import crash_point
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import events_pb2
@@ -114,6 +115,7 @@ class TaskEventHandler:
                 log.warning("images arrived for a settled task", extra={"task_id": event.task_id})
                 return
             raise
+        crash_point("gateway.after_capture")  # charged, the task not yet marked completed
         await self.db.run(self.store.mark_completed, event.task_id, done, hold.captured, now_ms())
         TASKS_FINISHED.labels("completed").inc()
         CREDITS_CHARGED.inc(hold.captured)
