@@ -85,7 +85,8 @@ class Hold(SQLModel, table=True):
     captured: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     state: HoldState = HoldState.PENDING
     created_at: datetime = Field(default_factory=utcnow)
-    expires_at: int = Field(index=True)  # unix seconds
+    # unix seconds; 64-bit, as every time here (32 bits end in 2038)
+    expires_at: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
     resolved_at: datetime | None = None
 
 

@@ -314,6 +314,35 @@ async def test_a_queued_task_outlives_the_submit_deadline(fragile_platform: Plat
     await ledger_ok(p)
 
 
+async def test_a_hold_that_expires_while_its_job_runs_is_settled_once(
+    expiring_platform: Platform,
+) -> None:
+    """The upstream takes longer than the hold's deadline (3 s here): the sweeper fails the
+    task and releases the hold; the images that arrive after are not charged."""
+    p = expiring_platform
+    key = await new_account(p, 100)
+    prompt = f"slower than its hold {uuid.uuid4().hex}"
+    await faults(p, {"kind": "latency", "seconds": 5, "match": prompt})
+    try:
+        submitted = await p.http.post(
+            "/api/v1/images/generations", headers=p.auth(key), json={**BASIC, "prompt": prompt}
+        )
+        assert submitted.status_code == 200
+        assert (await account(p, key))["held"] == 7
+        task = await poll_until_done(p.http, submitted.json()["id"], p.auth(key))
+        assert (task["status"], task["error"]["type"]) == ("failed", "task_expired")
+        await asyncio.sleep(4.0)  # the upstream answers, the images are stored and announced
+    finally:
+        await faults(p)
+    assert await upstream_requests(p, prompt) == 1
+    again = (await p.http.get(f"/api/v1/tasks/{task['id']}", headers=p.auth(key))).json()
+    assert (again["status"], again["credits"]["charged"]) == ("failed", 0)
+    await wait_for_balance(p, key, {"balance": 100, "held": 0})
+    usage = (await p.http.get("/api/v1/usage", headers=p.auth(key))).json()["data"]
+    assert sorted(e["kind"] for e in usage if e["book"] == "held") == ["release", "reserve"]
+    await ledger_ok(p)
+
+
 async def test_a_job_whose_hold_expired_in_the_queue_is_not_generated(
     expiring_platform: Platform,
 ) -> None:

@@ -347,3 +347,41 @@ def test_holds_and_extensions_share_one_batch(ledger: Ledger) -> None:
     assert ledger.expired_holds(now=10_001) == ["new", "queued", "later"]
     assert ledger.get_hold(task_id="released").state == HoldState.RELEASED
     assert_sound(ledger)
+
+
+def test_capture_and_release_racing_on_one_hold_settle_it_once(ledger: Ledger) -> None:
+    """The gateway's capture (images arrived) against a release (the sweeper, a failed
+    event) on the same hold, from threads: exactly one wins each time, the other gets
+    HOLD_CONFLICT, and the books balance."""
+    account = ledger.create_account(name="a")
+    outcomes = []
+    for i in range(40):
+        task_id = f"race{i}"
+        ledger.reserve(task_id=task_id, account_id=account.id, item=BASIC_1K, expires_at=0)
+
+        def capture(task_id: str = task_id) -> str:
+            try:
+                ledger.capture(task_id=task_id, delivered=1)
+            except ApiError as err:
+                assert err.kind is E.HOLD_CONFLICT
+                return "lost"
+            return "captured"
+
+        def release(task_id: str = task_id) -> str:
+            try:
+                ledger.release(task_id=task_id, reason="expired")
+            except ApiError as err:
+                assert err.kind is E.HOLD_CONFLICT
+                return "lost"
+            return "released"
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            results = sorted(f.result() for f in [pool.submit(capture), pool.submit(release)])
+        assert results in (["captured", "lost"], ["lost", "released"]), results
+        state = ledger.get_hold(task_id=task_id).state
+        assert state == (HoldState.CAPTURED if "captured" in results else HoldState.RELEASED)
+        outcomes.append(state)
+    charged = 7 * outcomes.count(HoldState.CAPTURED)
+    final = ledger.get_account(account_id=account.id)
+    assert (final.balance, final.held) == (2000 - charged, 0)
+    assert_sound(ledger)
