@@ -92,6 +92,7 @@ async def test_a_killed_dispatchers_jobs_finish_elsewhere_exactly_once(
         e["task_id"] for e in usage if e["kind"] == "capture" and e["book"] == "held"
     )
     assert [captures[i] for i in ids] == [1] * len(ids)  # one capture per task
+    await ledger_ok(p)
 
 
 async def test_an_upstream_slower_than_ack_wait_is_not_redelivered(
@@ -122,6 +123,7 @@ async def test_a_job_that_kills_every_worker_goes_to_the_dead_letter_stream(
     assert task["error"]["code"] == 70006 and task["error"]["type"] == "job_abandoned"
     balance = (await p.http.get("/api/v1/account", headers=p.auth(key))).json()
     assert (balance["balance"], balance["held"]) == (100, 0)
+    await ledger_ok(p)
 
 
 async def test_a_dispatcher_killed_after_storing_never_generates_again(

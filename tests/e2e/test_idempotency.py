@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import Platform
-from tests.e2e.helpers import new_account, poll_until_done
+from tests.e2e.helpers import ledger_ok, new_account, poll_until_done
 from tests.integration.image_server import image_server
 
 pytestmark = pytest.mark.e2e
@@ -96,6 +96,7 @@ async def test_a_retry_after_the_gateway_died_holding_credits_makes_one_task(
     assert sorted(e["kind"] for e in usage if e["book"] == "held") == ["capture", "reserve"]
     account = (await p.http.get("/api/v1/account", headers=p.auth(key))).json()
     assert (account["balance"], account["held"]) == (100 - task["credits"]["charged"], 0)
+    await ledger_ok(p)
 
 
 async def test_a_retry_after_the_first_hold_expired_starts_afresh(
@@ -114,3 +115,4 @@ async def test_a_retry_after_the_first_hold_expired_starts_afresh(
     assert task["status"] == "completed"
     account = (await p.http.get("/api/v1/account", headers=p.auth(key))).json()
     assert (account["balance"], account["held"]) == (100 - task["credits"]["charged"], 0)
+    await ledger_ok(p)

@@ -73,6 +73,7 @@ async def test_polls_go_on_while_billing_is_down(fragile_platform: Platform) -> 
     # Only reads of one's own tasks, and only for keys billing verified before the outage.
     assert balance.status_code == 503
     assert stranger.status_code == 503
+    await ledger_ok(p)
 
 
 async def test_bus_down_is_503_and_the_hold_is_released(fragile_platform: Platform) -> None:
