@@ -6,7 +6,6 @@ would spread one report's shared helpers over as many files."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import signal
 import time
@@ -18,6 +17,7 @@ import httpx
 import orjson
 
 from bench.loadgen import Sample, http_request, open_loop, percentile
+from bench.two_channels import set_faults
 from pixelrelay import bus
 from pixelrelay_dev.devstack import Stack
 
@@ -259,21 +259,13 @@ async def _sim_requests(url: str) -> list[dict[str, Any]]:
         return list((await sim.get("/_sim/requests")).json())
 
 
-async def _faults(url: str, *rules: dict[str, Any]) -> None:
-    async with httpx.AsyncClient(base_url=url) as sim:
-        (await sim.put("/_sim/faults", json=list(rules))).raise_for_status()
-
-
 async def failover(bench: Bench, count: int = 150) -> ScenarioResult:
     primary, backup = bench.backup_sim_url, bench.stack.config.sim_url
     run = uuid.uuid4().hex[:6]
 
-    def digest(prompt: str) -> str:
-        return hashlib.sha256(prompt.encode()).hexdigest()
-
     # Phase A: the first channel fails fast (500) on every call; its breaker never opens
     # in this bench (thresholds set very high), so every task fails over.
-    await _faults(primary, {"kind": "status", "status": 500, "match": f"FO-A-{run}"})
+    await set_faults(primary, {"kind": "status", "status": 500, "match": f"FO-A-{run}"})
     await run_tasks(bench, RATE, count / RATE, prompt=f"FO-A-{run}")
     first = {r["prompt_sha256"]: r for r in await _sim_requests(primary) if r["answered_at"]}
     gaps = [
@@ -283,7 +275,7 @@ async def failover(bench: Bench, count: int = 150) -> ScenarioResult:
     ]
     # Phase B: a 429 with Retry-After holds the first channel open: it is skipped.
     baseline = await run_tasks(bench, RATE, 30 / RATE, prompt=f"FO-0-{run}")
-    await _faults(
+    await set_faults(
         primary, {"kind": "status", "status": 429, "retry_after": 120, "match": f"FO-B-{run}"}
     )
     # The simulator keeps its last 2,000 requests: start phase B's count from an empty log.
@@ -291,7 +283,7 @@ async def failover(bench: Bench, count: int = 150) -> ScenarioResult:
         (await sim.delete("/_sim/requests")).raise_for_status()
     skipped = await run_tasks(bench, RATE, count / RATE, prompt=f"FO-B-{run}")
     contacted = len(await _sim_requests(primary))
-    await _faults(primary)
+    await set_faults(primary)
     base_up = percentile(
         [t["timings"]["upstream_ms"] for t in baseline if t["status"] == "completed"], 50
     )
@@ -332,7 +324,7 @@ async def failover(bench: Bench, count: int = 150) -> ScenarioResult:
 async def crash(bench: Bench, ack_wait: float, count: int = 30) -> ScenarioResult:
     run = uuid.uuid4().hex[:6]
     for url in (bench.backup_sim_url, bench.stack.config.sim_url):
-        await _faults(url, {"kind": "latency", "seconds": 1.5, "match": f"CRASH-{run}"})
+        await set_faults(url, {"kind": "latency", "seconds": 1.5, "match": f"CRASH-{run}"})
     samples = await open_loop(
         bench.host,
         bench.port,
@@ -347,7 +339,7 @@ async def crash(bench: Bench, ack_wait: float, count: int = 30) -> ScenarioResul
     killed_at = time.time()
     tasks = await settled(bench, ids, limit=120)
     for url in (bench.backup_sim_url, bench.stack.config.sim_url):
-        await _faults(url)
+        await set_faults(url)
     await bench.stack.revive(victim)
     finished = [
         t["created_at"] + t["timings"]["total_ms"] / 1000

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -43,7 +42,7 @@ import httpx
 from minio import Minio
 from minio.error import S3Error
 
-from bench.two_channels import TwoChannels, two_channel_platform
+from bench.two_channels import TwoChannels, prompt_digest, set_faults, two_channel_platform
 from billing.prices import PriceList
 from billing.settings import DEFAULT_PRICES
 from pixelrelay.v1 import common_pb2
@@ -194,11 +193,6 @@ async def kill_in_turn(soak: Soak, every: float, stop: asyncio.Event) -> None:
         log.info("killed and revived %s (%.1f s down)", target, time.time() - killed_at)
 
 
-async def set_faults(platform: TwoChannels, *rules: dict[str, Any]) -> None:
-    async with httpx.AsyncClient(base_url=platform.primary_sim_url) as sim:
-        (await sim.put("/_sim/faults", json=list(rules))).raise_for_status()
-
-
 async def settle(soak: Soak, ids: list[str]) -> dict[str, dict[str, Any]]:
     """Each task as last read; waits up to DRAIN_SECONDS for all to leave processing."""
     headers = {"Authorization": f"Bearer {soak.api_key}"}
@@ -270,10 +264,6 @@ def expected_credits(task: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def digest(prompt: str) -> str:
-    return hashlib.sha256(prompt.encode()).hexdigest()
-
-
 def audit(
     soak: Soak,
     tasks: dict[str, dict[str, Any]],
@@ -302,13 +292,15 @@ def audit(
         tid for tid, t in tasks.items() if t["status"] == "failed" and charged[tid] != 0
     ]
     completed = [s for s in accepted if tasks[str(s.task_id)]["status"] == "completed"]
-    gens_completed = sum(generated[digest(s.prompt)] for s in completed)
+    gens_completed = sum(generated[prompt_digest(s.prompt)] for s in completed)
     gens_failed = sum(
-        generated[digest(s.prompt)] for s in accepted if tasks[str(s.task_id)]["status"] == "failed"
+        generated[prompt_digest(s.prompt)]
+        for s in accepted
+        if tasks[str(s.task_id)]["status"] == "failed"
     )
     unaccepted = [s for s in soak.submits if not s.task_id]
-    generated_unaccepted = sum(generated[digest(s.prompt)] for s in unaccepted)
-    regenerated = sum(1 for s in completed if generated[digest(s.prompt)] > 1)
+    generated_unaccepted = sum(generated[prompt_digest(s.prompt)] for s in unaccepted)
+    regenerated = sum(1 for s in completed if generated[prompt_digest(s.prompt)] > 1)
     per_task = gens_completed / len(completed) if completed else float("nan")
     answers = Counter(a for s in soak.submits for a in s.answers)
     unexpected = {
@@ -423,7 +415,7 @@ async def main() -> int:
         await billing.close()
         soak = Soak(platform, api_key, random.Random(7))
         await set_faults(
-            platform,
+            platform.primary_sim_url,
             {"kind": "status", "status": 500, "match": FLAKY},
             {"kind": "hang", "seconds": 30, "match": HANG},
         )

@@ -5,12 +5,16 @@ injected) failing over to the stack's own ("simulator")."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from pixelrelay_dev.children import wait_http
 from pixelrelay_dev.config import StackConfig
@@ -94,3 +98,14 @@ async def two_channel_platform(
         await stack.stop()
         primary.terminate()
         primary.wait()
+
+
+async def set_faults(sim_url: str, *rules: dict[str, Any]) -> None:
+    """Replace a simulator's fault rules (upstream_sim/faults.py); none clears them."""
+    async with httpx.AsyncClient(base_url=sim_url) as sim:
+        (await sim.put("/_sim/faults", json=list(rules))).raise_for_status()
+
+
+def prompt_digest(prompt: str) -> str:
+    """How the simulators name a prompt in what they report (they keep no prompts)."""
+    return hashlib.sha256(prompt.encode()).hexdigest()
