@@ -114,7 +114,9 @@ async def _serve(
             js,
             stream=bus.EVENTS_STREAM,
             subject=bus.EVENTS_SUBJECTS,
-            config=bus.consumer_config(bus.GATEWAY_EVENTS_CONSUMER, ack_wait=30.0, max_deliver=-1),
+            config=bus.consumer_config(
+                bus.GATEWAY_EVENTS_CONSUMER, ack_wait=settings.events_ack_wait, max_deliver=-1
+            ),
             handler=TaskEventHandler(billing=billing, db=db, store=store, js=js),
             stop=events_stop,
             concurrency=settings.event_concurrency,

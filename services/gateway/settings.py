@@ -52,6 +52,9 @@ class GatewaySettings(ServiceSettings):
     idempotency_in_flight_seconds: float = 60.0
     # Task-event consumers in this process.
     event_concurrency: int = 32
+    # An event not acked this long after delivery (its gateway died handling it) goes to
+    # another gateway; handling is idempotent, so a slow first handler is harmless.
+    events_ack_wait: float = 30.0
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -128,31 +128,54 @@ async def fragile_platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIte
         yield running
 
 
+def expiring_env(data_dir: Path) -> dict[str, str]:
+    """Crash points, and holds that expire after 3 s: for the tests of the sweeper that
+    releases the holds of submits that died before their job was queued, or whose upstream
+    is slower than the hold."""
+    (data_dir / "crash").mkdir()
+    return {
+        "PIXELRELAY_CRASH_DIR": str(data_dir / "crash"),
+        "HOLD_TTL_SECONDS": "3",
+        "SUBMIT_HOLD_SECONDS": "3",
+        "IDEMPOTENCY_IN_FLIGHT_SECONDS": "2",
+    }
+
+
 @pytest.fixture(scope="module")
 async def expiring_platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Platform]:
-    """Crash points, and holds that expire after 3 s: for the tests of the sweeper that
-    releases the holds of submits that died before their job was queued."""
     data_dir = tmp_path_factory.mktemp("expiring")
-    (data_dir / "crash").mkdir()
-    async with running_platform(
-        data_dir,
-        allow_private=False,
-        PIXELRELAY_CRASH_DIR=str(data_dir / "crash"),
-        HOLD_TTL_SECONDS="3",
-        SUBMIT_HOLD_SECONDS="3",
-        IDEMPOTENCY_IN_FLIGHT_SECONDS="2",
-    ) as running:
+    async with running_platform(data_dir, allow_private=False, **expiring_env(data_dir)) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+async def postgres_expiring_platform(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Platform]:
+    """expiring_platform on PostgreSQL."""
+    data_dir = tmp_path_factory.mktemp("pg-expiring")
+    with _postgres() as url:
+        async with running_platform(
+            data_dir, allow_private=False, database_url=url, **expiring_env(data_dir)
+        ) as running:
+            yield running
+
+
+@contextlib.contextmanager
+def _postgres() -> Iterator[str]:
+    """The URL of a schema of its own on the test PostgreSQL (skips without one)."""
+    if not POSTGRES_URL:
+        pytest.skip("PIXELRELAY_TEST_POSTGRES_URL is not set")
+    with postgres_database() as database:
+        yield database.url
 
 
 @pytest.fixture(scope="module")
 async def postgres_platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Platform]:
     """The platform on PostgreSQL (billing and gateway), in a schema of its own."""
-    if not POSTGRES_URL:
-        pytest.skip("PIXELRELAY_TEST_POSTGRES_URL is not set")
-    with postgres_database() as database:
+    with _postgres() as url:
         async with running_platform(
-            tmp_path_factory.mktemp("pg"), allow_private=False, database_url=database.url
+            tmp_path_factory.mktemp("pg"), allow_private=False, database_url=url
         ) as running:
             yield running
 
@@ -174,23 +197,42 @@ routes:
 """
 
 
-@pytest.fixture(scope="module")
-async def dispatch_platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Platform]:
-    """Two dispatchers, a first channel that refuses connections, and JetStream timings
-    short enough to watch redelivery: AckWait 2 s, heartbeats every 0.5 s, 2 deliveries."""
-    data_dir = tmp_path_factory.mktemp("dispatch")
+@contextlib.contextmanager
+def dispatch_env(data_dir: Path) -> Iterator[dict[str, str]]:
+    """Two dispatchers (the caller's), a first channel that refuses connections, crash
+    points, and JetStream timings short enough to watch redelivery: AckWait 2 s,
+    heartbeats every 0.5 s, 2 deliveries;
+    the gateways' task events are redelivered after 2 s too."""
     (data_dir / "crash").mkdir()
     channels = data_dir / "channels.yaml"
     with refusing_port() as dead_port:
         channels.write_text(DISPATCH_CHANNELS.format(dead_port=dead_port))
+        yield {
+            "CHANNELS_FILE": str(channels),
+            "ACK_WAIT": "2",
+            "EVENTS_ACK_WAIT": "2",
+            "HEARTBEAT_EVERY": "0.5",
+            "MAX_DELIVER": "2",
+            "PIXELRELAY_CRASH_DIR": str(data_dir / "crash"),
+        }
+
+
+@pytest.fixture(scope="module")
+async def dispatch_platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Platform]:
+    data_dir = tmp_path_factory.mktemp("dispatch")
+    with dispatch_env(data_dir) as env:
+        async with running_platform(data_dir, allow_private=False, dispatchers=2, **env) as p:
+            yield p
+
+
+@pytest.fixture(scope="module")
+async def postgres_dispatch_platform(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Platform]:
+    """dispatch_platform on PostgreSQL: for the crash races of settlement."""
+    data_dir = tmp_path_factory.mktemp("pg-dispatch")
+    with _postgres() as url, dispatch_env(data_dir) as env:
         async with running_platform(
-            data_dir,
-            allow_private=False,
-            dispatchers=2,
-            CHANNELS_FILE=str(channels),
-            ACK_WAIT="2",
-            HEARTBEAT_EVERY="0.5",
-            MAX_DELIVER="2",
-            PIXELRELAY_CRASH_DIR=str(data_dir / "crash"),
-        ) as running:
-            yield running
+            data_dir, allow_private=False, dispatchers=2, database_url=url, **env
+        ) as p:
+            yield p

@@ -317,9 +317,12 @@ async def test_a_queued_task_outlives_the_submit_deadline(fragile_platform: Plat
 async def test_a_hold_that_expires_while_its_job_runs_is_settled_once(
     expiring_platform: Platform,
 ) -> None:
+    await hold_expires_while_its_job_runs(expiring_platform)
+
+
+async def hold_expires_while_its_job_runs(p: Platform) -> None:
     """The upstream takes longer than the hold's deadline (3 s here): the sweeper fails the
     task and releases the hold; the images that arrive after are not charged."""
-    p = expiring_platform
     key = await new_account(p, 100)
     prompt = f"slower than its hold {uuid.uuid4().hex}"
     await faults(p, {"kind": "latency", "seconds": 5, "match": prompt})
@@ -414,12 +417,9 @@ def billing_writes_blocked(p: Platform) -> Iterator[None]:
         db.close()
 
 
-async def test_gateway_dies_after_the_capture_before_the_task_is_marked(
-    fragile_platform: Platform,
-) -> None:
+async def gateway_dies_after_the_capture(p: Platform) -> None:
     """The completed event is redelivered to the revived gateway: the capture is answered
     from the settled hold (charged once) and the task is marked completed."""
-    p = fragile_platform
     key = await new_account(p, 100)
     p.arm("gateway.after_capture")
     submitted = await p.http.post("/api/v1/images/generations", headers=p.auth(key), json=BASIC)

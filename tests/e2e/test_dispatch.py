@@ -10,6 +10,7 @@ from collections import Counter
 import pytest
 
 from tests.e2e.conftest import Platform
+from tests.e2e.test_billing import gateway_dies_after_the_capture
 from tests.e2e.helpers import (
     eventually,
     faults,
@@ -129,10 +130,21 @@ async def test_a_job_that_kills_every_worker_goes_to_the_dead_letter_stream(
 async def test_a_dispatcher_killed_after_storing_never_generates_again(
     dispatch_platform: Platform,
 ) -> None:
+    await dispatcher_killed_after_storing(dispatch_platform)
+
+
+async def test_a_gateway_killed_after_the_capture_marks_the_task_when_back(
+    dispatch_platform: Platform,
+) -> None:
+    """Here, not with billing's crash tests: the event's redelivery takes one AckWait, which
+    is 2 s on this platform."""
+    await gateway_dies_after_the_capture(dispatch_platform)
+
+
+async def dispatcher_killed_after_storing(p: Platform) -> None:
     """Stored and announced, killed before the ack: the redelivery finds the stored set
     (and announces it again) or the hold already captured; either way the upstream is
     asked once and the task charged once. (With both checks removed, this fails.)"""
-    p = dispatch_platform
     key = await new_account(p, 100)
     prompt = f"stored, then killed before the ack {uuid.uuid4().hex}"
     p.arm("dispatcher.after_store")
