@@ -10,7 +10,6 @@ from collections import Counter
 import pytest
 
 from tests.e2e.conftest import Platform
-from tests.e2e.test_billing import gateway_dies_after_the_capture
 from tests.e2e.helpers import (
     eventually,
     faults,
@@ -19,6 +18,7 @@ from tests.e2e.helpers import (
     poll_until_done,
     upstream_requests,
 )
+from tests.e2e.test_billing import gateway_dies_after_the_capture
 
 pytestmark = pytest.mark.e2e
 
