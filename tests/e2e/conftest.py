@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,7 +64,7 @@ async def running_platform(
     allow_private: bool,
     database_url: str = "",
     dispatchers: int = 1,
-    **env: str,
+    env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Platform]:
     env = {
         "SWEEP_INTERVAL": "0.5",
@@ -74,7 +74,7 @@ async def running_platform(
         "MAX_CONNECTIONS": "300",
         # Tests act as a proxy: X-Forwarded-For gives each test its own client address.
         "TRUSTED_PROXIES": "127.0.0.1",
-        **env,
+        **(env or {}),
     }
     config = StackConfig.leased_ports(
         data_dir,
@@ -121,9 +121,11 @@ async def fragile_platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIte
     async with running_platform(
         data_dir,
         allow_private=False,
-        PIXELRELAY_CRASH_DIR=str(data_dir / "crash"),
-        IDEMPOTENCY_IN_FLIGHT_SECONDS="2",
-        SUBMIT_HOLD_SECONDS=str(SUBMIT_HOLD_SECONDS),
+        env={
+            "PIXELRELAY_CRASH_DIR": str(data_dir / "crash"),
+            "IDEMPOTENCY_IN_FLIGHT_SECONDS": "2",
+            "SUBMIT_HOLD_SECONDS": str(SUBMIT_HOLD_SECONDS),
+        },
     ) as running:
         yield running
 
@@ -144,7 +146,9 @@ def expiring_env(data_dir: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 async def expiring_platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Platform]:
     data_dir = tmp_path_factory.mktemp("expiring")
-    async with running_platform(data_dir, allow_private=False, **expiring_env(data_dir)) as running:
+    async with running_platform(
+        data_dir, allow_private=False, env=expiring_env(data_dir)
+    ) as running:
         yield running
 
 
@@ -156,7 +160,7 @@ async def postgres_expiring_platform(
     data_dir = tmp_path_factory.mktemp("pg-expiring")
     with _postgres() as url:
         async with running_platform(
-            data_dir, allow_private=False, database_url=url, **expiring_env(data_dir)
+            data_dir, allow_private=False, database_url=url, env=expiring_env(data_dir)
         ) as running:
             yield running
 
@@ -221,7 +225,7 @@ def dispatch_env(data_dir: Path) -> Iterator[dict[str, str]]:
 async def dispatch_platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Platform]:
     data_dir = tmp_path_factory.mktemp("dispatch")
     with dispatch_env(data_dir) as env:
-        async with running_platform(data_dir, allow_private=False, dispatchers=2, **env) as p:
+        async with running_platform(data_dir, allow_private=False, dispatchers=2, env=env) as p:
             yield p
 
 
@@ -233,6 +237,6 @@ async def postgres_dispatch_platform(
     data_dir = tmp_path_factory.mktemp("pg-dispatch")
     with _postgres() as url, dispatch_env(data_dir) as env:
         async with running_platform(
-            data_dir, allow_private=False, dispatchers=2, database_url=url, **env
+            data_dir, allow_private=False, dispatchers=2, database_url=url, env=env
         ) as p:
             yield p
