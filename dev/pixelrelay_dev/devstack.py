@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 from nats.aio.client import Client as NATS
 
@@ -48,6 +49,9 @@ from pixelrelay_dev.config import (
 from pixelrelay_dev.orphan_guard import signal_me_when_my_parent_dies
 
 log = logging.getLogger("devstack")
+
+# The channel file of `make run`: both public models routed to the local simulator.
+DEV_CHANNELS = Path(__file__).with_name("channels.yaml")
 
 
 log = logging.getLogger("devstack")
@@ -188,7 +192,9 @@ class Stack:
                 self._python("dispatcher"),
                 functools.partial(wait_grpc, port, name),
                 {
-                    # The packaged channels.yaml routes to "simulator"; point it here.
+                    # channels.yaml beside this file routes to "simulator"; point it here.
+                    "CHANNELS_FILE": str(DEV_CHANNELS),
+                    "CHANNELS_ALLOW_LOOPBACK": "true",
                     "CHANNEL_SIMULATOR_BASE_URL": f"{c.sim_url}/v1",
                     "UPSTREAM_API_KEY": "sk-simulator",
                     **self._service_env(3 + i, "dispatcher", DISPATCHER),

@@ -33,7 +33,7 @@ JOBS_PENDING = Gauge("pixelrelay_jobs_pending", "Jobs queued or in flight (JetSt
 
 
 def build_router(settings: DispatcherSettings) -> Router:
-    config = channels.load(settings.channels_file)
+    config = channels.load(settings.channels_file, allow_loopback=settings.channels_allow_loopback)
     keys = {c.api_key_env: os.environ[c.api_key_env] for c in config.channels.values()}
     return Router(
         config,

@@ -1,24 +1,28 @@
 """Channel configuration: a YAML file (CHANNELS_FILE) plus environment overrides.
 
 An invalid file stops the dispatcher at start with every problem listed; it never runs
-with a half-understood routing table.
+with a half-understood routing table. There is no packaged default: a dispatcher that was
+not told where to send prompts refuses to start rather than guess (`make run` passes the
+simulator's file, dev/pixelrelay_dev/channels.yaml).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import random
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pixelrelay.public_models import PUBLIC_MODELS
 from pixelrelay.v1 import common_pb2
 
-DEFAULT_FILE = Path(__file__).with_name("channels.yaml")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
@@ -104,30 +108,36 @@ class Route(BaseModel):
 
 
 class ChannelsFile(BaseModel):
+    """The file's shape. Read it with load(), which also checks routes against channels."""
+
     model_config = ConfigDict(extra="forbid")
 
     channels: dict[str, ChannelConfig] = Field(min_length=1)
     routes: dict[str, Route]
 
-    @model_validator(mode="after")
-    def _consistent(self) -> ChannelsFile:
-        problems = [
-            f"channel name {name!r}: lowercase letters, digits and '-' only"
-            for name in self.channels
-            if not _NAME.match(name)
-        ]
-        for model in PUBLIC_MODELS:
-            if model not in self.routes:
-                problems.append(f"routes: no route for {model}")
-        for model, route in self.routes.items():
-            if model not in PUBLIC_MODELS:
-                problems.append(f"routes: unknown model {model!r}")
-            for channel in route.channels:
-                if channel.name not in self.channels:
-                    problems.append(f"routes.{model}: unknown channel {channel.name!r}")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
+
+def _routing_problems(raw: dict[str, Any]) -> list[str]:
+    """Names and routes that do not fit together. Judged on the raw file, so they are
+    listed beside the fields' own problems in one start."""
+    listed = raw.get("channels")
+    names = set(listed) if isinstance(listed, dict) else set()
+    routes = raw.get("routes")
+    routes = routes if isinstance(routes, dict) else {}
+    problems = [
+        f"channels.{name}: a channel name has lowercase letters, digits and '-' only"
+        for name in sorted(map(str, names))
+        if not _NAME.match(name)
+    ]
+    problems += [f"routes: no route for {model}" for model in PUBLIC_MODELS if model not in routes]
+    for model, route in routes.items():
+        if model not in PUBLIC_MODELS:
+            problems.append(f"routes: unknown model {model!r}")
+        members = route.get("channels") if isinstance(route, dict) else None
+        for member in members if isinstance(members, list) else []:
+            name = member.get("name") if isinstance(member, dict) else member
+            if isinstance(name, str) and name not in names:
+                problems.append(f"routes.{model}: unknown channel {name!r}")
+    return problems
 
 
 def _overrides(raw: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
@@ -149,9 +159,37 @@ def _overrides(raw: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     return raw
 
 
-def load(path: Path | None = None, env: dict[str, str] | None = None) -> ChannelsFile:
-    env = dict(os.environ) if env is None else env
-    path = path or Path(env.get("CHANNELS_FILE") or DEFAULT_FILE)
+def _points_here(url: str) -> bool:
+    """Whether ``url`` names this machine: in a pod, the pod itself, never an upstream."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    return [f"{'.'.join(str(p) for p in e['loc']) or '(file)'}: {e['msg']}" for e in exc.errors()]
+
+
+def load(
+    path: Path | None,
+    env: Mapping[str, str] | None = None,
+    *,
+    allow_loopback: bool = False,
+) -> ChannelsFile:
+    """The channel file at ``path`` with its environment overrides, or ConfigError listing
+    every problem: the file's, a channel key variable not set, a channel on this machine
+    (unless ``allow_loopback``, for local development)."""
+    env = dict(os.environ) if env is None else dict(env)
+    if path is None:
+        raise ConfigError(
+            "no channels configured: set CHANNELS_FILE to a channel file "
+            "(docs/operations.md, 'Channels'); there is no default upstream"
+        )
     try:
         raw = yaml.safe_load(path.read_text())
     except OSError as exc:
@@ -160,16 +198,29 @@ def load(path: Path | None = None, env: dict[str, str] | None = None) -> Channel
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with 'channels' and 'routes'")
+    raw = _overrides(raw, env)
+    problems: list[str] = []
+    config: ChannelsFile | None = None
     try:
-        config = ChannelsFile.model_validate(_overrides(raw, env))
+        config = ChannelsFile.model_validate(raw)
     except ValidationError as exc:
-        lines = [
-            f"  {'.'.join(str(p) for p in e['loc']) or '(file)'}: {e['msg']}" for e in exc.errors()
-        ]
-        raise ConfigError(f"{path} is not a valid channel file:\n" + "\n".join(lines)) from None
-    missing = sorted(
-        {c.api_key_env for c in config.channels.values() if not env.get(c.api_key_env)}
-    )
-    if missing:
-        raise ConfigError(f"{path}: the channel keys are not set: {', '.join(missing)}")
+        problems += _problems(exc)
+    problems += _routing_problems(raw)
+    # Judged on the raw file too, so one start lists these beside the file's own problems.
+    listed = raw.get("channels")
+    for name, channel in (listed if isinstance(listed, dict) else {}).items():
+        if not isinstance(channel, dict):
+            continue
+        key_env = str(channel.get("api_key_env") or "UPSTREAM_API_KEY")
+        if not env.get(key_env):
+            problems.append(f"channels.{name}.api_key_env: {key_env} is not set")
+        url = str(channel.get("base_url") or "")
+        if not allow_loopback and _points_here(url):
+            problems.append(
+                f"channels.{name}.base_url: {url} is this machine (in a pod, the pod "
+                "itself); CHANNELS_ALLOW_LOOPBACK=true is for local development only"
+            )
+    if problems or config is None:
+        lines = "\n".join(f"  {p}" for p in problems)
+        raise ConfigError(f"{path} cannot be used:\n{lines}")
     return config

@@ -4,7 +4,6 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from dispatcher.channels import DEFAULT_FILE
 from pixelrelay.settings import ServiceSettings
 
 
@@ -13,8 +12,11 @@ class DispatcherSettings(ServiceSettings):
     storage_addr: str = "127.0.0.1:50052"
     # Asked whether a job's hold is still pending before the upstream is paid for it.
     billing_addr: str = "127.0.0.1:50051"
-    # Upstream channels and routes (see channels.yaml); keys come from the environment.
-    channels_file: Path = DEFAULT_FILE
+    # Upstream channels and routes (docs/operations.md, "Channels"); keys come from the
+    # environment. Required: without it the dispatcher refuses to start.
+    channels_file: Path | None = None
+    # Local development only: channels on this machine (the simulator of `make run`).
+    channels_allow_loopback: bool = False
     # Jobs processed at once by this process.
     concurrency: int = 16
     # A job silent this long is redelivered (a crashed worker's jobs move on within

@@ -9,8 +9,10 @@ import pytest
 from dispatcher import channels
 from dispatcher.channels import ConfigError
 from pixelrelay.v1 import common_pb2
+from pixelrelay_dev.devstack import DEV_CHANNELS
 
 ENV = {"UPSTREAM_API_KEY": "sk-1", "OTHER_KEY": "sk-2"}
+PRODUCTION_EXAMPLE = Path(__file__).parents[3] / "deploy/k8s/base/channels.yaml"
 
 VALID = """
 channels:
@@ -32,9 +34,61 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_the_packaged_file_is_valid() -> None:
-    config = channels.load(env={"UPSTREAM_API_KEY": "x"})
+def test_make_runs_file_is_valid_for_local_development_only() -> None:
+    env = {"UPSTREAM_API_KEY": "x"}
+    config = channels.load(DEV_CHANNELS, env=env, allow_loopback=True)
     assert set(config.routes) == {"gpt-image-2", "gpt-image-2-official"}
+    with pytest.raises(ConfigError, match="is this machine"):
+        channels.load(DEV_CHANNELS, env=env)
+
+
+def test_the_production_example_is_valid() -> None:
+    config = channels.load(PRODUCTION_EXAMPLE, env={"OPENAI_API_KEY": "sk-x"})
+    assert set(config.routes) == {"gpt-image-2", "gpt-image-2-official"}
+    assert all(c.base_url.startswith("https://") for c in config.channels.values())
+
+
+def test_no_channel_file_is_refused_with_what_to_do() -> None:
+    with pytest.raises(ConfigError) as caught:
+        channels.load(None, env=ENV)
+    assert "no channels configured: set CHANNELS_FILE" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8090/v1",
+        "http://localhost/v1",
+        "http://api.localhost/v1",
+        "http://[::1]:80/v1",
+        "http://0.0.0.0:80/v1",
+        "http://127.9.9.9/v1",
+    ],
+)
+def test_a_channel_on_this_machine_is_refused(tmp_path: Path, url: str) -> None:
+    text = VALID.replace("https://a.example/v1", url)
+    with pytest.raises(ConfigError, match="primary.base_url: .* is this machine"):
+        channels.load(write(tmp_path, text), env=ENV)
+    assert channels.load(write(tmp_path, text), env=ENV, allow_loopback=True)
+
+
+def test_private_network_upstreams_are_allowed(tmp_path: Path) -> None:
+    """A model served inside the cluster is a real upstream; only loopback is refused."""
+    for url in ("http://10.0.0.7:8000/v1", "http://imagegen.models.svc:8000/v1"):
+        assert channels.load(write(tmp_path, VALID.replace("https://a.example/v1", url)), env=ENV)
+
+
+def test_every_problem_is_listed_at_once(tmp_path: Path) -> None:
+    text = (
+        VALID.replace("model: gpt-image-2,", "model: gpt-image-2, colour: red,")
+        .replace("https://b.example/v1", "http://localhost:9/v1")
+        .replace("[primary, backup]", "[primary, ghost]")
+    )
+    with pytest.raises(ConfigError) as caught:
+        channels.load(write(tmp_path, text), env={"UPSTREAM_API_KEY": "x"})
+    message = str(caught.value)
+    for problem in ("colour", "unknown channel 'ghost'", "OTHER_KEY is not set", "is this machine"):
+        assert problem in message, message
 
 
 def test_a_valid_file_with_env_overrides(tmp_path: Path) -> None:
@@ -42,11 +96,11 @@ def test_a_valid_file_with_env_overrides(tmp_path: Path) -> None:
         write(tmp_path, VALID),
         env={
             **ENV,
-            "CHANNEL_BACKUP_BASE_URL": "http://127.0.0.1:9/v1/",
+            "CHANNEL_BACKUP_BASE_URL": "http://10.1.2.3:9/v1/",
             "CHANNEL_PRIMARY_MODEL": "m2",
         },
     )
-    assert config.channels["backup"].base_url == "http://127.0.0.1:9/v1"
+    assert config.channels["backup"].base_url == "http://10.1.2.3:9/v1"
     assert config.channels["primary"].model == "m2"
     assert config.routes["gpt-image-2"].order(random.Random(1)) == ["primary", "backup"]
 
