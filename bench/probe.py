@@ -101,14 +101,14 @@ async def http_probe(endpoint: str, rates: list[int], seconds: float = 4.0) -> N
 
 def ledger_probe(calls: int = 1000) -> None:
     from billing.ledger import HoldRequest, Ledger  # noqa: PLC0415
-    from billing.migrate import upgrade  # noqa: PLC0415
+    from billing.migrate import SCHEMA  # noqa: PLC0415
     from billing.prices import PriceList  # noqa: PLC0415
     from billing.settings import DEFAULT_PRICES  # noqa: PLC0415
     from pixelrelay.db import Database  # noqa: PLC0415
     from pixelrelay.v1 import common_pb2  # noqa: PLC0415
 
     url = f"sqlite:///{Path(tempfile.mkdtemp()) / 'ledger.db'}"
-    upgrade(url)
+    SCHEMA.upgrade(url)
     ledger = Ledger(Database(url).engine, PriceList.load(DEFAULT_PRICES), 10**9)
     account = ledger.create_account(name="probe").id
     key = ledger.create_api_key(account_id=account).key.id

@@ -31,6 +31,7 @@ from nats.js.api import (
 )
 
 from pixelrelay.errors import ApiError, E
+from pixelrelay.startup import keep_trying, unless_stopped
 
 log = logging.getLogger(__name__)
 
@@ -73,27 +74,62 @@ async def connect(url: str, name: str, user: str = "", password: str = "") -> NA
     return await nats.connect(
         url,
         name=name,
-        max_reconnect_attempts=-1,
+        max_reconnect_attempts=-1,  # the first connect too: it waits for the bus to come up
         reconnect_time_wait=0.5,
         connect_timeout=5,
+        error_cb=_error_log(),
         **credentials,  # type: ignore[arg-type]
     )
 
 
+def _error_log(every: float = 10.0) -> Callable[[Exception], Awaitable[None]]:
+    """The client's errors (it reconnects every 0.5 s while the bus is down): one line
+    now and then, not a traceback per attempt."""
+    last, unlogged = -every, 0
+
+    async def on_error(exc: Exception) -> None:
+        nonlocal last, unlogged
+        unlogged += 1
+        now = asyncio.get_running_loop().time()
+        if now - last >= every:
+            log.warning(
+                "NATS unreachable",
+                extra={"error": f"{type(exc).__name__}: {exc}"[:200], "times": unlogged},
+            )
+            last, unlogged = now, 0
+
+    return on_error
+
+
+class StreamsMissing(Exception):
+    """The bus is reachable but not set up."""
+
+
 async def require_streams(js: JetStreamContext, *streams: str) -> None:
-    """Wait until the streams exist: the bus is set up by its administrator
+    """The streams exist, or StreamsMissing: the bus is set up by its administrator
     (`pixelrelay admin bus-setup`; `make run` does it), never by a service."""
-    waited = 0
-    while True:
+    for stream in streams:
         try:
-            for stream in streams:
-                await js.stream_info(stream)
-            return
+            await js.stream_info(stream)
         except nats.js.errors.NotFoundError:
-            if waited % 10 == 0:
-                log.warning("waiting for the bus streams; run `pixelrelay admin bus-setup`")
-            waited += 1
-            await asyncio.sleep(1.0)
+            raise StreamsMissing(
+                f"stream {stream} does not exist: run `pixelrelay admin bus-setup`"
+            ) from None
+
+
+async def connect_when_ready(
+    url: str, name: str, user: str, password: str, streams: tuple[str, ...], stop: asyncio.Event
+) -> tuple[NATS, JetStreamContext]:
+    """Connect and find ``streams``, retrying each with backoff (startup.py) until the bus
+    is up and set up, or ``stop`` is set."""
+    nc = await unless_stopped("NATS", connect(url, name, user, password), stop)
+    js = nc.jetstream()
+    try:
+        await keep_trying("the bus streams", lambda: require_streams(js, *streams), stop)
+    except BaseException:
+        await nc.close()
+        raise
+    return nc, js
 
 
 async def ensure_streams(js: JetStreamContext) -> None:

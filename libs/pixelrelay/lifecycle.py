@@ -11,6 +11,8 @@ from typing import Any
 
 import uvloop
 
+from pixelrelay.startup import StopRequested
+
 log = logging.getLogger(__name__)
 
 
@@ -37,7 +39,11 @@ def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> Non
         gc.freeze()
         stop = asyncio.Event()
         install_stop_signals(stop)
-        await main(stop)
+        try:
+            await main(stop)
+        except StopRequested as waiting_for:
+            log.info("stopped before it was ready", extra={"waiting_for": str(waiting_for)})
+            return
         log.info("stopped")
 
     uvloop.run(_run())

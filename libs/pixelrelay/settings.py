@@ -30,3 +30,12 @@ class ServiceSettings(BaseSettings):
     nats_password: SecretStr = SecretStr("")
     # Seconds in-flight work gets to finish after SIGTERM.
     shutdown_grace: float = 10.0
+
+
+class DatabaseSettings(ServiceSettings):
+    """A service that owns tables (billing, the gateway)."""
+
+    # Migrate the database at start (`make run`, one replica). In a cluster the migrations
+    # Job does it before the services roll, and services wait, NOT_SERVING, until their
+    # schema is current: replicas never race each other's migrations.
+    migrate_on_start: bool = True

@@ -8,7 +8,7 @@ import logging
 
 from billing.access import BILLING_ACCESS
 from billing.ledger import Ledger
-from billing.migrate import upgrade
+from billing.migrate import SCHEMA
 from billing.prices import PriceList
 from billing.servicer import BillingServicer
 from billing.settings import BillingSettings
@@ -20,14 +20,28 @@ from pixelrelay.grpc_server import start_grpc_server
 from pixelrelay.lifecycle import finish, run_until_signalled
 from pixelrelay.logging import configure_logging
 from pixelrelay.metrics import start_metrics_server
+from pixelrelay.schema import prepare_when_ready
+from pixelrelay.startup import starting
 from pixelrelay.v1 import billing_pb2, billing_pb2_grpc
 
 log = logging.getLogger("billing")
 
 
 async def run(settings: BillingSettings, stop: asyncio.Event) -> None:
-    upgrade(settings.database_url)  # the schema, migrated to the newest version
     async with contextlib.AsyncExitStack() as stack:  # unwinds in reverse, also on failure
+        async with starting(settings.grpc_port, settings.grpc_host):
+            await prepare_when_ready(
+                SCHEMA, settings.database_url, migrate=settings.migrate_on_start, stop=stop
+            )
+            nc, js = await bus.connect_when_ready(
+                settings.nats_url,
+                "billing",
+                settings.nats_user,
+                settings.nats_password.get_secret_value(),
+                (bus.EVENTS_STREAM,),
+                stop,
+            )
+            stack.push_async_callback(nc.drain)
         db = Database(settings.database_url)
         stack.callback(db.close)
         ledger = Ledger(db.engine, PriceList.load(settings.prices_file), settings.signup_grant)
@@ -41,15 +55,6 @@ async def run(settings: BillingSettings, stop: asyncio.Event) -> None:
             host=settings.grpc_host,
         )
         stack.push_async_callback(server.stop, settings.shutdown_grace)
-        nc = await bus.connect(
-            settings.nats_url,
-            "billing",
-            settings.nats_user,
-            settings.nats_password.get_secret_value(),
-        )
-        stack.push_async_callback(nc.drain)
-        js = nc.jetstream()
-        await bus.require_streams(js, bus.EVENTS_STREAM)
         sweeper = asyncio.create_task(run_sweeper(ledger, db, js, stop, settings.sweep_interval))
         stack.push_async_callback(finish, sweeper, stop)
         metrics_port = start_metrics_server(settings.metrics_port, settings.metrics_host)

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pixelrelay.settings import ServiceSettings
+from pixelrelay.settings import DatabaseSettings
 
 DEFAULT_PRICES = Path(__file__).with_name("prices.yaml")
 
 
-class BillingSettings(ServiceSettings):
+class BillingSettings(DatabaseSettings):
     grpc_port: int = 50051
     database_url: str = "sqlite:///var/billing.db"
     # Credits granted to every new account (2,000 credits = $2).

@@ -25,6 +25,7 @@ from pixelrelay.lifecycle import run_until_signalled
 from pixelrelay.logging import configure_logging
 from pixelrelay.metrics import start_metrics_server
 from pixelrelay.sealing import PromptSealer
+from pixelrelay.startup import starting
 from pixelrelay.storage_client import StorageClient
 
 log = logging.getLogger("dispatcher")
@@ -74,15 +75,16 @@ async def _serve(
     stack.push_async_callback(storage.close)
     billing = BillingClient(settings.billing_addr, credential)
     stack.push_async_callback(billing.close)
-    nc = await bus.connect(
-        settings.nats_url,
-        settings.worker_name,
-        settings.nats_user,
-        settings.nats_password.get_secret_value(),
-    )
+    async with starting(settings.grpc_port, settings.grpc_host):
+        nc, js = await bus.connect_when_ready(
+            settings.nats_url,
+            settings.worker_name,
+            settings.nats_user,
+            settings.nats_password.get_secret_value(),
+            (bus.JOBS_STREAM, bus.EVENTS_STREAM, bus.DEADLETTER_STREAM),
+            stop,
+        )
     stack.push_async_callback(nc.drain)
-    js = nc.jetstream()
-    await bus.require_streams(js, bus.JOBS_STREAM, bus.EVENTS_STREAM, bus.DEADLETTER_STREAM)
     handler = JobHandler(
         js=js,
         router=router,

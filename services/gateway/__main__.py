@@ -23,6 +23,7 @@ from gateway.http.protocol import guarded_protocol
 from gateway.inputs.fetch import SafeFetcher
 from gateway.inputs.images import DecodeBudget
 from gateway.inputs.references import ReferenceLoader
+from gateway.migrate import SCHEMA
 from gateway.settings import GatewaySettings
 from pixelrelay import bus
 from pixelrelay.billing_client import BillingClient
@@ -32,7 +33,9 @@ from pixelrelay.grpc_server import start_grpc_server
 from pixelrelay.lifecycle import finish, run_until_signalled
 from pixelrelay.logging import configure_logging
 from pixelrelay.metrics import start_metrics_server
+from pixelrelay.schema import prepare_when_ready
 from pixelrelay.sealing import PromptSealer
+from pixelrelay.startup import starting
 from pixelrelay.storage_client import StorageClient
 from pixelrelay.v1 import public_api_pb2, public_api_pb2_grpc
 
@@ -60,10 +63,22 @@ async def _serve(
     http_socket = stack.enter_context(
         socket.create_server((settings.http_host, settings.http_port))
     )
+    async with starting(settings.grpc_port, settings.grpc_host):
+        await prepare_when_ready(
+            SCHEMA, settings.database_url, migrate=settings.migrate_on_start, stop=stop
+        )
+        nc, js = await bus.connect_when_ready(
+            settings.nats_url,
+            "gateway",
+            settings.nats_user,
+            settings.nats_password.get_secret_value(),
+            (bus.JOBS_STREAM, bus.EVENTS_STREAM),
+            stop,
+        )
+    stack.push_async_callback(nc.drain)
     credential = settings.service_credential.get_secret_value()
     db = Database(settings.database_url)
     stack.callback(db.close)
-    db.create_all()
     store = TaskStore(db.engine)
     billing = BillingClient(settings.billing_addr, credential)
     stack.push_async_callback(billing.close)
@@ -75,12 +90,6 @@ async def _serve(
         timeout=settings.fetch_timeout,
     )
     stack.push_async_callback(fetcher.close)
-    nc = await bus.connect(
-        settings.nats_url, "gateway", settings.nats_user, settings.nats_password.get_secret_value()
-    )
-    stack.push_async_callback(nc.drain)
-    js = nc.jetstream()
-    await bus.require_streams(js, bus.JOBS_STREAM, bus.EVENTS_STREAM)
     idempotency = IdempotencyStore(
         db.engine, in_flight_ms=int(settings.idempotency_in_flight_seconds * 1000)
     )

@@ -3,10 +3,10 @@ from __future__ import annotations
 from pydantic import SecretStr, field_validator
 
 from gateway.core.auth_throttle import parse_networks
-from pixelrelay.settings import ServiceSettings
+from pixelrelay.settings import DatabaseSettings
 
 
-class GatewaySettings(ServiceSettings):
+class GatewaySettings(DatabaseSettings):
     http_host: str = "0.0.0.0"
     http_port: int = 8080
     # Limits of the public HTTP listener, before any request reaches the app

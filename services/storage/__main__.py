@@ -12,6 +12,7 @@ from pixelrelay.grpc_server import start_grpc_server
 from pixelrelay.lifecycle import finish, run_until_signalled
 from pixelrelay.logging import configure_logging
 from pixelrelay.metrics import start_metrics_server
+from pixelrelay.startup import keep_trying, starting
 from pixelrelay.v1 import storage_pb2, storage_pb2_grpc
 from storage.access import STORAGE_ACCESS
 from storage.blobstore import BlobStore, watch_bucket
@@ -23,17 +24,18 @@ log = logging.getLogger("storage")
 
 async def run(settings: StorageSettings, stop: asyncio.Event) -> None:
     blobs = BlobStore(settings)
-    await blobs.ensure_bucket()
     async with contextlib.AsyncExitStack() as stack:  # unwinds in reverse, also on failure
-        nc = await bus.connect(
-            settings.nats_url,
-            "storage",
-            settings.nats_user,
-            settings.nats_password.get_secret_value(),
-        )
+        async with starting(settings.grpc_port, settings.grpc_host):
+            await keep_trying("the object store", blobs.ensure_bucket, stop)
+            nc, js = await bus.connect_when_ready(
+                settings.nats_url,
+                "storage",
+                settings.nats_user,
+                settings.nats_password.get_secret_value(),
+                (bus.EVENTS_STREAM,),
+                stop,
+            )
         stack.push_async_callback(nc.drain)
-        js = nc.jetstream()
-        await bus.require_streams(js, bus.EVENTS_STREAM)
         servicer = StorageServicer(blobs, js)
         server = await start_grpc_server(
             settings.grpc_port,

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import grpc
+import nats
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from billing.migrate import SCHEMA as BILLING
+from pixelrelay.bus import ensure_streams
+from pixelrelay_dev.children import wait_tcp
+from pixelrelay_dev.config import nats_server_binary
+from pixelrelay_dev.ports import lease_ports
 from tests.unit.dispatcher.test_channels import VALID
+from tests.utils.databases import POSTGRES_URL, postgres_database
 
 
 def start_dispatcher(**env: str) -> subprocess.CompletedProcess[str]:
@@ -56,3 +69,110 @@ def test_the_refusal_never_shows_a_key(tmp_path: Path, secret: str) -> None:
     run = start_dispatcher(CHANNELS_FILE=str(channels), UPSTREAM_API_KEY=secret)
     refusal(run)
     assert secret not in run.stderr + run.stdout
+
+
+async def health(port: int) -> str:
+    """The status a probe would see on ``port``: SERVING, NOT_SERVING, or DOWN."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        try:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=1.0
+            )
+        except grpc.aio.AioRpcError:
+            return "DOWN"
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+
+
+async def until_health(port: int, want: str, limit: float = 30.0) -> None:
+    deadline = time.monotonic() + limit
+    seen = ""
+    while time.monotonic() < deadline:
+        if (seen := await health(port)) == want:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"health stayed {seen}, expected {want}")
+
+
+@contextlib.contextmanager
+def service(module: str, log: Path, **env: str) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", module],
+            env={"PATH": os.environ.get("PATH", ""), **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(10)
+
+
+@contextlib.asynccontextmanager
+async def nats_on(port: int, store: Path) -> AsyncIterator[None]:
+    """A JetStream server on ``port`` with the platform's streams (no users: open)."""
+    server = subprocess.Popen(  # noqa: ASYNC220 - started once, like `make run` does
+        [nats_server_binary(), "-js", "-sd", str(store), "-a", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        await wait_tcp(port, "nats")
+        nc = await nats.connect(f"nats://127.0.0.1:{port}")
+        await ensure_streams(nc.jetstream())
+        await nc.close()
+        yield
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+@pytest.mark.postgres
+async def test_billing_waits_not_serving_for_its_schema_and_nats(tmp_path: Path) -> None:
+    """In a cluster the pods start in any order: billing, before the migrations Job ran and
+    before NATS is up, answers NOT_SERVING and retries; then it serves, without a restart."""
+    if not POSTGRES_URL:
+        pytest.skip("PIXELRELAY_TEST_POSTGRES_URL is not set")
+    with postgres_database() as db, lease_ports(2) as lease:
+        grpc_port, nats_port = lease.ports[0], lease.ports[0] + 1
+        log = tmp_path / "billing.log"
+        with service(
+            "billing",
+            log,
+            GRPC_PORT=str(grpc_port),
+            GRPC_HOST="127.0.0.1",
+            DATABASE_URL=db.url,
+            MIGRATE_ON_START="false",
+            NATS_URL=f"nats://127.0.0.1:{nats_port}",
+        ) as billing:
+            await until_health(grpc_port, "NOT_SERVING")
+            await asyncio.sleep(2.0)  # it keeps waiting: neither dead nor ready
+            assert billing.poll() is None and await health(grpc_port) == "NOT_SERVING"
+            BILLING.upgrade(db.url)  # what the migrations Job does
+            await asyncio.sleep(2.0)
+            assert await health(grpc_port) == "NOT_SERVING"  # NATS is still missing
+            async with nats_on(nats_port, tmp_path / "nats"):
+                await until_health(grpc_port, "SERVING")
+                billing.terminate()
+                assert billing.wait(10) == 0
+    waits = log.read_text()
+    assert "waiting for the billing database" in waits and "lacks migrations" in waits
+    assert "NATS unreachable" in waits and "Traceback" not in waits
+
+
+async def test_a_service_stopped_while_waiting_exits_cleanly(tmp_path: Path) -> None:
+    with lease_ports(2) as lease:
+        grpc_port, nats_port = lease.ports[0], lease.ports[0] + 1
+        with service(
+            "storage",
+            tmp_path / "storage.log",
+            GRPC_PORT=str(grpc_port),
+            GRPC_HOST="127.0.0.1",
+            S3_ENDPOINT=f"http://127.0.0.1:{nats_port}",  # nothing there either
+        ) as storage:
+            await until_health(grpc_port, "NOT_SERVING")
+            storage.terminate()
+            assert storage.wait(10) == 0
+    assert "waiting for the object store" in (tmp_path / "storage.log").read_text()

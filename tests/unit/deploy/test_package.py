@@ -32,14 +32,18 @@ def test_the_wheel_carries_every_data_file_the_services_read(tmp_path: Path) -> 
     names = set(zipfile.ZipFile(wheel).namelist())
     needed = {
         "billing/prices.yaml",
-        "dispatcher/channels.yaml",
         "billing/migrations/env.py",
+        "billing/migrations/script.py.mako",
+        "gateway/migrations/env.py",
+        "gateway/migrations/versions/0001_task_records_and_idempotency_keys.py",
         *(
             f"gateway/http/static/{p.name}"
             for p in (ROOT / "services/gateway/http/static").iterdir()
         ),
     }
     assert needed - names == set()
+    # ... no channel file: production must say where its prompts go (channels.py)
+    assert not [n for n in names if n.endswith("channels.yaml")]
     # ... and none of the development tools, nor what they need
     assert not [n for n in names if n.startswith(("pixelrelay_dev/", "upstream_sim/"))]
     (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]

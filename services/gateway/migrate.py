@@ -1,0 +1,21 @@
+"""The gateway's schema, task records and idempotency keys (pixelrelay/schema.py):
+python -m gateway.migrate upgrade|current|revision."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gateway.core.idempotency  # noqa: F401 - registers the tables
+import gateway.core.store  # noqa: F401
+from pixelrelay.schema import Schema
+
+SCHEMA = Schema(
+    name="gateway",
+    migrations=Path(__file__).with_name("migrations"),
+    version_table="gateway_alembic_version",
+    tables=frozenset({"task", "idempotency_key"}),
+    default_url="sqlite:///var/gateway.db",
+)
+
+if __name__ == "__main__":
+    SCHEMA.main()
