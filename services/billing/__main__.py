@@ -12,7 +12,7 @@ from billing.migrate import SCHEMA
 from billing.prices import PriceList
 from billing.servicer import BillingServicer
 from billing.settings import BillingSettings
-from billing.sweeper import run_sweeper
+from billing.sweeper import run_ledger_checks, run_sweeper
 from pixelrelay import bus
 from pixelrelay.callers import TrustedCallers
 from pixelrelay.db import Database
@@ -57,6 +57,11 @@ async def run(settings: BillingSettings, stop: asyncio.Event) -> None:
         stack.push_async_callback(server.stop, settings.shutdown_grace)
         sweeper = asyncio.create_task(run_sweeper(ledger, db, js, stop, settings.sweep_interval))
         stack.push_async_callback(finish, sweeper, stop)
+        if settings.ledger_check_interval > 0:
+            checks = asyncio.create_task(
+                run_ledger_checks(ledger, db, stop, settings.ledger_check_interval)
+            )
+            stack.push_async_callback(finish, checks, stop)
         metrics_port = start_metrics_server(settings.metrics_port, settings.metrics_host)
         log.info(
             "billing ready",

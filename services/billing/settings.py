@@ -15,3 +15,7 @@ class BillingSettings(DatabaseSettings):
     prices_file: Path = DEFAULT_PRICES
     # How often pending holds past their deadline are released.
     sweep_interval: float = 15.0
+    # How often every balance is recomputed from the ledger's entries (the
+    # pixelrelay_ledger_problems gauge); 0 turns it off. It reads every entry: on a large
+    # ledger keep it in minutes.
+    ledger_check_interval: float = 300.0

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from nats.js import JetStreamContext
+from prometheus_client import Gauge
 
 from billing.ledger import Ledger
 from pixelrelay import task_events
@@ -26,6 +27,14 @@ log = logging.getLogger(__name__)
 
 
 Publish = Callable[[events_pb2.TaskEvent], Awaitable[None]]
+
+HOLDS_OVERDUE = Gauge(
+    "pixelrelay_holds_overdue",
+    "Pending holds past their deadline that the last sweep could not release",
+)
+LEDGER_PROBLEMS = Gauge(
+    "pixelrelay_ledger_problems", "Problems found by the last ledger check (0 = balanced)"
+)
 
 
 async def sweep_once(ledger: Ledger, db: Database, publish: Publish) -> int:
@@ -53,14 +62,42 @@ async def sweep_once(ledger: Ledger, db: Database, publish: Publish) -> int:
     return released
 
 
+async def sweep_and_report(ledger: Ledger, db: Database, publish: Publish) -> None:
+    """One sweep; what it could not release (the bus or the database is down) stays in
+    HOLDS_OVERDUE until a later sweep does, for the alert on holds older than their TTL."""
+    try:
+        await sweep_once(ledger, db, publish)
+    finally:
+        overdue = await db.run(ledger.expired_holds, now=int(time.time()))
+        HOLDS_OVERDUE.set(len(overdue))
+
+
 async def run_sweeper(
     ledger: Ledger, db: Database, js: JetStreamContext, stop: asyncio.Event, interval: float
 ) -> None:
     publish = functools.partial(task_events.publish_event, js)
     while not stop.is_set():
         try:
-            await sweep_once(ledger, db, publish)
+            await sweep_and_report(ledger, db, publish)
         except Exception:
             log.exception("sweep failed; will retry")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+
+
+async def run_ledger_checks(
+    ledger: Ledger, db: Database, stop: asyncio.Event, interval: float
+) -> None:
+    """Recompute every balance from the entries now and then (LEDGER_CHECK_INTERVAL), so a
+    ledger that stopped balancing pages someone (LEDGER_PROBLEMS) instead of waiting for
+    an audit. A problem names ids and sums, nothing secret, so it is logged."""
+    while not stop.is_set():
+        try:
+            result = await db.run(ledger.check)
+            LEDGER_PROBLEMS.set(len(result.problems))
+            for problem in result.problems[:20]:
+                log.error("ledger check: %s", problem)
+        except Exception:
+            log.exception("ledger check failed; will retry")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)

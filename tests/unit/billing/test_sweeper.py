@@ -3,13 +3,22 @@ race with a capture that arrives between finding a hold expired and releasing it
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from sqlalchemy import text
 
 from billing.ledger import Ledger
 from billing.models import HoldState
 from billing.prices import PriceList
 from billing.settings import DEFAULT_PRICES
-from billing.sweeper import sweep_once
+from billing.sweeper import (
+    HOLDS_OVERDUE,
+    LEDGER_PROBLEMS,
+    run_ledger_checks,
+    sweep_and_report,
+    sweep_once,
+)
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import common_pb2, events_pb2
@@ -93,3 +102,34 @@ async def test_a_bus_outage_leaves_the_hold_for_the_next_sweep(database: Databas
     assert await sweep_once(ledger, database, bus.publish) == 1
     assert [e.task_id for e in bus.events] == ["old"]
     assert ledger.get_hold(task_id="old").state == HoldState.RELEASED
+
+
+async def test_holds_the_sweeper_could_not_release_are_reported(database: Database) -> None:
+    """The gauge behind the 'holds older than their TTL' alert."""
+    ledger = Ledger(database.engine, PriceList.load(DEFAULT_PRICES), signup_grant=100)
+    account = ledger.create_account(name="a").id
+    hold(ledger, "old", account, expires_at=1)
+    hold(ledger, "fresh", account, expires_at=2**40)
+    bus = Bus()
+    bus.down = True
+    with pytest.raises(ApiError):
+        await sweep_and_report(ledger, database, bus.publish)
+    assert HOLDS_OVERDUE._value.get() == 1
+    bus.down = False
+    await sweep_and_report(ledger, database, bus.publish)
+    assert HOLDS_OVERDUE._value.get() == 0
+
+
+async def test_the_periodic_ledger_check_reports_problems(database: Database) -> None:
+    ledger = Ledger(database.engine, PriceList.load(DEFAULT_PRICES), signup_grant=100)
+    ledger.create_account(name="a")
+    stop = asyncio.Event()
+    checks = asyncio.create_task(run_ledger_checks(ledger, database, stop, interval=0.01))
+    await asyncio.sleep(0.1)
+    assert LEDGER_PROBLEMS._value.get() == 0
+    with database.engine.begin() as conn:  # credits out of nowhere: no ledger entry
+        conn.execute(text("UPDATE account SET balance = balance + 1"))
+    await asyncio.sleep(0.2)
+    stop.set()
+    await checks
+    assert LEDGER_PROBLEMS._value.get() >= 1
