@@ -64,7 +64,7 @@ soak-full: ## the full fault soak (25 min of load); its audit is in docs/reliabi
 ledger-check: ## verify the ledger through a running billing (BILLING_ADDR, default make run's)
 	$(BIN)/pixelrelay admin ledger-check
 
-k8s-check: ## offline checks of deploy/k8s: files parse, resources exist, pods locked down
+k8s-check: ## render every deploy/k8s overlay (kubectl kustomize), validate it strictly against the Kubernetes schemas, lint it against the deploy policy
 	$(BIN)/python scripts/k8s_check.py
 
 clean: ## remove local state (databases, NATS store, logs)

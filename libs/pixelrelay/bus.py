@@ -132,8 +132,9 @@ async def connect_when_ready(
     return nc, js
 
 
-async def ensure_streams(js: JetStreamContext) -> None:
-    """Create or update every stream (the bus administrator's job, idempotent)."""
+async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
+    """Create or update every stream (the bus administrator's job, idempotent), each kept
+    on ``replicas`` servers: 3 on a 3-node cluster, so a node's loss loses nothing."""
     configs = [
         StreamConfig(
             name=JOBS_STREAM,
@@ -161,6 +162,7 @@ async def ensure_streams(js: JetStreamContext) -> None:
         ),
     ]
     for config in configs:
+        config.num_replicas = replicas
         try:
             await js.add_stream(config)
         except nats.js.errors.BadRequestError:

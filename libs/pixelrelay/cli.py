@@ -178,6 +178,8 @@ def _nats_users() -> dict[str, Any]:
 
 
 async def _bus_setup() -> dict[str, Any]:
+    # Servers each stream is kept on: 3 on a JetStream cluster (the production overlay).
+    replicas = int(os.environ.get("BUS_REPLICAS", "1"))
     nc = await bus.connect(
         os.environ.get("NATS_URL", "nats://127.0.0.1:4333"),
         "pixelrelay-admin",
@@ -185,10 +187,13 @@ async def _bus_setup() -> dict[str, Any]:
         os.environ.get("NATS_PASSWORD", ""),
     )
     try:
-        await bus.ensure_streams(nc.jetstream())
+        await bus.ensure_streams(nc.jetstream(), replicas)
     finally:
         await nc.close()
-    return {"streams": [bus.JOBS_STREAM, bus.EVENTS_STREAM, bus.DEADLETTER_STREAM]}
+    return {
+        "streams": [bus.JOBS_STREAM, bus.EVENTS_STREAM, bus.DEADLETTER_STREAM],
+        "replicas": replicas,
+    }
 
 
 def _admin_credential() -> str:
