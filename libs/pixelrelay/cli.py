@@ -163,6 +163,26 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=None, local=lambda args: {"job_key": new_job_key()})
 
     p = commands.add_parser(
+        "k8s-secrets",
+        help="every Secret deploy/k8s needs, with fresh credentials, as a List for "
+        "`kubectl apply -f -` (no call is made)",
+    )
+    p.add_argument("--database-url", required=True, help="postgresql://… for billing and tasks")
+    p.add_argument("--s3-access-key", required=True)
+    p.add_argument("--s3-secret-key", required=True)
+    p.add_argument("--s3-endpoint", default="", help="production: your S3 API's URL")
+    p.add_argument(
+        "--upstream-key",
+        action="append",
+        default=[],
+        metavar="ENV=KEY",
+        help="a channel key, named as its api_key_env in channels.yaml; repeat for each",
+    )
+    p.add_argument("--postgres-password", default="", help="dev overlay: its PostgreSQL's")
+    p.add_argument("--namespace", default="pixelrelay")
+    p.set_defaults(run=None, local=_k8s_secrets)
+
+    p = commands.add_parser(
         "bus-setup", help="create or update the JetStream streams (NATS_URL, NATS_USER, …)"
     )
     p.set_defaults(run=None, local=lambda args: asyncio.run(_bus_setup()))
@@ -206,6 +226,59 @@ def _admin_credential() -> str:
 def _new_credential(caller: str) -> dict[str, Any]:
     credential = new_credential()
     return {"credential": credential, "trusted_callers_entry": f"{caller}:{digest(credential)}"}
+
+
+def _k8s_secrets(args: argparse.Namespace) -> dict[str, Any]:
+    """The Secrets of docs/operations.md, "Deploying on Kubernetes": internal credentials
+    (and TRUSTED_CALLERS, their digests), NATS users and nats-server's authorization
+    block, a job key, the operator's admin credential, and what the operator gives."""
+    credentials = {caller: new_credential() for caller in (GATEWAY, DISPATCHER, ADMIN)}
+    trusted = ",".join(f"{caller}:{digest(c)}" for caller, c in credentials.items())
+    users = _nats_users()
+    upstream = dict(item.split("=", 1) for item in args.upstream_key if "=" in item)
+    if len(upstream) != len(args.upstream_key):
+        raise SystemExit("--upstream-key takes ENV=KEY, e.g. OPENAI_API_KEY=sk-…")
+    settings = {
+        "DATABASE_URL": args.database_url,
+        "S3_ACCESS_KEY": args.s3_access_key,
+        "S3_SECRET_KEY": args.s3_secret_key,
+        "TRUSTED_CALLERS": trusted,
+    }
+    if args.s3_endpoint:
+        settings["S3_ENDPOINT"] = args.s3_endpoint
+    if args.postgres_password:
+        settings["POSTGRES_PASSWORD"] = args.postgres_password
+
+    def secret(name: str, data: dict[str, str]) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": args.namespace},
+            "type": "Opaque",
+            "stringData": data,
+        }
+
+    auth = "authorization: " + orjson.dumps(users["authorization"]).decode() + "\n"
+    return {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            secret("pixelrelay-secrets", settings),
+            secret(
+                "pixelrelay-credentials",
+                {
+                    GATEWAY: credentials[GATEWAY],
+                    DISPATCHER: credentials[DISPATCHER],
+                    "job-keys": new_job_key(),
+                },
+            ),
+            secret("pixelrelay-nats-users", users["passwords"]),
+            secret("pixelrelay-nats-auth", {"auth.conf": auth}),
+            secret("pixelrelay-upstream-keys", upstream),
+            # Mounted by no pod: the operator's, for `pixelrelay admin` and /admin/v1.
+            secret("pixelrelay-admin", {"token": credentials[ADMIN]}),
+        ],
+    }
 
 
 async def _run(run: Command, args: argparse.Namespace) -> dict[str, Any]:
