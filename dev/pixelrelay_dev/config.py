@@ -71,6 +71,8 @@ class StackConfig:
     database_url: str = ""
     s3_endpoint: str = ""
     dispatchers: int = 1
+    # Gateway replicas: the first on http_port/grpc_port, the others on the next ports.
+    gateways: int = 1
     extra_env: dict[str, str] = field(default_factory=dict)
     lease: PortLease | None = None  # set when the ports were leased, not configured
 
@@ -95,10 +97,12 @@ class StackConfig:
         )
 
     @classmethod
-    def leased_ports(cls, data_dir: Path, dispatchers: int = 1, **overrides: object) -> StackConfig:
+    def leased_ports(
+        cls, data_dir: Path, dispatchers: int = 1, gateways: int = 1, **overrides: object
+    ) -> StackConfig:
         """Every port leased (ports.py): for tests and benchmarks beside a running `make run`
         or each other. A stack on leased ports that loses one starts again on new ones."""
-        config = cls(data_dir=data_dir, dispatchers=dispatchers)
+        config = cls(data_dir=data_dir, dispatchers=dispatchers, gateways=gateways)
         for key, value in overrides.items():
             setattr(config, key, value)
         config.lease_new_ports()
@@ -108,7 +112,17 @@ class StackConfig:
         """Replace every port by a newly leased one (and drop the old lease)."""
         if self.lease is not None:
             self.lease.release()
-        self.lease = lease_ports(1, 1, 1, 1, 1, 1, 1, self.dispatchers, 3 + self.dispatchers)
+        self.lease = lease_ports(
+            self.gateways,
+            self.gateways,
+            1,
+            1,
+            1,
+            1,
+            1,
+            self.dispatchers,
+            2 + self.dispatchers + self.gateways,
+        )
         (
             self.http_port,
             self.grpc_port,
@@ -143,7 +157,16 @@ class StackConfig:
         for i in range(self.dispatchers):
             name = "dispatcher" if i == 0 else f"dispatcher-{i}"
             ports[name] = (self.dispatcher_port + i, self.metrics_port + 3 + i)
+        for i in range(1, self.gateways):
+            ports[f"gateway-{i}"] = (
+                self.grpc_port + i,
+                self.metrics_port + 2 + self.dispatchers + i,
+            )
         return ports
+
+    def gateway_urls(self) -> list[str]:
+        """The REST base URL of every gateway replica."""
+        return [f"http://127.0.0.1:{self.http_port + i}" for i in range(self.gateways)]
 
 
 def kept_secret(path: Path, make: Callable[[], str]) -> str:

@@ -203,25 +203,28 @@ class Stack:
                     "JOB_KEYS": c.job_keys,
                 },
             )
-        self._spawn(
-            "gateway",
-            self._python("gateway"),
-            self._gateway_ready,
-            {
-                **self._service_env(0, "gateway", GATEWAY),
-                "HTTP_HOST": "127.0.0.1",
-                "JOB_KEYS": c.job_keys,
-                "HTTP_PORT": str(c.http_port),
-                "GRPC_PORT": str(c.grpc_port),
-                "DATABASE_URL": db_url or f"sqlite:///{c.data_dir / 'gateway.db'}",
-            },
-        )
-        await self._wait_all()
+        # One after the other: the first migrates the task tables, the others find them.
+        for i in range(c.gateways):
+            name = "gateway" if i == 0 else f"gateway-{i}"
+            self._spawn(
+                name,
+                self._python("gateway"),
+                functools.partial(self._gateway_ready, i),
+                {
+                    **self._service_env(0 if i == 0 else 2 + c.dispatchers + i, "gateway", GATEWAY),
+                    "HTTP_HOST": "127.0.0.1",
+                    "JOB_KEYS": c.job_keys,
+                    "HTTP_PORT": str(c.http_port + i),
+                    "GRPC_PORT": str(c.grpc_port + i),
+                    "DATABASE_URL": db_url or f"sqlite:///{c.data_dir / 'gateway.db'}",
+                },
+            )
+            await self._wait_all()
 
-    async def _gateway_ready(self) -> None:
+    async def _gateway_ready(self, i: int = 0) -> None:
         await asyncio.gather(
-            wait_grpc(self.config.grpc_port, "gateway"),
-            wait_http(f"{self.config.base_url}/healthz", "gateway"),
+            wait_grpc(self.config.grpc_port + i, "gateway"),
+            wait_http(f"{self.config.gateway_urls()[i]}/healthz", "gateway"),
         )
 
     async def _wait_all(self) -> None:

@@ -43,6 +43,9 @@ class BillingClient:
         self._holds: Batcher[_HoldCall, _HoldAnswer] = Batcher(
             "billing_holds", self._hold_batch, max_size=256
         )
+        self._takes: Batcher[billing_pb2.RequestTake, billing_pb2.TakeResult] = Batcher(
+            "rate_limits", self._take_batch, max_size=256
+        )
 
     def acting_as(self, credential: str) -> BillingClient:
         """The same channel, presenting another credential: the gateway's admin REST
@@ -94,6 +97,20 @@ class BillingClient:
         )
         assert isinstance(hold, billing_pb2.Hold)
         return hold
+
+    async def take_request(self, key_id: str, per_minute: int) -> billing_pb2.TakeResult:
+        """Spend one request of a limited key's shared per-minute budget."""
+        return await self._takes.submit(
+            billing_pb2.RequestTake(key_id=key_id, per_minute=per_minute)
+        )
+
+    async def _take_batch(
+        self, takes: list[billing_pb2.RequestTake]
+    ) -> list[billing_pb2.TakeResult]:
+        response = await _call(
+            self._stub.TakeRequests(billing_pb2.TakeRequestsRequest(takes=takes), **self._options())
+        )
+        return list(response.results)
 
     async def extend_hold(self, task_id: str, expires_at: int) -> None:
         """Give a queued task's hold the deadline ``expires_at`` (never shortened)."""

@@ -17,6 +17,7 @@ BILLING_ACCESS = AccessPolicy(
         "ReserveMany": _GATEWAY,
         "Capture": _GATEWAY,  # on the task's completed event
         "Release": _GATEWAY,  # a refused submit, a failed task
+        "TakeRequests": _GATEWAY,  # per-key request limits, shared by the replicas
         "GetHold": frozenset({DISPATCHER}),  # before paying the upstream for a job
         "GetAccount": _BOTH,
         "CreateApiKey": _BOTH,

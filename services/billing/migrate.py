@@ -11,7 +11,7 @@ SCHEMA = Schema(
     name="billing",
     migrations=Path(__file__).with_name("migrations"),
     version_table="billing_alembic_version",
-    tables=frozenset({"account", "apikey", "hold", "ledgerentry"}),
+    tables=frozenset({"account", "apikey", "hold", "ledgerentry", "rate_bucket"}),
     default_url="sqlite:///var/billing.db",
 )
 

@@ -116,3 +116,15 @@ class LedgerEntry(SQLModel, table=True):
     # the reason an admin gave (top-ups, adjustments), or why a hold was released
     memo: str | None = None
     created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class RateBucket(SQLModel, table=True):
+    """A key's request budget (ratelimits.py): one row per limited key, shared by every
+    gateway replica. One request is 60,000 units, so a limit of R per minute refills
+    exactly R units per millisecond: integer arithmetic, no drift."""
+
+    __tablename__ = "rate_bucket"
+    key_id: str = Field(primary_key=True)
+    per_minute: int
+    units: int = Field(sa_column=Column(BigInteger, nullable=False))
+    updated_ms: int = Field(sa_column=Column(BigInteger, nullable=False))

@@ -9,6 +9,7 @@ import grpc
 
 from billing.ledger import HoldRequest, Ledger
 from billing.models import Account, ApiKey, Hold, HoldState, LedgerEntry
+from billing.ratelimits import RateBuckets, Take
 from pixelrelay.crashpoints import crash_point
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E, error_to_detail
@@ -94,10 +95,32 @@ def _require(value: str, name: str) -> str:
     return value
 
 
+def _positive(value: int, name: str) -> int:
+    if value <= 0:
+        raise ApiError(E.INVALID_PARAMETER, f"{name} must be positive", param=name)
+    return value
+
+
 class BillingServicer(billing_pb2_grpc.BillingServicer):
     def __init__(self, ledger: Ledger, db: Database):
         self.ledger = ledger
         self.db = db
+        self.buckets = RateBuckets(db.engine)
+
+    async def TakeRequests(
+        self, request: billing_pb2.TakeRequestsRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.TakeRequestsResponse:
+        takes = [
+            Take(_require(t.key_id, "key_id"), _positive(t.per_minute, "per_minute"))
+            for t in request.takes
+        ]
+        verdicts = await self.db.run(self.buckets.take_many, takes)
+        return billing_pb2.TakeRequestsResponse(
+            results=[
+                billing_pb2.TakeResult(allowed=v.allowed, retry_after_s=v.retry_after_s)
+                for v in verdicts
+            ]
+        )
 
     async def Authenticate(
         self, request: billing_pb2.AuthenticateRequest, context: grpc.aio.ServicerContext

@@ -110,7 +110,7 @@ async def _serve(
         submit_hold_seconds=settings.submit_hold_seconds,
         sealer=PromptSealer.parse(settings.job_keys.get_secret_value()),
         max_image_bytes=settings.max_image_bytes,
-        limiter=RateLimiter(settings.default_rate_limit),
+        limiter=RateLimiter(billing.take_request, settings.default_rate_limit),
         idempotency=idempotency,
     )
     stack.push_async_callback(api.finish_extensions)  # before billing's channel closes

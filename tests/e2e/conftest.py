@@ -64,6 +64,7 @@ async def running_platform(
     allow_private: bool,
     database_url: str = "",
     dispatchers: int = 1,
+    gateways: int = 1,
     env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Platform]:
     env = {
@@ -79,6 +80,7 @@ async def running_platform(
     config = StackConfig.leased_ports(
         data_dir,
         dispatchers=dispatchers,
+        gateways=gateways,
         sim_latency_ms=50,
         extra_env=env,
         database_url=database_url,
@@ -238,5 +240,20 @@ async def postgres_dispatch_platform(
     with _postgres() as url, dispatch_env(data_dir) as env:
         async with running_platform(
             data_dir, allow_private=False, dispatchers=2, database_url=url, env=env
+        ) as p:
+            yield p
+
+
+@pytest.fixture(scope="module")
+async def replicated_platform(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Platform]:
+    """Two gateway replicas over one billing and one task database (PostgreSQL when the
+    suite has one, as in production), for what must hold across replicas."""
+    data_dir = tmp_path_factory.mktemp("replicas")
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(_postgres()) if POSTGRES_URL else ""
+        async with running_platform(
+            data_dir, allow_private=False, gateways=2, database_url=url
         ) as p:
             yield p

@@ -252,6 +252,94 @@ class ReserveResult(_message.Message):
 Global___ReserveResult: _TypeAlias = ReserveResult  # noqa: Y015
 
 @_typing.final
+class RequestTake(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    PER_MINUTE_FIELD_NUMBER: _builtins.int
+    key_id: _builtins.str
+    per_minute: _builtins.int
+    """the key's limit: a burst of this many, then this many a minute"""
+    def __init__(
+        self,
+        *,
+        key_id: _builtins.str = ...,
+        per_minute: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id", "per_minute", b"per_minute"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestTake: _TypeAlias = RequestTake  # noqa: Y015
+
+@_typing.final
+class TakeRequestsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TAKES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def takes(self) -> _containers.RepeatedCompositeFieldContainer[Global___RequestTake]: ...
+    def __init__(
+        self,
+        *,
+        takes: _abc.Iterable[Global___RequestTake] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["takes", b"takes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TakeRequestsRequest: _TypeAlias = TakeRequestsRequest  # noqa: Y015
+
+@_typing.final
+class TakeResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALLOWED_FIELD_NUMBER: _builtins.int
+    RETRY_AFTER_S_FIELD_NUMBER: _builtins.int
+    allowed: _builtins.bool
+    retry_after_s: _builtins.int
+    """when refused: seconds until one request is allowed"""
+    def __init__(
+        self,
+        *,
+        allowed: _builtins.bool = ...,
+        retry_after_s: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "retry_after_s", b"retry_after_s"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TakeResult: _TypeAlias = TakeResult  # noqa: Y015
+
+@_typing.final
+class TakeRequestsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___TakeResult]:
+        """one per take, in the same order"""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___TakeResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TakeRequestsResponse: _TypeAlias = TakeRequestsResponse  # noqa: Y015
+
+@_typing.final
 class CaptureRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -68,6 +68,11 @@ class BillingStub:
                 request_serializer=pixelrelay_dot_v1_dot_billing__pb2.GetHoldRequest.SerializeToString,
                 response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.Hold.FromString,
                 _registered_method=True)
+        self.TakeRequests = channel.unary_unary(
+                '/pixelrelay.v1.Billing/TakeRequests',
+                request_serializer=pixelrelay_dot_v1_dot_billing__pb2.TakeRequestsRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.TakeRequestsResponse.FromString,
+                _registered_method=True)
         self.GetAccount = channel.unary_unary(
                 '/pixelrelay.v1.Billing/GetAccount',
                 request_serializer=pixelrelay_dot_v1_dot_billing__pb2.GetAccountRequest.SerializeToString,
@@ -170,6 +175,15 @@ class BillingServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TakeRequests(self, request, context):
+        """The gateway, for each request of a key with a per-minute limit: one bucket per key
+        in billing's database, so the limit holds across every gateway replica (the gateway
+        batches the requests that arrive together into one call).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetAccount(self, request, context):
         """The gateway (balance, key management, usage) and the operator.
         """
@@ -258,6 +272,11 @@ def add_BillingServicer_to_server(servicer, server):
                     servicer.GetHold,
                     request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.GetHoldRequest.FromString,
                     response_serializer=pixelrelay_dot_v1_dot_billing__pb2.Hold.SerializeToString,
+            ),
+            'TakeRequests': grpc.unary_unary_rpc_method_handler(
+                    servicer.TakeRequests,
+                    request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.TakeRequestsRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.TakeRequestsResponse.SerializeToString,
             ),
             'GetAccount': grpc.unary_unary_rpc_method_handler(
                     servicer.GetAccount,
@@ -471,6 +490,33 @@ class Billing:
             '/pixelrelay.v1.Billing/GetHold',
             pixelrelay_dot_v1_dot_billing__pb2.GetHoldRequest.SerializeToString,
             pixelrelay_dot_v1_dot_billing__pb2.Hold.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TakeRequests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Billing/TakeRequests',
+            pixelrelay_dot_v1_dot_billing__pb2.TakeRequestsRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_billing__pb2.TakeRequestsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -58,6 +58,11 @@ class BillingStub:
     """The dispatcher, before it pays the upstream: is the task's hold still pending? A job
     whose hold was released (a refused submit, an expired hold) is dropped, not generated.
     """
+    TakeRequests: _grpc.UnaryUnaryMultiCallable[_billing_pb2.TakeRequestsRequest, _billing_pb2.TakeRequestsResponse]
+    """The gateway, for each request of a key with a per-minute limit: one bucket per key
+    in billing's database, so the limit holds across every gateway replica (the gateway
+    batches the requests that arrive together into one call).
+    """
     GetAccount: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetAccountRequest, _billing_pb2.Account]
     """The gateway (balance, key management, usage) and the operator."""
     CreateApiKey: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CreateApiKeyRequest, _billing_pb2.CreatedApiKey]
@@ -99,6 +104,11 @@ class BillingAsyncStub(BillingStub):
     GetHold: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetHoldRequest, _billing_pb2.Hold]  # type: ignore[assignment]
     """The dispatcher, before it pays the upstream: is the task's hold still pending? A job
     whose hold was released (a refused submit, an expired hold) is dropped, not generated.
+    """
+    TakeRequests: _aio.UnaryUnaryMultiCallable[_billing_pb2.TakeRequestsRequest, _billing_pb2.TakeRequestsResponse]  # type: ignore[assignment]
+    """The gateway, for each request of a key with a per-minute limit: one bucket per key
+    in billing's database, so the limit holds across every gateway replica (the gateway
+    batches the requests that arrive together into one call).
     """
     GetAccount: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetAccountRequest, _billing_pb2.Account]  # type: ignore[assignment]
     """The gateway (balance, key management, usage) and the operator."""
@@ -174,6 +184,17 @@ class BillingServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_billing_pb2.Hold, _abc.Awaitable[_billing_pb2.Hold]]:
         """The dispatcher, before it pays the upstream: is the task's hold still pending? A job
         whose hold was released (a refused submit, an expired hold) is dropped, not generated.
+        """
+
+    @_abc_1.abstractmethod
+    def TakeRequests(
+        self,
+        request: _billing_pb2.TakeRequestsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.TakeRequestsResponse, _abc.Awaitable[_billing_pb2.TakeRequestsResponse]]:
+        """The gateway, for each request of a key with a per-minute limit: one bucket per key
+        in billing's database, so the limit holds across every gateway replica (the gateway
+        batches the requests that arrive together into one call).
         """
 
     @_abc_1.abstractmethod

@@ -79,7 +79,7 @@ class PublicApi:
         self.submit_hold_seconds = submit_hold_seconds
         self.max_image_bytes = max_image_bytes
         self.sealer = sealer
-        self.limiter = limiter or RateLimiter()
+        self.limiter = limiter or RateLimiter(billing.take_request)
         self.idempotency = idempotency or IdempotencyStore(db.engine)
         self.auth = AuthCache(billing.authenticate)
         self._extensions: set[asyncio.Task[None]] = set()
@@ -95,7 +95,7 @@ class PublicApi:
         principal = await self.auth.principal(
             bearer_key(authorization), in_outage=scope == scopes.READ
         )
-        self.limiter.take(principal.key_id, principal.rate_limit)
+        await self.limiter.take(principal.key_id, principal.rate_limit)
         scopes.require(principal.scopes, scope)
         return principal
 

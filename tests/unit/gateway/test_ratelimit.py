@@ -1,11 +1,56 @@
-"""A key's token bucket: a burst of its rate, then rate/60 per second."""
+"""The gateway's side of per-key limits: billing decides (shared buckets), a local bucket
+stands in while billing is down, keys without a limit never ask."""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway.core.ratelimit import RateLimiter
+from gateway.core.ratelimit import LocalBuckets, RateLimiter
 from pixelrelay.errors import ApiError, E
+from pixelrelay.v1 import billing_pb2
+
+
+class Billing:
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, int]] = []
+        self.down = False
+        self.allow = True
+
+    async def take(self, key_id: str, per_minute: int) -> billing_pb2.TakeResult:
+        if self.down:
+            raise ApiError(E.UNAVAILABLE, "billing is down")
+        self.asked.append((key_id, per_minute))
+        return billing_pb2.TakeResult(allowed=self.allow, retry_after_s=0 if self.allow else 7)
+
+
+async def test_billing_decides_and_its_wait_is_passed_on() -> None:
+    billing = Billing()
+    limits = RateLimiter(billing.take)
+    await limits.take("key_a", 6)
+    billing.allow = False
+    with pytest.raises(ApiError) as refused:
+        await limits.take("key_a", 6)
+    assert refused.value.kind is E.RATE_LIMITED and refused.value.retry_after == 7
+    assert billing.asked == [("key_a", 6), ("key_a", 6)]
+
+
+async def test_no_limit_never_asks_and_the_default_applies() -> None:
+    billing = Billing()
+    await RateLimiter(billing.take).take("key_a", 0)
+    assert billing.asked == []
+    await RateLimiter(billing.take, default_per_minute=2).take("key_a", 0)
+    assert billing.asked == [("key_a", 2)]
+
+
+async def test_while_billing_is_down_a_local_bucket_stands_in() -> None:
+    billing = Billing()
+    billing.down = True
+    limits = RateLimiter(billing.take)
+    await limits.take("key_a", 2)
+    await limits.take("key_a", 2)
+    with pytest.raises(ApiError) as refused:
+        await limits.take("key_a", 2)
+    assert refused.value.kind is E.RATE_LIMITED
 
 
 class Clock:
@@ -16,41 +61,17 @@ class Clock:
         return self.now
 
 
-def limiter(default: int = 0) -> tuple[RateLimiter, Clock]:
+def test_the_local_bucket_bursts_then_refills() -> None:
     clock = Clock()
-    limits = RateLimiter(default)
-    limits._now = clock
-    return limits, clock
-
-
-def test_a_burst_of_the_rate_then_429_with_the_wait() -> None:
-    limits, clock = limiter()
+    local = LocalBuckets()
+    local._now = clock
     for _ in range(6):
-        limits.take("key_a", 6)
+        local.take("key_a", 6)
     with pytest.raises(ApiError) as refused:
-        limits.take("key_a", 6)
-    assert refused.value.kind is E.RATE_LIMITED and refused.value.retry_after == 10
-    limits.take("key_b", 6)  # another key has its own bucket
+        local.take("key_a", 6)
+    assert refused.value.retry_after == 10
+    local.take("key_b", 6)  # another key has its own bucket
     clock.now += 10  # one token back: 6 per minute
-    limits.take("key_a", 6)
+    local.take("key_a", 6)
     with pytest.raises(ApiError):
-        limits.take("key_a", 6)
-
-
-def test_no_limit_or_the_default() -> None:
-    unlimited, _ = limiter()
-    for _ in range(1000):
-        unlimited.take("key_a", 0)
-    defaulted, _ = limiter(default=2)
-    defaulted.take("key_a", 0)
-    defaulted.take("key_a", 0)
-    with pytest.raises(ApiError):
-        defaulted.take("key_a", 0)
-
-
-def test_a_changed_limit_takes_effect_at_once() -> None:
-    limits, _ = limiter()
-    limits.take("key_a", 1)
-    with pytest.raises(ApiError):
-        limits.take("key_a", 1)
-    limits.take("key_a", 5)  # raised by an operator: a fresh bucket of the new size
+        local.take("key_a", 6)
