@@ -7,7 +7,7 @@ GEN_DIR := libs
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-security test-postgres lint fmt proto proto-check bench soak soak-full ledger-check k8s-check clean
+.PHONY: help setup run test test-security test-postgres lint fmt proto proto-check bench soak soak-full cluster-test ledger-check k8s-check clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -60,6 +60,9 @@ soak: ## fault soak, short (~5 min): kills every process in turn under load, the
 
 soak-full: ## the full fault soak (25 min of load); its audit is in docs/reliability.md
 	SOAK_MINUTES=25 $(BIN)/python -m bench.soak
+
+cluster-test: ## scale-out on this machine (~5 min): 3-node JetStream, 2 gateways, 2 billing, 3 dispatchers, 2 storage; kills one of each in turn under load, then the soak's audit
+	$(BIN)/python -m bench.cluster
 
 ledger-check: ## verify the ledger through a running billing (BILLING_ADDR, default make run's)
 	$(BIN)/pixelrelay admin ledger-check

@@ -72,18 +72,38 @@ class Submit:
     refused: tuple[int, int] | None = None  # (status, error code): a final 4xx
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What to run: the topology (StackConfig fields: replicas, database), the load, and
+    which processes are killed in turn. `make soak` and `make cluster-test` differ here."""
+
+    name: str
+    minutes: float
+    rate: float
+    kill_every: float
+    targets: tuple[str, ...] = TARGETS
+    dispatchers: int = 2
+    topology: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass
 class Soak:
     platform: TwoChannels
     api_key: str
     rng: random.Random
+    plan: Plan
     submits: list[Submit] = field(default_factory=list)
     kills: list[dict[str, Any]] = field(default_factory=list)
     polls: Counter[str] = field(default_factory=Counter)
 
     @property
     def base_url(self) -> str:
+        """The first gateway: never killed, it reads the results."""
         return self.platform.stack.config.base_url
+
+    @property
+    def gateway_urls(self) -> list[str]:
+        return self.platform.stack.config.gateway_urls()
 
     def request(self, i: int) -> Submit:
         """Request i of the mix: 60% basic, 40% stable with 1-2 images and a format; a
@@ -103,12 +123,16 @@ class Soak:
         return Submit(prompt, body)
 
 
-async def submit_until_answered(soak: Soak, http: httpx.AsyncClient, submit: Submit) -> None:
-    """Submit with one Idempotency-Key until a final answer; then poll the task once."""
+async def submit_until_answered(
+    soak: Soak, gateways: list[httpx.AsyncClient], submit: Submit, first: int
+) -> None:
+    """Submit with one Idempotency-Key until a final answer, each attempt to the next
+    gateway (as a balancer routes around a dead one); then poll the task once."""
     headers = {"Authorization": f"Bearer {soak.api_key}", "Idempotency-Key": str(uuid.uuid4())}
     deadline = time.monotonic() + SUBMIT_PATIENCE
     delay = 0.25
     while True:
+        http = gateways[(first + submit.attempts) % len(gateways)]
         submit.attempts += 1
         try:
             response = await http.post(
@@ -143,7 +167,13 @@ async def load(soak: Soak, rate: float, seconds: float) -> None:
     """Open loop: a new submit every 1/rate s, whatever the earlier ones are doing."""
     running: set[asyncio.Task[None]] = set()
     limits = httpx.Limits(max_connections=400, max_keepalive_connections=100)
-    async with httpx.AsyncClient(base_url=soak.base_url, timeout=20, limits=limits) as http:
+    async with contextlib.AsyncExitStack() as clients:
+        gateways = [
+            await clients.enter_async_context(
+                httpx.AsyncClient(base_url=url, timeout=20, limits=limits)
+            )
+            for url in soak.gateway_urls
+        ]
         started = time.monotonic()
         i = 0
         while (now := time.monotonic()) - started < seconds:
@@ -152,7 +182,7 @@ async def load(soak: Soak, rate: float, seconds: float) -> None:
                 await asyncio.sleep(due - now)
             submit = soak.request(i)
             soak.submits.append(submit)
-            task = asyncio.create_task(submit_until_answered(soak, http, submit))
+            task = asyncio.create_task(submit_until_answered(soak, gateways, submit, i))
             running.add(task)
             task.add_done_callback(running.discard)
             i += 1
@@ -181,7 +211,7 @@ async def kill_in_turn(soak: Soak, every: float, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), every)
         if stop.is_set():
             return
-        target = TARGETS[n % len(TARGETS)]
+        target = soak.plan.targets[n % len(soak.plan.targets)]
         n += 1
         killed_at = time.time()
         dead = stack.kill(target)
@@ -362,7 +392,7 @@ def audit(
 
 def markdown(result: dict[str, Any], minutes: float, rate: float) -> str:
     lines = [
-        f"# Fault soak, {result['started']}",
+        f"# {result['title']}, {result['started']}",
         "",
         f"{minutes:g} min of load at {rate:g} tasks/s offered; upstream {UPSTREAM_LATENCY_MS} ms,"
         f" 10% 500s and 2% hangs at the first channel; {len(result['kills'])} SIGKILLs"
@@ -400,29 +430,33 @@ def markdown(result: dict[str, Any], minutes: float, rate: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def main() -> int:
-    minutes = float(os.environ.get("SOAK_MINUTES", "4"))
-    rate = float(os.environ.get("SOAK_RATE", "12"))
+async def run(plan: Plan) -> int:
+    """Start the platform as ``plan`` says, load it while killing its targets in turn,
+    drain, audit; the results go to bench/results/<name>-<time>/. 0 when every check
+    passed."""
     started = time.strftime("%Y-%m-%dT%H-%M-%SZ", time.gmtime())
-    work = Path(tempfile.mkdtemp(prefix="pixelrelay-soak-"))
-    every = float(os.environ.get("SOAK_KILL_EVERY", "30"))
+    work = Path(tempfile.mkdtemp(prefix=f"pixelrelay-{plan.name}-"))
     async with two_channel_platform(
-        work, latency_ms=UPSTREAM_LATENCY_MS, primary_timeout=5
+        work,
+        latency_ms=UPSTREAM_LATENCY_MS,
+        primary_timeout=5,
+        dispatchers=plan.dispatchers,
+        topology=plan.topology,
     ) as platform:
         billing = platform.stack.billing()
-        account = await billing.create_account("soak", GRANT)
-        api_key = (await billing.create_api_key(account.id, "soak")).api_key
+        account = await billing.create_account(plan.name, GRANT)
+        api_key = (await billing.create_api_key(account.id, plan.name)).api_key
         await billing.close()
-        soak = Soak(platform, api_key, random.Random(7))
+        soak = Soak(platform, api_key, random.Random(7), plan)
         await set_faults(
             platform.primary_sim_url,
             {"kind": "status", "status": 500, "match": FLAKY},
             {"kind": "hang", "seconds": 30, "match": HANG},
         )
         stop = asyncio.Event()
-        killing = asyncio.create_task(kill_in_turn(soak, every=every, stop=stop))
+        killing = asyncio.create_task(kill_in_turn(soak, every=plan.kill_every, stop=stop))
         try:
-            await load(soak, rate, minutes * 60)
+            await load(soak, plan.rate, plan.minutes * 60)
         finally:
             stop.set()
             await killing
@@ -432,16 +466,28 @@ async def main() -> int:
         generated = await generations(platform)
     result = audit(soak, tasks, entries, balance, check, generated)
     result["started"] = started
-    out = RESULTS / f"soak-{started}"
+    result["title"] = "Fault soak" if plan.name == "soak" else f"Fault soak ({plan.name})"
+    out = RESULTS / f"{plan.name}-{started}"
     out.mkdir(parents=True)
     (out / "audit.json").write_text(json.dumps(result, indent=2, default=str))
-    (out / "audit.md").write_text(markdown(result, minutes, rate))
+    (out / "audit.md").write_text(markdown(result, plan.minutes, plan.rate))
     sys.stdout.write((out / "audit.md").read_text())
     if all(result["checks"].values()):
         shutil.rmtree(work, ignore_errors=True)
         return 0
     sys.stdout.write(f"\nThe platform's logs and databases are kept in {work}\n")
     return 1
+
+
+async def main() -> int:
+    return await run(
+        Plan(
+            name="soak",
+            minutes=float(os.environ.get("SOAK_MINUTES", "4")),
+            rate=float(os.environ.get("SOAK_RATE", "12")),
+            kill_every=float(os.environ.get("SOAK_KILL_EVERY", "30")),
+        )
+    )
 
 
 if __name__ == "__main__":

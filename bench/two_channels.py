@@ -59,6 +59,7 @@ async def two_channel_platform(
     dispatchers: int = 2,
     primary_timeout: float = 180.0,
     env: dict[str, str] | None = None,
+    topology: dict[str, Any] | None = None,
 ) -> AsyncIterator[TwoChannels]:
     """Start both simulators and the stack in ``work``; stop them all on the way out."""
     primary_lease = lease_ports(1)
@@ -81,6 +82,7 @@ async def two_channel_platform(
         work,
         dispatchers=dispatchers,
         sim_latency_ms=latency_ms,
+        **(topology or {}),
         extra_env={
             "CHANNELS_FILE": str(work / "channels.yaml"),
             "LOG_LEVEL": "warning",

@@ -71,8 +71,13 @@ class StackConfig:
     database_url: str = ""
     s3_endpoint: str = ""
     dispatchers: int = 1
-    # Gateway replicas: the first on http_port/grpc_port, the others on the next ports.
+    # Replicas: the first of each on its port above, the others on the next ports.
     gateways: int = 1
+    billings: int = 1
+    storages: int = 1
+    # JetStream servers: 1, or a cluster (3) whose routes listen from nats_cluster_port.
+    nats_nodes: int = 1
+    nats_cluster_port: int = 6333
     extra_env: dict[str, str] = field(default_factory=dict)
     lease: PortLease | None = None  # set when the ports were leased, not configured
 
@@ -97,12 +102,11 @@ class StackConfig:
         )
 
     @classmethod
-    def leased_ports(
-        cls, data_dir: Path, dispatchers: int = 1, gateways: int = 1, **overrides: object
-    ) -> StackConfig:
+    def leased_ports(cls, data_dir: Path, **overrides: object) -> StackConfig:
         """Every port leased (ports.py): for tests and benchmarks beside a running `make run`
-        or each other. A stack on leased ports that loses one starts again on new ones."""
-        config = cls(data_dir=data_dir, dispatchers=dispatchers, gateways=gateways)
+        or each other. A stack on leased ports that loses one starts again on new ones.
+        ``overrides`` set any field (replica counts included) before the ports are leased."""
+        config = cls(data_dir=data_dir)
         for key, value in overrides.items():
             setattr(config, key, value)
         config.lease_new_ports()
@@ -115,13 +119,14 @@ class StackConfig:
         self.lease = lease_ports(
             self.gateways,
             self.gateways,
-            1,
-            1,
-            1,
+            self.billings,
+            self.storages,
+            self.nats_nodes,
             1,
             1,
             self.dispatchers,
-            2 + self.dispatchers + self.gateways,
+            len(self.service_ports()),
+            self.nats_nodes,
         )
         (
             self.http_port,
@@ -133,6 +138,7 @@ class StackConfig:
             self.sim_port,
             self.dispatcher_port,
             self.metrics_port,
+            self.nats_cluster_port,
         ) = self.lease.ports
 
     @property
@@ -145,28 +151,48 @@ class StackConfig:
 
     @property
     def nats_url(self) -> str:
-        return f"nats://127.0.0.1:{self.nats_port}"
+        """Every JetStream server, comma-separated (the clients fail over between them)."""
+        return ",".join(f"nats://127.0.0.1:{self.nats_port + i}" for i in range(self.nats_nodes))
+
+    @property
+    def billing_addr(self) -> str:
+        return _grpc_target(self.billing_port, self.billings)
+
+    @property
+    def storage_addr(self) -> str:
+        return _grpc_target(self.storage_port, self.storages)
 
     def service_ports(self) -> dict[str, tuple[int, int]]:
-        """(gRPC port, metrics port) of every service process."""
-        ports = {
-            "gateway": (self.grpc_port, self.metrics_port),
-            "billing": (self.billing_port, self.metrics_port + 1),
-            "storage": (self.storage_port, self.metrics_port + 2),
+        """(gRPC port, metrics port) of every service process, by name. The first replica
+        of each keeps the metrics port it had before replicas existed (gateway +0, billing
+        +1, storage +2, dispatchers +3…); further replicas come after."""
+        grpc = {
+            **{_replica("gateway", i): self.grpc_port + i for i in range(self.gateways)},
+            **{_replica("billing", i): self.billing_port + i for i in range(self.billings)},
+            **{_replica("storage", i): self.storage_port + i for i in range(self.storages)},
+            **{
+                _replica("dispatcher", i): self.dispatcher_port + i for i in range(self.dispatchers)
+            },
         }
-        for i in range(self.dispatchers):
-            name = "dispatcher" if i == 0 else f"dispatcher-{i}"
-            ports[name] = (self.dispatcher_port + i, self.metrics_port + 3 + i)
-        for i in range(1, self.gateways):
-            ports[f"gateway-{i}"] = (
-                self.grpc_port + i,
-                self.metrics_port + 2 + self.dispatchers + i,
-            )
-        return ports
+        firsts = ["gateway", "billing", "storage"]
+        dispatchers = [n for n in grpc if n.startswith("dispatcher")]
+        order = firsts + dispatchers + [n for n in grpc if n not in firsts + dispatchers]
+        return {name: (grpc[name], self.metrics_port + i) for i, name in enumerate(order)}
 
     def gateway_urls(self) -> list[str]:
         """The REST base URL of every gateway replica."""
         return [f"http://127.0.0.1:{self.http_port + i}" for i in range(self.gateways)]
+
+
+def _replica(service: str, i: int) -> str:
+    return service if i == 0 else f"{service}-{i}"
+
+
+def _grpc_target(first_port: int, replicas: int) -> str:
+    """One address, or every replica's for gRPC's round_robin balancing (grpc_server.py)."""
+    if replicas == 1:
+        return f"127.0.0.1:{first_port}"
+    return "ipv4:" + ",".join(f"127.0.0.1:{first_port + i}" for i in range(replicas))
 
 
 def kept_secret(path: Path, make: Callable[[], str]) -> str:

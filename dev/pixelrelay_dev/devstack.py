@@ -29,6 +29,7 @@ from pixelrelay.bus_access import ADMIN_USER, server_config
 from pixelrelay.callers import ADMIN, DISPATCHER, GATEWAY, TrustedCallers
 from pixelrelay.errors import ApiError
 from pixelrelay.sealing import new_job_key
+from pixelrelay.startup import Backoff, keep_trying
 from pixelrelay_dev.children import (
     START_ATTEMPTS,
     Child,
@@ -93,7 +94,7 @@ class Stack:
         self.children.append(child)
         return child
 
-    def _service_env(self, metrics_offset: int, nats_user: str, caller: str = "") -> dict[str, str]:
+    def _service_env(self, name: str, nats_user: str, caller: str = "") -> dict[str, str]:
         """What every service gets: where the others are, listeners on loopback only, the
         digests of the callers it trusts, its NATS user, and its own credential if it
         calls others."""
@@ -106,9 +107,9 @@ class Stack:
             "TRUSTED_CALLERS": TrustedCallers.of(c.credentials).spec(),
             "SERVICE_CREDENTIAL": c.credentials[caller] if caller else "",
             "NATS_URL": c.nats_url,
-            "METRICS_PORT": str(c.metrics_port + metrics_offset) if c.metrics_port else "0",
-            "BILLING_ADDR": f"127.0.0.1:{c.billing_port}",
-            "STORAGE_ADDR": f"127.0.0.1:{c.storage_port}",
+            "METRICS_PORT": str(c.service_ports()[name][1]) if c.metrics_port else "0",
+            "BILLING_ADDR": c.billing_addr,
+            "STORAGE_ADDR": c.storage_addr,
             "PYTHONUNBUFFERED": "1",
             **c.extra_env,
         }
@@ -139,17 +140,24 @@ class Stack:
                 raise
 
     async def _start_all(self, c: StackConfig) -> None:
-        nats_conf = c.data_dir / "nats.conf"
-        nats_conf.write_text(
-            server_config(
-                c.nats_passwords, host="127.0.0.1", port=c.nats_port, store_dir=c.data_dir / "nats"
+        routes = [f"nats://127.0.0.1:{c.nats_cluster_port + i}" for i in range(c.nats_nodes)]
+        for i in range(c.nats_nodes):
+            name = "nats" if i == 0 else f"nats-{i}"
+            conf = c.data_dir / f"{name}.conf"
+            conf.write_text(
+                server_config(
+                    c.nats_passwords,
+                    host="127.0.0.1",
+                    port=c.nats_port + i,
+                    store_dir=c.data_dir / name,
+                    cluster=(name, c.nats_cluster_port + i, routes) if c.nats_nodes > 1 else None,
+                )
             )
-        )
-        self._spawn(
-            "nats",
-            [nats_server_binary(), "-c", str(nats_conf)],
-            lambda: wait_tcp(c.nats_port, "nats"),
-        )
+            self._spawn(
+                name,
+                [nats_server_binary(), "-c", str(conf)],
+                functools.partial(wait_tcp, c.nats_port + i, name),
+            )
         s3_env = {"S3_ENDPOINT": c.s3_endpoint or f"http://127.0.0.1:{c.s3_port}"}
         if not c.s3_endpoint:
             self._spawn(
@@ -165,24 +173,40 @@ class Stack:
         )
         await self._wait_all()
         async with self.bus() as nc:  # the streams, as the bus administrator
-            await ensure_streams(nc.jetstream())
+            # A new cluster answers only once it has elected its meta leader (seconds).
+            await asyncio.wait_for(
+                keep_trying(
+                    "the JetStream streams",
+                    lambda: ensure_streams(nc.jetstream(), replicas=min(3, c.nats_nodes)),
+                    asyncio.Event(),
+                    Backoff(first=0.2, cap=1.0),
+                ),
+                60,
+            )
         db_url = c.database_url
-        self._spawn(
-            "billing",
-            self._python("billing"),
-            lambda: wait_grpc(c.billing_port, "billing"),
-            {
-                **self._service_env(1, "billing"),
-                "GRPC_PORT": str(c.billing_port),
-                "DATABASE_URL": db_url or f"sqlite:///{c.data_dir / 'billing.db'}",
-            },
-        )
-        self._spawn(
-            "storage",
-            self._python("storage"),
-            lambda: wait_grpc(c.storage_port, "storage"),
-            {**self._service_env(2, "storage"), **s3_env, "GRPC_PORT": str(c.storage_port)},
-        )
+        ports = c.service_ports()
+        # One after the other: the first migrates the ledger, the others find it.
+        for i in range(c.billings):
+            name = "billing" if i == 0 else f"billing-{i}"
+            self._spawn(
+                name,
+                self._python("billing"),
+                functools.partial(wait_grpc, ports[name][0], name),
+                {
+                    **self._service_env(name, "billing"),
+                    "GRPC_PORT": str(ports[name][0]),
+                    "DATABASE_URL": db_url or f"sqlite:///{c.data_dir / 'billing.db'}",
+                },
+            )
+            await self._wait_all()
+        for i in range(c.storages):
+            name = "storage" if i == 0 else f"storage-{i}"
+            self._spawn(
+                name,
+                self._python("storage"),
+                functools.partial(wait_grpc, ports[name][0], name),
+                {**self._service_env(name, "storage"), **s3_env, "GRPC_PORT": str(ports[name][0])},
+            )
         await self._wait_all()
         for i in range(c.dispatchers):
             name = "dispatcher" if i == 0 else f"dispatcher-{i}"
@@ -197,7 +221,7 @@ class Stack:
                     "CHANNELS_ALLOW_LOOPBACK": "true",
                     "CHANNEL_SIMULATOR_BASE_URL": f"{c.sim_url}/v1",
                     "UPSTREAM_API_KEY": "sk-simulator",
-                    **self._service_env(3 + i, "dispatcher", DISPATCHER),
+                    **self._service_env(name, "dispatcher", DISPATCHER),
                     "GRPC_PORT": str(port),
                     "WORKER_NAME": name,
                     "JOB_KEYS": c.job_keys,
@@ -211,7 +235,7 @@ class Stack:
                 self._python("gateway"),
                 functools.partial(self._gateway_ready, i),
                 {
-                    **self._service_env(0 if i == 0 else 2 + c.dispatchers + i, "gateway", GATEWAY),
+                    **self._service_env(name, "gateway", GATEWAY),
                     "HTTP_HOST": "127.0.0.1",
                     "JOB_KEYS": c.job_keys,
                     "HTTP_PORT": str(c.http_port + i),
@@ -293,9 +317,7 @@ class Stack:
 
     def billing(self, caller: str = ADMIN) -> BillingClient:
         """A client of this stack's billing, calling as ``caller`` (the operator by default)."""
-        return BillingClient(
-            f"127.0.0.1:{self.config.billing_port}", self.config.credentials[caller]
-        )
+        return BillingClient(self.config.billing_addr, self.config.credentials[caller])
 
     async def dev_account(self, name: str = "dev") -> tuple[str, str]:
         """(account id, api key): reuses the account the key belongs to, else creates one."""

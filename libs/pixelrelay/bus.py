@@ -72,7 +72,7 @@ async def connect(url: str, name: str, user: str = "", password: str = "") -> NA
     if user:
         credentials = {"user": user, "password": password, "inbox_prefix": inbox_prefix(user)}
     return await nats.connect(
-        url,
+        [server.strip() for server in url.split(",")],  # a cluster: every server, comma-separated
         name=name,
         max_reconnect_attempts=-1,  # the first connect too: it waits for the bus to come up
         reconnect_time_wait=0.5,

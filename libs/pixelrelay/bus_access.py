@@ -94,15 +94,31 @@ def authorization(passwords: Mapping[str, str]) -> dict[str, object]:
     return {"users": users}
 
 
-def server_config(passwords: Mapping[str, str], *, host: str, port: int, store_dir: Path) -> str:
-    """A whole nats-server configuration: JetStream and ``authorization(passwords)``."""
-    # nats-server reads JSON as a subset of its own format.
-    return json.dumps(
-        {
+def server_config(
+    passwords: Mapping[str, str],
+    *,
+    host: str,
+    port: int,
+    store_dir: Path,
+    cluster: tuple[str, int, list[str]] | None = None,
+) -> str:
+    """A whole nats-server configuration: JetStream and ``authorization(passwords)``;
+    with ``cluster`` (this node's name, its route port, every node's route URL), one node
+    of a JetStream cluster."""
+    config: dict[str, object] = {
+        "host": host,
+        "port": port,
+        "jetstream": {"store_dir": str(store_dir)},
+        "authorization": authorization(passwords),
+    }
+    if cluster is not None:
+        name, route_port, routes = cluster
+        config["server_name"] = name
+        config["cluster"] = {
+            "name": "pixelrelay",
             "host": host,
-            "port": port,
-            "jetstream": {"store_dir": str(store_dir)},
-            "authorization": authorization(passwords),
-        },
-        indent=2,
-    )
+            "port": route_port,
+            "routes": routes,
+        }
+    # nats-server reads JSON as a subset of its own format.
+    return json.dumps(config, indent=2)

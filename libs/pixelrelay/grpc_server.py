@@ -29,6 +29,9 @@ CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
+    # Spread calls over every address of the target: "ipv4:a,b" locally, "dns:///billing"
+    # (a headless Service) in a cluster. One address behaves as before.
+    ("grpc.lb_policy_name", "round_robin"),
 ]
 
 # gRPC binds with SO_REUSEPORT by default: a second server on a taken port would start
