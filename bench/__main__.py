@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import report, scenarios
+from bench import report, scale, scenarios
 from bench.profile import record
 from bench.two_channels import two_channel_platform
 
@@ -76,6 +76,9 @@ async def main() -> None:
         log.info("crash: %s", results[-1].achieved)
         results.append(await scenarios.memory(bench, half, soak))
         log.info("memory: %s", results[-1].achieved)
+    # Platforms of their own: replicas of the gateway, more dispatchers.
+    results.append(await scale.scale(quick))
+    log.info("scale: %s", results[-1].achieved)
     out = RESULTS / started
     report.write(out, results, profiles, {"started": started, "quick": quick})
     latest = RESULTS / "latest"
