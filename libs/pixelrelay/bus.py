@@ -31,6 +31,7 @@ from nats.js.api import (
 )
 
 from pixelrelay.errors import ApiError, E
+from pixelrelay.settings import ServiceSettings
 from pixelrelay.startup import keep_trying, unless_stopped
 
 log = logging.getLogger(__name__)
@@ -118,11 +119,14 @@ async def require_streams(js: JetStreamContext, *streams: str) -> None:
 
 
 async def connect_when_ready(
-    url: str, name: str, user: str, password: str, streams: tuple[str, ...], stop: asyncio.Event
+    settings: ServiceSettings, name: str, streams: tuple[str, ...], stop: asyncio.Event
 ) -> tuple[NATS, JetStreamContext]:
-    """Connect and find ``streams``, retrying each with backoff (startup.py) until the bus
-    is up and set up, or ``stop`` is set."""
-    nc = await unless_stopped("NATS", connect(url, name, user, password), stop)
+    """Connect as the service's NATS user and find ``streams``, waiting (startup.py) until
+    the bus is up and set up, or ``stop`` is set."""
+    password = settings.nats_password.get_secret_value()
+    nc = await unless_stopped(
+        "NATS", connect(settings.nats_url, name, settings.nats_user, password), stop
+    )
     js = nc.jetstream()
     try:
         await keep_trying("the bus streams", lambda: require_streams(js, *streams), stop)

@@ -34,10 +34,8 @@ async def run(settings: BillingSettings, stop: asyncio.Event) -> None:
                 SCHEMA, settings.database_url, migrate=settings.migrate_on_start, stop=stop
             )
             nc, js = await bus.connect_when_ready(
-                settings.nats_url,
+                settings,
                 "billing",
-                settings.nats_user,
-                settings.nats_password.get_secret_value(),
                 (bus.EVENTS_STREAM,),
                 stop,
             )

@@ -77,10 +77,8 @@ async def _serve(
     stack.push_async_callback(billing.close)
     async with starting(settings.grpc_port, settings.grpc_host):
         nc, js = await bus.connect_when_ready(
-            settings.nats_url,
+            settings,
             settings.worker_name,
-            settings.nats_user,
-            settings.nats_password.get_secret_value(),
             (bus.JOBS_STREAM, bus.EVENTS_STREAM, bus.DEADLETTER_STREAM),
             stop,
         )

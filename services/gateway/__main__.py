@@ -68,10 +68,8 @@ async def _serve(
             SCHEMA, settings.database_url, migrate=settings.migrate_on_start, stop=stop
         )
         nc, js = await bus.connect_when_ready(
-            settings.nats_url,
+            settings,
             "gateway",
-            settings.nats_user,
-            settings.nats_password.get_secret_value(),
             (bus.JOBS_STREAM, bus.EVENTS_STREAM),
             stop,
         )

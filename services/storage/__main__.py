@@ -28,10 +28,8 @@ async def run(settings: StorageSettings, stop: asyncio.Event) -> None:
         async with starting(settings.grpc_port, settings.grpc_host):
             await keep_trying("the object store", blobs.ensure_bucket, stop)
             nc, js = await bus.connect_when_ready(
-                settings.nats_url,
+                settings,
                 "storage",
-                settings.nats_user,
-                settings.nats_password.get_secret_value(),
                 (bus.EVENTS_STREAM,),
                 stop,
             )
