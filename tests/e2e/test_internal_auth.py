@@ -102,6 +102,7 @@ def test_each_rpc_allows_only_the_callers_that_need_it() -> None:
         "ReserveMany": ["gateway"],
         "Capture": ["gateway"],
         "Release": ["gateway"],
+        "TakeRequests": ["gateway"],
         "GetHold": ["dispatcher"],
         "GetAccount": ["admin", "gateway"],
         "CreateApiKey": ["admin", "gateway"],
