@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select, update
@@ -36,7 +37,7 @@ class Verdict:
 
 
 class RateBuckets:
-    def __init__(self, engine: Engine, clock_ms: object = None):
+    def __init__(self, engine: Engine, clock_ms: Callable[[], int] | None = None):
         self.engine = engine
         self._now_ms = clock_ms or (lambda: int(time.time() * 1000))
 
@@ -45,7 +46,7 @@ class RateBuckets:
         """One request from each take's key, in order, in one transaction."""
         if not takes:
             return []
-        now = int(self._now_ms())  # type: ignore[operator]
+        now = self._now_ms()
         with self.engine.begin() as conn:
             state = self._locked(conn, takes, now)
             verdicts = [self._take(state, t, now) for t in takes]
