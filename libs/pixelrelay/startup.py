@@ -21,6 +21,8 @@ from typing import TypeVar
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from pixelrelay.grpc_server import SERVER_OPTIONS
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -102,7 +104,7 @@ async def starting(port: int, host: str) -> AsyncIterator[None]:
     if port == 0:  # a free port picked at random: nobody could be probing it
         yield
         return
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=SERVER_OPTIONS)  # a taken port fails here, as later
     servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     server.add_insecure_port(f"{host}:{port}")
