@@ -167,11 +167,12 @@ class StackConfig:
         of each keeps the metrics port it had before replicas existed (gateway +0, billing
         +1, storage +2, dispatchers +3…); further replicas come after."""
         grpc = {
-            **{_replica("gateway", i): self.grpc_port + i for i in range(self.gateways)},
-            **{_replica("billing", i): self.billing_port + i for i in range(self.billings)},
-            **{_replica("storage", i): self.storage_port + i for i in range(self.storages)},
+            **{replica_name("gateway", i): self.grpc_port + i for i in range(self.gateways)},
+            **{replica_name("billing", i): self.billing_port + i for i in range(self.billings)},
+            **{replica_name("storage", i): self.storage_port + i for i in range(self.storages)},
             **{
-                _replica("dispatcher", i): self.dispatcher_port + i for i in range(self.dispatchers)
+                replica_name("dispatcher", i): self.dispatcher_port + i
+                for i in range(self.dispatchers)
             },
         }
         firsts = ["gateway", "billing", "storage"]
@@ -184,7 +185,8 @@ class StackConfig:
         return [f"http://127.0.0.1:{self.http_port + i}" for i in range(self.gateways)]
 
 
-def _replica(service: str, i: int) -> str:
+def replica_name(service: str, i: int) -> str:
+    """The process name of replica ``i``: the first keeps the service's own name."""
     return service if i == 0 else f"{service}-{i}"
 
 

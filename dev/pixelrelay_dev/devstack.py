@@ -46,6 +46,7 @@ from pixelrelay_dev.config import (
     load_credentials,
     load_nats_passwords,
     nats_server_binary,
+    replica_name,
 )
 from pixelrelay_dev.orphan_guard import signal_me_when_my_parent_dies
 
@@ -142,7 +143,7 @@ class Stack:
     async def _start_all(self, c: StackConfig) -> None:
         routes = [f"nats://127.0.0.1:{c.nats_cluster_port + i}" for i in range(c.nats_nodes)]
         for i in range(c.nats_nodes):
-            name = "nats" if i == 0 else f"nats-{i}"
+            name = replica_name("nats", i)
             conf = c.data_dir / f"{name}.conf"
             conf.write_text(
                 server_config(
@@ -187,7 +188,7 @@ class Stack:
         ports = c.service_ports()
         # One after the other: the first migrates the ledger, the others find it.
         for i in range(c.billings):
-            name = "billing" if i == 0 else f"billing-{i}"
+            name = replica_name("billing", i)
             self._spawn(
                 name,
                 self._python("billing"),
@@ -200,7 +201,7 @@ class Stack:
             )
             await self._wait_all()
         for i in range(c.storages):
-            name = "storage" if i == 0 else f"storage-{i}"
+            name = replica_name("storage", i)
             self._spawn(
                 name,
                 self._python("storage"),
@@ -209,7 +210,7 @@ class Stack:
             )
         await self._wait_all()
         for i in range(c.dispatchers):
-            name = "dispatcher" if i == 0 else f"dispatcher-{i}"
+            name = replica_name("dispatcher", i)
             port = c.dispatcher_port + i
             self._spawn(
                 name,
@@ -229,7 +230,7 @@ class Stack:
             )
         # One after the other: the first migrates the task tables, the others find them.
         for i in range(c.gateways):
-            name = "gateway" if i == 0 else f"gateway-{i}"
+            name = replica_name("gateway", i)
             self._spawn(
                 name,
                 self._python("gateway"),
