@@ -56,6 +56,8 @@ DEADLETTER_SUBJECT = "pixelrelay.deadletter.jobs"
 # on every try): kept a week with the reason, instead of being retried forever.
 DEADLETTER_EVENTS_SUBJECT = "pixelrelay.deadletter.events"
 REASON_HEADER = "Pixelrelay-Reason"
+# How long a consumer waits before fetching again after JetStream refused a fetch.
+FETCH_RETRY_SECONDS = 0.5
 DEDUP_WINDOW_S = 600.0
 
 Handler = Callable[[Msg], Awaitable[None]]
@@ -83,9 +85,11 @@ async def connect(url: str, name: str, user: str = "", password: str = "") -> NA
     )
 
 
-def _error_log(every: float = 10.0) -> Callable[[Exception], Awaitable[None]]:
-    """The client's errors (it reconnects every 0.5 s while the bus is down): one line
-    now and then, not a traceback per attempt."""
+def _error_log(
+    every: float = 10.0, what: str = "NATS unreachable"
+) -> Callable[[Exception], Awaitable[None]]:
+    """Errors that repeat while the bus is down (the client reconnects every 0.5 s, a
+    consumer fetches again): one line now and then, not a traceback per attempt."""
     last, unlogged = -every, 0
 
     async def on_error(exc: Exception) -> None:
@@ -94,7 +98,7 @@ def _error_log(every: float = 10.0) -> Callable[[Exception], Awaitable[None]]:
         now = asyncio.get_running_loop().time()
         if now - last >= every:
             log.warning(
-                "NATS unreachable",
+                what,
                 extra={"error": f"{type(exc).__name__}: {exc}"[:200], "times": unlogged},
             )
             last, unlogged = now, 0
@@ -230,10 +234,15 @@ async def consume(
     The handler owns the ack decision. On stop: no new fetches, in-flight handlers
     get ``grace`` seconds, and whatever is left unacked is redelivered by JetStream.
     """
-    sub = await js.pull_subscribe(
-        subject, durable=config.durable_name, stream=stream, config=config
+    sub = await keep_trying(
+        f"the {config.durable_name} consumer",
+        lambda: js.pull_subscribe(
+            subject, durable=config.durable_name, stream=stream, config=config
+        ),
+        stop,
     )
     running: set[asyncio.Task[None]] = set()
+    trouble = _error_log(what="JetStream cannot serve the consumer")
     try:
         while not stop.is_set():
             free = concurrency - len(running)
@@ -246,6 +255,13 @@ async def consume(
                 continue
             except nats.errors.ConnectionClosedError:
                 break
+            except (nats.js.errors.Error, nats.errors.Error) as exc:
+                # A JetStream cluster electing a new stream or consumer leader (a node died)
+                # answers 503 or nothing for a moment: wait and fetch again, never crash.
+                await trouble(exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), FETCH_RETRY_SECONDS)
+                continue
             for msg in msgs:
                 task = asyncio.create_task(_run_handler(handler, msg))
                 running.add(task)
