@@ -66,6 +66,12 @@ def _limits() -> list[str]:
         ),
         ("requests per key", "the key's `rate_limit` per minute", "429 (50001)"),
         (
+            "uploads kept per account",
+            f"{default('upload_quota_count')} uploads, "
+            f"{default('upload_quota_bytes') // mib} MiB (until each is deleted)",
+            "429 (50003) with `Retry-After`; 413 (50004)",
+        ),
+        (
             "failed authentications",
             f"{default('auth_failures_per_minute')} per minute per "
             "client address; then every request with credentials from it, right key or not, "
@@ -106,6 +112,7 @@ def render(spec: dict[str, Any]) -> str:
         "| `generate` | submit, estimate, upload |",
         "| `read` | get a task, list tasks |",
         "| `billing:read` | balance, usage |",
+        "| `read` and `billing:read` | the account's export |",
         "| `keys:manage` | create, list and revoke keys |",
         "",
         "A key issued by an operator has every scope unless issued with fewer. A key created",
@@ -118,6 +125,18 @@ def render(spec: dict[str, Any]) -> str:
         "`DELETE /api/v1/keys/{key_id}?cascade=true` also revokes every key created from it.",
         "",
         *_limits(),
+        "## How long things are kept",
+        "",
+        "A task's images and its stored inputs are deleted 7 days after they were made, uploads",
+        "7 days after they were uploaded (the operator's `RESULT_TTL_DAYS`, `UPLOAD_TTL_DAYS`):",
+        "mirror what you need longer. `expires_at` says when; once it has passed,",
+        "`GET /api/v1/tasks/{task_id}` still answers with the task's metadata and credits, with",
+        "`expired_at` set and `output.image_urls: []` (gRPC: `Task.expired_at`, no `images`), a",
+        "download of an old URL fails at the object store, and an old upload used as a",
+        "reference gets 404 (40006). Task records are kept 90 days (`TASK_RETENTION_DAYS`),",
+        "then `GET` answers 404 (40001); the usage ledger keeps its entries for ever.",
+        "`GET /api/v1/account/export` gives everything kept about the account, as JSON or CSV.",
+        "",
         "## Operations",
         "",
     ]

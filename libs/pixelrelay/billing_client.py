@@ -251,3 +251,11 @@ class BillingClient:
         return await _call(
             self._stub.CheckLedger(billing_pb2.CheckLedgerRequest(), **self._options(60))
         )
+
+    async def delete_account(self, account_id: str, reason: str) -> billing_pb2.DeletedAccount:
+        return await _call(
+            self._stub.DeleteAccount(
+                billing_pb2.DeleteAccountRequest(account_id=account_id, reason=reason),
+                **self._options(60),
+            )
+        )

@@ -1,8 +1,10 @@
-"""`pixelrelay admin …`: account and key administration over billing's gRPC API.
+"""`pixelrelay admin …`: account and key administration over billing's gRPC API, and
+account deletion and export over the gateway's (they span services).
 
-Talks to BILLING_ADDR (default 127.0.0.1:50051, what `make run` starts) with the admin
-credential in PIXELRELAY_ADMIN_TOKEN, or else the one `make run` keeps in
-$PIXELRELAY_DATA_DIR/secrets (default var/). Prints JSON.
+Talks to BILLING_ADDR (default 127.0.0.1:50051, what `make run` starts) and GATEWAY_ADDR
+(default 127.0.0.1:50050) with the admin credential in PIXELRELAY_ADMIN_TOKEN, or else
+the one `make run` keeps in $PIXELRELAY_DATA_DIR/secrets (default var/). Prints JSON;
+an export prints the file itself.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import orjson
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from pixelrelay import bus
+from pixelrelay import bus, export
+from pixelrelay.admin_client import AdminClient
 from pixelrelay.billing_client import BillingClient
 from pixelrelay.bus_access import ADMIN_USER, SERVICE_USERS, authorization
 from pixelrelay.callers import ADMIN, DISPATCHER, GATEWAY, digest, new_credential
@@ -144,6 +147,23 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_ledger_check)
 
     p = commands.add_parser(
+        "delete-account",
+        help="revoke its keys, cancel its pending work, delete its uploads, results and "
+        "task records; keep its ledger (run again to finish an interrupted one)",
+    )
+    p.add_argument("account_id")
+    p.add_argument("--reason", required=True)
+    p.set_defaults(run=None, local=lambda args: asyncio.run(_delete_account(args)))
+
+    p = commands.add_parser(
+        "export-account", help="an account's tasks and ledger, to stdout (before deleting it)"
+    )
+    p.add_argument("account_id")
+    p.add_argument("--format", choices=export.FORMATS, default="json")
+    p.add_argument("--part", choices=export.PARTS, default="tasks", help="what a CSV holds")
+    p.set_defaults(run=None, local=lambda args: asyncio.run(_export_account(args)))
+
+    p = commands.add_parser(
         "new-credential",
         help="a new service credential, and its TRUSTED_CALLERS entry (no call is made)",
     )
@@ -214,6 +234,35 @@ async def _bus_setup() -> dict[str, Any]:
         "streams": [bus.JOBS_STREAM, bus.EVENTS_STREAM, bus.DEADLETTER_STREAM],
         "replicas": replicas,
     }
+
+
+def _gateway() -> AdminClient:
+    return AdminClient(os.environ.get("GATEWAY_ADDR", "127.0.0.1:50050"), _admin_credential())
+
+
+async def _delete_account(args: argparse.Namespace) -> dict[str, Any]:
+    gateway = _gateway()
+    try:
+        return _as_dict(await gateway.delete_account(args.account_id, args.reason))
+    finally:
+        await gateway.close()
+
+
+async def _export_account(args: argparse.Namespace) -> None:
+    gateway = _gateway()
+    try:
+        items = await export.started(gateway.export_account(args.account_id))
+        async for piece in export.render(items, args.format, args.part):
+            sys.stdout.buffer.write(piece)
+        sys.stdout.buffer.flush()
+    finally:
+        await gateway.close()
+
+
+def _as_dict(message: Message) -> dict[str, Any]:
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
 
 
 def _admin_credential() -> str:
@@ -287,9 +336,7 @@ async def _run(run: Command, args: argparse.Namespace) -> dict[str, Any]:
         reply = await run(billing, args)
     finally:
         await billing.close()
-    return json_format.MessageToDict(
-        reply, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
+    return _as_dict(reply)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -299,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     except ApiError as err:
         sys.stderr.write(f"error {err.kind.code} {err.kind.type}: {err.message}\n")
         return 1
+    if result is None:  # it wrote its output itself (an export)
+        return 0
     sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 1 if result.get("ok") is False else 0
 

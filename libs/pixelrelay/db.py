@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import Select, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import SQLModel, create_engine
 
@@ -82,6 +83,12 @@ def _sqlite_begin_immediate(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def upsert(dialect: Dialect, table: Any) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT into ``table`` that takes ``on_conflict_do_*`` on either database."""
+    insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+    return insert(table)
 
 
 class PreparedRead:

@@ -6,7 +6,7 @@
 Codes are grouped by their first digit:
     1xxxx authentication (401, 403)  2xxxx invalid request (400, 413)
     3xxxx credits (402, 409)         4xxxx not found (404)
-    5xxxx rate limits (429)          7xxxx task failures (shown on the task)
+    5xxxx rate limits, quotas (429)  7xxxx task failures (shown on the task)
     9xxxx platform faults (500, 503)
 
 Over gRPC an ApiError travels as the status code plus trailing metadata
@@ -216,6 +216,13 @@ class E:
     ACCOUNT_NOT_FOUND = ErrorKind(
         40002, "account_not_found", 404, grpc.StatusCode.NOT_FOUND, "No such account."
     )
+    ACCOUNT_DELETED = ErrorKind(
+        40008,
+        "account_deleted",
+        410,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "The account was deleted: it takes no new work, keys or credits.",
+    )
     HOLD_NOT_FOUND = ErrorKind(
         40003, "hold_not_found", 404, grpc.StatusCode.NOT_FOUND, "No hold for this task."
     )
@@ -283,6 +290,21 @@ class E:
         grpc.StatusCode.RESOURCE_EXHAUSTED,
         "Too many failed authentications from this address; retry after `Retry-After`.",
     )
+    UPLOAD_COUNT_QUOTA = ErrorKind(
+        50003,
+        "upload_count_quota",
+        429,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "The account keeps its most uploads (`UPLOAD_QUOTA_COUNT`); retry after `Retry-After`, "
+        "when the oldest is deleted.",
+    )
+    UPLOAD_STORAGE_QUOTA = ErrorKind(
+        50004,
+        "upload_storage_quota",
+        413,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "The account's uploads would exceed their storage quota (`UPLOAD_QUOTA_BYTES`).",
+    )
     UPSTREAM_FAILED = ErrorKind(
         70001,
         "upstream_failed",
@@ -343,9 +365,10 @@ class E:
 
 log = logging.getLogger(__name__)
 
-CATALOG: dict[int, ErrorKind] = {
-    kind.code: kind for kind in vars(E).values() if isinstance(kind, ErrorKind)
-}
+_KINDS = [kind for kind in vars(E).values() if isinstance(kind, ErrorKind)]
+CATALOG: dict[int, ErrorKind] = {kind.code: kind for kind in _KINDS}
+# A code is a client's contract: two kinds sharing one would answer each other's.
+assert len(CATALOG) == len(_KINDS), "two errors share a code"
 
 _CODE_KEY = "pixelrelay-error-code"
 _PARAM_KEY = "pixelrelay-error-param"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
@@ -20,6 +21,20 @@ async def finish(task: asyncio.Task[Any], stop: asyncio.Event) -> None:
     """Ask a background loop to stop (``stop``) and wait until it has."""
     stop.set()
     await task
+
+
+async def repeat(
+    what: str, job: Callable[[], Awaitable[Any]], every: float, stop: asyncio.Event
+) -> None:
+    """``job()`` now and every ``every`` seconds until ``stop``: the platform's sweepers.
+    A failed run is logged and the next one tries again; it never ends the loop."""
+    while not stop.is_set():
+        try:
+            await job()
+        except Exception:
+            log.exception("%s failed; will retry", what)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:

@@ -15,6 +15,9 @@ import re
 from pixelrelay.image_formats import EXTENSIONS
 
 CHUNK_BYTES = 1024 * 1024
+# Every object lives under one of these; each has its own lifetime (retention.py).
+UPLOADS_PREFIX = "uploads/"
+TASKS_PREFIX = "tasks/"
 
 _ID = r"[0-9A-Za-z]+"
 _EXTENSION = "(?:" + "|".join(sorted(set(EXTENSIONS.values()))) + ")"
@@ -23,6 +26,8 @@ TASK_ID = re.compile(rf"^task_{_ID}$")
 _INPUT_KEY = re.compile(
     rf"^(?:uploads/acct_{_ID}/upl_{_ID}|tasks/task_{_ID}/inputs/[a-z0-9_]+)\.{_EXTENSION}$"
 )
+# What may be deleted as a whole: one account's uploads, or one task's objects.
+_OWNED_PREFIX = re.compile(rf"^(?:uploads/acct_{_ID}|tasks/task_{_ID})/$")
 # An upload's key at the end of a URL path, wherever the object store serves it.
 _UPLOAD_IN_PATH = re.compile(rf"/(uploads/(acct_{_ID})/upl_{_ID}\.{_EXTENSION})$")
 
@@ -32,25 +37,39 @@ def chunks(data: bytes) -> list[bytes]:
 
 
 def upload_key(account_id: str, upload_id: str, fmt: str) -> str:
-    return f"uploads/{account_id}/{upload_id}.{EXTENSIONS[fmt]}"
+    return f"{account_uploads(account_id)}{upload_id}.{EXTENSIONS[fmt]}"
+
+
+def account_uploads(account_id: str) -> str:
+    """The prefix of every upload of one account."""
+    return f"{UPLOADS_PREFIX}{account_id}/"
+
+
+def task_objects(task_id: str) -> str:
+    """The prefix of everything stored for one task: inputs, results, manifest."""
+    return f"{TASKS_PREFIX}{task_id}/"
 
 
 def input_key(task_id: str, name: str, fmt: str) -> str:
     """``name``: ``ref<i>`` or ``mask``."""
-    return f"tasks/{task_id}/inputs/{name}.{EXTENSIONS[fmt]}"
+    return f"{task_objects(task_id)}inputs/{name}.{EXTENSIONS[fmt]}"
 
 
 def result_key(task_id: str, index: int, fmt: str) -> str:
     # The same key on a redelivered job: a retry overwrites instead of duplicating.
-    return f"tasks/{task_id}/{index}.{EXTENSIONS[fmt]}"
+    return f"{task_objects(task_id)}{index}.{EXTENSIONS[fmt]}"
 
 
 def manifest_key(task_id: str) -> str:
-    return f"tasks/{task_id}/manifest.pb"
+    return f"{task_objects(task_id)}manifest.pb"
 
 
 def is_input_key(key: str) -> bool:
     return _INPUT_KEY.match(key) is not None
+
+
+def is_owned_prefix(prefix: str) -> bool:
+    return _OWNED_PREFIX.match(prefix) is not None
 
 
 def upload_in_path(path: str) -> tuple[str, str] | None:

@@ -37,6 +37,9 @@ class Schema:
     version_table: str
     tables: frozenset[str]
     default_url: str
+    # The tables a database made before there were migrations has (create_all): found all
+    # without a version table, they are adopted at the first revision. Empty: never.
+    adopt_tables: frozenset[str] = frozenset()
 
     def config(self, url: str) -> Config:
         config = Config()
@@ -78,7 +81,8 @@ class Schema:
                 names = set(inspect(conn).get_table_names())
         finally:
             engine.dispose()
-        return self.version_table not in names and self.tables <= names
+        adoptable = bool(self.adopt_tables) and self.adopt_tables <= names
+        return adoptable and self.version_table not in names
 
     @staticmethod
     def _base_revision(config: Config) -> str:

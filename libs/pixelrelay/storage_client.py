@@ -134,6 +134,15 @@ class StorageClient:
                 data += chunk.data
         return bytes(data)
 
+    async def delete_prefixes(self, prefixes: list[str]) -> int:
+        """Delete every object under ``prefixes`` (objects.py: an account's uploads, a
+        task's objects); how many there were."""
+        with peer_errors():
+            reply = await self._stub.DeletePrefixes(
+                storage_pb2.DeletePrefixesRequest(prefixes=prefixes), **self._options(60)
+            )
+        return int(reply.deleted)
+
     async def reannounce(self, task_id: str) -> bool:
         """Whether the task's images were already stored (then completion is re-announced)."""
         with peer_errors():

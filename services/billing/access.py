@@ -28,5 +28,6 @@ BILLING_ACCESS = AccessPolicy(
         "TopUp": _ADMIN,
         "Adjust": _ADMIN,
         "CheckLedger": _ADMIN,
+        "DeleteAccount": _ADMIN,
     }
 )

@@ -25,6 +25,10 @@ class Account(SQLModel, table=True):
     balance: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     held: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
+    # Set by an operator's account deletion: its keys are revoked, no new holds, keys or
+    # top-ups; the ledger keeps its entries and its balance.
+    deleted_at: datetime | None = None
+    deleted_reason: str | None = None
 
 
 class ApiKey(SQLModel, table=True):

@@ -14,12 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.dialects.postgresql import insert as postgres_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from billing.models import RateBucket
-from pixelrelay.db import quick
+from pixelrelay.db import quick, upsert
 
 UNITS = 60_000  # one request; a limit of R per minute refills R units per millisecond
 
@@ -70,9 +68,8 @@ class RateBuckets:
         """The buckets of ``takes``' keys, locked for this transaction; a key seen for the
         first time starts full."""
         first = {t.key_id: t.per_minute for t in takes}
-        insert = postgres_insert if conn.dialect.name == "postgresql" else sqlite_insert
         conn.execute(
-            insert(RateBucket)
+            upsert(conn.dialect, RateBucket)
             .values(
                 [
                     {"key_id": k, "per_minute": r, "units": r * UNITS, "updated_ms": now}

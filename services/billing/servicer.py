@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -15,6 +16,8 @@ from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E, error_to_detail
 from pixelrelay.limits import MAX_UNIX_SECONDS, page_limit
 from pixelrelay.v1 import billing_pb2, billing_pb2_grpc
+
+log = logging.getLogger(__name__)
 
 MAX_ENTRIES_PAGE = 200
 _STATES = {
@@ -37,7 +40,12 @@ def hold_to_proto(hold: Hold) -> billing_pb2.Hold:
 
 def account_to_proto(account: Account) -> billing_pb2.Account:
     return billing_pb2.Account(
-        id=account.id, name=account.name, balance=account.balance, held=account.held
+        id=account.id,
+        name=account.name,
+        balance=account.balance,
+        held=account.held,
+        deleted_at=_seconds(account.deleted_at),
+        deleted_reason=account.deleted_reason or "",
     )
 
 
@@ -203,6 +211,28 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
     ) -> billing_pb2.Account:
         account = await self.db.run(self.ledger.get_account, account_id=request.account_id)
         return account_to_proto(account)
+
+    async def DeleteAccount(
+        self, request: billing_pb2.DeleteAccountRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.DeletedAccount:
+        deleted = await self.db.run(
+            self.ledger.delete_account,
+            account_id=_require(request.account_id, "account_id"),
+            reason=request.reason,
+        )
+        log.info(
+            "account deleted",
+            extra={
+                "account_id": request.account_id,
+                "keys_revoked": deleted.keys_revoked,
+                "holds_released": len(deleted.released_task_ids),
+            },
+        )
+        return billing_pb2.DeletedAccount(
+            account=account_to_proto(deleted.account),
+            keys_revoked=deleted.keys_revoked,
+            released_task_ids=deleted.released_task_ids,
+        )
 
     async def CreateAccount(
         self, request: billing_pb2.CreateAccountRequest, context: grpc.aio.ServicerContext

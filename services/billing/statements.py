@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Table, bindparam, insert, or_, select, update
 
-from billing.models import Account, ApiKey, Hold, LedgerEntry
+from billing.models import Account, ApiKey, Hold, HoldState, LedgerEntry
 
 ACCOUNTS: Table = Account.__table__  # type: ignore[attr-defined]
 KEYS: Table = ApiKey.__table__  # type: ignore[attr-defined]
@@ -21,7 +21,11 @@ ENTRIES: Table = LedgerEntry.__table__  # type: ignore[attr-defined]
 # One conditional write: the balance check and the debit cannot be split.
 DEBIT_TO_HELD: Any = (
     update(ACCOUNTS)
-    .where(ACCOUNTS.c.id == bindparam("a_id"), ACCOUNTS.c.balance >= bindparam("amount"))
+    .where(
+        ACCOUNTS.c.id == bindparam("a_id"),
+        ACCOUNTS.c.balance >= bindparam("amount"),
+        ACCOUNTS.c.deleted_at.is_(None),
+    )
     .values(
         balance=ACCOUNTS.c.balance - bindparam("amount"), held=ACCOUNTS.c.held + bindparam("amount")
     )
@@ -35,7 +39,7 @@ SETTLE_HELD: Any = (
         balance=ACCOUNTS.c.balance + bindparam("refund"),
     )
 )
-ACCOUNT_EXISTS: Any = select(ACCOUNTS.c.id).where(ACCOUNTS.c.id == bindparam("a_id"))
+ACCOUNT_STATE: Any = select(ACCOUNTS.c.deleted_at).where(ACCOUNTS.c.id == bindparam("a_id"))
 # A key's spend moves with its holds, within its credit limit (if it has one) less what
 # it handed on to the keys it made.
 KEY_SPEND: Any = (
@@ -51,6 +55,12 @@ KEY_SPEND: Any = (
 )
 HOLD: Any = select(HOLDS).where(HOLDS.c.task_id == bindparam("t_id"))
 HOLD_LOCKED: Any = HOLD.with_for_update()
+PENDING_HOLDS_OF_ACCOUNT: Any = (
+    select(HOLDS)
+    .where(HOLDS.c.account_id == bindparam("a_id"), HOLDS.c.state == HoldState.PENDING)
+    .order_by(HOLDS.c.task_id)  # one lock order
+    .with_for_update()
+)
 HOLDS_OF: Any = select(HOLDS).where(HOLDS.c.task_id.in_(bindparam("t_ids", expanding=True)))
 INSERT_HOLD: Any = insert(HOLDS)
 # Queued tasks' holds get the task's deadline; a settled or later one is left alone.

@@ -8,7 +8,6 @@ queued, or the job was lost.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
@@ -21,6 +20,7 @@ from billing.ledger import Ledger
 from pixelrelay import task_events
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
+from pixelrelay.lifecycle import repeat
 from pixelrelay.v1 import events_pb2
 
 log = logging.getLogger(__name__)
@@ -76,28 +76,20 @@ async def run_sweeper(
     ledger: Ledger, db: Database, js: JetStreamContext, stop: asyncio.Event, interval: float
 ) -> None:
     publish = functools.partial(task_events.publish_event, js)
-    while not stop.is_set():
-        try:
-            await sweep_and_report(ledger, db, publish)
-        except Exception:
-            log.exception("sweep failed; will retry")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval)
+    await repeat("sweep", lambda: sweep_and_report(ledger, db, publish), interval, stop)
+
+
+async def check_ledger(ledger: Ledger, db: Database) -> None:
+    """Recompute every balance from the entries (LEDGER_CHECK_INTERVAL), so a ledger that
+    stopped balancing pages someone (LEDGER_PROBLEMS) instead of waiting for an audit. A
+    problem names ids and sums, nothing secret, so it is logged."""
+    result = await db.run(ledger.check)
+    LEDGER_PROBLEMS.set(len(result.problems))
+    for problem in result.problems[:20]:
+        log.error("ledger check: %s", problem)
 
 
 async def run_ledger_checks(
     ledger: Ledger, db: Database, stop: asyncio.Event, interval: float
 ) -> None:
-    """Recompute every balance from the entries now and then (LEDGER_CHECK_INTERVAL), so a
-    ledger that stopped balancing pages someone (LEDGER_PROBLEMS) instead of waiting for
-    an audit. A problem names ids and sums, nothing secret, so it is logged."""
-    while not stop.is_set():
-        try:
-            result = await db.run(ledger.check)
-            LEDGER_PROBLEMS.set(len(result.problems))
-            for problem in result.problems[:20]:
-                log.error("ledger check: %s", problem)
-        except Exception:
-            log.exception("ledger check failed; will retry")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval)
+    await repeat("ledger check", lambda: check_ledger(ledger, db), interval, stop)

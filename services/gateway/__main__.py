@@ -8,16 +8,19 @@ import logging
 import socket
 from collections.abc import Iterator
 
+import grpc
 import uvicorn
 
+from gateway.core.admin import AdminAccess
 from gateway.core.api import PublicApi
 from gateway.core.auth_throttle import AuthThrottle, parse_networks
 from gateway.core.events import TaskEventHandler
-from gateway.core.idempotency import IdempotencyStore, purge_expired
+from gateway.core.idempotency import IdempotencyStore
 from gateway.core.ratelimit import RateLimiter
+from gateway.core.retention import Records, purge_records
 from gateway.core.store import TaskStore
-from gateway.grpc.servicer import PublicApiServicer
-from gateway.http.admin import AdminAccess
+from gateway.core.uploads import Quota, UploadStore
+from gateway.grpc.servicer import AdminServicer, PublicApiServicer
 from gateway.http.app import asgi_app
 from gateway.http.protocol import guarded_protocol
 from gateway.inputs.fetch import SafeFetcher
@@ -30,14 +33,14 @@ from pixelrelay.billing_client import BillingClient
 from pixelrelay.callers import AccessPolicy, TrustedCallers
 from pixelrelay.db import Database
 from pixelrelay.grpc_server import start_grpc_server
-from pixelrelay.lifecycle import finish, run_until_signalled
+from pixelrelay.lifecycle import finish, repeat, run_until_signalled
 from pixelrelay.logging import configure_logging
 from pixelrelay.metrics import start_metrics_server
 from pixelrelay.schema import prepare_when_ready
 from pixelrelay.sealing import PromptSealer
 from pixelrelay.startup import starting
 from pixelrelay.storage_client import StorageClient
-from pixelrelay.v1 import public_api_pb2, public_api_pb2_grpc
+from pixelrelay.v1 import admin_pb2, admin_pb2_grpc, public_api_pb2, public_api_pb2_grpc
 
 log = logging.getLogger("gateway")
 
@@ -78,6 +81,7 @@ async def _serve(
     db = Database(settings.database_url)
     stack.callback(db.close)
     store = TaskStore(db.engine)
+    uploads = UploadStore(db.engine)
     billing = BillingClient(settings.billing_addr, credential)
     stack.push_async_callback(billing.close)
     storage = StorageClient(settings.storage_addr, credential)
@@ -110,10 +114,20 @@ async def _serve(
         max_image_bytes=settings.max_image_bytes,
         limiter=RateLimiter(billing.take_request, settings.default_rate_limit),
         idempotency=idempotency,
+        uploads=uploads,
+        upload_quota=Quota(count=settings.upload_quota_count, bytes=settings.upload_quota_bytes),
     )
     stack.push_async_callback(api.finish_extensions)  # before billing's channel closes
     purge_stop = asyncio.Event()
-    purge = asyncio.create_task(purge_expired(idempotency, db, purge_stop))
+    records = Records(tasks=store, uploads=uploads, idempotency=idempotency)
+    purge = asyncio.create_task(
+        repeat(
+            "record purge",
+            lambda: purge_records(records, db, task_retention_days=settings.task_retention_days),
+            settings.record_sweep_interval,
+            purge_stop,
+        )
+    )
     stack.push_async_callback(finish, purge, purge_stop)
     events_stop = asyncio.Event()
     events = asyncio.create_task(
@@ -124,7 +138,7 @@ async def _serve(
             config=bus.consumer_config(
                 bus.GATEWAY_EVENTS_CONSUMER, ack_wait=settings.events_ack_wait, max_deliver=-1
             ),
-            handler=TaskEventHandler(billing=billing, db=db, store=store, js=js),
+            handler=TaskEventHandler(billing=billing, storage=storage, db=db, store=store, js=js),
             stop=events_stop,
             concurrency=settings.event_concurrency,
             grace=settings.shutdown_grace,
@@ -137,11 +151,23 @@ async def _serve(
         trusted_proxies=parse_networks(settings.trusted_proxies),
     )
     servicer = PublicApiServicer(api, throttle)
+    admin = AdminAccess(billing, own_credential=credential, accounts=api.accounts)
+    admin_servicer = AdminServicer(admin, throttle)
+
+    def register(server: grpc.aio.Server) -> None:
+        public_api_pb2_grpc.add_PublicApiServicer_to_server(servicer, server)
+        admin_pb2_grpc.add_AdminServicer_to_server(admin_servicer, server)
+
     grpc_server = await start_grpc_server(
         settings.grpc_port,
-        lambda s: public_api_pb2_grpc.add_PublicApiServicer_to_server(servicer, s),
-        [public_api_pb2.DESCRIPTOR.services_by_name["PublicApi"].full_name],
-        policy=AccessPolicy({}, public=True),  # API keys, checked by the servicer
+        register,
+        [
+            public_api_pb2.DESCRIPTOR.services_by_name["PublicApi"].full_name,
+            admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
+        ],
+        # API keys and the operator's token, checked by the servicers (billing decides
+        # whether a token is the operator's).
+        policy=AccessPolicy({}, public=True),
         callers=TrustedCallers({}),
         host=settings.grpc_host,
     )
@@ -149,7 +175,7 @@ async def _serve(
         uvicorn.Config(
             asgi_app(
                 api,
-                AdminAccess(billing, own_credential=credential),
+                admin,
                 max_body_bytes=settings.max_body_bytes,
                 max_upload_bytes=settings.max_image_bytes + 64 * 1024,
                 throttle=throttle,

@@ -1,4 +1,4 @@
-"""The gateway's schema, task records and idempotency keys (pixelrelay/schema.py):
+"""The gateway's schema, task records, idempotency keys and upload records (pixelrelay/schema.py):
 python -m gateway.migrate upgrade|current|revision."""
 
 from __future__ import annotations
@@ -7,14 +7,16 @@ from pathlib import Path
 
 import gateway.core.idempotency  # noqa: F401 - registers the tables
 import gateway.core.store  # noqa: F401
+import gateway.core.uploads  # noqa: F401
 from pixelrelay.schema import Schema
 
 SCHEMA = Schema(
     name="gateway",
     migrations=Path(__file__).with_name("migrations"),
     version_table="gateway_alembic_version",
-    tables=frozenset({"task", "idempotency_key"}),
+    tables=frozenset({"task", "idempotency_key", "upload"}),
     default_url="sqlite:///var/gateway.db",
+    adopt_tables=frozenset({"task", "idempotency_key"}),  # what create_all once made
 )
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from gateway.core.auth_throttle import parse_networks
 from pixelrelay.settings import DatabaseSettings
@@ -55,6 +55,17 @@ class GatewaySettings(DatabaseSettings):
     # An event not acked this long after delivery (its gateway died handling it) goes to
     # another gateway; handling is idempotent, so a slow first handler is harmless.
     events_ack_wait: float = 30.0
+
+    # Task records are deleted this long after the task was made (fractional days allowed);
+    # the ledger keeps its entries, which name the task, for ever.
+    task_retention_days: float = Field(default=90.0, gt=0)
+    # Seconds between purges of task records past retention, expired upload records and
+    # idempotency keys (any replica may run them; they are idempotent).
+    record_sweep_interval: float = 3600.0
+    # Per account, over its uploads not yet deleted: how many (429 beyond) and how many
+    # bytes (413 beyond); 0 = no limit.
+    upload_quota_count: int = Field(default=1000, ge=0)
+    upload_quota_bytes: int = Field(default=1024**3, ge=0)
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -9,13 +9,14 @@ import logging
 from pixelrelay import bus
 from pixelrelay.callers import TrustedCallers
 from pixelrelay.grpc_server import start_grpc_server
-from pixelrelay.lifecycle import finish, run_until_signalled
+from pixelrelay.lifecycle import finish, repeat, run_until_signalled
 from pixelrelay.logging import configure_logging
 from pixelrelay.metrics import start_metrics_server
 from pixelrelay.startup import keep_trying, starting
 from pixelrelay.v1 import storage_pb2, storage_pb2_grpc
 from storage.access import STORAGE_ACCESS
 from storage.blobstore import BlobStore, watch_bucket
+from storage.retention import apply_lifecycle_rules, sweep_expired
 from storage.servicer import StorageServicer
 from storage.settings import StorageSettings
 
@@ -27,6 +28,8 @@ async def run(settings: StorageSettings, stop: asyncio.Event) -> None:
     async with contextlib.AsyncExitStack() as stack:  # unwinds in reverse, also on failure
         async with starting(settings.grpc_port, settings.grpc_host):
             await keep_trying("the object store", blobs.ensure_bucket, stop)
+            if settings.s3_lifecycle_rules:
+                await apply_lifecycle_rules(blobs)
             nc, js = await bus.connect_when_ready(
                 settings,
                 "storage",
@@ -46,6 +49,16 @@ async def run(settings: StorageSettings, stop: asyncio.Event) -> None:
         stack.push_async_callback(server.stop, settings.shutdown_grace)
         watch = asyncio.create_task(watch_bucket(blobs, server.report, stop))
         stack.push_async_callback(finish, watch, stop)
+        if settings.object_sweep_interval > 0:
+            sweep = asyncio.create_task(
+                repeat(
+                    "object sweep",
+                    lambda: sweep_expired(blobs),
+                    settings.object_sweep_interval,
+                    stop,
+                )
+            )
+            stack.push_async_callback(finish, sweep, stop)
         metrics_port = start_metrics_server(settings.metrics_port, settings.metrics_host)
         log.info("storage ready", extra={"grpc_port": server.port, "metrics_port": metrics_port})
         await stop.wait()

@@ -1,5 +1,5 @@
 """Who may call each storage RPC (callers.py): the gateway writes uploads and reference
-inputs and reads uploads back; the dispatcher reads inputs and writes results."""
+inputs and reads uploads back, and deletes an account's objects; the dispatcher reads inputs and writes results."""
 
 from __future__ import annotations
 
@@ -11,5 +11,6 @@ STORAGE_ACCESS = AccessPolicy(
         "GetObject": frozenset({GATEWAY, DISPATCHER}),
         "StoreImages": frozenset({DISPATCHER}),
         "Reannounce": frozenset({DISPATCHER}),
+        "DeletePrefixes": frozenset({GATEWAY}),
     }
 )

@@ -18,6 +18,7 @@ from pixelrelay.objects import (
     TASK_ID,
     chunks,
     is_input_key,
+    is_owned_prefix,
     manifest_key,
     result_key,
 )
@@ -100,7 +101,11 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         await self.blobs.put(header.key, bytes(data), header.content_type)
         url, expires_at = self.blobs.presign(header.key)
         return storage_pb2.StoredObject(
-            key=header.key, url=url, expires_at=expires_at, bytes=len(data)
+            key=header.key,
+            url=url,
+            expires_at=expires_at,
+            bytes=len(data),
+            kept_until=self.blobs.kept_until(header.key),
         )
 
     async def GetObject(
@@ -124,6 +129,22 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         await task_events.publish_event(self.js, events_pb2.TaskEvent.FromString(manifest))
         return storage_pb2.ReannounceResponse(found=True)
 
+    async def DeletePrefixes(
+        self, request: storage_pb2.DeletePrefixesRequest, context: grpc.aio.ServicerContext
+    ) -> storage_pb2.DeletePrefixesResponse:
+        for prefix in request.prefixes:
+            if not is_owned_prefix(prefix):  # never "", never "uploads/": one owner's objects
+                raise ApiError(
+                    E.INVALID_PARAMETER, "not an account's or a task's prefix", param="prefixes"
+                )
+        deleted = 0
+        for prefix in request.prefixes:
+            keys = await self.blobs.keys(prefix)
+            await self.blobs.delete(keys)
+            deleted += len(keys)
+        log.info("objects deleted", extra={"prefixes": len(request.prefixes), "objects": deleted})
+        return storage_pb2.DeletePrefixesResponse(deleted=deleted)
+
     async def _store(
         self, task_id: str, meta: storage_pb2.ImageMeta, data: bytes
     ) -> common_pb2.StoredImage:
@@ -143,6 +164,7 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             bytes=len(data),
             sha256=meta.sha256,
             expires_at=expires_at,
+            kept_until=self.blobs.kept_until(key),
         )
 
 

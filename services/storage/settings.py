@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
-from pixelrelay.settings import ServiceSettings
+from pixelrelay.retention import RetentionSettings
 
 
-class StorageSettings(ServiceSettings):
+class StorageSettings(RetentionSettings):
     grpc_port: int = 50052
     # Any S3 endpoint: MinIO, R2, AWS, or moto's server in development.
     s3_endpoint: str = "http://127.0.0.1:9000"
@@ -19,5 +19,10 @@ class StorageSettings(ServiceSettings):
     # endpoint that came back empty). False where the bucket is provisioned for us and our
     # credentials may not create one: storage then reports NOT_SERVING until it is back.
     s3_create_bucket: bool = True
-    # How long result URLs stay valid (S3 presigning allows at most 7 days).
-    url_ttl_seconds: int = 7 * 24 * 3600
+    # Set the bucket's lifecycle rules at start (RESULT_TTL_DAYS, UPLOAD_TTL_DAYS, rounded
+    # up to whole days), so the endpoint deletes expired objects itself. False where our
+    # credentials may not change the bucket's configuration.
+    s3_lifecycle_rules: bool = True
+    # Seconds between sweeps that delete expired objects ourselves, for endpoints that do
+    # not apply lifecycle rules (moto; some S3-compatible stores); 0 = no sweeps.
+    object_sweep_interval: float = 3600.0

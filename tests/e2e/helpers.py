@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+from minio import Minio
 
 from tests.e2e.conftest import Platform
 
@@ -70,3 +71,9 @@ async def upstream_requests(platform: Platform, prompt: str) -> int:
     async with httpx.AsyncClient(base_url=platform.config.sim_url) as sim:
         seen = (await sim.get("/_sim/requests")).json()
     return sum(1 for r in seen if r["prompt_sha256"] == digest)
+
+
+def bucket_keys(platform: Platform, prefix: str) -> list[str]:
+    """What the platform's object store holds under ``prefix``."""
+    s3 = Minio(f"127.0.0.1:{platform.config.s3_port}", "k", "s", secure=False, region="us-east-1")
+    return [o.object_name or "" for o in s3.list_objects("pixelrelay", prefix, recursive=True)]

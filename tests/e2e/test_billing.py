@@ -230,12 +230,18 @@ async def test_admin_needs_the_admin_token(platform: Platform, authorization: st
     credentials = {**platform.config.credentials, "api_key": platform.api_key}
     headers = {"Authorization": authorization.format(**credentials)} if authorization else {}
     before = await account(platform)
-    for method, path in [
-        ("GET", "/admin/v1/ledger/check"),
-        ("GET", f"/admin/v1/accounts/{platform.account_id}"),  # the gateway may read accounts
-        ("POST", f"/admin/v1/accounts/{platform.account_id}/top-ups"),
+    for method, path, body in [
+        ("GET", "/admin/v1/ledger/check", None),
+        # the gateway may read accounts; billing tells its credential from an admin's
+        ("GET", f"/admin/v1/accounts/{platform.account_id}", None),
+        (
+            "POST",
+            f"/admin/v1/accounts/{platform.account_id}/top-ups",
+            {"amount": 1000, "reason": "free"},
+        ),
+        ("GET", f"/admin/v1/accounts/{platform.account_id}/export", None),
+        ("POST", f"/admin/v1/accounts/{platform.account_id}/delete", {"reason": "no"}),
     ]:
-        body = {"amount": 1000, "reason": "free"} if method == "POST" else None
         response = await platform.http.request(method, path, headers=headers, json=body)
         assert response.status_code == 401, (path, response.text)
         assert response.json()["error"]["code"] == 10003

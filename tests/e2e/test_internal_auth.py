@@ -91,7 +91,7 @@ async def test_every_internal_rpc_refuses_callers_it_does_not_trust(platform: Pl
                     meta = dict(caught.value.trailing_metadata() or ())
                     assert meta["pixelrelay-error-code"] == str(kind.code), method.name
                     checked += 1
-    assert checked >= 2 * 18  # every method, at least without and with a wrong credential
+    assert checked >= 2 * 22  # every method, at least without and with a wrong credential
 
 
 def test_each_rpc_allows_only_the_callers_that_need_it() -> None:
@@ -113,12 +113,14 @@ def test_each_rpc_allows_only_the_callers_that_need_it() -> None:
         "TopUp": ["admin"],
         "Adjust": ["admin"],
         "CheckLedger": ["admin"],
+        "DeleteAccount": ["admin"],
     }
     assert {m: sorted(c) for m, c in STORAGE_ACCESS.rules.items()} == {
         "PutObject": ["gateway"],
         "GetObject": ["dispatcher", "gateway"],
         "StoreImages": ["dispatcher"],
         "Reannounce": ["dispatcher"],
+        "DeletePrefixes": ["gateway"],
     }
     for service, policy in (
         (billing_pb2.DESCRIPTOR.services_by_name["Billing"], BILLING_ACCESS),

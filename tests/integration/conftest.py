@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
+from moto.server import ThreadedMotoServer
 
 from tests.utils.servers import serving
 from upstream_sim.app import create_app
@@ -46,3 +48,17 @@ async def backup_simulator() -> AsyncIterator[Simulator]:
     """A second upstream, for failover."""
     async with running_simulator() as sim:
         yield sim
+
+
+@pytest.fixture
+def s3() -> Iterator[str]:
+    """A fresh S3 API (moto's server) of its own: its endpoint URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()

@@ -4,30 +4,14 @@ or, where storage may not make it, reported NOT_SERVING until it is back."""
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import Iterator
 
 import pytest
 from minio import Minio
-from moto.server import ThreadedMotoServer
 from pydantic import SecretStr
 
 from pixelrelay.errors import ApiError, E
 from storage.blobstore import BlobStore, watch_bucket
 from storage.settings import StorageSettings
-
-
-@pytest.fixture
-def s3() -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 def store(endpoint: str, *, create: bool) -> BlobStore:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import MetaData, inspect
+from sqlalchemy import MetaData, inspect, text
 from sqlmodel import SQLModel
 
 from billing.migrate import SCHEMA as BILLING
@@ -52,18 +52,19 @@ def test_pending_lists_what_a_database_still_needs(empty_database: Database) -> 
     assert every[0] == "0001" and len(every) >= 3
     BILLING.upgrade(empty_database.url, revision="0001")
     assert BILLING.pending(empty_database.url) == every[1:]
-    assert GATEWAY.pending(empty_database.url) == ["0001"]  # its own version table
+    assert GATEWAY.pending(empty_database.url)[:2] == ["0001", "0002"]  # its own version table
 
 
 @pytest.mark.parametrize("schema", [GATEWAY], ids=["gateway"])
 def test_tables_made_before_migrations_are_adopted(
     empty_database: Database, schema: Schema
 ) -> None:
-    """The gateway made its tables with create_all before it had migrations: an upgrade
-    stamps them instead of failing on 'table exists'."""
-    SQLModel.metadata.create_all(
-        empty_database.engine, tables=[SQLModel.metadata.tables[t] for t in schema.tables]
-    )
+    """The gateway made its tables with create_all before it had migrations (they were
+    what 0001 makes): an upgrade stamps them, then applies the rest, instead of failing on
+    'table exists'."""
+    schema.upgrade(empty_database.url, revision="0001")
+    with empty_database.engine.begin() as conn:
+        conn.execute(text(f"DROP TABLE {schema.version_table}"))
     schema.upgrade(empty_database.url)
     assert schema.pending(empty_database.url) == []
     assert differences(empty_database, schema) == []

@@ -473,12 +473,17 @@ class Account(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     BALANCE_FIELD_NUMBER: _builtins.int
     HELD_FIELD_NUMBER: _builtins.int
+    DELETED_AT_FIELD_NUMBER: _builtins.int
+    DELETED_REASON_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     balance: _builtins.int
     """available credits"""
     held: _builtins.int
     """credits reserved by pending tasks"""
+    deleted_at: _builtins.int
+    """unix seconds; 0 unless deleted"""
+    deleted_reason: _builtins.str
     def __init__(
         self,
         *,
@@ -486,14 +491,68 @@ class Account(_message.Message):
         name: _builtins.str = ...,
         balance: _builtins.int = ...,
         held: _builtins.int = ...,
+        deleted_at: _builtins.int = ...,
+        deleted_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "held", b"held", "id", b"id", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "deleted_at", b"deleted_at", "deleted_reason", b"deleted_reason", "held", b"held", "id", b"id", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Account: _TypeAlias = Account  # noqa: Y015
+
+@_typing.final
+class DeleteAccountRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    reason: _builtins.str
+    """required; kept on the account"""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteAccountRequest: _TypeAlias = DeleteAccountRequest  # noqa: Y015
+
+@_typing.final
+class DeletedAccount(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    KEYS_REVOKED_FIELD_NUMBER: _builtins.int
+    RELEASED_TASK_IDS_FIELD_NUMBER: _builtins.int
+    keys_revoked: _builtins.int
+    @_builtins.property
+    def account(self) -> Global___Account: ...
+    @_builtins.property
+    def released_task_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """their pending holds, released"""
+
+    def __init__(
+        self,
+        *,
+        account: Global___Account | None = ...,
+        keys_revoked: _builtins.int = ...,
+        released_task_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "keys_revoked", b"keys_revoked", "released_task_ids", b"released_task_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeletedAccount: _TypeAlias = DeletedAccount  # noqa: Y015
 
 @_typing.final
 class CreateAccountRequest(_message.Message):

@@ -118,6 +118,11 @@ class BillingStub:
                 request_serializer=pixelrelay_dot_v1_dot_billing__pb2.CheckLedgerRequest.SerializeToString,
                 response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.CheckLedgerResponse.FromString,
                 _registered_method=True)
+        self.DeleteAccount = channel.unary_unary(
+                '/pixelrelay.v1.Billing/DeleteAccount',
+                request_serializer=pixelrelay_dot_v1_dot_billing__pb2.DeleteAccountRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.DeletedAccount.FromString,
+                _registered_method=True)
 
 
 class BillingServicer:
@@ -240,6 +245,14 @@ class BillingServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteAccount(self, request, context):
+        """Revoke every key, release every pending hold, refuse new ones; the ledger is kept.
+        Idempotent. The gateway's Admin.DeleteAccount does this first, then deletes the data.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BillingServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -322,6 +335,11 @@ def add_BillingServicer_to_server(servicer, server):
                     servicer.CheckLedger,
                     request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.CheckLedgerRequest.FromString,
                     response_serializer=pixelrelay_dot_v1_dot_billing__pb2.CheckLedgerResponse.SerializeToString,
+            ),
+            'DeleteAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAccount,
+                    request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.DeleteAccountRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.DeletedAccount.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -760,6 +778,33 @@ class Billing:
             '/pixelrelay.v1.Billing/CheckLedger',
             pixelrelay_dot_v1_dot_billing__pb2.CheckLedgerRequest.SerializeToString,
             pixelrelay_dot_v1_dot_billing__pb2.CheckLedgerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Billing/DeleteAccount',
+            pixelrelay_dot_v1_dot_billing__pb2.DeleteAccountRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_billing__pb2.DeletedAccount.FromString,
             options,
             channel_credentials,
             insecure,

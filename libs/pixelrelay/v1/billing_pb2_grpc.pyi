@@ -74,6 +74,10 @@ class BillingStub:
     TopUp: _grpc.UnaryUnaryMultiCallable[_billing_pb2.MoveCreditsRequest, _billing_pb2.Account]
     Adjust: _grpc.UnaryUnaryMultiCallable[_billing_pb2.MoveCreditsRequest, _billing_pb2.Account]
     CheckLedger: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CheckLedgerRequest, _billing_pb2.CheckLedgerResponse]
+    DeleteAccount: _grpc.UnaryUnaryMultiCallable[_billing_pb2.DeleteAccountRequest, _billing_pb2.DeletedAccount]
+    """Revoke every key, release every pending hold, refuse new ones; the ledger is kept.
+    Idempotent. The gateway's Admin.DeleteAccount does this first, then deletes the data.
+    """
 
 @_typing.type_check_only
 class BillingAsyncStub(BillingStub):
@@ -121,6 +125,10 @@ class BillingAsyncStub(BillingStub):
     TopUp: _aio.UnaryUnaryMultiCallable[_billing_pb2.MoveCreditsRequest, _billing_pb2.Account]  # type: ignore[assignment]
     Adjust: _aio.UnaryUnaryMultiCallable[_billing_pb2.MoveCreditsRequest, _billing_pb2.Account]  # type: ignore[assignment]
     CheckLedger: _aio.UnaryUnaryMultiCallable[_billing_pb2.CheckLedgerRequest, _billing_pb2.CheckLedgerResponse]  # type: ignore[assignment]
+    DeleteAccount: _aio.UnaryUnaryMultiCallable[_billing_pb2.DeleteAccountRequest, _billing_pb2.DeletedAccount]  # type: ignore[assignment]
+    """Revoke every key, release every pending hold, refuse new ones; the ledger is kept.
+    Idempotent. The gateway's Admin.DeleteAccount does this first, then deletes the data.
+    """
 
 class BillingServicer(metaclass=_abc_1.ABCMeta):
     """The credit ledger: accounts, API keys, prices, holds and captures.
@@ -261,5 +269,15 @@ class BillingServicer(metaclass=_abc_1.ABCMeta):
         request: _billing_pb2.CheckLedgerRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.CheckLedgerResponse, _abc.Awaitable[_billing_pb2.CheckLedgerResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteAccount(
+        self,
+        request: _billing_pb2.DeleteAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.DeletedAccount, _abc.Awaitable[_billing_pb2.DeletedAccount]]:
+        """Revoke every key, release every pending hold, refuse new ones; the ledger is kept.
+        Idempotent. The gateway's Admin.DeleteAccount does this first, then deletes the data.
+        """
 
 def add_BillingServicer_to_server(servicer: BillingServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -101,6 +101,7 @@ class StoredImage(_message.Message):
     BYTES_FIELD_NUMBER: _builtins.int
     SHA256_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    KEPT_UNTIL_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     key: _builtins.str
     """object key in the bucket"""
@@ -114,6 +115,8 @@ class StoredImage(_message.Message):
     sha256: _builtins.str
     expires_at: _builtins.int
     """unix seconds the URL stops working"""
+    kept_until: _builtins.int
+    """unix seconds the object is deleted (RESULT_TTL_DAYS)"""
     def __init__(
         self,
         *,
@@ -127,10 +130,11 @@ class StoredImage(_message.Message):
         bytes: _builtins.int = ...,
         sha256: _builtins.str = ...,
         expires_at: _builtins.int = ...,
+        kept_until: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "content_type", b"content_type", "expires_at", b"expires_at", "format", b"format", "height", b"height", "index", b"index", "key", b"key", "sha256", b"sha256", "url", b"url", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "content_type", b"content_type", "expires_at", b"expires_at", "format", b"format", "height", b"height", "index", b"index", "kept_until", b"kept_until", "key", b"key", "sha256", b"sha256", "url", b"url", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

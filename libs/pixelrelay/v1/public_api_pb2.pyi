@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from pixelrelay.v1 import billing_pb2 as _billing_pb2
 from pixelrelay.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
@@ -18,6 +19,56 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+@_typing.final
+class ExportAccountRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """Admin.ExportAccount only; PublicApi exports the caller's"""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportAccountRequest: _TypeAlias = ExportAccountRequest  # noqa: Y015
+
+@_typing.final
+class ExportItem(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    TASK_FIELD_NUMBER: _builtins.int
+    ENTRY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def account(self) -> _billing_pb2.Account: ...
+    @_builtins.property
+    def task(self) -> Global___Task: ...
+    @_builtins.property
+    def entry(self) -> _billing_pb2.LedgerEntryInfo: ...
+    def __init__(
+        self,
+        *,
+        account: _billing_pb2.Account | None = ...,
+        task: Global___Task | None = ...,
+        entry: _billing_pb2.LedgerEntryInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "entry", b"entry", "item", b"item", "task", b"task"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "entry", b"entry", "item", b"item", "task", b"task"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["account", "task", "entry"]  # noqa: Y015
+    _WhichOneofArgType_item: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_item) -> _WhichOneofReturnType_item | None: ...
+
+Global___ExportItem: _TypeAlias = ExportItem  # noqa: Y015
 
 @_typing.final
 class ListUsageRequest(_message.Message):
@@ -432,6 +483,7 @@ class Task(_message.Message):
     PRICE_ID_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     UPSTREAM_MS_FIELD_NUMBER: _builtins.int
+    EXPIRED_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     model: _builtins.str
     status: _builtins.str
@@ -447,6 +499,10 @@ class Task(_message.Message):
     """the price-list row the task was charged under"""
     upstream_ms: _builtins.int
     """time spent in the upstream call that succeeded"""
+    expired_at: _builtins.int
+    """Unix seconds its images and inputs were deleted (RESULT_TTL_DAYS after they were
+    stored); 0 while they are kept. Once set, images is empty.
+    """
     @_builtins.property
     def images(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.StoredImage]: ...
     @_builtins.property
@@ -477,10 +533,11 @@ class Task(_message.Message):
         price_id: _builtins.str = ...,
         attempts: _abc.Iterable[_common_pb2.Attempt] | None = ...,
         upstream_ms: _builtins.int = ...,
+        expired_at: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "created_at", b"created_at", "created_at_ms", b"created_at_ms", "credits_charged", b"credits_charged", "credits_reserved", b"credits_reserved", "error", b"error", "finished_at_ms", b"finished_at_ms", "id", b"id", "images", b"images", "model", b"model", "price_id", b"price_id", "spec", b"spec", "started_at_ms", b"started_at_ms", "status", b"status", "upstream_ms", b"upstream_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "created_at", b"created_at", "created_at_ms", b"created_at_ms", "credits_charged", b"credits_charged", "credits_reserved", b"credits_reserved", "error", b"error", "expired_at", b"expired_at", "finished_at_ms", b"finished_at_ms", "id", b"id", "images", b"images", "model", b"model", "price_id", b"price_id", "spec", b"spec", "started_at_ms", b"started_at_ms", "status", b"status", "upstream_ms", b"upstream_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

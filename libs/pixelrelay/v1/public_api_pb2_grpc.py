@@ -88,6 +88,11 @@ class PublicApiStub:
                 request_serializer=pixelrelay_dot_v1_dot_public__api__pb2.RevokeKeyRequest.SerializeToString,
                 response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ApiKeyInfo.FromString,
                 _registered_method=True)
+        self.ExportAccount = channel.unary_stream(
+                '/pixelrelay.v1.PublicApi/ExportAccount',
+                request_serializer=pixelrelay_dot_v1_dot_public__api__pb2.ExportAccountRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.ExportItem.FromString,
+                _registered_method=True)
 
 
 class PublicApiServicer:
@@ -159,6 +164,14 @@ class PublicApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportAccount(self, request, context):
+        """Everything the platform keeps about the caller's account: the account, then every
+        task record (newest first), then every ledger entry (newest first).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PublicApiServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -211,6 +224,11 @@ def add_PublicApiServicer_to_server(servicer, server):
                     servicer.RevokeKey,
                     request_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.RevokeKeyRequest.FromString,
                     response_serializer=pixelrelay_dot_v1_dot_billing__pb2.ApiKeyInfo.SerializeToString,
+            ),
+            'ExportAccount': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportAccount,
+                    request_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.ExportAccountRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_public__api__pb2.ExportItem.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -486,6 +504,33 @@ class PublicApi:
             '/pixelrelay.v1.PublicApi/RevokeKey',
             pixelrelay_dot_v1_dot_public__api__pb2.RevokeKeyRequest.SerializeToString,
             pixelrelay_dot_v1_dot_billing__pb2.ApiKeyInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/pixelrelay.v1.PublicApi/ExportAccount',
+            pixelrelay_dot_v1_dot_public__api__pb2.ExportAccountRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_public__api__pb2.ExportItem.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,6 +50,10 @@ class PublicApiStub:
     """The caller's API keys."""
     ListKeys: _grpc.UnaryUnaryMultiCallable[_public_api_pb2.ListKeysRequest, _billing_pb2.ListApiKeysResponse]
     RevokeKey: _grpc.UnaryUnaryMultiCallable[_public_api_pb2.RevokeKeyRequest, _billing_pb2.ApiKeyInfo]
+    ExportAccount: _grpc.UnaryStreamMultiCallable[_public_api_pb2.ExportAccountRequest, _public_api_pb2.ExportItem]
+    """Everything the platform keeps about the caller's account: the account, then every
+    task record (newest first), then every ledger entry (newest first).
+    """
 
 @_typing.type_check_only
 class PublicApiAsyncStub(PublicApiStub):
@@ -72,6 +76,10 @@ class PublicApiAsyncStub(PublicApiStub):
     """The caller's API keys."""
     ListKeys: _aio.UnaryUnaryMultiCallable[_public_api_pb2.ListKeysRequest, _billing_pb2.ListApiKeysResponse]  # type: ignore[assignment]
     RevokeKey: _aio.UnaryUnaryMultiCallable[_public_api_pb2.RevokeKeyRequest, _billing_pb2.ApiKeyInfo]  # type: ignore[assignment]
+    ExportAccount: _aio.UnaryStreamMultiCallable[_public_api_pb2.ExportAccountRequest, _public_api_pb2.ExportItem]  # type: ignore[assignment]
+    """Everything the platform keeps about the caller's account: the account, then every
+    task record (newest first), then every ledger entry (newest first).
+    """
 
 class PublicApiServicer(metaclass=_abc_1.ABCMeta):
     """The public operations. Clients authenticate with metadata
@@ -151,5 +159,15 @@ class PublicApiServicer(metaclass=_abc_1.ABCMeta):
         request: _public_api_pb2.RevokeKeyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.ApiKeyInfo, _abc.Awaitable[_billing_pb2.ApiKeyInfo]]: ...
+
+    @_abc_1.abstractmethod
+    def ExportAccount(
+        self,
+        request: _public_api_pb2.ExportAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_public_api_pb2.ExportItem], _abc.AsyncIterator[_public_api_pb2.ExportItem]]:
+        """Everything the platform keeps about the caller's account: the account, then every
+        task record (newest first), then every ledger entry (newest first).
+        """
 
 def add_PublicApiServicer_to_server(servicer: PublicApiServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -55,6 +55,11 @@ class StorageStub:
                 request_serializer=pixelrelay_dot_v1_dot_storage__pb2.ReannounceRequest.SerializeToString,
                 response_deserializer=pixelrelay_dot_v1_dot_storage__pb2.ReannounceResponse.FromString,
                 _registered_method=True)
+        self.DeletePrefixes = channel.unary_unary(
+                '/pixelrelay.v1.Storage/DeletePrefixes',
+                request_serializer=pixelrelay_dot_v1_dot_storage__pb2.DeletePrefixesRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_storage__pb2.DeletePrefixesResponse.FromString,
+                _registered_method=True)
 
 
 class StorageServicer:
@@ -91,6 +96,14 @@ class StorageServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeletePrefixes(self, request, context):
+        """Delete everything under each prefix: an account's uploads ("uploads/<account>/"),
+        a task's inputs and results ("tasks/<task id>/"). Account deletion uses it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StorageServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -113,6 +126,11 @@ def add_StorageServicer_to_server(servicer, server):
                     servicer.Reannounce,
                     request_deserializer=pixelrelay_dot_v1_dot_storage__pb2.ReannounceRequest.FromString,
                     response_serializer=pixelrelay_dot_v1_dot_storage__pb2.ReannounceResponse.SerializeToString,
+            ),
+            'DeletePrefixes': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeletePrefixes,
+                    request_deserializer=pixelrelay_dot_v1_dot_storage__pb2.DeletePrefixesRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_storage__pb2.DeletePrefixesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -224,6 +242,33 @@ class Storage:
             '/pixelrelay.v1.Storage/Reannounce',
             pixelrelay_dot_v1_dot_storage__pb2.ReannounceRequest.SerializeToString,
             pixelrelay_dot_v1_dot_storage__pb2.ReannounceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeletePrefixes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Storage/DeletePrefixes',
+            pixelrelay_dot_v1_dot_storage__pb2.DeletePrefixesRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_storage__pb2.DeletePrefixesResponse.FromString,
             options,
             channel_credentials,
             insecure,

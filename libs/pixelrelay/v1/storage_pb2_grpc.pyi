@@ -46,6 +46,10 @@ class StorageStub:
     """For a redelivered job: if the task's images were already stored, announce the
     completion again (idempotent) instead of generating them twice.
     """
+    DeletePrefixes: _grpc.UnaryUnaryMultiCallable[_storage_pb2.DeletePrefixesRequest, _storage_pb2.DeletePrefixesResponse]
+    """Delete everything under each prefix: an account's uploads ("uploads/<account>/"),
+    a task's inputs and results ("tasks/<task id>/"). Account deletion uses it.
+    """
 
 @_typing.type_check_only
 class StorageAsyncStub(StorageStub):
@@ -64,6 +68,10 @@ class StorageAsyncStub(StorageStub):
     Reannounce: _aio.UnaryUnaryMultiCallable[_storage_pb2.ReannounceRequest, _storage_pb2.ReannounceResponse]  # type: ignore[assignment]
     """For a redelivered job: if the task's images were already stored, announce the
     completion again (idempotent) instead of generating them twice.
+    """
+    DeletePrefixes: _aio.UnaryUnaryMultiCallable[_storage_pb2.DeletePrefixesRequest, _storage_pb2.DeletePrefixesResponse]  # type: ignore[assignment]
+    """Delete everything under each prefix: an account's uploads ("uploads/<account>/"),
+    a task's inputs and results ("tasks/<task id>/"). Account deletion uses it.
     """
 
 class StorageServicer(metaclass=_abc_1.ABCMeta):
@@ -104,6 +112,16 @@ class StorageServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_storage_pb2.ReannounceResponse, _abc.Awaitable[_storage_pb2.ReannounceResponse]]:
         """For a redelivered job: if the task's images were already stored, announce the
         completion again (idempotent) instead of generating them twice.
+        """
+
+    @_abc_1.abstractmethod
+    def DeletePrefixes(
+        self,
+        request: _storage_pb2.DeletePrefixesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.DeletePrefixesResponse, _abc.Awaitable[_storage_pb2.DeletePrefixesResponse]]:
+        """Delete everything under each prefix: an account's uploads ("uploads/<account>/"),
+        a task's inputs and results ("tasks/<task id>/"). Account deletion uses it.
         """
 
 def add_StorageServicer_to_server(servicer: StorageServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import update
+from sqlalchemy import true, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
@@ -69,17 +69,27 @@ class Accounts:
         return self._move(account_id, amount, reason, kind="adjustment")
 
     def _move(self, account_id: str, amount: int, reason: str, *, kind: str) -> Account:
+        """A deleted account takes no top-ups; an adjustment (say, zeroing what was
+        refunded outside the platform) is still allowed."""
         if not reason.strip():
             raise ApiError(E.MISSING_PARAMETER, "a reason is required", param="reason")
+        open_only = kind == "top_up"
         with Session(self.engine, expire_on_commit=False) as s, s.begin():
             moved = s.execute(
                 update(Account)
-                .where(col(Account.id) == account_id, col(Account.balance) + amount >= 0)
+                .where(
+                    col(Account.id) == account_id,
+                    col(Account.balance) + amount >= 0,
+                    col(Account.deleted_at).is_(None) if open_only else true(),
+                )
                 .values(balance=Account.balance + amount)
             )
             if moved.rowcount != 1:  # type: ignore[attr-defined]
-                if s.get(Account, account_id) is None:
+                account = s.get(Account, account_id)
+                if account is None:
                     raise ApiError(E.ACCOUNT_NOT_FOUND)
+                if open_only and account.deleted_at is not None:
+                    raise ApiError(E.ACCOUNT_DELETED)
                 raise ApiError(
                     E.INVALID_AMOUNT,
                     "the adjustment would make the balance negative",

@@ -59,6 +59,28 @@ def _locked_hold(conn: Connection, task_id: str) -> Hold:
     return hold
 
 
+def release_pending(conn: Connection, hold: Hold, reason: str) -> None:
+    """Return a pending (locked) hold's credits to the balance, and its key's spend."""
+    conn.execute(
+        sql.SETTLE_HELD,
+        {"a_id": hold.account_id, "released": hold.amount, "refund": hold.amount},
+    )
+    if hold.key_id:
+        _spend_on_key(conn, hold.key_id, -hold.amount)
+    _resolve(conn, hold, HoldState.RELEASED, 0)
+    post(
+        conn,
+        f"release:{hold.task_id}",
+        "release",
+        hold.task_id,
+        [
+            (hold.account_id, Book.HELD, -hold.amount),
+            (hold.account_id, Book.AVAILABLE, hold.amount),
+        ],
+        memo=reason.strip()[:MAX_RELEASE_REASON] or None,
+    )
+
+
 class Holds:
     engine: Engine
     prices: PriceList
@@ -157,8 +179,11 @@ class Holds:
             return existing
         moved = conn.execute(sql.DEBIT_TO_HELD, {"a_id": r.account_id, "amount": amount})
         if moved.rowcount != 1:
-            if conn.execute(sql.ACCOUNT_EXISTS, {"a_id": r.account_id}).first() is None:
+            account = conn.execute(sql.ACCOUNT_STATE, {"a_id": r.account_id}).first()
+            if account is None:
                 raise ApiError(E.ACCOUNT_NOT_FOUND)
+            if account.deleted_at is not None:
+                raise ApiError(E.ACCOUNT_DELETED)
             raise ApiError(
                 E.INSUFFICIENT_CREDITS,
                 f"this request costs {amount} credits; the balance is lower",
@@ -234,24 +259,7 @@ class Holds:
                 return hold
             if hold.state == HoldState.CAPTURED:
                 raise ApiError(E.HOLD_CONFLICT, "task's hold was already captured")
-            conn.execute(
-                sql.SETTLE_HELD,
-                {"a_id": hold.account_id, "released": hold.amount, "refund": hold.amount},
-            )
-            if hold.key_id:
-                _spend_on_key(conn, hold.key_id, -hold.amount)
-            _resolve(conn, hold, HoldState.RELEASED, 0)
-            post(
-                conn,
-                f"release:{task_id}",
-                "release",
-                task_id,
-                [
-                    (hold.account_id, Book.HELD, -hold.amount),
-                    (hold.account_id, Book.AVAILABLE, hold.amount),
-                ],
-                memo=reason.strip()[:MAX_RELEASE_REASON] or None,
-            )
+            release_pending(conn, hold, reason)
             return hold
 
     def expired_holds(self, *, now: int, limit: int = 500) -> list[str]:

@@ -170,8 +170,11 @@ class Keys:
             )
         secret = secret or KEY_PREFIX + random_token(KEY_RANDOM_CHARS)
         with Session(self.engine, expire_on_commit=False) as s, s.begin():
-            if s.get(Account, account_id) is None:
+            account = s.get(Account, account_id)
+            if account is None:
                 raise ApiError(E.ACCOUNT_NOT_FOUND)
+            if account.deleted_at is not None:
+                raise ApiError(E.ACCOUNT_DELETED)
             if credit_limit is not None and not 0 < credit_limit <= MAX_CREDITS:
                 raise ApiError(
                     E.INVALID_AMOUNT, f"credit_limit must be 1..{MAX_CREDITS}", param="credit_limit"

@@ -6,14 +6,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 
 from nats.js import JetStreamContext
 from prometheus_client import Counter
 
+from gateway.core.accounts import AccountData
 from gateway.core.authcache import AuthCache
 from gateway.core.idempotency import Claim, IdempotencyStore, fingerprint, key_digest
 from gateway.core.ratelimit import RateLimiter
 from gateway.core.store import TaskRecord, TaskStatus, TaskStore, now_ms, spec_to_json
+from gateway.core.uploads import NO_QUOTA, Quota, UploadRecord, UploadStore
 from gateway.core.validation import price_item, resolve
 from gateway.inputs.images import check_content_type
 from gateway.inputs.references import Inputs, ReferenceLoader
@@ -68,6 +71,8 @@ class PublicApi:
         sealer: PromptSealer,
         limiter: RateLimiter | None = None,
         idempotency: IdempotencyStore | None = None,
+        uploads: UploadStore | None = None,
+        upload_quota: Quota = NO_QUOTA,
     ):
         self.billing = billing
         self.storage = storage
@@ -81,6 +86,9 @@ class PublicApi:
         self.sealer = sealer
         self.limiter = limiter or RateLimiter(billing.take_request)
         self.idempotency = idempotency or IdempotencyStore(db.engine)
+        self.uploads = uploads or UploadStore(db.engine)
+        self.upload_quota = upload_quota
+        self.accounts = AccountData(storage, db, store, self.uploads, self.idempotency)
         self.auth = AuthCache(billing.authenticate)
         self._extensions: set[asyncio.Task[None]] = set()
         # Submits that arrive together are recorded in one transaction.
@@ -330,7 +338,18 @@ class PublicApi:
         # once, so uploads need no Idempotency-Key.
         upload_id = content_id("upl", principal.account_id, image.data)
         key = objects.upload_key(principal.account_id, upload_id, image.format)
+        record = UploadRecord(
+            id=upload_id,
+            account_id=principal.account_id,
+            key=key,
+            bytes=len(image.data),
+            created_at_ms=now_ms(),
+            expires_at_ms=0,  # storage says when, below
+        )
+        await self.db.run(self.uploads.admit, record, self.upload_quota, now_ms=now_ms())
         stored = await self.storage.put_object(key, image.data, image.content_type)
+        record.expires_at_ms = stored.kept_until * 1000
+        await self.db.run(self.uploads.record, record)
         log.info("upload stored", extra={"upload_id": upload_id, "bytes": len(image.data)})
         return public_api_pb2.Upload(
             id=upload_id,
@@ -386,3 +405,14 @@ class PublicApi:
             by_key_id=principal.key_id,
             cascade=request.cascade,
         )
+
+    async def export_account(
+        self, authorization: str | None, request: public_api_pb2.ExportAccountRequest
+    ) -> AsyncIterator[public_api_pb2.ExportItem]:
+        """The caller's own account, tasks and ledger (a key that may read both)."""
+        principal = await self.authenticate(authorization, scopes.BILLING_READ)
+        scopes.require(principal.scopes, scopes.READ)
+        if request.account_id and request.account_id != principal.account_id:
+            raise ApiError(E.ACCOUNT_NOT_FOUND, param="account_id")
+        async for item in self.accounts.export(self.billing, principal.account_id):
+            yield item

@@ -21,12 +21,13 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from prometheus_client import Counter
 
-from gateway.core.store import TaskStore, now_ms
-from pixelrelay import bus
+from gateway.core.store import TaskStatus, TaskStore, now_ms
+from pixelrelay import bus, objects
 from pixelrelay.billing_client import BillingClient
 from pixelrelay.crashpoints import crash_point
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
+from pixelrelay.storage_client import StorageClient
 from pixelrelay.v1 import events_pb2
 
 log = logging.getLogger(__name__)
@@ -53,9 +54,16 @@ CREDITS_CHARGED = Counter("pixelrelay_credits_charged_total", "Credits captured"
 
 class TaskEventHandler:
     def __init__(
-        self, *, billing: BillingClient, db: Database, store: TaskStore, js: JetStreamContext
+        self,
+        *,
+        billing: BillingClient,
+        storage: StorageClient,
+        db: Database,
+        store: TaskStore,
+        js: JetStreamContext,
     ):
         self.billing = billing
+        self.storage = storage
         self.db = db
         self.store = store
         self.js = js
@@ -113,6 +121,7 @@ class TaskEventHandler:
         except ApiError as err:
             if err.kind is E.HOLD_CONFLICT:  # already released (failed earlier): not charged
                 log.warning("images arrived for a settled task", extra={"task_id": event.task_id})
+                await self._discard_unpaid(event.task_id)
                 return
             raise
         crash_point("gateway.after_capture")  # charged, the task not yet marked completed
@@ -120,6 +129,20 @@ class TaskEventHandler:
         TASKS_FINISHED.labels("completed").inc()
         CREDITS_CHARGED.inc(hold.captured)
         log.info("task completed", extra={"task_id": event.task_id, "charged": hold.captured})
+
+    async def _discard_unpaid(self, task_id: str) -> None:
+        """Images stored for a task whose hold was released (it failed or expired first,
+        or its account was deleted) are never shown nor paid for: delete them and the
+        task's inputs now, not at the end of their lifetime. A completed task's are kept:
+        a conflicting capture of a charged task deletes nothing."""
+        try:
+            status = (await self.db.run(self.store.get, task_id)).status
+        except ApiError as err:
+            if err.kind is not E.TASK_NOT_FOUND:
+                raise
+            status = ""  # no record: its account was deleted, or it is past retention
+        if status in ("", TaskStatus.FAILED):
+            await self.storage.delete_prefixes([objects.task_objects(task_id)])
 
     async def _failed(self, event: events_pb2.TaskEvent) -> None:
         failed = event.failed

@@ -19,11 +19,8 @@ Rows live ``ttl`` (24 h); older ones are purged.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import logging
-import time
 from dataclasses import dataclass
 
 from sqlalchemy import BigInteger, Column, delete, update
@@ -31,7 +28,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from pixelrelay.db import Database, quick
+from pixelrelay.db import quick
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import public_api_pb2
 
@@ -164,6 +161,13 @@ class IdempotencyStore:
                 )
             )
 
+    def delete_account(self, account_id: str) -> int:
+        with self.engine.begin() as conn:
+            gone = conn.execute(
+                delete(IdempotencyRecord).where(col(IdempotencyRecord.account_id) == account_id)
+            )
+            return int(gone.rowcount)
+
     def purge(self, *, now_ms: int) -> int:
         """Rows past their lifetime (a scan: run it in the pool)."""
         with self.engine.begin() as conn:
@@ -173,19 +177,3 @@ class IdempotencyStore:
                 )
             )
         return int(gone.rowcount)
-
-
-async def purge_expired(
-    store: IdempotencyStore, db: Database, stop: asyncio.Event, every: float = 3600.0
-) -> None:
-    """Delete rows past their lifetime, hourly (any replica may; it is idempotent)."""
-    while not stop.is_set():
-        try:
-            gone = await db.run(store.purge, now_ms=int(time.time() * 1000))
-        except Exception:
-            log.warning("idempotency purge failed", exc_info=True)
-        else:
-            if gone:
-                log.info("idempotency keys purged", extra={"count": gone})
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every)

@@ -42,7 +42,10 @@ def now_ms() -> int:
 
 class TaskRecord(SQLModel, table=True):
     __tablename__ = "task"
-    __table_args__ = (Index("task_by_owner", "account_id", "created_at_ms", "id"),)
+    __table_args__ = (
+        Index("task_by_owner", "account_id", "created_at_ms", "id"),
+        Index("task_by_age", "created_at_ms"),  # the retention purge
+    )
 
     id: str = Field(primary_key=True)
     account_id: str
@@ -68,8 +71,11 @@ class TaskRecord(SQLModel, table=True):
         return task_from_row(self.__dict__)
 
 
-def task_from_row(row: Mapping[Any, Any]) -> public_api_pb2.Task:
-    """A task row (a record's fields or a result mapping) as the public Task message."""
+def task_from_row(row: Mapping[Any, Any], now: float | None = None) -> public_api_pb2.Task:
+    """A task row (a record's fields or a result mapping) as the public Task message.
+
+    Once its images' lifetime is over (storage deletes them, retention.py) the task says
+    when (``expired_at``) and lists no images: a URL that cannot work is not shown."""
     task = public_api_pb2.Task(
         id=row["id"],
         model=row["model"],
@@ -86,6 +92,10 @@ def task_from_row(row: Mapping[Any, Any]) -> public_api_pb2.Task:
         images=[_from_plain(common_pb2.StoredImage, d) for d in orjson.loads(row["images_json"])],
         attempts=[_from_plain(common_pb2.Attempt, d) for d in orjson.loads(row["attempts_json"])],
     )
+    expiry = _images_expiry(task.images)
+    if expiry and (now or time.time()) >= expiry:
+        task.expired_at = expiry
+        del task.images[:]
     if row["error_code"] is not None:
         task.error.CopyFrom(
             public_api_pb2.TaskError(
@@ -95,6 +105,12 @@ def task_from_row(row: Mapping[Any, Any]) -> public_api_pb2.Task:
             )
         )
     return task
+
+
+def _images_expiry(images: Sequence[common_pb2.StoredImage]) -> int:
+    """When the first of ``images`` is deleted; 0 if there are none. Images stored before
+    storage said (no ``kept_until``) were kept as long as their URL lasted."""
+    return min((i.kept_until or i.expires_at for i in images), default=0)
 
 
 # Flat messages are stored as plain JSON objects of their set fields (ints stay ints), so
@@ -159,6 +175,35 @@ class TaskStore:
     def delete(self, task_id: str) -> None:
         with Session(self.engine, expire_on_commit=False) as s, s.begin():
             s.execute(delete(TaskRecord).where(col(TaskRecord.id) == task_id))
+
+    def purge(self, *, created_before_ms: int, batch: int = 1000) -> int:
+        """Delete the records of tasks created before ``created_before_ms`` (past
+        TASK_RETENTION_DAYS), ``batch`` rows per transaction so no lock is held long; the
+        ledger keeps its entries, which name the task id. A scan: run it in the pool."""
+        stale = (
+            core_select(_TASKS.c.id)
+            .where(_TASKS.c.created_at_ms < created_before_ms)
+            .limit(batch)
+            .scalar_subquery()
+        )
+        purged = 0
+        while True:
+            with self.engine.begin() as conn:
+                gone = int(conn.execute(delete(_TASKS).where(_TASKS.c.id.in_(stale))).rowcount)
+            purged += gone
+            if gone < batch:
+                return purged
+
+    def ids_of(self, account_id: str) -> list[str]:
+        """Every task id of one account (account deletion)."""
+        query = core_select(_TASKS.c.id).where(_TASKS.c.account_id == account_id)
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
+    def delete_account(self, account_id: str) -> int:
+        with self.engine.begin() as conn:
+            gone = conn.execute(delete(_TASKS).where(_TASKS.c.account_id == account_id))
+            return int(gone.rowcount)
 
     @quick
     def get(self, task_id: str, account_id: str | None = None) -> public_api_pb2.Task:

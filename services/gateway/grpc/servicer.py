@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import grpc
 
+from gateway.core.admin import AdminAccess
 from gateway.core.api import PublicApi
 from gateway.core.auth_throttle import AuthThrottle
 from pixelrelay.errors import ApiError
-from pixelrelay.v1 import billing_pb2, public_api_pb2, public_api_pb2_grpc
+from pixelrelay.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    billing_pb2,
+    public_api_pb2,
+    public_api_pb2_grpc,
+)
 
 Request = TypeVar("Request")
 Reply = TypeVar("Reply")
@@ -30,6 +37,26 @@ def _peer_host(peer: str) -> str:
     return host.strip("[]")
 
 
+async def throttled(
+    throttle: AuthThrottle,
+    context: grpc.aio.ServicerContext,
+    call: Callable[[str | None], Awaitable[Reply]],
+) -> Reply:
+    """``call(authorization)``, counted by the failed-auth throttle of the caller's address
+    (as on REST): its 401s count against the address, which is refused once over."""
+    authorization = _metadata(context, "authorization")
+    if authorization is None:
+        return await call(None)
+    client = throttle.client(_peer_host(context.peer()), _metadata(context, "x-forwarded-for"))
+    throttle.check(client)
+    try:
+        return await call(authorization)
+    except ApiError as err:
+        if err.kind.http_status == 401:
+            throttle.failed(client)
+        raise
+
+
 class PublicApiServicer(public_api_pb2_grpc.PublicApiServicer):
     def __init__(self, api: PublicApi, throttle: AuthThrottle):
         self.api = api
@@ -42,19 +69,16 @@ class PublicApiServicer(public_api_pb2_grpc.PublicApiServicer):
         request: Request,
     ) -> Reply:
         """``method`` with the caller's key, throttled per address as on REST."""
-        authorization = _metadata(context, "authorization")
-        if authorization is None:
-            return await method(None, request)
-        client = self.throttle.client(
-            _peer_host(context.peer()), _metadata(context, "x-forwarded-for")
-        )
-        self.throttle.check(client)
-        try:
-            return await method(authorization, request)
-        except ApiError as err:
-            if err.kind.http_status == 401:
-                self.throttle.failed(client)
-            raise
+        return await throttled(self.throttle, context, lambda auth: method(auth, request))
+
+    async def ExportAccount(
+        self, request: public_api_pb2.ExportAccountRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[public_api_pb2.ExportItem]:
+        items = self.api.export_account(_metadata(context, "authorization"), request)
+        first = await throttled(self.throttle, context, lambda _auth: anext(items))
+        yield first
+        async for item in items:
+            yield item
 
     async def CreateGeneration(
         self, request: public_api_pb2.CreateGenerationRequest, context: grpc.aio.ServicerContext
@@ -105,3 +129,28 @@ class PublicApiServicer(public_api_pb2_grpc.PublicApiServicer):
         self, request: public_api_pb2.RevokeKeyRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.ApiKeyInfo:
         return await self._call(context, self.api.revoke_key, request)
+
+
+class AdminServicer(admin_pb2_grpc.AdminServicer):
+    """The operator's account operations (core/admin.py)."""
+
+    def __init__(self, admin: AdminAccess, throttle: AuthThrottle):
+        self.admin = admin
+        self.throttle = throttle
+
+    async def DeleteAccount(
+        self, request: billing_pb2.DeleteAccountRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.AccountDeletion:
+        return await throttled(
+            self.throttle,
+            context,
+            lambda auth: self.admin.delete_account(auth, request.account_id, request.reason),
+        )
+
+    async def ExportAccount(
+        self, request: public_api_pb2.ExportAccountRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[public_api_pb2.ExportItem]:
+        items = self.admin.export_account(_metadata(context, "authorization"), request.account_id)
+        yield await throttled(self.throttle, context, lambda _auth: anext(items))
+        async for item in items:
+            yield item

@@ -3,20 +3,22 @@ caller's own bearer as the admin credential (billing checks it against TRUSTED_C
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
+from gateway.core.admin import AdminAccess, admin_errors
 from gateway.http import translate
 from gateway.http.errors import errors
+from gateway.http.exports import EXPORT_CONTENT, ExportFormat, ExportPart, export_download
 from gateway.http.responses import JSONBody
 from gateway.http.schemas import (
     AccountCreateBody,
+    AccountDeleteBody,
+    AccountDeletionOut,
     AccountOut,
     CreatedKeyOut,
     KeyCreateBody,
@@ -34,24 +36,18 @@ from pixelrelay.v1 import billing_pb2
 ERRORS = errors(400, 401, 404, 503)
 
 
-@dataclass(frozen=True)
-class AdminAccess:
-    billing: BillingClient
-    own_credential: str  # the gateway's: never accepted as an admin's
+def _access(request: Request) -> AdminAccess:
+    access: AdminAccess | None = request.app.state.admin
+    if access is None:
+        raise ApiError(E.ADMIN_TOKEN_INVALID, "the admin API is not served here")
+    return access
 
 
 async def authorize(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> BillingClient:
-    """Billing alone knows the admin credential (TRUSTED_CALLERS): the bearer is forwarded
-    as the call's credential, and a refusal of it becomes 401 here."""
-    access: AdminAccess | None = request.app.state.admin
-    if access is None:
-        raise ApiError(E.ADMIN_TOKEN_INVALID, "the admin API is not served here")
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme != "Bearer" or not token or hmac.compare_digest(token, access.own_credential):
-        raise ApiError(E.ADMIN_TOKEN_INVALID)
-    return access.billing.acting_as(token)
+    """Billing, called with the admin's bearer (core/admin.py); its refusal becomes 401."""
+    return _access(request).billing_for(authorization)
 
 
 class _AdminRoute(APIRoute):
@@ -61,17 +57,14 @@ class _AdminRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def guarded(request: Request) -> Response:
-            try:
+            with admin_errors():
                 return await handler(request)
-            except ApiError as err:
-                if err.kind in (E.SERVICE_CREDENTIAL_INVALID, E.CALLER_NOT_ALLOWED):
-                    raise ApiError(E.ADMIN_TOKEN_INVALID) from None
-                raise
 
         return guarded
 
 
 Billing = Annotated[BillingClient, Depends(authorize)]
+AdminAuth = Annotated[str | None, Header(alias="authorization")]
 
 
 def admin_router() -> APIRouter:
@@ -157,6 +150,32 @@ def admin_router() -> APIRouter:
             )
         )
         return JSONBody(translate.entries_json(page))
+
+    @router.post(
+        "/accounts/{account_id}/delete",
+        response_model=AccountDeletionOut,
+        summary="Delete an account's data, keep its ledger (idempotent; run again to finish)",
+    )
+    async def delete_account(
+        account_id: str, body: AccountDeleteBody, request: Request, authorization: AdminAuth
+    ) -> Response:
+        deletion = await _access(request).delete_account(authorization, account_id, body.reason)
+        return JSONBody(translate.deletion_json(deletion))
+
+    @router.get(
+        "/accounts/{account_id}/export",
+        responses=EXPORT_CONTENT,
+        summary="An account's tasks and ledger, as JSON or CSV",
+    )
+    async def export_account(
+        account_id: str,
+        request: Request,
+        authorization: AdminAuth,
+        format: ExportFormat = "json",
+        part: ExportPart = "tasks",
+    ) -> Response:
+        items = _access(request).export_account(authorization, account_id)
+        return await export_download(items, account_id, format, part)
 
     @router.get(
         "/ledger/check",

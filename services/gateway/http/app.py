@@ -12,9 +12,10 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
+from gateway.core.admin import AdminAccess
 from gateway.core.api import PublicApi
 from gateway.core.auth_throttle import AuthThrottle
-from gateway.http.admin import AdminAccess, admin_router
+from gateway.http.admin import admin_router
 from gateway.http.errors import render_error
 from gateway.http.hot_routes import HotRoutes
 from gateway.http.middleware import RequestContext

@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from gateway.core.api import PublicApi
 from gateway.http import translate
 from gateway.http.errors import errors
+from gateway.http.exports import EXPORT_CONTENT, ExportFormat, ExportPart, export_download
 from gateway.http.responses import JSONBody
 from gateway.http.schemas import (
     BalanceOut,
@@ -38,6 +39,7 @@ USAGE = "/api/v1/usage"
 KEYS = "/api/v1/keys"
 KEY = "/api/v1/keys/{key_id}"
 ACCOUNT = "/api/v1/account"
+ACCOUNT_EXPORT = "/api/v1/account/export"
 
 Authorization = Annotated[str | None, Header(description="Bearer <api key>")]
 IdempotencyKey = Annotated[
@@ -221,5 +223,19 @@ def reapi_router(api: PublicApi) -> APIRouter:
         return JSONBody(
             {"account_id": balance.account_id, "balance": balance.balance, "held": balance.held}
         )
+
+    @router.get(
+        ACCOUNT_EXPORT,
+        responses={**EXPORT_CONTENT, **errors(401, 403, 429, 503)},
+        tags=["account"],
+        summary="Everything kept about the caller's account: its tasks and ledger",
+    )
+    async def export_account(
+        authorization: Authorization = None,
+        format: ExportFormat = "json",
+        part: ExportPart = "tasks",
+    ) -> Response:
+        items = api.export_account(authorization, public_api_pb2.ExportAccountRequest())
+        return await export_download(items, "account", format, part)
 
     return router

@@ -141,6 +141,11 @@ class TaskOut(BaseModel):
     params: ParamsOut
     credits: CreditsOut
     expires_at: int | None = Field(None, description="when the image URLs stop working")
+    expired_at: int | None = Field(
+        None,
+        description="when the images and inputs were deleted (RESULT_TTL_DAYS after they "
+        "were stored); output.image_urls is empty from then on",
+    )
     attempts: list[AttemptOut] = Field(description="each upstream channel tried, in order")
     timings: TimingsOut
 
@@ -164,7 +169,10 @@ class UploadOut(BaseModel):
     width: int
     height: int
     bytes: int
-    expires_at: int
+    expires_at: int = Field(
+        description="when the URL stops working; the upload is deleted UPLOAD_TTL_DAYS after it "
+        "was made"
+    )
 
 
 class BalanceOut(BaseModel):
@@ -266,6 +274,23 @@ class AccountOut(BaseModel):
     name: str
     balance: int
     held: int
+    deleted_at: int | None = Field(None, description="unix seconds; null unless deleted")
+    deleted_reason: str | None = None
+
+
+class AccountDeleteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    reason: str = Field(min_length=1, max_length=500, description="kept on the account")
+
+
+class AccountDeletionOut(BaseModel):
+    account: AccountOut
+    keys_revoked: int
+    holds_released: int = Field(description="pending tasks canceled, their credits returned")
+    objects_deleted: int = Field(description="uploads, results and inputs deleted")
+    tasks_deleted: int
+    uploads_deleted: int
 
 
 class LedgerCheckOut(BaseModel):

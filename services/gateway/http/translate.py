@@ -6,8 +6,9 @@ from typing import Any
 
 from gateway.core.store import TaskStatus
 from gateway.http.schemas import GenerationBody
+from pixelrelay import export
 from pixelrelay.errors import ApiError
-from pixelrelay.v1 import billing_pb2, common_pb2, public_api_pb2
+from pixelrelay.v1 import admin_pb2, billing_pb2, common_pb2, public_api_pb2
 
 
 def generation_request(
@@ -83,7 +84,10 @@ def task_json(task: public_api_pb2.Task) -> dict[str, Any]:
             "charged": task.credits_charged,
             "price_id": task.price_id,
         },
-        "expires_at": min((i.expires_at for i in task.images), default=None),
+        # Until when the URLs work; once the images are deleted, when that was.
+        "expires_at": min((i.expires_at for i in task.images), default=None)
+        or _optional(task.expired_at),
+        "expired_at": _optional(task.expired_at),
         "attempts": [
             {"channel": a.channel, "outcome": a.outcome, "latency_ms": a.latency_ms}
             for a in task.attempts
@@ -170,11 +174,17 @@ def entries_json(page: billing_pb2.ListLedgerEntriesResponse) -> dict[str, Any]:
 
 
 def account_json(account: billing_pb2.Account) -> dict[str, Any]:
+    return export.account_json(account)  # one shape, in exports too
+
+
+def deletion_json(deletion: admin_pb2.AccountDeletion) -> dict[str, Any]:
     return {
-        "id": account.id,
-        "name": account.name,
-        "balance": account.balance,
-        "held": account.held,
+        "account": account_json(deletion.account),
+        "keys_revoked": deletion.keys_revoked,
+        "holds_released": deletion.holds_released,
+        "objects_deleted": deletion.objects_deleted,
+        "tasks_deleted": deletion.tasks_deleted,
+        "uploads_deleted": deletion.uploads_deleted,
     }
 
 

@@ -1,0 +1,41 @@
+"""Typed client for the gateway's Admin service (admin.proto): what `pixelrelay admin`
+asks of more than billing. The credential is the operator's admin token."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pixelrelay.callers import credential_metadata
+from pixelrelay.errors import peer_errors
+from pixelrelay.grpc_server import call_options, insecure_channel
+from pixelrelay.v1 import admin_pb2, admin_pb2_grpc, billing_pb2, public_api_pb2
+
+
+class AdminClient:
+    def __init__(self, addr: str, credential: str, timeout: float = 600.0):
+        self._channel = insecure_channel(addr)
+        self._stub = admin_pb2_grpc.AdminStub(self._channel)
+        self._metadata = credential_metadata(credential)
+        self.timeout = timeout
+
+    def _options(self) -> dict[str, Any]:
+        return call_options(self.timeout, self._metadata)
+
+    async def delete_account(self, account_id: str, reason: str) -> admin_pb2.AccountDeletion:
+        with peer_errors():
+            reply: admin_pb2.AccountDeletion = await self._stub.DeleteAccount(
+                billing_pb2.DeleteAccountRequest(account_id=account_id, reason=reason),
+                **self._options(),
+            )
+        return reply
+
+    async def export_account(self, account_id: str) -> AsyncIterator[public_api_pb2.ExportItem]:
+        with peer_errors():
+            async for item in self._stub.ExportAccount(
+                public_api_pb2.ExportAccountRequest(account_id=account_id), **self._options()
+            ):
+                yield item
+
+    async def close(self) -> None:
+        await self._channel.close()

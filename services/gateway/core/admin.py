@@ -1,0 +1,59 @@
+"""The operator's side of the gateway: who is an admin is billing's decision.
+
+The bearer an admin call carries is forwarded as the credential of the billing calls it
+makes, so billing alone knows the admin credential (TRUSTED_CALLERS) and refuses anyone
+else; the gateway's own credential is never accepted as an admin's. /admin/v1 (REST) and
+the Admin gRPC service both start here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+from gateway.core.accounts import AccountData
+from pixelrelay.billing_client import BillingClient
+from pixelrelay.errors import ApiError, E
+from pixelrelay.v1 import admin_pb2, public_api_pb2
+
+
+@contextlib.contextmanager
+def admin_errors() -> Iterator[None]:
+    """Billing's refusal of the forwarded credential is the admin's 401 (10003)."""
+    try:
+        yield
+    except ApiError as err:
+        if err.kind in (E.SERVICE_CREDENTIAL_INVALID, E.CALLER_NOT_ALLOWED):
+            raise ApiError(E.ADMIN_TOKEN_INVALID) from None
+        raise
+
+
+@dataclass(frozen=True)
+class AdminAccess:
+    billing: BillingClient
+    own_credential: str  # the gateway's: never accepted as an admin's
+    accounts: AccountData
+
+    def billing_for(self, authorization: str | None) -> BillingClient:
+        """Billing, called with the admin's bearer as the credential."""
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme != "Bearer" or not token or hmac.compare_digest(token, self.own_credential):
+            raise ApiError(E.ADMIN_TOKEN_INVALID)
+        return self.billing.acting_as(token)
+
+    async def delete_account(
+        self, authorization: str | None, account_id: str, reason: str
+    ) -> admin_pb2.AccountDeletion:
+        billing = self.billing_for(authorization)
+        with admin_errors():
+            return await self.accounts.delete(billing, account_id, reason)
+
+    async def export_account(
+        self, authorization: str | None, account_id: str
+    ) -> AsyncIterator[public_api_pb2.ExportItem]:
+        billing = self.billing_for(authorization)
+        with admin_errors():
+            async for item in self.accounts.export(billing, account_id):
+                yield item
