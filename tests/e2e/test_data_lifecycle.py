@@ -12,11 +12,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 from PIL import Image
 
 from pixelrelay.retention import DAY_SECONDS
+from pixelrelay.v1 import public_api_pb2, public_api_pb2_grpc
 from tests.e2e.conftest import Platform, running_platform
 from tests.e2e.helpers import bucket_keys, eventually, ledger_ok, new_account, poll_until_done
 from upstream_sim.render import render_image
@@ -103,6 +105,12 @@ async def test_results_inputs_and_records_expire_and_the_ledger_still_balances(
     assert gone["output"] == {"image_urls": [], "images": []}
     assert gone["expired_at"] == gone["expires_at"]
     assert gone["expired_at"] <= time.time() + 1
+    # The same over gRPC.
+    meta = (("authorization", f"Bearer {platform.api_key}"),)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{platform.config.grpc_port}") as channel:
+        stub = public_api_pb2_grpc.PublicApiStub(channel)
+        over_grpc = await stub.GetTask(public_api_pb2.GetTaskRequest(id=task_id), metadata=meta)
+    assert (over_grpc.expired_at, len(over_grpc.images)) == (gone["expired_at"], 0)
 
     async def swept() -> bool:
         return not bucket_keys(platform, f"tasks/{task_id}/") and not bucket_keys(

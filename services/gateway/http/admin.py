@@ -157,7 +157,7 @@ def admin_router() -> APIRouter:
         summary="Delete an account's data, keep its ledger (idempotent; run again to finish)",
     )
     async def delete_account(
-        account_id: str, body: AccountDeleteBody, request: Request, authorization: AdminAuth
+        account_id: str, body: AccountDeleteBody, request: Request, authorization: AdminAuth = None
     ) -> Response:
         deletion = await _access(request).delete_account(authorization, account_id, body.reason)
         return JSONBody(translate.deletion_json(deletion))
@@ -170,7 +170,7 @@ def admin_router() -> APIRouter:
     async def export_account(
         account_id: str,
         request: Request,
-        authorization: AdminAuth,
+        authorization: AdminAuth = None,
         format: ExportFormat = "json",
         part: ExportPart = "tasks",
     ) -> Response:
