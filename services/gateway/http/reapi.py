@@ -226,7 +226,7 @@ def reapi_router(api: PublicApi) -> APIRouter:
 
     @router.get(
         ACCOUNT_EXPORT,
-        responses={**EXPORT_CONTENT, **errors(401, 403, 429, 503)},
+        responses={**EXPORT_CONTENT, **errors(400, 401, 403, 429, 503)},
         tags=["account"],
         summary="Everything kept about the caller's account: its tasks and ledger",
     )
