@@ -56,6 +56,9 @@ DEADLETTER_SUBJECT = "pixelrelay.deadletter.jobs"
 # on every try): kept a week with the reason, instead of being retried forever.
 DEADLETTER_EVENTS_SUBJECT = "pixelrelay.deadletter.events"
 REASON_HEADER = "Pixelrelay-Reason"
+# Core NATS, no stream: a gateway tells the others a task settled (gateway/core/waiting.py).
+SETTLED_PREFIX = "pixelrelay.settled"
+SETTLED_SUBJECTS = f"{SETTLED_PREFIX}.*"
 # How long a consumer waits before fetching again after JetStream refused a fetch.
 FETCH_RETRY_SECONDS = 0.5
 DEDUP_WINDOW_S = 600.0

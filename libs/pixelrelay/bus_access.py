@@ -1,7 +1,8 @@
 """Who may do what on the bus: one NATS user per service, allowed exactly its part of the
 task flow, and the nats-server configuration that enforces it.
 
-    gateway     publishes jobs and dead-lettered events; consumes task events
+    gateway     publishes jobs and dead-lettered events; consumes task events; tells the
+                other replicas a task settled (core NATS, pixelrelay.settled.*)
     dispatcher  consumes jobs and dead letters; publishes started and failed events
     storage     publishes completed events
     billing     publishes failed events (holds past their deadline)
@@ -56,6 +57,7 @@ _PUBLISH: dict[str, list[str]] = {
         bus.DEADLETTER_EVENTS_SUBJECT,
         *_stream_info(bus.JOBS_STREAM, bus.EVENTS_STREAM),
         *_consumer(bus.EVENTS_STREAM, bus.GATEWAY_EVENTS_CONSUMER),
+        bus.SETTLED_SUBJECTS,
     ],
     "dispatcher": [
         _event("started"),
@@ -73,11 +75,14 @@ _PUBLISH: dict[str, list[str]] = {
 }
 
 
+_SUBSCRIBE: dict[str, list[str]] = {"gateway": [bus.SETTLED_SUBJECTS]}
+
+
 def permissions(user: str) -> dict[str, dict[str, list[str]]]:
     """A service user's NATS permissions: everything not listed is refused."""
     return {
         "publish": {"allow": _PUBLISH[user]},
-        "subscribe": {"allow": [f"{bus.inbox_prefix(user)}.>"]},
+        "subscribe": {"allow": [f"{bus.inbox_prefix(user)}.>", *_SUBSCRIBE.get(user, [])]},
     }
 
 

@@ -361,6 +361,14 @@ class E:
         grpc.StatusCode.UNAVAILABLE,
         "A platform component is down; nothing was charged or queued.",
     )
+    TASK_STILL_PROCESSING = ErrorKind(
+        90003,
+        "task_still_processing",
+        504,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        "A synchronous call waited `SYNC_WAIT_SECONDS` and its task is still processing; "
+        "it goes on: poll it by the id given.",
+    )
 
 
 log = logging.getLogger(__name__)

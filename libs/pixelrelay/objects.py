@@ -26,6 +26,8 @@ TASK_ID = re.compile(rf"^task_{_ID}$")
 _INPUT_KEY = re.compile(
     rf"^(?:uploads/acct_{_ID}/upl_{_ID}|tasks/task_{_ID}/inputs/[a-z0-9_]+)\.{_EXTENSION}$"
 )
+# A task's results: what a synchronous call (/v1) reads back to answer with the bytes.
+_RESULT_KEY = re.compile(rf"^tasks/task_{_ID}/[0-9]+\.{_EXTENSION}$")
 # What may be deleted as a whole: one account's uploads, or one task's objects.
 _OWNED_PREFIX = re.compile(rf"^(?:uploads/acct_{_ID}|tasks/task_{_ID})/$")
 # An upload's key at the end of a URL path, wherever the object store serves it.
@@ -66,6 +68,11 @@ def manifest_key(task_id: str) -> str:
 
 def is_input_key(key: str) -> bool:
     return _INPUT_KEY.match(key) is not None
+
+
+def is_readable_key(key: str) -> bool:
+    """What GetObject serves: inputs (uploads, a task's references) and results."""
+    return is_input_key(key) or _RESULT_KEY.match(key) is not None
 
 
 def is_owned_prefix(prefix: str) -> bool:

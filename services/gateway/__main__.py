@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import grpc
 import uvicorn
+from nats.aio.msg import Msg
 
 from gateway.core.admin import AdminAccess
 from gateway.core.api import PublicApi
@@ -20,6 +21,7 @@ from gateway.core.ratelimit import RateLimiter
 from gateway.core.retention import Records, purge_records
 from gateway.core.store import TaskStore
 from gateway.core.uploads import Quota, UploadStore
+from gateway.core.waiting import TaskWaiters, settled_subject
 from gateway.grpc.servicer import AdminServicer, PublicApiServicer
 from gateway.http.app import asgi_app
 from gateway.http.protocol import guarded_protocol
@@ -82,6 +84,13 @@ async def _serve(
     stack.callback(db.close)
     store = TaskStore(db.engine)
     uploads = UploadStore(db.engine)
+    waiters = TaskWaiters()
+
+    async def on_settled(msg: Msg) -> None:  # nats-py wants a coroutine function
+        waiters.on_subject(msg.subject)
+
+    settled = await nc.subscribe(bus.SETTLED_SUBJECTS, cb=on_settled)
+    stack.push_async_callback(settled.unsubscribe)
     billing = BillingClient(settings.billing_addr, credential)
     stack.push_async_callback(billing.close)
     storage = StorageClient(settings.storage_addr, credential)
@@ -116,6 +125,8 @@ async def _serve(
         idempotency=idempotency,
         uploads=uploads,
         upload_quota=Quota(count=settings.upload_quota_count, bytes=settings.upload_quota_bytes),
+        waiters=waiters,
+        sync_wait_seconds=settings.sync_wait_seconds,
     )
     stack.push_async_callback(api.finish_extensions)  # before billing's channel closes
     purge_stop = asyncio.Event()
@@ -138,7 +149,14 @@ async def _serve(
             config=bus.consumer_config(
                 bus.GATEWAY_EVENTS_CONSUMER, ack_wait=settings.events_ack_wait, max_deliver=-1
             ),
-            handler=TaskEventHandler(billing=billing, storage=storage, db=db, store=store, js=js),
+            handler=TaskEventHandler(
+                billing=billing,
+                storage=storage,
+                db=db,
+                store=store,
+                js=js,
+                announce=lambda task_id: nc.publish(settled_subject(task_id)),
+            ),
             stop=events_stop,
             concurrency=settings.event_concurrency,
             grace=settings.shutdown_grace,
@@ -178,6 +196,7 @@ async def _serve(
                 admin,
                 max_body_bytes=settings.max_body_bytes,
                 max_upload_bytes=settings.max_image_bytes + 64 * 1024,
+                max_edit_bytes=settings.max_edit_bytes,
                 throttle=throttle,
             ),
             host=settings.http_host,

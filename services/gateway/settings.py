@@ -28,6 +28,8 @@ class GatewaySettings(DatabaseSettings):
     max_body_bytes: int = 1024 * 1024
     # Uploads and fetched reference images, each.
     max_image_bytes: int = 20 * 1024 * 1024
+    # A whole /v1/images/edits request (its images and mask together).
+    max_edit_bytes: int = 64 * 1024 * 1024
     # Pixels decoded at once (images.DecodeBudget), in MB: at least one 40-MP image (160).
     decode_budget_mb: int = 256
     # Local development only: let reference URLs point at private or loopback hosts.
@@ -56,6 +58,9 @@ class GatewaySettings(DatabaseSettings):
     # another gateway; handling is idempotent, so a slow first handler is harmless.
     events_ack_wait: float = 30.0
 
+    # Longest a synchronous call (/v1/images/*, GenerateImages) waits for its task; then it
+    # answers with the task still processing (its id in the answer, readable by polling).
+    sync_wait_seconds: float = Field(default=300.0, gt=0)
     # Task records are deleted this long after the task was made (fractional days allowed);
     # the ledger keeps its entries, which name the task, for ever.
     task_retention_days: float = Field(default=90.0, gt=0)

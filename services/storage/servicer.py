@@ -19,6 +19,7 @@ from pixelrelay.objects import (
     chunks,
     is_input_key,
     is_owned_prefix,
+    is_readable_key,
     manifest_key,
     result_key,
 )
@@ -111,7 +112,8 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
     async def GetObject(
         self, request: storage_pb2.GetObjectRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[storage_pb2.ObjectChunk]:
-        check_input_key(request.key)
+        if not is_readable_key(request.key):
+            raise ApiError(E.INVALID_PARAMETER, "not an input or result key", param="key")
         data = await self.blobs.get(request.key)
         if data is None:
             raise ApiError(E.UPLOAD_NOT_FOUND)

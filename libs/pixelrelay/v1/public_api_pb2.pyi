@@ -21,6 +21,159 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class ListModelsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListModelsRequest: _TypeAlias = ListModelsRequest  # noqa: Y015
+
+@_typing.final
+class Model(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    OWNED_BY_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """gpt-image-2 | gpt-image-2-official"""
+    created: _builtins.int
+    """unix seconds"""
+    owned_by: _builtins.str
+    description: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        created: _builtins.int = ...,
+        owned_by: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "description", b"description", "id", b"id", "owned_by", b"owned_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Model: _TypeAlias = Model  # noqa: Y015
+
+@_typing.final
+class ListModelsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODELS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def models(self) -> _containers.RepeatedCompositeFieldContainer[Global___Model]: ...
+    def __init__(
+        self,
+        *,
+        models: _abc.Iterable[Global___Model] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["models", b"models"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListModelsResponse: _TypeAlias = ListModelsResponse  # noqa: Y015
+
+@_typing.final
+class GenerateImagesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_FIELD_NUMBER: _builtins.int
+    WAIT_SECONDS_FIELD_NUMBER: _builtins.int
+    wait_seconds: _builtins.int
+    """How long to wait for the task to settle; 0 = the gateway's SYNC_WAIT_SECONDS. After it,
+    the stream ends with the task still processing (readable with GetTask).
+    """
+    @_builtins.property
+    def request(self) -> Global___CreateGenerationRequest: ...
+    def __init__(
+        self,
+        *,
+        request: Global___CreateGenerationRequest | None = ...,
+        wait_seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request", b"request", "wait_seconds", b"wait_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GenerateImagesRequest: _TypeAlias = GenerateImagesRequest  # noqa: Y015
+
+@_typing.final
+class GenerationEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    IMAGE_FIELD_NUMBER: _builtins.int
+    SETTLED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def accepted(self) -> Global___Task:
+        """first: the task as submitted"""
+
+    @_builtins.property
+    def image(self) -> Global___ImageData:
+        """each image of a completed task, in index order"""
+
+    @_builtins.property
+    def settled(self) -> Global___Task:
+        """last: completed, failed, or still processing (timeout)"""
+
+    def __init__(
+        self,
+        *,
+        accepted: Global___Task | None = ...,
+        image: Global___ImageData | None = ...,
+        settled: Global___Task | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "event", b"event", "image", b"image", "settled", b"settled"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "event", b"event", "image", b"image", "settled", b"settled"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["accepted", "image", "settled"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___GenerationEvent: _TypeAlias = GenerationEvent  # noqa: Y015
+
+@_typing.final
+class ImageData(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    data: _builtins.bytes
+    format: _builtins.str
+    """png | jpeg | webp"""
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        data: _builtins.bytes = ...,
+        format: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "format", b"format", "index", b"index"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImageData: _TypeAlias = ImageData  # noqa: Y015
+
+@_typing.final
 class ExportAccountRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -257,6 +410,8 @@ class CreateGenerationRequest(_message.Message):
     OUTPUT_FORMAT_FIELD_NUMBER: _builtins.int
     OUTPUT_COMPRESSION_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    IMAGES_FIELD_NUMBER: _builtins.int
+    MASK_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     prompt: _builtins.str
     size: _builtins.str
@@ -274,6 +429,14 @@ class CreateGenerationRequest(_message.Message):
     """
     @_builtins.property
     def image_urls(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def images(self) -> _containers.RepeatedCompositeFieldContainer[Global___InlineImage]:
+        """Reference images sent with the request (/v1/images/edits) instead of image_urls, and
+        a mask for the first of them; stored with the task like fetched ones.
+        """
+
+    @_builtins.property
+    def mask(self) -> Global___InlineImage: ...
     def __init__(
         self,
         *,
@@ -290,13 +453,17 @@ class CreateGenerationRequest(_message.Message):
         output_format: _builtins.str | None = ...,
         output_compression: _builtins.int | None = ...,
         idempotency_key: _builtins.str = ...,
+        images: _abc.Iterable[Global___InlineImage] | None = ...,
+        mask: Global___InlineImage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_background", b"_background", "_mask_url", b"_mask_url", "_moderation", b"_moderation", "_n", b"_n", "_output_compression", b"_output_compression", "_output_format", b"_output_format", "_prompt", b"_prompt", "_quality", b"_quality", "_resolution", b"_resolution", "_size", b"_size", "background", b"background", "mask_url", b"mask_url", "moderation", b"moderation", "n", b"n", "output_compression", b"output_compression", "output_format", b"output_format", "prompt", b"prompt", "quality", b"quality", "resolution", b"resolution", "size", b"size"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_background", b"_background", "_mask", b"_mask", "_mask_url", b"_mask_url", "_moderation", b"_moderation", "_n", b"_n", "_output_compression", b"_output_compression", "_output_format", b"_output_format", "_prompt", b"_prompt", "_quality", b"_quality", "_resolution", b"_resolution", "_size", b"_size", "background", b"background", "mask", b"mask", "mask_url", b"mask_url", "moderation", b"moderation", "n", b"n", "output_compression", b"output_compression", "output_format", b"output_format", "prompt", b"prompt", "quality", b"quality", "resolution", b"resolution", "size", b"size"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_background", b"_background", "_mask_url", b"_mask_url", "_moderation", b"_moderation", "_n", b"_n", "_output_compression", b"_output_compression", "_output_format", b"_output_format", "_prompt", b"_prompt", "_quality", b"_quality", "_resolution", b"_resolution", "_size", b"_size", "background", b"background", "idempotency_key", b"idempotency_key", "image_urls", b"image_urls", "mask_url", b"mask_url", "model", b"model", "moderation", b"moderation", "n", b"n", "output_compression", b"output_compression", "output_format", b"output_format", "prompt", b"prompt", "quality", b"quality", "resolution", b"resolution", "size", b"size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_background", b"_background", "_mask", b"_mask", "_mask_url", b"_mask_url", "_moderation", b"_moderation", "_n", b"_n", "_output_compression", b"_output_compression", "_output_format", b"_output_format", "_prompt", b"_prompt", "_quality", b"_quality", "_resolution", b"_resolution", "_size", b"_size", "background", b"background", "idempotency_key", b"idempotency_key", "image_urls", b"image_urls", "images", b"images", "mask", b"mask", "mask_url", b"mask_url", "model", b"model", "moderation", b"moderation", "n", b"n", "output_compression", b"output_compression", "output_format", b"output_format", "prompt", b"prompt", "quality", b"quality", "resolution", b"resolution", "size", b"size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__background: _TypeAlias = _typing.Literal["background"]  # noqa: Y015
     _WhichOneofArgType__background: _TypeAlias = _typing.Literal["_background", b"_background"]  # noqa: Y015
+    _WhichOneofReturnType__mask: _TypeAlias = _typing.Literal["mask"]  # noqa: Y015
+    _WhichOneofArgType__mask: _TypeAlias = _typing.Literal["_mask", b"_mask"]  # noqa: Y015
     _WhichOneofReturnType__mask_url: _TypeAlias = _typing.Literal["mask_url"]  # noqa: Y015
     _WhichOneofArgType__mask_url: _TypeAlias = _typing.Literal["_mask_url", b"_mask_url"]  # noqa: Y015
     _WhichOneofReturnType__moderation: _TypeAlias = _typing.Literal["moderation"]  # noqa: Y015
@@ -318,6 +485,8 @@ class CreateGenerationRequest(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__background) -> _WhichOneofReturnType__background | None: ...
     @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__mask) -> _WhichOneofReturnType__mask | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__mask_url) -> _WhichOneofReturnType__mask_url | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__moderation) -> _WhichOneofReturnType__moderation | None: ...
@@ -337,6 +506,29 @@ class CreateGenerationRequest(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__size) -> _WhichOneofReturnType__size | None: ...
 
 Global___CreateGenerationRequest: _TypeAlias = CreateGenerationRequest  # noqa: Y015
+
+@_typing.final
+class InlineImage(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    content_type: _builtins.str
+    """as declared by the client; checked against the bytes"""
+    def __init__(
+        self,
+        *,
+        data: _builtins.bytes = ...,
+        content_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "data", b"data"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InlineImage: _TypeAlias = InlineImage  # noqa: Y015
 
 @_typing.final
 class Estimate(_message.Message):

@@ -43,6 +43,16 @@ class PublicApiStub:
                 request_serializer=pixelrelay_dot_v1_dot_public__api__pb2.CreateGenerationRequest.SerializeToString,
                 response_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.Task.FromString,
                 _registered_method=True)
+        self.GenerateImages = channel.unary_stream(
+                '/pixelrelay.v1.PublicApi/GenerateImages',
+                request_serializer=pixelrelay_dot_v1_dot_public__api__pb2.GenerateImagesRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.GenerationEvent.FromString,
+                _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/pixelrelay.v1.PublicApi/ListModels',
+                request_serializer=pixelrelay_dot_v1_dot_public__api__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
         self.EstimateGeneration = channel.unary_unary(
                 '/pixelrelay.v1.PublicApi/EstimateGeneration',
                 request_serializer=pixelrelay_dot_v1_dot_public__api__pb2.CreateGenerationRequest.SerializeToString,
@@ -103,6 +113,22 @@ class PublicApiServicer:
 
     def CreateGeneration(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GenerateImages(self, request, context):
+        """Synchronous (what /v1/images/* answers with): submit a task as CreateGeneration does,
+        wait until it settles, then send each image's bytes and the settled task. Charged
+        exactly as the async API; a client that goes away leaves the task to complete.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModels(self, request, context):
+        """The public models (OpenAI's GET /v1/models).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -179,6 +205,16 @@ def add_PublicApiServicer_to_server(servicer, server):
                     servicer.CreateGeneration,
                     request_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.CreateGenerationRequest.FromString,
                     response_serializer=pixelrelay_dot_v1_dot_public__api__pb2.Task.SerializeToString,
+            ),
+            'GenerateImages': grpc.unary_stream_rpc_method_handler(
+                    servicer.GenerateImages,
+                    request_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.GenerateImagesRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_public__api__pb2.GenerationEvent.SerializeToString,
+            ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.ListModelsRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_public__api__pb2.ListModelsResponse.SerializeToString,
             ),
             'EstimateGeneration': grpc.unary_unary_rpc_method_handler(
                     servicer.EstimateGeneration,
@@ -261,6 +297,60 @@ class PublicApi:
             '/pixelrelay.v1.PublicApi/CreateGeneration',
             pixelrelay_dot_v1_dot_public__api__pb2.CreateGenerationRequest.SerializeToString,
             pixelrelay_dot_v1_dot_public__api__pb2.Task.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateImages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/pixelrelay.v1.PublicApi/GenerateImages',
+            pixelrelay_dot_v1_dot_public__api__pb2.GenerateImagesRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_public__api__pb2.GenerationEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.PublicApi/ListModels',
+            pixelrelay_dot_v1_dot_public__api__pb2.ListModelsRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_public__api__pb2.ListModelsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -38,6 +38,13 @@ class PublicApiStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> PublicApiAsyncStub: ...
     CreateGeneration: _grpc.UnaryUnaryMultiCallable[_public_api_pb2.CreateGenerationRequest, _public_api_pb2.Task]
+    GenerateImages: _grpc.UnaryStreamMultiCallable[_public_api_pb2.GenerateImagesRequest, _public_api_pb2.GenerationEvent]
+    """Synchronous (what /v1/images/* answers with): submit a task as CreateGeneration does,
+    wait until it settles, then send each image's bytes and the settled task. Charged
+    exactly as the async API; a client that goes away leaves the task to complete.
+    """
+    ListModels: _grpc.UnaryUnaryMultiCallable[_public_api_pb2.ListModelsRequest, _public_api_pb2.ListModelsResponse]
+    """The public models (OpenAI's GET /v1/models)."""
     EstimateGeneration: _grpc.UnaryUnaryMultiCallable[_public_api_pb2.CreateGenerationRequest, _public_api_pb2.Estimate]
     GetTask: _grpc.UnaryUnaryMultiCallable[_public_api_pb2.GetTaskRequest, _public_api_pb2.Task]
     ListTasks: _grpc.UnaryUnaryMultiCallable[_public_api_pb2.ListTasksRequest, _public_api_pb2.ListTasksResponse]
@@ -64,6 +71,13 @@ class PublicApiAsyncStub(PublicApiStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateGeneration: _aio.UnaryUnaryMultiCallable[_public_api_pb2.CreateGenerationRequest, _public_api_pb2.Task]  # type: ignore[assignment]
+    GenerateImages: _aio.UnaryStreamMultiCallable[_public_api_pb2.GenerateImagesRequest, _public_api_pb2.GenerationEvent]  # type: ignore[assignment]
+    """Synchronous (what /v1/images/* answers with): submit a task as CreateGeneration does,
+    wait until it settles, then send each image's bytes and the settled task. Charged
+    exactly as the async API; a client that goes away leaves the task to complete.
+    """
+    ListModels: _aio.UnaryUnaryMultiCallable[_public_api_pb2.ListModelsRequest, _public_api_pb2.ListModelsResponse]  # type: ignore[assignment]
+    """The public models (OpenAI's GET /v1/models)."""
     EstimateGeneration: _aio.UnaryUnaryMultiCallable[_public_api_pb2.CreateGenerationRequest, _public_api_pb2.Estimate]  # type: ignore[assignment]
     GetTask: _aio.UnaryUnaryMultiCallable[_public_api_pb2.GetTaskRequest, _public_api_pb2.Task]  # type: ignore[assignment]
     ListTasks: _aio.UnaryUnaryMultiCallable[_public_api_pb2.ListTasksRequest, _public_api_pb2.ListTasksResponse]  # type: ignore[assignment]
@@ -93,6 +107,25 @@ class PublicApiServicer(metaclass=_abc_1.ABCMeta):
         request: _public_api_pb2.CreateGenerationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_public_api_pb2.Task, _abc.Awaitable[_public_api_pb2.Task]]: ...
+
+    @_abc_1.abstractmethod
+    def GenerateImages(
+        self,
+        request: _public_api_pb2.GenerateImagesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_public_api_pb2.GenerationEvent], _abc.AsyncIterator[_public_api_pb2.GenerationEvent]]:
+        """Synchronous (what /v1/images/* answers with): submit a task as CreateGeneration does,
+        wait until it settles, then send each image's bytes and the settled task. Charged
+        exactly as the async API; a client that goes away leaves the task to complete.
+        """
+
+    @_abc_1.abstractmethod
+    def ListModels(
+        self,
+        request: _public_api_pb2.ListModelsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_public_api_pb2.ListModelsResponse, _abc.Awaitable[_public_api_pb2.ListModelsResponse]]:
+        """The public models (OpenAI's GET /v1/models)."""
 
     @_abc_1.abstractmethod
     def EstimateGeneration(

@@ -83,7 +83,8 @@ class StorageServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetObject(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Inputs, and a task's results (the gateway answers /v1 calls with the bytes).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

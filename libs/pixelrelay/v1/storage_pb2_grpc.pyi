@@ -42,6 +42,7 @@ class StorageStub:
     Keys must start with "uploads/" or "tasks/<task id>/inputs/".
     """
     GetObject: _grpc.UnaryStreamMultiCallable[_storage_pb2.GetObjectRequest, _storage_pb2.ObjectChunk]
+    """Inputs, and a task's results (the gateway answers /v1 calls with the bytes)."""
     Reannounce: _grpc.UnaryUnaryMultiCallable[_storage_pb2.ReannounceRequest, _storage_pb2.ReannounceResponse]
     """For a redelivered job: if the task's images were already stored, announce the
     completion again (idempotent) instead of generating them twice.
@@ -65,6 +66,7 @@ class StorageAsyncStub(StorageStub):
     Keys must start with "uploads/" or "tasks/<task id>/inputs/".
     """
     GetObject: _aio.UnaryStreamMultiCallable[_storage_pb2.GetObjectRequest, _storage_pb2.ObjectChunk]  # type: ignore[assignment]
+    """Inputs, and a task's results (the gateway answers /v1 calls with the bytes)."""
     Reannounce: _aio.UnaryUnaryMultiCallable[_storage_pb2.ReannounceRequest, _storage_pb2.ReannounceResponse]  # type: ignore[assignment]
     """For a redelivered job: if the task's images were already stored, announce the
     completion again (idempotent) instead of generating them twice.
@@ -102,7 +104,8 @@ class StorageServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _storage_pb2.GetObjectRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_storage_pb2.ObjectChunk], _abc.AsyncIterator[_storage_pb2.ObjectChunk]]: ...
+    ) -> _typing.Union[_abc.Iterator[_storage_pb2.ObjectChunk], _abc.AsyncIterator[_storage_pb2.ObjectChunk]]:
+        """Inputs, and a task's results (the gateway answers /v1 calls with the bytes)."""
 
     @_abc_1.abstractmethod
     def Reannounce(

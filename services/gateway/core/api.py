@@ -18,9 +18,10 @@ from gateway.core.ratelimit import RateLimiter
 from gateway.core.store import TaskRecord, TaskStatus, TaskStore, now_ms, spec_to_json
 from gateway.core.uploads import NO_QUOTA, Quota, UploadRecord, UploadStore
 from gateway.core.validation import price_item, resolve
-from gateway.inputs.images import check_content_type
+from gateway.core.waiting import TaskWaiters
+from gateway.inputs.images import InputImage, check_content_type, check_mask
 from gateway.inputs.references import Inputs, ReferenceLoader
-from pixelrelay import bus, objects, scopes
+from pixelrelay import bus, objects, public_models, scopes
 from pixelrelay.batching import Batcher
 from pixelrelay.billing_client import BillingClient
 from pixelrelay.crashpoints import crash_point
@@ -73,6 +74,8 @@ class PublicApi:
         idempotency: IdempotencyStore | None = None,
         uploads: UploadStore | None = None,
         upload_quota: Quota = NO_QUOTA,
+        waiters: TaskWaiters | None = None,
+        sync_wait_seconds: float = 300.0,
     ):
         self.billing = billing
         self.storage = storage
@@ -89,6 +92,8 @@ class PublicApi:
         self.uploads = uploads or UploadStore(db.engine)
         self.upload_quota = upload_quota
         self.accounts = AccountData(storage, db, store, self.uploads, self.idempotency)
+        self.waiters = waiters or TaskWaiters()
+        self.sync_wait_seconds = sync_wait_seconds
         self.auth = AuthCache(billing.authenticate)
         self._extensions: set[asyncio.Task[None]] = set()
         # Submits that arrive together are recorded in one transaction.
@@ -138,6 +143,28 @@ class PublicApi:
         await self.db.run(self.idempotency.finish, account_id=account_id, key_sha256=key)
         return task
 
+    async def generate_images(
+        self, authorization: str | None, request: public_api_pb2.GenerateImagesRequest
+    ) -> AsyncIterator[public_api_pb2.GenerationEvent]:
+        """Submit (CreateGeneration, the same hold and checks), wait until the task settles,
+        then each image's bytes and the settled task. The task does not depend on this
+        call: a caller that goes away leaves it to complete and be charged once."""
+        task = await self.create_generation(authorization, request.request)
+        yield public_api_pb2.GenerationEvent(accepted=task)
+        wait = request.wait_seconds if request.wait_seconds > 0 else self.sync_wait_seconds
+        settled = await self.waiters.wait(
+            task.id, lambda: self.db.run(self.store.get, task.id), min(wait, self.sync_wait_seconds)
+        )
+        if settled.status == TaskStatus.COMPLETED:
+            for image in settled.images:
+                data = await self.storage.get_object(image.key)
+                yield public_api_pb2.GenerationEvent(
+                    image=public_api_pb2.ImageData(
+                        index=image.index, data=data, format=image.format
+                    )
+                )
+        yield public_api_pb2.GenerationEvent(settled=settled)
+
     async def _claim(
         self, account_id: str, key: str, request: public_api_pb2.CreateGenerationRequest
     ) -> Claim:
@@ -170,6 +197,9 @@ class PublicApi:
         if spec.image_urls:
             await self._affordable(principal.account_id, spec)
             inputs = await self.references.load(spec, principal.account_id)
+        elif request.images:
+            inputs = await self._inline_inputs(request)
+        if inputs.references:
             spec, prompt = resolve(request, reference_size=inputs.first_size)
         hold = await self.billing.reserve(
             task_id=task_id,
@@ -255,6 +285,32 @@ class PublicApi:
             # The hold's deadline still releases it (billing's sweeper).
             log.warning("could not undo a failed submit", extra={"task_id": task_id}, exc_info=True)
 
+    async def _inline_inputs(self, request: public_api_pb2.CreateGenerationRequest) -> Inputs:
+        """The images sent with the request, checked as fetched ones are."""
+        references = [
+            await self._checked_image(image.data, image.content_type, "image")
+            for image in request.images
+        ]
+        mask = None
+        if request.HasField("mask"):
+            mask = await self._checked_image(request.mask.data, request.mask.content_type, "mask")
+            check_mask(mask, references[0], "mask")
+        return Inputs(references, mask)
+
+    async def _checked_image(self, data: bytes, content_type: str, param: str) -> InputImage:
+        """One image a client sent (an upload, an inline reference): present, within the
+        size limit, of the type it says, decodable within the budget."""
+        if not data:
+            raise ApiError(E.MISSING_PARAMETER, f"{param} is required", param=param)
+        if len(data) > self.max_image_bytes:
+            raise ApiError(
+                E.IMAGE_TOO_LARGE,
+                f"{param}: larger than {self.max_image_bytes // (1024 * 1024)} MiB",
+                param=param,
+            )
+        check_content_type(content_type, param)
+        return await self.references.inspect(data, param)
+
     async def _affordable(self, account_id: str, spec: common_pb2.ImageSpec) -> None:
         """402 before any reference is fetched or decoded: an account without the credits
         once made the gateway fetch and decode 17 large images (1 GB, 2.7 s) to learn it.
@@ -324,16 +380,7 @@ class PublicApi:
         self, authorization: str | None, request: public_api_pb2.CreateUploadRequest
     ) -> public_api_pb2.Upload:
         principal = await self.authenticate(authorization, scopes.GENERATE)
-        if not request.data:
-            raise ApiError(E.MISSING_PARAMETER, "file is required", param="file")
-        if len(request.data) > self.max_image_bytes:
-            raise ApiError(
-                E.IMAGE_TOO_LARGE,
-                f"file: larger than {self.max_image_bytes // (1024 * 1024)} MiB",
-                param="file",
-            )
-        check_content_type(request.content_type, "file")
-        image = await self.references.inspect(request.data, "file")
+        image = await self._checked_image(request.data, request.content_type, "file")
         # Named by its content: a retried upload (lost answer) is the same upload, stored
         # once, so uploads need no Idempotency-Key.
         upload_id = content_id("upl", principal.account_id, image.data)
@@ -416,3 +463,19 @@ class PublicApi:
             raise ApiError(E.ACCOUNT_NOT_FOUND, param="account_id")
         async for item in self.accounts.export(self.billing, principal.account_id):
             yield item
+
+    async def list_models(
+        self, authorization: str | None, request: public_api_pb2.ListModelsRequest
+    ) -> public_api_pb2.ListModelsResponse:
+        await self.authenticate(authorization, scopes.GENERATE)
+        return public_api_pb2.ListModelsResponse(
+            models=[
+                public_api_pb2.Model(
+                    id=model,
+                    created=public_models.RELEASED[model],
+                    owned_by="pixelrelay",
+                    description=public_models.DESCRIPTIONS[model],
+                )
+                for model in public_models.PUBLIC_MODELS
+            ]
+        )

@@ -15,6 +15,7 @@ an unexpected reason (a bug) gets MAX_ATTEMPTS tries, then is dead-lettered.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
@@ -61,9 +62,11 @@ class TaskEventHandler:
         db: Database,
         store: TaskStore,
         js: JetStreamContext,
+        announce: Callable[[str], Awaitable[None]] | None = None,
     ):
         self.billing = billing
         self.storage = storage
+        self.announce = announce
         self.db = db
         self.store = store
         self.js = js
@@ -126,9 +129,19 @@ class TaskEventHandler:
             raise
         crash_point("gateway.after_capture")  # charged, the task not yet marked completed
         await self.db.run(self.store.mark_completed, event.task_id, done, hold.captured, now_ms())
+        await self._announce(event.task_id)
         TASKS_FINISHED.labels("completed").inc()
         CREDITS_CHARGED.inc(hold.captured)
         log.info("task completed", extra={"task_id": event.task_id, "charged": hold.captured})
+
+    async def _announce(self, task_id: str) -> None:
+        """Wake the requests waiting for this task on every replica (waiting.py); they
+        also poll, so a lost announcement only delays them."""
+        if self.announce is not None:
+            try:
+                await self.announce(task_id)
+            except Exception:
+                log.warning("could not announce a settled task", extra={"task_id": task_id})
 
     async def _discard_unpaid(self, task_id: str) -> None:
         """Images stored for a task whose hold was released (it failed or expired first,
@@ -153,6 +166,7 @@ class TaskEventHandler:
                 return
             raise
         await self.db.run(self.store.mark_failed, event.task_id, failed, now_ms())
+        await self._announce(event.task_id)
         TASKS_FINISHED.labels("failed").inc()
         log.info("task failed", extra={"task_id": event.task_id, "error": failed.type})
 

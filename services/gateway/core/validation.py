@@ -37,6 +37,7 @@ STABLE_ONLY = (
     "background",
     "moderation",
     "mask_url",
+    "mask",
     "output_format",
     "output_compression",
 )
@@ -71,6 +72,19 @@ def _explicit_size(size: str) -> tuple[int, int]:
     if not 655_360 <= w * h <= 8_294_400:
         raise ApiError(E.INVALID_PARAMETER, "total pixels must be 655,360-8,294,400", param="size")
     return w, h
+
+
+def _check_inline(req: public_api_pb2.CreateGenerationRequest) -> None:
+    if req.images and req.image_urls:
+        raise ApiError(E.INVALID_PARAMETER, "give image_urls or images, not both", param="images")
+    if len(req.images) > MAX_REFERENCE_IMAGES:
+        raise ApiError(
+            E.INVALID_PARAMETER,
+            f"at most {MAX_REFERENCE_IMAGES} images",
+            param="image",
+        )
+    if req.HasField("mask") and not req.images:
+        raise ApiError(E.MISSING_PARAMETER, "mask needs an image to edit", param="image")
 
 
 def _check_urls(req: public_api_pb2.CreateGenerationRequest) -> None:
@@ -130,8 +144,9 @@ def resolve(
             param="prompt",
         )
     _check_urls(req)
+    _check_inline(req)
     if not prompt.strip():
-        if not req.image_urls:
+        if not (req.image_urls or req.images):
             raise ApiError(
                 E.MISSING_PARAMETER,
                 "prompt is required (1-4000 characters) unless image_urls is given",

@@ -75,10 +75,22 @@ class PublicApiServicer(public_api_pb2_grpc.PublicApiServicer):
         self, request: public_api_pb2.ExportAccountRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[public_api_pb2.ExportItem]:
         items = self.api.export_account(_metadata(context, "authorization"), request)
-        first = await throttled(self.throttle, context, lambda _auth: anext(items))
-        yield first
+        yield await throttled(self.throttle, context, lambda _auth: anext(items))
         async for item in items:
             yield item
+
+    async def ListModels(
+        self, request: public_api_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> public_api_pb2.ListModelsResponse:
+        return await self._call(context, self.api.list_models, request)
+
+    async def GenerateImages(
+        self, request: public_api_pb2.GenerateImagesRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[public_api_pb2.GenerationEvent]:
+        events = self.api.generate_images(_metadata(context, "authorization"), request)
+        yield await throttled(self.throttle, context, lambda _auth: anext(events))
+        async for event in events:
+            yield event
 
     async def CreateGeneration(
         self, request: public_api_pb2.CreateGenerationRequest, context: grpc.aio.ServicerContext

@@ -15,10 +15,12 @@ from starlette.types import ASGIApp
 from gateway.core.admin import AdminAccess
 from gateway.core.api import PublicApi
 from gateway.core.auth_throttle import AuthThrottle
+from gateway.http import openai_api, reapi
 from gateway.http.admin import admin_router
 from gateway.http.errors import render_error
 from gateway.http.hot_routes import HotRoutes
 from gateway.http.middleware import RequestContext
+from gateway.http.openai_api import openai_router
 from gateway.http.pages import pages_router
 from gateway.http.reapi import reapi_router
 from pixelrelay.errors import ApiError
@@ -37,7 +39,9 @@ def create_app(api: PublicApi, billing_admin: AdminAccess | None = None) -> Fast
 
     async def on_error(request: Request, exc: Exception) -> Response:
         request_id = str(getattr(request.state, "request_id", "")) or f"req_{random_token(16)}"
-        return render_error(exc, request_id, request.headers.get("content-type", ""))
+        return render_error(
+            exc, request_id, request.headers.get("content-type", ""), request.url.path
+        )
 
     # ApiError by name: a handler for Exception alone runs in Starlette's outermost
     # middleware, which re-raises after answering.
@@ -45,9 +49,10 @@ def create_app(api: PublicApi, billing_admin: AdminAccess | None = None) -> Fast
         app.add_exception_handler(raised, on_error)
 
     app.state.admin = billing_admin
-    reapi = reapi_router(api)
-    app.include_router(reapi)
-    app.state.reapi_routes = reapi.routes  # for HotRoutes: included routers stay opaque
+    reapi_routes = reapi_router(api)
+    app.include_router(reapi_routes)
+    app.state.reapi_routes = reapi_routes.routes  # for HotRoutes: included routers stay opaque
+    app.include_router(openai_router(api))
     app.include_router(admin_router())
     app.include_router(pages_router())
 
@@ -82,7 +87,9 @@ def asgi_app(
     *,
     max_body_bytes: int,
     max_upload_bytes: int,
+    max_edit_bytes: int,
     throttle: AuthThrottle,
 ) -> ASGIApp:
     app = HotRoutes(create_app(api, admin))
-    return RequestContext(app, max_body_bytes, max_upload_bytes, throttle)
+    file_limits = {reapi.UPLOADS: max_upload_bytes, openai_api.EDITS: max_edit_bytes}
+    return RequestContext(app, max_body_bytes, file_limits, throttle)

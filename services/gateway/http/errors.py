@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.http import translate
+from gateway.http.openai_errors import openai_error_response
 from gateway.http.responses import JSONBody
 from gateway.http.schemas import ErrorOut
 from pixelrelay.errors import ApiError, E, as_public
@@ -40,7 +41,13 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": ErrorOut, "description": _ERROR_TEXT[s]} for s in sorted(documented)}
 
 
-def error_response(err: ApiError, request_id: str) -> JSONBody:
+OPENAI_PREFIX = "/v1/"
+
+
+def error_response(err: ApiError, request_id: str, path: str = "") -> JSONBody:
+    """Our envelope, or OpenAI's on /v1 (openai_errors.py)."""
+    if path.startswith(OPENAI_PREFIX):
+        return openai_error_response(err, request_id)
     err = as_public(err)
     headers = {"Retry-After": f"{err.retry_after:g}"} if err.retry_after is not None else None
     return JSONBody(
@@ -48,22 +55,24 @@ def error_response(err: ApiError, request_id: str) -> JSONBody:
     )
 
 
-def render_error(exc: Exception, request_id: str, content_type: str = "") -> Response:
+def render_error(
+    exc: Exception, request_id: str, content_type: str = "", path: str = ""
+) -> Response:
     """The answer to anything a request raised; a bug is logged with its traceback and
     answered as 90001 without one."""
     if isinstance(exc, StarletteHTTPException) and isinstance(exc.__cause__, ApiError):
         exc = exc.__cause__  # e.g. the body limit, raised while the framework read the body
     if isinstance(exc, ApiError):
-        return error_response(exc, request_id)
+        return error_response(exc, request_id, path)
     if isinstance(exc, RequestValidationError):
-        return error_response(validation_error(exc), request_id)
+        return error_response(validation_error(exc), request_id, path)
     if isinstance(exc, StarletteHTTPException):
         kind = _FRAMEWORK_KINDS.get(exc.status_code, E.INTERNAL)
         if kind is E.INVALID_JSON and content_type.startswith("multipart/"):
             kind = E.INVALID_MULTIPART  # the form parser refused the body
-        return error_response(ApiError(kind), request_id)
+        return error_response(ApiError(kind), request_id, path)
     log.error("unhandled error", extra={"request_id": request_id}, exc_info=exc)
-    return error_response(ApiError(E.INTERNAL), request_id)
+    return error_response(ApiError(E.INTERNAL), request_id, path)
 
 
 def validation_error(exc: RequestValidationError) -> ApiError:

@@ -9,7 +9,6 @@ from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.core.auth_throttle import AuthThrottle
-from gateway.http import reapi
 from gateway.http.errors import error_response
 from gateway.http.pages import PAGES
 from pixelrelay.errors import ApiError, E
@@ -54,10 +53,12 @@ class RequestContext:
     """Per request: an id (``x-request-id``), a body limit (413 before a larger body is
     read into memory), failed-authentication throttling, and the HTTP metrics."""
 
-    def __init__(self, app: ASGIApp, limit: int, upload_limit: int, throttle: AuthThrottle):
+    def __init__(
+        self, app: ASGIApp, limit: int, file_limits: dict[str, int], throttle: AuthThrottle
+    ):
         self.app = app
         self.limit = limit
-        self.upload_limit = upload_limit
+        self.file_limits = file_limits  # by path: the routes that take files
         self.throttle = throttle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -79,19 +80,23 @@ class RequestContext:
                 headers += PAGE_HEADERS if scope["path"] in PAGES else API_HEADERS
             await send(message)
 
-        limit = self.upload_limit if scope["path"] == reapi.UPLOADS else self.limit
+        limit = self.file_limits.get(scope["path"], self.limit)
         too_large = ApiError(E.BODY_TOO_LARGE, f"the body must be at most {limit} bytes")
         headers = dict(scope["headers"])
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            await error_response(too_large, request_id)(scope, receive, with_request_id)
+            await error_response(too_large, request_id, scope["path"])(
+                scope, receive, with_request_id
+            )
             return
         credentialed = b"authorization" in headers
         if credentialed and self.throttle.blocked:
             try:
                 self.throttle.check(self._client(scope, headers))
             except ApiError as refused:
-                await error_response(refused, request_id)(scope, receive, with_request_id)
+                await error_response(refused, request_id, scope["path"])(
+                    scope, receive, with_request_id
+                )
                 return
         seen = 0
 

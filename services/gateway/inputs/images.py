@@ -168,17 +168,17 @@ async def inspect_image(data: bytes, param: str, budget: DecodeBudget) -> InputI
         return await asyncio.to_thread(_decode, data, fmt, orientation, param)
 
 
-def check_mask(mask: InputImage, first: InputImage) -> None:
+def check_mask(mask: InputImage, first: InputImage, param: str = "mask_url") -> None:
     if mask.format != "png" or not mask.has_alpha:
         raise ApiError(
             E.INVALID_IMAGE,
-            "mask_url: the mask must be a PNG with an alpha channel",
-            param="mask_url",
+            f"{param}: the mask must be a PNG with an alpha channel",
+            param=param,
         )
     if (mask.width, mask.height) != (first.width, first.height):
         raise ApiError(
             E.INVALID_IMAGE,
-            f"mask_url: the mask is {mask.width}x{mask.height}, the first image "
+            f"{param}: the mask is {mask.width}x{mask.height}, the first image "
             f"{first.width}x{first.height}; they must match",
-            param="mask_url",
+            param=param,
         )

@@ -17,7 +17,8 @@ from pixelrelay.errors import ApiError, E, ErrorKind
 from pixelrelay.v1 import common_pb2
 
 BASIC_1K = common_pb2.PriceItem(model="gpt-image-2", resolution="1k", n=1)  # 7 credits
-SOON = datetime.now(UTC) + timedelta(minutes=10)
+# Far enough ahead to outlive the suite: it is computed once, when the tests are collected.
+SOON = datetime.now(UTC) + timedelta(days=1)
 
 
 @pytest.fixture

@@ -46,7 +46,7 @@ def wrapped(hot: bool) -> tuple[ASGIApp, Api]:
     app: ASGIApp = create_app(cast(PublicApi, api))
     if hot:
         app = HotRoutes(cast(Any, app))
-    return RequestContext(app, 1 << 20, 1 << 20, AuthThrottle(0)), api
+    return RequestContext(app, 1 << 20, {}, AuthThrottle(0)), api
 
 
 REQUESTS = [

@@ -1,0 +1,80 @@
+"""/v1's translation: OpenAI's fields onto ours (refusing what the model cannot do), and
+our errors onto OpenAI's statuses and types (what the SDK turns into its exceptions)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.http.openai_api import OpenAIGenerationBody, generation_request
+from gateway.http.openai_errors import openai_error_json, openai_status
+from pixelrelay.errors import CATALOG, ApiError, E
+
+
+def translated(**fields: object) -> dict[str, object]:
+    body = OpenAIGenerationBody.model_validate({"prompt": "p", **fields})
+    request = generation_request(body)
+    return {f.name: v for f, v in request.ListFields()}
+
+
+def test_table_sizes_become_a_ratio_and_resolution_others_stay_for_the_stable_model() -> None:
+    assert translated(model="gpt-image-2", size="1536x1024") == {
+        "model": "gpt-image-2",
+        "prompt": "p",
+        "size": "3:2",
+        "resolution": "1k",
+    }
+    assert translated(model="gpt-image-2", size="auto")["size"] == "auto"
+    assert translated(model="gpt-image-2-official", size="1200x800")["size"] == "1200x800"
+    with pytest.raises(ApiError) as caught:
+        translated(model="gpt-image-2", size="1200x800")
+    assert (caught.value.kind, caught.value.param) == (E.UNSUPPORTED_PARAMETER, "size")
+
+
+def test_what_the_basic_model_does_anyway_is_accepted_anything_else_is_passed_on() -> None:
+    basic = translated(model="gpt-image-2", quality="auto", output_format="png", background="auto")
+    assert set(basic) == {"model", "prompt", "size"} and basic["size"] == "auto"
+    stable = translated(model="gpt-image-2-official", quality="high", output_format="jpeg", n=2)
+    assert (stable["quality"], stable["output_format"], stable["n"]) == ("high", "jpeg", 2)
+    assert translated(model="gpt-image-2", quality="high")["quality"] == "high"  # resolve refuses
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [({"response_format": "url"}, "response_format"), ({"stream": True}, "stream")],
+)
+def test_what_gpt_image_models_do_not_take_is_refused_by_name(
+    fields: dict[str, object], param: str
+) -> None:
+    with pytest.raises(ApiError) as caught:
+        translated(model="gpt-image-2", **fields)
+    assert caught.value.param == param
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "error_type"),
+    [
+        (E.INVALID_PARAMETER, 400, "invalid_request_error"),
+        (E.IMAGE_TOO_LARGE, 400, "invalid_request_error"),
+        (E.INVALID_IMAGE, 400, "invalid_request_error"),
+        (E.INVALID_API_KEY, 401, "invalid_request_error"),
+        (E.INSUFFICIENT_SCOPE, 403, "invalid_request_error"),
+        (E.INSUFFICIENT_CREDITS, 429, "insufficient_quota"),
+        (E.RATE_LIMITED, 429, "requests"),
+        (E.TASK_NOT_FOUND, 404, "invalid_request_error"),
+        (E.UPSTREAM_REJECTED, 400, "image_generation_user_error"),
+        (E.UPSTREAM_FAILED, 502, "server_error"),
+        (E.UNAVAILABLE, 503, "server_error"),
+        (E.TASK_STILL_PROCESSING, 504, "server_error"),
+    ],
+)
+def test_our_errors_map_onto_openai_statuses(kind: object, status: int, error_type: str) -> None:
+    assert openai_status(kind) == (status, error_type)  # type: ignore[arg-type]
+
+
+def test_every_error_has_an_openai_answer_with_our_code_beside() -> None:
+    for kind in CATALOG.values():
+        status, _type = openai_status(kind)
+        assert 400 <= status < 600, kind
+        body = openai_error_json(ApiError(kind, param="x"))["error"]
+        assert body["pixelrelay_code"] == kind.code and body["param"] == "x"
+    assert openai_error_json(ApiError(E.UNKNOWN_PARAMETER))["error"]["code"] == "unknown_parameter"
