@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import report, scale, scenarios
+from bench import report, scale, scenarios, sync
 from bench.profile import record
 from bench.two_channels import two_channel_platform
 
@@ -70,6 +70,8 @@ async def main() -> None:
         half = max(10.0, capacity / 2)
         results.append(await scenarios.overhead(bench, half, short))
         log.info("overhead: %s", results[-1].achieved)
+        results.append(await sync.sync(bench, 100 if quick else 300))
+        log.info("sync: %s", results[-1].achieved)
         results.append(await scenarios.failover(bench, 60 if quick else 150))
         log.info("failover: %s", results[-1].achieved)
         results.append(await scenarios.crash(bench, ACK_WAIT))
