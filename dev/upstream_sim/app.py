@@ -6,6 +6,7 @@ import asyncio
 import base64
 import hashlib
 import io
+import json
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator
@@ -45,6 +46,10 @@ def create_app(settings: SimSettings) -> FastAPI:
     # the tasks completed (bench/soak.py). Bounded like `seen`, much larger.
     generated: Counter[str] = Counter()
 
+    def count(digest: str) -> None:
+        if digest in generated or len(generated) < MAX_COUNTED_PROMPTS:
+            generated[digest] += 1
+
     async def answer(request: Request, endpoint: str) -> Response:
         try:
             _authorize(request, settings.api_key)
@@ -62,6 +67,18 @@ def create_app(settings: SimSettings) -> FastAPI:
         delay = settings.latency_ms / 1000 + (
             rule.seconds if rule and rule.kind == "latency" else 0
         )
+        if parsed.stream:  # the partials come during the delay, as a provider's would
+            if rule is not None and rule.kind != "latency":
+                faulted = await _apply_fault(rule)
+                if faulted is not None:
+                    return faulted
+            summary["answered_at"] = time.time() + delay
+            count(summary["prompt_sha256"])
+            return StreamingResponse(
+                _stream(parsed, endpoint, delay, rule),
+                media_type="text/event-stream",
+                headers={"x-request-id": f"req_sim_{time.time_ns()}"},
+            )
         if delay:
             await asyncio.sleep(delay)
         if rule is not None:
@@ -71,9 +88,7 @@ def create_app(settings: SimSettings) -> FastAPI:
                 return faulted
         body = await asyncio.to_thread(_generate, parsed, rule)
         summary["answered_at"] = time.time()
-        digest = summary["prompt_sha256"]
-        if digest in generated or len(generated) < MAX_COUNTED_PROMPTS:
-            generated[digest] += 1
+        count(summary["prompt_sha256"])
         return JSONResponse(body, headers={"x-request-id": f"req_sim_{time.time_ns()}"})
 
     @app.post("/v1/images/generations")
@@ -267,6 +282,51 @@ def _generate(req: ImageRequest, rule: FaultRule | None) -> dict[str, Any]:
             "input_tokens_details": {"text_tokens": input_tokens, "image_tokens": 0},
         },
     }
+
+
+async def _stream(
+    req: ImageRequest, endpoint: str, delay: float, rule: FaultRule | None
+) -> AsyncIterator[bytes]:
+    """Server-Sent Events as OpenAI streams an image: ``partial_images`` rougher previews
+    spread over the generation time, then one ``completed`` event per image (with usage)."""
+    prefix = "image_generation" if endpoint == "generations" else "image_edit"
+    body = await asyncio.to_thread(_generate, req, rule)
+    common = {k: body[k] for k in ("background", "output_format", "quality", "size")}
+    steps = req.partial_images + 1
+    for index in range(req.partial_images):
+        await asyncio.sleep(delay / steps)
+        preview = await asyncio.to_thread(
+            render_image,
+            f"{req.prompt} (partial {index})",
+            req.width,
+            req.height,
+            req.output_format,
+            transparent=req.background == "transparent",
+        )
+        yield _event(
+            f"{prefix}.partial_image",
+            {
+                **common,
+                "b64_json": base64.b64encode(preview).decode(),
+                "partial_image_index": index,
+                "created_at": int(time.time()),
+            },
+        )
+    await asyncio.sleep(delay / steps)
+    for image in body["data"]:
+        yield _event(
+            f"{prefix}.completed",
+            {
+                **common,
+                "b64_json": image["b64_json"],
+                "created_at": body["created"],
+                "usage": body["usage"],
+            },
+        )
+
+
+def _event(kind: str, data: dict[str, Any]) -> bytes:
+    return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
 
 
 def _error(err: OpenAIError, headers: dict[str, str] | None = None) -> JSONResponse:

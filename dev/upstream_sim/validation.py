@@ -70,6 +70,8 @@ class ImageRequest:
     background: str
     output_format: str
     output_compression: int | None
+    stream: bool = False
+    partial_images: int = 0
 
 
 def check_size(size: str) -> tuple[int, int]:
@@ -152,6 +154,25 @@ def parse_request(fields: dict[str, Any], allowed_fields: set[str]) -> ImageRequ
             raise invalid(
                 "output_compression", "'output_compression' applies to jpeg and webp only."
             )
+    stream = str(fields.get("stream", "false")).lower() == "true"
+    try:
+        partial_images = int(fields.get("partial_images", 0) or 0)
+    except (TypeError, ValueError):
+        raise invalid("partial_images", "'partial_images' must be an integer.") from None
+    if not 0 <= partial_images <= 3:
+        raise invalid("partial_images", "'partial_images' must be between 0 and 3.")
+    if partial_images and not stream:
+        raise invalid("partial_images", "'partial_images' requires 'stream': true.")
     return ImageRequest(
-        model, prompt, n, width, height, quality, background, output_format, compression
+        model,
+        prompt,
+        n,
+        width,
+        height,
+        quality,
+        background,
+        output_format,
+        compression,
+        stream,
+        partial_images,
     )
