@@ -57,6 +57,19 @@ async def throttled(
         raise
 
 
+async def throttled_stream(
+    throttle: AuthThrottle,
+    context: grpc.aio.ServicerContext,
+    open_stream: Callable[[str | None], AsyncIterator[Reply]],
+) -> AsyncIterator[Reply]:
+    """A server stream whose first item (where authentication happens) is throttled as
+    ``throttled`` calls are; the rest follows as it comes."""
+    stream = open_stream(_metadata(context, "authorization"))
+    yield await throttled(throttle, context, lambda _auth: anext(stream))
+    async for item in stream:
+        yield item
+
+
 class PublicApiServicer(public_api_pb2_grpc.PublicApiServicer):
     def __init__(self, api: PublicApi, throttle: AuthThrottle):
         self.api = api
@@ -74,9 +87,9 @@ class PublicApiServicer(public_api_pb2_grpc.PublicApiServicer):
     async def ExportAccount(
         self, request: public_api_pb2.ExportAccountRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[public_api_pb2.ExportItem]:
-        items = self.api.export_account(_metadata(context, "authorization"), request)
-        yield await throttled(self.throttle, context, lambda _auth: anext(items))
-        async for item in items:
+        async for item in throttled_stream(
+            self.throttle, context, lambda auth: self.api.export_account(auth, request)
+        ):
             yield item
 
     async def ListModels(
@@ -87,9 +100,9 @@ class PublicApiServicer(public_api_pb2_grpc.PublicApiServicer):
     async def GenerateImages(
         self, request: public_api_pb2.GenerateImagesRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[public_api_pb2.GenerationEvent]:
-        events = self.api.generate_images(_metadata(context, "authorization"), request)
-        yield await throttled(self.throttle, context, lambda _auth: anext(events))
-        async for event in events:
+        async for event in throttled_stream(
+            self.throttle, context, lambda auth: self.api.generate_images(auth, request)
+        ):
             yield event
 
     async def CreateGeneration(
@@ -162,7 +175,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
     async def ExportAccount(
         self, request: public_api_pb2.ExportAccountRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[public_api_pb2.ExportItem]:
-        items = self.admin.export_account(_metadata(context, "authorization"), request.account_id)
-        yield await throttled(self.throttle, context, lambda _auth: anext(items))
-        async for item in items:
+        async for item in throttled_stream(
+            self.throttle, context, lambda auth: self.admin.export_account(auth, request.account_id)
+        ):
             yield item
