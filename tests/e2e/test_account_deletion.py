@@ -200,8 +200,9 @@ async def test_the_export_is_the_callers_own_and_needs_read_scopes(platform: Pla
 
 @pytest.mark.security
 async def test_storage_deletes_only_one_owners_prefix(platform: Platform) -> None:
-    task_id = await submit(platform, platform.api_key, {"model": "gpt-image-2", "prompt": "stay"})
-    await poll_until_done(platform.http, task_id, platform.auth())
+    key = await new_account(platform, grant=100)
+    task_id = await submit(platform, key, {"model": "gpt-image-2", "prompt": "stay"})
+    await poll_until_done(platform.http, task_id, platform.auth(key))
     credential = platform.config.credentials[GATEWAY]
     storage = StorageClient(f"127.0.0.1:{platform.config.storage_port}", credential)
     try:

@@ -26,8 +26,14 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-async def client(platform: Platform) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with sdk(platform, platform.api_key) as made:
+async def key(platform: Platform) -> str:
+    """An account of the test's own: the shared one's credits are other tests' too."""
+    return await new_account(platform, grant=5000)
+
+
+@pytest.fixture
+async def client(platform: Platform, key: str) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with sdk(platform, key) as made:
         yield made
 
 
@@ -55,7 +61,7 @@ async def account(platform: Platform, key: str) -> dict[str, int]:
 
 
 async def test_generate_answers_like_openai_and_charges_like_the_async_api(
-    platform: Platform, client: openai.AsyncOpenAI
+    platform: Platform, client: openai.AsyncOpenAI, key: str
 ) -> None:
     raw = await client.images.with_raw_response.generate(
         model="gpt-image-2", prompt="a lighthouse", size="1024x1024"
@@ -65,7 +71,7 @@ async def test_generate_answers_like_openai_and_charges_like_the_async_api(
     [made] = result.data or []
     assert image_of(made.b64_json).size == (1024, 1024)
     task_id = raw.headers["x-pixelrelay-task-id"]
-    task = await platform.http.get(f"/api/v1/tasks/{task_id}", headers=platform.auth())
+    task = await platform.http.get(f"/api/v1/tasks/{task_id}", headers=platform.auth(key))
     assert task.json()["status"] == "completed"
     assert task.json()["credits"]["charged"] == 7
     assert made.url == task.json()["output"]["image_urls"][0]  # our 7-day link, as an extra
@@ -103,14 +109,14 @@ async def test_models_lists_the_public_models(client: openai.AsyncOpenAI) -> Non
     ],
 )
 async def test_bad_input_raises_bad_request_naming_the_param(
-    platform: Platform, client: openai.AsyncOpenAI, fields: dict[str, Any], param: str
+    platform: Platform, client: openai.AsyncOpenAI, fields: dict[str, Any], param: str, key: str
 ) -> None:
-    before = await account(platform, platform.api_key)
+    before = await account(platform, key)
     with pytest.raises(openai.BadRequestError) as caught:
         await client.images.generate(**{"model": "gpt-image-2", "prompt": "x", **fields})
     assert caught.value.param == param
     assert caught.value.type == "invalid_request_error"
-    assert await account(platform, platform.api_key) == before
+    assert await account(platform, key) == before
 
 
 async def test_a_bad_key_or_no_credits_raise_the_sdks_own_errors(platform: Platform) -> None:
@@ -136,7 +142,7 @@ def png(width: int, height: int, *, alpha: bool = False, text: str = "ref") -> b
 
 
 async def test_edit_with_an_image_and_a_mask(
-    platform: Platform, client: openai.AsyncOpenAI
+    platform: Platform, client: openai.AsyncOpenAI, key: str
 ) -> None:
     prompt = f"put a hat on it {uuid.uuid4().hex}"
     raw = await client.images.with_raw_response.edit(
@@ -152,7 +158,7 @@ async def test_edit_with_an_image_and_a_mask(
     seen = await sim_request(platform, prompt)
     assert (seen["endpoint"], seen["images"], seen["mask"]) == ("edits", 1, True)
     task_id = raw.headers["x-pixelrelay-task-id"]
-    task = (await platform.http.get(f"/api/v1/tasks/{task_id}", headers=platform.auth())).json()
+    task = (await platform.http.get(f"/api/v1/tasks/{task_id}", headers=platform.auth(key))).json()
     assert task["status"] == "completed" and task["credits"]["charged"] > 0
 
 
@@ -181,13 +187,13 @@ async def test_edit_with_several_images(platform: Platform, client: openai.Async
     ids=["not-an-image", "mask-of-another-size", "17-images", "60-MB"],
 )
 async def test_bad_edits_raise_bad_request_naming_the_param(
-    platform: Platform, client: openai.AsyncOpenAI, files: dict[str, Any], param: str
+    platform: Platform, client: openai.AsyncOpenAI, files: dict[str, Any], param: str, key: str
 ) -> None:
-    before = await account(platform, platform.api_key)
+    before = await account(platform, key)
     with pytest.raises(openai.BadRequestError) as caught:
         await client.images.edit(model="gpt-image-2-official", prompt="x", **files)
     assert caught.value.param == param, caught.value.message
-    assert await account(platform, platform.api_key) == before
+    assert await account(platform, key) == before
 
 
 async def test_a_client_gone_mid_wait_leaves_its_task_to_complete_charged_once(
@@ -211,9 +217,9 @@ async def test_a_client_gone_mid_wait_leaves_its_task_to_complete_charged_once(
 
 
 async def test_generate_images_over_grpc_streams_accepted_images_settled(
-    platform: Platform,
+    platform: Platform, key: str
 ) -> None:
-    meta = (("authorization", f"Bearer {platform.api_key}"),)
+    meta = (("authorization", f"Bearer {key}"),)
     request = public_api_pb2.GenerateImagesRequest(
         request=public_api_pb2.CreateGenerationRequest(
             model="gpt-image-2-official", prompt="two", n=2, output_format="webp"
