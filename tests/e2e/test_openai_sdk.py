@@ -233,3 +233,33 @@ async def test_generate_images_over_grpc_streams_accepted_images_settled(
     assert events[0].accepted.id == events[-1].settled.id
     assert events[-1].settled.status == "completed"
     assert [Image.open(io.BytesIO(e.image.data)).format for e in events[1:3]] == ["WEBP"] * 2
+
+
+@pytest.mark.security
+async def test_every_v1_route_and_rpc_needs_a_key_with_the_scope(platform: Platform) -> None:
+    """/v1's routes and the new RPCs: no key 401, a key without `generate` 403, both in
+    OpenAI's envelope on /v1; nothing accepted."""
+    made = await platform.http.post(
+        "/api/v1/keys", headers=platform.auth(), json={"name": "reader", "scopes": ["read"]}
+    )
+    reader = made.json()["api_key"]
+    form = {"prompt": "x", "model": "gpt-image-2"}
+    image = {"image": ("i.png", png(64, 64), "image/png")}
+    for headers, status in (({}, 401), (platform.auth(reader), 403)):
+        answers = [
+            await platform.http.post("/v1/images/generations", headers=headers, json={**form}),
+            await platform.http.post("/v1/images/edits", headers=headers, data=form, files=image),
+            await platform.http.get("/v1/models", headers=headers),
+        ]
+        for answer in answers:
+            assert answer.status_code == status, answer.text
+            assert answer.json()["error"]["type"] == "invalid_request_error"
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{platform.config.grpc_port}") as channel:
+        stub = public_api_pb2_grpc.PublicApiStub(channel)
+        for call in (
+            stub.ListModels(public_api_pb2.ListModelsRequest(), timeout=10),
+            stub.GenerateImages(public_api_pb2.GenerateImagesRequest(), timeout=10).read(),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await call
+            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
