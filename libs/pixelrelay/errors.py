@@ -424,13 +424,17 @@ def error_metadata(err: ApiError) -> tuple[tuple[str, str], ...]:
 
 
 def error_from_rpc(exc: grpc.aio.AioRpcError) -> ApiError:
-    """Rebuild the ApiError a peer raised; transport failures become 90002."""
+    """Rebuild the ApiError a peer raised; transport failures become 90002.
+
+    Our servers attach an error code to every failure, a bug's included (grpc_server.py),
+    so a failure without one never came from the peer's code: the peer died or the stream
+    was reset mid-call (UNAVAILABLE, but also INTERNAL "RST_STREAM", CANCELLED, UNKNOWN).
+    The caller may retry it, as any 90002; a soak that killed billing once saw 51 submits
+    answered 500 for it."""
     meta = {k: v for k, v in (exc.trailing_metadata() or ()) if isinstance(v, str)}
     kind = CATALOG.get(int(meta.get(_CODE_KEY, "0")))
     if kind is None:
-        if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-            return ApiError(E.UNAVAILABLE)
-        return ApiError(E.INTERNAL)
+        return ApiError(E.UNAVAILABLE)
     retry_after = meta.get("retry-after")
     return ApiError(
         kind,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import grpc
 import pytest
 
 from pixelrelay.callers import (
@@ -11,7 +12,7 @@ from pixelrelay.callers import (
     digest,
     new_credential,
 )
-from pixelrelay.errors import ApiError, E, ErrorKind, as_public
+from pixelrelay.errors import ApiError, E, ErrorKind, as_public, error_from_rpc, error_metadata
 
 GATEWAY_CREDENTIAL = new_credential()
 ADMIN_CREDENTIAL = new_credential()
@@ -85,3 +86,25 @@ def test_a_refused_internal_call_is_our_fault_to_public_clients(kind: ErrorKind)
     assert as_public(ApiError(kind)).kind is E.INTERNAL
     mine = ApiError(E.INVALID_API_KEY)
     assert as_public(mine) is mine
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.INTERNAL,  # "Received RST_STREAM": the peer was killed mid-call
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.UNKNOWN,
+    ],
+)
+def test_a_failure_without_our_code_is_the_transport_and_retryable(
+    code: grpc.StatusCode,
+) -> None:
+    failure = grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), "gone")
+    assert error_from_rpc(failure).kind is E.UNAVAILABLE
+
+
+def test_a_peers_own_error_keeps_its_code() -> None:
+    meta = grpc.aio.Metadata(*error_metadata(ApiError(E.INTERNAL)))
+    failure = grpc.aio.AioRpcError(grpc.StatusCode.INTERNAL, grpc.aio.Metadata(), meta, "bug")
+    assert error_from_rpc(failure).kind is E.INTERNAL  # a bug over there stays a 500 here
