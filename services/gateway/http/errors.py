@@ -47,7 +47,7 @@ OPENAI_PREFIX = "/v1/"
 def error_response(err: ApiError, request_id: str, path: str = "") -> JSONBody:
     """Our envelope, or OpenAI's on /v1 (openai_errors.py)."""
     if path.startswith(OPENAI_PREFIX):
-        return openai_error_response(err, request_id)
+        return openai_error_response(err)
     err = as_public(err)
     headers = {"Retry-After": f"{err.retry_after:g}"} if err.retry_after is not None else None
     return JSONBody(

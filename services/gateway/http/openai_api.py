@@ -312,7 +312,7 @@ async def _answer(
     except ApiError as err:
         if not task.id:
             raise
-        answer = openai_error_response(err, request.state.request_id)
+        answer = openai_error_response(err)
         answer.headers[TASK_HEADER] = task.id
         if task.status != TaskStatus.FAILED:
             answer.headers["x-should-retry"] = "false"

@@ -58,8 +58,7 @@ def openai_status(kind: ErrorKind) -> tuple[int, str]:
 
 
 def openai_error_json(err: ApiError) -> dict[str, Any]:
-    status, error_type = openai_status(err.kind)
-    del status
+    _status, error_type = openai_status(err.kind)
     return {
         "error": {
             "message": err.message,
@@ -71,10 +70,10 @@ def openai_error_json(err: ApiError) -> dict[str, Any]:
     }
 
 
-def openai_error_response(err: ApiError, request_id: str) -> JSONBody:
+def openai_error_response(err: ApiError) -> JSONBody:
+    """The answer; the middleware adds x-request-id, as to every answer."""
     err = as_public(err)
     status, _type = openai_status(err.kind)
-    del request_id  # the middleware sets x-request-id on every answer
     headers: dict[str, str] = {}
     if err.retry_after is not None:
         headers["retry-after"] = f"{err.retry_after:g}"
