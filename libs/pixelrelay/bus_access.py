@@ -2,8 +2,10 @@
 task flow, and the nats-server configuration that enforces it.
 
     gateway     publishes jobs and dead-lettered events; consumes task events; tells the
-                other replicas a task settled (core NATS, pixelrelay.settled.*)
-    dispatcher  consumes jobs and dead letters; publishes started and failed events
+                other replicas a task settled (core NATS, pixelrelay.settled.*); receives
+                previews (core NATS, pixelrelay.partials.*)
+    dispatcher  consumes jobs and dead letters; publishes started and failed events and
+                previews
     storage     publishes completed events
     billing     publishes failed events (holds past their deadline)
     admin       creates the streams (`pixelrelay admin bus-setup`, `make run`); no limits
@@ -62,6 +64,7 @@ _PUBLISH: dict[str, list[str]] = {
     "dispatcher": [
         _event("started"),
         _event("failed"),
+        bus.PARTIALS_SUBJECTS,
         bus.DEADLETTER_SUBJECT,
         *_stream_info(bus.JOBS_STREAM, bus.EVENTS_STREAM, bus.DEADLETTER_STREAM),
         *_consumer(bus.JOBS_STREAM, bus.DISPATCHER_CONSUMER),
@@ -75,7 +78,7 @@ _PUBLISH: dict[str, list[str]] = {
 }
 
 
-_SUBSCRIBE: dict[str, list[str]] = {"gateway": [bus.SETTLED_SUBJECTS]}
+_SUBSCRIBE: dict[str, list[str]] = {"gateway": [bus.SETTLED_SUBJECTS, bus.PARTIALS_SUBJECTS]}
 
 
 def permissions(user: str) -> dict[str, dict[str, list[str]]]:

@@ -70,6 +70,7 @@ class StorageClient:
         quality: str,
         upstream_ms: int,
         attempts: Sequence[common_pb2.Attempt] = (),
+        usage: common_pb2.Usage | None = None,
     ) -> list[common_pb2.StoredImage]:
         """Write a task's outputs; storage then announces the task completed."""
         header = storage_pb2.StoreHeader(
@@ -77,6 +78,7 @@ class StorageClient:
             quality=quality,
             upstream_ms=upstream_ms,
             attempts=attempts,
+            usage=usage,
             images=[
                 storage_pb2.ImageMeta(
                     index=i,

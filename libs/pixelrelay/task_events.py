@@ -42,12 +42,17 @@ def completed(
     quality: str,
     upstream_ms: int,
     attempts: Iterable[common_pb2.Attempt],
+    usage: common_pb2.Usage | None = None,
 ) -> events_pb2.TaskEvent:
     return events_pb2.TaskEvent(
         task_id=task_id,
         at_ms=_now_ms(),
         completed=events_pb2.TaskCompleted(
-            images=images, quality=quality, upstream_ms=upstream_ms, attempts=attempts
+            images=images,
+            quality=quality,
+            upstream_ms=upstream_ms,
+            attempts=attempts,
+            usage=usage,
         ),
     )
 

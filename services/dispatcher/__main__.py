@@ -84,6 +84,7 @@ async def _serve(
         )
     stack.push_async_callback(nc.drain)
     handler = JobHandler(
+        nc=nc,
         js=js,
         router=router,
         storage=storage,

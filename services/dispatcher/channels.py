@@ -38,6 +38,9 @@ class Capabilities(BaseModel):
     transparency: bool = False
     formats: list[Literal["png", "jpeg", "webp"]] = ["png"]
     max_pixels: int = Field(8_294_400, ge=655_360)
+    # Streams previews (OpenAI's stream + partial_images). When false, a request for
+    # previews is still served here, without them.
+    partial_images: bool = True
 
     def supports(self, spec: common_pb2.ImageSpec, *, mask: bool) -> str | None:
         """Why this channel cannot take ``spec``, or None if it can."""

@@ -25,7 +25,7 @@ from dispatcher.errors import (
     RetryableError,
     UpstreamError,
 )
-from dispatcher.upstream import Generation, InputImage, OpenAIImagesChannel
+from dispatcher.upstream import Generation, InputImage, OpenAIImagesChannel, Partials
 from pixelrelay.v1 import common_pb2
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,7 @@ class Router:
         spec: common_pb2.ImageSpec,
         references: list[InputImage] | None = None,
         mask: InputImage | None = None,
+        partials: Partials | None = None,
     ) -> tuple[Generation, list[Attempt]]:
         attempts: list[Attempt] = []
         candidates = self._candidates(spec, mask is not None)
@@ -136,7 +137,13 @@ class Router:
             try:
                 async with channel.slots:
                     UPSTREAM_REQUESTS.labels(channel.name).inc()
-                    result = await channel.adapter.generate(prompt, spec, references, mask)
+                    result = await channel.adapter.generate(
+                        prompt,
+                        spec,
+                        references,
+                        mask,
+                        partials if channel.config.capabilities.partial_images else None,
+                    )
             except UpstreamError as err:
                 attempts.append(self._record(channel, type(err).__name__, started))
                 self._judge(channel, err)

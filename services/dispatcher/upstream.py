@@ -6,7 +6,8 @@ import base64
 import binascii
 import io
 import re
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import openai
@@ -42,6 +43,16 @@ class InputImage:
 class Generation:
     images: list[ImageBytes]
     quality: str  # the tier the upstream reports it used
+    usage: common_pb2.Usage = field(default_factory=common_pb2.Usage)
+
+
+@dataclass(frozen=True)
+class Partials:
+    """Previews wanted while the image is made: how many to ask the upstream for, and
+    where each one's bytes go (the worker relays them; they are not validated or kept)."""
+
+    count: int
+    send: Callable[[bytes], Awaitable[None]]
 
 
 class OpenAIImagesChannel:
@@ -73,21 +84,57 @@ class OpenAIImagesChannel:
         spec: common_pb2.ImageSpec,
         references: list[InputImage] | None = None,
         mask: InputImage | None = None,
+        partials: Partials | None = None,
     ) -> Generation:
-        """A generation, or an edit (multipart image[] and mask) when there are references."""
+        """A generation, or an edit (multipart image[] and mask) when there are references.
+        With ``partials``, the call streams (SSE) and each preview is sent on as it comes."""
         args = self._arguments(prompt, spec)
+        if references:
+            args.pop("moderation", None)  # not a parameter of the edits endpoint
+            args["image"] = [(ref.name, ref.data, ref.mime) for ref in references]
+            if mask is not None:
+                args["mask"] = (mask.name, mask.data, mask.mime)
+        call = self._client.images.edit if references else self._client.images.generate
         try:
-            if references:
-                args.pop("moderation", None)  # not a parameter of the edits endpoint
-                files = [(ref.name, ref.data, ref.mime) for ref in references]
-                if mask is not None:
-                    args["mask"] = (mask.name, mask.data, mask.mime)
-                response = await self._client.images.edit(image=files, **args)
-            else:
-                response = await self._client.images.generate(**args)
+            if partials is None or partials.count <= 0:
+                response = await call(**args)
+                return _validate(
+                    [item.b64_json or "" for item in response.data or []],
+                    getattr(response, "quality", None),
+                    _usage(getattr(response, "usage", None)),
+                    spec,
+                )
+            return await self._streamed(call, args, spec, partials)
         except openai.APIError as exc:
             raise classify(exc) from exc
-        return _validate(response, spec)
+
+    async def _streamed(
+        self,
+        call: Callable[..., Awaitable[Any]],
+        args: dict[str, Any],
+        spec: common_pb2.ImageSpec,
+        partials: Partials,
+    ) -> Generation:
+        """OpenAI's image stream: ``*.partial_image`` events, then one ``*.completed`` per
+        image. A stream that ends early is missing images, which _validate refuses."""
+        stream = await call(**args, stream=True, partial_images=partials.count)
+        finals: list[str] = []
+        quality: str | None = None
+        usage = common_pb2.Usage()
+        async for event in stream:
+            kind = getattr(event, "type", "")
+            if kind.endswith(".partial_image"):
+                try:
+                    preview = base64.b64decode(event.b64_json or "", validate=True)
+                except (binascii.Error, ValueError):
+                    continue  # a bad preview is skipped; only the final image counts
+                await partials.send(preview)
+            elif kind.endswith(".completed"):
+                finals.append(event.b64_json or "")
+                quality = getattr(event, "quality", None) or quality
+                # Each completed event reports the whole request's usage.
+                usage = _usage(getattr(event, "usage", None))
+        return _validate(finals, quality, usage, spec)
 
     def _arguments(self, prompt: str, spec: common_pb2.ImageSpec) -> dict[str, Any]:
         args: dict[str, Any] = {
@@ -158,15 +205,30 @@ def _retry_after(exc: openai.APIStatusError) -> float | None:
     return None
 
 
-def _validate(response: Any, spec: common_pb2.ImageSpec) -> Generation:
+def _usage(reported: Any) -> common_pb2.Usage:
+    """The SDK's usage object (absent from some providers) as ours."""
+    if reported is None:
+        return common_pb2.Usage()
+    details = getattr(reported, "input_tokens_details", None)
+    return common_pb2.Usage(
+        input_tokens=getattr(reported, "input_tokens", 0) or 0,
+        output_tokens=getattr(reported, "output_tokens", 0) or 0,
+        total_tokens=getattr(reported, "total_tokens", 0) or 0,
+        input_text_tokens=getattr(details, "text_tokens", 0) or 0,
+        input_image_tokens=getattr(details, "image_tokens", 0) or 0,
+    )
+
+
+def _validate(
+    data: list[str], quality: str | None, usage: common_pb2.Usage, spec: common_pb2.ImageSpec
+) -> Generation:
     """Every image must decode fully and match the asked size and format."""
-    data = response.data or []
     if len(data) != spec.n:
         raise BadOutputError(f"asked for {spec.n} images, got {len(data)}")
     images = []
-    for item in data:
+    for b64 in data:
         try:
-            raw = base64.b64decode(item.b64_json or "", validate=True)
+            raw = base64.b64decode(b64, validate=True)
             with Image.open(io.BytesIO(raw)) as image:
                 fmt, size = image_formats.of_pil_name(image.format), image.size
                 # PNG: every chunk's CRC through IEND, without decoding pixels (the full
@@ -186,5 +248,4 @@ def _validate(response: Any, spec: common_pb2.ImageSpec) -> Generation:
                 f"upstream image is {fmt or 'unknown'}, asked {spec.output_format}"
             )
         images.append(ImageBytes(raw, fmt, size[0], size[1]))
-    quality = getattr(response, "quality", None) or spec.quality
-    return Generation(images=images, quality=str(quality or ""))
+    return Generation(images=images, quality=str(quality or spec.quality or ""), usage=usage)

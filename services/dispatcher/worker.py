@@ -17,16 +17,18 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from prometheus_client import Counter, Histogram
 
 from dispatcher.router import AllChannelsFailed, Attempt, Router
-from dispatcher.upstream import InputImage
+from dispatcher.upstream import InputImage, Partials
 from pixelrelay import bus, task_events
 from pixelrelay.billing_client import BillingClient
 from pixelrelay.crashpoints import crash_point
 from pixelrelay.errors import ApiError, E, ErrorKind
+from pixelrelay.previews import MAX_PARTIAL_IMAGES, PreviewSender, is_previews_subject
 from pixelrelay.sealing import PromptSealer, SealError
 from pixelrelay.storage_client import StorageClient
 from pixelrelay.v1 import billing_pb2, jobs_pb2
@@ -48,6 +50,7 @@ class JobHandler:
     def __init__(
         self,
         *,
+        nc: NATS,
         js: JetStreamContext,
         router: Router,
         storage: StorageClient,
@@ -57,6 +60,7 @@ class JobHandler:
         max_deliver: int,
         sealer: PromptSealer,
     ):
+        self.nc = nc
         self.js = js
         self.router = router
         self.storage = storage
@@ -105,7 +109,7 @@ class JobHandler:
             return "failed"
         try:
             result, attempts = await self.router.generate(
-                job.task_id, prompt, job.spec, references, mask
+                job.task_id, prompt, job.spec, references, mask, self._previews(job)
             )
         except AllChannelsFailed as failure:
             await self._fail(job.task_id, failure.last.kind, failure.last.message, failure.attempts)
@@ -116,6 +120,7 @@ class JobHandler:
             job.task_id,
             result.images,
             quality=result.quality,
+            usage=result.usage,
             upstream_ms=upstream_ms,
             attempts=[a.to_proto() for a in attempts],
         )
@@ -132,6 +137,17 @@ class JobHandler:
             },
         )
         return "completed"
+
+    def _previews(self, job: jobs_pb2.GenerationJob) -> Partials | None:
+        """Where the job's previews go, if its request asked for any. A redelivered job
+        streams them again: its request may still be waiting."""
+        if job.partial_images <= 0 or not is_previews_subject(job.partials_subject):
+            return None
+        count = min(job.partial_images, MAX_PARTIAL_IMAGES)
+        sender = PreviewSender(
+            self.nc, job.partials_subject, job.task_id, job.spec.output_format or "png", count
+        )
+        return Partials(count, sender.send)
 
     async def _still_wanted(self, task_id: str) -> bool:
         """Whether the task's hold is still pending. A job whose submit was refused after

@@ -116,6 +116,7 @@ async def _serve(
         ),
         db=db,
         store=store,
+        nc=nc,
         js=js,
         hold_ttl_seconds=settings.hold_ttl_seconds,
         submit_hold_seconds=settings.submit_hold_seconds,

@@ -62,6 +62,7 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             quality=header.quality,
             upstream_ms=header.upstream_ms,
             attempts=header.attempts,
+            usage=header.usage,
         )
         # The manifest marks the set complete: a redelivered job finds it and stops.
         await self.blobs.put(

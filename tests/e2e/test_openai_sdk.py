@@ -18,7 +18,7 @@ from PIL import Image
 from pixelrelay.v1 import public_api_pb2, public_api_pb2_grpc
 from tests.e2e import conftest
 from tests.e2e.conftest import Platform
-from tests.e2e.helpers import faults, new_account, poll_until_done
+from tests.e2e.helpers import faults, new_account, poll_until_done, upstream_requests
 from tests.e2e.test_contract import sim_request
 from upstream_sim.render import render_image
 
@@ -75,6 +75,8 @@ async def test_generate_answers_like_openai_and_charges_like_the_async_api(
     assert task.json()["status"] == "completed"
     assert task.json()["credits"]["charged"] == 7
     assert made.url == task.json()["output"]["image_urls"][0]  # our 7-day link, as an extra
+    assert result.usage is not None and result.usage.output_tokens > 0  # the upstream's count
+    assert result.usage.total_tokens == result.usage.input_tokens + result.usage.output_tokens
 
 
 async def test_the_stable_model_makes_two_jpegs_of_the_asked_size(
@@ -233,6 +235,125 @@ async def test_generate_images_over_grpc_streams_accepted_images_settled(
     assert events[0].accepted.id == events[-1].settled.id
     assert events[-1].settled.status == "completed"
     assert [Image.open(io.BytesIO(e.image.data)).format for e in events[1:3]] == ["WEBP"] * 2
+
+
+async def test_streaming_sends_the_previews_then_the_image(
+    platform: Platform, client: openai.AsyncOpenAI, key: str
+) -> None:
+    """Two previews from the upstream, relayed over the bus as they come (the second
+    channel, after the first failed over), then the final image with its usage."""
+    prompt = f"a slow sunrise {uuid.uuid4().hex}"
+    await faults(platform, {"kind": "latency", "match": prompt, "seconds": 1.5})
+    raw = await client.images.with_raw_response.generate(
+        model="gpt-image-2", prompt=prompt, size="1536x1024", stream=True, partial_images=2
+    )
+    events = [event async for event in raw.parse()]
+    assert [e.type for e in events] == [
+        "image_generation.partial_image",
+        "image_generation.partial_image",
+        "image_generation.completed",
+    ]
+    partials, completed = events[:2], events[2]
+    assert [p.partial_image_index for p in partials] == [0, 1]  # type: ignore[union-attr]
+    assert all(image_of(p.b64_json).size == (1536, 1024) for p in partials)
+    assert image_of(completed.b64_json).size == (1536, 1024)
+    assert completed.usage.output_tokens > 0  # type: ignore[union-attr]
+    task_id = raw.headers["x-pixelrelay-task-id"]
+    task = await platform.http.get(f"/api/v1/tasks/{task_id}", headers=platform.auth(key))
+    assert task.json()["status"] == "completed" and task.json()["credits"]["charged"] == 7
+    assert await upstream_requests(platform, prompt) == 1  # previews cost no second call
+
+
+async def test_streaming_an_edit_uses_the_edit_events(
+    platform: Platform, client: openai.AsyncOpenAI
+) -> None:
+    prompt = f"paint it blue {uuid.uuid4().hex}"
+    stream = await client.images.edit(
+        model="gpt-image-2",
+        image=("photo.png", png(1024, 1024), "image/png"),
+        prompt=prompt,
+        stream=True,
+        partial_images=1,
+    )
+    kinds = [event.type async for event in stream]
+    assert kinds == ["image_edit.partial_image", "image_edit.completed"]
+    assert (await sim_request(platform, prompt))["endpoint"] == "edits"
+
+
+async def test_a_stream_whose_task_fails_ends_with_an_error_event_and_charges_nothing(
+    platform: Platform, client: openai.AsyncOpenAI, key: str
+) -> None:
+    prompt = f"refused {uuid.uuid4().hex}"
+    await faults(
+        platform,
+        {"kind": "status", "match": prompt, "status": 400, "code": "moderation_blocked"},
+    )
+    before = await account(platform, key)
+    stream = await client.images.generate(
+        model="gpt-image-2", prompt=prompt, stream=True, partial_images=1
+    )
+    with pytest.raises(openai.APIError) as caught:
+        async for _event in stream:
+            pass
+    assert isinstance(caught.value.body, dict) and caught.value.body["code"] == "moderation_blocked"
+    assert await account(platform, key) == before
+
+
+async def test_bad_stream_options_are_refused_before_anything_is_held(
+    platform: Platform, client: openai.AsyncOpenAI, key: str
+) -> None:
+    before = await account(platform, key)
+    options: list[dict[str, Any]] = [{"stream": True, "partial_images": 4}, {"partial_images": 2}]
+    for fields in options:
+        with pytest.raises(openai.BadRequestError) as caught:
+            await client.images.generate(model="gpt-image-2", prompt="x", **fields)
+        assert caught.value.param == "partial_images"
+    assert await account(platform, key) == before
+
+
+async def test_a_client_gone_mid_stream_leaves_its_task_to_complete_charged_once(
+    platform: Platform,
+) -> None:
+    key = await new_account(platform, grant=100)
+    prompt = f"left early {uuid.uuid4().hex}"
+    await faults(platform, {"kind": "latency", "match": prompt, "seconds": 1.5})
+    async with sdk(platform, key) as client:
+        stream = await client.images.generate(
+            model="gpt-image-2", prompt=prompt, stream=True, partial_images=3
+        )
+        async for event in stream:
+            assert event.type == "image_generation.partial_image"
+            break  # one preview is enough: the client hangs up
+        await stream.close()
+    listed = await platform.http.get("/api/v1/tasks", headers=platform.auth(key))
+    [task] = listed.json()["data"]
+    done = await poll_until_done(platform.http, task["id"], platform.auth(key))
+    assert done["status"] == "completed" and done["credits"]["charged"] == 7
+    assert await account(platform, key) == {"balance": 93, "held": 0}
+    assert await upstream_requests(platform, prompt) == 1
+
+
+async def test_generate_images_over_grpc_passes_the_previews_on(
+    platform: Platform, key: str
+) -> None:
+    meta = (("authorization", f"Bearer {key}"),)
+    prompt = f"previews {uuid.uuid4().hex}"
+    await faults(platform, {"kind": "latency", "match": prompt, "seconds": 1})
+    request = public_api_pb2.GenerateImagesRequest(
+        request=public_api_pb2.CreateGenerationRequest(model="gpt-image-2", prompt=prompt),
+        partial_images=2,
+    )
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{platform.config.grpc_port}") as channel:
+        stub = public_api_pb2_grpc.PublicApiStub(channel)
+        events = [e async for e in stub.GenerateImages(request, metadata=meta, timeout=60)]
+        too_many = public_api_pb2.GenerateImagesRequest(request=request.request, partial_images=4)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.GenerateImages(too_many, metadata=meta, timeout=10).read()
+    kinds = [e.WhichOneof("event") for e in events]
+    assert kinds == ["accepted", "partial", "partial", "image", "settled"]
+    assert [e.partial.partial_image_index for e in events[1:3]] == [0, 1]
+    assert events[-1].settled.usage.output_tokens > 0
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 @pytest.mark.security

@@ -89,12 +89,15 @@ class TaskCompleted(_message.Message):
     QUALITY_FIELD_NUMBER: _builtins.int
     UPSTREAM_MS_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
     quality: _builtins.str
     upstream_ms: _builtins.int
     @_builtins.property
     def images(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.StoredImage]: ...
     @_builtins.property
     def attempts(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Attempt]: ...
+    @_builtins.property
+    def usage(self) -> _common_pb2.Usage: ...
     def __init__(
         self,
         *,
@@ -102,10 +105,11 @@ class TaskCompleted(_message.Message):
         quality: _builtins.str = ...,
         upstream_ms: _builtins.int = ...,
         attempts: _abc.Iterable[_common_pb2.Attempt] | None = ...,
+        usage: _common_pb2.Usage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "images", b"images", "quality", b"quality", "upstream_ms", b"upstream_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "images", b"images", "quality", b"quality", "upstream_ms", b"upstream_ms", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -26,7 +26,7 @@ from pixelrelay.v1 import billing_pb2 as pixelrelay_dot_v1_dot_billing__pb2
 from pixelrelay.v1 import common_pb2 as pixelrelay_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1epixelrelay/v1/public_api.proto\x12\rpixelrelay.v1\x1a\x1bpixelrelay/v1/billing.proto\x1a\x1apixelrelay/v1/common.proto\"\x13\n\x11ListModelsRequest\"K\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x03\x12\x10\n\x08owned_by\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\":\n\x12ListModelsResponse\x12$\n\x06models\x18\x01 \x03(\x0b\x32\x14.pixelrelay.v1.Model\"f\n\x15GenerateImagesRequest\x12\x37\n\x07request\x18\x01 \x01(\x0b\x32&.pixelrelay.v1.CreateGenerationRequest\x12\x14\n\x0cwait_seconds\x18\x02 \x01(\x05\"\x96\x01\n\x0fGenerationEvent\x12\'\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x0b\x32\x13.pixelrelay.v1.TaskH\x00\x12)\n\x05image\x18\x02 \x01(\x0b\x32\x18.pixelrelay.v1.ImageDataH\x00\x12&\n\x07settled\x18\x03 \x01(\x0b\x32\x13.pixelrelay.v1.TaskH\x00\x42\x07\n\x05\x65vent\"8\n\tImageData\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\"*\n\x14\x45xportAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"\x95\x01\n\nExportItem\x12)\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x16.pixelrelay.v1.AccountH\x00\x12#\n\x04task\x18\x02 \x01(\x0b\x32\x13.pixelrelay.v1.TaskH\x00\x12/\n\x05\x65ntry\x18\x03 \x01(\x0b\x32\x1e.pixelrelay.v1.LedgerEntryInfoH\x00\x42\x06\n\x04item\"O\n\x10ListUsageRequest\x12\r\n\x05since\x18\x01 \x01(\x03\x12\r\n\x05until\x18\x02 \x01(\x03\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\"\x98\x01\n\x10\x43reateKeyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nexpires_at\x18\x02 \x01(\x03\x12\x19\n\x0c\x63redit_limit\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x17\n\nrate_limit\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\x0e\n\x06scopes\x18\x05 \x03(\tB\x0f\n\r_credit_limitB\r\n\x0b_rate_limit\"\x11\n\x0fListKeysRequest\"3\n\x10RevokeKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61scade\x18\x02 \x01(\x08\"9\n\x13\x43reateUploadRequest\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\"s\n\x06Upload\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\x12\r\n\x05\x62ytes\x18\x06 \x01(\x03\x12\x12\n\nexpires_at\x18\x07 \x01(\x03\"\xaf\x04\n\x17\x43reateGenerationRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x13\n\x06prompt\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x11\n\x04size\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x17\n\nresolution\x18\x04 \x01(\tH\x02\x88\x01\x01\x12\x0e\n\x01n\x18\x05 \x01(\x05H\x03\x88\x01\x01\x12\x12\n\nimage_urls\x18\x06 \x03(\t\x12\x14\n\x07quality\x18\x07 \x01(\tH\x04\x88\x01\x01\x12\x17\n\nbackground\x18\x08 \x01(\tH\x05\x88\x01\x01\x12\x17\n\nmoderation\x18\t \x01(\tH\x06\x88\x01\x01\x12\x15\n\x08mask_url\x18\n \x01(\tH\x07\x88\x01\x01\x12\x1a\n\routput_format\x18\x0b \x01(\tH\x08\x88\x01\x01\x12\x1f\n\x12output_compression\x18\x0c \x01(\x05H\t\x88\x01\x01\x12\x17\n\x0fidempotency_key\x18\r \x01(\t\x12*\n\x06images\x18\x0e \x03(\x0b\x32\x1a.pixelrelay.v1.InlineImage\x12-\n\x04mask\x18\x0f \x01(\x0b\x32\x1a.pixelrelay.v1.InlineImageH\n\x88\x01\x01\x42\t\n\x07_promptB\x07\n\x05_sizeB\r\n\x0b_resolutionB\x04\n\x02_nB\n\n\x08_qualityB\r\n\x0b_backgroundB\r\n\x0b_moderationB\x0b\n\t_mask_urlB\x10\n\x0e_output_formatB\x15\n\x13_output_compressionB\x07\n\x05_mask\"1\n\x0bInlineImage\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\"h\n\x08\x45stimate\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07\x63redits\x18\x02 \x01(\x03\x12\x14\n\x0cunit_credits\x18\x03 \x01(\x03\x12&\n\x04spec\x18\x04 \x01(\x0b\x32\x18.pixelrelay.v1.ImageSpec\"\x1c\n\x0eGetTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"A\n\x10ListTasksRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\"L\n\x11ListTasksResponse\x12\"\n\x05tasks\x18\x01 \x03(\x0b\x32\x13.pixelrelay.v1.Task\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"8\n\tTaskError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\xa0\x03\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x12\n\ncreated_at\x18\x04 \x01(\x03\x12*\n\x06images\x18\x05 \x03(\x0b\x32\x1a.pixelrelay.v1.StoredImage\x12\'\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x18.pixelrelay.v1.TaskError\x12&\n\x04spec\x18\x07 \x01(\x0b\x32\x18.pixelrelay.v1.ImageSpec\x12\x18\n\x10\x63redits_reserved\x18\x08 \x01(\x03\x12\x17\n\x0f\x63redits_charged\x18\t \x01(\x03\x12\x15\n\rstarted_at_ms\x18\n \x01(\x03\x12\x16\n\x0e\x66inished_at_ms\x18\x0b \x01(\x03\x12\x15\n\rcreated_at_ms\x18\x0c \x01(\x03\x12\x10\n\x08price_id\x18\r \x01(\t\x12(\n\x08\x61ttempts\x18\x0e \x03(\x0b\x32\x16.pixelrelay.v1.Attempt\x12\x13\n\x0bupstream_ms\x18\x0f \x01(\x03\x12\x12\n\nexpired_at\x18\x10 \x01(\x03\"\x13\n\x11GetBalanceRequest\"C\n\x0e\x41\x63\x63ountBalance\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61lance\x18\x02 \x01(\x03\x12\x0c\n\x04held\x18\x03 \x01(\x03\x32\x99\x08\n\tPublicApi\x12O\n\x10\x43reateGeneration\x12&.pixelrelay.v1.CreateGenerationRequest\x1a\x13.pixelrelay.v1.Task\x12X\n\x0eGenerateImages\x12$.pixelrelay.v1.GenerateImagesRequest\x1a\x1e.pixelrelay.v1.GenerationEvent0\x01\x12Q\n\nListModels\x12 .pixelrelay.v1.ListModelsRequest\x1a!.pixelrelay.v1.ListModelsResponse\x12U\n\x12\x45stimateGeneration\x12&.pixelrelay.v1.CreateGenerationRequest\x1a\x17.pixelrelay.v1.Estimate\x12=\n\x07GetTask\x12\x1d.pixelrelay.v1.GetTaskRequest\x1a\x13.pixelrelay.v1.Task\x12N\n\tListTasks\x12\x1f.pixelrelay.v1.ListTasksRequest\x1a .pixelrelay.v1.ListTasksResponse\x12M\n\nGetBalance\x12 .pixelrelay.v1.GetBalanceRequest\x1a\x1d.pixelrelay.v1.AccountBalance\x12I\n\x0c\x43reateUpload\x12\".pixelrelay.v1.CreateUploadRequest\x1a\x15.pixelrelay.v1.Upload\x12V\n\tListUsage\x12\x1f.pixelrelay.v1.ListUsageRequest\x1a(.pixelrelay.v1.ListLedgerEntriesResponse\x12J\n\tCreateKey\x12\x1f.pixelrelay.v1.CreateKeyRequest\x1a\x1c.pixelrelay.v1.CreatedApiKey\x12N\n\x08ListKeys\x12\x1e.pixelrelay.v1.ListKeysRequest\x1a\".pixelrelay.v1.ListApiKeysResponse\x12G\n\tRevokeKey\x12\x1f.pixelrelay.v1.RevokeKeyRequest\x1a\x19.pixelrelay.v1.ApiKeyInfo\x12Q\n\rExportAccount\x12#.pixelrelay.v1.ExportAccountRequest\x1a\x19.pixelrelay.v1.ExportItem0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1epixelrelay/v1/public_api.proto\x12\rpixelrelay.v1\x1a\x1bpixelrelay/v1/billing.proto\x1a\x1apixelrelay/v1/common.proto\"\x13\n\x11ListModelsRequest\"K\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x03\x12\x10\n\x08owned_by\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\":\n\x12ListModelsResponse\x12$\n\x06models\x18\x01 \x03(\x0b\x32\x14.pixelrelay.v1.Model\"~\n\x15GenerateImagesRequest\x12\x37\n\x07request\x18\x01 \x01(\x0b\x32&.pixelrelay.v1.CreateGenerationRequest\x12\x14\n\x0cwait_seconds\x18\x02 \x01(\x05\x12\x16\n\x0epartial_images\x18\x03 \x01(\x05\"\xc6\x01\n\x0fGenerationEvent\x12\'\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x0b\x32\x13.pixelrelay.v1.TaskH\x00\x12)\n\x05image\x18\x02 \x01(\x0b\x32\x18.pixelrelay.v1.ImageDataH\x00\x12&\n\x07settled\x18\x03 \x01(\x0b\x32\x13.pixelrelay.v1.TaskH\x00\x12.\n\x07partial\x18\x04 \x01(\x0b\x32\x1b.pixelrelay.v1.PartialImageH\x00\x42\x07\n\x05\x65vent\"I\n\x0cPartialImage\x12\x1b\n\x13partial_image_index\x18\x01 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\"8\n\tImageData\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\"*\n\x14\x45xportAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"\x95\x01\n\nExportItem\x12)\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x16.pixelrelay.v1.AccountH\x00\x12#\n\x04task\x18\x02 \x01(\x0b\x32\x13.pixelrelay.v1.TaskH\x00\x12/\n\x05\x65ntry\x18\x03 \x01(\x0b\x32\x1e.pixelrelay.v1.LedgerEntryInfoH\x00\x42\x06\n\x04item\"O\n\x10ListUsageRequest\x12\r\n\x05since\x18\x01 \x01(\x03\x12\r\n\x05until\x18\x02 \x01(\x03\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\"\x98\x01\n\x10\x43reateKeyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nexpires_at\x18\x02 \x01(\x03\x12\x19\n\x0c\x63redit_limit\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x17\n\nrate_limit\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\x0e\n\x06scopes\x18\x05 \x03(\tB\x0f\n\r_credit_limitB\r\n\x0b_rate_limit\"\x11\n\x0fListKeysRequest\"3\n\x10RevokeKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61scade\x18\x02 \x01(\x08\"9\n\x13\x43reateUploadRequest\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\"s\n\x06Upload\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\x12\r\n\x05\x62ytes\x18\x06 \x01(\x03\x12\x12\n\nexpires_at\x18\x07 \x01(\x03\"\xaf\x04\n\x17\x43reateGenerationRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x13\n\x06prompt\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x11\n\x04size\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x17\n\nresolution\x18\x04 \x01(\tH\x02\x88\x01\x01\x12\x0e\n\x01n\x18\x05 \x01(\x05H\x03\x88\x01\x01\x12\x12\n\nimage_urls\x18\x06 \x03(\t\x12\x14\n\x07quality\x18\x07 \x01(\tH\x04\x88\x01\x01\x12\x17\n\nbackground\x18\x08 \x01(\tH\x05\x88\x01\x01\x12\x17\n\nmoderation\x18\t \x01(\tH\x06\x88\x01\x01\x12\x15\n\x08mask_url\x18\n \x01(\tH\x07\x88\x01\x01\x12\x1a\n\routput_format\x18\x0b \x01(\tH\x08\x88\x01\x01\x12\x1f\n\x12output_compression\x18\x0c \x01(\x05H\t\x88\x01\x01\x12\x17\n\x0fidempotency_key\x18\r \x01(\t\x12*\n\x06images\x18\x0e \x03(\x0b\x32\x1a.pixelrelay.v1.InlineImage\x12-\n\x04mask\x18\x0f \x01(\x0b\x32\x1a.pixelrelay.v1.InlineImageH\n\x88\x01\x01\x42\t\n\x07_promptB\x07\n\x05_sizeB\r\n\x0b_resolutionB\x04\n\x02_nB\n\n\x08_qualityB\r\n\x0b_backgroundB\r\n\x0b_moderationB\x0b\n\t_mask_urlB\x10\n\x0e_output_formatB\x15\n\x13_output_compressionB\x07\n\x05_mask\"1\n\x0bInlineImage\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\"h\n\x08\x45stimate\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07\x63redits\x18\x02 \x01(\x03\x12\x14\n\x0cunit_credits\x18\x03 \x01(\x03\x12&\n\x04spec\x18\x04 \x01(\x0b\x32\x18.pixelrelay.v1.ImageSpec\"\x1c\n\x0eGetTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"A\n\x10ListTasksRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\"L\n\x11ListTasksResponse\x12\"\n\x05tasks\x18\x01 \x03(\x0b\x32\x13.pixelrelay.v1.Task\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"8\n\tTaskError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\xc5\x03\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x12\n\ncreated_at\x18\x04 \x01(\x03\x12*\n\x06images\x18\x05 \x03(\x0b\x32\x1a.pixelrelay.v1.StoredImage\x12\'\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x18.pixelrelay.v1.TaskError\x12&\n\x04spec\x18\x07 \x01(\x0b\x32\x18.pixelrelay.v1.ImageSpec\x12\x18\n\x10\x63redits_reserved\x18\x08 \x01(\x03\x12\x17\n\x0f\x63redits_charged\x18\t \x01(\x03\x12\x15\n\rstarted_at_ms\x18\n \x01(\x03\x12\x16\n\x0e\x66inished_at_ms\x18\x0b \x01(\x03\x12\x15\n\rcreated_at_ms\x18\x0c \x01(\x03\x12\x10\n\x08price_id\x18\r \x01(\t\x12(\n\x08\x61ttempts\x18\x0e \x03(\x0b\x32\x16.pixelrelay.v1.Attempt\x12\x13\n\x0bupstream_ms\x18\x0f \x01(\x03\x12\x12\n\nexpired_at\x18\x10 \x01(\x03\x12#\n\x05usage\x18\x11 \x01(\x0b\x32\x14.pixelrelay.v1.Usage\"\x13\n\x11GetBalanceRequest\"C\n\x0e\x41\x63\x63ountBalance\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61lance\x18\x02 \x01(\x03\x12\x0c\n\x04held\x18\x03 \x01(\x03\x32\x99\x08\n\tPublicApi\x12O\n\x10\x43reateGeneration\x12&.pixelrelay.v1.CreateGenerationRequest\x1a\x13.pixelrelay.v1.Task\x12X\n\x0eGenerateImages\x12$.pixelrelay.v1.GenerateImagesRequest\x1a\x1e.pixelrelay.v1.GenerationEvent0\x01\x12Q\n\nListModels\x12 .pixelrelay.v1.ListModelsRequest\x1a!.pixelrelay.v1.ListModelsResponse\x12U\n\x12\x45stimateGeneration\x12&.pixelrelay.v1.CreateGenerationRequest\x1a\x17.pixelrelay.v1.Estimate\x12=\n\x07GetTask\x12\x1d.pixelrelay.v1.GetTaskRequest\x1a\x13.pixelrelay.v1.Task\x12N\n\tListTasks\x12\x1f.pixelrelay.v1.ListTasksRequest\x1a .pixelrelay.v1.ListTasksResponse\x12M\n\nGetBalance\x12 .pixelrelay.v1.GetBalanceRequest\x1a\x1d.pixelrelay.v1.AccountBalance\x12I\n\x0c\x43reateUpload\x12\".pixelrelay.v1.CreateUploadRequest\x1a\x15.pixelrelay.v1.Upload\x12V\n\tListUsage\x12\x1f.pixelrelay.v1.ListUsageRequest\x1a(.pixelrelay.v1.ListLedgerEntriesResponse\x12J\n\tCreateKey\x12\x1f.pixelrelay.v1.CreateKeyRequest\x1a\x1c.pixelrelay.v1.CreatedApiKey\x12N\n\x08ListKeys\x12\x1e.pixelrelay.v1.ListKeysRequest\x1a\".pixelrelay.v1.ListApiKeysResponse\x12G\n\tRevokeKey\x12\x1f.pixelrelay.v1.RevokeKeyRequest\x1a\x19.pixelrelay.v1.ApiKeyInfo\x12Q\n\rExportAccount\x12#.pixelrelay.v1.ExportAccountRequest\x1a\x19.pixelrelay.v1.ExportItem0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,47 +40,49 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTMODELSRESPONSE']._serialized_start=204
   _globals['_LISTMODELSRESPONSE']._serialized_end=262
   _globals['_GENERATEIMAGESREQUEST']._serialized_start=264
-  _globals['_GENERATEIMAGESREQUEST']._serialized_end=366
-  _globals['_GENERATIONEVENT']._serialized_start=369
-  _globals['_GENERATIONEVENT']._serialized_end=519
-  _globals['_IMAGEDATA']._serialized_start=521
-  _globals['_IMAGEDATA']._serialized_end=577
-  _globals['_EXPORTACCOUNTREQUEST']._serialized_start=579
-  _globals['_EXPORTACCOUNTREQUEST']._serialized_end=621
-  _globals['_EXPORTITEM']._serialized_start=624
-  _globals['_EXPORTITEM']._serialized_end=773
-  _globals['_LISTUSAGEREQUEST']._serialized_start=775
-  _globals['_LISTUSAGEREQUEST']._serialized_end=854
-  _globals['_CREATEKEYREQUEST']._serialized_start=857
-  _globals['_CREATEKEYREQUEST']._serialized_end=1009
-  _globals['_LISTKEYSREQUEST']._serialized_start=1011
-  _globals['_LISTKEYSREQUEST']._serialized_end=1028
-  _globals['_REVOKEKEYREQUEST']._serialized_start=1030
-  _globals['_REVOKEKEYREQUEST']._serialized_end=1081
-  _globals['_CREATEUPLOADREQUEST']._serialized_start=1083
-  _globals['_CREATEUPLOADREQUEST']._serialized_end=1140
-  _globals['_UPLOAD']._serialized_start=1142
-  _globals['_UPLOAD']._serialized_end=1257
-  _globals['_CREATEGENERATIONREQUEST']._serialized_start=1260
-  _globals['_CREATEGENERATIONREQUEST']._serialized_end=1819
-  _globals['_INLINEIMAGE']._serialized_start=1821
-  _globals['_INLINEIMAGE']._serialized_end=1870
-  _globals['_ESTIMATE']._serialized_start=1872
-  _globals['_ESTIMATE']._serialized_end=1976
-  _globals['_GETTASKREQUEST']._serialized_start=1978
-  _globals['_GETTASKREQUEST']._serialized_end=2006
-  _globals['_LISTTASKSREQUEST']._serialized_start=2008
-  _globals['_LISTTASKSREQUEST']._serialized_end=2073
-  _globals['_LISTTASKSRESPONSE']._serialized_start=2075
-  _globals['_LISTTASKSRESPONSE']._serialized_end=2151
-  _globals['_TASKERROR']._serialized_start=2153
-  _globals['_TASKERROR']._serialized_end=2209
-  _globals['_TASK']._serialized_start=2212
-  _globals['_TASK']._serialized_end=2628
-  _globals['_GETBALANCEREQUEST']._serialized_start=2630
-  _globals['_GETBALANCEREQUEST']._serialized_end=2649
-  _globals['_ACCOUNTBALANCE']._serialized_start=2651
-  _globals['_ACCOUNTBALANCE']._serialized_end=2718
-  _globals['_PUBLICAPI']._serialized_start=2721
-  _globals['_PUBLICAPI']._serialized_end=3770
+  _globals['_GENERATEIMAGESREQUEST']._serialized_end=390
+  _globals['_GENERATIONEVENT']._serialized_start=393
+  _globals['_GENERATIONEVENT']._serialized_end=591
+  _globals['_PARTIALIMAGE']._serialized_start=593
+  _globals['_PARTIALIMAGE']._serialized_end=666
+  _globals['_IMAGEDATA']._serialized_start=668
+  _globals['_IMAGEDATA']._serialized_end=724
+  _globals['_EXPORTACCOUNTREQUEST']._serialized_start=726
+  _globals['_EXPORTACCOUNTREQUEST']._serialized_end=768
+  _globals['_EXPORTITEM']._serialized_start=771
+  _globals['_EXPORTITEM']._serialized_end=920
+  _globals['_LISTUSAGEREQUEST']._serialized_start=922
+  _globals['_LISTUSAGEREQUEST']._serialized_end=1001
+  _globals['_CREATEKEYREQUEST']._serialized_start=1004
+  _globals['_CREATEKEYREQUEST']._serialized_end=1156
+  _globals['_LISTKEYSREQUEST']._serialized_start=1158
+  _globals['_LISTKEYSREQUEST']._serialized_end=1175
+  _globals['_REVOKEKEYREQUEST']._serialized_start=1177
+  _globals['_REVOKEKEYREQUEST']._serialized_end=1228
+  _globals['_CREATEUPLOADREQUEST']._serialized_start=1230
+  _globals['_CREATEUPLOADREQUEST']._serialized_end=1287
+  _globals['_UPLOAD']._serialized_start=1289
+  _globals['_UPLOAD']._serialized_end=1404
+  _globals['_CREATEGENERATIONREQUEST']._serialized_start=1407
+  _globals['_CREATEGENERATIONREQUEST']._serialized_end=1966
+  _globals['_INLINEIMAGE']._serialized_start=1968
+  _globals['_INLINEIMAGE']._serialized_end=2017
+  _globals['_ESTIMATE']._serialized_start=2019
+  _globals['_ESTIMATE']._serialized_end=2123
+  _globals['_GETTASKREQUEST']._serialized_start=2125
+  _globals['_GETTASKREQUEST']._serialized_end=2153
+  _globals['_LISTTASKSREQUEST']._serialized_start=2155
+  _globals['_LISTTASKSREQUEST']._serialized_end=2220
+  _globals['_LISTTASKSRESPONSE']._serialized_start=2222
+  _globals['_LISTTASKSRESPONSE']._serialized_end=2298
+  _globals['_TASKERROR']._serialized_start=2300
+  _globals['_TASKERROR']._serialized_end=2356
+  _globals['_TASK']._serialized_start=2359
+  _globals['_TASK']._serialized_end=2812
+  _globals['_GETBALANCEREQUEST']._serialized_start=2814
+  _globals['_GETBALANCEREQUEST']._serialized_end=2833
+  _globals['_ACCOUNTBALANCE']._serialized_start=2835
+  _globals['_ACCOUNTBALANCE']._serialized_end=2902
+  _globals['_PUBLICAPI']._serialized_start=2905
+  _globals['_PUBLICAPI']._serialized_end=3954
 # @@protoc_insertion_point(module_scope)

@@ -91,9 +91,14 @@ class GenerateImagesRequest(_message.Message):
 
     REQUEST_FIELD_NUMBER: _builtins.int
     WAIT_SECONDS_FIELD_NUMBER: _builtins.int
+    PARTIAL_IMAGES_FIELD_NUMBER: _builtins.int
     wait_seconds: _builtins.int
     """How long to wait for the task to settle; 0 = the gateway's SYNC_WAIT_SECONDS. After it,
     the stream ends with the task still processing (readable with GetTask).
+    """
+    partial_images: _builtins.int
+    """1-3: previews of the image while it is made, as the upstream streams them (not stored,
+    not charged; fewer if the upstream sends fewer). 0: none.
     """
     @_builtins.property
     def request(self) -> Global___CreateGenerationRequest: ...
@@ -102,10 +107,11 @@ class GenerateImagesRequest(_message.Message):
         *,
         request: Global___CreateGenerationRequest | None = ...,
         wait_seconds: _builtins.int = ...,
+        partial_images: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["request", b"request", "wait_seconds", b"wait_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["partial_images", b"partial_images", "request", b"request", "wait_seconds", b"wait_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -118,6 +124,7 @@ class GenerationEvent(_message.Message):
     ACCEPTED_FIELD_NUMBER: _builtins.int
     IMAGE_FIELD_NUMBER: _builtins.int
     SETTLED_FIELD_NUMBER: _builtins.int
+    PARTIAL_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def accepted(self) -> Global___Task:
         """first: the task as submitted"""
@@ -130,22 +137,53 @@ class GenerationEvent(_message.Message):
     def settled(self) -> Global___Task:
         """last: completed, failed, or still processing (timeout)"""
 
+    @_builtins.property
+    def partial(self) -> Global___PartialImage:
+        """previews, between accepted and the first image"""
+
     def __init__(
         self,
         *,
         accepted: Global___Task | None = ...,
         image: Global___ImageData | None = ...,
         settled: Global___Task | None = ...,
+        partial: Global___PartialImage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "event", b"event", "image", b"image", "settled", b"settled"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "event", b"event", "image", b"image", "partial", b"partial", "settled", b"settled"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "event", b"event", "image", b"image", "settled", b"settled"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "event", b"event", "image", b"image", "partial", b"partial", "settled", b"settled"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["accepted", "image", "settled"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["accepted", "image", "settled", "partial"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
 Global___GenerationEvent: _TypeAlias = GenerationEvent  # noqa: Y015
+
+@_typing.final
+class PartialImage(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTIAL_IMAGE_INDEX_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    partial_image_index: _builtins.int
+    """0, 1, 2 in the order they came"""
+    data: _builtins.bytes
+    format: _builtins.str
+    def __init__(
+        self,
+        *,
+        partial_image_index: _builtins.int = ...,
+        data: _builtins.bytes = ...,
+        format: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "format", b"format", "partial_image_index", b"partial_image_index"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PartialImage: _TypeAlias = PartialImage  # noqa: Y015
 
 @_typing.final
 class ImageData(_message.Message):
@@ -676,6 +714,7 @@ class Task(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     UPSTREAM_MS_FIELD_NUMBER: _builtins.int
     EXPIRED_AT_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     model: _builtins.str
     status: _builtins.str
@@ -707,6 +746,10 @@ class Task(_message.Message):
 
     @_builtins.property
     def attempts(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Attempt]: ...
+    @_builtins.property
+    def usage(self) -> _common_pb2.Usage:
+        """the upstream's token counts for the images delivered"""
+
     def __init__(
         self,
         *,
@@ -726,10 +769,11 @@ class Task(_message.Message):
         attempts: _abc.Iterable[_common_pb2.Attempt] | None = ...,
         upstream_ms: _builtins.int = ...,
         expired_at: _builtins.int = ...,
+        usage: _common_pb2.Usage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "spec", b"spec"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "spec", b"spec", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "created_at", b"created_at", "created_at_ms", b"created_at_ms", "credits_charged", b"credits_charged", "credits_reserved", b"credits_reserved", "error", b"error", "expired_at", b"expired_at", "finished_at_ms", b"finished_at_ms", "id", b"id", "images", b"images", "model", b"model", "price_id", b"price_id", "spec", b"spec", "started_at_ms", b"started_at_ms", "status", b"status", "upstream_ms", b"upstream_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "created_at", b"created_at", "created_at_ms", b"created_at_ms", "credits_charged", b"credits_charged", "credits_reserved", b"credits_reserved", "error", b"error", "expired_at", b"expired_at", "finished_at_ms", b"finished_at_ms", "id", b"id", "images", b"images", "model", b"model", "price_id", b"price_id", "spec", b"spec", "started_at_ms", b"started_at_ms", "status", b"status", "upstream_ms", b"upstream_ms", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

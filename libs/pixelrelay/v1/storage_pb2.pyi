@@ -257,6 +257,7 @@ class StoreHeader(_message.Message):
     QUALITY_FIELD_NUMBER: _builtins.int
     UPSTREAM_MS_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     quality: _builtins.str
     """tier the upstream reports, passed on to billing"""
@@ -265,6 +266,8 @@ class StoreHeader(_message.Message):
     def images(self) -> _containers.RepeatedCompositeFieldContainer[Global___ImageMeta]: ...
     @_builtins.property
     def attempts(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Attempt]: ...
+    @_builtins.property
+    def usage(self) -> _common_pb2.Usage: ...
     def __init__(
         self,
         *,
@@ -273,10 +276,11 @@ class StoreHeader(_message.Message):
         quality: _builtins.str = ...,
         upstream_ms: _builtins.int = ...,
         attempts: _abc.Iterable[_common_pb2.Attempt] | None = ...,
+        usage: _common_pb2.Usage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "images", b"images", "quality", b"quality", "task_id", b"task_id", "upstream_ms", b"upstream_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "images", b"images", "quality", b"quality", "task_id", b"task_id", "upstream_ms", b"upstream_ms", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -4,10 +4,12 @@ edge (http/reapi.py) both call this."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
+from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from prometheus_client import Counter
 
@@ -15,7 +17,7 @@ from gateway.core.accounts import AccountData
 from gateway.core.authcache import AuthCache
 from gateway.core.idempotency import Claim, IdempotencyStore, fingerprint, key_digest
 from gateway.core.ratelimit import RateLimiter
-from gateway.core.store import TaskRecord, TaskStatus, TaskStore, now_ms, spec_to_json
+from gateway.core.store import TaskRecord, TaskStatus, TaskStore, message_to_json, now_ms
 from gateway.core.uploads import NO_QUOTA, Quota, UploadRecord, UploadStore
 from gateway.core.validation import price_item, resolve
 from gateway.core.waiting import TaskWaiters
@@ -29,6 +31,7 @@ from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
 from pixelrelay.ids import content_id, new_id
 from pixelrelay.limits import page_limit
+from pixelrelay.previews import MAX_PARTIAL_IMAGES, NO_PREVIEWS, PreviewReceiver, Previews
 from pixelrelay.sealing import PromptSealer
 from pixelrelay.storage_client import StorageClient
 from pixelrelay.v1 import billing_pb2, common_pb2, jobs_pb2, public_api_pb2
@@ -65,6 +68,7 @@ class PublicApi:
         references: ReferenceLoader,
         db: Database,
         store: TaskStore,
+        nc: NATS,
         js: JetStreamContext,
         hold_ttl_seconds: int,
         submit_hold_seconds: int,
@@ -82,6 +86,7 @@ class PublicApi:
         self.references = references
         self.db = db
         self.store = store
+        self.nc = nc
         self.js = js
         self.hold_ttl_seconds = hold_ttl_seconds
         self.submit_hold_seconds = submit_hold_seconds
@@ -116,13 +121,14 @@ class PublicApi:
         self,
         authorization: str | None,
         request: public_api_pb2.CreateGenerationRequest,
+        previews: Previews = NO_PREVIEWS,
     ) -> public_api_pb2.Task:
         """Validate, load references, hold the price, record, queue. Any failure before the
         queue answers an error and leaves nothing charged. With an idempotency key, a
-        repeat gets the task the first made (idempotency.py)."""
+        repeat gets the task the first made (idempotency.py), without previews."""
         principal = await self.authenticate(authorization, scopes.GENERATE)
         if not request.idempotency_key:
-            return await self._submit(principal, request, new_id("task"))
+            return await self._submit(principal, request, new_id("task"), previews)
         account_id = principal.account_id
         key = key_digest(request.idempotency_key)
         claim = await self._claim(account_id, key, request)
@@ -131,12 +137,12 @@ class PublicApi:
             return await self.db.run(self.store.get, claim.task_id, account_id)
         try:
             try:
-                task = await self._submit(principal, request, claim.task_id)
+                task = await self._submit(principal, request, claim.task_id, previews)
             except _HoldSettled:
                 # The first attempt's hold outlived it and was released: start afresh.
                 await self.db.run(self.idempotency.forget, account_id=account_id, key_sha256=key)
                 fresh = await self._claim(account_id, key, request)
-                task = await self._submit(principal, request, fresh.task_id)
+                task = await self._submit(principal, request, fresh.task_id, previews)
         except Exception:
             await self.db.run(self.idempotency.forget, account_id=account_id, key_sha256=key)
             raise
@@ -145,16 +151,42 @@ class PublicApi:
 
     async def generate_images(
         self, authorization: str | None, request: public_api_pb2.GenerateImagesRequest
-    ) -> AsyncIterator[public_api_pb2.GenerationEvent]:
-        """Submit (CreateGeneration, the same hold and checks), wait until the task settles,
-        then each image's bytes and the settled task. The task does not depend on this
-        call: a caller that goes away leaves it to complete and be charged once."""
-        task = await self.create_generation(authorization, request.request)
-        yield public_api_pb2.GenerationEvent(accepted=task)
-        wait = request.wait_seconds if request.wait_seconds > 0 else self.sync_wait_seconds
-        settled = await self.waiters.wait(
-            task.id, lambda: self.db.run(self.store.get, task.id), min(wait, self.sync_wait_seconds)
-        )
+    ) -> AsyncGenerator[public_api_pb2.GenerationEvent]:
+        """Submit (CreateGeneration, the same hold and checks), wait until the task settles
+        (passing on its previews, if asked), then each image's bytes and the settled task.
+        The task does not depend on this call: a caller that goes away leaves it to
+        complete and be charged once."""
+        if not 0 <= request.partial_images <= MAX_PARTIAL_IMAGES:
+            raise ApiError(
+                E.INVALID_PARAMETER,
+                f"partial_images must be 0 to {MAX_PARTIAL_IMAGES}",
+                param="partial_images",
+            )
+        async with contextlib.AsyncExitStack() as stack:
+            receiver = None
+            if request.partial_images:
+                # Listening before the job is queued: no preview can come first.
+                receiver = await self._preview_receiver()
+                stack.push_async_callback(receiver.close)
+            previews = (
+                Previews(request.partial_images, receiver.subject) if receiver else NO_PREVIEWS
+            )
+            task = await self.create_generation(authorization, request.request, previews)
+            yield public_api_pb2.GenerationEvent(accepted=task)
+            wait = request.wait_seconds if request.wait_seconds > 0 else self.sync_wait_seconds
+            waiting = asyncio.ensure_future(
+                self.waiters.wait(
+                    task.id,
+                    lambda: self.db.run(self.store.get, task.id),
+                    min(wait, self.sync_wait_seconds),
+                )
+            )
+            stack.callback(waiting.cancel)  # the caller went away: stop waiting
+            if receiver is not None:
+                receiver.task_id = task.id
+                async for partial in receiver.until(waiting):
+                    yield public_api_pb2.GenerationEvent(partial=partial)
+            settled = await waiting
         if settled.status == TaskStatus.COMPLETED:
             for image in settled.images:
                 data = await self.storage.get_object(image.key)
@@ -164,6 +196,12 @@ class PublicApi:
                     )
                 )
         yield public_api_pb2.GenerationEvent(settled=settled)
+
+    async def _preview_receiver(self) -> PreviewReceiver:
+        try:
+            return await PreviewReceiver().open(self.nc)
+        except Exception as exc:  # the bus is away: nothing is submitted either
+            raise ApiError(E.UNAVAILABLE) from exc
 
     async def _claim(
         self, account_id: str, key: str, request: public_api_pb2.CreateGenerationRequest
@@ -191,6 +229,7 @@ class PublicApi:
         principal: billing_pb2.Principal,
         request: public_api_pb2.CreateGenerationRequest,
         task_id: str,
+        previews: Previews = NO_PREVIEWS,
     ) -> public_api_pb2.Task:
         spec, prompt = resolve(request)
         inputs = Inputs([], None)
@@ -219,7 +258,7 @@ class PublicApi:
             key_id=principal.key_id,
             model=spec.model,
             created_at_ms=now_ms(),
-            spec_json=spec_to_json(spec),
+            spec_json=message_to_json(spec),
             credits_reserved=hold.amount,
             price_id=hold.price_id,
         )
@@ -235,6 +274,8 @@ class PublicApi:
                 created_at_ms=record.created_at_ms,
                 reference_keys=reference_keys,
                 mask_key=mask_key,
+                partial_images=previews.count,
+                partials_subject=previews.subject,
             )
             await self._inserts.submit(record)
             crash_point("gateway.before_publish")

@@ -63,6 +63,7 @@ class TaskRecord(SQLModel, table=True):
     credits_charged: int = 0
     images_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     attempts_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    usage_json: str | None = Field(default=None, sa_column=Column(Text))  # upstream tokens
     error_code: int | None = None
     error_type: str | None = None
     error_message: str | None = None
@@ -92,6 +93,8 @@ def task_from_row(row: Mapping[Any, Any], now: float | None = None) -> public_ap
         images=[_from_plain(common_pb2.StoredImage, d) for d in orjson.loads(row["images_json"])],
         attempts=[_from_plain(common_pb2.Attempt, d) for d in orjson.loads(row["attempts_json"])],
     )
+    if row["usage_json"]:
+        task.usage.CopyFrom(_from_plain(common_pb2.Usage, orjson.loads(row["usage_json"])))
     expiry = _images_expiry(task.images)
     if expiry and (now or time.time()) >= expiry:
         task.expired_at = expiry
@@ -131,8 +134,8 @@ def _from_plain(cls: type[M], data: dict[str, Any]) -> M:
         return json_format.ParseDict(data, cls())
 
 
-def spec_to_json(spec: common_pb2.ImageSpec) -> str:
-    return orjson.dumps(_plain(spec)).decode()
+def message_to_json(message: Message) -> str:
+    return orjson.dumps(_plain(message)).decode()
 
 
 def messages_to_json(messages: Sequence[Message]) -> str:
@@ -265,6 +268,7 @@ class TaskStore:
             attempts_json=messages_to_json(done.attempts),
             finished_at_ms=at_ms,
             upstream_ms=done.upstream_ms,
+            usage_json=message_to_json(done.usage) if done.HasField("usage") else None,
         )
 
     @quick

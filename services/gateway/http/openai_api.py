@@ -4,16 +4,20 @@ A translation of PublicApi.GenerateImages (submit, wait for the task to settle, 
 images back), like the reAPI routes are of CreateGeneration: same hold, failover, storage
 and attempts, charged exactly as the async API. The task's id comes back in the
 `x-pixelrelay-task-id` header, so the task is also readable with GET /api/v1/tasks/{id}.
-Errors use OpenAI's envelope (openai_errors.py).
+Errors use OpenAI's envelope (openai_errors.py). With `stream: true` the answer is OpenAI's
+Server-Sent Events: `partial_images` previews, then one `completed` event per image.
 """
 
 from __future__ import annotations
 
 import base64
+import json
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
@@ -21,11 +25,11 @@ from gateway.core.api import PublicApi
 from gateway.core.sizes import PIXELS
 from gateway.core.store import TaskStatus
 from gateway.core.validation import MAX_REFERENCE_IMAGES
-from gateway.http.openai_errors import openai_error_response
+from gateway.http.openai_errors import openai_error_json, openai_error_response
 from gateway.http.responses import JSONBody
-from pixelrelay.errors import CATALOG, ApiError, E
+from pixelrelay.errors import CATALOG, ApiError, E, as_public
 from pixelrelay.public_models import BASIC, PUBLIC_MODELS
-from pixelrelay.v1 import public_api_pb2
+from pixelrelay.v1 import common_pb2, public_api_pb2
 
 GENERATIONS = "/v1/images/generations"
 EDITS = "/v1/images/edits"
@@ -135,11 +139,9 @@ def generation_request(body: OpenAIGenerationBody) -> public_api_pb2.CreateGener
             "(and here also a url)",
             param="response_format",
         )
-    if body.stream:
-        raise ApiError(E.UNSUPPORTED_PARAMETER, "stream is not supported yet", param="stream")
-    if body.partial_images:
+    if body.partial_images and not body.stream:
         raise ApiError(
-            E.UNSUPPORTED_PARAMETER, "partial_images needs stream", param="partial_images"
+            E.INVALID_PARAMETER, "partial_images needs stream: true", param="partial_images"
         )
     request = public_api_pb2.CreateGenerationRequest(model=body.model, prompt=body.prompt)
     basic = body.model == BASIC
@@ -175,22 +177,44 @@ def _set_size(request: public_api_pb2.CreateGenerationRequest, size: str, basic:
     request.size = size
 
 
+def image_settings(task: public_api_pb2.Task) -> dict[str, str]:
+    """The fields OpenAI repeats in every answer and event about the image."""
+    spec = task.spec
+    return {
+        "background": spec.background or "opaque",
+        "output_format": spec.output_format or "png",
+        "quality": spec.quality or "auto",
+        "size": f"{spec.width}x{spec.height}",
+    }
+
+
+def usage_json(usage: common_pb2.Usage) -> dict[str, Any]:
+    return {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens,
+        "input_tokens_details": {
+            "text_tokens": usage.input_text_tokens,
+            "image_tokens": usage.input_image_tokens,
+        },
+    }
+
+
 def images_response(
     settled: public_api_pb2.Task, images: list[public_api_pb2.ImageData]
 ) -> dict[str, Any]:
-    spec = settled.spec
     urls = {image.index: image.url for image in settled.images}
-    return {
+    answer: dict[str, Any] = {
         "created": settled.created_at,
         "data": [
             {"b64_json": base64.b64encode(image.data).decode(), "url": urls.get(image.index)}
             for image in images
         ],
-        "background": spec.background or "opaque",
-        "output_format": spec.output_format,
-        "quality": spec.quality or "auto",
-        "size": f"{spec.width}x{spec.height}",
+        **image_settings(settled),
     }
+    if settled.HasField("usage"):  # absent when the upstream reported none
+        answer["usage"] = usage_json(settled.usage)
+    return answer
 
 
 def settled_or_error(settled: public_api_pb2.Task) -> None:
@@ -217,7 +241,7 @@ def openai_router(api: PublicApi) -> APIRouter:
     async def generate(
         body: OpenAIGenerationBody, request: Request, authorization: Authorization = None
     ) -> Response:
-        return await _answer(api, request, authorization, generation_request(body))
+        return await _answer(api, request, authorization, generation_request(body), body)
 
     @router.post(
         EDITS,
@@ -250,12 +274,13 @@ def openai_router(api: PublicApi) -> APIRouter:
             raise ApiError(
                 E.INVALID_PARAMETER, f"at most {MAX_REFERENCE_IMAGES} images", param="image"
             )
-        generation = generation_request(edit_fields(fields))
+        body = edit_fields(fields)
+        generation = generation_request(body)
         for upload in files["image"]:
             generation.images.append(await _inline(upload))
         if files["mask"]:
             generation.mask.CopyFrom(await _inline(files["mask"][0]))
-        return await _answer(api, request, authorization, generation)
+        return await _answer(api, request, authorization, generation, body)
 
     @router.get(MODELS, summary="The models this platform serves (OpenAI's list shape)")
     async def models(authorization: Authorization = None) -> Response:
@@ -284,6 +309,7 @@ async def _answer(
     request: Request,
     authorization: str | None,
     generation: public_api_pb2.CreateGenerationRequest,
+    body: OpenAIGenerationBody,
 ) -> Response:
     """Run GenerateImages and answer as OpenAI does: the images, or the error.
 
@@ -295,8 +321,14 @@ async def _answer(
     if idempotency_key is not None:
         generation.idempotency_key = idempotency_key
     events = api.generate_images(
-        authorization, public_api_pb2.GenerateImagesRequest(request=generation)
+        authorization,
+        public_api_pb2.GenerateImagesRequest(
+            request=generation, partial_images=body.partial_images or 0
+        ),
     )
+    if body.stream:
+        prefix = "image_edit" if generation.images else "image_generation"
+        return await _stream(events, prefix)
     images: list[public_api_pb2.ImageData] = []
     task = public_api_pb2.Task()
     try:
@@ -318,3 +350,60 @@ async def _answer(
             answer.headers["x-should-retry"] = "false"
         return answer
     return JSONBody(images_response(task, images), headers={TASK_HEADER: task.id})
+
+
+async def _stream(events: AsyncGenerator[public_api_pb2.GenerationEvent], prefix: str) -> Response:
+    """OpenAI's image stream. Everything up to the task's acceptance (auth, validation,
+    credits) is an ordinary error answer; after it, a failure is an `error` event, which
+    the SDK raises as an APIError."""
+    first = await anext(events)  # accepted, or the error raised
+    task = first.accepted
+
+    async def body() -> AsyncIterator[bytes]:
+        settled = task
+        images: list[public_api_pb2.ImageData] = []
+        try:
+            async for event in events:
+                kind = event.WhichOneof("event")
+                if kind == "partial":
+                    yield _sse(
+                        f"{prefix}.partial_image",
+                        {
+                            "b64_json": base64.b64encode(event.partial.data).decode(),
+                            "partial_image_index": event.partial.partial_image_index,
+                            "created_at": int(time.time()),
+                            **image_settings(task),
+                        },
+                    )
+                elif kind == "image":
+                    images.append(event.image)
+                elif kind == "settled":
+                    settled = event.settled
+            settled_or_error(settled)
+        except ApiError as err:
+            yield _sse("error", openai_error_json(as_public(err)))
+            return
+        finally:
+            await events.aclose()  # the client left: stop waiting; the task goes on
+        urls = {image.index: image.url for image in settled.images}
+        for image in images:
+            completed: dict[str, Any] = {
+                "b64_json": base64.b64encode(image.data).decode(),
+                "url": urls.get(image.index),
+                "created_at": settled.created_at,
+                **image_settings(settled),
+            }
+            if settled.HasField("usage"):
+                completed["usage"] = usage_json(settled.usage)
+            yield _sse(f"{prefix}.completed", completed)
+
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream",
+        headers={TASK_HEADER: task.id, "cache-control": "no-cache"},
+    )
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    payload = json.dumps({"type": event, **data})
+    return f"event: {event}\ndata: {payload}\n\n".encode()

@@ -4,6 +4,7 @@ our errors onto OpenAI's statuses and types (what the SDK turns into its excepti
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from gateway.http.openai_api import OpenAIGenerationBody, generation_request
 from gateway.http.openai_errors import openai_error_json, openai_status
@@ -40,14 +41,22 @@ def test_what_the_basic_model_does_anyway_is_accepted_anything_else_is_passed_on
 
 @pytest.mark.parametrize(
     ("fields", "param"),
-    [({"response_format": "url"}, "response_format"), ({"stream": True}, "stream")],
+    [
+        ({"response_format": "url"}, "response_format"),
+        ({"style": "vivid"}, "style"),
+        ({"partial_images": 2}, "partial_images"),  # previews come only with stream: true
+    ],
 )
 def test_what_gpt_image_models_do_not_take_is_refused_by_name(
     fields: dict[str, object], param: str
 ) -> None:
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises((ApiError, ValidationError)) as caught:
         translated(model="gpt-image-2", **fields)
-    assert caught.value.param == param
+    refused = caught.value
+    if isinstance(refused, ValidationError):  # unknown: the handler names it (test_openai_sdk)
+        assert refused.errors()[0]["loc"] == (param,)
+    else:
+        assert isinstance(refused, ApiError) and refused.param == param
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import pytest
 
 from gateway.core.idempotency import IdempotencyStore
 from gateway.core.retention import Records, purge_records
-from gateway.core.store import TaskRecord, TaskStore, spec_to_json, task_from_row
+from gateway.core.store import TaskRecord, TaskStore, message_to_json, task_from_row
 from gateway.core.uploads import Quota, UploadRecord, UploadStore
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
@@ -26,7 +26,7 @@ def task(task_id: str, created_at_ms: int) -> TaskRecord:
         key_id="key_a",
         model="gpt-image-2",
         created_at_ms=created_at_ms,
-        spec_json=spec_to_json(SPEC),
+        spec_json=message_to_json(SPEC),
     )
 
 

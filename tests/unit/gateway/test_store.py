@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.core.events import retry_delay
-from gateway.core.store import TaskRecord, TaskStore, spec_to_json
+from gateway.core.store import TaskRecord, TaskStore, message_to_json
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import common_pb2, events_pb2
@@ -20,7 +20,7 @@ def record(task_id: str, account_id: str = "acct_a") -> TaskRecord:
         key_id="key_a",
         model="gpt-image-2",
         created_at_ms=1_700_000_000_123,
-        spec_json=spec_to_json(SPEC),
+        spec_json=message_to_json(SPEC),
         credits_reserved=7,
         price_id="basic-1k",
     )
