@@ -20,6 +20,7 @@ from nats.aio.client import Client as NATS
 from pixelrelay import bus
 from pixelrelay.bus_access import ADMIN_USER, SERVICE_USERS, server_config
 from pixelrelay.ids import random_token
+from pixelrelay.previews import PreviewReceiver, PreviewSender
 from pixelrelay_dev.config import nats_server_binary
 from pixelrelay_dev.ports import lease_ports
 
@@ -189,6 +190,47 @@ async def test_the_dispatcher_consumes_and_the_gateway_hears_events(
     finally:
         await dispatcher.close()
         await gateway.close()
+
+
+async def test_previews_go_from_the_dispatcher_to_the_gateway_alone(
+    nats_bus: Bus, admin: NATS
+) -> None:
+    """A preview larger than the server's max_payload (1 MB) arrives whole, in chunks; only
+    the dispatcher may send previews and only the gateway may listen to them."""
+    dispatcher, gateway = (
+        await connected(nats_bus, "dispatcher"),
+        await connected(nats_bus, "gateway"),
+    )
+    refusals: list[Exception] = []
+    storage = await connected(nats_bus, "storage", refusals)
+    try:
+        receiver = await PreviewReceiver().open(gateway)
+        receiver.task_id = "task_1"
+        preview = os.urandom(3 * dispatcher.max_payload // 2 + 17)
+        sender = PreviewSender(dispatcher, receiver.subject, "task_1", "png", limit=2)
+        for _ in range(3):  # the third is over the limit and not sent
+            await sender.send(preview)
+        await dispatcher.flush()
+        settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(1.0, settled.set_result, None)
+        got = [p async for p in receiver.until(settled)]
+        assert [(p.partial_image_index, p.data == preview, p.format) for p in got] == [
+            (0, True, "png"),
+            (1, True, "png"),
+        ]
+        await receiver.close()
+        await storage.subscribe(bus.PARTIALS_SUBJECTS)
+        await storage.flush()
+        await asyncio.sleep(0.05)
+        assert any("permissions violation" in str(e).lower() for e in refusals), refusals
+        refusals.clear()
+        await storage.publish(receiver.subject, b"forged")
+        await storage.flush()
+        await asyncio.sleep(0.05)
+        assert any("permissions violation" in str(e).lower() for e in refusals), refusals
+    finally:
+        for nc in (dispatcher, gateway, storage):
+            await nc.close()
 
 
 def test_the_configuration_is_what_nats_server_accepts(tmp_path: Path) -> None:

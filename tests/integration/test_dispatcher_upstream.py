@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from PIL import Image
 
 from dispatcher.channels import ChannelsFile
 from dispatcher.errors import (
@@ -13,10 +16,11 @@ from dispatcher.errors import (
     RetryableError,
 )
 from dispatcher.router import AllChannelsFailed, Router
-from dispatcher.upstream import OpenAIImagesChannel
+from dispatcher.upstream import InputImage, OpenAIImagesChannel, Partials
 from pixelrelay.v1 import common_pb2
 from tests.integration.conftest import Simulator
 from tests.utils.servers import refusing_port
+from upstream_sim.render import render_image
 
 SPEC = common_pb2.ImageSpec(
     model="gpt-image-2",
@@ -53,6 +57,63 @@ async def test_generates_valid_images(simulator: Simulator) -> None:
         "webp",
         80,
     )
+
+
+class Collected:
+    def __init__(self) -> None:
+        self.previews: list[bytes] = []
+
+    async def send(self, data: bytes) -> None:
+        self.previews.append(data)
+
+
+async def test_a_streamed_call_sends_each_preview_on_and_returns_the_images(
+    simulator: Simulator,
+) -> None:
+    sink = Collected()
+    result = await channel(simulator.url).generate("a fox", SPEC, partials=Partials(2, sink.send))
+    assert len(sink.previews) == 2
+    assert all(Image.open(io.BytesIO(p)).size == (1024, 1024) for p in sink.previews)
+    assert [(i.format, i.width) for i in result.images] == [("png", 1024)]
+    assert result.usage.output_tokens > 0 and result.usage.input_text_tokens > 0
+    [seen] = await simulator.requests()
+    assert {"stream", "partial_images"} <= set(seen["fields"])  # type: ignore[arg-type]
+
+
+async def test_a_streamed_edit_uses_the_edits_endpoint(simulator: Simulator) -> None:
+    sink = Collected()
+    ref = InputImage("ref0.png", render_image("ref", 1024, 1024, "png"))
+    result = await channel(simulator.url).generate(
+        "paint it", SPEC, [ref], partials=Partials(1, sink.send)
+    )
+    assert len(result.images) == 1 and len(sink.previews) == 1
+    [seen] = await simulator.requests()
+    assert seen["endpoint"] == "edits"
+
+
+@pytest.mark.parametrize(
+    ("rule", "error"),
+    [
+        ({"kind": "status", "status": 500}, RetryableError),
+        ({"kind": "bad_base64"}, BadOutputError),
+        ({"kind": "wrong_size"}, BadOutputError),
+    ],
+)
+async def test_a_streamed_call_is_judged_like_any_other(
+    simulator: Simulator, rule: dict[str, object], error: type[Exception]
+) -> None:
+    await simulator.faults(rule)
+    with pytest.raises(error):
+        await channel(simulator.url).generate("p", SPEC, partials=Partials(1, Collected().send))
+
+
+async def test_a_channel_without_previews_is_called_plainly(simulator: Simulator) -> None:
+    sink = Collected()
+    r = router(simulator.url, caps={"partial_images": False})
+    result, _attempts = await r.generate("t", "p", SPEC, partials=Partials(2, sink.send))
+    assert len(result.images) == 1 and sink.previews == []
+    [seen] = await simulator.requests()
+    assert "stream" not in seen["fields"]  # type: ignore[operator]
 
 
 @pytest.mark.parametrize(
