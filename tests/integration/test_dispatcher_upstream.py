@@ -77,7 +77,7 @@ async def test_a_streamed_call_sends_each_preview_on_and_returns_the_images(
     assert [(i.format, i.width) for i in result.images] == [("png", 1024)]
     assert result.usage.output_tokens > 0 and result.usage.input_text_tokens > 0
     [seen] = await simulator.requests()
-    assert {"stream", "partial_images"} <= set(seen["fields"])  # type: ignore[arg-type]
+    assert {"stream", "partial_images"} <= set(seen["fields"])  # type: ignore[call-overload]
 
 
 async def test_a_streamed_edit_uses_the_edits_endpoint(simulator: Simulator) -> None:
