@@ -110,3 +110,4 @@ async def test_the_readme_openai_example_runs_as_written(platform: Platform) -> 
     names: dict[str, Any] = {"PIXELRELAY_API_KEY": await new_account(platform, 100)}
     await asyncio.to_thread(exec, code, names)  # the sync SDK: off the event loop
     assert names["image"].data[0].b64_json
+    assert names["event"].type == "image_generation.completed"  # the loop's last event
