@@ -50,12 +50,7 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         context: grpc.aio.ServicerContext,
     ) -> storage_pb2.StoreImagesResponse:
         header, buffers = await receive_images(request_iterator)
-        stored = await asyncio.gather(
-            *(
-                self._store(header.task_id, meta, bytes(buffers[meta.index]))
-                for meta in header.images
-            )
-        )
+        stored = [self._describe(header.task_id, meta) for meta in header.images]
         event = task_events.completed(
             header.task_id,
             images=stored,
@@ -64,9 +59,14 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             attempts=header.attempts,
             usage=header.usage,
         )
-        # The manifest marks the set complete: a redelivered job finds it and stops.
-        await self.blobs.put(
-            manifest_key(header.task_id), event.SerializeToString(), "application/x-protobuf"
+        # The manifest marks the set complete: a redelivered job finds it and stops. It is
+        # written beside the images, not after them (one object store round trip instead
+        # of two), so Reannounce trusts it only if every image it lists is there.
+        await asyncio.gather(
+            *(self._put_image(image, bytes(buffers[image.index])) for image in stored),
+            self.blobs.put(
+                manifest_key(header.task_id), event.SerializeToString(), "application/x-protobuf"
+            ),
         )
         await task_events.publish_event(self.js, event)
         log.info(
@@ -129,7 +129,11 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         manifest = await self.blobs.get(manifest_key(request.task_id))
         if manifest is None:
             return storage_pb2.ReannounceResponse(found=False)
-        await task_events.publish_event(self.js, events_pb2.TaskEvent.FromString(manifest))
+        event = events_pb2.TaskEvent.FromString(manifest)
+        present = await asyncio.gather(*(self.blobs.exists(i.key) for i in event.completed.images))
+        if not all(present):  # the store died between the manifest and an image
+            return storage_pb2.ReannounceResponse(found=False)
+        await task_events.publish_event(self.js, event)
         return storage_pb2.ReannounceResponse(found=True)
 
     async def DeletePrefixes(
@@ -148,13 +152,14 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         log.info("objects deleted", extra={"prefixes": len(request.prefixes), "objects": deleted})
         return storage_pb2.DeletePrefixesResponse(deleted=deleted)
 
-    async def _store(
-        self, task_id: str, meta: storage_pb2.ImageMeta, data: bytes
-    ) -> common_pb2.StoredImage:
-        key = result_key(task_id, meta.index, meta.format)
-        await self.blobs.put(key, data, MIME_TYPES[meta.format])
-        STORED_IMAGES.labels(meta.format).inc()
+    async def _put_image(self, image: common_pb2.StoredImage, data: bytes) -> None:
+        await self.blobs.put(image.key, data, image.content_type)
+        STORED_IMAGES.labels(image.format).inc()
         STORED_BYTES.inc(len(data))
+
+    def _describe(self, task_id: str, meta: storage_pb2.ImageMeta) -> common_pb2.StoredImage:
+        """Where the image goes and its link (presigning is local: no request)."""
+        key = result_key(task_id, meta.index, meta.format)
         url, expires_at = self.blobs.presign(key)
         return common_pb2.StoredImage(
             index=meta.index,
@@ -164,7 +169,7 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             format=meta.format,
             width=meta.width,
             height=meta.height,
-            bytes=len(data),
+            bytes=meta.bytes,
             sha256=meta.sha256,
             expires_at=expires_at,
             kept_until=self.blobs.kept_until(key),

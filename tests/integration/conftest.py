@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
+import nats
 import pytest
 from moto.server import ThreadedMotoServer
 
+from pixelrelay.bus import ensure_streams
+from pixelrelay_dev.children import wait_tcp
+from pixelrelay_dev.config import nats_server_binary
 from tests.utils.servers import serving
 from upstream_sim.app import create_app
 from upstream_sim.settings import SimSettings
@@ -62,3 +68,22 @@ def s3() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+@contextlib.asynccontextmanager
+async def nats_on(port: int, store: Path) -> AsyncIterator[None]:
+    """A JetStream server on ``port`` with the platform's streams (no users: open)."""
+    server = subprocess.Popen(  # noqa: ASYNC220 - started once, like `make run` does
+        [nats_server_binary(), "-js", "-sd", str(store), "-a", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        await wait_tcp(port, "nats")
+        nc = await nats.connect(f"nats://127.0.0.1:{port}")
+        await ensure_streams(nc.jetstream())
+        await nc.close()
+        yield
+    finally:
+        server.terminate()
+        server.wait(10)

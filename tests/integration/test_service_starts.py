@@ -9,19 +9,16 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-import nats
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from billing.migrate import SCHEMA as BILLING
-from pixelrelay.bus import ensure_streams
-from pixelrelay_dev.children import wait_tcp
-from pixelrelay_dev.config import nats_server_binary
 from pixelrelay_dev.ports import lease_ports
+from tests.integration.conftest import nats_on
 from tests.unit.dispatcher.test_channels import VALID
 from tests.utils.databases import POSTGRES_URL, postgres_database
 
@@ -108,25 +105,6 @@ def service(module: str, log: Path, **env: str) -> Iterator[subprocess.Popen[byt
         if process.poll() is None:
             process.terminate()
             process.wait(10)
-
-
-@contextlib.asynccontextmanager
-async def nats_on(port: int, store: Path) -> AsyncIterator[None]:
-    """A JetStream server on ``port`` with the platform's streams (no users: open)."""
-    server = subprocess.Popen(  # noqa: ASYNC220 - started once, like `make run` does
-        [nats_server_binary(), "-js", "-sd", str(store), "-a", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        await wait_tcp(port, "nats")
-        nc = await nats.connect(f"nats://127.0.0.1:{port}")
-        await ensure_streams(nc.jetstream())
-        await nc.close()
-        yield
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 @pytest.mark.postgres

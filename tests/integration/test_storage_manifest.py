@@ -1,0 +1,87 @@
+"""Storing a task's images on a real S3 API (moto) and JetStream: the images and the
+manifest are written together, and a redelivered job is told "already done" only when
+the manifest and every image it lists are there."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import nats
+from nats.js import JetStreamContext
+from pydantic import SecretStr
+
+from pixelrelay import bus
+from pixelrelay.objects import manifest_key
+from pixelrelay.v1 import events_pb2, storage_pb2
+from pixelrelay_dev.ports import lease_ports
+from storage.blobstore import BlobStore
+from storage.servicer import StorageServicer
+from storage.settings import StorageSettings
+from tests.integration.conftest import nats_on
+from upstream_sim.render import render_image
+
+TASK = "task_0123456789abcdefghijkl"
+
+
+async def requests(images: list[bytes]) -> AsyncIterator[storage_pb2.StoreImagesRequest]:
+    yield storage_pb2.StoreImagesRequest(
+        header=storage_pb2.StoreHeader(
+            task_id=TASK,
+            quality="low",
+            images=[
+                storage_pb2.ImageMeta(
+                    index=i,
+                    format="png",
+                    width=64,
+                    height=64,
+                    bytes=len(data),
+                    sha256=hashlib.sha256(data).hexdigest(),
+                )
+                for i, data in enumerate(images)
+            ],
+        )
+    )
+    for i, data in enumerate(images):
+        yield storage_pb2.StoreImagesRequest(chunk=storage_pb2.ImageChunk(index=i, data=data))
+
+
+async def completions(js: JetStreamContext) -> int:
+    info = await js.stream_info(bus.EVENTS_STREAM)
+    return info.state.messages
+
+
+async def test_reannounce_trusts_the_manifest_only_with_every_image(
+    s3: str, tmp_path: Path
+) -> None:
+    blobs = BlobStore(
+        StorageSettings(s3_endpoint=s3, s3_access_key=SecretStr("k"), s3_secret_key=SecretStr("s"))
+    )
+    await blobs.ensure_bucket()
+    images = [render_image(f"image {i}", 64, 64, "png") for i in range(2)]
+    with lease_ports(1) as lease:
+        [port] = lease.ports
+        async with nats_on(port, tmp_path / "js"):
+            nc = await nats.connect(f"nats://127.0.0.1:{port}")
+            js = nc.jetstream()
+            servicer = StorageServicer(blobs, js)
+            try:
+                stored = await servicer.StoreImages(requests(images), None)  # type: ignore[arg-type]
+                assert [await blobs.get(i.key) for i in stored.images] == images
+                manifest = await blobs.get(manifest_key(TASK))
+                assert manifest is not None
+                event = events_pb2.TaskEvent.FromString(manifest)
+                assert [i.key for i in event.completed.images] == [i.key for i in stored.images]
+                assert await completions(js) == 1
+
+                again = storage_pb2.ReannounceRequest(task_id=TASK)
+                assert (await servicer.Reannounce(again, None)).found  # type: ignore[arg-type]
+                assert await completions(js) == 1  # the same message id: deduplicated
+
+                await blobs.delete([stored.images[1].key])  # died before this image landed
+                assert not (await servicer.Reannounce(again, None)).found  # type: ignore[arg-type]
+                await blobs.delete([manifest_key(TASK)])
+                assert not (await servicer.Reannounce(again, None)).found  # type: ignore[arg-type]
+            finally:
+                await nc.close()
