@@ -5,9 +5,13 @@ BIN := $(VENV)/bin
 PROTOS := $(wildcard protos/pixelrelay/v1/*.proto)
 GEN_DIR := libs
 export PATH := $(abspath $(BIN)):$(PATH)
+# LiteLLM's proxy, the sync benchmark's yardstick (bench/litellm_proxy.py): a venv of its own,
+# since its pins (openai<4, websockets<16, rich<14) would hold back the platform's.
+LITELLM_VENV := .venv-litellm
+LITELLM_VERSION := 1.108.7
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-security test-postgres lint fmt proto proto-check bench soak soak-full cluster-test ledger-check k8s-check clean
+.PHONY: help setup run test test-security test-postgres lint fmt proto proto-check bench bench-litellm soak soak-full cluster-test ledger-check k8s-check clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -52,8 +56,17 @@ proto-check: ## fail when the committed generated code is stale
 		cmp -s $$f $(GEN_DIR)/pixelrelay/v1/$$(basename $$f) || { echo "stale: $$(basename $$f) (run make proto)"; rm -rf $$tmp; exit 1; }; \
 	done; rm -rf $$tmp; echo "generated code is fresh"
 
-bench: ## benchmarks (under 10 min): bench/results/latest/{summary.md,report.json,latency.png}
+bench: bench-litellm ## benchmarks (under 10 min): bench/results/latest/{summary.md,report.json,latency.png}
 	$(BIN)/python -m bench
+
+bench-litellm: $(LITELLM_VENV)/.litellm-$(LITELLM_VERSION) ## install LiteLLM's proxy, which make bench compares /v1 with, in .venv-litellm
+
+$(LITELLM_VENV)/.litellm-$(LITELLM_VERSION):
+	rm -rf $(LITELLM_VENV)
+	$(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/pip install --quiet --upgrade pip
+	$(LITELLM_VENV)/bin/pip install --quiet 'litellm[proxy]==$(LITELLM_VERSION)'
+	touch $@
 
 soak: ## fault soak, short (~5 min): kills every process in turn under load, then audits every task and credit
 	$(BIN)/python -m bench.soak

@@ -33,13 +33,15 @@ START_TIMEOUT = 90.0
 # On SIGTERM it drains in-flight requests for up to 30 s (GRACEFUL_SHUTDOWN_TIMEOUT).
 STOP_GRACE = 10.0
 
-# Set whatever the bench's own environment holds: only these reach the proxy.
+# The proxy's whole environment, with PATH and HOME: nothing the bench inherits (a
+# DATABASE_URL, provider keys, LITELLM_* settings) changes what it does or reaches.
 ENV = {
     # DEV, the default, loads a .env from the working directory into the proxy.
     "LITELLM_MODE": "PRODUCTION",
     # Also uvicorn's level: no access log line per request, so logging does not skew timing.
     "LITELLM_LOG": "ERROR",
-    # Each of these is otherwise fetched from GitHub (the cost map even by `litellm --help`).
+    # Bundled copies: each is otherwise fetched from the internet (the cost map at import,
+    # even by `litellm --help`), which fails where only loopback is reachable.
     "LITELLM_LOCAL_MODEL_COST_MAP": "True",
     "LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS": "True",
     "LITELLM_LOCAL_BLOG_POSTS": "True",
@@ -61,6 +63,12 @@ def available() -> str | None:
     if not os.access(LITELLM, os.X_OK):
         return f"LiteLLM is not installed (no {VENV}: make bench-litellm)"
     return None
+
+
+def version() -> str:
+    """The installed version, from the marker `make bench-litellm` leaves."""
+    markers = sorted((REPO / VENV).glob(".litellm-*"))
+    return markers[-1].name.removeprefix(".litellm-") if markers else "unknown"
 
 
 def _config(upstream_base_url: str, master_key: str) -> str:
@@ -122,7 +130,7 @@ async def litellm_proxy(upstream_base_url: str) -> AsyncIterator[ProxyEndpoint]:
     reason = available()
     if reason is not None:
         raise RuntimeError(reason)
-    master_key = f"sk-bench-{secrets.token_hex(16)}"  # LiteLLM wants the sk- prefix
+    master_key = f"sk-bench-{secrets.token_hex(16)}"  # LiteLLM's keys start with sk-
     with (
         tempfile.TemporaryDirectory(prefix="pixelrelay-litellm-") as tmp,
         lease_ports(1) as lease,

@@ -59,9 +59,9 @@ REASON_HEADER = "Pixelrelay-Reason"
 # Core NATS, no stream: a gateway tells the others a task settled (gateway/core/waiting.py).
 SETTLED_PREFIX = "pixelrelay.settled"
 SETTLED_SUBJECTS = f"{SETTLED_PREFIX}.*"
-# Core NATS, no stream: previews from a dispatcher to the request waiting (previews.py).
-PARTIALS_PREFIX = "pixelrelay.partials"
-PARTIALS_SUBJECTS = f"{PARTIALS_PREFIX}.*"
+# Core NATS, no stream: images from a dispatcher to the request waiting (relay.py).
+RELAY_PREFIX = "pixelrelay.relay"
+RELAY_SUBJECTS = f"{RELAY_PREFIX}.*"
 # How long a consumer waits before fetching again after JetStream refused a fetch.
 FETCH_RETRY_SECONDS = 0.5
 DEDUP_WINDOW_S = 600.0

@@ -28,7 +28,7 @@ from pixelrelay import bus, task_events
 from pixelrelay.billing_client import BillingClient
 from pixelrelay.crashpoints import crash_point
 from pixelrelay.errors import ApiError, E, ErrorKind
-from pixelrelay.previews import MAX_PARTIAL_IMAGES, PreviewSender, is_previews_subject
+from pixelrelay.relay import MAX_PARTIAL_IMAGES, RelaySender, is_relay_subject
 from pixelrelay.sealing import PromptSealer, SealError
 from pixelrelay.storage_client import StorageClient
 from pixelrelay.v1 import billing_pb2, jobs_pb2
@@ -107,14 +107,21 @@ class JobHandler:
             log.error("job prompt unreadable", extra={"task_id": job.task_id, "error": str(err)})
             await self._fail(job.task_id, E.INTERNAL, "the job could not be read")
             return "failed"
+        relay = self._relay(job)
+        previews = (
+            Partials(relay.previews, relay.send_preview) if relay and relay.previews else None
+        )
         try:
             result, attempts = await self.router.generate(
-                job.task_id, prompt, job.spec, references, mask, self._previews(job)
+                job.task_id, prompt, job.spec, references, mask, previews
             )
         except AllChannelsFailed as failure:
             await self._fail(job.task_id, failure.last.kind, failure.last.message, failure.attempts)
             return "failed"
         upstream_ms = int((time.perf_counter() - started) * 1000)
+        if relay is not None:  # the waiting request answers with these, not a re-read
+            for index, image in enumerate(result.images):
+                await relay.send_final(index, image.data, image.format)
         store = functools.partial(
             self.storage.store_images,
             job.task_id,
@@ -138,16 +145,18 @@ class JobHandler:
         )
         return "completed"
 
-    def _previews(self, job: jobs_pb2.GenerationJob) -> Partials | None:
-        """Where the job's previews go, if its request asked for any. A redelivered job
-        streams them again: its request may still be waiting."""
-        if job.partial_images <= 0 or not is_previews_subject(job.partials_subject):
+    def _relay(self, job: jobs_pb2.GenerationJob) -> RelaySender | None:
+        """Where the job's images go as they are made, if a request waits for them. A
+        redelivered job relays them again: its request may still be waiting."""
+        if not is_relay_subject(job.relay_subject):
             return None
-        count = min(job.partial_images, MAX_PARTIAL_IMAGES)
-        sender = PreviewSender(
-            self.nc, job.partials_subject, job.task_id, job.spec.output_format or "png", count
+        return RelaySender(
+            self.nc,
+            job.relay_subject,
+            job.task_id,
+            job.spec.output_format or "png",
+            previews=max(0, min(job.partial_images, MAX_PARTIAL_IMAGES)),
         )
-        return Partials(count, sender.send)
 
     async def _still_wanted(self, task_id: str) -> bool:
         """Whether the task's hold is still pending. A job whose submit was refused after

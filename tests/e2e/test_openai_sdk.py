@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+import httpx
 import openai
 import pytest
 from PIL import Image
@@ -354,6 +355,40 @@ async def test_generate_images_over_grpc_passes_the_previews_on(
     assert [e.partial.partial_image_index for e in events[1:3]] == [0, 1]
     assert events[-1].settled.usage.output_tokens > 0
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def sync_images(platform: Platform) -> dict[str, float]:
+    """The gateway's pixelrelay_sync_images_total, by source."""
+    _grpc, metrics_port = platform.config.service_ports()["gateway"]
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+    counts = {"relayed": 0.0, "storage": 0.0}
+    for line in text.splitlines():
+        if line.startswith("pixelrelay_sync_images_total{"):
+            source = line.split('source="', 1)[1].split('"', 1)[0]
+            counts[source] = float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+async def test_the_answer_uses_the_relayed_images_and_storage_when_none_came(
+    platform: Platform, client: openai.AsyncOpenAI
+) -> None:
+    """The dispatcher relays the finished images to the waiting request (no read-back);
+    a request that did not make the task (an idempotent repeat) reads them from storage.
+    Both answers are the same stored bytes."""
+    before = await sync_images(platform)
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    first = await client.images.generate(
+        model="gpt-image-2-official", prompt="twice", n=2, extra_headers=key
+    )
+    middle = await sync_images(platform)
+    again = await client.images.generate(
+        model="gpt-image-2-official", prompt="twice", n=2, extra_headers=key
+    )
+    after = await sync_images(platform)
+    assert middle["relayed"] - before["relayed"] == 2 and middle["storage"] == before["storage"]
+    assert after["storage"] - middle["storage"] == 2 and after["relayed"] == middle["relayed"]
+    assert [d.b64_json for d in first.data or []] == [d.b64_json for d in again.data or []]
 
 
 @pytest.mark.security

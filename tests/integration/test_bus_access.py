@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import subprocess
@@ -20,7 +21,7 @@ from nats.aio.client import Client as NATS
 from pixelrelay import bus
 from pixelrelay.bus_access import ADMIN_USER, SERVICE_USERS, server_config
 from pixelrelay.ids import random_token
-from pixelrelay.previews import PreviewReceiver, PreviewSender
+from pixelrelay.relay import RelayReceiver, RelaySender
 from pixelrelay_dev.config import nats_server_binary
 from pixelrelay_dev.ports import lease_ports
 
@@ -192,11 +193,11 @@ async def test_the_dispatcher_consumes_and_the_gateway_hears_events(
         await gateway.close()
 
 
-async def test_previews_go_from_the_dispatcher_to_the_gateway_alone(
+async def test_relayed_images_go_from_the_dispatcher_to_the_gateway_alone(
     nats_bus: Bus, admin: NATS
 ) -> None:
-    """A preview larger than the server's max_payload (1 MB) arrives whole, in chunks; only
-    the dispatcher may send previews and only the gateway may listen to them."""
+    """Images larger than the server's max_payload (1 MB) arrive whole, in chunks; only the
+    dispatcher may relay images and only the gateway may listen to them."""
     dispatcher, gateway = (
         await connected(nats_bus, "dispatcher"),
         await connected(nats_bus, "gateway"),
@@ -204,22 +205,25 @@ async def test_previews_go_from_the_dispatcher_to_the_gateway_alone(
     refusals: list[Exception] = []
     storage = await connected(nats_bus, "storage", refusals)
     try:
-        receiver = await PreviewReceiver().open(gateway)
+        receiver = await RelayReceiver().open(gateway)
         receiver.task_id = "task_1"
         preview = os.urandom(3 * dispatcher.max_payload // 2 + 17)
-        sender = PreviewSender(dispatcher, receiver.subject, "task_1", "png", limit=2)
+        sender = RelaySender(dispatcher, receiver.subject, "task_1", "png", previews=2)
         for _ in range(3):  # the third is over the limit and not sent
-            await sender.send(preview)
+            await sender.send_preview(preview)
+        final = os.urandom(2 * dispatcher.max_payload)
+        await sender.send_final(0, final, "png")
         await dispatcher.flush()
         settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         asyncio.get_running_loop().call_later(1.0, settled.set_result, None)
-        got = [p async for p in receiver.until(settled)]
+        got = [p async for p in receiver.previews(settled)]
         assert [(p.partial_image_index, p.data == preview, p.format) for p in got] == [
             (0, True, "png"),
             (1, True, "png"),
         ]
+        assert receiver.final(0, hashlib.sha256(final).hexdigest()) == final
         await receiver.close()
-        await storage.subscribe(bus.PARTIALS_SUBJECTS)
+        await storage.subscribe(bus.RELAY_SUBJECTS)
         await storage.flush()
         await asyncio.sleep(0.05)
         assert any("permissions violation" in str(e).lower() for e in refusals), refusals

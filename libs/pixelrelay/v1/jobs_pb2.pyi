@@ -37,7 +37,7 @@ class GenerationJob(_message.Message):
     SEALED_PROMPT_FIELD_NUMBER: _builtins.int
     KEY_ID_FIELD_NUMBER: _builtins.int
     PARTIAL_IMAGES_FIELD_NUMBER: _builtins.int
-    PARTIALS_SUBJECT_FIELD_NUMBER: _builtins.int
+    RELAY_SUBJECT_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     account_id: _builtins.str
     prompt: _builtins.str
@@ -50,10 +50,11 @@ class GenerationJob(_message.Message):
     """
     key_id: _builtins.str
     partial_images: _builtins.int
-    """Set by GenerateImages with partial_images: stream that many previews from the upstream
-    and publish each on this core NATS subject (pixelrelay.partials.<id>), never stored.
+    """Set by GenerateImages, whose request waits for the task: publish its images on this
+    core NATS subject (pixelrelay.relay.<id>, libs/pixelrelay/relay.py), never stored
+    there: partial_images previews streamed from the upstream, then the finished images.
     """
-    partials_subject: _builtins.str
+    relay_subject: _builtins.str
     @_builtins.property
     def spec(self) -> _common_pb2.ImageSpec: ...
     @_builtins.property
@@ -75,33 +76,37 @@ class GenerationJob(_message.Message):
         sealed_prompt: _builtins.bytes = ...,
         key_id: _builtins.str = ...,
         partial_images: _builtins.int = ...,
-        partials_subject: _builtins.str = ...,
+        relay_subject: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "created_at_ms", b"created_at_ms", "key_id", b"key_id", "mask_key", b"mask_key", "partial_images", b"partial_images", "partials_subject", b"partials_subject", "prompt", b"prompt", "reference_keys", b"reference_keys", "sealed_prompt", b"sealed_prompt", "spec", b"spec", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "created_at_ms", b"created_at_ms", "key_id", b"key_id", "mask_key", b"mask_key", "partial_images", b"partial_images", "prompt", b"prompt", "reference_keys", b"reference_keys", "relay_subject", b"relay_subject", "sealed_prompt", b"sealed_prompt", "spec", b"spec", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GenerationJob: _TypeAlias = GenerationJob  # noqa: Y015
 
 @_typing.final
-class PartialImageChunk(_message.Message):
-    """One piece of a preview on GenerationJob.partials_subject. A preview larger than the
-    server's max_payload travels as several chunks in order (core NATS keeps one
-    publisher's order); the receiver joins them.
+class RelayChunk(_message.Message):
+    """One piece of an image on GenerationJob.relay_subject. An image larger than the server's
+    max_payload travels as several chunks in order (core NATS keeps one publisher's order);
+    the receiver joins them.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     TASK_ID_FIELD_NUMBER: _builtins.int
-    PARTIAL_IMAGE_INDEX_FIELD_NUMBER: _builtins.int
+    FINAL_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
     FORMAT_FIELD_NUMBER: _builtins.int
     CHUNK_FIELD_NUMBER: _builtins.int
     CHUNKS_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
-    partial_image_index: _builtins.int
+    final: _builtins.bool
+    """a finished image (index = its index), else a preview"""
+    index: _builtins.int
+    """(index = partial_image_index)"""
     format: _builtins.str
     chunk: _builtins.int
     """0-based"""
@@ -111,7 +116,8 @@ class PartialImageChunk(_message.Message):
         self,
         *,
         task_id: _builtins.str = ...,
-        partial_image_index: _builtins.int = ...,
+        final: _builtins.bool = ...,
+        index: _builtins.int = ...,
         format: _builtins.str = ...,
         chunk: _builtins.int = ...,
         chunks: _builtins.int = ...,
@@ -119,8 +125,8 @@ class PartialImageChunk(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "chunks", b"chunks", "data", b"data", "format", b"format", "partial_image_index", b"partial_image_index", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "chunks", b"chunks", "data", b"data", "final", b"final", "format", b"format", "index", b"index", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___PartialImageChunk: _TypeAlias = PartialImageChunk  # noqa: Y015
+Global___RelayChunk: _TypeAlias = RelayChunk  # noqa: Y015

@@ -31,7 +31,7 @@ from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
 from pixelrelay.ids import content_id, new_id
 from pixelrelay.limits import page_limit
-from pixelrelay.previews import MAX_PARTIAL_IMAGES, NO_PREVIEWS, PreviewReceiver, Previews
+from pixelrelay.relay import MAX_PARTIAL_IMAGES, NO_RELAY, Relay, RelayReceiver
 from pixelrelay.sealing import PromptSealer
 from pixelrelay.storage_client import StorageClient
 from pixelrelay.v1 import billing_pb2, common_pb2, jobs_pb2, public_api_pb2
@@ -39,6 +39,11 @@ from pixelrelay.v1 import billing_pb2, common_pb2, jobs_pb2, public_api_pb2
 log = logging.getLogger(__name__)
 
 TASKS_ACCEPTED = Counter("pixelrelay_tasks_accepted_total", "Tasks queued", ["model"])
+SYNC_IMAGES = Counter(
+    "pixelrelay_sync_images_total",
+    "Images answered to waiting requests, by where the bytes came from",
+    ["source"],  # relayed (from the dispatcher) | storage (read back)
+)
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
@@ -121,14 +126,14 @@ class PublicApi:
         self,
         authorization: str | None,
         request: public_api_pb2.CreateGenerationRequest,
-        previews: Previews = NO_PREVIEWS,
+        relay: Relay = NO_RELAY,
     ) -> public_api_pb2.Task:
         """Validate, load references, hold the price, record, queue. Any failure before the
         queue answers an error and leaves nothing charged. With an idempotency key, a
-        repeat gets the task the first made (idempotency.py), without previews."""
+        repeat gets the task the first made (idempotency.py), with nothing relayed."""
         principal = await self.authenticate(authorization, scopes.GENERATE)
         if not request.idempotency_key:
-            return await self._submit(principal, request, new_id("task"), previews)
+            return await self._submit(principal, request, new_id("task"), relay)
         account_id = principal.account_id
         key = key_digest(request.idempotency_key)
         claim = await self._claim(account_id, key, request)
@@ -137,12 +142,12 @@ class PublicApi:
             return await self.db.run(self.store.get, claim.task_id, account_id)
         try:
             try:
-                task = await self._submit(principal, request, claim.task_id, previews)
+                task = await self._submit(principal, request, claim.task_id, relay)
             except _HoldSettled:
                 # The first attempt's hold outlived it and was released: start afresh.
                 await self.db.run(self.idempotency.forget, account_id=account_id, key_sha256=key)
                 fresh = await self._claim(account_id, key, request)
-                task = await self._submit(principal, request, fresh.task_id, previews)
+                task = await self._submit(principal, request, fresh.task_id, relay)
         except Exception:
             await self.db.run(self.idempotency.forget, account_id=account_id, key_sha256=key)
             raise
@@ -154,8 +159,9 @@ class PublicApi:
     ) -> AsyncGenerator[public_api_pb2.GenerationEvent]:
         """Submit (CreateGeneration, the same hold and checks), wait until the task settles
         (passing on its previews, if asked), then each image's bytes and the settled task.
-        The task does not depend on this call: a caller that goes away leaves it to
-        complete and be charged once."""
+        The images come relayed from the dispatcher (relay.py) when they arrived whole and
+        are exactly what was stored, else from storage. The task does not depend on this
+        call: a caller that goes away leaves it to complete and be charged once."""
         if not 0 <= request.partial_images <= MAX_PARTIAL_IMAGES:
             raise ApiError(
                 E.INVALID_PARAMETER,
@@ -163,15 +169,12 @@ class PublicApi:
                 param="partial_images",
             )
         async with contextlib.AsyncExitStack() as stack:
-            receiver = None
-            if request.partial_images:
-                # Listening before the job is queued: no preview can come first.
-                receiver = await self._preview_receiver()
-                stack.push_async_callback(receiver.close)
-            previews = (
-                Previews(request.partial_images, receiver.subject) if receiver else NO_PREVIEWS
-            )
-            task = await self.create_generation(authorization, request.request, previews)
+            # Listening before the job is queued: nothing relayed can come first.
+            receiver = await self._relay_receiver()
+            stack.push_async_callback(receiver.close)
+            relay = Relay(request.partial_images, receiver.subject)
+            task = await self.create_generation(authorization, request.request, relay)
+            receiver.task_id = task.id
             yield public_api_pb2.GenerationEvent(accepted=task)
             wait = request.wait_seconds if request.wait_seconds > 0 else self.sync_wait_seconds
             waiting = asyncio.ensure_future(
@@ -182,24 +185,25 @@ class PublicApi:
                 )
             )
             stack.callback(waiting.cancel)  # the caller went away: stop waiting
-            if receiver is not None:
-                receiver.task_id = task.id
-                async for partial in receiver.until(waiting):
-                    yield public_api_pb2.GenerationEvent(partial=partial)
+            async for partial in receiver.previews(waiting):
+                yield public_api_pb2.GenerationEvent(partial=partial)
             settled = await waiting
-        if settled.status == TaskStatus.COMPLETED:
-            for image in settled.images:
-                data = await self.storage.get_object(image.key)
-                yield public_api_pb2.GenerationEvent(
-                    image=public_api_pb2.ImageData(
-                        index=image.index, data=data, format=image.format
+            if settled.status == TaskStatus.COMPLETED:
+                for image in settled.images:
+                    data = receiver.final(image.index, image.sha256)
+                    SYNC_IMAGES.labels("storage" if data is None else "relayed").inc()
+                    if data is None:
+                        data = await self.storage.get_object(image.key)
+                    yield public_api_pb2.GenerationEvent(
+                        image=public_api_pb2.ImageData(
+                            index=image.index, data=data, format=image.format
+                        )
                     )
-                )
         yield public_api_pb2.GenerationEvent(settled=settled)
 
-    async def _preview_receiver(self) -> PreviewReceiver:
+    async def _relay_receiver(self) -> RelayReceiver:
         try:
-            return await PreviewReceiver().open(self.nc)
+            return await RelayReceiver().open(self.nc)
         except Exception as exc:  # the bus is away: nothing is submitted either
             raise ApiError(E.UNAVAILABLE) from exc
 
@@ -229,7 +233,7 @@ class PublicApi:
         principal: billing_pb2.Principal,
         request: public_api_pb2.CreateGenerationRequest,
         task_id: str,
-        previews: Previews = NO_PREVIEWS,
+        relay: Relay = NO_RELAY,
     ) -> public_api_pb2.Task:
         spec, prompt = resolve(request)
         inputs = Inputs([], None)
@@ -274,8 +278,8 @@ class PublicApi:
                 created_at_ms=record.created_at_ms,
                 reference_keys=reference_keys,
                 mask_key=mask_key,
-                partial_images=previews.count,
-                partials_subject=previews.subject,
+                partial_images=relay.partial_images,
+                relay_subject=relay.subject,
             )
             await self._inserts.submit(record)
             crash_point("gateway.before_publish")
