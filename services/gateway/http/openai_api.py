@@ -200,16 +200,23 @@ def usage_json(usage: common_pb2.Usage) -> dict[str, Any]:
     }
 
 
+def image_items(
+    settled: public_api_pb2.Task, images: list[public_api_pb2.ImageData]
+) -> list[dict[str, Any]]:
+    """Each image as OpenAI gives it (`b64_json`), with our stored link (`url`)."""
+    urls = {image.index: image.url for image in settled.images}
+    return [
+        {"b64_json": base64.b64encode(image.data).decode(), "url": urls.get(image.index)}
+        for image in images
+    ]
+
+
 def images_response(
     settled: public_api_pb2.Task, images: list[public_api_pb2.ImageData]
 ) -> dict[str, Any]:
-    urls = {image.index: image.url for image in settled.images}
     answer: dict[str, Any] = {
         "created": settled.created_at,
-        "data": [
-            {"b64_json": base64.b64encode(image.data).decode(), "url": urls.get(image.index)}
-            for image in images
-        ],
+        "data": image_items(settled, images),
         **image_settings(settled),
     }
     if settled.HasField("usage"):  # absent when the upstream reported none
@@ -385,14 +392,8 @@ async def _stream(events: AsyncGenerator[public_api_pb2.GenerationEvent], prefix
             return
         finally:
             await events.aclose()  # the client left: stop waiting; the task goes on
-        urls = {image.index: image.url for image in settled.images}
-        for image in images:
-            completed: dict[str, Any] = {
-                "b64_json": base64.b64encode(image.data).decode(),
-                "url": urls.get(image.index),
-                "created_at": settled.created_at,
-                **image_settings(settled),
-            }
+        for item in image_items(settled, images):
+            completed = {**item, "created_at": settled.created_at, **image_settings(settled)}
             if settled.HasField("usage"):
                 completed["usage"] = usage_json(settled.usage)
             yield _sse(f"{prefix}.completed", completed)
