@@ -198,6 +198,7 @@ async def _serve(
                 max_body_bytes=settings.max_body_bytes,
                 max_upload_bytes=settings.max_image_bytes + 64 * 1024,
                 max_edit_bytes=settings.max_edit_bytes,
+                stream_keepalive_seconds=settings.stream_keepalive_seconds,
                 throttle=throttle,
             ),
             host=settings.http_host,

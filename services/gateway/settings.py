@@ -61,6 +61,9 @@ class GatewaySettings(DatabaseSettings):
     # Longest a synchronous call (/v1/images/*, GenerateImages) waits for its task; then it
     # answers with the task still processing (its id in the answer, readable by polling).
     sync_wait_seconds: float = Field(default=300.0, gt=0)
+    # A /v1 event stream silent this long gets a comment line: proxies cut idle streams
+    # (nginx after 60 s), and a generation can take minutes.
+    stream_keepalive_seconds: float = Field(default=15.0, gt=0)
     # Task records are deleted this long after the task was made (fractional days allowed);
     # the ledger keeps its entries, which name the task, for ever.
     task_retention_days: float = Field(default=90.0, gt=0)

@@ -75,6 +75,8 @@ async def running_platform(
         "MAX_CONNECTIONS": "300",
         # Tests act as a proxy: X-Forwarded-For gives each test its own client address.
         "TRUSTED_PROXIES": "127.0.0.1",
+        # Keepalive comments in every /v1 stream the tests read (the SDK must skip them).
+        "STREAM_KEEPALIVE_SECONDS": "0.3",
         **(env or {}),
     }
     config = StackConfig.leased_ports(

@@ -265,6 +265,21 @@ async def test_streaming_sends_the_previews_then_the_image(
     assert await upstream_requests(platform, prompt) == 1  # previews cost no second call
 
 
+async def test_a_quiet_stream_carries_keepalive_comments(platform: Platform, key: str) -> None:
+    """While the upstream works, the stream is not silent (STREAM_KEEPALIVE_SECONDS is
+    0.3 s on the test platform): SSE comment lines, which the SDK skips (the tests above)."""
+    prompt = f"a quiet wait {uuid.uuid4().hex}"
+    await faults(platform, {"kind": "latency", "match": prompt, "seconds": 1})
+    body = {"model": "gpt-image-2", "prompt": prompt, "stream": True}
+    async with platform.http.stream(
+        "POST", "/v1/images/generations", json=body, headers=platform.auth(key)
+    ) as answer:
+        lines = [line async for line in answer.aiter_lines()]
+    assert answer.headers["content-type"].startswith("text/event-stream")
+    assert lines.count(": keepalive") >= 2
+    assert "event: image_generation.completed" in lines
+
+
 async def test_streaming_an_edit_uses_the_edit_events(
     platform: Platform, client: openai.AsyncOpenAI
 ) -> None:

@@ -27,7 +27,11 @@ from pixelrelay.errors import ApiError
 from pixelrelay.ids import random_token
 
 
-def create_app(api: PublicApi, billing_admin: AdminAccess | None = None) -> FastAPI:
+def create_app(
+    api: PublicApi,
+    billing_admin: AdminAccess | None = None,
+    stream_keepalive_seconds: float = openai_api.KEEPALIVE_SECONDS,
+) -> FastAPI:
     app = FastAPI(
         title="PixelRelay API",
         version="1",
@@ -52,7 +56,7 @@ def create_app(api: PublicApi, billing_admin: AdminAccess | None = None) -> Fast
     reapi_routes = reapi_router(api)
     app.include_router(reapi_routes)
     app.state.reapi_routes = reapi_routes.routes  # for HotRoutes: included routers stay opaque
-    app.include_router(openai_router(api))
+    app.include_router(openai_router(api, stream_keepalive_seconds))
     app.include_router(admin_router())
     app.include_router(pages_router())
 
@@ -89,7 +93,8 @@ def asgi_app(
     max_upload_bytes: int,
     max_edit_bytes: int,
     throttle: AuthThrottle,
+    stream_keepalive_seconds: float = openai_api.KEEPALIVE_SECONDS,
 ) -> ASGIApp:
-    app = HotRoutes(create_app(api, admin))
+    app = HotRoutes(create_app(api, admin, stream_keepalive_seconds))
     file_limits = {reapi.UPLOADS: max_upload_bytes, openai_api.EDITS: max_edit_bytes}
     return RequestContext(app, max_body_bytes, file_limits, throttle)

@@ -10,6 +10,7 @@ Server-Sent Events: `partial_images` previews, then one `completed` event per im
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -35,6 +36,7 @@ GENERATIONS = "/v1/images/generations"
 EDITS = "/v1/images/edits"
 MODELS = "/v1/models"
 TASK_HEADER = "x-pixelrelay-task-id"
+KEEPALIVE_SECONDS = 15.0  # STREAM_KEEPALIVE_SECONDS
 
 Authorization = Annotated[str | None, Header(description="Bearer <api key>")]
 
@@ -237,7 +239,7 @@ def settled_or_error(settled: public_api_pb2.Task) -> None:
     )
 
 
-def openai_router(api: PublicApi) -> APIRouter:
+def openai_router(api: PublicApi, keepalive_seconds: float = KEEPALIVE_SECONDS) -> APIRouter:
     router = APIRouter(tags=["openai"], responses=ERRORS)
 
     @router.post(
@@ -248,7 +250,9 @@ def openai_router(api: PublicApi) -> APIRouter:
     async def generate(
         body: OpenAIGenerationBody, request: Request, authorization: Authorization = None
     ) -> Response:
-        return await _answer(api, request, authorization, generation_request(body), body)
+        return await _answer(
+            api, request, authorization, generation_request(body), body, keepalive_seconds
+        )
 
     @router.post(
         EDITS,
@@ -287,7 +291,7 @@ def openai_router(api: PublicApi) -> APIRouter:
             generation.images.append(await _inline(upload))
         if files["mask"]:
             generation.mask.CopyFrom(await _inline(files["mask"][0]))
-        return await _answer(api, request, authorization, generation, body)
+        return await _answer(api, request, authorization, generation, body, keepalive_seconds)
 
     @router.get(MODELS, summary="The models this platform serves (OpenAI's list shape)")
     async def models(authorization: Authorization = None) -> Response:
@@ -317,6 +321,7 @@ async def _answer(
     authorization: str | None,
     generation: public_api_pb2.CreateGenerationRequest,
     body: OpenAIGenerationBody,
+    keepalive_seconds: float,
 ) -> Response:
     """Run GenerateImages and answer as OpenAI does: the images, or the error.
 
@@ -335,7 +340,7 @@ async def _answer(
     )
     if body.stream:
         prefix = "image_edit" if generation.images else "image_generation"
-        return await _stream(events, prefix)
+        return await _stream(events, prefix, keepalive_seconds)
     images: list[public_api_pb2.ImageData] = []
     task = public_api_pb2.Task()
     try:
@@ -359,7 +364,9 @@ async def _answer(
     return JSONBody(images_response(task, images), headers={TASK_HEADER: task.id})
 
 
-async def _stream(events: AsyncGenerator[public_api_pb2.GenerationEvent], prefix: str) -> Response:
+async def _stream(
+    events: AsyncGenerator[public_api_pb2.GenerationEvent], prefix: str, keepalive_seconds: float
+) -> Response:
     """OpenAI's image stream. Everything up to the task's acceptance (auth, validation,
     credits) is an ordinary error answer; after it, a failure is an `error` event, which
     the SDK raises as an APIError."""
@@ -370,7 +377,10 @@ async def _stream(events: AsyncGenerator[public_api_pb2.GenerationEvent], prefix
         settled = task
         images: list[public_api_pb2.ImageData] = []
         try:
-            async for event in events:
+            async for event in with_keepalives(events, keepalive_seconds):
+                if event is None:  # a comment line: proxies keep an idle stream open
+                    yield b": keepalive\n\n"
+                    continue
                 kind = event.WhichOneof("event")
                 if kind == "partial":
                     yield _sse(
@@ -403,6 +413,28 @@ async def _stream(events: AsyncGenerator[public_api_pb2.GenerationEvent], prefix
         media_type="text/event-stream",
         headers={TASK_HEADER: task.id, "cache-control": "no-cache"},
     )
+
+
+async def with_keepalives(
+    events: AsyncIterator[public_api_pb2.GenerationEvent], every: float
+) -> AsyncIterator[public_api_pb2.GenerationEvent | None]:
+    """The events, and None each time ``every`` seconds pass without one (the wait for
+    the next event goes on: it is not cancelled)."""
+    upcoming = asyncio.ensure_future(anext(events))
+    try:
+        while True:
+            done, _pending = await asyncio.wait({upcoming}, timeout=every)
+            if not done:
+                yield None
+                continue
+            try:
+                event = upcoming.result()
+            except StopAsyncIteration:
+                return
+            yield event
+            upcoming = asyncio.ensure_future(anext(events))
+    finally:
+        upcoming.cancel()
 
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:

@@ -3,12 +3,16 @@ our errors onto OpenAI's statuses and types (what the SDK turns into its excepti
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
 import pytest
 from pydantic import ValidationError
 
-from gateway.http.openai_api import OpenAIGenerationBody, generation_request
+from gateway.http.openai_api import OpenAIGenerationBody, generation_request, with_keepalives
 from gateway.http.openai_errors import openai_error_json, openai_status
 from pixelrelay.errors import CATALOG, ApiError, E
+from pixelrelay.v1 import public_api_pb2
 
 
 def translated(**fields: object) -> dict[str, object]:
@@ -87,3 +91,16 @@ def test_every_error_has_an_openai_answer_with_our_code_beside() -> None:
         body = openai_error_json(ApiError(kind, param="x"))["error"]
         assert body["pixelrelay_code"] == kind.code and body["param"] == "x"
     assert openai_error_json(ApiError(E.UNKNOWN_PARAMETER))["error"]["code"] == "unknown_parameter"
+
+
+async def test_keepalives_fill_the_silences_without_losing_the_wait() -> None:
+    async def slow() -> AsyncIterator[public_api_pb2.GenerationEvent]:
+        yield public_api_pb2.GenerationEvent(accepted=public_api_pb2.Task(id="a"))
+        await asyncio.sleep(0.35)  # the generation: three keepalives' worth
+        yield public_api_pb2.GenerationEvent(settled=public_api_pb2.Task(id="a"))
+
+    seen = [
+        e.WhichOneof("event") if e is not None else None async for e in with_keepalives(slow(), 0.1)
+    ]
+    assert seen[0] == "accepted" and seen[-1] == "settled"
+    assert 2 <= seen.count(None) <= 4 and len(seen) == seen.count(None) + 2
