@@ -64,6 +64,9 @@ RELAY_PREFIX = "pixelrelay.relay"
 RELAY_SUBJECTS = f"{RELAY_PREFIX}.*"
 # How long a consumer waits before fetching again after JetStream refused a fetch.
 FETCH_RETRY_SECONDS = 0.5
+# The most a consumer's second fetch (what else is ready) waits: it bounds how long a
+# message arriving meanwhile is held (consume()).
+READY_FETCH_SECONDS = 0.005
 DEDUP_WINDOW_S = 600.0
 
 Handler = Callable[[Msg], Awaitable[None]]
@@ -255,23 +258,30 @@ async def consume(
             if free <= 0:
                 await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 continue
-            try:
-                msgs = await sub.fetch(min(free, 64), timeout=0.5)
-            except (TimeoutError, nats.errors.TimeoutError):
-                continue
-            except nats.errors.ConnectionClosedError:
-                break
-            except (nats.js.errors.Error, nats.errors.Error) as exc:
-                # A JetStream cluster electing a new stream or consumer leader (a node died)
-                # answers 503 or nothing for a moment: wait and fetch again, never crash.
-                await trouble(exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), FETCH_RETRY_SECONDS)
-                continue
-            for msg in msgs:
-                task = asyncio.create_task(_run_handler(handler, msg))
-                running.add(task)
-                task.add_done_callback(running.discard)
+            # One message, the moment it arrives, then whatever else is ready (a backlog),
+            # each handled as soon as fetched. Not fetch(n > 1) alone: when nats-py's batch
+            # fetch has to wait, it holds the first message until n arrive or its timeout
+            # passes, which put up to 0.5 s stalls on a trickle of tasks.
+            for batch, timeout in ((1, 0.5), (min(free - 1, 64), READY_FETCH_SECONDS)):
+                if batch <= 0:
+                    break
+                try:
+                    msgs = await sub.fetch(batch, timeout=timeout)
+                except (TimeoutError, nats.errors.TimeoutError):
+                    break
+                except nats.errors.ConnectionClosedError:
+                    return
+                except (nats.js.errors.Error, nats.errors.Error) as exc:
+                    # A JetStream cluster electing a new stream or consumer leader (a node
+                    # died) answers 503 or nothing for a moment: wait and fetch again.
+                    await trouble(exc)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), FETCH_RETRY_SECONDS)
+                    break
+                for msg in msgs:
+                    task = asyncio.create_task(_run_handler(handler, msg))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
     finally:
         if running:
             _done, pending = await asyncio.wait(running, timeout=grace)
