@@ -70,7 +70,7 @@ async def main() -> None:
         half = max(10.0, capacity / 2)
         results.append(await scenarios.overhead(bench, half, short))
         log.info("overhead: %s", results[-1].achieved)
-        results.append(await sync.sync(bench, 100 if quick else 300))
+        results.append(await sync.sync(bench, 100 if quick else 200))
         log.info("sync: %s", results[-1].achieved)
         results.append(await scenarios.failover(bench, 60 if quick else 150))
         log.info("failover: %s", results[-1].achieved)
