@@ -59,16 +59,18 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             attempts=header.attempts,
             usage=header.usage,
         )
-        # The manifest marks the set complete: a redelivered job finds it and stops. It is
-        # written beside the images, not after them (one object store round trip instead
-        # of two), so Reannounce trusts it only if every image it lists is there.
         await asyncio.gather(
-            *(self._put_image(image, bytes(buffers[image.index])) for image in stored),
-            self.blobs.put(
-                manifest_key(header.task_id), event.SerializeToString(), "application/x-protobuf"
-            ),
+            *(self._put_image(image, bytes(buffers[image.index])) for image in stored)
         )
         await task_events.publish_event(self.js, event)
+        # The manifest marks the set complete: a redelivered job finds it and stops. It is
+        # written after the announcement, while the gateway settles the task (one object
+        # store round trip less on the way to the client), and before this call returns,
+        # so before the dispatcher acks the job. Reannounce also checks that every image
+        # it lists is still there.
+        await self.blobs.put(
+            manifest_key(header.task_id), event.SerializeToString(), "application/x-protobuf"
+        )
         log.info(
             "task images stored",
             extra={
