@@ -123,15 +123,22 @@ class PublicApi:
         return principal
 
     async def create_generation(
-        self,
-        authorization: str | None,
-        request: public_api_pb2.CreateGenerationRequest,
-        relay: Relay = NO_RELAY,
+        self, authorization: str | None, request: public_api_pb2.CreateGenerationRequest
     ) -> public_api_pb2.Task:
         """Validate, load references, hold the price, record, queue. Any failure before the
         queue answers an error and leaves nothing charged. With an idempotency key, a
-        repeat gets the task the first made (idempotency.py), with nothing relayed."""
+        repeat gets the task the first made (idempotency.py)."""
         principal = await self.authenticate(authorization, scopes.GENERATE)
+        return await self._create(principal, request)
+
+    async def _create(
+        self,
+        principal: billing_pb2.Principal,
+        request: public_api_pb2.CreateGenerationRequest,
+        relay: Relay = NO_RELAY,
+    ) -> public_api_pb2.Task:
+        """create_generation for an authenticated caller; a repeat of an idempotent request
+        has nothing relayed to it (its job named another subject, or none)."""
         if not request.idempotency_key:
             return await self._submit(principal, request, new_id("task"), relay)
         account_id = principal.account_id
@@ -168,12 +175,13 @@ class PublicApi:
                 f"partial_images must be 0 to {MAX_PARTIAL_IMAGES}",
                 param="partial_images",
             )
+        principal = await self.authenticate(authorization, scopes.GENERATE)
         async with contextlib.AsyncExitStack() as stack:
             # Listening before the job is queued: nothing relayed can come first.
             receiver = await self._relay_receiver()
             stack.push_async_callback(receiver.close)
             relay = Relay(request.partial_images, receiver.subject)
-            task = await self.create_generation(authorization, request.request, relay)
+            task = await self._create(principal, request.request, relay)
             receiver.task_id = task.id
             yield public_api_pb2.GenerationEvent(accepted=task)
             wait = request.wait_seconds if request.wait_seconds > 0 else self.sync_wait_seconds
