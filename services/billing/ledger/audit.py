@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func
+from sqlalchemy import case, func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -85,13 +85,23 @@ class Audit:
                     problems.append(
                         f"{account.id}: held {account.held}, pending holds {pending[account.id]}"
                     )
+            # Summed by the database, not row by row here: this runs beside live traffic,
+            # and a Python loop over every hold would hold the GIL that billing's calls need.
             live: dict[str, int] = defaultdict(int)
-            for key_id, state, amount, captured in s.execute(
-                select(Hold.key_id, Hold.state, Hold.amount, Hold.captured).where(
-                    col(Hold.key_id).is_not(None)
+            for key_id, total in s.execute(
+                select(
+                    Hold.key_id,
+                    func.sum(
+                        case(
+                            (col(Hold.state) == HoldState.PENDING, Hold.amount),
+                            else_=Hold.captured,
+                        )
+                    ),
                 )
+                .where(col(Hold.key_id).is_not(None))
+                .group_by(Hold.key_id)
             ):
-                live[key_id] += amount if state == HoldState.PENDING else captured
+                live[key_id] = int(total)
             for key in s.exec(select(ApiKey)):
                 if key.spent != live[key.id]:
                     problems.append(f"key {key.id}: spent {key.spent}, holds give {live[key.id]}")

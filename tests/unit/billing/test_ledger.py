@@ -238,6 +238,24 @@ def test_a_key_credit_limit_caps_what_it_can_hold_and_spend(ledger: Ledger) -> N
     assert_sound(ledger)
 
 
+def test_the_check_finds_a_key_whose_spend_is_not_its_holds(ledger: Ledger) -> None:
+    """A key's spend is its pending holds plus what its captured holds charged (a capture
+    of fewer images charges less than was held; a release charges nothing)."""
+    account = ledger.create_account(name="a")
+    key = ledger.create_api_key(account_id=account.id).key
+    for task, item in (("t1", stable("low", n=4)), ("t2", BASIC_1K), ("t3", BASIC_1K)):
+        ledger.reserve(task_id=task, account_id=account.id, item=item, expires_at=0, key_id=key.id)
+    ledger.capture(task_id="t1", delivered=3)  # held 24, charged 18
+    ledger.release(task_id="t3")
+    assert ledger.list_api_keys(account_id=account.id)[0].spent == 18 + 7
+    assert_sound(ledger)
+    with Session(ledger.engine) as s, s.begin():
+        stored = s.get(ApiKey, key.id)
+        assert stored is not None
+        stored.spent += 1
+    assert ledger.check().problems == [f"key {key.id}: spent 26, holds give 25"]
+
+
 def test_a_batch_of_holds_gives_each_task_its_own_outcome(ledger: Ledger) -> None:
     rich = ledger.create_account(name="rich")
     poor = ledger.create_account(name="poor", grant=10)
