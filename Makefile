@@ -56,7 +56,7 @@ proto-check: ## fail when the committed generated code is stale
 		cmp -s $$f $(GEN_DIR)/pixelrelay/v1/$$(basename $$f) || { echo "stale: $$(basename $$f) (run make proto)"; rm -rf $$tmp; exit 1; }; \
 	done; rm -rf $$tmp; echo "generated code is fresh"
 
-bench: bench-litellm ## benchmarks (under 10 min): bench/results/latest/{summary.md,report.json,latency.png}
+bench: bench-litellm ## benchmarks (~12 min): bench/results/latest/{summary.md,report.json,latency.png}
 	$(BIN)/python -m bench
 
 bench-litellm: $(LITELLM_VENV)/.litellm-$(LITELLM_VERSION) ## install LiteLLM's proxy, which make bench compares /v1 with, in .venv-litellm
