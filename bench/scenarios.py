@@ -212,14 +212,26 @@ async def end_to_end(bench: Bench, rate: float, duration: float) -> ScenarioResu
 
 async def object_puts(bench: Bench) -> tuple[float, float]:
     """(count, total seconds) of storage's writes to the S3 endpoint so far."""
-    _, port = bench.stack.config.service_ports()["storage"]
-    async with httpx.AsyncClient() as scraper:
-        text = (await scraper.get(f"http://127.0.0.1:{port}/metrics")).text
-    values = dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
+    values = await _storage_metrics(bench)
     return (
         float(values["pixelrelay_object_put_seconds_count"]),
         float(values["pixelrelay_object_put_seconds_sum"]),
     )
+
+
+async def slow_object_puts(bench: Bench, over_s: float = 0.1) -> float:
+    """How many of storage's writes so far took longer than ``over_s`` (a histogram
+    bucket bound): a slow S3 endpoint shows in the tail, not in the mean."""
+    values = await _storage_metrics(bench)
+    within = float(values[f'pixelrelay_object_put_seconds_bucket{{le="{over_s}"}}'])
+    return float(values["pixelrelay_object_put_seconds_count"]) - within
+
+
+async def _storage_metrics(bench: Bench) -> dict[str, str]:
+    _, port = bench.stack.config.service_ports()["storage"]
+    async with httpx.AsyncClient() as scraper:
+        text = (await scraper.get(f"http://127.0.0.1:{port}/metrics")).text
+    return dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
 
 
 async def overhead(bench: Bench, rate: float, duration: float) -> ScenarioResult:
