@@ -89,14 +89,23 @@ async def until(check: object, what: str, limit: float = 60.0) -> None:
     raise RuntimeError(f"{what} did not become ready in {limit:.0f}s")
 
 
-async def wait_tcp(port: int, what: str) -> None:
+async def wait_nats(port: int, what: str) -> None:
+    """Ready once the port answers as a NATS server does, with its ``INFO`` line: an open
+    port alone could be another program's listener (then nats-server exits, and the
+    launcher must see that rather than wait on a bus that never speaks)."""
+
     async def check() -> bool:
         try:
-            _r, writer = await asyncio.open_connection("127.0.0.1", port)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
         except OSError:
             return False
-        writer.close()
-        return True
+        try:
+            line = await asyncio.wait_for(reader.readline(), 1.0)
+        except (OSError, TimeoutError):
+            line = b""
+        finally:
+            writer.close()
+        return line.startswith(b"INFO ")
 
     await until(check, what)
 

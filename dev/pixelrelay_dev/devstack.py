@@ -38,7 +38,7 @@ from pixelrelay_dev.children import (
     wait_exit,
     wait_grpc,
     wait_http,
-    wait_tcp,
+    wait_nats,
 )
 from pixelrelay_dev.config import (
     StackConfig,
@@ -157,7 +157,7 @@ class Stack:
             self._spawn(
                 name,
                 [nats_server_binary(), "-c", str(conf)],
-                functools.partial(wait_tcp, c.nats_port + i, name),
+                functools.partial(wait_nats, c.nats_port + i, name),
             )
         s3_env = {"S3_ENDPOINT": c.s3_endpoint or f"http://127.0.0.1:{c.s3_port}"}
         if not c.s3_endpoint:
@@ -173,17 +173,8 @@ class Stack:
             {"SIM_PORT": str(c.sim_port), "SIM_LATENCY_MS": str(c.sim_latency_ms)},
         )
         await self._wait_all()
-        async with self.bus() as nc:  # the streams, as the bus administrator
-            # A new cluster answers only once it has elected its meta leader (seconds).
-            await asyncio.wait_for(
-                keep_trying(
-                    "the JetStream streams",
-                    lambda: ensure_streams(nc.jetstream(), replicas=min(3, c.nats_nodes)),
-                    asyncio.Event(),
-                    Backoff(first=0.2, cap=1.0),
-                ),
-                60,
-            )
+        # The connection too is bounded: the client itself would wait for NATS forever.
+        await asyncio.wait_for(self._ensure_streams(), 60)
         db_url = c.database_url
         ports = c.service_ports()
         # One after the other: the first migrates the ledger, the others find it.
@@ -245,6 +236,17 @@ class Stack:
                 },
             )
             await self._wait_all()
+
+    async def _ensure_streams(self) -> None:
+        """The streams, as the bus administrator. A new cluster answers only once it has
+        elected its meta leader (seconds)."""
+        async with self.bus() as nc:
+            await keep_trying(
+                "the JetStream streams",
+                lambda: ensure_streams(nc.jetstream(), replicas=min(3, self.config.nats_nodes)),
+                asyncio.Event(),
+                Backoff(first=0.2, cap=1.0),
+            )
 
     async def _gateway_ready(self, i: int = 0) -> None:
         await asyncio.gather(

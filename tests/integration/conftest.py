@@ -15,7 +15,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from pixelrelay.bus import ensure_streams
-from pixelrelay_dev.children import wait_tcp
+from pixelrelay_dev.children import wait_nats
 from pixelrelay_dev.config import nats_server_binary
 from tests.utils.servers import serving
 from upstream_sim.app import create_app
@@ -79,7 +79,7 @@ async def nats_on(port: int, store: Path) -> AsyncIterator[None]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        await wait_tcp(port, "nats")
+        await wait_nats(port, "nats")
         nc = await nats.connect(f"nats://127.0.0.1:{port}")
         await ensure_streams(nc.jetstream())
         await nc.close()

@@ -15,7 +15,7 @@ import nats
 import nats.errors
 import pytest
 
-from pixelrelay_dev.children import wait_tcp
+from pixelrelay_dev.children import wait_nats
 from pixelrelay_dev.config import nats_server_binary
 from pixelrelay_dev.ports import lease_ports
 from tests.unit.deploy.test_k8s import k8s_check
@@ -82,7 +82,7 @@ async def test_nats_server_takes_the_authorization_with_the_overlay_config(tmp_p
             stderr=subprocess.DEVNULL,
         )
         try:
-            await wait_tcp(port, "nats")
+            await wait_nats(port, "nats")
             for user, password in secrets["pixelrelay-nats-users"].items():
                 nc = await nats.connect(
                     f"nats://127.0.0.1:{port}",
