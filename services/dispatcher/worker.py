@@ -74,8 +74,6 @@ class JobHandler:
         job = jobs_pb2.GenerationJob.FromString(msg.data)
         delivery = msg.metadata.num_delivered or 1
         JOB_AGE.observe(max(0.0, time.time() - job.created_at_ms / 1000))
-        started = task_events.started(job.task_id, worker=self.worker, delivery=delivery)
-        await task_events.publish_event(self.js, started)
         async with bus.heartbeat(msg, self.heartbeat_every):
             outcome = await self._run(job, delivery)
         JOBS.labels(outcome).inc()
@@ -92,7 +90,14 @@ class JobHandler:
                 # never generate (and pay upstream) twice.
                 log.info("job already done", extra={"task_id": job.task_id})
                 return "completed"
-            if not await self._still_wanted(job.task_id):
+            # `started` goes out while billing is asked about the hold (one round trip
+            # instead of two before the upstream call); it is in the stream before any
+            # later event of the task, as the gateway expects.
+            taken = task_events.started(job.task_id, worker=self.worker, delivery=delivery)
+            wanted, _ = await asyncio.gather(
+                self._still_wanted(job.task_id), task_events.publish_event(self.js, taken)
+            )
+            if not wanted:
                 return "dropped"
             if not await self.storage.serving():  # it could not keep what we would pay for
                 raise ApiError(E.UNAVAILABLE, "storage is not serving")

@@ -89,6 +89,10 @@ async def _serve(
     async def on_settled(msg: Msg) -> None:  # nats-py wants a coroutine function
         waiters.on_subject(msg.subject)
 
+    async def announce(task_id: str) -> None:
+        waiters.settled(task_id)  # this replica's waiters at once, not via the bus's echo
+        await nc.publish(settled_subject(task_id))  # the other replicas'
+
     settled = await nc.subscribe(bus.SETTLED_SUBJECTS, cb=on_settled)
     stack.push_async_callback(settled.unsubscribe)
     billing = BillingClient(settings.billing_addr, credential)
@@ -156,7 +160,7 @@ async def _serve(
                 db=db,
                 store=store,
                 js=js,
-                announce=lambda task_id: nc.publish(settled_subject(task_id)),
+                announce=announce,
             ),
             stop=events_stop,
             concurrency=settings.event_concurrency,

@@ -59,18 +59,17 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             attempts=header.attempts,
             usage=header.usage,
         )
+        # The manifest (the event itself) is what a redelivered job finds, so it is not
+        # generated twice. Written with the images, not after them: Reannounce trusts it
+        # only if every image it lists is there with exactly the listed bytes, so a
+        # store that dies half way leaves nothing it would announce.
         await asyncio.gather(
-            *(self._put_image(image, bytes(buffers[image.index])) for image in stored)
+            *(self._put_image(image, bytes(buffers[image.index])) for image in stored),
+            self.blobs.put(
+                manifest_key(header.task_id), event.SerializeToString(), "application/x-protobuf"
+            ),
         )
         await task_events.publish_event(self.js, event)
-        # The manifest marks the set complete: a redelivered job finds it and stops. It is
-        # written after the announcement, while the gateway settles the task (one object
-        # store round trip less on the way to the client), and before this call returns,
-        # so before the dispatcher acks the job. Reannounce also checks that every image
-        # it lists is still there.
-        await self.blobs.put(
-            manifest_key(header.task_id), event.SerializeToString(), "application/x-protobuf"
-        )
         log.info(
             "task images stored",
             extra={
@@ -132,8 +131,9 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         if manifest is None:
             return storage_pb2.ReannounceResponse(found=False)
         event = events_pb2.TaskEvent.FromString(manifest)
-        present = await asyncio.gather(*(self.blobs.exists(i.key) for i in event.completed.images))
-        if not all(present):  # the store died between the manifest and an image
+        if not all(
+            await asyncio.gather(*(self._intact(image) for image in event.completed.images))
+        ):  # a store died half way (and a later one may have begun again): generate anew
             return storage_pb2.ReannounceResponse(found=False)
         await task_events.publish_event(self.js, event)
         return storage_pb2.ReannounceResponse(found=True)
@@ -153,6 +153,12 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             deleted += len(keys)
         log.info("objects deleted", extra={"prefixes": len(request.prefixes), "objects": deleted})
         return storage_pb2.DeletePrefixesResponse(deleted=deleted)
+
+    async def _intact(self, image: common_pb2.StoredImage) -> bool:
+        """The image is stored with exactly the bytes the manifest lists (read back: only
+        a redelivered job asks, and bytes from another attempt must not be announced)."""
+        data = await self.blobs.get(image.key)
+        return data is not None and hashlib.sha256(data).hexdigest() == image.sha256
 
     async def _put_image(self, image: common_pb2.StoredImage, data: bytes) -> None:
         await self.blobs.put(image.key, data, image.content_type)

@@ -1,6 +1,6 @@
-"""Storing a task's images on a real S3 API (moto) and JetStream: the images, the
-announcement, then the manifest; a redelivered job is told "already done" only when the
-manifest and every image it lists are there."""
+"""Storing a task's images on a real S3 API (moto) and JetStream: the images and the
+manifest, then the announcement; a redelivered job is told "already done" only when the
+manifest and every image it lists, with exactly the listed bytes, are there."""
 
 from __future__ import annotations
 
@@ -79,7 +79,14 @@ async def test_reannounce_trusts_the_manifest_only_with_every_image(
                 assert (await servicer.Reannounce(again, None)).found  # type: ignore[arg-type]
                 assert await completions(js) == 1  # the same message id: deduplicated
 
-                await blobs.delete([stored.images[1].key])  # e.g. deleted by hand since
+                # A later attempt that died half way rewrote one image with other bytes.
+                other = render_image("another attempt", 64, 64, "png")
+                await blobs.put(stored.images[1].key, other, "image/png")
+                assert not (await servicer.Reannounce(again, None)).found  # type: ignore[arg-type]
+                await blobs.put(stored.images[1].key, images[1], "image/png")
+                assert (await servicer.Reannounce(again, None)).found  # type: ignore[arg-type]
+
+                await blobs.delete([stored.images[0].key])  # e.g. deleted by hand since
                 assert not (await servicer.Reannounce(again, None)).found  # type: ignore[arg-type]
                 await blobs.delete([manifest_key(TASK)])
                 assert not (await servicer.Reannounce(again, None)).found  # type: ignore[arg-type]
