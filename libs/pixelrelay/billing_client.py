@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Awaitable
-from dataclasses import dataclass
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeVar
 
 from pixelrelay.batching import Batcher
 from pixelrelay.callers import credential_metadata
@@ -21,16 +20,6 @@ async def _call(call: Awaitable[T]) -> T:
         return await call
 
 
-@dataclass(frozen=True)
-class _Extension:
-    task_id: str
-    expires_at: int
-
-
-_HoldCall: TypeAlias = billing_pb2.ReserveRequest | _Extension
-_HoldAnswer: TypeAlias = billing_pb2.Hold | ApiError | None  # None: an extension was sent
-
-
 class BillingClient:
     """Calls wait for the channel to be ready up to ``timeout`` (a restarting billing is
     ridden out), then fail with 90002. Each call presents ``credential`` (callers.py)."""
@@ -40,7 +29,7 @@ class BillingClient:
         self._stub = billing_pb2_grpc.BillingStub(self._channel)
         self._metadata = credential_metadata(credential)
         self.timeout = timeout
-        self._holds: Batcher[_HoldCall, _HoldAnswer] = Batcher(
+        self._holds: Batcher[billing_pb2.ReserveRequest, billing_pb2.Hold] = Batcher(
             "billing_holds", self._hold_batch, max_size=256
         )
         self._takes: Batcher[billing_pb2.RequestTake, billing_pb2.TakeResult] = Batcher(
@@ -86,7 +75,7 @@ class BillingClient:
         key_id: str = "",
     ) -> billing_pb2.Hold:
         """Hold a task's price."""
-        hold = await self._holds.submit(
+        return await self._holds.submit(
             billing_pb2.ReserveRequest(
                 task_id=task_id,
                 account_id=account_id,
@@ -95,8 +84,6 @@ class BillingClient:
                 key_id=key_id,
             )
         )
-        assert isinstance(hold, billing_pb2.Hold)
-        return hold
 
     async def take_request(self, key_id: str, per_minute: int) -> billing_pb2.TakeResult:
         """Spend one request of a limited key's shared per-minute budget."""
@@ -112,38 +99,31 @@ class BillingClient:
         )
         return list(response.results)
 
-    async def extend_hold(self, task_id: str, expires_at: int) -> None:
-        """Give a queued task's hold the deadline ``expires_at`` (never shortened)."""
-        await self._holds.submit(_Extension(task_id, expires_at))
-
-    async def _hold_batch(self, calls: list[_HoldCall]) -> list[_HoldAnswer]:
-        """Holds and extensions requested together travel in one ReserveMany call: under
-        load an extension rides with the next submits' holds, in their transaction. The
-        batch's extensions share its latest deadline (they differ by milliseconds)."""
-        extensions = [c for c in calls if isinstance(c, _Extension)]
-        response = await _call(
+    async def extend_holds(self, task_ids: list[str], until: int) -> None:
+        """Give queued tasks' holds the deadline ``until`` (a settled hold, or one with a
+        later deadline, is left alone), in one transaction."""
+        await _call(
             self._stub.ReserveMany(
-                billing_pb2.ReserveManyRequest(
-                    requests=[c for c in calls if isinstance(c, billing_pb2.ReserveRequest)],
-                    extend_task_ids=[e.task_id for e in extensions],
-                    extend_until=max((e.expires_at for e in extensions), default=0),
-                ),
+                billing_pb2.ReserveManyRequest(extend_task_ids=task_ids, extend_until=until),
                 **self._options(),
             )
         )
-        results = iter(response.results)
-        answers: list[_HoldAnswer] = []
-        for call in calls:
-            if isinstance(call, _Extension):
-                answers.append(None)
-                continue
-            result = next(results)
-            answers.append(
-                result.hold
-                if result.WhichOneof("outcome") == "hold"
-                else error_from_detail(result.error)
+
+    async def _hold_batch(
+        self, requests: list[billing_pb2.ReserveRequest]
+    ) -> list[billing_pb2.Hold | ApiError]:
+        """Holds requested together travel in one ReserveMany call (one transaction)."""
+        response = await _call(
+            self._stub.ReserveMany(
+                billing_pb2.ReserveManyRequest(requests=requests), **self._options()
             )
-        return answers
+        )
+        return [
+            result.hold
+            if result.WhichOneof("outcome") == "hold"
+            else error_from_detail(result.error)
+            for result in response.results
+        ]
 
     async def capture(self, *, task_id: str, delivered: int, quality: str = "") -> billing_pb2.Hold:
         return await _call(
@@ -153,9 +133,12 @@ class BillingClient:
             )
         )
 
-    async def get_hold(self, task_id: str) -> billing_pb2.Hold:
+    async def claim_hold(self, task_id: str, until: int) -> billing_pb2.Hold:
+        """A dispatcher took the task's job: its pending hold lasts until ``until``."""
         return await _call(
-            self._stub.GetHold(billing_pb2.GetHoldRequest(task_id=task_id), **self._options())
+            self._stub.ClaimHold(
+                billing_pb2.ClaimHoldRequest(task_id=task_id, until=until), **self._options()
+            )
         )
 
     async def release(self, *, task_id: str, reason: str = "") -> billing_pb2.Hold:

@@ -18,7 +18,7 @@ BILLING_ACCESS = AccessPolicy(
         "Capture": _GATEWAY,  # on the task's completed event
         "Release": _GATEWAY,  # a refused submit, a failed task
         "TakeRequests": _GATEWAY,  # per-key request limits, shared by the replicas
-        "GetHold": frozenset({DISPATCHER}),  # before paying the upstream for a job
+        "ClaimHold": frozenset({DISPATCHER}),  # taking a job, before paying the upstream
         "GetAccount": _BOTH,
         "CreateApiKey": _BOTH,
         "ListApiKeys": _BOTH,

@@ -190,10 +190,14 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
         crash_point("billing.after_capture")  # committed, not yet answered
         return hold_to_proto(hold)
 
-    async def GetHold(
-        self, request: billing_pb2.GetHoldRequest, context: grpc.aio.ServicerContext
+    async def ClaimHold(
+        self, request: billing_pb2.ClaimHoldRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.Hold:
-        hold = await self.db.run(self.ledger.get_hold, task_id=_require(request.task_id, "task_id"))
+        hold = await self.db.run(
+            self.ledger.claim_hold,
+            task_id=_require(request.task_id, "task_id"),
+            until=request.until,
+        )
         return hold_to_proto(hold)
 
     async def Release(

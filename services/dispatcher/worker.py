@@ -57,6 +57,7 @@ class JobHandler:
         billing: BillingClient,
         worker: str,
         heartbeat_every: float,
+        hold_ttl_seconds: int,
         max_deliver: int,
         sealer: PromptSealer,
     ):
@@ -67,6 +68,7 @@ class JobHandler:
         self.billing = billing
         self.worker = worker
         self.heartbeat_every = heartbeat_every
+        self.hold_ttl_seconds = hold_ttl_seconds
         self.max_deliver = max_deliver
         self.sealer = sealer
 
@@ -90,12 +92,12 @@ class JobHandler:
                 # never generate (and pay upstream) twice.
                 log.info("job already done", extra={"task_id": job.task_id})
                 return "completed"
-            # `started` goes out while billing is asked about the hold (one round trip
-            # instead of two before the upstream call); it is in the stream before any
-            # later event of the task, as the gateway expects.
+            # `started` goes out while the hold is claimed (one round trip instead of two
+            # before the upstream call); it is in the stream before any later event of
+            # the task, as the gateway expects.
             taken = task_events.started(job.task_id, worker=self.worker, delivery=delivery)
             wanted, _ = await asyncio.gather(
-                self._still_wanted(job.task_id), task_events.publish_event(self.js, taken)
+                self._claim_hold(job.task_id), task_events.publish_event(self.js, taken)
             )
             if not wanted:
                 return "dropped"
@@ -163,14 +165,16 @@ class JobHandler:
             previews=max(0, min(job.partial_images, MAX_PARTIAL_IMAGES)),
         )
 
-    async def _still_wanted(self, task_id: str) -> bool:
-        """Whether the task's hold is still pending. A job whose submit was refused after
-        its publish (the bus went away; a publish buffered across the outage reached the
+    async def _claim_hold(self, task_id: str) -> bool:
+        """Whether the task's hold is still pending; if so it now lasts the task's
+        deadline (HOLD_TTL_SECONDS from now). A job whose submit was refused after its
+        publish (the bus went away; a publish buffered across the outage reached the
         stream later) or whose hold expired in the queue is not paid for upstream: nobody
         would be charged for it. If billing cannot say, the job runs: every job in the
-        queue had its hold when it was queued."""
+        queue had its hold when it was queued (and the gateway extends the holds of tasks
+        still unsettled a third of the submit deadline after their submit)."""
         try:
-            hold = await self.billing.get_hold(task_id)
+            hold = await self.billing.claim_hold(task_id, int(time.time()) + self.hold_ttl_seconds)
         except ApiError as err:
             if err.kind is not E.HOLD_NOT_FOUND:
                 log.warning("hold unknown; job runs", extra={"task_id": task_id})

@@ -133,7 +133,19 @@ async def _serve(
         waiters=waiters,
         sync_wait_seconds=settings.sync_wait_seconds,
     )
-    stack.push_async_callback(api.finish_extensions)  # before billing's channel closes
+    # Last out: once nothing new is queued, the waiting tasks' holds get their deadline
+    # (before billing's channel closes).
+    stack.push_async_callback(api.hold_extensions.flush)
+    extensions_stop = asyncio.Event()
+    extensions = asyncio.create_task(
+        repeat(
+            "hold extensions",
+            api.hold_extensions.extend_due,
+            api.hold_extensions.check_every,
+            extensions_stop,
+        )
+    )
+    stack.push_async_callback(finish, extensions, extensions_stop)
     purge_stop = asyncio.Event()
     records = Records(tasks=store, uploads=uploads, idempotency=idempotency)
     purge = asyncio.create_task(

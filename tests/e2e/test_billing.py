@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -315,6 +317,31 @@ async def test_a_queued_task_outlives_the_submit_deadline(fragile_platform: Plat
         task = await poll_until_done(p.http, submitted.json()["id"], p.auth(key))
     finally:
         await faults(p)
+    assert (task["status"], task["credits"]["charged"]) == ("completed", 7)
+    await wait_for_balance(p, key, {"balance": 93, "held": 0})
+    await ledger_ok(p)
+
+
+async def test_a_job_waiting_in_the_queue_past_the_submit_deadline_keeps_its_hold(
+    fragile_platform: Platform,
+) -> None:
+    """No dispatcher takes the job for longer than the submit deadline: the gateway gives
+    the unsettled task's hold the task deadline meanwhile, so the job runs and is charged
+    once a dispatcher is back, instead of the sweeper failing it."""
+    p = fragile_platform
+    key = await new_account(p, 100)
+    dispatchers = [c.process for c in p.stack.children if c.name.startswith("dispatcher")]
+    for process in dispatchers:
+        os.kill(process.pid, signal.SIGSTOP)
+    try:
+        submitted = await p.http.post("/api/v1/images/generations", headers=p.auth(key), json=BASIC)
+        assert submitted.status_code == 200, submitted.text
+        await asyncio.sleep(SUBMIT_HOLD_SECONDS + 2)  # the sweeper runs every 0.5 s here
+        assert (await account(p, key))["held"] == 7
+    finally:
+        for process in dispatchers:
+            os.kill(process.pid, signal.SIGCONT)
+    task = await poll_until_done(p.http, submitted.json()["id"], p.auth(key))
     assert (task["status"], task["credits"]["charged"]) == ("completed", 7)
     await wait_for_balance(p, key, {"balance": 93, "held": 0})
     await ledger_ok(p)

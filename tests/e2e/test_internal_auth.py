@@ -103,7 +103,7 @@ def test_each_rpc_allows_only_the_callers_that_need_it() -> None:
         "Capture": ["gateway"],
         "Release": ["gateway"],
         "TakeRequests": ["gateway"],
-        "GetHold": ["dispatcher"],
+        "ClaimHold": ["dispatcher"],
         "GetAccount": ["admin", "gateway"],
         "CreateApiKey": ["admin", "gateway"],
         "ListApiKeys": ["admin", "gateway"],

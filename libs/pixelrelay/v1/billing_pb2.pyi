@@ -367,23 +367,27 @@ class CaptureRequest(_message.Message):
 Global___CaptureRequest: _TypeAlias = CaptureRequest  # noqa: Y015
 
 @_typing.final
-class GetHoldRequest(_message.Message):
+class ClaimHoldRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TASK_ID_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
+    until: _builtins.int
+    """unix seconds"""
     def __init__(
         self,
         *,
         task_id: _builtins.str = ...,
+        until: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["task_id", b"task_id", "until", b"until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___GetHoldRequest: _TypeAlias = GetHoldRequest  # noqa: Y015
+Global___ClaimHoldRequest: _TypeAlias = ClaimHoldRequest  # noqa: Y015
 
 @_typing.final
 class ReleaseRequest(_message.Message):

@@ -63,9 +63,9 @@ class BillingStub:
                 request_serializer=pixelrelay_dot_v1_dot_billing__pb2.ReleaseRequest.SerializeToString,
                 response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.Hold.FromString,
                 _registered_method=True)
-        self.GetHold = channel.unary_unary(
-                '/pixelrelay.v1.Billing/GetHold',
-                request_serializer=pixelrelay_dot_v1_dot_billing__pb2.GetHoldRequest.SerializeToString,
+        self.ClaimHold = channel.unary_unary(
+                '/pixelrelay.v1.Billing/ClaimHold',
+                request_serializer=pixelrelay_dot_v1_dot_billing__pb2.ClaimHoldRequest.SerializeToString,
                 response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.Hold.FromString,
                 _registered_method=True)
         self.TakeRequests = channel.unary_unary(
@@ -172,9 +172,11 @@ class BillingServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def GetHold(self, request, context):
-        """The dispatcher, before it pays the upstream: is the task's hold still pending? A job
-        whose hold was released (a refused submit, an expired hold) is dropped, not generated.
+    def ClaimHold(self, request, context):
+        """The dispatcher, when it takes a job and before it pays the upstream: a pending hold
+        now lasts until `until` (the task's deadline; never shortened), and comes back as it
+        stands. A job whose hold was released (a refused submit, an expired hold) is dropped,
+        not generated.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -281,9 +283,9 @@ def add_BillingServicer_to_server(servicer, server):
                     request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ReleaseRequest.FromString,
                     response_serializer=pixelrelay_dot_v1_dot_billing__pb2.Hold.SerializeToString,
             ),
-            'GetHold': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetHold,
-                    request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.GetHoldRequest.FromString,
+            'ClaimHold': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimHold,
+                    request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ClaimHoldRequest.FromString,
                     response_serializer=pixelrelay_dot_v1_dot_billing__pb2.Hold.SerializeToString,
             ),
             'TakeRequests': grpc.unary_unary_rpc_method_handler(
@@ -492,7 +494,7 @@ class Billing:
             _registered_method=True)
 
     @staticmethod
-    def GetHold(request,
+    def ClaimHold(request,
             target,
             options=(),
             channel_credentials=None,
@@ -505,8 +507,8 @@ class Billing:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/pixelrelay.v1.Billing/GetHold',
-            pixelrelay_dot_v1_dot_billing__pb2.GetHoldRequest.SerializeToString,
+            '/pixelrelay.v1.Billing/ClaimHold',
+            pixelrelay_dot_v1_dot_billing__pb2.ClaimHoldRequest.SerializeToString,
             pixelrelay_dot_v1_dot_billing__pb2.Hold.FromString,
             options,
             channel_credentials,

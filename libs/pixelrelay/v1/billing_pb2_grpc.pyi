@@ -54,9 +54,11 @@ class BillingStub:
     """The gateway, for a refused submit or a failed task (billing releases expired holds
     itself, in its sweeper).
     """
-    GetHold: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetHoldRequest, _billing_pb2.Hold]
-    """The dispatcher, before it pays the upstream: is the task's hold still pending? A job
-    whose hold was released (a refused submit, an expired hold) is dropped, not generated.
+    ClaimHold: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ClaimHoldRequest, _billing_pb2.Hold]
+    """The dispatcher, when it takes a job and before it pays the upstream: a pending hold
+    now lasts until `until` (the task's deadline; never shortened), and comes back as it
+    stands. A job whose hold was released (a refused submit, an expired hold) is dropped,
+    not generated.
     """
     TakeRequests: _grpc.UnaryUnaryMultiCallable[_billing_pb2.TakeRequestsRequest, _billing_pb2.TakeRequestsResponse]
     """The gateway, for each request of a key with a per-minute limit: one bucket per key
@@ -105,9 +107,11 @@ class BillingAsyncStub(BillingStub):
     """The gateway, for a refused submit or a failed task (billing releases expired holds
     itself, in its sweeper).
     """
-    GetHold: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetHoldRequest, _billing_pb2.Hold]  # type: ignore[assignment]
-    """The dispatcher, before it pays the upstream: is the task's hold still pending? A job
-    whose hold was released (a refused submit, an expired hold) is dropped, not generated.
+    ClaimHold: _aio.UnaryUnaryMultiCallable[_billing_pb2.ClaimHoldRequest, _billing_pb2.Hold]  # type: ignore[assignment]
+    """The dispatcher, when it takes a job and before it pays the upstream: a pending hold
+    now lasts until `until` (the task's deadline; never shortened), and comes back as it
+    stands. A job whose hold was released (a refused submit, an expired hold) is dropped,
+    not generated.
     """
     TakeRequests: _aio.UnaryUnaryMultiCallable[_billing_pb2.TakeRequestsRequest, _billing_pb2.TakeRequestsResponse]  # type: ignore[assignment]
     """The gateway, for each request of a key with a per-minute limit: one bucket per key
@@ -185,13 +189,15 @@ class BillingServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
-    def GetHold(
+    def ClaimHold(
         self,
-        request: _billing_pb2.GetHoldRequest,
+        request: _billing_pb2.ClaimHoldRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.Hold, _abc.Awaitable[_billing_pb2.Hold]]:
-        """The dispatcher, before it pays the upstream: is the task's hold still pending? A job
-        whose hold was released (a refused submit, an expired hold) is dropped, not generated.
+        """The dispatcher, when it takes a job and before it pays the upstream: a pending hold
+        now lasts until `until` (the task's deadline; never shortened), and comes back as it
+        stands. A job whose hold was released (a refused submit, an expired hold) is dropped,
+        not generated.
         """
 
     @_abc_1.abstractmethod

@@ -252,6 +252,16 @@ class Holds:
         return hold
 
     @quick
+    def claim_hold(self, *, task_id: str, until: int) -> Hold:
+        """The hold, pending ones given the deadline ``until`` first (never shortened)."""
+        with self.engine.begin() as conn:
+            conn.execute(sql.EXTEND_HOLDS, {"t_ids": [task_id], "until": until})
+            hold = _hold_row(conn, task_id)
+        if hold is None:
+            raise ApiError(E.HOLD_NOT_FOUND)
+        return hold
+
+    @quick
     def release(self, *, task_id: str, reason: str = "") -> Hold:
         with self.engine.begin() as conn:
             hold = _locked_hold(conn, task_id)

@@ -15,6 +15,7 @@ from prometheus_client import Counter
 
 from gateway.core.accounts import AccountData
 from gateway.core.authcache import AuthCache
+from gateway.core.hold_extensions import HoldExtensions
 from gateway.core.idempotency import Claim, IdempotencyStore, fingerprint, key_digest
 from gateway.core.ratelimit import RateLimiter
 from gateway.core.store import TaskRecord, TaskStatus, TaskStore, message_to_json, now_ms
@@ -105,7 +106,13 @@ class PublicApi:
         self.waiters = waiters or TaskWaiters()
         self.sync_wait_seconds = sync_wait_seconds
         self.auth = AuthCache(billing.authenticate)
-        self._extensions: set[asyncio.Task[None]] = set()
+        # Queued tasks' holds get the task's deadline here unless a dispatcher or their
+        # settling comes first (hold_extensions.py); __main__ runs its loop.
+        self.hold_extensions = HoldExtensions(
+            lambda task_ids: billing.extend_holds(task_ids, int(time.time()) + hold_ttl_seconds),
+            lambda task_ids: db.run(store.unsettled, task_ids),
+            submit_hold_seconds,
+        )
         # Submits that arrive together are recorded in one transaction.
         self._inserts: Batcher[TaskRecord, None] = Batcher(
             "task_insert", lambda records: db.run(store.insert_many, records)
@@ -298,11 +305,7 @@ class PublicApi:
             if isinstance(exc, ApiError):
                 raise
             raise ApiError(E.UNAVAILABLE) from exc
-        # Not awaited: the extension rides on the next billing batch, so the answer does
-        # not wait for it (docs/architecture.md, step 6).
-        extension = asyncio.create_task(self._extend_hold(task_id))
-        self._extensions.add(extension)
-        extension.add_done_callback(self._extensions.discard)
+        self.hold_extensions.add(task_id)  # the deadline comes later (docs/architecture.md)
         TASKS_ACCEPTED.labels(spec.model).inc()
         log.info(
             "task accepted",
@@ -314,21 +317,6 @@ class PublicApi:
             },
         )
         return record.to_proto()
-
-    async def _extend_hold(self, task_id: str) -> None:
-        """The job is queued: its hold now lives as long as a task may take. If billing
-        cannot be told (or this gateway dies first), the hold keeps the short deadline: a
-        task not done by then fails, refunded (the dispatcher drops a job whose hold is
-        gone, and nothing is captured from a released hold)."""
-        try:
-            await self.billing.extend_hold(task_id, int(time.time()) + self.hold_ttl_seconds)
-        except Exception:
-            log.warning("could not extend a queued task's hold", extra={"task_id": task_id})
-
-    async def finish_extensions(self) -> None:
-        """At shutdown: let the hold extensions still in flight reach billing."""
-        if self._extensions:
-            await asyncio.wait(self._extensions, timeout=5)
 
     async def _undo_submit(self, task_id: str) -> None:
         try:

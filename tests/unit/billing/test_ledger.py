@@ -367,6 +367,26 @@ def test_holds_and_extensions_share_one_batch(ledger: Ledger) -> None:
     assert_sound(ledger)
 
 
+def test_a_claimed_hold_lasts_the_task_deadline_if_it_is_still_pending(ledger: Ledger) -> None:
+    """A dispatcher took the job: the pending hold gets the deadline, never a shorter one;
+    a settled hold comes back as it is, for the dispatcher to drop the job."""
+    account = ledger.create_account(name="a")
+    for task_id in ("taken", "released", "later"):
+        ledger.reserve(task_id=task_id, account_id=account.id, item=BASIC_1K, expires_at=100)
+    ledger.release(task_id="released")
+    ledger.hold_batch([], ["later"], 10_000)
+
+    assert ledger.claim_hold(task_id="taken", until=5_000).expires_at == 5_000
+    assert ledger.claim_hold(task_id="later", until=5_000).expires_at == 10_000
+    released = ledger.claim_hold(task_id="released", until=5_000)
+    assert (released.state, released.expires_at) == (HoldState.RELEASED, 100)
+    with pytest.raises(ApiError) as caught:
+        ledger.claim_hold(task_id="unknown", until=5_000)
+    assert caught.value.kind is E.HOLD_NOT_FOUND
+    assert ledger.expired_holds(now=5_001) == ["taken"]
+    assert_sound(ledger)
+
+
 def test_capture_and_release_racing_on_one_hold_settle_it_once(ledger: Ledger) -> None:
     """The gateway's capture (images arrived) against a release (the sweeper, a failed
     event) on the same hold, from threads: exactly one wins each time, the other gets

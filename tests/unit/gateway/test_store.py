@@ -51,3 +51,14 @@ def test_a_polled_task_reads_back_as_written_and_only_for_its_owner(database: Da
 
 def test_event_retries_back_off_to_a_ceiling() -> None:
     assert [retry_delay(n) for n in (1, 2, 3, 4, 7, 50)] == [0.5, 1.0, 2.0, 4.0, 30.0, 30.0]
+
+
+def test_the_unsettled_tasks_are_those_still_processing(database: Database) -> None:
+    store = TaskStore(database.engine)
+    store.insert_many([record(f"t{i}") for i in range(5)])
+    store.mark_started("t1", at_ms=1_700_000_000_500)  # taken: still unsettled
+    store.mark_completed("t2", events_pb2.TaskCompleted(), charged=7, at_ms=1_700_000_001_000)
+    store.mark_failed("t3", events_pb2.TaskFailed(type="upstream_error"), at_ms=1_700_000_001_000)
+    assert store.get("t1").started_at_ms == 1_700_000_000_500
+    ids = ["t0", "t1", "t2", "t3", "t4", "unknown"]
+    assert sorted(store.unsettled(ids, batch=2)) == ["t0", "t1", "t4"]
