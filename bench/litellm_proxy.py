@@ -56,6 +56,7 @@ ENV = {
 class ProxyEndpoint:
     url: str  # the proxy's POST /v1/images/generations
     headers: dict[str, str]  # its master key
+    pid: int  # its process (bench/cpu.py)
 
 
 def available() -> str | None:
@@ -154,7 +155,9 @@ async def litellm_proxy(upstream_base_url: str) -> AsyncIterator[ProxyEndpoint]:
         try:
             await _wait_ready(process, base, log)
             yield ProxyEndpoint(
-                f"{base}/v1/images/generations", {"Authorization": f"Bearer {master_key}"}
+                f"{base}/v1/images/generations",
+                {"Authorization": f"Bearer {master_key}"},
+                process.pid,
             )
         finally:
             await _stop(process)

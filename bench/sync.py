@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -17,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from bench import litellm_proxy
+from bench import cpu, litellm_proxy
 from bench.loadgen import percentile
 from bench.scenarios import Bench, ScenarioResult, object_puts, slow_object_puts
 from bench.two_channels import two_channel_platform
@@ -70,6 +71,10 @@ async def sync(
     }
     not_measured = litellm_proxy.available()
     by_level: dict[int, dict[str, Any]] = {}
+    # CPU each target's processes spend, and on how many requests (bench/cpu.py).
+    processes: dict[str, dict[str, list[int]]] = {"pixelrelay_v1": _platform_pids(bench)}
+    cpu_s: dict[str, dict[str, float]] = {}
+    requests: dict[str, int] = {}
     s3_seconds = s3_writes = 0.0
     slow_before = await slow_object_puts(bench)
     async with httpx.AsyncClient() as client, contextlib.AsyncExitStack() as stack:
@@ -78,6 +83,7 @@ async def sync(
                 litellm_proxy.litellm_proxy(f"{bench.backup_sim_url}/v1")
             )
             targets["litellm_proxy"] = (proxy.url, proxy.headers)
+            processes["litellm_proxy"] = {"litellm": [proxy.pid]}
         for url, headers in targets.values():
             await _timed(client, url, headers, 10, 1)  # warm the connections
         for workers in levels:
@@ -85,9 +91,15 @@ async def sync(
             for _ in range(rounds):
                 for name, (url, headers) in targets.items():
                     puts_before, put_s_before = await object_puts(bench)
+                    cpu_before = cpu.snapshot(processes.get(name, {}))
                     latencies, statuses = await _timed(
                         client, url, headers, count // rounds, workers
                     )
+                    used = cpu.spent(cpu_before, cpu.snapshot(processes.get(name, {})))
+                    for process, seconds in used.items():
+                        of_target = cpu_s.setdefault(name, {})
+                        of_target[process] = of_target.get(process, 0.0) + seconds
+                    requests[name] = requests.get(name, 0) + count // rounds
                     puts, put_s = await object_puts(bench)
                     if name == "pixelrelay_v1":
                         s3_writes += puts - puts_before
@@ -124,6 +136,19 @@ async def sync(
         f"added p50/p99 over the upstream: {'; '.join(parts)}; /v1 stores the result "
         f"(the S3 write, moto here, ≈ {s3_ms:.0f} ms of it)"
     )
+    cpu_ms = {
+        name: {
+            process: round(seconds * 1000 / requests[name], 2)
+            for process, seconds in sorted(used.items())
+        }
+        for name, used in cpu_s.items()
+    }
+    for used_ms in cpu_ms.values():
+        used_ms["total"] = round(sum(used_ms.values()), 2)
+    if "pixelrelay_v1" in cpu_ms:
+        achieved += f"; CPU per request: /v1 {cpu_ms['pixelrelay_v1']['total']:.1f} ms"
+        if "litellm_proxy" in cpu_ms:
+            achieved += f", LiteLLM {cpu_ms['litellm_proxy']['total']:.1f} ms"
     if not_measured:
         achieved += f"; LiteLLM not measured: {not_measured}"
     return ScenarioResult(
@@ -136,11 +161,23 @@ async def sync(
             "rounds": rounds,
             "by_concurrency": by_level,
             "s3_write_ms": round(s3_ms, 1),
+            # CPU ms per request by process (replicas summed; the upstream's not counted):
+            # what each hop costs, steadier than latency on a shared machine.
+            "cpu_ms_per_request": cpu_ms,
             # Writes over 100 ms (all scenarios' platforms share moto): a tail the p99 shows.
             "s3_writes_over_100ms": slow_s3_writes,
             "litellm_version": None if not_measured else litellm_proxy.version(),
         },
     )
+
+
+def _platform_pids(bench: Bench) -> dict[str, list[int]]:
+    """The platform's processes by service (replicas together), without the simulators."""
+    pids: dict[str, list[int]] = {}
+    for child in bench.stack.children:
+        if child.name != "upstream_sim":
+            pids.setdefault(re.sub(r"-\d+$", "", child.name), []).append(child.process.pid)
+    return pids
 
 
 async def main() -> None:
