@@ -4,6 +4,7 @@
     python -m bench.probe submit 100 200 300      # POST generations, dispatchers paused
     python -m bench.probe poll 500 1000 2000      # GET /api/v1/tasks/{id} of 200 tasks
     python -m bench.probe ledger                  # Ledger.reserve in-process, ms per call
+    python -m bench.probe rpc                     # one internal gRPC round trip, idle
 
 Prints achieved requests/s (over the time the answers took), p50 and p99 per rate, and the
 CPU milliseconds each process spent per answered request.
@@ -22,15 +23,10 @@ from pathlib import Path
 import httpx
 import orjson
 
+from bench import cpu
 from bench.loadgen import http_request, open_loop, percentile
 from pixelrelay_dev.config import StackConfig
 from pixelrelay_dev.devstack import Stack
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (fields 14 and 15 of /proc/<pid>/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def http_probe(endpoint: str, rates: list[int], seconds: float = 4.0) -> None:
@@ -73,9 +69,9 @@ async def http_probe(endpoint: str, rates: list[int], seconds: float = 4.0) -> N
             def request(i: int) -> bytes:
                 return fixed
 
-        pids = {c.name: c.process.pid for c in stack.children} | {"loadgen": os.getpid()}
+        pids = {c.name: [c.process.pid] for c in stack.children} | {"loadgen": [os.getpid()]}
         for rate in rates:
-            before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            before = cpu.snapshot(pids)
             samples = await open_loop(
                 "127.0.0.1", stack.config.http_port, request, rate=rate, duration=seconds
             )
@@ -83,8 +79,8 @@ async def http_probe(endpoint: str, rates: list[int], seconds: float = 4.0) -> N
             took = max(s.scheduled + s.latency for s in samples)
             ms = [s.latency * 1000 for s in ok]
             per_request = {
-                name: (cpu_seconds(pid) - before[name]) * 1000 / max(len(ok), 1)
-                for name, pid in pids.items()
+                name: seconds * 1000 / max(len(ok), 1)
+                for name, seconds in cpu.spent(before, cpu.snapshot(pids)).items()
             }
             sys.stdout.write(
                 f"{endpoint} offered {rate}/s: {len(ok) / took:.0f}/s, "
@@ -96,6 +92,36 @@ async def http_probe(endpoint: str, rates: list[int], seconds: float = 4.0) -> N
         if endpoint == "submit":
             os.kill(stack.child("dispatcher").process.pid, signal.SIGCONT)
     finally:
+        await stack.stop()
+
+
+async def rpc_probe(calls: int = 1000) -> None:
+    """One internal gRPC round trip on an idle platform (Billing.GetAccount, a one-row
+    read): the cost of each hop between the services."""
+    stack = Stack(
+        StackConfig.leased_ports(Path(tempfile.mkdtemp()), extra_env={"LOG_LEVEL": "warning"})
+    )
+    await stack.start()
+    billing = stack.billing()
+    try:
+        account = (await billing.create_account("probe", 0)).id
+        for _ in range(calls // 10):
+            await billing.get_account(account)
+        pids = {"billing": [stack.child("billing").process.pid], "caller": [os.getpid()]}
+        before, ms = cpu.snapshot(pids), []
+        for _ in range(calls):
+            started = time.perf_counter()
+            await billing.get_account(account)
+            ms.append((time.perf_counter() - started) * 1000)
+        used = cpu.spent(before, cpu.snapshot(pids))
+        sys.stdout.write(
+            f"Billing.GetAccount one at a time: p50 {percentile(ms, 50):.2f} ms, "
+            f"p99 {percentile(ms, 99):.2f} ms; CPU ms per call: "
+            + ", ".join(f"{n} {v * 1000 / calls:.2f}" for n, v in used.items())
+            + "\n"
+        )
+    finally:
+        await billing.close()
         await stack.stop()
 
 
@@ -119,8 +145,8 @@ def ledger_probe(calls: int = 1000) -> None:
         for extending in (False, True):
             started = time.perf_counter()
             for i in range(calls // size):
-                # With extensions: the batch also extends the previous batch's holds, as
-                # the gateway's submits do once their jobs are queued.
+                # With extensions: the batch also extends the previous batch's holds (the
+                # gateway sends its due extensions in a ReserveMany of their own).
                 ledger.hold_batch(
                     [
                         HoldRequest(f"t{size}{extending}-{i}-{j}", account, item, 0, key)
@@ -140,5 +166,7 @@ if __name__ == "__main__":
     what, *rates = sys.argv[1:] or ["account"]
     if what == "ledger":
         ledger_probe()
+    elif what == "rpc":
+        asyncio.run(rpc_probe())
     else:
         asyncio.run(http_probe(what, [int(r) for r in rates] or [200, 400, 800]))

@@ -1,5 +1,5 @@
-"""Storing a task's images on a real S3 API (moto) and JetStream: the images and the
-manifest, then the announcement; a redelivered job is told "already done" only when the
+"""Storing a task's images on a real S3 API (moto) and JetStream: the images, the
+announcement, then the manifest; a redelivered job is told "already done" only when the
 manifest and every image it lists, with exactly the listed bytes, are there."""
 
 from __future__ import annotations
