@@ -354,12 +354,16 @@ async def test_a_hold_that_expires_while_its_job_runs_is_settled_once(
 
 
 async def hold_expires_while_its_job_runs(p: Platform) -> None:
-    """The upstream takes longer than the hold's deadline (3 s here): the sweeper fails the
-    task and releases the hold; the images that arrive after are not charged."""
+    """The upstream takes longer than the hold's deadline (3 s here, from the dispatcher's
+    claim, or from the gateway's extension of the still unsettled task 1–1.5 s after the
+    submit): the sweeper fails the task and releases the hold; the images that arrive after
+    are not charged."""
     key = await new_account(p, 100)
     prompt = f"slower than its hold {uuid.uuid4().hex}"
-    await faults(p, {"kind": "latency", "seconds": 5, "match": prompt})
+    latency = 8.0  # well past the latest deadline (~4.5 s after the submit) and its sweep
+    await faults(p, {"kind": "latency", "seconds": latency, "match": prompt})
     try:
+        submitted_at = time.monotonic()
         submitted = await p.http.post(
             "/api/v1/images/generations", headers=p.auth(key), json={**BASIC, "prompt": prompt}
         )
@@ -367,7 +371,8 @@ async def hold_expires_while_its_job_runs(p: Platform) -> None:
         assert (await account(p, key))["held"] == 7
         task = await poll_until_done(p.http, submitted.json()["id"], p.auth(key))
         assert (task["status"], task["error"]["type"]) == ("failed", "task_expired")
-        await asyncio.sleep(4.0)  # the upstream answers, the images are stored and announced
+        # The upstream answers, the images are stored and announced.
+        await asyncio.sleep(max(0.0, submitted_at + latency + 2.0 - time.monotonic()))
     finally:
         await faults(p)
     assert await upstream_requests(p, prompt) == 1
@@ -382,8 +387,8 @@ async def hold_expires_while_its_job_runs(p: Platform) -> None:
 async def test_a_job_whose_hold_expired_in_the_queue_is_not_generated(
     expiring_platform: Platform,
 ) -> None:
-    """With every dispatcher down, a queued task outlives its hold (3 s here): the sweeper
-    fails it and refunds. When a dispatcher comes back the job is dropped, not generated:
+    """With every dispatcher down, a queued task outlives its hold (3 s here, once extended
+    by the gateway for the still unsettled task): the sweeper fails it and refunds. When a dispatcher comes back the job is dropped, not generated:
     nobody could be charged for it."""
     p = expiring_platform
     key = await new_account(p, 100)
