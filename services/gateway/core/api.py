@@ -94,7 +94,6 @@ class PublicApi:
         self.store = store
         self.nc = nc
         self.js = js
-        self.hold_ttl_seconds = hold_ttl_seconds
         self.submit_hold_seconds = submit_hold_seconds
         self.max_image_bytes = max_image_bytes
         self.sealer = sealer
