@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 
+from pixelrelay.ids import ID_BODY
 from pixelrelay.image_formats import EXTENSIONS
 
 CHUNK_BYTES = 1024 * 1024
@@ -19,17 +20,16 @@ CHUNK_BYTES = 1024 * 1024
 UPLOADS_PREFIX = "uploads/"
 TASKS_PREFIX = "tasks/"
 
-_ID = r"[0-9A-Za-z]+"
+_ID = ID_BODY
 _EXTENSION = "(?:" + "|".join(sorted(set(EXTENSIONS.values()))) + ")"
-TASK_ID = re.compile(rf"^task_{_ID}$")
 # The keys a client may name as an input: its uploads, and a task's stored inputs.
 _INPUT_KEY = re.compile(
-    rf"^(?:uploads/acct_{_ID}/upl_{_ID}|tasks/task_{_ID}/inputs/[a-z0-9_]+)\.{_EXTENSION}$"
+    rf"(?:uploads/acct_{_ID}/upl_{_ID}|tasks/(task_{_ID})/inputs/[a-z0-9_]+)\.{_EXTENSION}"
 )
 # A task's results: what a synchronous call (/v1) reads back to answer with the bytes.
-_RESULT_KEY = re.compile(rf"^tasks/task_{_ID}/[0-9]+\.{_EXTENSION}$")
+_RESULT_KEY = re.compile(rf"tasks/task_{_ID}/[0-9]+\.{_EXTENSION}")
 # What may be deleted as a whole: one account's uploads, or one task's objects.
-_OWNED_PREFIX = re.compile(rf"^(?:uploads/acct_{_ID}|tasks/task_{_ID})/$")
+_OWNED_PREFIX = re.compile(rf"(?:uploads/acct_{_ID}|tasks/task_{_ID})/")
 # An upload's key at the end of a URL path, wherever the object store serves it.
 _UPLOAD_IN_PATH = re.compile(rf"/(uploads/(acct_{_ID})/upl_{_ID}\.{_EXTENSION})$")
 
@@ -66,17 +66,24 @@ def manifest_key(task_id: str) -> str:
     return f"{task_objects(task_id)}manifest.pb"
 
 
+# Whole-key matches (fullmatch: "$" would let a trailing newline by).
 def is_input_key(key: str) -> bool:
-    return _INPUT_KEY.match(key) is not None
+    return _INPUT_KEY.fullmatch(key) is not None
+
+
+def is_task_input_key(key: str, task_id: str) -> bool:
+    """``key`` is one of the stored inputs (references, mask) of ``task_id``."""
+    match = _INPUT_KEY.fullmatch(key)
+    return match is not None and match[1] == task_id
 
 
 def is_readable_key(key: str) -> bool:
     """What GetObject serves: inputs (uploads, a task's references) and results."""
-    return is_input_key(key) or _RESULT_KEY.match(key) is not None
+    return is_input_key(key) or _RESULT_KEY.fullmatch(key) is not None
 
 
 def is_owned_prefix(prefix: str) -> bool:
-    return _OWNED_PREFIX.match(prefix) is not None
+    return _OWNED_PREFIX.fullmatch(prefix) is not None
 
 
 def upload_in_path(path: str) -> tuple[str, str] | None:

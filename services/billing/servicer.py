@@ -14,6 +14,7 @@ from billing.ratelimits import RateBuckets, Take
 from pixelrelay.crashpoints import crash_point
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E, error_to_detail
+from pixelrelay.ids import checked_id
 from pixelrelay.limits import MAX_UNIX_SECONDS, page_limit
 from pixelrelay.v1 import billing_pb2, billing_pb2_grpc
 
@@ -119,7 +120,7 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
         self, request: billing_pb2.TakeRequestsRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.TakeRequestsResponse:
         takes = [
-            Take(_require(t.key_id, "key_id"), _positive(t.per_minute, "per_minute"))
+            Take(checked_id(t.key_id, "key", "key_id"), _positive(t.per_minute, "per_minute"))
             for t in request.takes
         ]
         verdicts = await self.db.run(self.buckets.take_many, takes)
@@ -156,15 +157,15 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
             self.ledger.hold_batch,
             [
                 HoldRequest(
-                    task_id=_require(r.task_id, "task_id"),
-                    account_id=_require(r.account_id, "account_id"),
+                    task_id=checked_id(r.task_id, "task", "task_id"),
+                    account_id=checked_id(r.account_id, "acct", "account_id"),
                     item=r.item,
                     expires_at=r.expires_at,
                     key_id=r.key_id,
                 )
                 for r in request.requests
             ],
-            list(request.extend_task_ids),
+            [checked_id(t, "task", "extend_task_ids") for t in request.extend_task_ids],
             request.extend_until,
         )
         crash_point("billing.after_reserve")  # committed, not yet answered
@@ -183,7 +184,7 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
         crash_point("billing.before_capture")
         hold = await self.db.run(
             self.ledger.capture,
-            task_id=_require(request.task_id, "task_id"),
+            task_id=checked_id(request.task_id, "task", "task_id"),
             delivered=request.delivered,
             quality=request.quality,
         )
@@ -195,7 +196,7 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
     ) -> billing_pb2.Hold:
         hold = await self.db.run(
             self.ledger.claim_hold,
-            task_id=_require(request.task_id, "task_id"),
+            task_id=checked_id(request.task_id, "task", "task_id"),
             until=request.until,
         )
         return hold_to_proto(hold)
@@ -205,7 +206,7 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
     ) -> billing_pb2.Hold:
         hold = await self.db.run(
             self.ledger.release,
-            task_id=_require(request.task_id, "task_id"),
+            task_id=checked_id(request.task_id, "task", "task_id"),
             reason=request.reason,
         )
         return hold_to_proto(hold)
@@ -221,7 +222,7 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
     ) -> billing_pb2.DeletedAccount:
         deleted = await self.db.run(
             self.ledger.delete_account,
-            account_id=_require(request.account_id, "account_id"),
+            account_id=checked_id(request.account_id, "acct", "account_id"),
             reason=request.reason,
         )
         log.info(
@@ -252,7 +253,7 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
     ) -> billing_pb2.CreatedApiKey:
         new = await self.db.run(
             self.ledger.create_api_key,
-            account_id=_require(request.account_id, "account_id"),
+            account_id=checked_id(request.account_id, "acct", "account_id"),
             name=request.name,
             secret=request.secret,
             expires_at=_moment(request.expires_at, "expires_at"),
@@ -267,7 +268,8 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
         self, request: billing_pb2.ListApiKeysRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.ListApiKeysResponse:
         keys = await self.db.run(
-            self.ledger.list_api_keys, account_id=_require(request.account_id, "account_id")
+            self.ledger.list_api_keys,
+            account_id=checked_id(request.account_id, "acct", "account_id"),
         )
         return billing_pb2.ListApiKeysResponse(keys=[key_to_proto(k) for k in keys])
 
@@ -276,7 +278,7 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
     ) -> billing_pb2.ApiKeyInfo:
         key = await self.db.run(
             self.ledger.revoke_api_key,
-            key_id=_require(request.key_id, "key_id"),
+            key_id=checked_id(request.key_id, "key", "key_id"),
             account_id=request.account_id or None,
             by_key_id=request.by_key_id,
             cascade=request.cascade,
@@ -298,7 +300,7 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
     ) -> billing_pb2.Account:
         account = await self.db.run(
             move,
-            account_id=_require(request.account_id, "account_id"),
+            account_id=checked_id(request.account_id, "acct", "account_id"),
             amount=request.amount,
             reason=request.reason,
         )
@@ -309,7 +311,7 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
     ) -> billing_pb2.ListLedgerEntriesResponse:
         entries, next_cursor = await self.db.run(
             self.ledger.entries,
-            account_id=_require(request.account_id, "account_id"),
+            account_id=checked_id(request.account_id, "acct", "account_id"),
             limit=page_limit(request.limit, default=50, maximum=MAX_ENTRIES_PAGE),
             cursor=request.cursor,
             since=_moment(request.since, "since"),

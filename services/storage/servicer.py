@@ -13,9 +13,9 @@ from prometheus_client import Counter
 
 from pixelrelay import task_events
 from pixelrelay.errors import ApiError, E
+from pixelrelay.ids import checked_id
 from pixelrelay.image_formats import MIME_TYPES
 from pixelrelay.objects import (
-    TASK_ID,
     chunks,
     is_input_key,
     is_owned_prefix,
@@ -127,8 +127,7 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
     async def Reannounce(
         self, request: storage_pb2.ReannounceRequest, context: grpc.aio.ServicerContext
     ) -> storage_pb2.ReannounceResponse:
-        if not TASK_ID.match(request.task_id):
-            raise ApiError(E.INVALID_PARAMETER, "not a task id", param="task_id")
+        checked_id(request.task_id, "task", "task_id")
         manifest = await self.blobs.get(manifest_key(request.task_id))
         if manifest is None:
             return storage_pb2.ReannounceResponse(found=False)
@@ -217,8 +216,7 @@ async def receive_images(
 
 
 def _check_header(header: storage_pb2.StoreHeader) -> None:
-    if not header.task_id:
-        raise ApiError(E.MISSING_PARAMETER, "task_id is required", param="task_id")
+    checked_id(header.task_id, "task", "task_id")  # it becomes the results' object keys
     if not header.images:
         raise ApiError(E.MISSING_PARAMETER, "no images", param="images")
     indexes = [m.index for m in header.images]

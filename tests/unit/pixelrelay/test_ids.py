@@ -1,7 +1,10 @@
 from __future__ import annotations
 
-from pixelrelay.ids import content_id, new_id
-from pixelrelay.objects import is_input_key, upload_in_path, upload_key
+import pytest
+
+from pixelrelay.errors import ApiError, E
+from pixelrelay.ids import checked_id, content_id, is_id, new_id
+from pixelrelay.objects import is_input_key, is_task_input_key, upload_in_path, upload_key
 
 
 def test_new_ids_are_random_and_well_formed() -> None:
@@ -25,3 +28,27 @@ def test_a_content_id_makes_a_valid_upload_key() -> None:
     key = upload_key("acct_x", upload_id, "png")
     assert upload_in_path(f"/bucket/{key}") == (key, "acct_x")
     assert is_input_key(key)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["", "task_", "task_a/../task_b", "../task_a", "task_a\n", "task_a|x", "acct_a", "task_a b"],
+)
+def test_only_well_formed_ids_pass(value: str) -> None:
+    with pytest.raises(ApiError) as caught:
+        checked_id(value, "task", "task_id")
+    assert caught.value.param == "task_id"
+    assert caught.value.kind in (E.MISSING_PARAMETER, E.INVALID_PARAMETER)
+
+
+def test_a_new_id_passes_and_names_its_prefix() -> None:
+    task_id = new_id("task")
+    assert checked_id(task_id, "task", "task_id") == task_id
+    assert is_id(task_id, "task") and not is_id(task_id, "acct")
+
+
+def test_keys_are_matched_whole() -> None:
+    key = "tasks/task_a/inputs/ref0.png"
+    assert is_task_input_key(key, "task_a") and not is_task_input_key(key, "task_b")
+    assert not is_input_key(key + "\n") and not is_task_input_key(key + "\n", "task_a")
+    assert not is_input_key("tasks/task_a/../task_b/inputs/ref0.png")
