@@ -1,6 +1,8 @@
 """What an input image is: checked by magic bytes, declared type, the size in its header
-(refused above MAX_PIXELS before any decode) and a full decode within a memory budget;
-what is kept of it: the image alone, without metadata or trailing bytes (scrub.py)."""
+(refused above MAX_PIXELS before any decode), the work its structure implies (refused when
+a decode would cost far more than its pixels: work_bounds.py) and a full decode within a
+memory budget; what is kept of it: the image alone, without metadata or trailing bytes
+(scrub.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,13 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from gateway.inputs.scrub import Malformed, scrub
+from gateway.inputs.scrub import scrub
+from gateway.inputs.work_bounds import (
+    MAX_JPEG_SCANS,
+    InflatesPastItsSize,
+    check_png_inflation,
+    jpeg_scans,
+)
 from pixelrelay.errors import ApiError, E
 from pixelrelay.image_formats import MIME_TYPES
 
@@ -61,7 +69,7 @@ def check_content_type(content_type: str, param: str) -> None:
 
 def _header(data: bytes, param: str) -> tuple[str, int, int, int]:
     """Format, size and EXIF orientation from the file's header, before a single pixel is
-    decoded."""
+    decoded; a progressive JPEG with more scans than an encoder writes is refused here."""
     fmt = sniff(data)
     if fmt is None:
         raise ApiError(E.INVALID_IMAGE, f"{param}: not a PNG, JPEG or WebP file", param=param)
@@ -71,7 +79,8 @@ def _header(data: bytes, param: str) -> tuple[str, int, int, int]:
             orientation = _orientation(image)
     except Image.DecompressionBombError:
         width, height, orientation = MAX_PIXELS + 1, 1, 1  # PIL's own guard, far above ours
-    except (UnidentifiedImageError, OSError, SyntaxError):
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        # ValueError: PIL's cap on a zTXt/iCCP chunk's inflated size (1 MB), among others
         raise ApiError(
             E.INVALID_IMAGE, f"{param}: the image does not decode", param=param
         ) from None
@@ -80,6 +89,12 @@ def _header(data: bytes, param: str) -> tuple[str, int, int, int]:
         raise ApiError(
             E.IMAGE_TOO_LARGE, f"{param}: {shown} exceeds {MAX_PIXELS:,} pixels", param=param
         )
+    if fmt == "jpeg" and (scans := jpeg_scans(data)) > MAX_JPEG_SCANS:
+        raise ApiError(
+            E.INVALID_IMAGE,
+            f"{param}: a JPEG of {scans:,} scans; at most {MAX_JPEG_SCANS} are accepted",
+            param=param,
+        )
     return fmt, width, height, orientation
 
 
@@ -87,8 +102,11 @@ def _decode(data: bytes, fmt: str, orientation: int, param: str) -> InputImage:
     """The image alone (scrubbed), fully decoded: a truncated or corrupt file fails here.
 
     Scrubbing drops EXIF, and with it an orientation tag: such an image (a phone photo
-    held upright) is turned to how it was seen and re-encoded instead."""
+    held upright) is turned to how it was seen and re-encoded instead. A PNG whose pixel
+    data inflates past what its size needs is refused (it would go upstream as a bomb)."""
     try:
+        if fmt == "png":
+            check_png_inflation(data)
         clean = scrub(data, fmt)
         with Image.open(io.BytesIO(clean)) as image:
             image.load()
@@ -96,7 +114,12 @@ def _decode(data: bytes, fmt: str, orientation: int, param: str) -> InputImage:
                 return _decode(_upright(image, fmt, orientation), fmt, 1, param)
             has_alpha = "A" in image.getbands() or "transparency" in image.info
             width, height = image.size
-    except (Malformed, UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError):
+    except InflatesPastItsSize:
+        raise ApiError(
+            E.INVALID_IMAGE, f"{param}: its pixel data inflates past its size", param=param
+        ) from None
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError, ValueError):
+        # ValueError: Malformed (scrub.py) and PIL's cap on a text or ICC chunk's size
         raise ApiError(
             E.INVALID_IMAGE, f"{param}: the image does not decode", param=param
         ) from None
