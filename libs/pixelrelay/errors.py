@@ -176,7 +176,7 @@ class E:
         "request_timeout",
         408,
         grpc.StatusCode.DEADLINE_EXCEEDED,
-        "The request's headers did not arrive in time.",
+        "The request's headers or body did not arrive in time.",
     )
     INSUFFICIENT_CREDITS = ErrorKind(
         30001,
@@ -289,6 +289,13 @@ class E:
         429,
         grpc.StatusCode.RESOURCE_EXHAUSTED,
         "Too many failed authentications from this address; retry after `Retry-After`.",
+    )
+    TOO_MANY_CONNECTIONS = ErrorKind(
+        50005,
+        "too_many_connections",
+        429,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "This address holds the most connections one client may (`MAX_CONNECTIONS_PER_CLIENT`).",
     )
     UPLOAD_COUNT_QUOTA = ErrorKind(
         50003,

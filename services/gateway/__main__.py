@@ -232,7 +232,11 @@ async def _serve(
                 max_header_bytes=settings.max_header_bytes,
                 max_headers=settings.max_headers,
                 header_timeout=settings.header_timeout,
+                body_timeout=settings.body_timeout,
+                min_body_rate=settings.min_body_rate,
                 max_connections=settings.max_connections,
+                max_connections_per_client=settings.max_connections_per_client,
+                trusted_proxies=parse_networks(settings.trusted_proxies),
             ),
         )
     )

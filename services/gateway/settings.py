@@ -10,11 +10,16 @@ class GatewaySettings(DatabaseSettings):
     http_host: str = "0.0.0.0"
     http_port: int = 8080
     # Limits of the public HTTP listener, before any request reaches the app
-    # (http/protocol.py): 431, 408 and 503 answers.
+    # (http/protocol.py): 431, 408, 429 and 503 answers.
     max_header_bytes: int = 32 * 1024
     max_headers: int = 100
     header_timeout: float = 10.0
+    # A body has this long, plus one second per MIN_BODY_RATE bytes received.
+    body_timeout: float = Field(default=10.0, gt=0)
+    min_body_rate: int = Field(default=16 * 1024, gt=0)
     max_connections: int = 2048
+    # Per client address (a trusted proxy's connections are not counted per address).
+    max_connections_per_client: int = Field(default=256, gt=0)
     grpc_port: int = 50050  # the public API over gRPC
     billing_addr: str = "127.0.0.1:50051"
     storage_addr: str = "127.0.0.1:50052"

@@ -72,7 +72,9 @@ async def running_platform(
         "FETCH_ALLOW_PRIVATE": str(allow_private).lower(),
         # Small enough for the security tests to reach in seconds; the suite runs under them.
         "HEADER_TIMEOUT": "2",
+        "BODY_TIMEOUT": "2",
         "MAX_CONNECTIONS": "300",
+        "MAX_CONNECTIONS_PER_CLIENT": "100",
         # Tests act as a proxy: X-Forwarded-For gives each test its own client address.
         "TRUSTED_PROXIES": "127.0.0.1",
         # Keepalive comments in every /v1 stream the tests read (the SDK must skip them).

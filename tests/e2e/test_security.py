@@ -171,25 +171,6 @@ async def test_slow_or_silent_clients_are_cut_off(platform: Platform, request_: 
     assert status_and_code(answer) == (408, 20012)
 
 
-async def test_connections_over_the_cap_get_503(platform: Platform) -> None:
-    cap = 300  # MAX_CONNECTIONS in the tests
-    held = []
-    try:
-        for _ in range(cap):
-            held.append(await asyncio.open_connection("127.0.0.1", platform.config.http_port))
-        answer = await raw_exchange(platform, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-    finally:
-        for _reader, writer in held:
-            writer.close()
-    assert status_and_code(answer) == (503, 90002)
-    assert b"retry-after: 1" in answer.lower()
-
-    async def serves_again() -> bool:
-        return bool((await platform.http.get("/healthz")).status_code == 200)
-
-    await eventually(serves_again, "the gateway serves once the connections are gone")
-
-
 async def test_a_limited_key_cannot_escalate_or_outlive_its_revocation(platform: Platform) -> None:
     """A key with 10 credits, 5/min and 10 minutes once minted an unlimited key with no
     expiry, and revoking it left that key alive."""
