@@ -1,6 +1,8 @@
 """One job, start to finish: generate upstream, hand the images to storage, then ack.
 
 The ack decision is made here and only here:
+    the job does not open (not sealed by a gateway)      → dead-lettered, ack; the task
+                                                           and its hold untouched
     the task's hold is no longer pending                 → ack, nothing generated
     images stored (storage announced completion)        → ack
     upstream failed for good                             → publish failed, ack
@@ -17,6 +19,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from google.protobuf.message import DecodeError
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -28,6 +31,7 @@ from pixelrelay import bus, task_events
 from pixelrelay.billing_client import BillingClient
 from pixelrelay.crashpoints import crash_point
 from pixelrelay.errors import ApiError, E, ErrorKind
+from pixelrelay.ids import is_id
 from pixelrelay.relay import MAX_PARTIAL_IMAGES, RelaySender, is_relay_subject
 from pixelrelay.sealing import PromptSealer, SealError
 from pixelrelay.storage_client import StorageClient
@@ -73,18 +77,58 @@ class JobHandler:
         self.sealer = sealer
 
     async def __call__(self, msg: Msg) -> None:
-        job = jobs_pb2.GenerationJob.FromString(msg.data)
+        opened = self._open(msg.data)
+        if isinstance(opened, str):
+            await self._dead_letter(msg, opened)
+            JOBS.labels("unopened").inc()
+            return
+        job, prompt = opened
         delivery = msg.metadata.num_delivered or 1
         JOB_AGE.observe(max(0.0, time.time() - job.created_at_ms / 1000))
         async with bus.heartbeat(msg, self.heartbeat_every):
-            outcome = await self._run(job, delivery)
+            outcome = await self._run(job, prompt, delivery)
         JOBS.labels(outcome).inc()
         if outcome == "retry":  # storage trouble: 5, 10, 20, 40 s (~75 s) before giving up
             await msg.nak(delay=bus.backoff(delivery, first=5.0, most=60.0))
         else:
             await msg.ack()
 
-    async def _run(self, job: jobs_pb2.GenerationJob, delivery: int) -> str:
+    def _open(self, data: bytes) -> tuple[jobs_pb2.GenerationJob, str] | str:
+        """The job and its prompt, or why it cannot be trusted. Before anything acts on its
+        task: only a gateway (JOB_KEYS) seals a prompt to a task id, so a job published
+        with the gateway's NATS password alone, for someone else's task, stops here."""
+        try:
+            job = jobs_pb2.GenerationJob.FromString(data)
+        except DecodeError:
+            return "undecodable"
+        if not is_id(job.task_id, "task"):
+            return "bad_task_id"
+        try:
+            return job, self.sealer.open(job.key_id, job.sealed_prompt, job.task_id)
+        except SealError:  # no retry opens it: JOB_KEYS lost the key, or forged
+            return "unopened"
+
+    async def _dead_letter(self, msg: Msg, reason: str) -> None:
+        """Keep an untrusted job for the operators, without its prompt, and ack it: its task
+        (which may be another tenant's) and its hold are not touched, no event is sent."""
+        try:
+            job = jobs_pb2.GenerationJob.FromString(msg.data)
+            job.prompt = ""
+            job.sealed_prompt = b""
+            kept = job.SerializeToString()
+        except DecodeError:
+            kept = b""
+        seq = msg.metadata.sequence.stream
+        log.error("job dead-lettered", extra={"reason": reason, "stream_seq": seq})
+        await bus.publish_raw(
+            self.js,
+            bus.DEADLETTER_SUBJECT,
+            kept,
+            {"Nats-Msg-Id": f"dead.job.{seq}", bus.REASON_HEADER: reason},
+        )
+        await msg.ack()
+
+    async def _run(self, job: jobs_pb2.GenerationJob, prompt: str, delivery: int) -> str:
         """Do the job; returns "completed", "failed" (settled, announced) or "retry"."""
         try:
             if delivery > 1 and await self.storage.reannounce(job.task_id):
@@ -108,12 +152,6 @@ class JobHandler:
         except ApiError as err:
             return await self._storage_trouble(job.task_id, delivery, err)
         started = time.perf_counter()
-        try:
-            prompt = self.sealer.open(job.key_id, job.sealed_prompt, job.task_id)
-        except SealError as err:  # no retry opens it: JOB_KEYS lost the key, or tampering
-            log.error("job prompt unreadable", extra={"task_id": job.task_id, "error": str(err)})
-            await self._fail(job.task_id, E.INTERNAL, "the job could not be read")
-            return "failed"
         relay = self._relay(job)
         previews = (
             Partials(relay.previews, relay.send_preview) if relay and relay.previews else None
