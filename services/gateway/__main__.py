@@ -25,6 +25,7 @@ from gateway.core.waiting import TaskWaiters, settled_subject
 from gateway.grpc.servicer import AdminServicer, PublicApiServicer
 from gateway.http.app import asgi_app
 from gateway.http.protocol import guarded_protocol
+from gateway.inputs.decode_pool import DecodeWorkers
 from gateway.inputs.fetch import SafeFetcher
 from gateway.inputs.images import DecodeBudget
 from gateway.inputs.references import ReferenceLoader
@@ -105,6 +106,9 @@ async def _serve(
         timeout=settings.fetch_timeout,
     )
     stack.push_async_callback(fetcher.close)
+    decode_workers = DecodeWorkers(settings.decode_workers, settings.decode_timeout)
+    stack.push_async_callback(decode_workers.close)
+    await decode_workers.start()
     idempotency = IdempotencyStore(
         db.engine, in_flight_ms=int(settings.idempotency_in_flight_seconds * 1000)
     )
@@ -115,7 +119,9 @@ async def _serve(
             fetcher,
             storage,
             DecodeBudget(settings.decode_budget_mb * 1024 * 1024),
+            decode_workers,
             per_account=settings.fetch_per_account,
+            decodes_per_account=settings.decode_per_account,
             total_timeout=settings.fetch_total_timeout,
         ),
         db=db,

@@ -37,6 +37,13 @@ class GatewaySettings(DatabaseSettings):
     max_edit_bytes: int = 64 * 1024 * 1024
     # Pixels decoded at once (images.DecodeBudget), in MB: at least one 40-MP image (160).
     decode_budget_mb: int = 256
+    # Worker processes that decode input images (inputs/decode_pool.py), the seconds one
+    # decode may take before its worker is killed (a 40-MP image takes about 1 s), and the
+    # decodes one account may run at once: fewer than the workers, so that another
+    # account's image never waits behind one tenant's queue.
+    decode_workers: int = Field(default=2, ge=1)
+    decode_timeout: float = Field(default=10.0, gt=0)
+    decode_per_account: int = Field(default=1, ge=1)
     # Local development only: let reference URLs point at private or loopback hosts.
     fetch_allow_private: bool = False
     fetch_timeout: float = 20.0

@@ -255,7 +255,7 @@ class PublicApi:
             await self._affordable(principal.account_id, spec)
             inputs = await self.references.load(spec, principal.account_id)
         elif request.images:
-            inputs = await self._inline_inputs(request)
+            inputs = await self._inline_inputs(request, principal.account_id)
         if inputs.references:
             spec, prompt = resolve(request, reference_size=inputs.first_size)
         hold = await self.billing.reserve(
@@ -325,21 +325,28 @@ class PublicApi:
             # The hold's deadline still releases it (billing's sweeper).
             log.warning("could not undo a failed submit", extra={"task_id": task_id}, exc_info=True)
 
-    async def _inline_inputs(self, request: public_api_pb2.CreateGenerationRequest) -> Inputs:
+    async def _inline_inputs(
+        self, request: public_api_pb2.CreateGenerationRequest, account_id: str
+    ) -> Inputs:
         """The images sent with the request, checked as fetched ones are."""
         references = [
-            await self._checked_image(image.data, image.content_type, "image")
+            await self._checked_image(image.data, image.content_type, "image", account_id)
             for image in request.images
         ]
         mask = None
         if request.HasField("mask"):
-            mask = await self._checked_image(request.mask.data, request.mask.content_type, "mask")
+            mask = await self._checked_image(
+                request.mask.data, request.mask.content_type, "mask", account_id
+            )
             check_mask(mask, references[0], "mask")
         return Inputs(references, mask)
 
-    async def _checked_image(self, data: bytes, content_type: str, param: str) -> InputImage:
+    async def _checked_image(
+        self, data: bytes, content_type: str, param: str, account_id: str
+    ) -> InputImage:
         """One image a client sent (an upload, an inline reference): present, within the
-        size limit, of the type it says, decodable within the budget."""
+        size limit, of the type it says, decodable within the budget and the account's
+        share of the decode workers."""
         if not data:
             raise ApiError(E.MISSING_PARAMETER, f"{param} is required", param=param)
         if len(data) > self.max_image_bytes:
@@ -349,7 +356,7 @@ class PublicApi:
                 param=param,
             )
         check_content_type(content_type, param)
-        return await self.references.inspect(data, param)
+        return await self.references.inspect(data, param, account_id)
 
     async def _affordable(self, account_id: str, spec: common_pb2.ImageSpec) -> None:
         """402 before any reference is fetched or decoded: an account without the credits
@@ -420,7 +427,9 @@ class PublicApi:
         self, authorization: str | None, request: public_api_pb2.CreateUploadRequest
     ) -> public_api_pb2.Upload:
         principal = await self.authenticate(authorization, scopes.GENERATE)
-        image = await self._checked_image(request.data, request.content_type, "file")
+        image = await self._checked_image(
+            request.data, request.content_type, "file", principal.account_id
+        )
         # Named by its content: a retried upload (lost answer) is the same upload, stored
         # once, so uploads need no Idempotency-Key.
         upload_id = content_id("upl", principal.account_id, image.data)

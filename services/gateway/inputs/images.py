@@ -11,6 +11,7 @@ import contextlib
 import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from PIL import Image, UnidentifiedImageError
 
@@ -23,6 +24,9 @@ from gateway.inputs.work_bounds import (
 )
 from pixelrelay.errors import ApiError, E
 from pixelrelay.image_formats import MIME_TYPES
+
+if TYPE_CHECKING:  # decode_pool runs decode() below in its workers
+    from gateway.inputs.decode_pool import DecodeWorkers
 
 MAX_PIXELS = 40_000_000
 # Declared types we accept; octet-stream because many object stores serve that.
@@ -98,8 +102,17 @@ def _header(data: bytes, param: str) -> tuple[str, int, int, int]:
     return fmt, width, height, orientation
 
 
-def _decode(data: bytes, fmt: str, orientation: int, param: str) -> InputImage:
+class Undecodable(Exception):
+    """Why a file is not an image we take (said to the caller, after the param)."""
+
+
+class DecodeTimeout(Exception):
+    """A decode ran past its deadline (and its worker was killed)."""
+
+
+def decode(data: bytes, fmt: str, orientation: int) -> InputImage:
     """The image alone (scrubbed), fully decoded: a truncated or corrupt file fails here.
+    Runs in a decode worker (decode_pool.py), which can be killed.
 
     Scrubbing drops EXIF, and with it an orientation tag: such an image (a phone photo
     held upright) is turned to how it was seen and re-encoded instead. A PNG whose pixel
@@ -111,18 +124,14 @@ def _decode(data: bytes, fmt: str, orientation: int, param: str) -> InputImage:
         with Image.open(io.BytesIO(clean)) as image:
             image.load()
             if orientation in _TURNS:
-                return _decode(_upright(image, fmt, orientation), fmt, 1, param)
+                return decode(_upright(image, fmt, orientation), fmt, 1)
             has_alpha = "A" in image.getbands() or "transparency" in image.info
             width, height = image.size
     except InflatesPastItsSize:
-        raise ApiError(
-            E.INVALID_IMAGE, f"{param}: its pixel data inflates past its size", param=param
-        ) from None
+        raise Undecodable("its pixel data inflates past its size") from None
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError, ValueError):
         # ValueError: Malformed (scrub.py) and PIL's cap on a text or ICC chunk's size
-        raise ApiError(
-            E.INVALID_IMAGE, f"{param}: the image does not decode", param=param
-        ) from None
+        raise Undecodable("the image does not decode") from None
     return InputImage(clean, fmt, width, height, has_alpha)
 
 
@@ -184,11 +193,24 @@ class DecodeBudget:
                 self._changed.notify_all()
 
 
-async def inspect_image(data: bytes, param: str, budget: DecodeBudget) -> InputImage:
-    """Header, pixel cap, then a decode within the budget, off the event loop."""
+async def inspect_image(
+    data: bytes, param: str, budget: DecodeBudget, workers: DecodeWorkers
+) -> InputImage:
+    """Header, pixel cap and scan count, then a decode by a worker process within the
+    budget; the share is held until the worker is done (or killed), even if the caller is
+    cancelled first."""
     fmt, width, height, orientation = _header(data, param)
     async with budget.share(width * height * 4):
-        return await asyncio.to_thread(_decode, data, fmt, orientation, param)
+        try:
+            return await workers.decode(data, fmt, orientation)
+        except Undecodable as reason:
+            raise ApiError(E.INVALID_IMAGE, f"{param}: {reason}", param=param) from None
+        except DecodeTimeout:
+            raise ApiError(
+                E.INVALID_IMAGE,
+                f"{param}: the image takes more than {workers.timeout:g} s to decode",
+                param=param,
+            ) from None
 
 
 def check_mask(mask: InputImage, first: InputImage, param: str = "mask_url") -> None:

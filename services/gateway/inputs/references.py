@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from gateway.inputs.decode_pool import DecodeWorkers
 from gateway.inputs.fetch import SafeFetcher
 from gateway.inputs.images import (
     DecodeBudget,
@@ -47,8 +48,10 @@ def upload_key(url: str) -> tuple[str, str] | None:
 
 
 class AccountSlots:
-    """At most ``per_account`` fetches at once for one account, on this gateway: one
-    tenant's 64 slow URLs once took every connection and timed out another's fetch."""
+    """At most ``per_account`` fetches (or decodes) at once for one account, on this
+    gateway: one tenant's 64 slow URLs once took every connection and timed out another's
+    fetch; two of its slow decodes once held the decode budget while another tenant's
+    64x64 upload waited 27 s."""
 
     def __init__(self, per_account: int):
         self.per_account = per_account
@@ -75,19 +78,26 @@ class ReferenceLoader:
         fetcher: SafeFetcher,
         storage: StorageClient,
         budget: DecodeBudget,
+        workers: DecodeWorkers,
         *,
         per_account: int = 8,
+        decodes_per_account: int = 1,
         total_timeout: float = 30.0,
     ):
         self.fetcher = fetcher
         self.storage = storage
         self.budget = budget
+        self.workers = workers
         self.slots = AccountSlots(per_account)
+        self.decode_slots = AccountSlots(decodes_per_account)
         self.total_timeout = total_timeout
 
-    async def inspect(self, data: bytes, param: str) -> InputImage:
-        """Check one image (an upload or a reference) within this gateway's decode budget."""
-        return await inspect_image(data, param, self.budget)
+    async def inspect(self, data: bytes, param: str, account_id: str) -> InputImage:
+        """Check one image (an upload or a reference) within this gateway's decode budget,
+        and within the account's share of its decode workers: an account waits for its own
+        decodes, not for another's."""
+        async with self.decode_slots.slot(account_id):
+            return await inspect_image(data, param, self.budget, self.workers)
 
     async def load(self, spec: common_pb2.ImageSpec, account_id: str) -> Inputs:
         """Every reference and the mask, checked; the first error wins."""
@@ -136,7 +146,7 @@ class ReferenceLoader:
             async with self.slots.slot(account_id):
                 data, content_type = await self.fetcher.fetch(url, param)
             check_content_type(content_type, param)
-        return await self.inspect(data, param)
+        return await self.inspect(data, param, account_id)
 
     async def store(self, task_id: str, inputs: Inputs) -> tuple[list[str], str]:
         """Write the inputs beside the task; returns their keys for the job."""

@@ -13,6 +13,7 @@ import zlib
 import PIL.Image
 import pytest
 
+from gateway.inputs.decode_pool import DecodeWorkers
 from gateway.inputs.images import MAX_PIXELS, DecodeBudget, inspect_image
 from gateway.inputs.work_bounds import MAX_JPEG_SCANS, jpeg_scans, png_raw_size
 from pixelrelay.errors import ApiError, E
@@ -40,9 +41,9 @@ def with_scans(jpeg: bytes, scans: int) -> bytes:
     return jpeg[: end.start()] + extra + jpeg[end.start() :]
 
 
-async def refusal(data: bytes) -> ApiError:
+async def refusal(data: bytes, decode_workers: DecodeWorkers) -> ApiError:
     with pytest.raises(ApiError) as caught:
-        await inspect_image(data, "file", BUDGET)
+        await inspect_image(data, "file", BUDGET, decode_workers)
     return caught.value
 
 
@@ -51,21 +52,24 @@ def test_an_encoders_progressive_jpeg_has_few_scans(mode: str, scans: int) -> No
     assert jpeg_scans(encoded(mode, (64, 64), "JPEG", progressive=True)) == scans
 
 
-async def test_a_jpeg_of_1500_scans_is_refused_without_decoding() -> None:
+async def test_a_jpeg_of_1500_scans_is_refused_without_decoding(
+    decode_workers: DecodeWorkers,
+) -> None:
     bomb = with_scans(encoded("L", (6000, 6600), "JPEG", progressive=True), 1500)
     assert len(bomb) < 400_000 and jpeg_scans(bomb) == 1500
     started = time.process_time()
-    refused = await refusal(bomb)
+    refused = await refusal(bomb, decode_workers)
     assert time.process_time() - started < 1.0  # the decode alone costs 40 s
     assert (refused.kind, refused.param) == (E.INVALID_IMAGE, "file")
     assert "1,500 scans" in refused.message
 
 
-async def test_a_jpeg_at_the_scan_limit_still_decodes() -> None:
+async def test_a_jpeg_at_the_scan_limit_still_decodes(decode_workers: DecodeWorkers) -> None:
     image = await inspect_image(
         with_scans(encoded("L", (64, 64), "JPEG", progressive=True), MAX_JPEG_SCANS),
         "file",
         BUDGET,
+        decode_workers,
     )
     assert (image.format, image.width) == ("jpeg", 64)
 
@@ -84,9 +88,11 @@ def png_with(extra: bytes, mode: str = "RGBA") -> bytes:
     ],
     ids=["zTXt", "iCCP"],
 )
-async def test_a_chunk_inflating_past_1_mb_is_an_invalid_image_not_a_crash(extra: bytes) -> None:
+async def test_a_chunk_inflating_past_1_mb_is_an_invalid_image_not_a_crash(
+    extra: bytes, decode_workers: DecodeWorkers
+) -> None:
     """PIL raises ValueError past its 1 MB cap: it once escaped as a 500."""
-    refused = await refusal(png_with(extra))
+    refused = await refusal(png_with(extra), decode_workers)
     assert (refused.kind, refused.param) == (E.INVALID_IMAGE, "file")
 
 
@@ -97,7 +103,9 @@ def zeros_deflated(nbytes: int) -> bytes:
     return b"".join([*parts, deflater.flush()])
 
 
-async def test_a_1x1_png_inflating_to_50_mb_is_refused_after_a_megabyte() -> None:
+async def test_a_1x1_png_inflating_to_50_mb_is_refused_after_a_megabyte(
+    decode_workers: DecodeWorkers,
+) -> None:
     header = struct.pack(">IIBBBBB", 1, 1, 8, 6, 0, 0, 0)
     bomb = (
         b"\x89PNG\r\n\x1a\n"
@@ -107,7 +115,7 @@ async def test_a_1x1_png_inflating_to_50_mb_is_refused_after_a_megabyte() -> Non
     )
     assert len(bomb) < 100_000
     started = time.process_time()
-    refused = await refusal(bomb)
+    refused = await refusal(bomb, decode_workers)
     assert time.process_time() - started < 0.5
     assert (refused.kind, refused.param) == (E.INVALID_IMAGE, "file")
     assert "inflates" in refused.message

@@ -9,6 +9,7 @@ import zlib
 
 import pytest
 
+from gateway.inputs.decode_pool import DecodeWorkers
 from gateway.inputs.images import MAX_PIXELS, DecodeBudget, inspect_image
 from pixelrelay.errors import ApiError, E
 from upstream_sim.render import render_image
@@ -34,20 +35,22 @@ BUDGET = DecodeBudget(MAX_PIXELS * 4)
     ("width", "height"),
     [(20_000, 20_000), (8_000, 8_000), (MAX_PIXELS + 1, 1)],  # a bomb, over the cap, a strip
 )
-async def test_too_many_pixels_is_413_before_any_decode(width: int, height: int) -> None:
+async def test_too_many_pixels_is_413_before_any_decode(
+    width: int, height: int, decode_workers: DecodeWorkers
+) -> None:
     with pytest.raises(ApiError) as caught:
-        await inspect_image(png_header_only(width, height), "image_urls[0]", BUDGET)
+        await inspect_image(png_header_only(width, height), "image_urls[0]", BUDGET, decode_workers)
     assert (caught.value.kind, caught.value.param) == (E.IMAGE_TOO_LARGE, "image_urls[0]")
 
 
-async def test_a_header_within_the_cap_still_has_to_decode() -> None:
+async def test_a_header_within_the_cap_still_has_to_decode(decode_workers: DecodeWorkers) -> None:
     with pytest.raises(ApiError) as caught:
-        await inspect_image(png_header_only(1024, 1024), "file", BUDGET)
+        await inspect_image(png_header_only(1024, 1024), "file", BUDGET, decode_workers)
     assert caught.value.kind is E.INVALID_IMAGE
 
 
-async def test_a_real_image_passes() -> None:
-    image = await inspect_image(render_image("x", 1024, 768, "png"), "file", BUDGET)
+async def test_a_real_image_passes(decode_workers: DecodeWorkers) -> None:
+    image = await inspect_image(render_image("x", 1024, 768, "png"), "file", BUDGET, decode_workers)
     assert (image.format, image.width, image.height) == ("png", 1024, 768)
 
 

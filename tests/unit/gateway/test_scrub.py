@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageCms, ImageDraw
 from PIL.PngImagePlugin import PngInfo
 
+from gateway.inputs.decode_pool import DecodeWorkers
 from gateway.inputs.images import MAX_PIXELS, DecodeBudget, inspect_image
 from gateway.inputs.scrub import Malformed, scrub
 from pixelrelay.errors import ApiError, E
@@ -95,18 +96,22 @@ def test_webp_loses_exif_and_xmp_and_bytes_past_riff(lossless: bool) -> None:
     assert int.from_bytes(clean[4:8], "little") == len(clean) - 8
 
 
-async def test_a_turned_photo_is_stored_upright_without_its_exif() -> None:
+async def test_a_turned_photo_is_stored_upright_without_its_exif(
+    decode_workers: DecodeWorkers,
+) -> None:
     # orientation 6: the camera was turned; viewers rotate the 64x40 pixels to 40x64
     original = encoded(picture(), "JPEG", exif=exif(orientation=6), quality=95)
-    image = await inspect_image(original, "file", BUDGET)
+    image = await inspect_image(original, "file", BUDGET, decode_workers)
     assert (image.width, image.height) == (40, 64)
     assert b"Exif" not in image.data and GPS.encode() not in image.data
 
 
 @pytest.mark.parametrize("fmt", ["png", "jpeg", "webp"])
-async def test_uploads_and_references_are_scrubbed_on_inspection(fmt: str) -> None:
+async def test_uploads_and_references_are_scrubbed_on_inspection(
+    fmt: str, decode_workers: DecodeWorkers
+) -> None:
     original = encoded(picture(), fmt.upper(), exif=exif()) + ZIP
-    image = await inspect_image(original, "file", BUDGET)
+    image = await inspect_image(original, "file", BUDGET, decode_workers)
     assert_clean(original, image.data)
 
 
@@ -114,12 +119,14 @@ async def test_uploads_and_references_are_scrubbed_on_inspection(fmt: str) -> No
     ("fmt", "missing"),
     [("png", 12), ("jpeg", 2), ("webp", 10)],  # IEND, EOI, the last chunk
 )
-async def test_a_file_cut_short_is_refused(fmt: str, missing: int) -> None:
+async def test_a_file_cut_short_is_refused(
+    fmt: str, missing: int, decode_workers: DecodeWorkers
+) -> None:
     cut = encoded(picture(), fmt.upper())[:-missing]
     with pytest.raises(Malformed):
         scrub(cut, fmt)
     with pytest.raises(ApiError) as caught:
-        await inspect_image(cut, "file", BUDGET)
+        await inspect_image(cut, "file", BUDGET, decode_workers)
     assert caught.value.kind is E.INVALID_IMAGE
 
 

@@ -1,0 +1,104 @@
+"""Worker processes that decode input images, each decode within a deadline.
+
+A decode runs in a process of its own (decode_worker.py) so that it can be stopped: one
+that runs past its deadline, or whose caller gives up (a request cancelled, the 30 s
+reference deadline), has its process killed, and ``decode`` returns only once the
+process is dead, so the caller's share of the decode budget is held exactly as long as
+the work runs. A killed worker is replaced by a fresh one on the next decode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+
+from gateway.inputs.decode_worker import ANSWER, REQUEST
+from gateway.inputs.images import DecodeTimeout, InputImage, Undecodable
+
+log = logging.getLogger("gateway.decode")
+
+
+class _Worker:
+    def __init__(self, process: asyncio.subprocess.Process):
+        self.process = process
+
+    @classmethod
+    async def start(cls) -> _Worker:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gateway.inputs.decode_worker",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        return cls(process)
+
+    async def decode(self, data: bytes, fmt: str, orientation: int) -> InputImage:
+        stdin, stdout = self.process.stdin, self.process.stdout
+        assert stdin is not None and stdout is not None
+        stdin.write(REQUEST.pack(fmt.encode(), orientation, len(data)))
+        stdin.write(data)
+        await stdin.drain()
+        decoded, width, height, has_alpha, size = ANSWER.unpack(
+            await stdout.readexactly(ANSWER.size)
+        )
+        payload = await stdout.readexactly(size)
+        if not decoded:
+            raise Undecodable(payload.decode(errors="replace"))
+        return InputImage(payload, fmt, width, height, bool(has_alpha))
+
+    async def end(self) -> None:
+        """Kill the process (at once: its work stops here) and wait until it is gone."""
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+        # Shielded: a caller cancelled again still leaves the process reaped.
+        await asyncio.shield(self.process.wait())
+
+
+class DecodeWorkers:
+    """At most ``size`` decodes at once, each in a worker process, each given ``timeout``
+    seconds (a 40-MP image decodes in about 1 s; a file built to be slow, killed after
+    ``timeout``, answers ``DecodeTimeout``)."""
+
+    def __init__(self, size: int, timeout: float):
+        self.size = size
+        self.timeout = timeout
+        self._idle: list[_Worker] = []
+        self._slots = asyncio.Semaphore(size)
+
+    async def start(self) -> None:
+        """Start every worker now, not on the first decodes (about 0.3 s each)."""
+        missing = self.size - len(self._idle)
+        self._idle += await asyncio.gather(*(_Worker.start() for _ in range(missing)))
+
+    async def decode(self, data: bytes, fmt: str, orientation: int) -> InputImage:
+        """The image, decoded and scrubbed (images.decode) by a worker; raises
+        ``Undecodable`` or ``DecodeTimeout``."""
+        async with self._slots:
+            worker = self._idle.pop() if self._idle else await _Worker.start()
+            try:
+                async with asyncio.timeout(self.timeout):
+                    image = await worker.decode(data, fmt, orientation)
+            except Undecodable:
+                self._idle.append(worker)  # it answered: ready for the next file
+                raise
+            except TimeoutError:
+                await worker.end()
+                raise DecodeTimeout from None
+            except (asyncio.IncompleteReadError, ConnectionError):
+                # Died on its own: a crash in a decoder the file was built to break.
+                await worker.end()
+                log.warning("a decode worker died", extra={"returncode": worker.process.returncode})
+                raise Undecodable("the image does not decode") from None
+            except BaseException:  # cancelled: the work must stop before the caller goes on
+                await worker.end()
+                raise
+            self._idle.append(worker)
+            return image
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for worker in idle:
+            await worker.end()
