@@ -14,7 +14,7 @@ import contextlib
 import logging
 import sys
 
-from gateway.inputs.decode_worker import ANSWER, REQUEST
+from gateway.inputs.decode_worker import ANSWER, READY, REQUEST
 from gateway.inputs.images import DecodeTimeout, InputImage, Undecodable
 
 log = logging.getLogger("gateway.decode")
@@ -33,7 +33,19 @@ class _Worker:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
-        return cls(process)
+        worker = cls(process)
+        assert process.stdout is not None
+        try:
+            ready = await process.stdout.readexactly(len(READY))
+        except asyncio.IncompleteReadError:
+            ready = b""  # it died importing
+        except BaseException:  # cancelled while it started
+            await worker.end()
+            raise
+        if ready != READY:
+            await worker.end()
+            raise RuntimeError(f"a decode worker did not start (exit code {process.returncode})")
+        return worker
 
     async def decode(self, data: bytes, fmt: str, orientation: int) -> InputImage:
         stdin, stdout = self.process.stdin, self.process.stdout
@@ -69,7 +81,8 @@ class DecodeWorkers:
         self._slots = asyncio.Semaphore(size)
 
     async def start(self) -> None:
-        """Start every worker now, not on the first decodes (about 0.3 s each)."""
+        """Start every worker now, not on the first decodes (about 0.3 s each); a worker
+        that cannot start (it died importing) fails the gateway's start, not every decode."""
         missing = self.size - len(self._idle)
         self._idle += await asyncio.gather(*(_Worker.start() for _ in range(missing)))
 

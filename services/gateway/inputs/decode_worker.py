@@ -19,6 +19,7 @@ from gateway.inputs.images import Undecodable, decode
 
 REQUEST = struct.Struct(">4sBQ")  # format (NUL-padded), EXIF orientation, file bytes
 ANSWER = struct.Struct(">?IIBQ")  # decoded, width, height, has alpha, payload bytes
+READY = b"R"  # sent once, when everything is imported
 
 
 def answer(out: BinaryIO, data: bytes, fmt: str, orientation: int) -> None:
@@ -40,6 +41,8 @@ def main() -> None:
     # Answers get a descriptor of their own; anything a library prints goes to stderr.
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    answers.write(READY)
+    answers.flush()
     while len(header := requests.read(REQUEST.size)) == REQUEST.size:
         fmt, orientation, size = REQUEST.unpack(header)
         data = requests.read(size)

@@ -98,3 +98,11 @@ async def test_one_accounts_slow_decodes_do_not_delay_anothers() -> None:
         task.cancel()
     await asyncio.gather(*heavy, return_exceptions=True)
     await workers.close()
+
+
+async def test_a_worker_that_cannot_start_fails_the_start_not_every_decode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("sys.executable", "/bin/false")
+    with pytest.raises(RuntimeError, match="did not start"):
+        await DecodeWorkers(1, timeout=1).start()
