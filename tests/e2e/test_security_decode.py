@@ -1,16 +1,21 @@
-"""The progressive-JPEG decode bomb, replayed against a running platform: one account
-uploads files built to cost a decode seconds of CPU each while another tenant uploads a
-small image, which must be answered in its normal time. Before the fix the bombs were
-decoded, each in one of the few threads every decode shares, and another tenant's 64x64
-upload waited for a free one (26.8 s when reported, 10 s and more here)."""
+"""Images built to cost their decoder, replayed against a running platform.
+
+The progressive-JPEG decode bomb: one account uploads files built to cost a decode
+seconds of CPU each while another tenant uploads a small image, which must be answered in
+its normal time. Before the fix the bombs were decoded, each in one of the few threads
+every decode shares, and another tenant's 64x64 upload waited for a free one (26.8 s when
+reported, 10 s and more here). And PNGs whose chunks inflate past any sense: once a 500,
+or accepted and passed upstream."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import re
+import struct
 import time
 import uuid
+import zlib
 
 import httpx
 import PIL.Image
@@ -85,3 +90,54 @@ async def test_a_decode_bomb_does_not_hold_up_another_tenants_upload(
             error = answer.json()["error"]
             assert (answer.status_code, error["code"], error["param"]) == (422, 20007, "file")
             assert "1,500 scans" in error["message"]
+
+
+def chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_64(extra: bytes = b"") -> bytes:
+    """A 64x64 RGBA PNG with ``extra`` chunks after its header."""
+    out = io.BytesIO()
+    PIL.Image.new("RGBA", (64, 64), (10, 20, 30, 0)).save(out, "PNG")
+    return out.getvalue()[:33] + extra + out.getvalue()[33:]
+
+
+# 2 MB of zeros behind a text and an ICC chunk (PIL refuses past 1 MB with a ValueError),
+# and a 1x1 PNG whose pixel data inflates to 50 MB (a row of 1x1 RGBA is 5 bytes).
+TEXT_BOMB = png_64(chunk(b"zTXt", b"c\x00\x00" + zlib.compress(bytes(2 << 20))))
+ICC_BOMB = png_64(chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(bytes(2 << 20))))
+IDAT_BOMB = (
+    b"\x89PNG\r\n\x1a\n"
+    + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 6, 0, 0, 0))
+    + chunk(b"IDAT", zlib.compress(bytes(50 << 20), 9))
+    + chunk(b"IEND", b"")
+)
+
+
+@pytest.mark.parametrize(
+    ("route", "files", "status", "param"),
+    [
+        ("/api/v1/uploads", {"file": TEXT_BOMB}, 422, "file"),
+        ("/api/v1/uploads", {"file": ICC_BOMB}, 422, "file"),
+        ("/api/v1/uploads", {"file": IDAT_BOMB}, 422, "file"),
+        ("/v1/images/edits", {"image": TEXT_BOMB}, 400, "image"),
+        ("/v1/images/edits", {"image": IDAT_BOMB}, 400, "image"),
+        ("/v1/images/edits", {"image": png_64(), "mask": ICC_BOMB}, 400, "mask"),
+    ],
+    ids=["upload-zTXt", "upload-iCCP", "upload-IDAT", "edit-zTXt", "edit-IDAT", "mask-iCCP"],
+)
+async def test_png_chunks_inflating_past_their_size_are_invalid_images(
+    platform: Platform, route: str, files: dict[str, bytes], status: int, param: str
+) -> None:
+    openai = route.startswith("/v1/")
+    form = {"prompt": "x", "model": "gpt-image-2-official"} if openai else {}  # takes masks
+    answer = await platform.http.post(
+        route,
+        headers=platform.auth(),
+        data=form,
+        files={name: (f"{name}.png", data, "image/png") for name, data in files.items()},
+    )
+    assert answer.status_code == status, answer.text
+    error = answer.json()["error"]
+    assert (error["param"], error["pixelrelay_code" if openai else "code"]) == (param, 20007)
