@@ -68,6 +68,8 @@ class StackConfig:
     credentials: dict[str, str] = field(default_factory=dict)
     nats_passwords: dict[str, str] = field(default_factory=dict)
     job_keys: str = ""  # JOB_KEYS of the gateway and dispatchers (sealing.py)
+    # TASK_CAPABILITY_KEYS of the gateway, billing and storage (capabilities.py)
+    task_capability_keys: str = ""
     database_url: str = ""
     s3_endpoint: str = ""
     dispatchers: int = 1

@@ -27,6 +27,7 @@ from pixelrelay.billing_client import BillingClient
 from pixelrelay.bus import connect, ensure_streams
 from pixelrelay.bus_access import ADMIN_USER, server_config
 from pixelrelay.callers import ADMIN, DISPATCHER, GATEWAY, TrustedCallers
+from pixelrelay.capabilities import new_capability_key
 from pixelrelay.errors import ApiError
 from pixelrelay.sealing import new_job_key
 from pixelrelay.startup import Backoff, keep_trying
@@ -126,6 +127,9 @@ class Stack:
         c.admin_token = c.credentials[ADMIN]
         c.nats_passwords = load_nats_passwords(c.data_dir / "secrets")
         c.job_keys = kept_secret(c.data_dir / "secrets" / "job.keys", new_job_key)
+        c.task_capability_keys = kept_secret(
+            c.data_dir / "secrets" / "task_capability.keys", new_capability_key
+        )
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
                 await self._start_all(c)
@@ -188,6 +192,7 @@ class Stack:
                     **self._service_env(name, "billing"),
                     "GRPC_PORT": str(ports[name][0]),
                     "DATABASE_URL": db_url or f"sqlite:///{c.data_dir / 'billing.db'}",
+                    "TASK_CAPABILITY_KEYS": c.task_capability_keys,
                 },
             )
             await self._wait_all()
@@ -197,7 +202,12 @@ class Stack:
                 name,
                 self._python("storage"),
                 functools.partial(wait_grpc, ports[name][0], name),
-                {**self._service_env(name, "storage"), **s3_env, "GRPC_PORT": str(ports[name][0])},
+                {
+                    **self._service_env(name, "storage"),
+                    **s3_env,
+                    "GRPC_PORT": str(ports[name][0]),
+                    "TASK_CAPABILITY_KEYS": c.task_capability_keys,
+                },
             )
         await self._wait_all()
         for i in range(c.dispatchers):
@@ -230,6 +240,7 @@ class Stack:
                     **self._service_env(name, "gateway", GATEWAY),
                     "HTTP_HOST": "127.0.0.1",
                     "JOB_KEYS": c.job_keys,
+                    "TASK_CAPABILITY_KEYS": c.task_capability_keys,
                     "HTTP_PORT": str(c.http_port + i),
                     "GRPC_PORT": str(c.grpc_port + i),
                     "DATABASE_URL": db_url or f"sqlite:///{c.data_dir / 'gateway.db'}",

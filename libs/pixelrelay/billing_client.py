@@ -133,11 +133,15 @@ class BillingClient:
             )
         )
 
-    async def claim_hold(self, task_id: str, until: int) -> billing_pb2.Hold:
-        """A dispatcher took the task's job: its pending hold lasts until ``until``."""
+    async def claim_hold(
+        self, task_id: str, capability: common_pb2.TaskCapability | None
+    ) -> billing_pb2.Hold:
+        """A dispatcher took the task's job (``capability``: the job's): its pending hold
+        now lasts the task's time, by billing's rules."""
         return await _call(
             self._stub.ClaimHold(
-                billing_pb2.ClaimHoldRequest(task_id=task_id, until=until), **self._options()
+                billing_pb2.ClaimHoldRequest(task_id=task_id, capability=capability),
+                **self._options(),
             )
         )
 

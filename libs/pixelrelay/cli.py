@@ -26,6 +26,7 @@ from pixelrelay.admin_client import AdminClient
 from pixelrelay.billing_client import BillingClient
 from pixelrelay.bus_access import ADMIN_USER, SERVICE_USERS, authorization
 from pixelrelay.callers import ADMIN, DISPATCHER, GATEWAY, digest, new_credential
+from pixelrelay.capabilities import new_capability_key
 from pixelrelay.errors import ApiError
 from pixelrelay.ids import random_token
 from pixelrelay.scopes import ALL as ALL_SCOPES
@@ -183,6 +184,12 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=None, local=lambda args: {"job_key": new_job_key()})
 
     p = commands.add_parser(
+        "new-capability-key",
+        help="a TASK_CAPABILITY_KEYS entry that signs each task's capability (no call)",
+    )
+    p.set_defaults(run=None, local=lambda args: {"capability_key": new_capability_key()})
+
+    p = commands.add_parser(
         "k8s-secrets",
         help="every Secret deploy/k8s needs, with fresh credentials, as a List for "
         "`kubectl apply -f -` (no call is made)",
@@ -319,6 +326,8 @@ def _k8s_secrets(args: argparse.Namespace) -> dict[str, Any]:
                     GATEWAY: credentials[GATEWAY],
                     DISPATCHER: credentials[DISPATCHER],
                     "job-keys": new_job_key(),
+                    # gateway, billing and storage: never mounted by a dispatcher
+                    "task-capability-keys": new_capability_key(),
                 },
             ),
             secret("pixelrelay-nats-users", users["passwords"]),

@@ -276,6 +276,20 @@ class E:
         grpc.StatusCode.PERMISSION_DENIED,
         "The calling service may not call this operation.",
     )
+    TASK_CAPABILITY_INVALID = ErrorKind(
+        10007,
+        "invalid_task_capability",
+        403,
+        grpc.StatusCode.PERMISSION_DENIED,
+        "An internal call for a task without the gateway's capability for that task.",
+    )
+    RESULTS_ALREADY_STORED = ErrorKind(
+        40009,
+        "results_already_stored",
+        409,
+        grpc.StatusCode.ALREADY_EXISTS,
+        "The task's images are already stored; a task's results are never written again.",
+    )
     RATE_LIMITED = ErrorKind(
         50001,
         "rate_limited",

@@ -71,10 +71,11 @@ def is_input_key(key: str) -> bool:
     return _INPUT_KEY.fullmatch(key) is not None
 
 
-def is_task_input_key(key: str, task_id: str) -> bool:
-    """``key`` is one of the stored inputs (references, mask) of ``task_id``."""
+def input_task(key: str) -> str | None:
+    """The task whose stored input (reference, mask) ``key`` is; None for an upload or
+    anything else."""
     match = _INPUT_KEY.fullmatch(key)
-    return match is not None and match[1] == task_id
+    return match[1] if match else None
 
 
 def is_readable_key(key: str) -> bool:

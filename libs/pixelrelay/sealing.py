@@ -1,5 +1,7 @@
-"""Prompts sealed while they wait in the job queue: AES-256-GCM, the task id as associated
-data (a sealed prompt cannot be moved to another task), keys named by id for rotation.
+"""Prompts sealed while they wait in the job queue: AES-256-GCM, the task id (and, for a
+job, its capability and relay subject: ``job_binding``) as associated data, so a sealed
+prompt cannot be moved to another task or job; keys named by id for rotation. Only the
+gateways and dispatchers hold JOB_KEYS: a job whose prompt opens was made by a gateway.
 
 JOB_KEYS lists ``id:base64key`` pairs, the current one first; the gateway seals with the
 first, a dispatcher opens with whichever the job names. To rotate: put a new key first on
@@ -9,17 +11,16 @@ queued (a day: the jobs stream's max age).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from pixelrelay.ids import random_token
+from pixelrelay.keyrings import new_key_entry, parse_keyring
+from pixelrelay.v1 import jobs_pb2
 
-__all__ = ["PromptSealer", "SealError", "new_job_key"]
+__all__ = ["PromptSealer", "SealError", "job_binding", "new_job_key"]
 
 _NONCE_BYTES = 12
 
@@ -30,7 +31,7 @@ class SealError(Exception):
 
 def new_job_key() -> str:
     """A JOB_KEYS entry: a fresh id and 32 random bytes."""
-    return f"k{random_token(8)}:{base64.b64encode(os.urandom(32)).decode()}"
+    return new_key_entry()
 
 
 @dataclass(frozen=True)
@@ -40,38 +41,42 @@ class PromptSealer:
 
     @classmethod
     def parse(cls, spec: str) -> PromptSealer:
-        keys: dict[str, AESGCM] = {}
-        order: list[str] = []
-        for item in filter(None, (part.strip() for part in spec.split(","))):
-            key_id, _, encoded = item.partition(":")
-            try:
-                raw = base64.b64decode(encoded, validate=True)
-            except binascii.Error:
-                raw = b""
-            if not key_id or len(raw) != 32:
-                raise ValueError(f"JOB_KEYS: expected id:base64(32 bytes), got {key_id!r}")
-            keys[key_id] = AESGCM(raw)
-            order.append(key_id)
-        if not order:
-            raise ValueError(
-                "JOB_KEYS is required (prompts are sealed in the job queue); "
-                "make one with `pixelrelay admin new-job-key`"
-            )
-        return cls(order[0], keys)
+        current, keys = parse_keyring(
+            spec,
+            "JOB_KEYS",
+            "prompts are sealed in the job queue; make one with `pixelrelay admin new-job-key`",
+        )
+        return cls(current, {key_id: AESGCM(raw) for key_id, raw in keys.items()})
 
-    def seal(self, prompt: str, task_id: str) -> tuple[str, bytes]:
+    def seal(self, prompt: str, task_id: str, binding: bytes = b"") -> tuple[str, bytes]:
         nonce = os.urandom(_NONCE_BYTES)
-        sealed = self.keys[self.current].encrypt(nonce, prompt.encode(), task_id.encode())
+        sealed = self.keys[self.current].encrypt(
+            nonce, prompt.encode(), _associated(task_id, binding)
+        )
         return self.current, nonce + sealed
 
-    def open(self, key_id: str, sealed: bytes, task_id: str) -> str:
+    def open(self, key_id: str, sealed: bytes, task_id: str, binding: bytes = b"") -> str:
         key = self.keys.get(key_id)
         if key is None:
             raise SealError(f"no key {key_id!r} in JOB_KEYS")
         try:
-            plain = key.decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], task_id.encode())
+            plain = key.decrypt(
+                sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], _associated(task_id, binding)
+            )
         except InvalidTag:
             raise SealError(
                 "the sealed prompt does not open (altered, or another task's)"
             ) from None
         return plain.decode()
+
+
+def _associated(task_id: str, binding: bytes) -> bytes:
+    return task_id.encode() + (b"\0" + binding if binding else b"")
+
+
+def job_binding(job: jobs_pb2.GenerationJob) -> bytes:
+    """What else of a job its sealed prompt vouches for, besides the task id: its task
+    capability (by its MAC) and its relay subject. A job is only as trusted as its prompt
+    opens, so neither can be swapped into another job: a leaked gateway NATS password
+    cannot redirect a task's images or pair its capability with another prompt."""
+    return job.capability.mac.hex().encode() + b"\0" + job.relay_subject.encode()

@@ -71,10 +71,13 @@ class StorageClient:
         upstream_ms: int,
         attempts: Sequence[common_pb2.Attempt] = (),
         usage: common_pb2.Usage | None = None,
+        capability: common_pb2.TaskCapability | None = None,
     ) -> list[common_pb2.StoredImage]:
-        """Write a task's outputs; storage then announces the task completed."""
+        """Write a task's outputs, with the job's capability for the task; storage then
+        announces the task completed."""
         header = storage_pb2.StoreHeader(
             task_id=task_id,
+            capability=capability,
             quality=quality,
             upstream_ms=upstream_ms,
             attempts=attempts,
@@ -126,11 +129,15 @@ class StorageClient:
             )
         return reply
 
-    async def get_object(self, key: str) -> bytes:
+    async def get_object(
+        self, key: str, capability: common_pb2.TaskCapability | None = None
+    ) -> bytes:
+        """An object's bytes: the gateway reads with its credential alone, a dispatcher
+        only its task's inputs, with the job's capability."""
         data = bytearray()
         with peer_errors():
             async for chunk in self._stub.GetObject(
-                storage_pb2.GetObjectRequest(key=key),
+                storage_pb2.GetObjectRequest(key=key, capability=capability),
                 **self._options(),
             ):
                 data += chunk.data
@@ -145,10 +152,13 @@ class StorageClient:
             )
         return int(reply.deleted)
 
-    async def reannounce(self, task_id: str) -> bool:
+    async def reannounce(
+        self, task_id: str, capability: common_pb2.TaskCapability | None = None
+    ) -> bool:
         """Whether the task's images were already stored (then completion is re-announced)."""
         with peer_errors():
             reply = await self._stub.Reannounce(
-                storage_pb2.ReannounceRequest(task_id=task_id), **self._options(30)
+                storage_pb2.ReannounceRequest(task_id=task_id, capability=capability),
+                **self._options(30),
             )
         return bool(reply.found)

@@ -15,6 +15,7 @@ from billing.settings import BillingSettings
 from billing.sweeper import run_ledger_checks, run_sweeper
 from pixelrelay import bus
 from pixelrelay.callers import TrustedCallers
+from pixelrelay.capabilities import TaskCapabilities
 from pixelrelay.db import Database
 from pixelrelay.grpc_server import start_grpc_server
 from pixelrelay.lifecycle import finish, run_until_signalled
@@ -28,6 +29,8 @@ log = logging.getLogger("billing")
 
 
 async def run(settings: BillingSettings, stop: asyncio.Event) -> None:
+    # A missing or malformed key stops the start at once: waiting would not fix it.
+    capabilities = TaskCapabilities.parse(settings.task_capability_keys.get_secret_value())
     async with contextlib.AsyncExitStack() as stack:  # unwinds in reverse, also on failure
         async with starting(settings.grpc_port, settings.grpc_host):
             await prepare_when_ready(
@@ -43,7 +46,7 @@ async def run(settings: BillingSettings, stop: asyncio.Event) -> None:
         db = Database(settings.database_url)
         stack.callback(db.close)
         ledger = Ledger(db.engine, PriceList.load(settings.prices_file), settings.signup_grant)
-        servicer = BillingServicer(ledger, db)
+        servicer = BillingServicer(ledger, db, capabilities, settings.hold_ttl_seconds)
         server = await start_grpc_server(
             settings.grpc_port,
             lambda s: billing_pb2_grpc.add_BillingServicer_to_server(servicer, s),

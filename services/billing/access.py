@@ -1,6 +1,7 @@
 """Who may call each billing RPC (callers.py). The gateway serves the public API on behalf of
-API keys; the dispatcher only reads a task's hold; only the operator's admin credential
-mints credits, creates accounts or checks the ledger."""
+API keys; the dispatcher only claims a task's hold, with that task's capability
+(capabilities.py, checked by the servicer); only the operator's admin credential mints
+credits, creates accounts or checks the ledger."""
 
 from __future__ import annotations
 

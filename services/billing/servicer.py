@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -11,6 +12,7 @@ import grpc
 from billing.ledger import HoldRequest, Ledger
 from billing.models import Account, ApiKey, Hold, HoldState, LedgerEntry
 from billing.ratelimits import RateBuckets, Take
+from pixelrelay.capabilities import TaskCapabilities
 from pixelrelay.crashpoints import crash_point
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E, error_to_detail
@@ -111,9 +113,13 @@ def _positive(value: int, name: str) -> int:
 
 
 class BillingServicer(billing_pb2_grpc.BillingServicer):
-    def __init__(self, ledger: Ledger, db: Database):
+    def __init__(
+        self, ledger: Ledger, db: Database, capabilities: TaskCapabilities, hold_ttl_seconds: int
+    ):
         self.ledger = ledger
         self.db = db
+        self.capabilities = capabilities
+        self.hold_ttl_seconds = hold_ttl_seconds
         self.buckets = RateBuckets(db.engine)
 
     async def TakeRequests(
@@ -194,10 +200,17 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
     async def ClaimHold(
         self, request: billing_pb2.ClaimHoldRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.Hold:
+        task_id = checked_id(request.task_id, "task", "task_id")
+        grant = self.capabilities.verify(request.capability, task_id)
+        # The deadline is billing's rule, never the caller's: the task's time from now,
+        # and never past what the gateway granted when it queued the task.
+        until = min(int(time.time()) + self.hold_ttl_seconds, grant.deadline)
         hold = await self.db.run(
             self.ledger.claim_hold,
-            task_id=checked_id(request.task_id, "task", "task_id"),
-            until=request.until,
+            task_id=task_id,
+            until=until,
+            account_id=grant.account_id,
+            amount=grant.credits,
         )
         return hold_to_proto(hold)
 

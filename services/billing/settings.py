@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from pixelrelay.settings import DatabaseSettings
 
 DEFAULT_PRICES = Path(__file__).with_name("prices.yaml")
@@ -19,3 +21,8 @@ class BillingSettings(DatabaseSettings):
     # pixelrelay_ledger_problems gauge); 0 turns it off. It reads every entry: on a large
     # ledger keep it in minutes.
     ledger_check_interval: float = 300.0
+    # How long a dispatcher's claim keeps a task's hold (ClaimHold), never past the deadline
+    # in the task's capability; the gateways' HOLD_TTL_SECONDS should be the same.
+    hold_ttl_seconds: int = 3600
+    # Verify the gateways' task capabilities (capabilities.py): required.
+    task_capability_keys: SecretStr = SecretStr("")

@@ -91,7 +91,6 @@ async def _serve(
         billing=billing,
         worker=settings.worker_name,
         heartbeat_every=settings.heartbeat_every,
-        hold_ttl_seconds=settings.hold_ttl_seconds,
         max_deliver=settings.max_deliver,
         sealer=PromptSealer.parse(settings.job_keys.get_secret_value()),
     )

@@ -13,9 +13,6 @@ class DispatcherSettings(ServiceSettings):
     # Claims a job's hold (still pending? then it lasts the task's deadline) before the
     # upstream is paid for it.
     billing_addr: str = "127.0.0.1:50051"
-    # The task's deadline, from when a dispatcher takes its job (the gateway's setting of
-    # the same name gives it to jobs still waiting in the queue).
-    hold_ttl_seconds: int = 3600
     # Upstream channels and routes (docs/operations.md, "Channels"); keys come from the
     # environment. Required: without it the dispatcher refuses to start.
     channels_file: Path | None = None

@@ -2,7 +2,8 @@
 
 The ack decision is made here and only here:
     the job does not open (not sealed by a gateway)      → dead-lettered, ack; the task
-                                                           and its hold untouched
+    or billing/storage refuse its capability               and its hold untouched
+    the task's images are already stored                 → ack
     the task's hold is no longer pending                 → ack, nothing generated
     images stored (storage announced completion)        → ack
     upstream failed for good                             → publish failed, ack
@@ -33,7 +34,7 @@ from pixelrelay.crashpoints import crash_point
 from pixelrelay.errors import ApiError, E, ErrorKind
 from pixelrelay.ids import is_id
 from pixelrelay.relay import MAX_PARTIAL_IMAGES, RelaySender, is_relay_subject
-from pixelrelay.sealing import PromptSealer, SealError
+from pixelrelay.sealing import PromptSealer, SealError, job_binding
 from pixelrelay.storage_client import StorageClient
 from pixelrelay.v1 import billing_pb2, jobs_pb2
 
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 
 # Between attempts to store a finished generation (~15 s in all) before the job is nak'ed.
 STORE_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0)
+# Storage's answers that no retry changes.
+REFUSALS = (E.TASK_CAPABILITY_INVALID, E.RESULTS_ALREADY_STORED)
 
 JOBS = Counter("pixelrelay_jobs_total", "Jobs handled, by outcome", ["outcome"])
 JOB_AGE = Histogram(
@@ -61,7 +64,6 @@ class JobHandler:
         billing: BillingClient,
         worker: str,
         heartbeat_every: float,
-        hold_ttl_seconds: int,
         max_deliver: int,
         sealer: PromptSealer,
     ):
@@ -72,7 +74,6 @@ class JobHandler:
         self.billing = billing
         self.worker = worker
         self.heartbeat_every = heartbeat_every
-        self.hold_ttl_seconds = hold_ttl_seconds
         self.max_deliver = max_deliver
         self.sealer = sealer
 
@@ -88,7 +89,9 @@ class JobHandler:
         async with bus.heartbeat(msg, self.heartbeat_every):
             outcome = await self._run(job, prompt, delivery)
         JOBS.labels(outcome).inc()
-        if outcome == "retry":  # storage trouble: 5, 10, 20, 40 s (~75 s) before giving up
+        if outcome == "refused":
+            await self._dead_letter(msg, "capability_refused")
+        elif outcome == "retry":  # storage trouble: 5, 10, 20, 40 s (~75 s) before giving up
             await msg.nak(delay=bus.backoff(delivery, first=5.0, most=60.0))
         else:
             await msg.ack()
@@ -104,7 +107,9 @@ class JobHandler:
         if not is_id(job.task_id, "task"):
             return "bad_task_id"
         try:
-            return job, self.sealer.open(job.key_id, job.sealed_prompt, job.task_id)
+            return job, self.sealer.open(
+                job.key_id, job.sealed_prompt, job.task_id, job_binding(job)
+            )
         except SealError:  # no retry opens it: JOB_KEYS lost the key, or forged
             return "unopened"
 
@@ -129,9 +134,10 @@ class JobHandler:
         await msg.ack()
 
     async def _run(self, job: jobs_pb2.GenerationJob, prompt: str, delivery: int) -> str:
-        """Do the job; returns "completed", "failed" (settled, announced) or "retry"."""
+        """Do the job; returns "completed", "failed" (settled, announced), "dropped",
+        "refused" (its capability is not its task's: nothing announced) or "retry"."""
         try:
-            if delivery > 1 and await self.storage.reannounce(job.task_id):
+            if delivery > 1 and await self.storage.reannounce(job.task_id, job.capability):
                 # An earlier delivery stored the images and died before its ack:
                 # never generate (and pay upstream) twice.
                 log.info("job already done", extra={"task_id": job.task_id})
@@ -141,7 +147,7 @@ class JobHandler:
             # the task, as the gateway expects.
             taken = task_events.started(job.task_id, worker=self.worker, delivery=delivery)
             wanted, _ = await asyncio.gather(
-                self._claim_hold(job.task_id), task_events.publish_event(self.js, taken)
+                self._claim_hold(job), task_events.publish_event(self.js, taken)
             )
             if not wanted:
                 return "dropped"
@@ -150,6 +156,8 @@ class JobHandler:
             references, mask = await self._inputs(job)
             crash_point("dispatcher.before_upstream")
         except ApiError as err:
+            if err.kind is E.TASK_CAPABILITY_INVALID:
+                return "refused"
             return await self._storage_trouble(job.task_id, delivery, err)
         started = time.perf_counter()
         relay = self._relay(job)
@@ -175,8 +183,13 @@ class JobHandler:
             usage=result.usage,
             upstream_ms=upstream_ms,
             attempts=[a.to_proto() for a in attempts],
+            capability=job.capability,
         )
         unstored = await keep_trying(job.task_id, store)
+        if unstored is not None and unstored.kind is E.RESULTS_ALREADY_STORED:
+            return "completed"  # stored and announced by an earlier delivery meanwhile
+        if unstored is not None and unstored.kind is E.TASK_CAPABILITY_INVALID:
+            return "refused"
         if unstored is not None:
             return await self._storage_trouble(job.task_id, delivery, unstored)
         crash_point("dispatcher.after_store")  # stored and announced, not yet acked
@@ -203,17 +216,20 @@ class JobHandler:
             previews=max(0, min(job.partial_images, MAX_PARTIAL_IMAGES)),
         )
 
-    async def _claim_hold(self, task_id: str) -> bool:
-        """Whether the task's hold is still pending; if so it now lasts the task's
-        deadline (HOLD_TTL_SECONDS from now). A job whose submit was refused after its
+    async def _claim_hold(self, job: jobs_pb2.GenerationJob) -> bool:
+        """Whether the task's hold is still pending; if so billing gives it the task's
+        deadline (its HOLD_TTL_SECONDS from now, within the job's capability). A job whose submit was refused after its
         publish (the bus went away; a publish buffered across the outage reached the
         stream later) or whose hold expired in the queue is not paid for upstream: nobody
         would be charged for it. If billing cannot say, the job runs: every job in the
         queue had its hold when it was queued (and the gateway extends the holds of tasks
         still unsettled a third of the submit deadline after their submit)."""
+        task_id = job.task_id
         try:
-            hold = await self.billing.claim_hold(task_id, int(time.time()) + self.hold_ttl_seconds)
+            hold = await self.billing.claim_hold(task_id, job.capability)
         except ApiError as err:
+            if err.kind is E.TASK_CAPABILITY_INVALID:
+                raise  # not this task's job: it must not run, nor fail the task
             if err.kind is not E.HOLD_NOT_FOUND:
                 log.warning("hold unknown; job runs", extra={"task_id": task_id})
                 return True
@@ -228,15 +244,14 @@ class JobHandler:
     async def _inputs(
         self, job: jobs_pb2.GenerationJob
     ) -> tuple[list[InputImage], InputImage | None]:
+        def read(key: str) -> Awaitable[bytes]:
+            return self.storage.get_object(key, job.capability)
+
         references = [
-            InputImage(f"ref{i}.{key.rsplit('.', 1)[-1]}", await self.storage.get_object(key))
+            InputImage(f"ref{i}.{key.rsplit('.', 1)[-1]}", await read(key))
             for i, key in enumerate(job.reference_keys)
         ]
-        mask = (
-            InputImage("mask.png", await self.storage.get_object(job.mask_key))
-            if job.mask_key
-            else None
-        )
+        mask = InputImage("mask.png", await read(job.mask_key)) if job.mask_key else None
         return references, mask
 
     async def _storage_trouble(self, task_id: str, delivery: int, err: ApiError) -> str:
@@ -276,7 +291,7 @@ async def keep_trying(
             await store()
             return None
         except ApiError as err:
-            if delay is None:
+            if delay is None or err.kind in REFUSALS:
                 return err
             log.warning(
                 "storing failed; trying again",

@@ -34,6 +34,7 @@ from gateway.settings import GatewaySettings
 from pixelrelay import bus
 from pixelrelay.billing_client import BillingClient
 from pixelrelay.callers import AccessPolicy, TrustedCallers
+from pixelrelay.capabilities import TaskCapabilities
 from pixelrelay.db import Database
 from pixelrelay.grpc_server import start_grpc_server
 from pixelrelay.lifecycle import finish, repeat, run_until_signalled
@@ -131,6 +132,7 @@ async def _serve(
         hold_ttl_seconds=settings.hold_ttl_seconds,
         submit_hold_seconds=settings.submit_hold_seconds,
         sealer=PromptSealer.parse(settings.job_keys.get_secret_value()),
+        capabilities=TaskCapabilities.parse(settings.task_capability_keys.get_secret_value()),
         max_image_bytes=settings.max_image_bytes,
         limiter=RateLimiter(billing.take_request, settings.default_rate_limit),
         idempotency=idempotency,

@@ -61,6 +61,9 @@ class GatewaySettings(DatabaseSettings):
     default_rate_limit: int = 0
     # Keys that seal prompts in the job queue (pixelrelay/sealing.py): id:base64,…
     job_keys: SecretStr = SecretStr("")
+    # Keys that sign each task's capability (pixelrelay/capabilities.py): id:base64,…,
+    # shared with billing and storage, never with the dispatchers.
+    task_capability_keys: SecretStr = SecretStr("")
     # An Idempotency-Key whose first submit has not finished after this long is taken over
     # by a repeat (its first submit died); before, a repeat gets 409.
     idempotency_in_flight_seconds: float = 60.0

@@ -8,6 +8,7 @@ import logging
 
 from pixelrelay import bus
 from pixelrelay.callers import TrustedCallers
+from pixelrelay.capabilities import TaskCapabilities
 from pixelrelay.grpc_server import start_grpc_server
 from pixelrelay.lifecycle import finish, repeat, run_until_signalled
 from pixelrelay.logging import configure_logging
@@ -24,6 +25,9 @@ log = logging.getLogger("storage")
 
 
 async def run(settings: StorageSettings, stop: asyncio.Event) -> None:
+    # A missing or malformed key stops the start at once: waiting would not fix it.
+    capabilities = TaskCapabilities.parse(settings.task_capability_keys.get_secret_value())
+    callers = TrustedCallers.parse(settings.trusted_callers)
     blobs = BlobStore(settings)
     async with contextlib.AsyncExitStack() as stack:  # unwinds in reverse, also on failure
         async with starting(settings.grpc_port, settings.grpc_host):
@@ -37,13 +41,13 @@ async def run(settings: StorageSettings, stop: asyncio.Event) -> None:
                 stop,
             )
         stack.push_async_callback(nc.drain)
-        servicer = StorageServicer(blobs, js)
+        servicer = StorageServicer(blobs, js, capabilities, callers)
         server = await start_grpc_server(
             settings.grpc_port,
             lambda s: storage_pb2_grpc.add_StorageServicer_to_server(servicer, s),
             [storage_pb2.DESCRIPTOR.services_by_name["Storage"].full_name],
             policy=STORAGE_ACCESS,
-            callers=TrustedCallers.parse(settings.trusted_callers),
+            callers=callers,
             host=settings.grpc_host,
         )
         stack.push_async_callback(server.stop, settings.shutdown_grace)

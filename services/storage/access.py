@@ -1,5 +1,7 @@
 """Who may call each storage RPC (callers.py): the gateway writes uploads and reference
-inputs and reads uploads back, and deletes an account's objects; the dispatcher reads inputs and writes results."""
+inputs and reads uploads back, and deletes an account's objects; the dispatcher reads a
+task's inputs and writes its results, each with the task's capability (capabilities.py,
+checked by the servicer)."""
 
 from __future__ import annotations
 

@@ -161,6 +161,23 @@ class BlobStore:
         except Exception as exc:  # on the loop: the trouble Event is not thread-safe
             raise self._unavailable(exc) from exc
 
+    async def exists(self, key: str) -> bool:
+        """Whether there is an object under ``key`` (past its lifetime or not)."""
+
+        def stat() -> bool:
+            try:
+                self._client.stat_object(bucket_name=self.bucket, object_name=key)
+            except S3Error as exc:
+                if exc.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
+                    return False
+                raise
+            return True
+
+        try:
+            return await asyncio.to_thread(stat)
+        except Exception as exc:
+            raise self._unavailable(exc) from exc
+
     def _expired(self, key: str, modified_at: float, now: float | None = None) -> bool:
         return (now or time.time()) >= modified_at + self.lifetimes.of_key(key)
 

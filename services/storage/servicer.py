@@ -5,18 +5,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 from nats.js import JetStreamContext
 from prometheus_client import Counter
 
 from pixelrelay import task_events
+from pixelrelay.callers import GATEWAY, TrustedCallers
+from pixelrelay.capabilities import TaskCapabilities
 from pixelrelay.errors import ApiError, E
 from pixelrelay.ids import checked_id
 from pixelrelay.image_formats import MIME_TYPES
 from pixelrelay.objects import (
     chunks,
+    input_task,
     is_input_key,
     is_owned_prefix,
     is_readable_key,
@@ -40,16 +43,36 @@ def check_input_key(key: str) -> None:
 
 
 class StorageServicer(storage_pb2_grpc.StorageServicer):
-    def __init__(self, blobs: BlobStore, js: JetStreamContext):
+    """Task-scoped calls (StoreImages, Reannounce, a dispatcher's GetObject) act only with
+    the gateway's capability for that task (capabilities.py): the dispatcher's credential
+    lets it call, the capability says which task it may act on."""
+
+    def __init__(
+        self,
+        blobs: BlobStore,
+        js: JetStreamContext,
+        capabilities: TaskCapabilities,
+        callers: TrustedCallers,
+    ):
         self.blobs = blobs
         self.js = js
+        self.capabilities = capabilities
+        self.callers = callers
 
     async def StoreImages(
         self,
         request_iterator: AsyncIterator[storage_pb2.StoreImagesRequest],
         context: grpc.aio.ServicerContext,
     ) -> storage_pb2.StoreImagesResponse:
-        header, buffers = await receive_images(request_iterator)
+        header, buffers = await receive_images(
+            request_iterator,
+            lambda h: self.capabilities.verify(h.capability, h.task_id),
+        )
+        # A task's results are written once: its manifest, written last, marks them done,
+        # and its images' URLs and SHA-256 are already the task's (a redelivered job finds
+        # them with Reannounce and never gets here).
+        if await self.blobs.exists(manifest_key(header.task_id)):
+            raise ApiError(E.RESULTS_ALREADY_STORED)
         stored = [self._describe(header.task_id, meta) for meta in header.images]
         event = task_events.completed(
             header.task_id,
@@ -118,6 +141,12 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
     ) -> AsyncIterator[storage_pb2.ObjectChunk]:
         if not is_readable_key(request.key):
             raise ApiError(E.INVALID_PARAMETER, "not an input or result key", param="key")
+        if self.callers.identify(context.invocation_metadata()) != GATEWAY:
+            # A dispatcher reads the inputs of the task it works on, and nothing else.
+            task_id = input_task(request.key)
+            self.capabilities.verify(request.capability, task_id or "")
+            if task_id is None:
+                raise ApiError(E.TASK_CAPABILITY_INVALID, "not an input of the task")
         data = await self.blobs.get(request.key)
         if data is None:
             raise ApiError(E.UPLOAD_NOT_FOUND)
@@ -128,6 +157,7 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         self, request: storage_pb2.ReannounceRequest, context: grpc.aio.ServicerContext
     ) -> storage_pb2.ReannounceResponse:
         checked_id(request.task_id, "task", "task_id")
+        self.capabilities.verify(request.capability, request.task_id)
         manifest = await self.blobs.get(manifest_key(request.task_id))
         if manifest is None:
             return storage_pb2.ReannounceResponse(found=False)
@@ -187,7 +217,10 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
 
 async def receive_images(
     requests: AsyncIterator[storage_pb2.StoreImagesRequest],
+    authorize: Callable[[storage_pb2.StoreHeader], object] = lambda header: None,
 ) -> tuple[storage_pb2.StoreHeader, dict[int, bytearray]]:
+    """The header and every image's bytes, checked whole. ``authorize`` sees the header
+    first, so a refused call is refused before any image is buffered."""
     header: storage_pb2.StoreHeader | None = None
     buffers: dict[int, bytearray] = {}
     async for part in requests:
@@ -196,6 +229,7 @@ async def receive_images(
                 raise ApiError(E.INVALID_PARAMETER, "second header in one stream")
             header = part.header
             _check_header(header)
+            authorize(header)
             buffers = {meta.index: bytearray() for meta in header.images}
         elif header is None:
             raise ApiError(E.INVALID_PARAMETER, "chunk before header")

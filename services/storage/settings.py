@@ -26,3 +26,5 @@ class StorageSettings(RetentionSettings):
     # Seconds between sweeps that delete expired objects ourselves, for endpoints that do
     # not apply lifecycle rules (moto; some S3-compatible stores); 0 = no sweeps.
     object_sweep_interval: float = 3600.0
+    # Verify the gateways' task capabilities (capabilities.py): required.
+    task_capability_keys: SecretStr = SecretStr("")

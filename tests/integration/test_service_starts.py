@@ -17,6 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from billing.migrate import SCHEMA as BILLING
+from pixelrelay.capabilities import new_capability_key
 from pixelrelay_dev.ports import lease_ports
 from tests.integration.conftest import nats_on
 from tests.unit.dispatcher.test_channels import VALID
@@ -124,6 +125,7 @@ async def test_billing_waits_not_serving_for_its_schema_and_nats(tmp_path: Path)
             DATABASE_URL=db.url,
             MIGRATE_ON_START="false",
             NATS_URL=f"nats://127.0.0.1:{nats_port}",
+            TASK_CAPABILITY_KEYS=new_capability_key(),
         ) as billing:
             await until_health(grpc_port, "NOT_SERVING")
             await asyncio.sleep(2.0)  # it keeps waiting: neither dead nor ready
@@ -149,6 +151,7 @@ async def test_a_service_stopped_while_waiting_exits_cleanly(tmp_path: Path) -> 
             GRPC_PORT=str(grpc_port),
             GRPC_HOST="127.0.0.1",
             S3_ENDPOINT=f"http://127.0.0.1:{nats_port}",  # nothing there either
+            TASK_CAPABILITY_KEYS=new_capability_key(),
         ) as storage:
             await until_health(grpc_port, "NOT_SERVING")
             storage.terminate()

@@ -1,6 +1,7 @@
 """Storing a task's images on a real S3 API (moto) and JetStream: the images, the
-announcement, then the manifest; a redelivered job is told "already done" only when the
-manifest and every image it lists, with exactly the listed bytes, are there."""
+announcement, then the manifest, after which they are never written again; a redelivered
+job is told "already done" only when the manifest and every image it lists, with exactly the
+listed bytes, are there."""
 
 from __future__ import annotations
 
@@ -9,10 +10,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats
+import pytest
 from nats.js import JetStreamContext
 from pydantic import SecretStr
 
 from pixelrelay import bus
+from pixelrelay.callers import TrustedCallers
+from pixelrelay.capabilities import TaskCapabilities, TaskGrant, new_capability_key
+from pixelrelay.errors import ApiError, E
 from pixelrelay.objects import manifest_key
 from pixelrelay.v1 import events_pb2, storage_pb2
 from pixelrelay_dev.ports import lease_ports
@@ -23,12 +28,15 @@ from tests.integration.conftest import nats_on
 from upstream_sim.render import render_image
 
 TASK = "task_0123456789abcdefghijkl"
+CAPABILITIES = TaskCapabilities.parse(new_capability_key())
+CAPABILITY = CAPABILITIES.issue(TaskGrant(TASK, "acct_a", 7, 2_000_000_000))
 
 
 async def requests(images: list[bytes]) -> AsyncIterator[storage_pb2.StoreImagesRequest]:
     yield storage_pb2.StoreImagesRequest(
         header=storage_pb2.StoreHeader(
             task_id=TASK,
+            capability=CAPABILITY,
             quality="low",
             images=[
                 storage_pb2.ImageMeta(
@@ -65,7 +73,7 @@ async def test_reannounce_trusts_the_manifest_only_with_every_image(
         async with nats_on(port, tmp_path / "js"):
             nc = await nats.connect(f"nats://127.0.0.1:{port}")
             js = nc.jetstream()
-            servicer = StorageServicer(blobs, js)
+            servicer = StorageServicer(blobs, js, CAPABILITIES, TrustedCallers({}))
             try:
                 stored = await servicer.StoreImages(requests(images), None)  # type: ignore[arg-type]
                 assert [await blobs.get(i.key) for i in stored.images] == images
@@ -75,7 +83,12 @@ async def test_reannounce_trusts_the_manifest_only_with_every_image(
                 assert [i.key for i in event.completed.images] == [i.key for i in stored.images]
                 assert await completions(js) == 1
 
-                again = storage_pb2.ReannounceRequest(task_id=TASK)
+                with pytest.raises(ApiError) as refused:  # a task's results are written once
+                    await servicer.StoreImages(requests(images[::-1]), None)  # type: ignore[arg-type]
+                assert refused.value.kind == E.RESULTS_ALREADY_STORED
+                assert [await blobs.get(i.key) for i in stored.images] == images
+
+                again = storage_pb2.ReannounceRequest(task_id=TASK, capability=CAPABILITY)
                 assert (await servicer.Reannounce(again, None)).found  # type: ignore[arg-type]
                 assert await completions(js) == 1  # the same message id: deduplicated
 

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from pixelrelay.v1 import common_pb2 as pixelrelay_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bpixelrelay/v1/billing.proto\x12\rpixelrelay.v1\x1a\x1apixelrelay/v1/common.proto\"&\n\x13\x41uthenticateRequest\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\"S\n\tPrincipal\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x12\n\nrate_limit\x18\x03 \x01(\x05\x12\x0e\n\x06scopes\x18\x04 \x03(\t\"6\n\x0cQuoteRequest\x12&\n\x04item\x18\x01 \x01(\x0b\x32\x18.pixelrelay.v1.PriceItem\"H\n\rQuoteResponse\x12\x14\n\x0cunit_credits\x18\x01 \x01(\x03\x12\x0f\n\x07\x63redits\x18\x02 \x01(\x03\x12\x10\n\x08price_id\x18\x03 \x01(\t\"\x81\x01\n\x0eReserveRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12&\n\x04item\x18\x03 \x01(\x0b\x32\x18.pixelrelay.v1.PriceItem\x12\x12\n\nexpires_at\x18\x04 \x01(\x03\x12\x0e\n\x06key_id\x18\x05 \x01(\t\"t\n\x12ReserveManyRequest\x12/\n\x08requests\x18\x01 \x03(\x0b\x32\x1d.pixelrelay.v1.ReserveRequest\x12\x17\n\x0f\x65xtend_task_ids\x18\x02 \x03(\t\x12\x14\n\x0c\x65xtend_until\x18\x03 \x01(\x03\"D\n\x13ReserveManyResponse\x12-\n\x07results\x18\x01 \x03(\x0b\x32\x1c.pixelrelay.v1.ReserveResult\"l\n\rReserveResult\x12#\n\x04hold\x18\x01 \x01(\x0b\x32\x13.pixelrelay.v1.HoldH\x00\x12+\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x1a.pixelrelay.v1.ErrorDetailH\x00\x42\t\n\x07outcome\"1\n\x0bRequestTake\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x12\n\nper_minute\x18\x02 \x01(\x05\"@\n\x13TakeRequestsRequest\x12)\n\x05takes\x18\x01 \x03(\x0b\x32\x1a.pixelrelay.v1.RequestTake\"4\n\nTakeResult\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x15\n\rretry_after_s\x18\x02 \x01(\x05\"B\n\x14TakeRequestsResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.pixelrelay.v1.TakeResult\"E\n\x0e\x43\x61ptureRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tdelivered\x18\x02 \x01(\x05\x12\x0f\n\x07quality\x18\x03 \x01(\t\"2\n\x10\x43laimHoldRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05until\x18\x02 \x01(\x03\"1\n\x0eReleaseRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x88\x01\n\x04Hold\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12\x10\n\x08\x63\x61ptured\x18\x04 \x01(\x03\x12\'\n\x05state\x18\x05 \x01(\x0e\x32\x18.pixelrelay.v1.HoldState\x12\x10\n\x08price_id\x18\x06 \x01(\t\"\'\n\x11GetAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"n\n\x07\x41\x63\x63ount\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61lance\x18\x03 \x01(\x03\x12\x0c\n\x04held\x18\x04 \x01(\x03\x12\x12\n\ndeleted_at\x18\x05 \x01(\x03\x12\x16\n\x0e\x64\x65leted_reason\x18\x06 \x01(\t\":\n\x14\x44\x65leteAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"j\n\x0e\x44\x65letedAccount\x12\'\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x16.pixelrelay.v1.Account\x12\x14\n\x0ckeys_revoked\x18\x02 \x01(\x05\x12\x19\n\x11released_task_ids\x18\x03 \x03(\t\"P\n\x14\x43reateAccountRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x19\n\x0csignup_grant\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\x0f\n\r_signup_grant\"\xd6\x01\n\x13\x43reateApiKeyRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06secret\x18\x03 \x01(\t\x12\x12\n\nexpires_at\x18\x04 \x01(\x03\x12\x19\n\x0c\x63redit_limit\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x17\n\nrate_limit\x18\x06 \x01(\x05H\x01\x88\x01\x01\x12\x0e\n\x06scopes\x18\x07 \x03(\t\x12\x15\n\rparent_key_id\x18\x08 \x01(\tB\x0f\n\r_credit_limitB\r\n\x0b_rate_limit\"Z\n\rCreatedApiKey\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\x12&\n\x03key\x18\x05 \x01(\x0b\x32\x19.pixelrelay.v1.ApiKeyInfoJ\x04\x08\x01\x10\x02J\x04\x08\x03\x10\x04J\x04\x08\x04\x10\x05\"\xae\x02\n\nApiKeyInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06prefix\x18\x04 \x01(\t\x12\r\n\x05last4\x18\x05 \x01(\t\x12\x12\n\ncreated_at\x18\x06 \x01(\x03\x12\x12\n\nrevoked_at\x18\x07 \x01(\x03\x12\x12\n\nexpires_at\x18\x08 \x01(\x03\x12\x19\n\x0c\x63redit_limit\x18\t \x01(\x03H\x00\x88\x01\x01\x12\x17\n\nrate_limit\x18\n \x01(\x05H\x01\x88\x01\x01\x12\r\n\x05spent\x18\x0b \x01(\x03\x12\x0e\n\x06scopes\x18\x0c \x03(\t\x12\x11\n\tparent_id\x18\r \x01(\t\x12\x11\n\tdelegated\x18\x0e \x01(\x03\x42\x0f\n\r_credit_limitB\r\n\x0b_rate_limit\"(\n\x12ListApiKeysRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\">\n\x13ListApiKeysResponse\x12\'\n\x04keys\x18\x01 \x03(\x0b\x32\x19.pixelrelay.v1.ApiKeyInfo\"]\n\x13RevokeApiKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x11\n\tby_key_id\x18\x03 \x01(\t\x12\x0f\n\x07\x63\x61scade\x18\x04 \x01(\x08\"H\n\x12MoveCreditsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x8c\x01\n\x0fLedgerEntryInfo\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0e\n\x06txn_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0c\n\x04\x62ook\x18\x04 \x01(\t\x12\x0e\n\x06\x61mount\x18\x05 \x01(\x03\x12\x0f\n\x07task_id\x18\x06 \x01(\t\x12\x0c\n\x04memo\x18\x07 \x01(\t\x12\x12\n\ncreated_at\x18\x08 \x01(\x03\"k\n\x18ListLedgerEntriesRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\r\n\x05since\x18\x02 \x01(\x03\x12\r\n\x05until\x18\x03 \x01(\x03\x12\x0e\n\x06\x63ursor\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\x05\"a\n\x19ListLedgerEntriesResponse\x12/\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1e.pixelrelay.v1.LedgerEntryInfo\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"\x14\n\x12\x43heckLedgerRequest\"D\n\x13\x43heckLedgerResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x10\n\x08problems\x18\x02 \x03(\t\x12\x0f\n\x07\x65ntries\x18\x03 \x01(\x03*q\n\tHoldState\x12\x1a\n\x16HOLD_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12HOLD_STATE_PENDING\x10\x01\x12\x17\n\x13HOLD_STATE_CAPTURED\x10\x02\x12\x17\n\x13HOLD_STATE_RELEASED\x10\x03\x32\xb4\n\n\x07\x42illing\x12L\n\x0c\x41uthenticate\x12\".pixelrelay.v1.AuthenticateRequest\x1a\x18.pixelrelay.v1.Principal\x12\x42\n\x05Quote\x12\x1b.pixelrelay.v1.QuoteRequest\x1a\x1c.pixelrelay.v1.QuoteResponse\x12T\n\x0bReserveMany\x12!.pixelrelay.v1.ReserveManyRequest\x1a\".pixelrelay.v1.ReserveManyResponse\x12=\n\x07\x43\x61pture\x12\x1d.pixelrelay.v1.CaptureRequest\x1a\x13.pixelrelay.v1.Hold\x12=\n\x07Release\x12\x1d.pixelrelay.v1.ReleaseRequest\x1a\x13.pixelrelay.v1.Hold\x12\x41\n\tClaimHold\x12\x1f.pixelrelay.v1.ClaimHoldRequest\x1a\x13.pixelrelay.v1.Hold\x12W\n\x0cTakeRequests\x12\".pixelrelay.v1.TakeRequestsRequest\x1a#.pixelrelay.v1.TakeRequestsResponse\x12\x46\n\nGetAccount\x12 .pixelrelay.v1.GetAccountRequest\x1a\x16.pixelrelay.v1.Account\x12P\n\x0c\x43reateApiKey\x12\".pixelrelay.v1.CreateApiKeyRequest\x1a\x1c.pixelrelay.v1.CreatedApiKey\x12T\n\x0bListApiKeys\x12!.pixelrelay.v1.ListApiKeysRequest\x1a\".pixelrelay.v1.ListApiKeysResponse\x12M\n\x0cRevokeApiKey\x12\".pixelrelay.v1.RevokeApiKeyRequest\x1a\x19.pixelrelay.v1.ApiKeyInfo\x12\x66\n\x11ListLedgerEntries\x12\'.pixelrelay.v1.ListLedgerEntriesRequest\x1a(.pixelrelay.v1.ListLedgerEntriesResponse\x12L\n\rCreateAccount\x12#.pixelrelay.v1.CreateAccountRequest\x1a\x16.pixelrelay.v1.Account\x12\x42\n\x05TopUp\x12!.pixelrelay.v1.MoveCreditsRequest\x1a\x16.pixelrelay.v1.Account\x12\x43\n\x06\x41\x64just\x12!.pixelrelay.v1.MoveCreditsRequest\x1a\x16.pixelrelay.v1.Account\x12T\n\x0b\x43heckLedger\x12!.pixelrelay.v1.CheckLedgerRequest\x1a\".pixelrelay.v1.CheckLedgerResponse\x12S\n\rDeleteAccount\x12#.pixelrelay.v1.DeleteAccountRequest\x1a\x1d.pixelrelay.v1.DeletedAccountb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bpixelrelay/v1/billing.proto\x12\rpixelrelay.v1\x1a\x1apixelrelay/v1/common.proto\"&\n\x13\x41uthenticateRequest\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\"S\n\tPrincipal\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x12\n\nrate_limit\x18\x03 \x01(\x05\x12\x0e\n\x06scopes\x18\x04 \x03(\t\"6\n\x0cQuoteRequest\x12&\n\x04item\x18\x01 \x01(\x0b\x32\x18.pixelrelay.v1.PriceItem\"H\n\rQuoteResponse\x12\x14\n\x0cunit_credits\x18\x01 \x01(\x03\x12\x0f\n\x07\x63redits\x18\x02 \x01(\x03\x12\x10\n\x08price_id\x18\x03 \x01(\t\"\x81\x01\n\x0eReserveRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12&\n\x04item\x18\x03 \x01(\x0b\x32\x18.pixelrelay.v1.PriceItem\x12\x12\n\nexpires_at\x18\x04 \x01(\x03\x12\x0e\n\x06key_id\x18\x05 \x01(\t\"t\n\x12ReserveManyRequest\x12/\n\x08requests\x18\x01 \x03(\x0b\x32\x1d.pixelrelay.v1.ReserveRequest\x12\x17\n\x0f\x65xtend_task_ids\x18\x02 \x03(\t\x12\x14\n\x0c\x65xtend_until\x18\x03 \x01(\x03\"D\n\x13ReserveManyResponse\x12-\n\x07results\x18\x01 \x03(\x0b\x32\x1c.pixelrelay.v1.ReserveResult\"l\n\rReserveResult\x12#\n\x04hold\x18\x01 \x01(\x0b\x32\x13.pixelrelay.v1.HoldH\x00\x12+\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x1a.pixelrelay.v1.ErrorDetailH\x00\x42\t\n\x07outcome\"1\n\x0bRequestTake\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x12\n\nper_minute\x18\x02 \x01(\x05\"@\n\x13TakeRequestsRequest\x12)\n\x05takes\x18\x01 \x03(\x0b\x32\x1a.pixelrelay.v1.RequestTake\"4\n\nTakeResult\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x15\n\rretry_after_s\x18\x02 \x01(\x05\"B\n\x14TakeRequestsResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.pixelrelay.v1.TakeResult\"E\n\x0e\x43\x61ptureRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tdelivered\x18\x02 \x01(\x05\x12\x0f\n\x07quality\x18\x03 \x01(\t\"c\n\x10\x43laimHoldRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x31\n\ncapability\x18\x03 \x01(\x0b\x32\x1d.pixelrelay.v1.TaskCapabilityJ\x04\x08\x02\x10\x03R\x05until\"1\n\x0eReleaseRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x88\x01\n\x04Hold\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12\x10\n\x08\x63\x61ptured\x18\x04 \x01(\x03\x12\'\n\x05state\x18\x05 \x01(\x0e\x32\x18.pixelrelay.v1.HoldState\x12\x10\n\x08price_id\x18\x06 \x01(\t\"\'\n\x11GetAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"n\n\x07\x41\x63\x63ount\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61lance\x18\x03 \x01(\x03\x12\x0c\n\x04held\x18\x04 \x01(\x03\x12\x12\n\ndeleted_at\x18\x05 \x01(\x03\x12\x16\n\x0e\x64\x65leted_reason\x18\x06 \x01(\t\":\n\x14\x44\x65leteAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"j\n\x0e\x44\x65letedAccount\x12\'\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x16.pixelrelay.v1.Account\x12\x14\n\x0ckeys_revoked\x18\x02 \x01(\x05\x12\x19\n\x11released_task_ids\x18\x03 \x03(\t\"P\n\x14\x43reateAccountRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x19\n\x0csignup_grant\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\x0f\n\r_signup_grant\"\xd6\x01\n\x13\x43reateApiKeyRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06secret\x18\x03 \x01(\t\x12\x12\n\nexpires_at\x18\x04 \x01(\x03\x12\x19\n\x0c\x63redit_limit\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x17\n\nrate_limit\x18\x06 \x01(\x05H\x01\x88\x01\x01\x12\x0e\n\x06scopes\x18\x07 \x03(\t\x12\x15\n\rparent_key_id\x18\x08 \x01(\tB\x0f\n\r_credit_limitB\r\n\x0b_rate_limit\"Z\n\rCreatedApiKey\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\x12&\n\x03key\x18\x05 \x01(\x0b\x32\x19.pixelrelay.v1.ApiKeyInfoJ\x04\x08\x01\x10\x02J\x04\x08\x03\x10\x04J\x04\x08\x04\x10\x05\"\xae\x02\n\nApiKeyInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06prefix\x18\x04 \x01(\t\x12\r\n\x05last4\x18\x05 \x01(\t\x12\x12\n\ncreated_at\x18\x06 \x01(\x03\x12\x12\n\nrevoked_at\x18\x07 \x01(\x03\x12\x12\n\nexpires_at\x18\x08 \x01(\x03\x12\x19\n\x0c\x63redit_limit\x18\t \x01(\x03H\x00\x88\x01\x01\x12\x17\n\nrate_limit\x18\n \x01(\x05H\x01\x88\x01\x01\x12\r\n\x05spent\x18\x0b \x01(\x03\x12\x0e\n\x06scopes\x18\x0c \x03(\t\x12\x11\n\tparent_id\x18\r \x01(\t\x12\x11\n\tdelegated\x18\x0e \x01(\x03\x42\x0f\n\r_credit_limitB\r\n\x0b_rate_limit\"(\n\x12ListApiKeysRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\">\n\x13ListApiKeysResponse\x12\'\n\x04keys\x18\x01 \x03(\x0b\x32\x19.pixelrelay.v1.ApiKeyInfo\"]\n\x13RevokeApiKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x11\n\tby_key_id\x18\x03 \x01(\t\x12\x0f\n\x07\x63\x61scade\x18\x04 \x01(\x08\"H\n\x12MoveCreditsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x8c\x01\n\x0fLedgerEntryInfo\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0e\n\x06txn_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0c\n\x04\x62ook\x18\x04 \x01(\t\x12\x0e\n\x06\x61mount\x18\x05 \x01(\x03\x12\x0f\n\x07task_id\x18\x06 \x01(\t\x12\x0c\n\x04memo\x18\x07 \x01(\t\x12\x12\n\ncreated_at\x18\x08 \x01(\x03\"k\n\x18ListLedgerEntriesRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\r\n\x05since\x18\x02 \x01(\x03\x12\r\n\x05until\x18\x03 \x01(\x03\x12\x0e\n\x06\x63ursor\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\x05\"a\n\x19ListLedgerEntriesResponse\x12/\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1e.pixelrelay.v1.LedgerEntryInfo\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"\x14\n\x12\x43heckLedgerRequest\"D\n\x13\x43heckLedgerResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x10\n\x08problems\x18\x02 \x03(\t\x12\x0f\n\x07\x65ntries\x18\x03 \x01(\x03*q\n\tHoldState\x12\x1a\n\x16HOLD_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12HOLD_STATE_PENDING\x10\x01\x12\x17\n\x13HOLD_STATE_CAPTURED\x10\x02\x12\x17\n\x13HOLD_STATE_RELEASED\x10\x03\x32\xb4\n\n\x07\x42illing\x12L\n\x0c\x41uthenticate\x12\".pixelrelay.v1.AuthenticateRequest\x1a\x18.pixelrelay.v1.Principal\x12\x42\n\x05Quote\x12\x1b.pixelrelay.v1.QuoteRequest\x1a\x1c.pixelrelay.v1.QuoteResponse\x12T\n\x0bReserveMany\x12!.pixelrelay.v1.ReserveManyRequest\x1a\".pixelrelay.v1.ReserveManyResponse\x12=\n\x07\x43\x61pture\x12\x1d.pixelrelay.v1.CaptureRequest\x1a\x13.pixelrelay.v1.Hold\x12=\n\x07Release\x12\x1d.pixelrelay.v1.ReleaseRequest\x1a\x13.pixelrelay.v1.Hold\x12\x41\n\tClaimHold\x12\x1f.pixelrelay.v1.ClaimHoldRequest\x1a\x13.pixelrelay.v1.Hold\x12W\n\x0cTakeRequests\x12\".pixelrelay.v1.TakeRequestsRequest\x1a#.pixelrelay.v1.TakeRequestsResponse\x12\x46\n\nGetAccount\x12 .pixelrelay.v1.GetAccountRequest\x1a\x16.pixelrelay.v1.Account\x12P\n\x0c\x43reateApiKey\x12\".pixelrelay.v1.CreateApiKeyRequest\x1a\x1c.pixelrelay.v1.CreatedApiKey\x12T\n\x0bListApiKeys\x12!.pixelrelay.v1.ListApiKeysRequest\x1a\".pixelrelay.v1.ListApiKeysResponse\x12M\n\x0cRevokeApiKey\x12\".pixelrelay.v1.RevokeApiKeyRequest\x1a\x19.pixelrelay.v1.ApiKeyInfo\x12\x66\n\x11ListLedgerEntries\x12\'.pixelrelay.v1.ListLedgerEntriesRequest\x1a(.pixelrelay.v1.ListLedgerEntriesResponse\x12L\n\rCreateAccount\x12#.pixelrelay.v1.CreateAccountRequest\x1a\x16.pixelrelay.v1.Account\x12\x42\n\x05TopUp\x12!.pixelrelay.v1.MoveCreditsRequest\x1a\x16.pixelrelay.v1.Account\x12\x43\n\x06\x41\x64just\x12!.pixelrelay.v1.MoveCreditsRequest\x1a\x16.pixelrelay.v1.Account\x12T\n\x0b\x43heckLedger\x12!.pixelrelay.v1.CheckLedgerRequest\x1a\".pixelrelay.v1.CheckLedgerResponse\x12S\n\rDeleteAccount\x12#.pixelrelay.v1.DeleteAccountRequest\x1a\x1d.pixelrelay.v1.DeletedAccountb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pixelrelay.v1.billing_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_HOLDSTATE']._serialized_start=3046
-  _globals['_HOLDSTATE']._serialized_end=3159
+  _globals['_HOLDSTATE']._serialized_start=3095
+  _globals['_HOLDSTATE']._serialized_end=3208
   _globals['_AUTHENTICATEREQUEST']._serialized_start=74
   _globals['_AUTHENTICATEREQUEST']._serialized_end=112
   _globals['_PRINCIPAL']._serialized_start=114
@@ -61,45 +61,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CAPTUREREQUEST']._serialized_start=998
   _globals['_CAPTUREREQUEST']._serialized_end=1067
   _globals['_CLAIMHOLDREQUEST']._serialized_start=1069
-  _globals['_CLAIMHOLDREQUEST']._serialized_end=1119
-  _globals['_RELEASEREQUEST']._serialized_start=1121
-  _globals['_RELEASEREQUEST']._serialized_end=1170
-  _globals['_HOLD']._serialized_start=1173
-  _globals['_HOLD']._serialized_end=1309
-  _globals['_GETACCOUNTREQUEST']._serialized_start=1311
-  _globals['_GETACCOUNTREQUEST']._serialized_end=1350
-  _globals['_ACCOUNT']._serialized_start=1352
-  _globals['_ACCOUNT']._serialized_end=1462
-  _globals['_DELETEACCOUNTREQUEST']._serialized_start=1464
-  _globals['_DELETEACCOUNTREQUEST']._serialized_end=1522
-  _globals['_DELETEDACCOUNT']._serialized_start=1524
-  _globals['_DELETEDACCOUNT']._serialized_end=1630
-  _globals['_CREATEACCOUNTREQUEST']._serialized_start=1632
-  _globals['_CREATEACCOUNTREQUEST']._serialized_end=1712
-  _globals['_CREATEAPIKEYREQUEST']._serialized_start=1715
-  _globals['_CREATEAPIKEYREQUEST']._serialized_end=1929
-  _globals['_CREATEDAPIKEY']._serialized_start=1931
-  _globals['_CREATEDAPIKEY']._serialized_end=2021
-  _globals['_APIKEYINFO']._serialized_start=2024
-  _globals['_APIKEYINFO']._serialized_end=2326
-  _globals['_LISTAPIKEYSREQUEST']._serialized_start=2328
-  _globals['_LISTAPIKEYSREQUEST']._serialized_end=2368
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=2370
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=2432
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=2434
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=2527
-  _globals['_MOVECREDITSREQUEST']._serialized_start=2529
-  _globals['_MOVECREDITSREQUEST']._serialized_end=2601
-  _globals['_LEDGERENTRYINFO']._serialized_start=2604
-  _globals['_LEDGERENTRYINFO']._serialized_end=2744
-  _globals['_LISTLEDGERENTRIESREQUEST']._serialized_start=2746
-  _globals['_LISTLEDGERENTRIESREQUEST']._serialized_end=2853
-  _globals['_LISTLEDGERENTRIESRESPONSE']._serialized_start=2855
-  _globals['_LISTLEDGERENTRIESRESPONSE']._serialized_end=2952
-  _globals['_CHECKLEDGERREQUEST']._serialized_start=2954
-  _globals['_CHECKLEDGERREQUEST']._serialized_end=2974
-  _globals['_CHECKLEDGERRESPONSE']._serialized_start=2976
-  _globals['_CHECKLEDGERRESPONSE']._serialized_end=3044
-  _globals['_BILLING']._serialized_start=3162
-  _globals['_BILLING']._serialized_end=4494
+  _globals['_CLAIMHOLDREQUEST']._serialized_end=1168
+  _globals['_RELEASEREQUEST']._serialized_start=1170
+  _globals['_RELEASEREQUEST']._serialized_end=1219
+  _globals['_HOLD']._serialized_start=1222
+  _globals['_HOLD']._serialized_end=1358
+  _globals['_GETACCOUNTREQUEST']._serialized_start=1360
+  _globals['_GETACCOUNTREQUEST']._serialized_end=1399
+  _globals['_ACCOUNT']._serialized_start=1401
+  _globals['_ACCOUNT']._serialized_end=1511
+  _globals['_DELETEACCOUNTREQUEST']._serialized_start=1513
+  _globals['_DELETEACCOUNTREQUEST']._serialized_end=1571
+  _globals['_DELETEDACCOUNT']._serialized_start=1573
+  _globals['_DELETEDACCOUNT']._serialized_end=1679
+  _globals['_CREATEACCOUNTREQUEST']._serialized_start=1681
+  _globals['_CREATEACCOUNTREQUEST']._serialized_end=1761
+  _globals['_CREATEAPIKEYREQUEST']._serialized_start=1764
+  _globals['_CREATEAPIKEYREQUEST']._serialized_end=1978
+  _globals['_CREATEDAPIKEY']._serialized_start=1980
+  _globals['_CREATEDAPIKEY']._serialized_end=2070
+  _globals['_APIKEYINFO']._serialized_start=2073
+  _globals['_APIKEYINFO']._serialized_end=2375
+  _globals['_LISTAPIKEYSREQUEST']._serialized_start=2377
+  _globals['_LISTAPIKEYSREQUEST']._serialized_end=2417
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=2419
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=2481
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=2483
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=2576
+  _globals['_MOVECREDITSREQUEST']._serialized_start=2578
+  _globals['_MOVECREDITSREQUEST']._serialized_end=2650
+  _globals['_LEDGERENTRYINFO']._serialized_start=2653
+  _globals['_LEDGERENTRYINFO']._serialized_end=2793
+  _globals['_LISTLEDGERENTRIESREQUEST']._serialized_start=2795
+  _globals['_LISTLEDGERENTRIESREQUEST']._serialized_end=2902
+  _globals['_LISTLEDGERENTRIESRESPONSE']._serialized_start=2904
+  _globals['_LISTLEDGERENTRIESRESPONSE']._serialized_end=3001
+  _globals['_CHECKLEDGERREQUEST']._serialized_start=3003
+  _globals['_CHECKLEDGERREQUEST']._serialized_end=3023
+  _globals['_CHECKLEDGERRESPONSE']._serialized_start=3025
+  _globals['_CHECKLEDGERRESPONSE']._serialized_end=3093
+  _globals['_BILLING']._serialized_start=3211
+  _globals['_BILLING']._serialized_end=4543
 # @@protoc_insertion_point(module_scope)

@@ -173,9 +173,9 @@ class BillingServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ClaimHold(self, request, context):
-        """The dispatcher, when it takes a job and before it pays the upstream: a pending hold
-        now lasts until `until` (the task's deadline; never shortened), and comes back as it
-        stands. A job whose hold was released (a refused submit, an expired hold) is dropped,
+        """The dispatcher, when it takes a job and before it pays the upstream, with the job's
+        capability: a pending hold now lasts HOLD_TTL_SECONDS (billing's) from now, never past
+        the capability's deadline and never shortened, and comes back as it stands. A job whose hold was released (a refused submit, an expired hold) is dropped,
         not generated.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -55,9 +55,9 @@ class BillingStub:
     itself, in its sweeper).
     """
     ClaimHold: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ClaimHoldRequest, _billing_pb2.Hold]
-    """The dispatcher, when it takes a job and before it pays the upstream: a pending hold
-    now lasts until `until` (the task's deadline; never shortened), and comes back as it
-    stands. A job whose hold was released (a refused submit, an expired hold) is dropped,
+    """The dispatcher, when it takes a job and before it pays the upstream, with the job's
+    capability: a pending hold now lasts HOLD_TTL_SECONDS (billing's) from now, never past
+    the capability's deadline and never shortened, and comes back as it stands. A job whose hold was released (a refused submit, an expired hold) is dropped,
     not generated.
     """
     TakeRequests: _grpc.UnaryUnaryMultiCallable[_billing_pb2.TakeRequestsRequest, _billing_pb2.TakeRequestsResponse]
@@ -108,9 +108,9 @@ class BillingAsyncStub(BillingStub):
     itself, in its sweeper).
     """
     ClaimHold: _aio.UnaryUnaryMultiCallable[_billing_pb2.ClaimHoldRequest, _billing_pb2.Hold]  # type: ignore[assignment]
-    """The dispatcher, when it takes a job and before it pays the upstream: a pending hold
-    now lasts until `until` (the task's deadline; never shortened), and comes back as it
-    stands. A job whose hold was released (a refused submit, an expired hold) is dropped,
+    """The dispatcher, when it takes a job and before it pays the upstream, with the job's
+    capability: a pending hold now lasts HOLD_TTL_SECONDS (billing's) from now, never past
+    the capability's deadline and never shortened, and comes back as it stands. A job whose hold was released (a refused submit, an expired hold) is dropped,
     not generated.
     """
     TakeRequests: _aio.UnaryUnaryMultiCallable[_billing_pb2.TakeRequestsRequest, _billing_pb2.TakeRequestsResponse]  # type: ignore[assignment]
@@ -194,9 +194,9 @@ class BillingServicer(metaclass=_abc_1.ABCMeta):
         request: _billing_pb2.ClaimHoldRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.Hold, _abc.Awaitable[_billing_pb2.Hold]]:
-        """The dispatcher, when it takes a job and before it pays the upstream: a pending hold
-        now lasts until `until` (the task's deadline; never shortened), and comes back as it
-        stands. A job whose hold was released (a refused submit, an expired hold) is dropped,
+        """The dispatcher, when it takes a job and before it pays the upstream, with the job's
+        capability: a pending hold now lasts HOLD_TTL_SECONDS (billing's) from now, never past
+        the capability's deadline and never shortened, and comes back as it stands. A job whose hold was released (a refused submit, an expired hold) is dropped,
         not generated.
         """
 

@@ -233,9 +233,50 @@ class PriceItem(_message.Message):
 Global___PriceItem: _TypeAlias = PriceItem  # noqa: Y015
 
 @_typing.final
-class ErrorDetail(_message.Message):
-    """An ApiError carried inside a response (one failed item of a batch call)."""
+class TaskCapability(_message.Message):
+    """An ApiError carried inside a response (one failed item of a batch call).
+    The gateway's grant of authority over one task (libs/pixelrelay/capabilities.py): a job
+    carries it and the dispatcher passes it on with every call it makes for the task; billing
+    and storage act on the task only with it. The MAC is HMAC-SHA256 under
+    TASK_CAPABILITY_KEYS[key_id], which dispatchers do not hold.
+    """
 
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    CREDITS_FIELD_NUMBER: _builtins.int
+    DEADLINE_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    MAC_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    account_id: _builtins.str
+    credits: _builtins.int
+    """the task's hold"""
+    deadline: _builtins.int
+    """unix seconds: the latest its hold may last"""
+    key_id: _builtins.str
+    mac: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        account_id: _builtins.str = ...,
+        credits: _builtins.int = ...,
+        deadline: _builtins.int = ...,
+        key_id: _builtins.str = ...,
+        mac: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "credits", b"credits", "deadline", b"deadline", "key_id", b"key_id", "mac", b"mac", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskCapability: _TypeAlias = TaskCapability  # noqa: Y015
+
+@_typing.final
+class ErrorDetail(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CODE_FIELD_NUMBER: _builtins.int

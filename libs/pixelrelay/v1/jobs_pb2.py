@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from pixelrelay.v1 import common_pb2 as pixelrelay_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18pixelrelay/v1/jobs.proto\x12\rpixelrelay.v1\x1a\x1apixelrelay/v1/common.proto\"\x83\x02\n\rGenerationJob\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12&\n\x04spec\x18\x04 \x01(\x0b\x32\x18.pixelrelay.v1.ImageSpec\x12\x15\n\rcreated_at_ms\x18\x05 \x01(\x03\x12\x16\n\x0ereference_keys\x18\x06 \x03(\t\x12\x10\n\x08mask_key\x18\x07 \x01(\t\x12\x15\n\rsealed_prompt\x18\x08 \x01(\x0c\x12\x0e\n\x06key_id\x18\t \x01(\t\x12\x16\n\x0epartial_images\x18\n \x01(\x05\x12\x15\n\rrelay_subject\x18\x0b \x01(\t\"x\n\nRelayChunk\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05\x66inal\x18\x02 \x01(\x08\x12\r\n\x05index\x18\x03 \x01(\x05\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\x12\r\n\x05\x63hunk\x18\x05 \x01(\x05\x12\x0e\n\x06\x63hunks\x18\x06 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x07 \x01(\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18pixelrelay/v1/jobs.proto\x12\rpixelrelay.v1\x1a\x1apixelrelay/v1/common.proto\"\xb6\x02\n\rGenerationJob\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12&\n\x04spec\x18\x04 \x01(\x0b\x32\x18.pixelrelay.v1.ImageSpec\x12\x15\n\rcreated_at_ms\x18\x05 \x01(\x03\x12\x16\n\x0ereference_keys\x18\x06 \x03(\t\x12\x10\n\x08mask_key\x18\x07 \x01(\t\x12\x15\n\rsealed_prompt\x18\x08 \x01(\x0c\x12\x0e\n\x06key_id\x18\t \x01(\t\x12\x16\n\x0epartial_images\x18\n \x01(\x05\x12\x15\n\rrelay_subject\x18\x0b \x01(\t\x12\x31\n\ncapability\x18\x0c \x01(\x0b\x32\x1d.pixelrelay.v1.TaskCapability\"x\n\nRelayChunk\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05\x66inal\x18\x02 \x01(\x08\x12\r\n\x05index\x18\x03 \x01(\x05\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\x12\r\n\x05\x63hunk\x18\x05 \x01(\x05\x12\x0e\n\x06\x63hunks\x18\x06 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x07 \x01(\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,7 +33,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pixelrelay.v1.jobs_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GENERATIONJOB']._serialized_start=72
-  _globals['_GENERATIONJOB']._serialized_end=331
-  _globals['_RELAYCHUNK']._serialized_start=333
-  _globals['_RELAYCHUNK']._serialized_end=453
+  _globals['_GENERATIONJOB']._serialized_end=382
+  _globals['_RELAYCHUNK']._serialized_start=384
+  _globals['_RELAYCHUNK']._serialized_end=504
 # @@protoc_insertion_point(module_scope)

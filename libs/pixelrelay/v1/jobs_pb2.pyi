@@ -38,6 +38,7 @@ class GenerationJob(_message.Message):
     KEY_ID_FIELD_NUMBER: _builtins.int
     PARTIAL_IMAGES_FIELD_NUMBER: _builtins.int
     RELAY_SUBJECT_FIELD_NUMBER: _builtins.int
+    CAPABILITY_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     account_id: _builtins.str
     prompt: _builtins.str
@@ -63,6 +64,13 @@ class GenerationJob(_message.Message):
         With any, the upstream call is an edit.
         """
 
+    @_builtins.property
+    def capability(self) -> _common_pb2.TaskCapability:
+        """Authority over this task alone, for the dispatcher's calls to billing and storage.
+        The prompt's sealing covers it and the relay subject too (sealing.py: job_binding), so
+        neither can be moved to another job.
+        """
+
     def __init__(
         self,
         *,
@@ -77,10 +85,11 @@ class GenerationJob(_message.Message):
         key_id: _builtins.str = ...,
         partial_images: _builtins.int = ...,
         relay_subject: _builtins.str = ...,
+        capability: _common_pb2.TaskCapability | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capability", b"capability", "spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "created_at_ms", b"created_at_ms", "key_id", b"key_id", "mask_key", b"mask_key", "partial_images", b"partial_images", "prompt", b"prompt", "reference_keys", b"reference_keys", "relay_subject", b"relay_subject", "sealed_prompt", b"sealed_prompt", "spec", b"spec", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "capability", b"capability", "created_at_ms", b"created_at_ms", "key_id", b"key_id", "mask_key", b"mask_key", "partial_images", b"partial_images", "prompt", b"prompt", "reference_keys", b"reference_keys", "relay_subject", b"relay_subject", "sealed_prompt", b"sealed_prompt", "spec", b"spec", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

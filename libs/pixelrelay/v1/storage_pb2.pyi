@@ -64,15 +64,21 @@ class ReannounceRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TASK_ID_FIELD_NUMBER: _builtins.int
+    CAPABILITY_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
+    @_builtins.property
+    def capability(self) -> _common_pb2.TaskCapability:
+        """the job's, for this task"""
+
     def __init__(
         self,
         *,
         task_id: _builtins.str = ...,
+        capability: _common_pb2.TaskCapability | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capability", b"capability"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capability", b"capability", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -189,15 +195,23 @@ class GetObjectRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     KEY_FIELD_NUMBER: _builtins.int
+    CAPABILITY_FIELD_NUMBER: _builtins.int
     key: _builtins.str
+    @_builtins.property
+    def capability(self) -> _common_pb2.TaskCapability:
+        """The dispatcher's read of a task's input: the job's capability, and only keys under
+        tasks/<its task>/inputs/. The gateway reads with its credential alone.
+        """
+
     def __init__(
         self,
         *,
         key: _builtins.str = ...,
+        capability: _common_pb2.TaskCapability | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capability", b"capability"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capability", b"capability", "key", b"key"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -258,6 +272,7 @@ class StoreHeader(_message.Message):
     UPSTREAM_MS_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
+    CAPABILITY_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     quality: _builtins.str
     """tier the upstream reports, passed on to billing"""
@@ -268,6 +283,10 @@ class StoreHeader(_message.Message):
     def attempts(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Attempt]: ...
     @_builtins.property
     def usage(self) -> _common_pb2.Usage: ...
+    @_builtins.property
+    def capability(self) -> _common_pb2.TaskCapability:
+        """the job's, for task_id"""
+
     def __init__(
         self,
         *,
@@ -277,10 +296,11 @@ class StoreHeader(_message.Message):
         upstream_ms: _builtins.int = ...,
         attempts: _abc.Iterable[_common_pb2.Attempt] | None = ...,
         usage: _common_pb2.Usage | None = ...,
+        capability: _common_pb2.TaskCapability | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capability", b"capability", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "images", b"images", "quality", b"quality", "task_id", b"task_id", "upstream_ms", b"upstream_ms", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "capability", b"capability", "images", b"images", "quality", b"quality", "task_id", b"task_id", "upstream_ms", b"upstream_ms", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -252,13 +252,28 @@ class Holds:
         return hold
 
     @quick
-    def claim_hold(self, *, task_id: str, until: int) -> Hold:
-        """The hold, pending ones given the deadline ``until`` first (never shortened)."""
+    def claim_hold(
+        self,
+        *,
+        task_id: str,
+        until: int,
+        account_id: str | None = None,
+        amount: int | None = None,
+    ) -> Hold:
+        """The hold, pending ones given the deadline ``until`` first (never shortened).
+        With ``account_id`` and ``amount`` (a task capability's), a hold that is not that
+        account's, of that amount, is refused untouched."""
         with self.engine.begin() as conn:
+            hold = _hold_row(conn, task_id)
+            if hold is None:
+                raise ApiError(E.HOLD_NOT_FOUND)
+            if (account_id is not None and hold.account_id != account_id) or (
+                amount is not None and hold.amount != amount
+            ):
+                raise ApiError(E.TASK_CAPABILITY_INVALID, "the capability is for another hold")
             conn.execute(sql.EXTEND_HOLDS, {"t_ids": [task_id], "until": until})
             hold = _hold_row(conn, task_id)
-        if hold is None:
-            raise ApiError(E.HOLD_NOT_FOUND)
+        assert hold is not None  # in the same transaction as the read above
         return hold
 
     @quick

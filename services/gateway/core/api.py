@@ -27,13 +27,14 @@ from gateway.inputs.references import Inputs, ReferenceLoader
 from pixelrelay import bus, objects, public_models, scopes
 from pixelrelay.batching import Batcher
 from pixelrelay.billing_client import BillingClient
+from pixelrelay.capabilities import TaskCapabilities, TaskGrant
 from pixelrelay.crashpoints import crash_point
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
 from pixelrelay.ids import content_id, new_id
 from pixelrelay.limits import page_limit
 from pixelrelay.relay import MAX_PARTIAL_IMAGES, NO_RELAY, Relay, RelayReceiver
-from pixelrelay.sealing import PromptSealer
+from pixelrelay.sealing import PromptSealer, job_binding
 from pixelrelay.storage_client import StorageClient
 from pixelrelay.v1 import billing_pb2, common_pb2, jobs_pb2, public_api_pb2
 
@@ -80,6 +81,7 @@ class PublicApi:
         submit_hold_seconds: int,
         max_image_bytes: int,
         sealer: PromptSealer,
+        capabilities: TaskCapabilities,
         limiter: RateLimiter | None = None,
         idempotency: IdempotencyStore | None = None,
         uploads: UploadStore | None = None,
@@ -97,6 +99,8 @@ class PublicApi:
         self.submit_hold_seconds = submit_hold_seconds
         self.max_image_bytes = max_image_bytes
         self.sealer = sealer
+        self.capabilities = capabilities
+        self.hold_ttl_seconds = hold_ttl_seconds
         self.limiter = limiter or RateLimiter(billing.take_request)
         self.idempotency = idempotency or IdempotencyStore(db.engine)
         self.uploads = uploads or UploadStore(db.engine)
@@ -282,19 +286,26 @@ class PublicApi:
         )
         try:
             reference_keys, mask_key = await self.references.store(task_id, inputs)
-            key_id, sealed_prompt = self.sealer.seal(prompt, task_id)
             job = jobs_pb2.GenerationJob(
                 task_id=task_id,
                 account_id=principal.account_id,
-                sealed_prompt=sealed_prompt,
-                key_id=key_id,
                 spec=spec,
                 created_at_ms=record.created_at_ms,
                 reference_keys=reference_keys,
                 mask_key=mask_key,
                 partial_images=relay.partial_images,
                 relay_subject=relay.subject,
+                # This task alone, for the dispatcher's calls to billing and storage.
+                capability=self.capabilities.issue(
+                    TaskGrant(
+                        task_id,
+                        principal.account_id,
+                        hold.amount,
+                        record.created_at_ms // 1000 + self.hold_ttl_seconds,
+                    )
+                ),
             )
+            job.key_id, job.sealed_prompt = self.sealer.seal(prompt, task_id, job_binding(job))
             await self._inserts.submit(record)
             crash_point("gateway.before_publish")
             await bus.publish(self.js, bus.JOBS_SUBJECT, job.SerializeToString(), msg_id=task_id)

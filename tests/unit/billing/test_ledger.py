@@ -387,6 +387,24 @@ def test_a_claimed_hold_lasts_the_task_deadline_if_it_is_still_pending(ledger: L
     assert_sound(ledger)
 
 
+def test_a_claim_for_another_accounts_hold_changes_nothing(ledger: Ledger) -> None:
+    """A task capability names the account and amount of its hold: a claim whose grant
+    does not match the hold (another tenant's task id) is refused, the hold untouched."""
+    account = ledger.create_account(name="a")
+    hold = ledger.reserve(task_id="victim", account_id=account.id, item=BASIC_1K, expires_at=100)
+    for other_account, amount in (("acct_thief", hold.amount), (account.id, hold.amount + 1)):
+        with pytest.raises(ApiError) as caught:
+            ledger.claim_hold(
+                task_id="victim", until=5_000, account_id=other_account, amount=amount
+            )
+        assert caught.value.kind is E.TASK_CAPABILITY_INVALID
+    assert ledger.get_hold(task_id="victim").expires_at == 100
+    claimed = ledger.claim_hold(
+        task_id="victim", until=5_000, account_id=account.id, amount=hold.amount
+    )
+    assert claimed.expires_at == 5_000
+
+
 def test_capture_and_release_racing_on_one_hold_settle_it_once(ledger: Ledger) -> None:
     """The gateway's capture (images arrived) against a release (the sweeper, a failed
     event) on the same hold, from threads: exactly one wins each time, the other gets

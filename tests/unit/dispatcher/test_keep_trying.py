@@ -29,3 +29,17 @@ async def test_a_lasting_failure_is_returned_after_every_try() -> None:
     failure = await keep_trying("task_1", store, delays=(0.0, 0.0))
     assert failure is not None and failure.kind is E.UNAVAILABLE
     assert store.calls == 3
+
+
+async def test_a_refusal_is_not_tried_again() -> None:
+    """Not this task's capability, or results already stored: no retry changes that."""
+    for kind in (E.TASK_CAPABILITY_INVALID, E.RESULTS_ALREADY_STORED):
+        calls = 0
+
+        async def refused() -> None:
+            nonlocal calls
+            calls += 1
+            raise ApiError(kind)  # noqa: B023 (called within this iteration)
+
+        failure = await keep_trying("task_1", refused, delays=(60.0,))
+        assert failure is not None and failure.kind is kind and calls == 1

@@ -4,7 +4,7 @@ import pytest
 
 from pixelrelay.errors import ApiError, E
 from pixelrelay.ids import checked_id, content_id, is_id, new_id
-from pixelrelay.objects import is_input_key, is_task_input_key, upload_in_path, upload_key
+from pixelrelay.objects import input_task, is_input_key, upload_in_path, upload_key
 
 
 def test_new_ids_are_random_and_well_formed() -> None:
@@ -49,6 +49,6 @@ def test_a_new_id_passes_and_names_its_prefix() -> None:
 
 def test_keys_are_matched_whole() -> None:
     key = "tasks/task_a/inputs/ref0.png"
-    assert is_task_input_key(key, "task_a") and not is_task_input_key(key, "task_b")
-    assert not is_input_key(key + "\n") and not is_task_input_key(key + "\n", "task_a")
+    assert input_task(key) == "task_a" and input_task("uploads/acct_a/upl_b.png") is None
+    assert not is_input_key(key + "\n") and input_task(key + "\n") is None
     assert not is_input_key("tasks/task_a/../task_b/inputs/ref0.png")
