@@ -1,8 +1,9 @@
-"""Worker processes that decode input images, each decode within a deadline.
+"""Worker processes that read input images' headers and decode them, each within a
+deadline.
 
-A decode runs in a process of its own (decode_worker.py) so that it can be stopped: one
+Both run in a process of its own (decode_worker.py) so that they can be stopped: one
 that runs past its deadline, or whose caller gives up (a request cancelled, the 30 s
-reference deadline), has its process killed, and ``decode`` returns only once the
+reference deadline), has its process killed, and the call returns only once the
 process is dead, so the caller's share of the decode budget is held exactly as long as
 the work runs. A killed worker is replaced by a fresh one on the next decode.
 """
@@ -14,8 +15,8 @@ import contextlib
 import logging
 import sys
 
-from gateway.inputs.decode_worker import ANSWER, READY, REQUEST
-from gateway.inputs.images import DecodeTimeout, InputImage, Undecodable
+from gateway.inputs.decode_worker import ANSWER, DECODE, HEADER, READY, REQUEST
+from gateway.inputs.images import DecodeTimeout, Header, InputImage, Undecodable
 
 log = logging.getLogger("gateway.decode")
 
@@ -47,19 +48,22 @@ class _Worker:
             raise RuntimeError(f"a decode worker did not start (exit code {process.returncode})")
         return worker
 
-    async def decode(self, data: bytes, fmt: str, orientation: int) -> InputImage:
+    async def run(
+        self, op: int, data: bytes, fmt: str, orientation: int
+    ) -> tuple[int, int, int, int, bytes]:
+        """Width, height, scans, orientation or has-alpha, and the payload."""
         stdin, stdout = self.process.stdin, self.process.stdout
         assert stdin is not None and stdout is not None
-        stdin.write(REQUEST.pack(fmt.encode(), orientation, len(data)))
+        stdin.write(REQUEST.pack(op, fmt.encode(), orientation, len(data)))
         stdin.write(data)
         await stdin.drain()
-        decoded, width, height, has_alpha, size = ANSWER.unpack(
+        done, width, height, scans, flag, size = ANSWER.unpack(
             await stdout.readexactly(ANSWER.size)
         )
         payload = await stdout.readexactly(size)
-        if not decoded:
+        if not done:
             raise Undecodable(payload.decode(errors="replace"))
-        return InputImage(payload, fmt, width, height, bool(has_alpha))
+        return width, height, scans, flag, payload
 
     async def end(self) -> None:
         """Kill the process (at once: its work stops here) and wait until it is gone."""
@@ -86,14 +90,25 @@ class DecodeWorkers:
         missing = self.size - len(self._idle)
         self._idle += await asyncio.gather(*(_Worker.start() for _ in range(missing)))
 
+    async def read_header(self, data: bytes, fmt: str) -> Header:
+        """images.read_header, by a worker; raises ``Undecodable`` or ``DecodeTimeout``."""
+        width, height, scans, orientation, _ = await self._run(HEADER, data, fmt, 1)
+        return Header(width, height, orientation, scans)
+
     async def decode(self, data: bytes, fmt: str, orientation: int) -> InputImage:
         """The image, decoded and scrubbed (images.decode) by a worker; raises
         ``Undecodable`` or ``DecodeTimeout``."""
+        width, height, _, has_alpha, clean = await self._run(DECODE, data, fmt, orientation)
+        return InputImage(clean, fmt, width, height, bool(has_alpha))
+
+    async def _run(
+        self, op: int, data: bytes, fmt: str, orientation: int
+    ) -> tuple[int, int, int, int, bytes]:
         async with self._slots:
             worker = self._idle.pop() if self._idle else await _Worker.start()
             try:
                 async with asyncio.timeout(self.timeout):
-                    image = await worker.decode(data, fmt, orientation)
+                    answer = await worker.run(op, data, fmt, orientation)
             except Undecodable:
                 self._idle.append(worker)  # it answered: ready for the next file
                 raise
@@ -109,7 +124,7 @@ class DecodeWorkers:
                 await worker.end()
                 raise
             self._idle.append(worker)
-            return image
+            return answer
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []

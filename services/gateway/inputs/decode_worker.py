@@ -1,10 +1,11 @@
-"""python -m gateway.inputs.decode_worker: decodes the images its gateway sends, one at a
-time, in a process the gateway can kill when a decode runs past its deadline (a thread
-cannot be stopped; its work would go on after its caller gave up).
+"""python -m gateway.inputs.decode_worker: reads the headers of and decodes the images its
+gateway sends, one at a time, in a process the gateway can kill when one runs past its
+deadline (a thread cannot be stopped; its work would go on after its caller gave up).
 
 The exchange, over stdin and stdout: a REQUEST header and the file's bytes in; an ANSWER
-header and the decoded image's bytes (or why it does not decode, in UTF-8) out. The
-gateway never unpickles what a process that parses hostile files says.
+header and a payload out: the decoded image's bytes (DECODE), nothing (HEADER), or why the
+file is refused, in UTF-8. The gateway never unpickles what a process that parses hostile
+files says.
 """
 
 from __future__ import annotations
@@ -15,23 +16,30 @@ import struct
 import sys
 from typing import BinaryIO
 
-from gateway.inputs.images import Undecodable, decode
+from gateway.inputs.images import Undecodable, decode, read_header
 
-REQUEST = struct.Struct(">4sBQ")  # format (NUL-padded), EXIF orientation, file bytes
-ANSWER = struct.Struct(">?IIBQ")  # decoded, width, height, has alpha, payload bytes
+HEADER, DECODE = 0, 1
+# What to do, format (NUL-padded), EXIF orientation (DECODE), file bytes
+REQUEST = struct.Struct(">B4sBQ")
+# Done; width, height; scans (HEADER); orientation (HEADER) or has alpha (DECODE); payload
+ANSWER = struct.Struct(">?IIIBQ")
 READY = b"R"  # sent once, when everything is imported
 
 
-def answer(out: BinaryIO, data: bytes, fmt: str, orientation: int) -> None:
+def answer(out: BinaryIO, op: int, data: bytes, fmt: str, orientation: int) -> None:
     try:
-        image = decode(data, fmt, orientation)
+        if op == HEADER:
+            header = read_header(data, fmt)
+            fields = (True, header.width, header.height, header.scans, header.orientation)
+            payload = b""
+        else:
+            image = decode(data, fmt, orientation)
+            fields = (True, image.width, image.height, 0, image.has_alpha)
+            payload = image.data
     except Undecodable as reason:
-        message = str(reason).encode()
-        out.write(ANSWER.pack(False, 0, 0, 0, len(message)))
-        out.write(message)
-    else:
-        out.write(ANSWER.pack(True, image.width, image.height, image.has_alpha, len(image.data)))
-        out.write(image.data)
+        fields, payload = (False, 0, 0, 0, 0), str(reason).encode()
+    out.write(ANSWER.pack(*fields, len(payload)))
+    out.write(payload)
     out.flush()
 
 
@@ -44,11 +52,11 @@ def main() -> None:
     answers.write(READY)
     answers.flush()
     while len(header := requests.read(REQUEST.size)) == REQUEST.size:
-        fmt, orientation, size = REQUEST.unpack(header)
+        op, fmt, orientation, size = REQUEST.unpack(header)
         data = requests.read(size)
         if len(data) < size:
             return  # the gateway went away mid-request
-        answer(answers, data, fmt.rstrip(b"\0").decode(), orientation)
+        answer(answers, op, data, fmt.rstrip(b"\0").decode(), orientation)
 
 
 if __name__ == "__main__":

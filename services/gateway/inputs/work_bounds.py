@@ -69,6 +69,16 @@ def png_raw_size(width: int, height: int, depth: int, colour_type: int, interlac
     )
 
 
+def png_icc_profiles(data: bytes) -> int:
+    """How many iCCP chunks the file holds (the format allows one; PIL inflates each, up
+    to 1 MB, as it opens the file)."""
+    count, pos = 0, 8
+    while pos + 12 <= len(data):
+        count += data[pos + 4 : pos + 8] == b"iCCP"
+        pos += 12 + int.from_bytes(data[pos : pos + 4], "big")
+    return count
+
+
 class InflatesPastItsSize(ValueError):
     pass
 

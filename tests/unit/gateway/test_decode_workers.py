@@ -8,6 +8,7 @@ import asyncio
 import functools
 import os
 import time
+import zlib
 from typing import cast
 
 import pytest
@@ -19,7 +20,7 @@ from gateway.inputs.references import ReferenceLoader
 from gateway.inputs.work_bounds import MAX_JPEG_SCANS
 from pixelrelay.errors import ApiError, E
 from pixelrelay.storage_client import StorageClient
-from tests.unit.gateway.test_decode_bombs import encoded, with_scans
+from tests.unit.gateway.test_decode_bombs import chunk, encoded, png_with, with_scans
 
 SMALL = encoded("RGB", (64, 64), "PNG")
 
@@ -106,3 +107,40 @@ async def test_a_worker_that_cannot_start_fails_the_start_not_every_decode(
     monkeypatch.setattr("sys.executable", "/bin/false")
     with pytest.raises(RuntimeError, match="did not start"):
         await DecodeWorkers(1, timeout=1).start()
+
+
+async def test_reading_a_header_never_stalls_the_event_loop() -> None:
+    """20 MB of empty comment segments before the pixels: PIL walks them in Python as it
+    opens the file (4 s of CPU), which once ran on the event loop, every request stalled."""
+    workers = DecodeWorkers(1, timeout=0.5)
+    await workers.start()
+    small = encoded("L", (64, 64), "JPEG")
+    tiny_segments = small[:2] + b"\xff\xfe\x00\x02" * 5_000_000 + small[2:]
+    stalls: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(0.01)
+            stalls.append(time.monotonic() - before - 0.01)
+
+    ticking = asyncio.create_task(ticker())
+    await asyncio.sleep(0.05)  # ticking
+    with pytest.raises(ApiError) as caught:
+        await inspect_image(tiny_segments, "file", DecodeBudget(MAX_PIXELS * 4), workers)
+    ticking.cancel()
+    assert "more than 0.5 s" in caught.value.message
+    assert max(stalls) < 0.1, f"the loop stalled {max(stalls):.2f} s"
+    await workers.close()
+
+
+async def test_a_png_with_many_icc_profiles_is_refused() -> None:
+    """PIL inflates each as it opens the file: 2,000 of 1 MB in a 2 MB file cost 1.3 s."""
+    icc = chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(bytes(1_000_000), 9))
+    workers = DecodeWorkers(1, timeout=5)
+    started = time.monotonic()
+    with pytest.raises(ApiError) as caught:
+        await inspect_image(png_with(icc * 2000), "file", DecodeBudget(MAX_PIXELS * 4), workers)
+    assert time.monotonic() - started < 1.0
+    assert caught.value.kind is E.INVALID_IMAGE and "one ICC profile" in caught.value.message
+    await workers.close()
