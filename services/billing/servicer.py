@@ -106,6 +106,11 @@ def _require(value: str, name: str) -> str:
     return value
 
 
+def _optional_id(value: str, prefix: str, param: str) -> str | None:
+    """None for an id not given, else the id if it is well formed (ids.checked_id)."""
+    return checked_id(value, prefix, param) if value else None
+
+
 def _positive(value: int, name: str) -> int:
     if value <= 0:
         raise ApiError(E.INVALID_PARAMETER, f"{name} must be positive", param=name)
@@ -227,7 +232,10 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
     async def GetAccount(
         self, request: billing_pb2.GetAccountRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.Account:
-        account = await self.db.run(self.ledger.get_account, account_id=request.account_id)
+        account = await self.db.run(
+            self.ledger.get_account,
+            account_id=checked_id(request.account_id, "acct", "account_id"),
+        )
         return account_to_proto(account)
 
     async def DeleteAccount(
@@ -273,7 +281,7 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
             credit_limit=request.credit_limit if request.HasField("credit_limit") else None,
             rate_limit=request.rate_limit if request.HasField("rate_limit") else None,
             scopes=list(request.scopes),
-            parent_key_id=request.parent_key_id,
+            parent_key_id=_optional_id(request.parent_key_id, "key", "parent_key_id") or "",
         )
         return billing_pb2.CreatedApiKey(api_key=new.secret, key=key_to_proto(new.key))
 
@@ -292,8 +300,8 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
         key = await self.db.run(
             self.ledger.revoke_api_key,
             key_id=checked_id(request.key_id, "key", "key_id"),
-            account_id=request.account_id or None,
-            by_key_id=request.by_key_id,
+            account_id=_optional_id(request.account_id, "acct", "account_id"),
+            by_key_id=_optional_id(request.by_key_id, "key", "by_key_id") or "",
             cascade=request.cascade,
         )
         return key_to_proto(key)
