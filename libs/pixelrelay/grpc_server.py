@@ -39,14 +39,21 @@ CHANNEL_OPTIONS = [
 SERVER_OPTIONS = [*CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)]
 
 
+# A public server's check of the caller from the call's metadata alone (an API key), run
+# before the request message is read: raises ApiError to refuse.
+Admit = Callable[[str, grpc.aio.ServicerContext], Awaitable[None]]
+HEALTH_PREFIX = "/grpc.health."
+
+
 class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """The one gate of every RPC, of every kind: checks the caller against the server's
     AccessPolicy (callers.py), then turns ApiError into a status + metadata and anything
-    else into a logged INTERNAL."""
+    else into a logged INTERNAL. A refused call's message is never read (nor kept)."""
 
-    def __init__(self, policy: AccessPolicy, callers: TrustedCallers):
+    def __init__(self, policy: AccessPolicy, callers: TrustedCallers, admit: Admit | None = None):
         self.policy = policy
         self.callers = callers
+        self.admit = admit
 
     async def intercept_service(
         self,
@@ -63,13 +70,15 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         except ApiError as err:
             refusal = err
         method = path.rsplit("/", 1)[-1]
+        public = self.policy.public
+        if refusal is not None or (self.admit and not path.startswith(HEALTH_PREFIX)):
+            return _admitting(handler, method, refusal, self.admit, path, public)
         kinds = (
             ("unary_unary", grpc.unary_unary_rpc_method_handler, _guard_unary),
             ("stream_unary", grpc.stream_unary_rpc_method_handler, _guard_unary),
             ("unary_stream", grpc.unary_stream_rpc_method_handler, _guard_stream),
             ("stream_stream", grpc.stream_stream_rpc_method_handler, _guard_stream),
         )
-        public = self.policy.public
         for attribute, build, guard in kinds:
             inner = getattr(handler, attribute)
             if inner is not None:
@@ -140,6 +149,60 @@ def _guard_stream(method: str, inner: Any, refusal: ApiError | None, public: boo
     return wrapper
 
 
+def _admitting(
+    handler: grpc.RpcMethodHandler,
+    method: str,
+    refusal: ApiError | None,
+    admit: Admit | None,
+    path: str,
+    public: bool,
+) -> grpc.RpcMethodHandler:
+    """The handler as a request-streaming one, whatever the method's kind: the caller is
+    checked (``refusal``, then ``admit``) before its message is read, so a refused call
+    costs no memory. A unary method reads its one message after the check (the wire is the
+    same for both kinds). 16 unauthenticated 32 MB calls once left a gateway 544 MB larger."""
+
+    async def check(context: grpc.aio.ServicerContext) -> None:
+        if refusal is not None:
+            raise refusal
+        if admit is not None:
+            await admit(path, context)
+
+    async def first(requests: AsyncIterator[Any]) -> Any:
+        async for request in requests:
+            return request
+        raise ApiError(E.INVALID_PARAMETER, "no request message")
+
+    options = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.response_streaming:
+
+        async def streaming(
+            requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[Any]:
+            async with _gate(method, context, None, public):
+                await check(context)
+                if handler.request_streaming:
+                    replies = handler.stream_stream(requests, context)
+                else:
+                    replies = handler.unary_stream(await first(requests), context)
+                async for reply in replies:
+                    yield reply
+
+        return grpc.stream_stream_rpc_method_handler(streaming, **options)
+
+    async def unary(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+        async with _gate(method, context, None, public):
+            await check(context)
+            if handler.request_streaming:
+                return await handler.stream_unary(requests, context)
+            return await handler.unary_unary(await first(requests), context)
+
+    return grpc.stream_unary_rpc_method_handler(unary, **options)
+
+
 @dataclass
 class GrpcServer:
     server: grpc.aio.Server
@@ -171,11 +234,13 @@ async def start_grpc_server(
     policy: AccessPolicy,
     callers: TrustedCallers,
     host: str = "0.0.0.0",
+    admit: Admit | None = None,
 ) -> GrpcServer:
     """Build → add servicers → bind → start. ``port=0`` binds a free port. Every call is
-    checked against ``policy`` with the credentials of ``callers``."""
+    checked against ``policy`` with the credentials of ``callers`` (and by ``admit``, on a
+    public server) before its message is read."""
     server = grpc.aio.server(
-        interceptors=[ServiceInterceptor(policy, callers)], options=SERVER_OPTIONS
+        interceptors=[ServiceInterceptor(policy, callers, admit)], options=SERVER_OPTIONS
     )
     register(server)
     health_servicer = health.aio.HealthServicer()

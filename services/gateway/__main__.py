@@ -22,7 +22,7 @@ from gateway.core.retention import Records, purge_records
 from gateway.core.store import TaskStore
 from gateway.core.uploads import Quota, UploadStore
 from gateway.core.waiting import TaskWaiters, settled_subject
-from gateway.grpc.servicer import AdminServicer, PublicApiServicer
+from gateway.grpc.servicer import AdminServicer, PublicApiServicer, admitter
 from gateway.http.app import asgi_app
 from gateway.http.protocol import guarded_protocol
 from gateway.inputs.decode_pool import DecodeWorkers
@@ -213,6 +213,7 @@ async def _serve(
         policy=AccessPolicy({}, public=True),
         callers=TrustedCallers({}),
         host=settings.grpc_host,
+        admit=admitter(api, admin, throttle),
     )
     http = _Server(
         uvicorn.Config(

@@ -11,6 +11,7 @@ from gateway.core.admin import AdminAccess
 from gateway.core.api import PublicApi
 from gateway.core.auth_throttle import AuthThrottle
 from pixelrelay.errors import ApiError
+from pixelrelay.grpc_server import Admit
 from pixelrelay.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -68,6 +69,26 @@ async def throttled_stream(
     yield await throttled(throttle, context, lambda _auth: anext(stream))
     async for item in stream:
         yield item
+
+
+ADMIN_PREFIX = "/pixelrelay.v1.Admin/"
+
+
+def admitter(api: PublicApi, admin: AdminAccess, throttle: AuthThrottle) -> Admit:
+    """The check every call to the gateway's gRPC API passes before its message is read
+    (grpc_server.py): a valid API key, or for Admin a well-formed operator token (billing
+    judges it, and the call's message is small); throttled per address as on REST."""
+
+    async def admit(path: str, context: grpc.aio.ServicerContext) -> None:
+        async def check(authorization: str | None) -> None:
+            if path.startswith(ADMIN_PREFIX):
+                admin.billing_for(authorization)
+            else:
+                await api.admit(authorization)
+
+        await throttled(throttle, context, check)
+
+    return admit
 
 
 class PublicApiServicer(public_api_pb2_grpc.PublicApiServicer):

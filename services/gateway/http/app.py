@@ -97,4 +97,4 @@ def asgi_app(
 ) -> ASGIApp:
     app = HotRoutes(create_app(api, admin, stream_keepalive_seconds))
     file_limits = {reapi.UPLOADS: max_upload_bytes, openai_api.EDITS: max_edit_bytes}
-    return RequestContext(app, max_body_bytes, file_limits, throttle)
+    return RequestContext(app, max_body_bytes, file_limits, throttle, api.admit)

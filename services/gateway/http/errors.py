@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.http import translate
@@ -75,8 +76,9 @@ def render_error(
     return error_response(ApiError(E.INTERNAL), request_id, path)
 
 
-def validation_error(exc: RequestValidationError) -> ApiError:
-    """Pydantic's first complaint about the body, as our stable codes."""
+def validation_error(exc: RequestValidationError | ValidationError) -> ApiError:
+    """Pydantic's first complaint about the body (or a form's fields), as our stable
+    codes."""
     first = exc.errors()[0] if exc.errors() else {}
     kind, loc = str(first.get("type", "")), [str(p) for p in first.get("loc", ())]
     param = loc[1] if len(loc) > 1 and loc[0] == "body" else (loc[-1] if loc else None)

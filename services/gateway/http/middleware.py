@@ -1,9 +1,11 @@
 """What every REST request passes through: a request id, the body limit, the failed-auth
-throttle, the security headers, and the HTTP metrics."""
+throttle, the caller's key checked before its body is read, the security headers, and the
+HTTP metrics."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -49,17 +51,28 @@ PAGE_HEADERS = [
 ]
 
 
+# Paths whose bodies the operator's token, not an API key, unlocks (billing checks it).
+OPERATOR_PREFIX = "/admin/"
+
+
 class RequestContext:
     """Per request: an id (``x-request-id``), a body limit (413 before a larger body is
-    read into memory), failed-authentication throttling, and the HTTP metrics."""
+    read into memory), failed-authentication throttling, a request with a body admitted
+    only with a valid API key (401 before a byte of it is read), and the HTTP metrics."""
 
     def __init__(
-        self, app: ASGIApp, limit: int, file_limits: dict[str, int], throttle: AuthThrottle
+        self,
+        app: ASGIApp,
+        limit: int,
+        file_limits: dict[str, int],
+        throttle: AuthThrottle,
+        admit: Callable[[str | None], Awaitable[None]],
     ):
         self.app = app
         self.limit = limit
         self.file_limits = file_limits  # by path: the routes that take files
         self.throttle = throttle
+        self.admit = admit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -98,6 +111,17 @@ class RequestContext:
                     scope, receive, with_request_id
                 )
                 return
+        if _has_body(headers) and not scope["path"].startswith(OPERATOR_PREFIX):
+            try:
+                authorization = headers.get(b"authorization")
+                await self.admit(authorization.decode("latin-1") if authorization else None)
+            except ApiError as refused:
+                if refused.kind.http_status == 401 and credentialed:
+                    self.throttle.failed(self._client(scope, headers))
+                await error_response(refused, request_id, scope["path"])(
+                    scope, receive, with_request_id
+                )
+                return
         seen = 0
 
         async def limited() -> Message:
@@ -122,3 +146,8 @@ class RequestContext:
         peer = scope["client"][0] if scope.get("client") else ""
         forwarded = headers.get(b"x-forwarded-for")
         return self.throttle.client(peer, forwarded.decode("latin-1") if forwarded else None)
+
+
+def _has_body(headers: dict[bytes, bytes]) -> bool:
+    length = headers.get(b"content-length")
+    return b"transfer-encoding" in headers or (length is not None and length.strip() != b"0")

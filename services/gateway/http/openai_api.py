@@ -19,13 +19,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
 from gateway.core.api import PublicApi
 from gateway.core.sizes import PIXELS
 from gateway.core.store import TaskStatus
 from gateway.core.validation import MAX_REFERENCE_IMAGES
+from gateway.http.errors import validation_error
 from gateway.http.openai_errors import openai_error_json, openai_error_response
 from gateway.http.responses import JSONBody
 from pixelrelay.errors import CATALOG, ApiError, E, as_public
@@ -123,7 +124,10 @@ def edit_fields(form: dict[str, str]) -> OpenAIEditFields:
                 ) from None
     if "stream" in values:
         values["stream"] = str(values["stream"]).lower() == "true"
-    return OpenAIEditFields.model_validate(values)
+    try:
+        return OpenAIEditFields.model_validate(values)
+    except ValidationError as exc:  # a missing or unknown field: 400 naming it, not a 500
+        raise validation_error(exc) from None
 
 
 def generation_request(body: OpenAIGenerationBody) -> public_api_pb2.CreateGenerationRequest:

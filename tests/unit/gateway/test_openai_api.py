@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from gateway.http.openai_api import OpenAIGenerationBody, generation_request, with_keepalives
+from gateway.http.openai_api import (
+    OpenAIGenerationBody,
+    edit_fields,
+    generation_request,
+    with_keepalives,
+)
 from gateway.http.openai_errors import openai_error_json, openai_status
 from pixelrelay.errors import CATALOG, ApiError, E
 from pixelrelay.v1 import public_api_pb2
@@ -104,3 +110,21 @@ async def test_keepalives_fill_the_silences_without_losing_the_wait() -> None:
     ]
     assert seen[0] == "accepted" and seen[-1] == "settled"
     assert 2 <= seen.count(None) <= 4 and len(seen) == seen.count(None) + 2
+
+
+@pytest.mark.parametrize(
+    ("form", "kind", "param"),
+    [
+        ({"model": "gpt-image-2", "prompt": "x", "evil": "1"}, E.UNKNOWN_PARAMETER, "evil"),
+        ({"prompt": "x"}, E.MISSING_PARAMETER, "model"),
+        ({"model": "gpt-image-2", "prompt": "x", "n": "two"}, E.INVALID_PARAMETER, "n"),
+        ({"model": "gpt-image-2", "prompt": ["x"]}, E.INVALID_PARAMETER, "prompt"),
+    ],
+)
+def test_an_edit_form_field_wrong_is_a_400_naming_it(
+    form: dict[str, Any], kind: object, param: str
+) -> None:
+    """`-F evil=1` was once a 500, which the OpenAI SDK then retried."""
+    with pytest.raises(ApiError) as refused:
+        edit_fields(form)
+    assert (refused.value.kind, refused.value.param) == (kind, param)
