@@ -192,6 +192,7 @@ async def _serve(
     throttle = AuthThrottle(
         settings.auth_failures_per_minute,
         trusted_proxies=parse_networks(settings.trusted_proxies),
+        vouched=api.vouched,
     )
     servicer = PublicApiServicer(api, throttle)
     admin = AdminAccess(billing, own_credential=credential, accounts=api.accounts)

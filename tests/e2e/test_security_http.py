@@ -28,20 +28,22 @@ BODY_TIMEOUT = 2.0
 Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
-def slow_request(platform: Platform) -> bytes:
-    """Complete headers of a submit, then 1 of its 1,000 body bytes."""
+def slow_request(platform: Platform, key: str | None) -> bytes:
+    """Complete headers of a submit, then 1 of its 1,000 body bytes. With a valid key: the
+    stricter attack (without one the gateway answers 401 before reading the body)."""
+    auth = b"Authorization: Bearer %s\r\n" % key.encode() if key else b""
     return (
         b"POST /api/v1/images/generations HTTP/1.1\r\n"
-        b"Host: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
-        b"Content-Length: 1000\r\n\r\n{" % platform.config.http_port
+        b"Host: 127.0.0.1:%d\r\n%sContent-Type: application/json\r\n"
+        b"Content-Length: 1000\r\n\r\n{" % (platform.config.http_port, auth)
     )
 
 
-async def open_slow(platform: Platform, source: str) -> Connection:
+async def open_slow(platform: Platform, source: str, key: str | None = "") -> Connection:
     reader, writer = await asyncio.open_connection(
         "127.0.0.1", platform.config.http_port, local_addr=(source, 0)
     )
-    writer.write(slow_request(platform))
+    writer.write(slow_request(platform, platform.api_key if key == "" else key))
     await writer.drain()
     return reader, writer
 
@@ -77,6 +79,24 @@ async def test_a_stalled_body_is_cut_off_after_body_timeout(platform: Platform) 
     finally:
         close_all([connection])
     assert answer == (408, 20012)
+    assert BODY_TIMEOUT <= time.monotonic() - started < BODY_TIMEOUT + 3
+
+
+async def test_without_a_key_the_stalled_body_gets_401_at_once_then_is_closed(
+    platform: Platform,
+) -> None:
+    """The issue's attack needed no key: now it is answered from the headers, and the
+    connection, still owing its body, is closed at BODY_TIMEOUT."""
+    started = time.monotonic()
+    reader, writer = await open_slow(platform, "127.0.0.2", key=None)
+    try:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        answered = time.monotonic() - started
+        rest = await asyncio.wait_for(reader.read(), 10)  # the body, then the close
+    finally:
+        writer.close()
+    assert head.split()[1] == b"401" and answered < 1.0
+    assert b"HTTP/1.1" not in rest  # no second answer
     assert BODY_TIMEOUT <= time.monotonic() - started < BODY_TIMEOUT + 3
 
 
@@ -169,3 +189,11 @@ async def test_connections_over_the_cap_get_503_when_none_can_make_room(
         return bool((await platform.http.get("/healthz")).status_code == 200)
 
     await eventually(serves_again, "the gateway serves once the connections are gone")
+
+
+async def test_redirects_never_follow_the_host_header(platform: Platform) -> None:
+    """`GET /docs/` with `Host: evil.example` once redirected to http://evil.example/docs."""
+    slashed = await platform.http.get("/docs/", headers={"Host": "evil.example"})
+    assert slashed.status_code == 307 and slashed.headers["location"] == "/docs"
+    api = await platform.http.get("/api/v1/tasks/", headers={"Host": "evil.example"})
+    assert api.status_code == 404 and "location" not in api.headers

@@ -1,10 +1,13 @@
 """Throttling of failed authentication per client address.
 
 A client that keeps presenting wrong API keys or admin tokens is guessing. After
-``limit`` failures within ``window`` seconds, every request from that address that
-carries credentials is refused (429, ``auth_throttled``) until the window ends; requests
-without credentials (the pages, health checks) are untouched. Successes do not reset the
-count, so a valid key cannot launder guesses.
+``limit`` failures within ``window`` seconds, every request from that address whose
+credentials are not already known good is refused (429, ``auth_throttled``) until the
+window ends, without asking billing. Known good: a key billing accepted lately
+(``vouched``, the gateway's auth cache): one guesser behind a NAT or an unlisted proxy once
+locked out every valid key sharing its address; now it locks out only guesses (and keys
+this gateway has not seen lately). Requests without credentials (the pages, health checks)
+are untouched. Successes do not reset the count, so a valid key cannot launder guesses.
 
 Counts live in this gateway replica's memory: with N replicas behind a balancer a guesser
 gets at most N × ``limit`` tries per window, still far too few for a 256-bit key.
@@ -45,8 +48,10 @@ class AuthThrottle:
         window: float = 60.0,
         trusted_proxies: list[Network] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        vouched: Callable[[str], bool] = lambda _credential: False,
     ):
         self.limit = limit
+        self.vouched = vouched
         self.window = window
         self.trusted_proxies = trusted_proxies or []
         self.clock = clock
@@ -65,10 +70,11 @@ class AuthThrottle:
                 return hop
         return hops[0] or peer
 
-    def check(self, address: str) -> None:
-        """Raises 429 while ``address`` is blocked."""
+    def check(self, address: str, credential: str = "") -> None:
+        """Raises 429 while ``address`` is blocked, unless ``credential`` (the
+        Authorization value) is vouched for."""
         until = self.blocked.get(address)
-        if until is None:
+        if until is None or self.vouched(credential):
             return
         now = self.clock()
         if now >= until:

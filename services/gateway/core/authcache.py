@@ -54,6 +54,12 @@ class AuthCache:
         self._grace = outage_grace
         self._entries: dict[bytes, _Entry] = {}
 
+    def vouches_for(self, api_key: str) -> bool:
+        """Billing accepted ``api_key`` within the outage grace and has not refused it
+        since (the failed-auth throttle lets such keys through)."""
+        hit = self._entries.get(hashlib.sha256(api_key.encode()).digest())
+        return hit is not None and self._clock() - hit.verified_at < self._grace
+
     async def principal(self, api_key: str, *, in_outage: bool = False) -> billing_pb2.Principal:
         """The key's principal: remembered for ``ttl``; with ``in_outage``, a key verified
         within the grace period is accepted while billing cannot be reached."""

@@ -7,6 +7,7 @@ that is priced, queued and sent upstream, or raises an ApiError naming the field
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from gateway.core.sizes import (
     PIXELS,
@@ -23,6 +24,10 @@ from pixelrelay.public_models import BASIC, PUBLIC_MODELS, STABLE
 from pixelrelay.v1 import common_pb2, public_api_pb2
 
 MAX_PROMPT_CHARS = 4000
+# C0 controls but tab and line breaks, and DEL: never part of a prompt people write.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Letters and symbols that draw nothing (Hangul fillers, the braille blank).
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 MAX_IMAGES_STABLE = 4
 MAX_REFERENCE_IMAGES = 16
 MAX_URL_CHARS = 4096
@@ -143,6 +148,7 @@ def resolve(
             f"prompt must be at most {MAX_PROMPT_CHARS} characters",
             param="prompt",
         )
+    _check_visible(prompt)
     _check_urls(req)
     _check_inline(req)
     if not prompt.strip():
@@ -258,3 +264,20 @@ def price_item(spec: common_pb2.ImageSpec) -> common_pb2.PriceItem:
     return common_pb2.PriceItem(
         model=spec.model, resolution=spec.resolution, quality=spec.quality, n=spec.n
     )
+
+
+def _check_visible(prompt: str) -> None:
+    """A prompt of NUL bytes or zero-width characters was once accepted and charged. Blank
+    (whitespace) prompts keep their meaning (none given); anything else must show
+    something."""
+    if _CONTROL.search(prompt):
+        raise ApiError(
+            E.INVALID_PARAMETER, "prompt must not contain control characters", param="prompt"
+        )
+    if prompt.strip() and not any(_visible(c) for c in prompt):
+        raise ApiError(E.INVALID_PARAMETER, "prompt has no visible characters", param="prompt")
+
+
+def _visible(char: str) -> bool:
+    # Not a control/format/unassigned (C*), separator (Z*) or lone combining mark (M*).
+    return unicodedata.category(char)[0] not in "CZM" and char not in _BLANK_LETTERS

@@ -49,7 +49,7 @@ async def throttled(
     if authorization is None:
         return await call(None)
     client = throttle.client(_peer_host(context.peer()), _metadata(context, "x-forwarded-for"))
-    throttle.check(client)
+    throttle.check(client, authorization)
     try:
         return await call(authorization)
     except ApiError as err:

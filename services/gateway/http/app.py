@@ -39,6 +39,10 @@ def create_app(
         "Submit a task, then poll it.",
         docs_url=None,
         redoc_url=None,
+        # Starlette's slash redirect builds its Location from the Host header
+        # (`GET /docs/` with `Host: evil.example` went to http://evil.example/docs); the
+        # pages redirect their slashed paths themselves, relatively (pages.py).
+        redirect_slashes=False,
     )
 
     async def on_error(request: Request, exc: Exception) -> Response:

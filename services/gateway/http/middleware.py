@@ -105,7 +105,9 @@ class RequestContext:
         credentialed = b"authorization" in headers
         if credentialed and self.throttle.blocked:
             try:
-                self.throttle.check(self._client(scope, headers))
+                self.throttle.check(
+                    self._client(scope, headers), headers[b"authorization"].decode("latin-1")
+                )
             except ApiError as refused:
                 await error_response(refused, request_id, scope["path"])(
                     scope, receive, with_request_id

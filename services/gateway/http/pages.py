@@ -7,6 +7,7 @@ allows scripts from the gateway alone.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from fastapi import APIRouter
@@ -30,6 +31,14 @@ _ASSETS = {  # name → (file, media type)
 }
 
 
+def _redirect_to(path: str) -> Callable[[], Awaitable[Response]]:
+    async def redirect() -> Response:
+        # A path, never a host: the Host header is the client's to set.
+        return Response(status_code=307, headers={"location": path})
+
+    return redirect
+
+
 def pages_router() -> APIRouter:
     router = APIRouter(include_in_schema=False)
     assets = {name: (file.read_bytes(), kind) for name, (file, kind) in _ASSETS.items()}
@@ -41,6 +50,8 @@ def pages_router() -> APIRouter:
             return Response(html, media_type="text/html; charset=utf-8")
 
         router.add_api_route(path, page, methods=["GET"])
+        if path != "/":
+            router.add_api_route(path + "/", _redirect_to(path), methods=["GET"])
 
     @router.get(ASSETS_PREFIX + "{name}")
     async def asset(name: str) -> Response:

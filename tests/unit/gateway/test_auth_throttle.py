@@ -75,3 +75,13 @@ def test_memory_is_bounded_under_a_flood_of_addresses(monkeypatch: pytest.Monkey
 def test_a_bad_trusted_proxies_setting_fails_the_start() -> None:
     with pytest.raises(pydantic.ValidationError, match="trusted_proxies"):
         GatewaySettings(trusted_proxies="10.0.0.0/33")
+
+
+def test_a_vouched_credential_passes_a_blocked_address() -> None:
+    """Guesses are throttled, not the valid keys that share the guesser's address."""
+    throttle = AuthThrottle(1, vouched=lambda credential: credential == "Bearer good")
+    throttle.failed("198.51.100.1")
+    throttle.check("198.51.100.1", "Bearer good")
+    for other in ("Bearer guess", ""):
+        with pytest.raises(ApiError):
+            throttle.check("198.51.100.1", other)

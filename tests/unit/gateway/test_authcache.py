@@ -85,3 +85,27 @@ async def test_a_key_refused_before_the_outage_gets_no_grace() -> None:
     with pytest.raises(ApiError) as refused:
         await cache.principal(KEY, in_outage=True)
     assert refused.value.kind is E.UNAVAILABLE
+
+
+async def test_it_vouches_for_keys_billing_accepted_within_the_grace_only() -> None:
+    clock = [0.0]
+    accepted = {"good": billing_pb2.Principal(account_id="acct_a")}
+
+    async def lookup(key: str) -> billing_pb2.Principal:
+        if key not in accepted:
+            raise ApiError(E.INVALID_API_KEY)
+        return accepted[key]
+
+    cache = AuthCache(lookup, clock=lambda: clock[0], outage_grace=600)
+    assert not cache.vouches_for("good")  # not seen yet
+    await cache.principal("good")
+    assert cache.vouches_for("good") and not cache.vouches_for("guess")
+    clock[0] = 601
+    assert not cache.vouches_for("good")
+    del accepted["good"]  # revoked: refused at the next lookup, no longer vouched for
+    clock[0] = 0
+    await cache.principal("good")
+    clock[0] = 1
+    with pytest.raises(ApiError):
+        await cache.principal("good")
+    assert not cache.vouches_for("good")

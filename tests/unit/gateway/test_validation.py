@@ -212,3 +212,26 @@ def test_auto_size_takes_the_first_reference_ratio(size: tuple[int, int], ratio:
 def test_explicit_sizes_take_ascii_digits_only(size: str) -> None:
     err = error_of(model="gpt-image-2-official", size=size)
     assert (err.kind, err.param) == (E.INVALID_PARAMETER, "size")
+
+
+@pytest.mark.security
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "\x00" * 50,
+        "\u200b\u200c\u200d\ufeff",
+        "\u2800\u3164",
+        "\u0301\u0301",
+        "a cat\x00",
+        "x\x1b[2J",
+    ],
+)
+def test_a_prompt_that_shows_nothing_or_carries_controls_is_refused(prompt: str) -> None:
+    """NUL-only and zero-width prompts were once accepted and charged."""
+    refused = error_of(model="gpt-image-2", prompt=prompt)
+    assert (refused.kind, refused.param) == (E.INVALID_PARAMETER, "prompt")
+
+
+@pytest.mark.parametrize("prompt", ["a cat\n\twith a hat\r\n", "猫", "🐱", "é", "a\u200bb"])
+def test_prompts_people_write_pass(prompt: str) -> None:
+    assert resolve(req(model="gpt-image-2", prompt=prompt))[1] == prompt
