@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from minio import Minio
 from minio.error import S3Error
 
 from bench.two_channels import TwoChannels, prompt_digest, set_faults, two_channel_platform
@@ -192,13 +191,7 @@ async def load(soak: Soak, rate: float, seconds: float) -> None:
 def recreate_bucket(platform: TwoChannels) -> None:
     """What a real S3 would have kept across its restart."""
     settings = StorageSettings()
-    s3 = Minio(
-        f"127.0.0.1:{platform.stack.config.s3_port}",
-        settings.s3_access_key.get_secret_value(),
-        settings.s3_secret_key.get_secret_value(),
-        secure=False,
-        region=settings.s3_region,
-    )
+    s3 = platform.stack.config.object_store()
     with contextlib.suppress(S3Error):  # storage may have healed it first
         s3.make_bucket(settings.s3_bucket)
 

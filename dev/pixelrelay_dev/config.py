@@ -8,7 +8,8 @@ Configuration (environment):
     PIXELRELAY_STORAGE_PORT      50052
     PIXELRELAY_DISPATCHER_PORT   50053          (health only; dispatcher i: +i)
     PIXELRELAY_NATS_PORT         4333
-    PIXELRELAY_S3_PORT           9000           moto's S3 server (unless S3_ENDPOINT is set)
+    PIXELRELAY_S3_PORT           9000           the development S3 server (s3_server.py: moto,
+                                                signed requests only; unless S3_ENDPOINT is set)
     PIXELRELAY_SIM_PORT          8090           upstream simulator
     PIXELRELAY_METRICS_PORT      9100           gateway; billing +1, storage +2, dispatcher i +3+i
     PIXELRELAY_SIM_LATENCY_MS    800            simulated generation time
@@ -27,6 +28,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from minio import Minio
 
 from pixelrelay.bus_access import ADMIN_USER, SERVICE_USERS
 from pixelrelay.callers import ADMIN, DISPATCHER, GATEWAY, new_credential
@@ -70,6 +73,9 @@ class StackConfig:
     job_keys: str = ""  # JOB_KEYS of the gateway and dispatchers (sealing.py)
     # TASK_CAPABILITY_KEYS of the gateway, billing and storage (capabilities.py)
     task_capability_keys: str = ""
+    # The development object store's key pair (s3_server.py): it answers no one else.
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
     database_url: str = ""
     s3_endpoint: str = ""
     dispatchers: int = 1
@@ -143,6 +149,17 @@ class StackConfig:
             self.nats_cluster_port,
         ) = self.lease.ports
 
+    def object_store(self) -> Minio:
+        """A client of the development object store with the platform's keys (its tests,
+        the soak's audit): no other key is answered."""
+        return Minio(
+            f"127.0.0.1:{self.s3_port}",
+            self.s3_access_key,
+            self.s3_secret_key,
+            secure=False,
+            region="us-east-1",
+        )
+
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
@@ -208,6 +225,14 @@ def kept_secret(path: Path, make: Callable[[], str]) -> str:
         with os.fdopen(fd, "w") as f:
             f.write(make())
     return path.read_text().strip()
+
+
+def load_s3_keys(directory: Path) -> tuple[str, str]:
+    """The development object store's access key and secret."""
+    return (
+        kept_secret(directory / "s3.access-key", lambda: f"pixelrelay-{random_token(12)}"),
+        kept_secret(directory / "s3.secret-key", lambda: random_token(40)),
+    )
 
 
 def load_credentials(directory: Path, admin: str = "") -> dict[str, str]:

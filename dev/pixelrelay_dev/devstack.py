@@ -46,6 +46,7 @@ from pixelrelay_dev.config import (
     kept_secret,
     load_credentials,
     load_nats_passwords,
+    load_s3_keys,
     nats_server_binary,
     replica_name,
 )
@@ -130,6 +131,7 @@ class Stack:
         c.task_capability_keys = kept_secret(
             c.data_dir / "secrets" / "task_capability.keys", new_capability_key
         )
+        c.s3_access_key, c.s3_secret_key = load_s3_keys(c.data_dir / "secrets")
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
                 await self._start_all(c)
@@ -165,10 +167,13 @@ class Stack:
             )
         s3_env = {"S3_ENDPOINT": c.s3_endpoint or f"http://127.0.0.1:{c.s3_port}"}
         if not c.s3_endpoint:
+            s3_env |= {"S3_ACCESS_KEY": c.s3_access_key, "S3_SECRET_KEY": c.s3_secret_key}
             self._spawn(
                 "s3",
-                self._python("moto.server") + ["-H", "127.0.0.1", "-p", str(c.s3_port)],
+                self._python("pixelrelay_dev.s3_server")
+                + ["-H", "127.0.0.1", "-p", str(c.s3_port)],
                 lambda: wait_http(f"{s3_env['S3_ENDPOINT']}/", "s3", any_status=True),
+                s3_env,
             )
         self._spawn(
             "upstream_sim",

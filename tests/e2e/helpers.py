@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-from minio import Minio
 
 from tests.e2e.conftest import Platform
 
@@ -75,5 +74,5 @@ async def upstream_requests(platform: Platform, prompt: str) -> int:
 
 def bucket_keys(platform: Platform, prefix: str) -> list[str]:
     """What the platform's object store holds under ``prefix``."""
-    s3 = Minio(f"127.0.0.1:{platform.config.s3_port}", "k", "s", secure=False, region="us-east-1")
+    s3 = platform.config.object_store()
     return [o.object_name or "" for o in s3.list_objects("pixelrelay", prefix, recursive=True)]

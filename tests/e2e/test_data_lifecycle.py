@@ -118,7 +118,8 @@ async def test_results_inputs_and_records_expire_and_the_ledger_still_balances(
         )
 
     await eventually(swept, "the sweep deletes results, inputs and the upload", within=5)
-    assert await get_status(url) == 404  # the old URL fails at the object store
+    # The old URL fails at the object store: expired, as S3 answers (403), and gone.
+    assert await get_status(url) == 403
     again = await platform.http.post(
         "/api/v1/images/generations",
         headers=platform.auth(),

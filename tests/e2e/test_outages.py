@@ -6,7 +6,6 @@ import asyncio
 import uuid
 
 import pytest
-from minio import Minio
 
 from gateway.core.authcache import TTL_SECONDS
 from tests.e2e.conftest import Platform
@@ -128,13 +127,7 @@ async def test_an_object_store_that_comes_back_empty_is_healed_without_a_restart
     """Once, storage made its bucket only at start: an S3 endpoint that came back empty
     failed every job with storage_failed until storage was restarted."""
     p = fragile_platform
-    s3 = Minio(
-        f"127.0.0.1:{p.config.s3_port}",
-        "pixelrelay-dev",
-        "pixelrelay-dev-secret",
-        secure=False,
-        region="us-east-1",
-    )
+    s3 = p.config.object_store()
     for obj in s3.list_objects("pixelrelay", recursive=True):
         s3.remove_object("pixelrelay", obj.object_name)
     s3.remove_bucket("pixelrelay")

@@ -75,8 +75,8 @@ async def test_basic_1k_task_completes_downloads_and_charges_7(platform: Platfor
 
 
 async def test_image_urls_are_presigned_for_7_days_and_unguessable(platform: Platform) -> None:
-    # moto's S3 server does not verify signatures (MinIO, R2 and AWS do), so this checks
-    # what we control: a SigV4 presigned URL, 7 days long, on a random object key.
+    """A SigV4 presigned URL, 7 days long: the development object store checks signatures
+    as MinIO, R2 and AWS do, so a URL changed to reach another object is refused."""
     submitted = await platform.http.post(
         "/api/v1/images/generations",
         headers=platform.auth(),
@@ -88,6 +88,11 @@ async def test_image_urls_are_presigned_for_7_days_and_unguessable(platform: Pla
     assert len(url.params["X-Amz-Signature"]) == 64
     assert "X-Amz-Credential" in url.params
     assert url.path.endswith(f"/tasks/{task['id']}/0.png")
+    async with httpx.AsyncClient() as anyone:
+        assert (await anyone.get(url)).status_code == 200
+        other = url.copy_with(path=url.path.replace("/0.png", "/1.png"))
+        assert (await anyone.get(other)).status_code == 403
+        assert (await anyone.get(url.copy_with(query=None))).status_code == 403
 
 
 async def test_failing_upstream_fails_the_task_and_returns_the_credits(platform: Platform) -> None:
