@@ -90,15 +90,19 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return handler
 
 
-async def _abort(
-    method: str, context: grpc.aio.ServicerContext, exc: Exception, public: bool
-) -> None:
+def _fail(method: str, context: grpc.aio.ServicerContext, exc: Exception, public: bool) -> None:
+    """The call ends with the error's status (a unary handler's None answer is dropped for
+    a non-OK status). Set, not raised as ``context.abort`` would: its AbortError ties the
+    call's state, frames and request into a reference cycle that only the garbage
+    collector frees, and a gateway once kept 600 MB of answered 19 MB uploads that way."""
     if isinstance(exc, ApiError):
         err = as_public(exc) if public else exc
     else:
         log.error("unhandled error in %s", method, exc_info=exc)
         err = ApiError(E.INTERNAL)
-    await context.abort(err.kind.grpc_status, err.message, trailing_metadata=error_metadata(err))
+    context.set_code(err.kind.grpc_status)
+    context.set_details(err.message)
+    context.set_trailing_metadata(error_metadata(err))
 
 
 def _code(exc: BaseException) -> str:
@@ -125,7 +129,8 @@ async def _gate(
         raise
     except Exception as exc:
         code = _code(exc)
-        await _abort(method, context, exc, public)
+        _fail(method, context, exc, public)
+        exc.__traceback__ = None  # its frames hold the request: let them go now
     finally:
         RPC_LATENCY.labels(method, code).observe(time.perf_counter() - started)
 

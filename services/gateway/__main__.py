@@ -39,6 +39,7 @@ from pixelrelay.db import Database
 from pixelrelay.grpc_server import start_grpc_server
 from pixelrelay.lifecycle import finish, repeat, run_until_signalled
 from pixelrelay.logging import configure_logging
+from pixelrelay.memory import give_back_large_allocations
 from pixelrelay.metrics import start_metrics_server
 from pixelrelay.schema import prepare_when_ready
 from pixelrelay.sealing import PromptSealer
@@ -274,6 +275,7 @@ async def _serve(
 def main() -> None:
     settings = GatewaySettings()
     configure_logging("gateway", settings.log_level)
+    give_back_large_allocations()  # request bodies of tens of MB come and go
     run_until_signalled(lambda stop: run(settings, stop))
 
 
