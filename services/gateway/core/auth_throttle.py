@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pixelrelay.errors import ApiError, E
@@ -104,10 +104,15 @@ class AuthThrottle:
                 del self.blocked[next(iter(self.blocked))]
 
     def _trusted(self, address: str) -> bool:
-        if not self.trusted_proxies:
-            return False
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in self.trusted_proxies)
+        return in_networks(address, self.trusted_proxies)
+
+
+def in_networks(address: str, networks: Sequence[Network]) -> bool:
+    """``address`` is an IP inside one of ``networks`` (a hostname or junk is not)."""
+    if not networks:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)

@@ -22,14 +22,13 @@ request the app is working on does a new one get 503.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from http import HTTPStatus
 from typing import Any, ClassVar
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from gateway.core.auth_throttle import Network
+from gateway.core.auth_throttle import Network, in_networks
 from gateway.http.translate import error_json
 from pixelrelay.errors import ApiError, E
 from pixelrelay.ids import random_token
@@ -82,7 +81,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             )
             return
         address = self.client[0] if self.client else ""
-        if not self._is_proxy(address):
+        if not in_networks(address, self.trusted_proxies):
             self._counted_as = address
             self.per_client[address] = self.per_client.get(address, 0) + 1
             if self.per_client[address] > self.max_connections_per_client:
@@ -233,15 +232,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             ApiError(E.REQUEST_TIMEOUT, "closed to make room: the request arrived too slowly"),
             linger=False,
         )
-
-    def _is_proxy(self, address: str) -> bool:
-        if not self.trusted_proxies:
-            return False
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in self.trusted_proxies)
 
     def _arm_head_timer(self) -> None:
         self._cancel_head_timer()
