@@ -1,8 +1,10 @@
-"""The gateway's web pages: the playground (``/``) and Swagger UI for the spec (``/docs``).
+"""The gateway's web pages: the playground (``/``) and the API reference (``/docs``).
 
-Every script and style comes from this gateway (Swagger UI from the ``swagger-ui-bundle``
-package), none inline, so the pages work offline and their content security policy
-allows scripts from the gateway alone.
+Every script and style comes from this gateway, none inline, so the pages work offline and
+their content security policy allows scripts from the gateway alone. The reference is
+Swagger UI 5 (it reads the OpenAPI 3.1 spec FastAPI serves; 4.x reads only 3.0), its
+release files committed under ``static/vendor/swagger-ui`` (version and update steps in
+its README.md there).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from pathlib import Path
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from swagger_ui_bundle import swagger_ui_path
 
 from pixelrelay.errors import ApiError, E
 
@@ -20,7 +21,7 @@ PAGES = {"/": "index.html", "/docs": "docs.html"}
 ASSETS_PREFIX = "/assets/"
 
 _STATIC = Path(__file__).parent / "static"
-_SWAGGER = Path(swagger_ui_path)
+_SWAGGER = _STATIC / "vendor" / "swagger-ui"
 _JS, _CSS = "text/javascript; charset=utf-8", "text/css; charset=utf-8"
 _ASSETS = {  # name → (file, media type)
     "playground.js": (_STATIC / "playground.js", _JS),

@@ -36,9 +36,10 @@ def test_the_wheel_carries_every_data_file_the_services_read(tmp_path: Path) -> 
         "billing/migrations/script.py.mako",
         "gateway/migrations/env.py",
         "gateway/migrations/versions/0001_task_records_and_idempotency_keys.py",
-        *(
-            f"gateway/http/static/{p.name}"
-            for p in (ROOT / "services/gateway/http/static").iterdir()
+        *(  # the pages and the vendored API reference (static/vendor/)
+            f"gateway/{p.relative_to(ROOT / 'services/gateway').as_posix()}"
+            for p in (ROOT / "services/gateway/http/static").rglob("*")
+            if p.is_file()
         ),
     }
     assert needed - names == set()
