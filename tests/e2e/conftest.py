@@ -48,8 +48,13 @@ def _an_address_per_test() -> None:
     _client_address[0] = f"198.18.{n // 256 % 256}.{n % 256}"
 
 
+def this_tests_address() -> str:
+    """The client address the running test's requests claim (``X-Forwarded-For``)."""
+    return _client_address[0]
+
+
 async def _from_this_tests_address(request: httpx.Request) -> None:
-    request.headers.setdefault("x-forwarded-for", _client_address[0])
+    request.headers.setdefault("x-forwarded-for", this_tests_address())
 
 
 @pytest.fixture(scope="session")

@@ -49,4 +49,5 @@ $("form").addEventListener("submit", async (event) => {
   } catch (e) { $("status").textContent = e.message; }
   showBalance();
 });
-showBalance();
+// Without a key the call could only fail (a 401, counted by the failed-auth throttle).
+if ($("key").value) showBalance();
