@@ -11,7 +11,7 @@ LITELLM_VENV := .venv-litellm
 LITELLM_VERSION := 1.108.7
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-security test-postgres lint fmt proto proto-check bench bench-litellm soak soak-full cluster-test ledger-check k8s-check clean
+.PHONY: help setup run test test-security test-browser test-postgres lint fmt proto proto-check bench bench-litellm soak soak-full cluster-test ledger-check k8s-check clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -31,6 +31,9 @@ test: ## run the test suite (unit, integration, end-to-end)
 
 test-security: ## only the security suite (attacks replayed; part of make test too)
 	$(BIN)/python -m pytest -q -m security
+
+test-browser: ## only the browser tests (Chromium from /usr/bin/chromium; screenshots in tests/e2e/browser/screenshots)
+	$(BIN)/python -m pytest -q -m browser
 
 test-postgres: ## billing and task-store tests against PIXELRELAY_TEST_POSTGRES_URL
 	$(BIN)/python -m pytest -q -m postgres
