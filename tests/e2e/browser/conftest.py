@@ -73,16 +73,30 @@ async def page(
         yield page
     finally:
         SCREENSHOTS.mkdir(exist_ok=True)
-        name = re.sub(r"[^\w.-]+", "_", request.node.name)
-        await page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+        await page.screenshot(path=screenshot_of(request.node.name), full_page=True)
         await context.close()
+
+
+def screenshot_of(test_name: str) -> Path:
+    return SCREENSHOTS / (re.sub(r"[^\w.-]+", "_", test_name) + ".png")
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    """A test that passed fails if its page misbehaved meanwhile."""
-    result = yield
+    """A test that passed fails if its page misbehaved meanwhile; a failed one reports
+    what the page did too, and where its screenshot is."""
     watch = item.stash.get(_WATCH, None)
+    try:
+        result = yield
+    except BaseException:
+        if watch is not None:
+            found = "\n".join(watch.problems) or "nothing wrong seen"
+            item.add_report_section(
+                "call", "page", f"{found}\nscreenshot: {screenshot_of(item.name)}"
+            )
+        raise
     if watch is not None and watch.problems:
-        raise AssertionError("the page misbehaved:\n" + "\n".join(watch.problems))
+        raise AssertionError(
+            "the page misbehaved:\n" + "\n".join(watch.problems) + f"\n({screenshot_of(item.name)})"
+        )
     return result
