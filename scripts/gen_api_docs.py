@@ -202,7 +202,9 @@ def render(spec: dict[str, Any]) -> str:
             lines += [f"### `{method.upper()} {path}`", "", op.get("summary", ""), ""]
             if op.get("description"):
                 lines += [op["description"], ""]
-            params = [p for p in op.get("parameters", []) if p["name"] != "authorization"]
+            if op.get("security"):
+                lines += ["Authorization: `Bearer <key>`.", ""]
+            params = op.get("parameters", [])
             if params:
                 lines += ["| parameter | in | type |", "|---|---|---|"]
                 for p in params:

@@ -38,3 +38,24 @@ async def test_the_api_reference_lists_every_operation_of_the_spec(
     assert sorted(rendered) == sorted(in_spec)
     await expect(page.get_by_role("heading", name=spec["info"]["title"])).to_be_visible()
     await expect(page.get_by_text("Unable to render this definition")).to_have_count(0)
+
+
+async def test_a_key_given_to_authorize_lets_try_it_out_call_the_api(
+    page: Page, platform: Platform
+) -> None:
+    """The spec declares the bearer scheme, so the page can send a key (it could not when
+    the key was an ignored `Authorization` header parameter)."""
+    await page.goto("/docs")
+    await page.get_by_role("button", name="Authorize").first.click()
+    dialog = page.locator(".dialog-ux")
+    await dialog.get_by_label("Value").fill(platform.api_key)
+    await dialog.get_by_role("button", name="Apply credentials").click()
+    await dialog.get_by_role("button", name="Close", exact=True).click()
+
+    account = page.locator("#operations-account-get_account_api_v1_account_get")
+    await account.locator(".opblock-summary").click()
+    await account.get_by_role("button", name="Try it out").click()
+    await account.get_by_role("button", name="Execute").click()
+    response = account.locator(".responses-table.live-responses-table .response")
+    await expect(response.locator(".response-col_status").first).to_have_text("200")
+    await expect(response.locator(".microlight").first).to_contain_text(platform.account_id)
