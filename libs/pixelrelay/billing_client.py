@@ -167,6 +167,11 @@ class BillingClient:
             request.signup_grant = grant
         return await _call(self._stub.CreateAccount(request, **self._options()))
 
+    async def list_accounts(
+        self, request: billing_pb2.ListAccountsRequest
+    ) -> billing_pb2.ListAccountsResponse:
+        return await _call(self._stub.ListAccounts(request, **self._options()))
+
     async def create_api_key(
         self,
         account_id: str,

@@ -33,11 +33,22 @@ from pixelrelay.scopes import ALL as ALL_SCOPES
 from pixelrelay.sealing import new_job_key
 from pixelrelay.v1 import billing_pb2
 
-Command = Callable[[BillingClient, argparse.Namespace], Awaitable[Message]]
+Command = Callable[[BillingClient, argparse.Namespace], Awaitable[Message | dict[str, Any]]]
 
 
 async def _create_account(billing: BillingClient, args: argparse.Namespace) -> Message:
     return await billing.create_account(args.name, args.grant)
+
+
+async def _list_accounts(billing: BillingClient, args: argparse.Namespace) -> dict[str, Any]:
+    page = await billing.list_accounts(
+        billing_pb2.ListAccountsRequest(search=args.search, limit=args.limit, cursor=args.cursor)
+    )
+    # The admin REST's shape: numbers as JSON numbers (protobuf's JSON writes int64 as text).
+    return {
+        "data": [export.account_json(a) for a in page.accounts],
+        "next_cursor": page.next_cursor or None,
+    }
 
 
 async def _create_key(billing: BillingClient, args: argparse.Namespace) -> Message:
@@ -97,6 +108,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--grant", type=int, default=None, help="credits instead of the default")
     p.set_defaults(run=_create_account)
+
+    p = commands.add_parser(
+        "list-accounts", help="accounts, newest first (deleted ones too), a page at a time"
+    )
+    p.add_argument("--search", default="", help="part of the name (any case) or the whole id")
+    p.add_argument("--limit", type=int, default=50, help="1-200")
+    p.add_argument("--cursor", default="", help="next_cursor of the previous page")
+    p.set_defaults(run=_list_accounts)
 
     p = commands.add_parser("create-key", help="issue an API key (shown once)")
     p.add_argument("account_id")
@@ -345,7 +364,7 @@ async def _run(run: Command, args: argparse.Namespace) -> dict[str, Any]:
         reply = await run(billing, args)
     finally:
         await billing.close()
-    return _as_dict(reply)
+    return reply if isinstance(reply, dict) else _as_dict(reply)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -88,6 +88,7 @@ def account_json(account: billing_pb2.Account) -> dict[str, Any]:
         "name": account.name,
         "balance": account.balance,
         "held": account.held,
+        "created_at": account.created_at,
         "deleted_at": account.deleted_at or None,
         "deleted_reason": account.deleted_reason or None,
     }

@@ -1,7 +1,7 @@
 """Who may call each billing RPC (callers.py). The gateway serves the public API on behalf of
 API keys; the dispatcher only claims a task's hold, with that task's capability
 (capabilities.py, checked by the servicer); only the operator's admin credential mints
-credits, creates accounts or checks the ledger."""
+credits, creates or lists accounts or checks the ledger."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ BILLING_ACCESS = AccessPolicy(
         "RevokeApiKey": _BOTH,
         "ListLedgerEntries": _BOTH,
         "CreateAccount": _ADMIN,
+        "ListAccounts": _ADMIN,
         "TopUp": _ADMIN,
         "Adjust": _ADMIN,
         "CheckLedger": _ADMIN,

@@ -23,6 +23,8 @@ from pixelrelay.v1 import billing_pb2, billing_pb2_grpc
 log = logging.getLogger(__name__)
 
 MAX_ENTRIES_PAGE = 200
+MAX_ACCOUNTS_PAGE = 200
+MAX_SEARCH = 200  # a name is at most 200 characters (the admin REST's AccountCreateBody)
 _STATES = {
     HoldState.PENDING: billing_pb2.HOLD_STATE_PENDING,
     HoldState.CAPTURED: billing_pb2.HOLD_STATE_CAPTURED,
@@ -49,6 +51,7 @@ def account_to_proto(account: Account) -> billing_pb2.Account:
         held=account.held,
         deleted_at=_seconds(account.deleted_at),
         deleted_reason=account.deleted_reason or "",
+        created_at=_seconds(account.created_at),
     )
 
 
@@ -268,6 +271,23 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
             self.ledger.create_account, name=_require(request.name, "name"), grant=grant
         )
         return account_to_proto(account)
+
+    async def ListAccounts(
+        self, request: billing_pb2.ListAccountsRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.ListAccountsResponse:
+        if len(request.search) > MAX_SEARCH:
+            raise ApiError(
+                E.INVALID_PARAMETER, f"search is at most {MAX_SEARCH} characters", param="search"
+            )
+        accounts, next_cursor = await self.db.run(
+            self.ledger.list_accounts,
+            search=request.search.strip(),
+            limit=page_limit(request.limit, default=50, maximum=MAX_ACCOUNTS_PAGE),
+            cursor=request.cursor,
+        )
+        return billing_pb2.ListAccountsResponse(
+            accounts=[account_to_proto(a) for a in accounts], next_cursor=next_cursor
+        )
 
     async def CreateApiKey(
         self, request: billing_pb2.CreateApiKeyRequest, context: grpc.aio.ServicerContext

@@ -110,6 +110,7 @@ def test_each_rpc_allows_only_the_callers_that_need_it() -> None:
         "RevokeApiKey": ["admin", "gateway"],
         "ListLedgerEntries": ["admin", "gateway"],
         "CreateAccount": ["admin"],
+        "ListAccounts": ["admin"],
         "TopUp": ["admin"],
         "Adjust": ["admin"],
         "CheckLedger": ["admin"],

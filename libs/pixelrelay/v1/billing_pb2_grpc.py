@@ -103,6 +103,11 @@ class BillingStub:
                 request_serializer=pixelrelay_dot_v1_dot_billing__pb2.CreateAccountRequest.SerializeToString,
                 response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.Account.FromString,
                 _registered_method=True)
+        self.ListAccounts = channel.unary_unary(
+                '/pixelrelay.v1.Billing/ListAccounts',
+                request_serializer=pixelrelay_dot_v1_dot_billing__pb2.ListAccountsRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ListAccountsResponse.FromString,
+                _registered_method=True)
         self.TopUp = channel.unary_unary(
                 '/pixelrelay.v1.Billing/TopUp',
                 request_serializer=pixelrelay_dot_v1_dot_billing__pb2.MoveCreditsRequest.SerializeToString,
@@ -229,6 +234,13 @@ class BillingServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAccounts(self, request, context):
+        """Every account, deleted ones included, newest first; a page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def TopUp(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -322,6 +334,11 @@ def add_BillingServicer_to_server(servicer, server):
                     servicer.CreateAccount,
                     request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.CreateAccountRequest.FromString,
                     response_serializer=pixelrelay_dot_v1_dot_billing__pb2.Account.SerializeToString,
+            ),
+            'ListAccounts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAccounts,
+                    request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ListAccountsRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.ListAccountsResponse.SerializeToString,
             ),
             'TopUp': grpc.unary_unary_rpc_method_handler(
                     servicer.TopUp,
@@ -699,6 +716,33 @@ class Billing:
             '/pixelrelay.v1.Billing/CreateAccount',
             pixelrelay_dot_v1_dot_billing__pb2.CreateAccountRequest.SerializeToString,
             pixelrelay_dot_v1_dot_billing__pb2.Account.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAccounts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Billing/ListAccounts',
+            pixelrelay_dot_v1_dot_billing__pb2.ListAccountsRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_billing__pb2.ListAccountsResponse.FromString,
             options,
             channel_credentials,
             insecure,

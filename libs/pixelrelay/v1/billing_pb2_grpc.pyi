@@ -73,6 +73,8 @@ class BillingStub:
     ListLedgerEntries: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListLedgerEntriesRequest, _billing_pb2.ListLedgerEntriesResponse]
     CreateAccount: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CreateAccountRequest, _billing_pb2.Account]
     """The operator only."""
+    ListAccounts: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListAccountsRequest, _billing_pb2.ListAccountsResponse]
+    """Every account, deleted ones included, newest first; a page at a time."""
     TopUp: _grpc.UnaryUnaryMultiCallable[_billing_pb2.MoveCreditsRequest, _billing_pb2.Account]
     Adjust: _grpc.UnaryUnaryMultiCallable[_billing_pb2.MoveCreditsRequest, _billing_pb2.Account]
     CheckLedger: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CheckLedgerRequest, _billing_pb2.CheckLedgerResponse]
@@ -126,6 +128,8 @@ class BillingAsyncStub(BillingStub):
     ListLedgerEntries: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListLedgerEntriesRequest, _billing_pb2.ListLedgerEntriesResponse]  # type: ignore[assignment]
     CreateAccount: _aio.UnaryUnaryMultiCallable[_billing_pb2.CreateAccountRequest, _billing_pb2.Account]  # type: ignore[assignment]
     """The operator only."""
+    ListAccounts: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListAccountsRequest, _billing_pb2.ListAccountsResponse]  # type: ignore[assignment]
+    """Every account, deleted ones included, newest first; a page at a time."""
     TopUp: _aio.UnaryUnaryMultiCallable[_billing_pb2.MoveCreditsRequest, _billing_pb2.Account]  # type: ignore[assignment]
     Adjust: _aio.UnaryUnaryMultiCallable[_billing_pb2.MoveCreditsRequest, _billing_pb2.Account]  # type: ignore[assignment]
     CheckLedger: _aio.UnaryUnaryMultiCallable[_billing_pb2.CheckLedgerRequest, _billing_pb2.CheckLedgerResponse]  # type: ignore[assignment]
@@ -254,6 +258,14 @@ class BillingServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.Account, _abc.Awaitable[_billing_pb2.Account]]:
         """The operator only."""
+
+    @_abc_1.abstractmethod
+    def ListAccounts(
+        self,
+        request: _billing_pb2.ListAccountsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ListAccountsResponse, _abc.Awaitable[_billing_pb2.ListAccountsResponse]]:
+        """Every account, deleted ones included, newest first; a page at a time."""
 
     @_abc_1.abstractmethod
     def TopUp(

@@ -1,16 +1,17 @@
-"""Accounts: opening one (with the signup grant), reading it, top-ups and adjustments."""
+"""Accounts: opening one (with the signup grant), reading and listing them, top-ups and
+adjustments."""
 
 from __future__ import annotations
 
-from sqlalchemy import true, update
+from sqlalchemy import and_, func, or_, true, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
 from billing.ledger.postings import post
 from billing.models import PLATFORM, Account, Book
 from pixelrelay.db import quick
 from pixelrelay.errors import ApiError, E
-from pixelrelay.ids import new_id
+from pixelrelay.ids import checked_id, new_id
 from pixelrelay.limits import MAX_CREDITS
 
 
@@ -55,6 +56,39 @@ class Accounts:
                 raise ApiError(E.ACCOUNT_NOT_FOUND)
             s.expunge(account)
             return account
+
+    def list_accounts(
+        self, *, search: str = "", limit: int = 50, cursor: str = ""
+    ) -> tuple[list[Account], str]:
+        """A page of accounts, newest first, and the cursor of the next page ("" at the
+        end). ``search`` matches part of the name in any case, or the whole id. The cursor
+        is the last account's id: the page after it is found from that row, so no time
+        travels through the cursor (SQLite and PostgreSQL keep times differently)."""
+        query = select(Account)
+        if search:
+            query = query.where(
+                or_(
+                    func.lower(Account.name).contains(search.lower(), autoescape=True),
+                    col(Account.id) == search,
+                )
+            )
+        if cursor:
+            after = checked_id(cursor, "acct", "cursor")
+            created = select(Account.created_at).where(col(Account.id) == after)
+            at = created.scalar_subquery()
+            query = query.where(
+                or_(
+                    col(Account.created_at) < at,
+                    and_(col(Account.created_at) == at, col(Account.id) < after),
+                )
+            )
+        query = query.order_by(col(Account.created_at).desc(), col(Account.id).desc())
+        with Session(self.engine, expire_on_commit=False) as s:
+            rows = list(s.exec(query.limit(limit + 1)))
+            for row in rows:
+                s.expunge(row)
+        page = rows[:limit]
+        return page, (page[-1].id if len(rows) > limit else "")
 
     @quick
     def top_up(self, *, account_id: str, amount: int, reason: str) -> Account:

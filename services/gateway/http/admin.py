@@ -19,6 +19,7 @@ from gateway.http.schemas import (
     AccountCreateBody,
     AccountDeleteBody,
     AccountDeletionOut,
+    AccountListOut,
     AccountOut,
     CreatedKeyOut,
     KeyCreateBody,
@@ -75,6 +76,22 @@ def admin_router() -> APIRouter:
     @router.post("/accounts", response_model=AccountOut, summary="Create an account")
     async def create_account(body: AccountCreateBody, billing: Billing) -> Response:
         return JSONBody(translate.account_json(await billing.create_account(body.name, body.grant)))
+
+    @router.get(
+        "/accounts",
+        response_model=AccountListOut,
+        summary="Accounts, newest first; search by part of the name or the whole id",
+    )
+    async def list_accounts(
+        billing: Billing,
+        search: Annotated[str, Query(max_length=200)] = "",
+        cursor: str = "",
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    ) -> Response:
+        page = await billing.list_accounts(
+            billing_pb2.ListAccountsRequest(search=search, cursor=cursor, limit=limit)
+        )
+        return JSONBody(translate.account_list_json(page))
 
     @router.get("/accounts/{account_id}", response_model=AccountOut, summary="An account")
     async def get_account(account_id: str, billing: Billing) -> Response:

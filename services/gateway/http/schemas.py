@@ -274,8 +274,14 @@ class AccountOut(BaseModel):
     name: str
     balance: int
     held: int
+    created_at: int = Field(description="unix seconds")
     deleted_at: int | None = Field(None, description="unix seconds; null unless deleted")
     deleted_reason: str | None = None
+
+
+class AccountListOut(BaseModel):
+    data: list[AccountOut] = Field(description="newest first, deleted accounts included")
+    next_cursor: str | None
 
 
 class AccountDeleteBody(BaseModel):

@@ -177,6 +177,13 @@ def account_json(account: billing_pb2.Account) -> dict[str, Any]:
     return export.account_json(account)  # one shape, in exports too
 
 
+def account_list_json(page: billing_pb2.ListAccountsResponse) -> dict[str, Any]:
+    return {
+        "data": [account_json(a) for a in page.accounts],
+        "next_cursor": page.next_cursor or None,
+    }
+
+
 def deletion_json(deletion: admin_pb2.AccountDeletion) -> dict[str, Any]:
     return {
         "account": account_json(deletion.account),
