@@ -14,6 +14,7 @@ Configuration (environment):
     PIXELRELAY_METRICS_PORT      9100           gateway; billing +1, storage +2, dispatcher i +3+i
     PIXELRELAY_SIM_LATENCY_MS    800            simulated generation time
     PIXELRELAY_DEV_API_KEY       (generated)    the dev account's key: pr_live_ + 32 letters/digits
+                                                (a generated one is kept in var/secrets/)
     PIXELRELAY_ADMIN_TOKEN       (generated)    the operator's credential: admin REST (/admin/v1)
                                                 and `pixelrelay admin` (kept in var/secrets/)
     DATABASE_URL                 sqlite files   one database for billing and gateway

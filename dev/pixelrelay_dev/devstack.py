@@ -31,6 +31,7 @@ from pixelrelay.capabilities import new_capability_key
 from pixelrelay.errors import ApiError
 from pixelrelay.sealing import new_job_key
 from pixelrelay.startup import Backoff, keep_trying
+from pixelrelay.v1 import billing_pb2
 from pixelrelay_dev.children import (
     START_ATTEMPTS,
     Child,
@@ -339,19 +340,30 @@ class Stack:
         return BillingClient(self.config.billing_addr, self.config.credentials[caller])
 
     async def dev_account(self, name: str = "dev") -> tuple[str, str]:
-        """(account id, api key): reuses the account the key belongs to, else creates one."""
-        billing = self.billing()
+        """(account id, api key), the same on every start: the key is PIXELRELAY_DEV_API_KEY
+        or one kept in <data_dir>/secrets; it is reused while billing knows it (asked as
+        the gateway, the only caller that authenticates keys), else issued for the account
+        named ``name`` (found through the listing, so a restart never adds another)."""
+        kept = self.config.data_dir / "secrets" / "dev_api.key"
+        key = self.config.dev_api_key or (kept.read_text().strip() if kept.exists() else "")
+        gateway, operator = self.billing(GATEWAY), self.billing()
         try:
-            key = self.config.dev_api_key
             if key:
                 with contextlib.suppress(ApiError):
-                    principal = await billing.authenticate(key)
-                    return principal.account_id, key
-            account = await billing.create_account(name)
-            created = await billing.create_api_key(account.id, "dev", secret=key)
-            return account.id, created.api_key
+                    return (await gateway.authenticate(key)).account_id, key
+            listed = await operator.list_accounts(
+                billing_pb2.ListAccountsRequest(search=name, limit=200)
+            )
+            named = [a for a in listed.accounts if a.name == name and not a.deleted_at]
+            account_id = named[-1].id if named else (await operator.create_account(name)).id
+            # Idempotent in billing: a start that died after this call repeats it harmlessly.
+            created = await operator.create_api_key(account_id, "dev", secret=key)
+            if not self.config.dev_api_key:  # billing made it (its format is billing's)
+                kept_secret(kept, lambda: created.api_key)
+            return account_id, created.api_key
         finally:
-            await billing.close()
+            await gateway.close()
+            await operator.close()
 
 
 def _banner(config: StackConfig, api_key: str, account_id: str) -> str:

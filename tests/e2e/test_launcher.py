@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from pixelrelay.grpc_server import check_health
+from pixelrelay.v1 import billing_pb2
 from pixelrelay_dev.children import ChildExited
 from pixelrelay_dev.config import StackConfig
 from pixelrelay_dev.devstack import Stack
@@ -208,3 +209,37 @@ async def test_killing_make_run_leaves_no_child_behind(
         if make.returncode is None:
             make.kill()
         await make.wait()
+
+
+async def test_restarts_keep_one_dev_account_and_its_key(tmp_path: Path) -> None:
+    """`make run` again and again on one data dir: the dev account and key of the first
+    start, also with PIXELRELAY_DEV_API_KEY set (a key that billing knows already is not
+    issued twice), and never another "dev" account."""
+    chosen = "pr_live_" + "Dev0" * 8
+    seen: list[tuple[str, str]] = []
+    for dev_api_key in ("", "", chosen, chosen):
+        config = StackConfig.leased_ports(tmp_path, sim_latency_ms=50)
+        config.dev_api_key = dev_api_key
+        stack = Stack(config)
+        await stack.start()
+        try:
+            account_id, key = await stack.dev_account()
+            seen.append((account_id, key))
+            async with httpx.AsyncClient(base_url=config.base_url, timeout=30) as http:
+                balance = await http.get(
+                    "/api/v1/account", headers={"Authorization": f"Bearer {key}"}
+                )
+            assert balance.status_code == 200 and balance.json()["account_id"] == account_id
+            operator = stack.billing()
+            try:
+                listed = await operator.list_accounts(
+                    billing_pb2.ListAccountsRequest(search="dev", limit=200)
+                )
+            finally:
+                await operator.close()
+            assert [a.id for a in listed.accounts if a.name == "dev"] == [account_id]
+        finally:
+            await stack.stop()
+    first = seen[0][0]
+    assert seen[1] == seen[0]  # the kept key
+    assert seen[3] == seen[2] == (first, chosen)  # the chosen key, on the same account

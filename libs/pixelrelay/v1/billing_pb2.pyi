@@ -657,7 +657,8 @@ class CreateApiKeyRequest(_message.Message):
     name: _builtins.str
     secret: _builtins.str
     """For provisioning scripts: use this secret instead of generating one.
-    It must look like a generated key (prefix and length).
+    It must look like a generated key (prefix and length). Asked again with the same
+    settings, the existing key is the answer; with others (or revoked) it is refused.
     """
     expires_at: _builtins.int
     """unix seconds; 0 = never"""

@@ -42,6 +42,19 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _same_key(key: ApiKey, wanted: ApiKey) -> bool:
+    """``key`` is what an operator's repeated request for ``wanted`` (same secret) would
+    have made: a provisioning script run again, the dev launcher restarted."""
+    moments = [m and _aware(m) for m in (key.expires_at, wanted.expires_at)]
+    return (
+        key.revoked_at is None
+        and key.parent_id is None
+        and moments[0] == moments[1]
+        and (key.account_id, key.name, key.credit_limit, key.rate_limit, key.scopes)
+        == (wanted.account_id, wanted.name, wanted.credit_limit, wanted.rate_limit, wanted.scopes)
+    )
+
+
 def _live_key(s: Session, key_id: str, account_id: str, *, lock: bool = False) -> ApiKey:
     """A usable key of ``account_id`` (the one making a request), or 10002."""
     key = s.get(ApiKey, key_id, with_for_update=lock)
@@ -161,13 +174,18 @@ class Keys:
         parent_key_id: str = "",
     ) -> NewKey:
         """An operator's key (every scope unless ``scopes`` says less), or, with
-        ``parent_key_id``, a key made by a key: never more than its parent can do."""
+        ``parent_key_id``, a key made by a key: never more than its parent can do.
+        An operator's provided ``secret`` that exists already with these settings is
+        answered with that key, nothing new made."""
         if secret and not KEY_PATTERN.match(secret):
             raise ApiError(
                 E.INVALID_PARAMETER,
                 f"a provided key must be {KEY_PREFIX} + {KEY_RANDOM_CHARS} letters/digits",
                 param="secret",
             )
+        # A provided secret asked for again with the same settings is the same key
+        # (idempotent); with other settings, or another account's, it is refused.
+        provided = bool(secret)
         secret = secret or KEY_PREFIX + random_token(KEY_RANDOM_CHARS)
         with Session(self.engine, expire_on_commit=False) as s, s.begin():
             account = s.get(Account, account_id)
@@ -208,6 +226,17 @@ class Keys:
                 scopes=" ".join(granted or scope_rules.ALL),
                 parent_id=parent_key_id or None,
             )
+            if provided:
+                existing = s.exec(select(ApiKey).where(ApiKey.key_hash == key.key_hash)).first()
+                if existing is not None:
+                    if parent_key_id or not _same_key(existing, key):
+                        raise ApiError(
+                            E.INVALID_PARAMETER,
+                            "this key already exists, revoked or with other settings",
+                            param="secret",
+                        )
+                    s.expunge(existing)
+                    return NewKey(key=existing, secret=secret)
             s.add(key)
             s.flush()
             s.expunge(key)
