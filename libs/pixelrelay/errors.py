@@ -37,6 +37,7 @@ __all__ = [
     "error_metadata",
     "error_to_detail",
     "error_from_detail",
+    "insufficient_credits",
 ]
 
 
@@ -423,6 +424,15 @@ class ApiError(Exception):
 
     def __repr__(self) -> str:
         return f"ApiError({self.kind.code} {self.kind.type}: {self.message})"
+
+
+def insufficient_credits(price: int, balance: int) -> ApiError:
+    """The 402 of a request the balance cannot pay: both figures, wherever it is raised
+    (the gateway's check before references are fetched, billing's hold), so a client can
+    show what is missing."""
+    return ApiError(
+        E.INSUFFICIENT_CREDITS, f"this request costs {price} credits; the balance is {balance}"
+    )
 
 
 def as_public(err: ApiError) -> ApiError:

@@ -39,7 +39,9 @@ SETTLE_HELD: Any = (
         balance=ACCOUNTS.c.balance + bindparam("refund"),
     )
 )
-ACCOUNT_STATE: Any = select(ACCOUNTS.c.deleted_at).where(ACCOUNTS.c.id == bindparam("a_id"))
+ACCOUNT_STATE: Any = select(ACCOUNTS.c.deleted_at, ACCOUNTS.c.balance).where(
+    ACCOUNTS.c.id == bindparam("a_id")
+)
 # A key's spend moves with its holds, within its credit limit (if it has one) less what
 # it handed on to the keys it made.
 KEY_SPEND: Any = (

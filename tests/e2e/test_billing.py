@@ -50,7 +50,10 @@ async def concurrent_submits(platform: Platform, k: int, n: int) -> None:
     )
     codes = sorted(r.status_code for r in statuses)
     assert codes == [200] * k + [402] * (n - k)
-    assert all(r.json()["error"]["code"] == 30001 for r in statuses if r.status_code == 402)
+    refusals = [r.json()["error"] for r in statuses if r.status_code == 402]
+    assert all(e["code"] == 30001 for e in refusals)
+    # billing's hold says the price and what is left (0 once the k tasks hold the rest)
+    assert all(e["message"] == "this request costs 7 credits; the balance is 0" for e in refusals)
     listing = (
         await platform.http.get("/api/v1/tasks?limit=100", headers=platform.auth(key))
     ).json()

@@ -14,7 +14,7 @@ from billing.ledger.postings import post, post_many
 from billing.models import PLATFORM, Book, Hold, HoldState, utcnow
 from billing.prices import PriceList
 from pixelrelay.db import quick
-from pixelrelay.errors import ApiError, E
+from pixelrelay.errors import ApiError, E, insufficient_credits
 from pixelrelay.v1 import common_pb2
 
 MAX_RELEASE_REASON = 64  # a word for the ledger memo, not a message
@@ -184,10 +184,7 @@ class Holds:
                 raise ApiError(E.ACCOUNT_NOT_FOUND)
             if account.deleted_at is not None:
                 raise ApiError(E.ACCOUNT_DELETED)
-            raise ApiError(
-                E.INSUFFICIENT_CREDITS,
-                f"this request costs {amount} credits; the balance is lower",
-            )
+            raise insufficient_credits(amount, account.balance)
         if r.key_id:
             try:
                 _spend_on_key(conn, r.key_id, amount)

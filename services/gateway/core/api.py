@@ -30,7 +30,7 @@ from pixelrelay.billing_client import BillingClient
 from pixelrelay.capabilities import TaskCapabilities, TaskGrant
 from pixelrelay.crashpoints import crash_point
 from pixelrelay.db import Database
-from pixelrelay.errors import ApiError, E
+from pixelrelay.errors import ApiError, E, insufficient_credits
 from pixelrelay.ids import content_id, new_id
 from pixelrelay.limits import page_limit
 from pixelrelay.relay import MAX_PARTIAL_IMAGES, NO_RELAY, Relay, RelayReceiver
@@ -391,10 +391,7 @@ class PublicApi:
             self.billing.quote(price_item(spec)), self.billing.get_account(account_id)
         )
         if account.balance < quote.credits:
-            raise ApiError(
-                E.INSUFFICIENT_CREDITS,
-                f"this request costs {quote.credits} credits; the balance is {account.balance}",
-            )
+            raise insufficient_credits(quote.credits, account.balance)
 
     async def estimate_generation(
         self,

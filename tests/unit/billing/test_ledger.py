@@ -143,6 +143,8 @@ def test_insufficient_credits_is_402_and_writes_nothing(ledger: Ledger) -> None:
     with pytest.raises(ApiError) as caught:
         ledger.reserve(task_id="t", account_id=account.id, item=BASIC_1K, expires_at=0)
     assert caught.value.kind is E.INSUFFICIENT_CREDITS
+    # the price and the balance, as the gateway's own check before a fetch says them
+    assert caught.value.message == "this request costs 7 credits; the balance is 6"
     assert ledger.get_account(account_id=account.id).balance == 6
     assert_sound(ledger)
 
