@@ -117,7 +117,8 @@ class LedgerEntry(SQLModel, table=True):
     book: Book
     amount: int = Field(sa_column=Column(BigInteger, nullable=False))
     task_id: str | None = Field(default=None, index=True)
-    # the reason an admin gave (top-ups, adjustments), or why a hold was released
+    # the reason an admin gave (top-ups, adjustments), why a hold was released, or the
+    # price row a capture charged (on its capture and refund)
     memo: str | None = None
     created_at: datetime = Field(default_factory=utcnow, index=True)
 

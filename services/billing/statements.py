@@ -79,7 +79,10 @@ RESOLVE_HOLD: Any = (
     update(HOLDS)
     .where(HOLDS.c.task_id == bindparam("t_id"))
     .values(
-        state=bindparam("new_state"), captured=bindparam("charged"), resolved_at=bindparam("at")
+        state=bindparam("new_state"),
+        captured=bindparam("charged"),
+        resolved_at=bindparam("at"),
+        price_id=bindparam("price_id"),
     )
 )
 INSERT_ENTRIES: Any = insert(ENTRIES)

@@ -125,14 +125,40 @@ async def test_usage_lists_the_ledger_entries_of_each_task(platform: Platform) -
     usage = (await platform.http.get("/api/v1/usage", headers=platform.auth(key))).json()
     mine = [e for e in usage["data"] if e["task_id"] == task["id"]]
     assert sorted((e["kind"], e["book"], e["amount"]) for e in mine) == [
-        ("capture", "available", 0),
-        ("capture", "held", -7),
+        ("capture", "held", -7),  # charged in full: nothing back, no "capture available 0"
         ("reserve", "available", -7),
         ("reserve", "held", 7),
     ]
     assert usage["data"][-1]["kind"] == "signup_grant"
     page = (await platform.http.get("/api/v1/usage?limit=1", headers=platform.auth(key))).json()
     assert len(page["data"]) == 1 and page["next_cursor"]
+
+
+async def test_a_cheaper_tier_is_charged_under_its_price_and_the_rest_refunded(
+    platform: Platform,
+) -> None:
+    """quality=auto is held at high (2 x 186) and charged at the tier the upstream reports
+    (the simulator: medium, 2 x 47): the task names that price, and the usage shows the
+    capture and a refund of the rest, not a capture that credits the balance."""
+    key = await new_account(platform, 1000)
+    submitted = await platform.http.post(
+        "/api/v1/images/generations",
+        headers=platform.auth(key),
+        json={"model": "gpt-image-2-official", "prompt": "tiers", "quality": "auto", "n": 2},
+    )
+    task = await poll_until_done(platform.http, submitted.json()["id"], platform.auth(key))
+    assert task["credits"] == {"reserved": 372, "charged": 94, "price_id": "stable-medium"}
+    usage = (await platform.http.get("/api/v1/usage", headers=platform.auth(key))).json()
+    mine = [e for e in usage["data"] if e["task_id"] == task["id"]]
+    assert sorted((e["kind"], e["book"], e["amount"], e["memo"]) for e in mine) == [
+        ("capture", "held", -94, "stable-medium"),
+        ("refund", "available", 278, "stable-medium"),
+        ("refund", "held", -278, "stable-medium"),
+        ("reserve", "available", -372, None),
+        ("reserve", "held", 372, None),
+    ]
+    assert (await account(platform, key))["balance"] == 1000 - 94
+    await ledger_ok(platform)
     later = int(time.time()) + 3600
     empty = (
         await platform.http.get(f"/api/v1/usage?since={later}", headers=platform.auth(key))

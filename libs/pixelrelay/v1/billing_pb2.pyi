@@ -908,13 +908,17 @@ class LedgerEntryInfo(_message.Message):
     id: _builtins.int
     txn_id: _builtins.str
     kind: _builtins.str
-    """signup_grant | reserve | capture | release | top_up | adjustment"""
+    """signup_grant | reserve | capture | refund (what a capture gave back: fewer images
+    delivered, a cheaper tier) | release (a failed or expired task: all of it back) |
+    top_up | adjustment
+    """
     book: _builtins.str
     """available | held"""
     amount: _builtins.int
     """signed credits"""
     task_id: _builtins.str
     memo: _builtins.str
+    """an admin's reason, a release's cause, a capture's price row"""
     created_at: _builtins.int
     """unix seconds"""
     def __init__(

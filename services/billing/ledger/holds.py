@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
 
 from billing import statements as sql
-from billing.ledger.postings import post, post_many
+from billing.ledger.postings import Sides, post, post_many
 from billing.models import PLATFORM, Book, Hold, HoldState, utcnow
 from billing.prices import PriceList
 from pixelrelay.db import quick
@@ -48,7 +48,13 @@ def _resolve(conn: Connection, hold: Hold, state: HoldState, charge: int) -> Non
     hold.state, hold.captured, hold.resolved_at = state, charge, utcnow()
     conn.execute(
         sql.RESOLVE_HOLD,
-        {"t_id": hold.task_id, "new_state": state, "charged": charge, "at": hold.resolved_at},
+        {
+            "t_id": hold.task_id,
+            "new_state": state,
+            "charged": charge,
+            "at": hold.resolved_at,
+            "price_id": hold.price_id,
+        },
     )
 
 
@@ -212,7 +218,7 @@ class Holds:
     def capture(self, *, task_id: str, delivered: int, quality: str = "") -> Hold:
         with self.engine.begin() as conn:
             hold = _locked_hold(conn, task_id)
-            charge = self._charge(hold, delivered, quality)
+            charge, price_id = self._charge(hold, delivered, quality)
             if hold.state == HoldState.CAPTURED:
                 if hold.captured != charge:
                     raise ApiError(E.HOLD_CONFLICT, "task was already captured for another amount")
@@ -226,18 +232,33 @@ class Holds:
             )
             if hold.key_id:
                 _spend_on_key(conn, hold.key_id, -refund)
+            hold.price_id = price_id  # the row charged: a cheaper reported tier's
             _resolve(conn, hold, HoldState.CAPTURED, charge)
-            post(
-                conn,
-                f"capture:{task_id}",
-                "capture",
-                task_id,
-                [
-                    (hold.account_id, Book.HELD, -hold.amount),
-                    (PLATFORM, Book.REVENUE, charge),
-                    (hold.account_id, Book.AVAILABLE, refund),
-                ],
-            )
+            # What was charged and what came back are two movements, so the ledger reads
+            # "capture 47" and "refund 139", never a capture that credits the balance.
+            txns: list[tuple[str, str, str | None, Sides]] = []
+            if charge:
+                txns.append(
+                    (
+                        f"capture:{task_id}",
+                        "capture",
+                        task_id,
+                        [(hold.account_id, Book.HELD, -charge), (PLATFORM, Book.REVENUE, charge)],
+                    )
+                )
+            if refund:
+                txns.append(
+                    (
+                        f"refund:{task_id}",
+                        "refund",
+                        task_id,
+                        [
+                            (hold.account_id, Book.HELD, -refund),
+                            (hold.account_id, Book.AVAILABLE, refund),
+                        ],
+                    )
+                )
+            post_many(conn, txns, memo=price_id)
             return hold
 
     @quick
@@ -295,18 +316,22 @@ class Holds:
             )
             return list(s.exec(query))
 
-    def _charge(self, hold: Hold, delivered: int, quality: str) -> int:
+    def _charge(self, hold: Hold, delivered: int, quality: str) -> tuple[int, str]:
+        """The credits for ``delivered`` images and the price row they are charged at: the
+        reserved one, or the cheaper tier the upstream reports (quality=auto is held at
+        high)."""
         if delivered < 0 or delivered > hold.units:
             raise ApiError(
                 E.INVALID_AMOUNT,
                 f"delivered must be 0..{hold.units} for this hold",
                 param="delivered",
             )
-        unit = hold.unit_credits
+        unit, price_id = hold.unit_credits, hold.price_id
         if quality and quality != "auto":
             try:
                 tier = self.prices.unit_price(hold.model, hold.resolution, quality)
-                unit = min(unit, tier.credits)
             except ApiError:
-                pass  # a tier we do not sell at this size: keep the reserved unit price
-        return unit * delivered
+                tier = None  # a tier we do not sell at this size: keep the reserved price
+            if tier is not None and tier.credits < unit:
+                unit, price_id = tier.credits, tier.id
+        return unit * delivered, price_id

@@ -128,7 +128,14 @@ class TaskEventHandler:
                 return
             raise
         crash_point("gateway.after_capture")  # charged, the task not yet marked completed
-        await self.db.run(self.store.mark_completed, event.task_id, done, hold.captured, now_ms())
+        await self.db.run(
+            self.store.mark_completed,
+            event.task_id,
+            done,
+            hold.captured,
+            now_ms(),
+            hold.price_id,
+        )
         await self._announce(event.task_id)
         TASKS_FINISHED.labels("completed").inc()
         CREDITS_CHARGED.inc(hold.captured)

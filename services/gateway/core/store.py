@@ -272,12 +272,21 @@ class TaskStore:
 
     @quick
     def mark_completed(
-        self, task_id: str, done: events_pb2.TaskCompleted, charged: int, at_ms: int
+        self,
+        task_id: str,
+        done: events_pb2.TaskCompleted,
+        charged: int,
+        at_ms: int,
+        price_id: str = "",
     ) -> bool:
+        """``price_id``: the price row billing charged (a cheaper tier than the one held,
+        for quality=auto); "" keeps the reserved one."""
+        prices = {"price_id": price_id} if price_id else {}
         return self._finish(
             task_id,
             status=TaskStatus.COMPLETED,
             credits_charged=charged,
+            **prices,
             images_json=messages_to_json(done.images),
             attempts_json=messages_to_json(done.attempts),
             finished_at_ms=at_ms,

@@ -196,7 +196,10 @@ class ErrorOut(BaseModel):
 class UsageEntryOut(BaseModel):
     id: int
     created_at: int
-    kind: str = Field(description="signup_grant, reserve, capture, release, top_up, adjustment")
+    kind: str = Field(
+        description="signup_grant, reserve, capture, refund (what a capture gave back), "
+        "release (a failed task: all of it back), top_up, adjustment"
+    )
     book: str = Field(description="available or held")
     amount: int = Field(description="signed credits")
     task_id: str | None

@@ -66,7 +66,37 @@ def test_quality_auto_is_held_at_high_and_charged_at_reported_tier(ledger: Ledge
     account = ledger.create_account(name="a")
     hold = ledger.reserve(task_id="t", account_id=account.id, item=stable("auto"), expires_at=0)
     assert hold.amount == 186
-    assert ledger.capture(task_id="t", delivered=1, quality="medium").captured == 47
+    captured = ledger.capture(task_id="t", delivered=1, quality="medium")
+    assert (captured.captured, captured.price_id) == (47, "stable-medium")
+    assert ledger.get_hold(task_id="t").price_id == "stable-medium"  # kept, not only answered
+    entries, _ = ledger.entries(account_id=account.id)
+    settled = sorted((e.kind, str(e.book), e.amount, e.memo) for e in entries if e.task_id)
+    assert settled == [
+        ("capture", "held", -47, "stable-medium"),
+        ("refund", "available", 139, "stable-medium"),
+        ("refund", "held", -139, "stable-medium"),
+        ("reserve", "available", -186, None),
+        ("reserve", "held", 186, None),
+    ]
+    assert_sound(ledger)
+
+
+def test_a_full_charge_has_no_refund_and_nothing_delivered_no_capture(ledger: Ledger) -> None:
+    account = ledger.create_account(name="a")
+    ledger.reserve(task_id="full", account_id=account.id, item=BASIC_1K, expires_at=0)
+    ledger.capture(task_id="full", delivered=1)
+    ledger.reserve(task_id="none", account_id=account.id, item=BASIC_1K, expires_at=0)
+    assert ledger.capture(task_id="none", delivered=0).price_id == "basic-1k"
+    entries, _ = ledger.entries(account_id=account.id)
+    assert sorted((e.task_id, e.kind, str(e.book), e.amount) for e in entries if e.task_id) == [
+        ("full", "capture", "held", -7),
+        ("full", "reserve", "available", -7),
+        ("full", "reserve", "held", 7),
+        ("none", "refund", "available", 7),
+        ("none", "refund", "held", -7),
+        ("none", "reserve", "available", -7),
+        ("none", "reserve", "held", 7),
+    ]
     assert_sound(ledger)
 
 
