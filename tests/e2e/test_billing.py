@@ -11,12 +11,14 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 from sqlalchemy import text
 
 from gateway.core.authcache import TTL_SECONDS
 from pixelrelay.db import Database
+from pixelrelay.v1 import public_api_pb2, public_api_pb2_grpc
 from tests.e2e.conftest import SUBMIT_HOLD_SECONDS, Platform
 from tests.e2e.helpers import (
     admin,
@@ -159,6 +161,62 @@ async def test_a_cheaper_tier_is_charged_under_its_price_and_the_rest_refunded(
     ]
     assert (await account(platform, key))["balance"] == 1000 - 94
     await ledger_ok(platform)
+
+    # The same task as a person reads it: one line, over REST and over gRPC alike.
+    lines = await platform.http.get("/api/v1/usage/tasks", headers=platform.auth(key))
+    assert lines.status_code == 200, lines.text
+    (line,) = lines.json()["data"]
+    assert line == {
+        "task_id": task["id"],
+        "created_at": task["created_at"],
+        "model": "gpt-image-2-official",
+        "size": task["params"]["size"],
+        "resolution": "1k",
+        "n": 2,
+        "quality": "auto",
+        "reserved": 372,
+        "charged": 94,
+        "refunded": 278,
+        "status": "completed",
+        "price_id": "stable-medium",
+    }
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{platform.config.grpc_port}") as channel:
+        reply = await public_api_pb2_grpc.PublicApiStub(channel).ListTaskUsage(
+            public_api_pb2.ListTaskUsageRequest(),
+            metadata=(("authorization", f"Bearer {key}"),),
+        )
+    assert [(u.task_id, u.charged, u.refunded) for u in reply.tasks] == [(task["id"], 94, 278)]
+
+
+async def test_usage_per_task_pages_and_needs_billing_read(platform: Platform) -> None:
+    key = await new_account(platform, 100)
+    ids = []
+    for i in range(3):
+        submitted = await platform.http.post(
+            "/api/v1/images/generations",
+            headers=platform.auth(key),
+            json={**BASIC, "prompt": f"usage line {i}"},
+        )
+        ids.append(submitted.json()["id"])
+    seen: list[str] = []
+    cursor: str | None = ""
+    while cursor is not None:
+        page = await platform.http.get(
+            "/api/v1/usage/tasks", params={"limit": 2, "cursor": cursor}, headers=platform.auth(key)
+        )
+        assert page.status_code == 200, page.text
+        seen += [line["task_id"] for line in page.json()["data"]]
+        cursor = page.json()["next_cursor"]
+    assert seen == ids[::-1]
+
+    assert (await platform.http.get("/api/v1/usage/tasks")).status_code == 401
+    reader = await platform.http.post(
+        "/api/v1/keys", headers=platform.auth(key), json={"scopes": ["read"]}
+    )
+    refused = await platform.http.get(
+        "/api/v1/usage/tasks", headers=platform.auth(reader.json()["api_key"])
+    )
+    assert refused.status_code == 403, refused.text
     later = int(time.time()) + 3600
     empty = (
         await platform.http.get(f"/api/v1/usage?since={later}", headers=platform.auth(key))

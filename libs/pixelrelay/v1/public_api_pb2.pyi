@@ -290,6 +290,116 @@ class ListUsageRequest(_message.Message):
 Global___ListUsageRequest: _TypeAlias = ListUsageRequest  # noqa: Y015
 
 @_typing.final
+class ListTaskUsageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURSOR_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    cursor: _builtins.str
+    """next_cursor of the previous page"""
+    limit: _builtins.int
+    """1-100, default 20"""
+    def __init__(
+        self,
+        *,
+        cursor: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTaskUsageRequest: _TypeAlias = ListTaskUsageRequest  # noqa: Y015
+
+@_typing.final
+class TaskUsage(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    RESOLUTION_FIELD_NUMBER: _builtins.int
+    N_FIELD_NUMBER: _builtins.int
+    QUALITY_FIELD_NUMBER: _builtins.int
+    RESERVED_FIELD_NUMBER: _builtins.int
+    CHARGED_FIELD_NUMBER: _builtins.int
+    REFUNDED_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PRICE_ID_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    created_at: _builtins.int
+    """unix seconds"""
+    model: _builtins.str
+    size: _builtins.str
+    """as resolved: a ratio or WxH"""
+    resolution: _builtins.str
+    """1k | 2k | 4k"""
+    n: _builtins.int
+    """images asked"""
+    quality: _builtins.str
+    """stable only"""
+    reserved: _builtins.int
+    """credits held at submit"""
+    charged: _builtins.int
+    """credits captured for the images delivered"""
+    refunded: _builtins.int
+    """credits given back: the rest of a capture, a failed task's all"""
+    status: _builtins.str
+    """processing | completed | failed"""
+    price_id: _builtins.str
+    """the price row charged (or held, until charged)"""
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        created_at: _builtins.int = ...,
+        model: _builtins.str = ...,
+        size: _builtins.str = ...,
+        resolution: _builtins.str = ...,
+        n: _builtins.int = ...,
+        quality: _builtins.str = ...,
+        reserved: _builtins.int = ...,
+        charged: _builtins.int = ...,
+        refunded: _builtins.int = ...,
+        status: _builtins.str = ...,
+        price_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["charged", b"charged", "created_at", b"created_at", "model", b"model", "n", b"n", "price_id", b"price_id", "quality", b"quality", "refunded", b"refunded", "reserved", b"reserved", "resolution", b"resolution", "size", b"size", "status", b"status", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskUsage: _TypeAlias = TaskUsage  # noqa: Y015
+
+@_typing.final
+class ListTaskUsageResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASKS_FIELD_NUMBER: _builtins.int
+    NEXT_CURSOR_FIELD_NUMBER: _builtins.int
+    next_cursor: _builtins.str
+    """"" after the last page"""
+    @_builtins.property
+    def tasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskUsage]: ...
+    def __init__(
+        self,
+        *,
+        tasks: _abc.Iterable[Global___TaskUsage] | None = ...,
+        next_cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_cursor", b"next_cursor", "tasks", b"tasks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTaskUsageResponse: _TypeAlias = ListTaskUsageResponse  # noqa: Y015
+
+@_typing.final
 class CreateKeyRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

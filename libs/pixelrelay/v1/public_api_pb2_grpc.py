@@ -83,6 +83,11 @@ class PublicApiStub:
                 request_serializer=pixelrelay_dot_v1_dot_public__api__pb2.ListUsageRequest.SerializeToString,
                 response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ListLedgerEntriesResponse.FromString,
                 _registered_method=True)
+        self.ListTaskUsage = channel.unary_unary(
+                '/pixelrelay.v1.PublicApi/ListTaskUsage',
+                request_serializer=pixelrelay_dot_v1_dot_public__api__pb2.ListTaskUsageRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.ListTaskUsageResponse.FromString,
+                _registered_method=True)
         self.CreateKey = channel.unary_unary(
                 '/pixelrelay.v1.PublicApi/CreateKey',
                 request_serializer=pixelrelay_dot_v1_dot_public__api__pb2.CreateKeyRequest.SerializeToString,
@@ -165,7 +170,14 @@ class PublicApiServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListUsage(self, request, context):
-        """The caller's ledger entries, newest first.
+        """The caller's ledger entries, newest first (for accountants: double entry).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTaskUsage(self, request, context):
+        """The caller's usage as a person reads it: one line per task, newest first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -245,6 +257,11 @@ def add_PublicApiServicer_to_server(servicer, server):
                     servicer.ListUsage,
                     request_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.ListUsageRequest.FromString,
                     response_serializer=pixelrelay_dot_v1_dot_billing__pb2.ListLedgerEntriesResponse.SerializeToString,
+            ),
+            'ListTaskUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTaskUsage,
+                    request_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.ListTaskUsageRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_public__api__pb2.ListTaskUsageResponse.SerializeToString,
             ),
             'CreateKey': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateKey,
@@ -513,6 +530,33 @@ class PublicApi:
             '/pixelrelay.v1.PublicApi/ListUsage',
             pixelrelay_dot_v1_dot_public__api__pb2.ListUsageRequest.SerializeToString,
             pixelrelay_dot_v1_dot_billing__pb2.ListLedgerEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTaskUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.PublicApi/ListTaskUsage',
+            pixelrelay_dot_v1_dot_public__api__pb2.ListTaskUsageRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_public__api__pb2.ListTaskUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -52,7 +52,9 @@ class PublicApiStub:
     CreateUpload: _grpc.UnaryUnaryMultiCallable[_public_api_pb2.CreateUploadRequest, _public_api_pb2.Upload]
     """Store an image for use in image_urls or mask_url."""
     ListUsage: _grpc.UnaryUnaryMultiCallable[_public_api_pb2.ListUsageRequest, _billing_pb2.ListLedgerEntriesResponse]
-    """The caller's ledger entries, newest first."""
+    """The caller's ledger entries, newest first (for accountants: double entry)."""
+    ListTaskUsage: _grpc.UnaryUnaryMultiCallable[_public_api_pb2.ListTaskUsageRequest, _public_api_pb2.ListTaskUsageResponse]
+    """The caller's usage as a person reads it: one line per task, newest first."""
     CreateKey: _grpc.UnaryUnaryMultiCallable[_public_api_pb2.CreateKeyRequest, _billing_pb2.CreatedApiKey]
     """The caller's API keys."""
     ListKeys: _grpc.UnaryUnaryMultiCallable[_public_api_pb2.ListKeysRequest, _billing_pb2.ListApiKeysResponse]
@@ -85,7 +87,9 @@ class PublicApiAsyncStub(PublicApiStub):
     CreateUpload: _aio.UnaryUnaryMultiCallable[_public_api_pb2.CreateUploadRequest, _public_api_pb2.Upload]  # type: ignore[assignment]
     """Store an image for use in image_urls or mask_url."""
     ListUsage: _aio.UnaryUnaryMultiCallable[_public_api_pb2.ListUsageRequest, _billing_pb2.ListLedgerEntriesResponse]  # type: ignore[assignment]
-    """The caller's ledger entries, newest first."""
+    """The caller's ledger entries, newest first (for accountants: double entry)."""
+    ListTaskUsage: _aio.UnaryUnaryMultiCallable[_public_api_pb2.ListTaskUsageRequest, _public_api_pb2.ListTaskUsageResponse]  # type: ignore[assignment]
+    """The caller's usage as a person reads it: one line per task, newest first."""
     CreateKey: _aio.UnaryUnaryMultiCallable[_public_api_pb2.CreateKeyRequest, _billing_pb2.CreatedApiKey]  # type: ignore[assignment]
     """The caller's API keys."""
     ListKeys: _aio.UnaryUnaryMultiCallable[_public_api_pb2.ListKeysRequest, _billing_pb2.ListApiKeysResponse]  # type: ignore[assignment]
@@ -169,7 +173,15 @@ class PublicApiServicer(metaclass=_abc_1.ABCMeta):
         request: _public_api_pb2.ListUsageRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.ListLedgerEntriesResponse, _abc.Awaitable[_billing_pb2.ListLedgerEntriesResponse]]:
-        """The caller's ledger entries, newest first."""
+        """The caller's ledger entries, newest first (for accountants: double entry)."""
+
+    @_abc_1.abstractmethod
+    def ListTaskUsage(
+        self,
+        request: _public_api_pb2.ListTaskUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_public_api_pb2.ListTaskUsageResponse, _abc.Awaitable[_public_api_pb2.ListTaskUsageResponse]]:
+        """The caller's usage as a person reads it: one line per task, newest first."""
 
     @_abc_1.abstractmethod
     def CreateKey(

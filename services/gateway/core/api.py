@@ -20,6 +20,7 @@ from gateway.core.idempotency import Claim, IdempotencyStore, fingerprint, key_d
 from gateway.core.ratelimit import RateLimiter
 from gateway.core.store import TaskRecord, TaskStatus, TaskStore, message_to_json, now_ms
 from gateway.core.uploads import NO_QUOTA, Quota, UploadRecord, UploadStore
+from gateway.core.usage import task_usage
 from gateway.core.validation import price_item, resolve
 from gateway.core.waiting import TaskWaiters
 from gateway.inputs.images import InputImage, check_content_type, check_mask
@@ -432,6 +433,20 @@ class PublicApi:
         )
         return public_api_pb2.ListTasksResponse(
             tasks=[r.to_proto() for r in records], next_cursor=next_cursor
+        )
+
+    async def list_task_usage(
+        self, authorization: str | None, request: public_api_pb2.ListTaskUsageRequest
+    ) -> public_api_pb2.ListTaskUsageResponse:
+        principal = await self.authenticate(authorization, scopes.BILLING_READ)
+        records, next_cursor = await self.db.run(
+            self.store.page,
+            account_id=principal.account_id,
+            limit=page_limit(request.limit, default=DEFAULT_PAGE, maximum=MAX_PAGE),
+            cursor=request.cursor,
+        )
+        return public_api_pb2.ListTaskUsageResponse(
+            tasks=[task_usage(r.to_proto()) for r in records], next_cursor=next_cursor
         )
 
     async def get_balance(

@@ -161,6 +161,11 @@ class PublicApiServicer(public_api_pb2_grpc.PublicApiServicer):
     ) -> billing_pb2.ListLedgerEntriesResponse:
         return await self._call(context, self.api.list_usage, request)
 
+    async def ListTaskUsage(
+        self, request: public_api_pb2.ListTaskUsageRequest, context: grpc.aio.ServicerContext
+    ) -> public_api_pb2.ListTaskUsageResponse:
+        return await self._call(context, self.api.list_task_usage, request)
+
     async def CreateKey(
         self, request: public_api_pb2.CreateKeyRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.CreatedApiKey:

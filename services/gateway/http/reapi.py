@@ -23,6 +23,7 @@ from gateway.http.schemas import (
     SubmitOut,
     TaskListOut,
     TaskOut,
+    TaskUsageListOut,
     UploadOut,
     UsageOut,
 )
@@ -36,6 +37,7 @@ TASKS = "/api/v1/tasks"
 TASK = "/api/v1/tasks/{task_id}"
 UPLOADS = "/api/v1/uploads"
 USAGE = "/api/v1/usage"
+TASK_USAGE = "/api/v1/usage/tasks"
 KEYS = "/api/v1/keys"
 KEY = "/api/v1/keys/{key_id}"
 ACCOUNT = "/api/v1/account"
@@ -163,6 +165,25 @@ def reapi_router(api: PublicApi) -> APIRouter:
             public_api_pb2.ListUsageRequest(since=since, until=until, cursor=cursor, limit=limit),
         )
         return JSONBody(translate.entries_json(page))
+
+    @router.get(
+        TASK_USAGE,
+        response_model=TaskUsageListOut,
+        responses=errors(400, 401, 403, 429, 503),
+        tags=["account"],
+        summary="The caller's usage, one line per task, newest first",
+        description="What each task held, was charged and got back, with what it asked "
+        "for. The ledger behind it (double entry, for accountants) is `GET /api/v1/usage`.",
+    )
+    async def list_task_usage(
+        authorization: Authorization = None,
+        cursor: str = "",
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    ) -> Response:
+        page = await api.list_task_usage(
+            authorization, public_api_pb2.ListTaskUsageRequest(cursor=cursor, limit=limit)
+        )
+        return JSONBody(translate.task_usage_list_json(page))
 
     @router.post(
         KEYS,

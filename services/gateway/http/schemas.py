@@ -211,6 +211,28 @@ class UsageOut(BaseModel):
     next_cursor: str | None
 
 
+class TaskUsageOut(BaseModel):
+    task_id: str
+    created_at: int
+    model: str
+    size: str
+    resolution: str
+    n: int = Field(description="images asked")
+    quality: str | None = Field(description="stable only")
+    reserved: int = Field(description="credits held at submit")
+    charged: int = Field(description="credits captured for the images delivered")
+    refunded: int = Field(
+        description="credits given back: the rest of a capture, all of a failed task's"
+    )
+    status: str = Field(description="processing | completed | failed")
+    price_id: str = Field(description="the price row charged (or held, until charged)")
+
+
+class TaskUsageListOut(BaseModel):
+    data: list[TaskUsageOut]
+    next_cursor: str | None
+
+
 class KeyOut(BaseModel):
     id: str
     name: str

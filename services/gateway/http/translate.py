@@ -173,6 +173,29 @@ def entries_json(page: billing_pb2.ListLedgerEntriesResponse) -> dict[str, Any]:
     }
 
 
+def task_usage_list_json(page: public_api_pb2.ListTaskUsageResponse) -> dict[str, Any]:
+    return {
+        "data": [
+            {
+                "task_id": u.task_id,
+                "created_at": u.created_at,
+                "model": u.model,
+                "size": u.size,
+                "resolution": u.resolution,
+                "n": u.n,
+                "quality": u.quality or None,
+                "reserved": u.reserved,
+                "charged": u.charged,
+                "refunded": u.refunded,
+                "status": u.status,
+                "price_id": u.price_id,
+            }
+            for u in page.tasks
+        ],
+        "next_cursor": page.next_cursor or None,
+    }
+
+
 def account_json(account: billing_pb2.Account) -> dict[str, Any]:
     return export.account_json(account)  # one shape, in exports too
 
