@@ -301,13 +301,18 @@ def audit(
     settled: dict[str, Counter[str]] = {}
     charged_in_ledger: Counter[str] = Counter()
     for e in entries:
-        if e["task_id"] and e["book"] == "held" and e["kind"] in ("capture", "release"):
+        if e["task_id"] and e["book"] == "held" and e["kind"] in ("capture", "refund", "release"):
             settled.setdefault(e["task_id"], Counter())[e["kind"]] += 1
         if e["task_id"] and e["kind"] == "capture":
-            # held -amount, available +refund: the charge is what did not come back.
+            # the account's side of a capture is its held -charge (the rest is a refund)
             charged_in_ledger[e["task_id"]] -= e["amount"]
     charged = {tid: t["credits"]["charged"] for tid, t in tasks.items()}
-    twice = [tid for tid, kinds in settled.items() if sum(kinds.values()) != 1]
+    # Settled once: a capture and/or its refund (one each at most), or a release alone.
+    twice = [
+        tid
+        for tid, kinds in settled.items()
+        if max(kinds.values()) > 1 or (kinds["release"] and (kinds["capture"] or kinds["refund"]))
+    ]
     unsettled = [tid for tid in tasks if tid not in settled]
     wrong_charge = [tid for tid in tasks if charged_in_ledger[tid] != charged[tid]]
     mispriced = [tid for tid, t in tasks.items() if t["credits"] != expected_credits(t)]
