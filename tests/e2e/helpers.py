@@ -5,9 +5,11 @@ import hashlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 
 from tests.e2e.conftest import Platform
 
@@ -76,3 +78,17 @@ def bucket_keys(platform: Platform, prefix: str) -> list[str]:
     """What the platform's object store holds under ``prefix``."""
     s3 = platform.config.object_store()
     return [o.object_name or "" for o in s3.list_objects("pixelrelay", prefix, recursive=True)]
+
+
+def status_and_code(answer: bytes) -> tuple[int, int]:
+    """The status and error code of a raw HTTP answer."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), int(orjson.loads(body)["error"]["code"])
+
+
+def rss_bytes(pid: int) -> int:
+    """A process's resident memory."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")

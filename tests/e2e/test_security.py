@@ -11,13 +11,11 @@ import re
 import signal
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import grpc
 import httpx
 import nats.errors
-import orjson
 import PIL.Image
 import pytest
 
@@ -25,7 +23,13 @@ from pixelrelay import bus
 from pixelrelay.limits import MAX_UNIX_SECONDS
 from pixelrelay.v1 import events_pb2, public_api_pb2, public_api_pb2_grpc
 from tests.e2e.conftest import Platform
-from tests.e2e.helpers import eventually, new_account, poll_until_done
+from tests.e2e.helpers import (
+    eventually,
+    new_account,
+    poll_until_done,
+    rss_bytes,
+    status_and_code,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.security]
 
@@ -111,11 +115,6 @@ async def raw_exchange(platform: Platform, request: bytes, limit: float = 30.0) 
         writer.close()
 
 
-def status_and_code(answer: bytes) -> tuple[int, int]:
-    head, _, body = answer.partition(b"\r\n\r\n")
-    return int(head.split()[1]), int(orjson.loads(body)["error"]["code"])
-
-
 @pytest.mark.parametrize(
     "headers",
     [
@@ -129,13 +128,6 @@ async def test_header_bombs_are_refused_before_the_app(platform: Platform, heade
     )
     assert status_and_code(answer) == (431, 20011)
     assert (await platform.http.get("/healthz")).status_code == 200
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 async def test_a_huge_header_is_not_buffered_whole(platform: Platform) -> None:

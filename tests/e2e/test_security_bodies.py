@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from pathlib import Path
 
 import grpc
 import httpx
@@ -17,17 +16,11 @@ import pytest
 
 from pixelrelay.v1 import public_api_pb2, public_api_pb2_grpc
 from tests.e2e.conftest import Platform
+from tests.e2e.helpers import rss_bytes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.security]
 
 MB = 1024 * 1024
-
-
-def rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 class PeakRss:
@@ -35,12 +28,12 @@ class PeakRss:
 
     def __init__(self, pid: int):
         self.pid = pid
-        self.before = rss(pid)
+        self.before = rss_bytes(pid)
         self.peak = self.before
 
     async def _sample(self) -> None:
         while True:
-            self.peak = max(self.peak, rss(self.pid))
+            self.peak = max(self.peak, rss_bytes(self.pid))
             await asyncio.sleep(0.01)
 
     @contextlib.asynccontextmanager
@@ -50,7 +43,7 @@ class PeakRss:
             yield self
         finally:
             sampler.cancel()
-            self.peak = max(self.peak, rss(self.pid))
+            self.peak = max(self.peak, rss_bytes(self.pid))
 
 
 def multipart_head(path: str, port: int, length: int, boundary: str, key: str | None) -> bytes:
@@ -146,7 +139,7 @@ async def test_memory_of_large_authenticated_edits_is_given_back(platform: Platf
         )
     assert set(statuses) == {400}, statuses
     await asyncio.sleep(0.5)
-    after = rss(gateway)
+    after = rss_bytes(gateway)
     assert after - watch.before < 60 * MB, (watch.before // MB, watch.peak // MB, after // MB)
 
 
@@ -175,7 +168,7 @@ async def test_unauthenticated_grpc_calls_are_refused_before_their_message(
                 *(call(()) for _ in range(8)),
             )
     assert set(codes) == {grpc.StatusCode.UNAUTHENTICATED}
-    assert rss(gateway) - watch.before < 40 * MB, (watch.before // MB, watch.peak // MB)
+    assert rss_bytes(gateway) - watch.before < 40 * MB, (watch.before // MB, watch.peak // MB)
 
 
 async def test_large_authenticated_grpc_calls_do_not_accumulate(platform: Platform) -> None:
@@ -201,11 +194,11 @@ async def test_large_authenticated_grpc_calls_do_not_accumulate(platform: Platfo
 
         assert await burst() == {grpc.StatusCode.INVALID_ARGUMENT}  # read, not an image
         await asyncio.sleep(0.5)
-        first = rss(gateway)
+        first = rss_bytes(gateway)
         for _ in range(3):
             assert await burst() == {grpc.StatusCode.INVALID_ARGUMENT}
         await asyncio.sleep(0.5)
-    after = rss(gateway)
+    after = rss_bytes(gateway)
     # Leaking, 3 bursts added ~1.8 GB; what the allocator keeps varies by a burst or so.
     assert after - first < 2 * 16 * 19 * MB, (first // MB, after // MB)
 

@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from tests.e2e.conftest import Platform
-from tests.e2e.helpers import eventually
+from tests.e2e.helpers import eventually, status_and_code
 
 pytestmark = [pytest.mark.e2e, pytest.mark.security]
 
@@ -55,8 +55,7 @@ async def answer_of(connection: Connection, within: float) -> tuple[int, int] | 
     with contextlib.suppress(ConnectionError):
         data = await asyncio.wait_for(reader.read(), within)
         if data:
-            head, _, body = data.partition(b"\r\n\r\n")
-            return int(head.split()[1]), int(orjson.loads(body)["error"]["code"])
+            return status_and_code(data)
     return None
 
 

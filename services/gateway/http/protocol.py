@@ -208,10 +208,12 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         oldest: GuardedHttpProtocol | None = None
         oldest_since = now - EVICTABLE_AFTER_SECONDS  # only those waiting at least this long
         for other in self.connections:
-            if other.transport.is_closing() or getattr(other, "_discarding", False):
+            if not isinstance(other, GuardedHttpProtocol):
+                continue  # the one listener serves this class alone
+            if other.transport.is_closing() or other._discarding:
                 continue  # refused: closing once its answer is read
             open_ += 1
-            if other is self or not isinstance(other, GuardedHttpProtocol):
+            if other is self:
                 continue
             since = other.waiting_since
             if since is not None and since <= oldest_since:
