@@ -1,10 +1,13 @@
-"""The gateway's web pages: the playground (``/``) and the API reference (``/docs``).
+"""The gateway's web pages: the playground (``/``), the console (sign-up, sign-in, the
+dashboard, the operator's console) and the API reference (``/docs``).
 
-Every script and style comes from this gateway, none inline, so the pages work offline and
-their content security policy allows scripts from the gateway alone. The reference is
-Swagger UI 5 (it reads the OpenAPI 3.1 spec FastAPI serves; 4.x reads only 3.0), its
-release files committed under ``static/vendor/swagger-ui`` (version and update steps in
-its README.md there).
+Plain HTML, CSS and ES modules, nothing to build: every page is a file under ``static/``
+and every script or stylesheet one under ``static/assets/``, served as ``/assets/<name>``.
+No page has an inline script and none loads anything from another origin, so the pages
+work air-gapped and their content security policy allows scripts from the gateway alone.
+The reference is Swagger UI 5 (it reads the OpenAPI 3.1 spec FastAPI serves; 4.x reads
+only 3.0), its release files committed under ``static/vendor/swagger-ui`` (version and
+update steps in its README.md there).
 """
 
 from __future__ import annotations
@@ -17,19 +20,34 @@ from fastapi.responses import Response
 
 from pixelrelay.errors import ApiError, E
 
-PAGES = {"/": "index.html", "/docs": "docs.html"}
+PAGES = {
+    "/": "index.html",
+    "/docs": "docs.html",
+    "/signup": "signup.html",
+    "/login": "login.html",
+    "/dashboard": "dashboard.html",
+    "/admin": "admin.html",
+}
 ASSETS_PREFIX = "/assets/"
 
 _STATIC = Path(__file__).parent / "static"
 _SWAGGER = _STATIC / "vendor" / "swagger-ui"
-_JS, _CSS = "text/javascript; charset=utf-8", "text/css; charset=utf-8"
-_ASSETS = {  # name → (file, media type)
-    "playground.js": (_STATIC / "playground.js", _JS),
-    "docs-init.js": (_STATIC / "docs-init.js", _JS),
-    "swagger-ui-bundle.js": (_SWAGGER / "swagger-ui-bundle.js", _JS),
-    "swagger-ui.css": (_SWAGGER / "swagger-ui.css", _CSS),
-    "favicon-32x32.png": (_SWAGGER / "favicon-32x32.png", "image/png"),
+_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
 }
+_VENDORED = ["swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png"]
+
+
+def _assets() -> dict[str, tuple[bytes, str]]:
+    """Name → (body, media type): every file of ``static/assets`` and the vendored
+    Swagger UI files, read once at start (a fixed set: no path from a request reaches
+    the file system)."""
+    files = [f for f in (_STATIC / "assets").iterdir() if f.suffix in _TYPES]
+    files += [_SWAGGER / name for name in _VENDORED]
+    return {f.name: (f.read_bytes(), _TYPES[f.suffix]) for f in files}
 
 
 def _redirect_to(path: str) -> Callable[[], Awaitable[Response]]:
@@ -42,13 +60,16 @@ def _redirect_to(path: str) -> Callable[[], Awaitable[Response]]:
 
 def pages_router() -> APIRouter:
     router = APIRouter(include_in_schema=False)
-    assets = {name: (file.read_bytes(), kind) for name, (file, kind) in _ASSETS.items()}
+    assets = _assets()
 
     for path, file in PAGES.items():
         html = (_STATIC / file).read_bytes()
 
         async def page(html: bytes = html) -> Response:
-            return Response(html, media_type="text/html; charset=utf-8")
+            # no-cache: a page and the assets it names change together on an upgrade
+            return Response(
+                html, media_type="text/html; charset=utf-8", headers={"cache-control": "no-cache"}
+            )
 
         router.add_api_route(path, page, methods=["GET"])
         if path != "/":
@@ -59,6 +80,6 @@ def pages_router() -> APIRouter:
         if name not in assets:
             raise ApiError(E.NOT_FOUND)
         body, kind = assets[name]
-        return Response(body, media_type=kind, headers={"cache-control": "public, max-age=3600"})
+        return Response(body, media_type=kind, headers={"cache-control": "no-cache"})
 
     return router

@@ -1,0 +1,4 @@
+// The admin page.
+import { header } from "./console.js";
+
+header();

@@ -1,0 +1,191 @@
+// What every console page shares: the API client (a pasted key, or the signed-in session's
+// cookie with its CSRF token), errors shown beside their field, a retry when the
+// connection drops, the header, and safe DOM building (text never becomes markup).
+//
+// Secrets live in this tab only: a pasted API key or admin token in sessionStorage, never
+// localStorage (which outlives the tab and is readable by any later script of this
+// origin); the session cookie is HttpOnly, out of every script's reach.
+
+const KEY = "pixelrelay-key";
+const ADMIN_TOKEN = "pixelrelay-admin-token";
+localStorage.removeItem(KEY); // earlier playgrounds kept the key there
+
+export const $ = (id) => document.getElementById(id);
+
+// el("a", {href: "/x", class: "y"}, "text", child) → an element; strings become text nodes.
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === false || value === null || value === undefined) continue;
+    if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined && child !== false) {
+      node.append(child instanceof Node ? child : String(child));
+    }
+  }
+  return node;
+}
+
+export class ApiError extends Error {
+  // status 0: the request never got an answer (connection lost, gateway down)
+  constructor(status, code, type, message, param) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.type = type;
+    this.param = param || "";
+  }
+}
+
+export const apiKey = {
+  get: () => sessionStorage.getItem(KEY) || "",
+  set: (key) => (key ? sessionStorage.setItem(KEY, key) : sessionStorage.removeItem(KEY)),
+};
+export const adminToken = {
+  get: () => sessionStorage.getItem(ADMIN_TOKEN) || "",
+  set: (token) =>
+    token ? sessionStorage.setItem(ADMIN_TOKEN, token) : sessionStorage.removeItem(ADMIN_TOKEN),
+};
+
+let sessionAsked = null;
+// The signed-in session ({account_id, email, email_verified, csrf_token}), or null.
+export function session(refresh = false) {
+  if (refresh || sessionAsked === null) {
+    sessionAsked = fetch("/api/v1/auth/session", { credentials: "same-origin" })
+      .then((res) => (res.ok ? res.json() : null))
+      .catch(() => null);
+  }
+  return sessionAsked;
+}
+
+async function send(path, init) {
+  let res;
+  try {
+    res = await fetch(path, { credentials: "same-origin", ...init });
+  } catch (e) {
+    throw new ApiError(0, "network", "connection", "No answer from the server: check the connection and retry.");
+  }
+  if (init.raw && res.ok) return res;
+  const text = await res.text();
+  let json = null;
+  try { json = text ? JSON.parse(text) : null; } catch (e) { json = null; }
+  if (!res.ok) {
+    const err = (json && json.error) || {};
+    throw new ApiError(res.status, err.code || String(res.status), err.type || "error",
+      err.message || `the server answered ${res.status}`, err.param);
+  }
+  return json;
+}
+
+function body(payload, headers) {
+  if (payload === undefined) return undefined;
+  if (payload instanceof FormData) return payload;
+  headers["Content-Type"] = "application/json";
+  return JSON.stringify(payload);
+}
+
+// A call to the public API as the pasted key, else as the signed-in session.
+// opts.raw: answer the Response itself (a file download).
+export async function api(method, path, payload, opts = {}) {
+  const headers = {};
+  const key = apiKey.get();
+  if (key) headers.Authorization = "Bearer " + key;
+  else if (method !== "GET" && method !== "HEAD") {
+    const s = await session();
+    if (s) headers["X-CSRF-Token"] = s.csrf_token;
+  }
+  return send(path, { method, headers, body: body(payload, headers), raw: opts.raw });
+}
+
+// A call to the operator API (/admin/v1) with the pasted admin token.
+export async function admin(method, path, payload) {
+  const headers = { Authorization: "Bearer " + adminToken.get() };
+  return send(path, { method, headers, body: body(payload, headers) });
+}
+
+// Is anyone there to call the API as: a pasted key or a session?
+export async function signedIn() {
+  return Boolean(apiKey.get()) || Boolean(await session());
+}
+
+// The error beside the field it concerns (an input whose name or id is err.param), with
+// its code; otherwise in the form's .form-error line (or the page's banner).
+export function showError(err, scope = document) {
+  clearErrors(scope);
+  const where = err.param && scope.querySelector(`[name="${CSS.escape(err.param)}"], #${CSS.escape(err.param)}`);
+  const text = err.status === 0 ? err.message : `${err.message} (${err.code})`;
+  const line = el("p", { class: "field-error", role: "alert" }, text);
+  if (where) {
+    where.setAttribute("aria-invalid", "true");
+    (where.closest("label") || where).after(line);
+    where.focus();
+  } else {
+    (scope.querySelector(".form-error") || banner()).replaceChildren(line);
+  }
+  return line;
+}
+
+export function clearErrors(scope = document) {
+  scope.querySelectorAll(".field-error").forEach((n) => n.remove());
+  scope.querySelectorAll("[aria-invalid]").forEach((n) => n.removeAttribute("aria-invalid"));
+}
+
+function banner() {
+  let node = $("banner");
+  if (!node) {
+    node = el("div", { id: "banner", class: "banner", role: "status" });
+    document.querySelector("main")?.prepend(node);
+  }
+  return node;
+}
+
+// When the server cannot be reached: a notice with a retry button, never a blank page.
+export function offline(retry) {
+  const node = banner();
+  node.replaceChildren(el("p", { class: "offline", role: "alert" },
+    "The connection to PixelRelay was lost. ",
+    el("button", { type: "button", class: "secondary", onclick: () => { node.replaceChildren(); retry(); } }, "Retry")));
+}
+
+// Run fn; a lost connection shows a retry, any other error goes to showError.
+export async function guarded(fn, scope = document) {
+  try {
+    return await fn();
+  } catch (e) {
+    if (!(e instanceof ApiError)) throw e;
+    if (e.status === 0) offline(() => guarded(fn, scope));
+    else showError(e, scope);
+    return undefined;
+  }
+}
+
+const number = new Intl.NumberFormat("en-US");
+export const credits = (n) => `${number.format(n)} credits ($${(Number(n) / 1000).toFixed(3)})`;
+export const when = (seconds) => (seconds ? new Date(seconds * 1000).toLocaleString() : "—");
+
+// The header's right side: who is signed in and a sign-out, or the ways in.
+export async function header() {
+  const who = $("who");
+  if (!who) return;
+  const s = await session();
+  if (s) {
+    who.replaceChildren(el("span", { class: "muted" }, s.email), " ",
+      el("button", { type: "button", class: "link", onclick: signOut }, "Sign out"));
+  } else if (apiKey.get()) {
+    who.replaceChildren(el("span", { class: "muted" }, "using a pasted key"), " ",
+      el("button", { type: "button", class: "link", onclick: signOut }, "Forget key"));
+  } else {
+    who.replaceChildren(el("a", { href: "/login" }, "Sign in"), " ", el("a", { href: "/signup", class: "button" }, "Sign up"));
+  }
+}
+
+export async function signOut() {
+  apiKey.set("");
+  adminToken.set("");
+  if (await session()) {
+    try { await api("POST", "/api/v1/auth/logout"); } catch (e) { /* signed out here regardless */ }
+  }
+  location.assign("/login");
+}

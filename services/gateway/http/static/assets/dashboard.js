@@ -1,0 +1,4 @@
+// The dashboard page.
+import { header } from "./console.js";
+
+header();

@@ -1,0 +1,4 @@
+// The login page.
+import { header } from "./console.js";
+
+header();

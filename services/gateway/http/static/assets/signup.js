@@ -1,0 +1,4 @@
+// The signup page.
+import { header } from "./console.js";
+
+header();
