@@ -67,6 +67,42 @@ class E:
         grpc.StatusCode.UNAUTHENTICATED,
         "The key is unknown, revoked or expired.",
     )
+    INVALID_CREDENTIALS = ErrorKind(
+        10008,
+        "invalid_credentials",
+        401,
+        grpc.StatusCode.UNAUTHENTICATED,
+        "The email or the password is wrong (the same answer for an email without an account).",
+    )
+    SESSION_INVALID = ErrorKind(
+        10009,
+        "invalid_session",
+        401,
+        grpc.StatusCode.UNAUTHENTICATED,
+        "No signed-in session: it ended, expired, or the call used an API key. Sign in again.",
+    )
+    CSRF_FAILED = ErrorKind(
+        10010,
+        "csrf_failed",
+        403,
+        grpc.StatusCode.PERMISSION_DENIED,
+        "A state change with the session cookie lacked the session's `X-CSRF-Token`, or "
+        "came from another site.",
+    )
+    SIGNUP_CLOSED = ErrorKind(
+        10011,
+        "signup_closed",
+        403,
+        grpc.StatusCode.PERMISSION_DENIED,
+        "Self-service sign-up is off on this platform (SIGNUP_MODE=closed): ask its operator.",
+    )
+    EMAIL_RESET_OFF = ErrorKind(
+        10012,
+        "password_reset_by_operator",
+        403,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "This platform sends no email: a password reset is done by its operator.",
+    )
     INVALID_JSON = ErrorKind(
         20001,
         "invalid_json",
@@ -178,6 +214,34 @@ class E:
         408,
         grpc.StatusCode.DEADLINE_EXCEEDED,
         "The request's headers or body did not arrive in time.",
+    )
+    EMAIL_TAKEN = ErrorKind(
+        20017,
+        "email_taken",
+        409,
+        grpc.StatusCode.ALREADY_EXISTS,
+        "An account with this email exists: sign in, or reset its password.",
+    )
+    WEAK_PASSWORD = ErrorKind(
+        20018,
+        "weak_password",
+        400,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "The new password is too short, too long, too common or the email itself.",
+    )
+    INVALID_INVITE = ErrorKind(
+        20019,
+        "invalid_invite",
+        400,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "The invite code is unknown, used, revoked or expired (SIGNUP_MODE=invite).",
+    )
+    INVALID_LINK = ErrorKind(
+        20020,
+        "invalid_link",
+        400,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "The verification or reset link is unknown, used or expired: ask for a new one.",
     )
     INSUFFICIENT_CREDITS = ErrorKind(
         30001,

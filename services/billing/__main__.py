@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import timedelta
 
 from billing.access import BILLING_ACCESS
 from billing.ledger import Ledger
 from billing.migrate import SCHEMA
+from billing.passwords import Passwords
 from billing.prices import PriceList
 from billing.servicer import BillingServicer
 from billing.settings import BillingSettings
@@ -46,7 +48,16 @@ async def run(settings: BillingSettings, stop: asyncio.Event) -> None:
         db = Database(settings.database_url)
         stack.callback(db.close)
         ledger = Ledger(db.engine, PriceList.load(settings.prices_file), settings.signup_grant)
-        servicer = BillingServicer(ledger, db, capabilities, settings.hold_ttl_seconds)
+        ledger.session_ttl = timedelta(hours=settings.session_hours)
+        ledger.sign_in_failures = settings.sign_in_failures
+        ledger.sign_in_window = settings.sign_in_window_seconds
+        servicer = BillingServicer(
+            ledger,
+            db,
+            capabilities,
+            settings.hold_ttl_seconds,
+            Passwords(settings.password_hash_parallel),
+        )
         server = await start_grpc_server(
             settings.grpc_port,
             lambda s: billing_pb2_grpc.add_BillingServicer_to_server(servicer, s),

@@ -31,5 +31,14 @@ BILLING_ACCESS = AccessPolicy(
         "Adjust": _ADMIN,
         "CheckLedger": _ADMIN,
         "DeleteAccount": _ADMIN,
+        # people's sign-in, for the gateway's Sessions service; the operator may issue a
+        # reset link (a platform without a mailer)
+        "CreateLogin": _GATEWAY,
+        "SignIn": _GATEWAY,
+        "SignOut": _GATEWAY,
+        "GetLogin": _BOTH,
+        "ChangePassword": _GATEWAY,
+        "IssueLoginToken": _BOTH,
+        "UseLoginToken": _GATEWAY,
     }
 )

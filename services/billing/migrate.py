@@ -11,7 +11,19 @@ SCHEMA = Schema(
     name="billing",
     migrations=Path(__file__).with_name("migrations"),
     version_table="billing_alembic_version",
-    tables=frozenset({"account", "apikey", "hold", "ledgerentry", "rate_bucket"}),
+    tables=frozenset(
+        {
+            "account",
+            "apikey",
+            "hold",
+            "ledgerentry",
+            "rate_bucket",
+            "login",
+            "login_token",
+            "invite",
+            "sign_in_failures",
+        }
+    ),
     default_url="sqlite:///var/billing.db",
 )
 

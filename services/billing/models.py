@@ -61,6 +61,56 @@ class ApiKey(SQLModel, table=True):
     # Credit limit handed on to the keys it created (never returned): spent + delegated
     # stays within credit_limit, so no chain of keys can spend more than its root allows.
     delegated: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    # "api", or "session": a signed-in person's console session (logins.py), which acts as
+    # the account's owner, is listed with no keys and ends at sign-out or its expiry.
+    kind: str = Field(default="api")
+
+
+class Login(SQLModel, table=True):
+    """A person's way into an account: an email and an argon2id hash of a password. The
+    account is the one billing already holds; there is no second store of people."""
+
+    account_id: str = Field(primary_key=True, foreign_key="account.id")
+    email: str = Field(unique=True, index=True)  # lower-cased
+    password_hash: str
+    created_at: datetime = Field(default_factory=utcnow)
+    password_changed_at: datetime = Field(default_factory=utcnow)
+    # None while a mailed verification link is unused (only when the platform mails)
+    email_verified_at: datetime | None = None
+
+
+class LoginToken(SQLModel, table=True):
+    """A one-use link's secret (email verification, password reset), stored hashed."""
+
+    __tablename__ = "login_token"
+    token_hash: str = Field(primary_key=True)
+    account_id: str = Field(foreign_key="account.id", index=True)
+    purpose: str  # "verify" | "reset"
+    expires_at: datetime
+    used_at: datetime | None = None
+
+
+class Invite(SQLModel, table=True):
+    """An operator-issued sign-up code (SIGNUP_MODE=invite), stored hashed; one use."""
+
+    id: str = Field(primary_key=True)
+    code_hash: str = Field(unique=True, index=True)
+    note: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    used_at: datetime | None = None
+    used_by: str | None = None  # the account it created
+
+
+class SignInFailures(SQLModel, table=True):
+    """Failed sign-ins per email (known or not, so a lock-out says nothing of which
+    emails have accounts), counted in a fixed window shared by every gateway replica."""
+
+    __tablename__ = "sign_in_failures"
+    email_hash: str = Field(primary_key=True)
+    window_started: int = Field(sa_column=Column(BigInteger, nullable=False))
+    failures: int = 0
 
 
 class HoldState(StrEnum):

@@ -10,8 +10,11 @@ from datetime import UTC, datetime
 import grpc
 
 from billing.ledger import HoldRequest, Ledger
-from billing.models import Account, ApiKey, Hold, HoldState, LedgerEntry
+from billing.login_rpcs import LoginRpcs
+from billing.models import Account, Hold, HoldState, LedgerEntry
+from billing.passwords import Passwords
 from billing.ratelimits import RateBuckets, Take
+from billing.to_proto import key_to_proto, seconds
 from pixelrelay.capabilities import TaskCapabilities
 from pixelrelay.crashpoints import crash_point
 from pixelrelay.db import Database
@@ -49,16 +52,10 @@ def account_to_proto(account: Account) -> billing_pb2.Account:
         name=account.name,
         balance=account.balance,
         held=account.held,
-        deleted_at=_seconds(account.deleted_at),
+        deleted_at=seconds(account.deleted_at),
         deleted_reason=account.deleted_reason or "",
-        created_at=_seconds(account.created_at),
+        created_at=seconds(account.created_at),
     )
-
-
-def _seconds(moment: datetime | None) -> int:
-    if moment is None:
-        return 0
-    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
 
 
 def _moment(seconds: int, param: str) -> datetime | None:
@@ -66,28 +63,6 @@ def _moment(seconds: int, param: str) -> datetime | None:
     if not 0 <= seconds <= MAX_UNIX_SECONDS:
         raise ApiError(E.INVALID_PARAMETER, f"{param} must be 0..{MAX_UNIX_SECONDS}", param=param)
     return datetime.fromtimestamp(seconds, UTC) if seconds else None
-
-
-def key_to_proto(key: ApiKey) -> billing_pb2.ApiKeyInfo:
-    info = billing_pb2.ApiKeyInfo(
-        id=key.id,
-        account_id=key.account_id,
-        name=key.name,
-        prefix=key.prefix,
-        last4=key.last4,
-        created_at=_seconds(key.created_at),
-        revoked_at=_seconds(key.revoked_at),
-        expires_at=_seconds(key.expires_at),
-        spent=key.spent,
-        scopes=key.scopes.split(),
-        parent_id=key.parent_id or "",
-        delegated=key.delegated,
-    )
-    if key.credit_limit is not None:
-        info.credit_limit = key.credit_limit
-    if key.rate_limit is not None:
-        info.rate_limit = key.rate_limit
-    return info
 
 
 def entry_to_proto(entry: LedgerEntry) -> billing_pb2.LedgerEntryInfo:
@@ -99,7 +74,7 @@ def entry_to_proto(entry: LedgerEntry) -> billing_pb2.LedgerEntryInfo:
         amount=entry.amount,
         task_id=entry.task_id or "",
         memo=entry.memo or "",
-        created_at=_seconds(entry.created_at),
+        created_at=seconds(entry.created_at),
     )
 
 
@@ -120,11 +95,17 @@ def _positive(value: int, name: str) -> int:
     return value
 
 
-class BillingServicer(billing_pb2_grpc.BillingServicer):
+class BillingServicer(LoginRpcs, billing_pb2_grpc.BillingServicer):
     def __init__(
-        self, ledger: Ledger, db: Database, capabilities: TaskCapabilities, hold_ttl_seconds: int
+        self,
+        ledger: Ledger,
+        db: Database,
+        capabilities: TaskCapabilities,
+        hold_ttl_seconds: int,
+        passwords: Passwords,
     ):
         self.ledger = ledger
+        self.passwords = passwords
         self.db = db
         self.capabilities = capabilities
         self.hold_ttl_seconds = hold_ttl_seconds
@@ -154,6 +135,7 @@ class BillingServicer(billing_pb2_grpc.BillingServicer):
             key_id=key.id,
             rate_limit=key.rate_limit or 0,
             scopes=key.scopes.split(),
+            kind=key.kind,
         )
 
     async def Quote(

@@ -24,5 +24,13 @@ class BillingSettings(DatabaseSettings):
     # How long a dispatcher's claim keeps a task's hold (ClaimHold), never past the deadline
     # in the task's capability; the gateways' HOLD_TTL_SECONDS should be the same.
     hold_ttl_seconds: int = 3600
+    # A signed-in person's session lasts this long (the console's cookie as well).
+    session_hours: float = 12.0
+    # Failed sign-ins per email within the window before that email is locked until the
+    # window ends (for every client: per-address limits are the gateways').
+    sign_in_failures: int = 10
+    sign_in_window_seconds: int = 900
+    # Password hashes computed at once (argon2id: ~64 MiB and ~70 ms of CPU each).
+    password_hash_parallel: int = 2
     # Verify the gateways' task capabilities (capabilities.py): required.
     task_capability_keys: SecretStr = SecretStr("")

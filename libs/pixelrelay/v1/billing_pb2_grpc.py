@@ -128,6 +128,41 @@ class BillingStub:
                 request_serializer=pixelrelay_dot_v1_dot_billing__pb2.DeleteAccountRequest.SerializeToString,
                 response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.DeletedAccount.FromString,
                 _registered_method=True)
+        self.CreateLogin = channel.unary_unary(
+                '/pixelrelay.v1.Billing/CreateLogin',
+                request_serializer=pixelrelay_dot_v1_dot_billing__pb2.CreateLoginRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.SignedIn.FromString,
+                _registered_method=True)
+        self.SignIn = channel.unary_unary(
+                '/pixelrelay.v1.Billing/SignIn',
+                request_serializer=pixelrelay_dot_v1_dot_billing__pb2.SignInRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.SignedIn.FromString,
+                _registered_method=True)
+        self.SignOut = channel.unary_unary(
+                '/pixelrelay.v1.Billing/SignOut',
+                request_serializer=pixelrelay_dot_v1_dot_billing__pb2.SignOutRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.SignOutResponse.FromString,
+                _registered_method=True)
+        self.GetLogin = channel.unary_unary(
+                '/pixelrelay.v1.Billing/GetLogin',
+                request_serializer=pixelrelay_dot_v1_dot_billing__pb2.GetLoginRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.LoginInfo.FromString,
+                _registered_method=True)
+        self.ChangePassword = channel.unary_unary(
+                '/pixelrelay.v1.Billing/ChangePassword',
+                request_serializer=pixelrelay_dot_v1_dot_billing__pb2.ChangePasswordRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.SignedIn.FromString,
+                _registered_method=True)
+        self.IssueLoginToken = channel.unary_unary(
+                '/pixelrelay.v1.Billing/IssueLoginToken',
+                request_serializer=pixelrelay_dot_v1_dot_billing__pb2.IssueLoginTokenRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.IssuedLoginToken.FromString,
+                _registered_method=True)
+        self.UseLoginToken = channel.unary_unary(
+                '/pixelrelay.v1.Billing/UseLoginToken',
+                request_serializer=pixelrelay_dot_v1_dot_billing__pb2.UseLoginTokenRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.SignedIn.FromString,
+                _registered_method=True)
 
 
 class BillingServicer:
@@ -267,6 +302,59 @@ class BillingServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateLogin(self, request, context):
+        """People signing in to their account (ledger/logins.py), for the gateway's Sessions
+        service. A session is a kind of key ("session"): it authenticates as the account's
+        owner, is never listed among the keys, and ends at sign-out or its expiry.
+        Sign-up: the account, its login, a session and the first API key, in one transaction.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignIn(self, request, context):
+        """A wrong password and an unknown email take the same time and the same answer; more
+        than SIGN_IN_FAILURES failures for one email within the window lock it (429) for all.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignOut(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLogin(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangePassword(self, request, context):
+        """A new password, a new session; every other session of the account ends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IssueLoginToken(self, request, context):
+        """A one-use link's secret for the gateway's mailer (reset, verify), or for the operator
+        to hand over (reset): "" when no such person, in the same time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UseLoginToken(self, request, context):
+        """Verify the email (then the withheld sign-up grant is posted), or set a new password
+        (then every session ends and a new one starts).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BillingServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -359,6 +447,41 @@ def add_BillingServicer_to_server(servicer, server):
                     servicer.DeleteAccount,
                     request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.DeleteAccountRequest.FromString,
                     response_serializer=pixelrelay_dot_v1_dot_billing__pb2.DeletedAccount.SerializeToString,
+            ),
+            'CreateLogin': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateLogin,
+                    request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.CreateLoginRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.SignedIn.SerializeToString,
+            ),
+            'SignIn': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignIn,
+                    request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.SignInRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.SignedIn.SerializeToString,
+            ),
+            'SignOut': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignOut,
+                    request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.SignOutRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.SignOutResponse.SerializeToString,
+            ),
+            'GetLogin': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLogin,
+                    request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.GetLoginRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.LoginInfo.SerializeToString,
+            ),
+            'ChangePassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangePassword,
+                    request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ChangePasswordRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.SignedIn.SerializeToString,
+            ),
+            'IssueLoginToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueLoginToken,
+                    request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.IssueLoginTokenRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.IssuedLoginToken.SerializeToString,
+            ),
+            'UseLoginToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.UseLoginToken,
+                    request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.UseLoginTokenRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.SignedIn.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -851,6 +974,195 @@ class Billing:
             '/pixelrelay.v1.Billing/DeleteAccount',
             pixelrelay_dot_v1_dot_billing__pb2.DeleteAccountRequest.SerializeToString,
             pixelrelay_dot_v1_dot_billing__pb2.DeletedAccount.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateLogin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Billing/CreateLogin',
+            pixelrelay_dot_v1_dot_billing__pb2.CreateLoginRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_billing__pb2.SignedIn.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignIn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Billing/SignIn',
+            pixelrelay_dot_v1_dot_billing__pb2.SignInRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_billing__pb2.SignedIn.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignOut(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Billing/SignOut',
+            pixelrelay_dot_v1_dot_billing__pb2.SignOutRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_billing__pb2.SignOutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLogin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Billing/GetLogin',
+            pixelrelay_dot_v1_dot_billing__pb2.GetLoginRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_billing__pb2.LoginInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangePassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Billing/ChangePassword',
+            pixelrelay_dot_v1_dot_billing__pb2.ChangePasswordRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_billing__pb2.SignedIn.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueLoginToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Billing/IssueLoginToken',
+            pixelrelay_dot_v1_dot_billing__pb2.IssueLoginTokenRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_billing__pb2.IssuedLoginToken.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UseLoginToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Billing/UseLoginToken',
+            pixelrelay_dot_v1_dot_billing__pb2.UseLoginTokenRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_billing__pb2.SignedIn.FromString,
             options,
             channel_credentials,
             insecure,

@@ -82,6 +82,28 @@ class BillingStub:
     """Revoke every key, release every pending hold, refuse new ones; the ledger is kept.
     Idempotent. The gateway's Admin.DeleteAccount does this first, then deletes the data.
     """
+    CreateLogin: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CreateLoginRequest, _billing_pb2.SignedIn]
+    """People signing in to their account (ledger/logins.py), for the gateway's Sessions
+    service. A session is a kind of key ("session"): it authenticates as the account's
+    owner, is never listed among the keys, and ends at sign-out or its expiry.
+    Sign-up: the account, its login, a session and the first API key, in one transaction.
+    """
+    SignIn: _grpc.UnaryUnaryMultiCallable[_billing_pb2.SignInRequest, _billing_pb2.SignedIn]
+    """A wrong password and an unknown email take the same time and the same answer; more
+    than SIGN_IN_FAILURES failures for one email within the window lock it (429) for all.
+    """
+    SignOut: _grpc.UnaryUnaryMultiCallable[_billing_pb2.SignOutRequest, _billing_pb2.SignOutResponse]
+    GetLogin: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetLoginRequest, _billing_pb2.LoginInfo]
+    ChangePassword: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ChangePasswordRequest, _billing_pb2.SignedIn]
+    """A new password, a new session; every other session of the account ends."""
+    IssueLoginToken: _grpc.UnaryUnaryMultiCallable[_billing_pb2.IssueLoginTokenRequest, _billing_pb2.IssuedLoginToken]
+    """A one-use link's secret for the gateway's mailer (reset, verify), or for the operator
+    to hand over (reset): "" when no such person, in the same time.
+    """
+    UseLoginToken: _grpc.UnaryUnaryMultiCallable[_billing_pb2.UseLoginTokenRequest, _billing_pb2.SignedIn]
+    """Verify the email (then the withheld sign-up grant is posted), or set a new password
+    (then every session ends and a new one starts).
+    """
 
 @_typing.type_check_only
 class BillingAsyncStub(BillingStub):
@@ -136,6 +158,28 @@ class BillingAsyncStub(BillingStub):
     DeleteAccount: _aio.UnaryUnaryMultiCallable[_billing_pb2.DeleteAccountRequest, _billing_pb2.DeletedAccount]  # type: ignore[assignment]
     """Revoke every key, release every pending hold, refuse new ones; the ledger is kept.
     Idempotent. The gateway's Admin.DeleteAccount does this first, then deletes the data.
+    """
+    CreateLogin: _aio.UnaryUnaryMultiCallable[_billing_pb2.CreateLoginRequest, _billing_pb2.SignedIn]  # type: ignore[assignment]
+    """People signing in to their account (ledger/logins.py), for the gateway's Sessions
+    service. A session is a kind of key ("session"): it authenticates as the account's
+    owner, is never listed among the keys, and ends at sign-out or its expiry.
+    Sign-up: the account, its login, a session and the first API key, in one transaction.
+    """
+    SignIn: _aio.UnaryUnaryMultiCallable[_billing_pb2.SignInRequest, _billing_pb2.SignedIn]  # type: ignore[assignment]
+    """A wrong password and an unknown email take the same time and the same answer; more
+    than SIGN_IN_FAILURES failures for one email within the window lock it (429) for all.
+    """
+    SignOut: _aio.UnaryUnaryMultiCallable[_billing_pb2.SignOutRequest, _billing_pb2.SignOutResponse]  # type: ignore[assignment]
+    GetLogin: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetLoginRequest, _billing_pb2.LoginInfo]  # type: ignore[assignment]
+    ChangePassword: _aio.UnaryUnaryMultiCallable[_billing_pb2.ChangePasswordRequest, _billing_pb2.SignedIn]  # type: ignore[assignment]
+    """A new password, a new session; every other session of the account ends."""
+    IssueLoginToken: _aio.UnaryUnaryMultiCallable[_billing_pb2.IssueLoginTokenRequest, _billing_pb2.IssuedLoginToken]  # type: ignore[assignment]
+    """A one-use link's secret for the gateway's mailer (reset, verify), or for the operator
+    to hand over (reset): "" when no such person, in the same time.
+    """
+    UseLoginToken: _aio.UnaryUnaryMultiCallable[_billing_pb2.UseLoginTokenRequest, _billing_pb2.SignedIn]  # type: ignore[assignment]
+    """Verify the email (then the withheld sign-up grant is posted), or set a new password
+    (then every session ends and a new one starts).
     """
 
 class BillingServicer(metaclass=_abc_1.ABCMeta):
@@ -296,6 +340,70 @@ class BillingServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_billing_pb2.DeletedAccount, _abc.Awaitable[_billing_pb2.DeletedAccount]]:
         """Revoke every key, release every pending hold, refuse new ones; the ledger is kept.
         Idempotent. The gateway's Admin.DeleteAccount does this first, then deletes the data.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateLogin(
+        self,
+        request: _billing_pb2.CreateLoginRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.SignedIn, _abc.Awaitable[_billing_pb2.SignedIn]]:
+        """People signing in to their account (ledger/logins.py), for the gateway's Sessions
+        service. A session is a kind of key ("session"): it authenticates as the account's
+        owner, is never listed among the keys, and ends at sign-out or its expiry.
+        Sign-up: the account, its login, a session and the first API key, in one transaction.
+        """
+
+    @_abc_1.abstractmethod
+    def SignIn(
+        self,
+        request: _billing_pb2.SignInRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.SignedIn, _abc.Awaitable[_billing_pb2.SignedIn]]:
+        """A wrong password and an unknown email take the same time and the same answer; more
+        than SIGN_IN_FAILURES failures for one email within the window lock it (429) for all.
+        """
+
+    @_abc_1.abstractmethod
+    def SignOut(
+        self,
+        request: _billing_pb2.SignOutRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.SignOutResponse, _abc.Awaitable[_billing_pb2.SignOutResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetLogin(
+        self,
+        request: _billing_pb2.GetLoginRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.LoginInfo, _abc.Awaitable[_billing_pb2.LoginInfo]]: ...
+
+    @_abc_1.abstractmethod
+    def ChangePassword(
+        self,
+        request: _billing_pb2.ChangePasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.SignedIn, _abc.Awaitable[_billing_pb2.SignedIn]]:
+        """A new password, a new session; every other session of the account ends."""
+
+    @_abc_1.abstractmethod
+    def IssueLoginToken(
+        self,
+        request: _billing_pb2.IssueLoginTokenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.IssuedLoginToken, _abc.Awaitable[_billing_pb2.IssuedLoginToken]]:
+        """A one-use link's secret for the gateway's mailer (reset, verify), or for the operator
+        to hand over (reset): "" when no such person, in the same time.
+        """
+
+    @_abc_1.abstractmethod
+    def UseLoginToken(
+        self,
+        request: _billing_pb2.UseLoginTokenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.SignedIn, _abc.Awaitable[_billing_pb2.SignedIn]]:
+        """Verify the email (then the withheld sign-up grant is posted), or set a new password
+        (then every session ends and a new one starts).
         """
 
 def add_BillingServicer_to_server(servicer: BillingServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -674,3 +674,437 @@ class PublicApi:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class SessionsStub:
+    """A person's way in: email and password, a session. Over REST the session's secret is an
+    HttpOnly cookie and every state change needs the csrf_token (X-CSRF-Token); over gRPC
+    the secret is used as the bearer credential. SignUp, SignIn, GetSignUpOptions,
+    RequestPasswordReset, ResetPassword and VerifyEmail take no credential; the rest take
+    the session's (an API key is refused: 10009).
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.GetSignUpOptions = channel.unary_unary(
+                '/pixelrelay.v1.Sessions/GetSignUpOptions',
+                request_serializer=pixelrelay_dot_v1_dot_public__api__pb2.GetSignUpOptionsRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.SignUpOptions.FromString,
+                _registered_method=True)
+        self.SignUp = channel.unary_unary(
+                '/pixelrelay.v1.Sessions/SignUp',
+                request_serializer=pixelrelay_dot_v1_dot_public__api__pb2.SignUpRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.Session.FromString,
+                _registered_method=True)
+        self.SignIn = channel.unary_unary(
+                '/pixelrelay.v1.Sessions/SignIn',
+                request_serializer=pixelrelay_dot_v1_dot_billing__pb2.SignInRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.Session.FromString,
+                _registered_method=True)
+        self.GetSession = channel.unary_unary(
+                '/pixelrelay.v1.Sessions/GetSession',
+                request_serializer=pixelrelay_dot_v1_dot_public__api__pb2.GetSessionRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.Session.FromString,
+                _registered_method=True)
+        self.SignOut = channel.unary_unary(
+                '/pixelrelay.v1.Sessions/SignOut',
+                request_serializer=pixelrelay_dot_v1_dot_public__api__pb2.GetSessionRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.SignOutResponse.FromString,
+                _registered_method=True)
+        self.ChangePassword = channel.unary_unary(
+                '/pixelrelay.v1.Sessions/ChangePassword',
+                request_serializer=pixelrelay_dot_v1_dot_public__api__pb2.NewPasswordRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.Session.FromString,
+                _registered_method=True)
+        self.RequestPasswordReset = channel.unary_unary(
+                '/pixelrelay.v1.Sessions/RequestPasswordReset',
+                request_serializer=pixelrelay_dot_v1_dot_public__api__pb2.RequestPasswordResetRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.PasswordResetRequested.FromString,
+                _registered_method=True)
+        self.ResetPassword = channel.unary_unary(
+                '/pixelrelay.v1.Sessions/ResetPassword',
+                request_serializer=pixelrelay_dot_v1_dot_public__api__pb2.ResetPasswordRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.Session.FromString,
+                _registered_method=True)
+        self.VerifyEmail = channel.unary_unary(
+                '/pixelrelay.v1.Sessions/VerifyEmail',
+                request_serializer=pixelrelay_dot_v1_dot_public__api__pb2.VerifyEmailRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.LoginInfo.FromString,
+                _registered_method=True)
+
+
+class SessionsServicer:
+    """A person's way in: email and password, a session. Over REST the session's secret is an
+    HttpOnly cookie and every state change needs the csrf_token (X-CSRF-Token); over gRPC
+    the secret is used as the bearer credential. SignUp, SignIn, GetSignUpOptions,
+    RequestPasswordReset, ResetPassword and VerifyEmail take no credential; the rest take
+    the session's (an API key is refused: 10009).
+    """
+
+    def GetSignUpOptions(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignUp(self, request, context):
+        """The account with the sign-up grant, a session, and the first API key (shown once).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignIn(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSession(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignOut(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangePassword(self, request, context):
+        """A new session (the old one and every other end).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequestPasswordReset(self, request, context):
+        """Mails a reset link when the email has an account; the same answer when it has not.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResetPassword(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyEmail(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_SessionsServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'GetSignUpOptions': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSignUpOptions,
+                    request_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.GetSignUpOptionsRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_public__api__pb2.SignUpOptions.SerializeToString,
+            ),
+            'SignUp': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignUp,
+                    request_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.SignUpRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_public__api__pb2.Session.SerializeToString,
+            ),
+            'SignIn': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignIn,
+                    request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.SignInRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_public__api__pb2.Session.SerializeToString,
+            ),
+            'GetSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSession,
+                    request_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.GetSessionRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_public__api__pb2.Session.SerializeToString,
+            ),
+            'SignOut': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignOut,
+                    request_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.GetSessionRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.SignOutResponse.SerializeToString,
+            ),
+            'ChangePassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangePassword,
+                    request_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.NewPasswordRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_public__api__pb2.Session.SerializeToString,
+            ),
+            'RequestPasswordReset': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestPasswordReset,
+                    request_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.RequestPasswordResetRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_public__api__pb2.PasswordResetRequested.SerializeToString,
+            ),
+            'ResetPassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetPassword,
+                    request_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.ResetPasswordRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_public__api__pb2.Session.SerializeToString,
+            ),
+            'VerifyEmail': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyEmail,
+                    request_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.VerifyEmailRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.LoginInfo.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'pixelrelay.v1.Sessions', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('pixelrelay.v1.Sessions', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Sessions:
+    """A person's way in: email and password, a session. Over REST the session's secret is an
+    HttpOnly cookie and every state change needs the csrf_token (X-CSRF-Token); over gRPC
+    the secret is used as the bearer credential. SignUp, SignIn, GetSignUpOptions,
+    RequestPasswordReset, ResetPassword and VerifyEmail take no credential; the rest take
+    the session's (an API key is refused: 10009).
+    """
+
+    @staticmethod
+    def GetSignUpOptions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Sessions/GetSignUpOptions',
+            pixelrelay_dot_v1_dot_public__api__pb2.GetSignUpOptionsRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_public__api__pb2.SignUpOptions.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignUp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Sessions/SignUp',
+            pixelrelay_dot_v1_dot_public__api__pb2.SignUpRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_public__api__pb2.Session.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignIn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Sessions/SignIn',
+            pixelrelay_dot_v1_dot_billing__pb2.SignInRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_public__api__pb2.Session.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Sessions/GetSession',
+            pixelrelay_dot_v1_dot_public__api__pb2.GetSessionRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_public__api__pb2.Session.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignOut(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Sessions/SignOut',
+            pixelrelay_dot_v1_dot_public__api__pb2.GetSessionRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_billing__pb2.SignOutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangePassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Sessions/ChangePassword',
+            pixelrelay_dot_v1_dot_public__api__pb2.NewPasswordRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_public__api__pb2.Session.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestPasswordReset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Sessions/RequestPasswordReset',
+            pixelrelay_dot_v1_dot_public__api__pb2.RequestPasswordResetRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_public__api__pb2.PasswordResetRequested.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetPassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Sessions/ResetPassword',
+            pixelrelay_dot_v1_dot_public__api__pb2.ResetPasswordRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_public__api__pb2.Session.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyEmail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Sessions/VerifyEmail',
+            pixelrelay_dot_v1_dot_public__api__pb2.VerifyEmailRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_billing__pb2.LoginInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -216,3 +216,127 @@ class PublicApiServicer(metaclass=_abc_1.ABCMeta):
         """
 
 def add_PublicApiServicer_to_server(servicer: PublicApiServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class SessionsStub:
+    """A person's way in: email and password, a session. Over REST the session's secret is an
+    HttpOnly cookie and every state change needs the csrf_token (X-CSRF-Token); over gRPC
+    the secret is used as the bearer credential. SignUp, SignIn, GetSignUpOptions,
+    RequestPasswordReset, ResetPassword and VerifyEmail take no credential; the rest take
+    the session's (an API key is refused: 10009).
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> SessionsAsyncStub: ...
+    GetSignUpOptions: _grpc.UnaryUnaryMultiCallable[_public_api_pb2.GetSignUpOptionsRequest, _public_api_pb2.SignUpOptions]
+    SignUp: _grpc.UnaryUnaryMultiCallable[_public_api_pb2.SignUpRequest, _public_api_pb2.Session]
+    """The account with the sign-up grant, a session, and the first API key (shown once)."""
+    SignIn: _grpc.UnaryUnaryMultiCallable[_billing_pb2.SignInRequest, _public_api_pb2.Session]
+    GetSession: _grpc.UnaryUnaryMultiCallable[_public_api_pb2.GetSessionRequest, _public_api_pb2.Session]
+    SignOut: _grpc.UnaryUnaryMultiCallable[_public_api_pb2.GetSessionRequest, _billing_pb2.SignOutResponse]
+    ChangePassword: _grpc.UnaryUnaryMultiCallable[_public_api_pb2.NewPasswordRequest, _public_api_pb2.Session]
+    """A new session (the old one and every other end)."""
+    RequestPasswordReset: _grpc.UnaryUnaryMultiCallable[_public_api_pb2.RequestPasswordResetRequest, _public_api_pb2.PasswordResetRequested]
+    """Mails a reset link when the email has an account; the same answer when it has not."""
+    ResetPassword: _grpc.UnaryUnaryMultiCallable[_public_api_pb2.ResetPasswordRequest, _public_api_pb2.Session]
+    VerifyEmail: _grpc.UnaryUnaryMultiCallable[_public_api_pb2.VerifyEmailRequest, _billing_pb2.LoginInfo]
+
+@_typing.type_check_only
+class SessionsAsyncStub(SessionsStub):
+    """A person's way in: email and password, a session. Over REST the session's secret is an
+    HttpOnly cookie and every state change needs the csrf_token (X-CSRF-Token); over gRPC
+    the secret is used as the bearer credential. SignUp, SignIn, GetSignUpOptions,
+    RequestPasswordReset, ResetPassword and VerifyEmail take no credential; the rest take
+    the session's (an API key is refused: 10009).
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    GetSignUpOptions: _aio.UnaryUnaryMultiCallable[_public_api_pb2.GetSignUpOptionsRequest, _public_api_pb2.SignUpOptions]  # type: ignore[assignment]
+    SignUp: _aio.UnaryUnaryMultiCallable[_public_api_pb2.SignUpRequest, _public_api_pb2.Session]  # type: ignore[assignment]
+    """The account with the sign-up grant, a session, and the first API key (shown once)."""
+    SignIn: _aio.UnaryUnaryMultiCallable[_billing_pb2.SignInRequest, _public_api_pb2.Session]  # type: ignore[assignment]
+    GetSession: _aio.UnaryUnaryMultiCallable[_public_api_pb2.GetSessionRequest, _public_api_pb2.Session]  # type: ignore[assignment]
+    SignOut: _aio.UnaryUnaryMultiCallable[_public_api_pb2.GetSessionRequest, _billing_pb2.SignOutResponse]  # type: ignore[assignment]
+    ChangePassword: _aio.UnaryUnaryMultiCallable[_public_api_pb2.NewPasswordRequest, _public_api_pb2.Session]  # type: ignore[assignment]
+    """A new session (the old one and every other end)."""
+    RequestPasswordReset: _aio.UnaryUnaryMultiCallable[_public_api_pb2.RequestPasswordResetRequest, _public_api_pb2.PasswordResetRequested]  # type: ignore[assignment]
+    """Mails a reset link when the email has an account; the same answer when it has not."""
+    ResetPassword: _aio.UnaryUnaryMultiCallable[_public_api_pb2.ResetPasswordRequest, _public_api_pb2.Session]  # type: ignore[assignment]
+    VerifyEmail: _aio.UnaryUnaryMultiCallable[_public_api_pb2.VerifyEmailRequest, _billing_pb2.LoginInfo]  # type: ignore[assignment]
+
+class SessionsServicer(metaclass=_abc_1.ABCMeta):
+    """A person's way in: email and password, a session. Over REST the session's secret is an
+    HttpOnly cookie and every state change needs the csrf_token (X-CSRF-Token); over gRPC
+    the secret is used as the bearer credential. SignUp, SignIn, GetSignUpOptions,
+    RequestPasswordReset, ResetPassword and VerifyEmail take no credential; the rest take
+    the session's (an API key is refused: 10009).
+    """
+
+    @_abc_1.abstractmethod
+    def GetSignUpOptions(
+        self,
+        request: _public_api_pb2.GetSignUpOptionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_public_api_pb2.SignUpOptions, _abc.Awaitable[_public_api_pb2.SignUpOptions]]: ...
+
+    @_abc_1.abstractmethod
+    def SignUp(
+        self,
+        request: _public_api_pb2.SignUpRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_public_api_pb2.Session, _abc.Awaitable[_public_api_pb2.Session]]:
+        """The account with the sign-up grant, a session, and the first API key (shown once)."""
+
+    @_abc_1.abstractmethod
+    def SignIn(
+        self,
+        request: _billing_pb2.SignInRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_public_api_pb2.Session, _abc.Awaitable[_public_api_pb2.Session]]: ...
+
+    @_abc_1.abstractmethod
+    def GetSession(
+        self,
+        request: _public_api_pb2.GetSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_public_api_pb2.Session, _abc.Awaitable[_public_api_pb2.Session]]: ...
+
+    @_abc_1.abstractmethod
+    def SignOut(
+        self,
+        request: _public_api_pb2.GetSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.SignOutResponse, _abc.Awaitable[_billing_pb2.SignOutResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ChangePassword(
+        self,
+        request: _public_api_pb2.NewPasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_public_api_pb2.Session, _abc.Awaitable[_public_api_pb2.Session]]:
+        """A new session (the old one and every other end)."""
+
+    @_abc_1.abstractmethod
+    def RequestPasswordReset(
+        self,
+        request: _public_api_pb2.RequestPasswordResetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_public_api_pb2.PasswordResetRequested, _abc.Awaitable[_public_api_pb2.PasswordResetRequested]]:
+        """Mails a reset link when the email has an account; the same answer when it has not."""
+
+    @_abc_1.abstractmethod
+    def ResetPassword(
+        self,
+        request: _public_api_pb2.ResetPasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_public_api_pb2.Session, _abc.Awaitable[_public_api_pb2.Session]]: ...
+
+    @_abc_1.abstractmethod
+    def VerifyEmail(
+        self,
+        request: _public_api_pb2.VerifyEmailRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.LoginInfo, _abc.Awaitable[_billing_pb2.LoginInfo]]: ...
+
+def add_SessionsServicer_to_server(servicer: SessionsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -2,7 +2,8 @@
 
 Balances live on ``Account`` (fast conditional updates); every change also appends
 balanced ``LedgerEntry`` rows (postings.py), from which ``check`` recomputes and verifies
-them. One module per job: accounts, keys, holds, audit, deletion; ``Ledger`` is all of them over
+them. One module per job: accounts, keys, holds, audit, deletion, logins (people's sign-in),
+invites; ``Ledger`` is all of them over
 one engine.
 """
 
@@ -14,13 +15,15 @@ from billing.ledger.accounts import Accounts
 from billing.ledger.audit import Audit, CheckResult
 from billing.ledger.deletion import DeletedAccount, Deletion
 from billing.ledger.holds import HoldRequest, Holds
+from billing.ledger.invites import Invites
 from billing.ledger.keys import Keys, NewKey, hash_key, key_by_hash
+from billing.ledger.logins import Logins
 from billing.prices import PriceList
 
 __all__ = ["CheckResult", "DeletedAccount", "HoldRequest", "Ledger", "NewKey", "hash_key"]
 
 
-class Ledger(Accounts, Keys, Holds, Audit, Deletion):
+class Ledger(Accounts, Keys, Holds, Audit, Deletion, Logins, Invites):
     def __init__(self, engine: Engine, prices: PriceList, signup_grant: int):
         self.engine = engine
         self.prices = prices

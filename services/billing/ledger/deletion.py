@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from billing import statements as sql
 from billing.ledger.holds import release_pending
-from billing.models import Account, ApiKey, Hold, utcnow
+from billing.models import Account, ApiKey, Hold, Login, LoginToken, utcnow
 from pixelrelay.errors import ApiError, E
 
 MAX_DELETION_REASON = 500
@@ -46,6 +46,9 @@ class Deletion:
                 .where(col(ApiKey.account_id) == account_id, col(ApiKey.revoked_at).is_(None))
                 .values(revoked_at=now)
             ).rowcount  # type: ignore[attr-defined]
+            # its sessions went with the keys; the person's email and password go too
+            s.execute(delete(LoginToken).where(col(LoginToken.account_id) == account_id))
+            s.execute(delete(Login).where(col(Login.account_id) == account_id))
             # The account row is locked first, as a reserve does: a submit racing this waits,
             # then finds the account deleted. Holds as plain rows: released in Core.
             conn = s.connection()

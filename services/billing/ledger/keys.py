@@ -25,6 +25,8 @@ from pixelrelay.limits import MAX_CREDITS, MAX_RATE_LIMIT
 KEY_PREFIX = "pr_live_"
 KEY_RANDOM_CHARS = 32  # 190 bits
 KEY_PATTERN = re.compile(rf"^{KEY_PREFIX}[0-9A-Za-z]{{{KEY_RANDOM_CHARS}}}$")
+SESSION_PREFIX = "pr_sess_"  # a signed-in person's session (logins.py): a kind of key
+SESSION_RANDOM_CHARS = 40
 
 
 def hash_key(api_key: str) -> str:
@@ -37,15 +39,40 @@ class NewKey:
     secret: str
 
 
-def _aware(moment: datetime) -> datetime:
+def aware(moment: datetime) -> datetime:
     """SQLite hands datetimes back without a zone; they were stored as UTC."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def insert_key(
+    s: Session, account_id: str, name: str, kind: str = "api", expires_at: datetime | None = None
+) -> NewKey:
+    """A new key (or session) with every scope and no limits, added to ``s``."""
+    prefix, size = (
+        (SESSION_PREFIX, SESSION_RANDOM_CHARS)
+        if kind == "session"
+        else (KEY_PREFIX, KEY_RANDOM_CHARS)
+    )
+    secret = prefix + random_token(size)
+    key = ApiKey(
+        id=new_id("key"),
+        account_id=account_id,
+        name=name,
+        prefix=secret[: len(prefix) + 4],
+        last4=secret[-4:],
+        key_hash=hash_key(secret),
+        expires_at=expires_at,
+        scopes=" ".join(scope_rules.ALL),
+        kind=kind,
+    )
+    s.add(key)
+    return NewKey(key=key, secret=secret)
 
 
 def _same_key(key: ApiKey, wanted: ApiKey) -> bool:
     """``key`` is what an operator's repeated request for ``wanted`` (same secret) would
     have made: a provisioning script run again, the dev launcher restarted."""
-    moments = [m and _aware(m) for m in (key.expires_at, wanted.expires_at)]
+    moments = [m and aware(m) for m in (key.expires_at, wanted.expires_at)]
     return (
         key.revoked_at is None
         and key.parent_id is None
@@ -60,7 +87,7 @@ def _live_key(s: Session, key_id: str, account_id: str, *, lock: bool = False) -
     key = s.get(ApiKey, key_id, with_for_update=lock)
     if key is None or key.account_id != account_id or key.revoked_at is not None:
         raise ApiError(E.INVALID_API_KEY)
-    if key.expires_at is not None and _aware(key.expires_at) <= utcnow():
+    if key.expires_at is not None and aware(key.expires_at) <= utcnow():
         raise ApiError(E.INVALID_API_KEY, "the key has expired")
     return key
 
@@ -86,7 +113,7 @@ def _inherit(
     elif not set(scopes) <= set(have):
         raise more("more scopes", "scopes")
     if parent.expires_at is not None:
-        limit = _aware(parent.expires_at)
+        limit = aware(parent.expires_at)
         if expires_at is None:
             expires_at = limit
         elif expires_at > limit:
@@ -121,7 +148,7 @@ def _outranks(by: ApiKey, key: ApiKey) -> bool:
         return mine is None or (theirs is not None and theirs <= mine)
 
     def seconds(moment: datetime | None) -> float | None:
-        return _aware(moment).timestamp() if moment is not None else None
+        return aware(moment).timestamp() if moment is not None else None
 
     return (
         set(key.scopes.split()) <= set(by.scopes.split())
@@ -206,6 +233,8 @@ class Keys:
             if expires_at is not None and expires_at <= utcnow():
                 raise ApiError(E.INVALID_PARAMETER, "expires_at is in the past", param="expires_at")
             granted = scope_rules.parse(scopes)
+            if parent_key_id and _live_key(s, parent_key_id, account_id).kind == "session":
+                parent_key_id = ""  # the owner's key: it outlives the session making it
             if parent_key_id:
                 parent = _live_key(s, parent_key_id, account_id, lock=True)
                 granted, expires_at, rate_limit = _inherit(
@@ -244,7 +273,7 @@ class Keys:
 
     @quick
     def authenticate(self, *, api_key: str) -> ApiKey:
-        if not api_key.startswith(KEY_PREFIX):
+        if not api_key.startswith((KEY_PREFIX, SESSION_PREFIX)):
             raise ApiError(E.INVALID_API_KEY)
         # Outside any transaction: on SQLite a request authenticates even while a writer
         # (a long sweep, an operator's transaction) holds the database's write lock.
@@ -252,7 +281,7 @@ class Keys:
         if row is None or row["revoked_at"] is not None:
             raise ApiError(E.INVALID_API_KEY)
         key = ApiKey(**row)
-        if key.expires_at is not None and _aware(key.expires_at) <= utcnow():
+        if key.expires_at is not None and aware(key.expires_at) <= utcnow():
             raise ApiError(E.INVALID_API_KEY, "the key has expired")
         return key
 
@@ -263,7 +292,7 @@ class Keys:
             return list(
                 s.exec(
                     select(ApiKey)
-                    .where(ApiKey.account_id == account_id)
+                    .where(ApiKey.account_id == account_id, ApiKey.kind == "api")
                     .order_by(col(ApiKey.created_at))
                 )
             )
@@ -282,8 +311,14 @@ class Keys:
         expiry) and not descend from it. ``cascade`` revokes the keys made from it too, at any depth."""
         with Session(self.engine, expire_on_commit=False) as s, s.begin():
             key = s.get(ApiKey, key_id)
-            if key is None or (account_id is not None and key.account_id != account_id):
+            if (
+                key is None
+                or key.kind != "api"  # a session ends at sign-out
+                or (account_id is not None and key.account_id != account_id)
+            ):
                 raise ApiError(E.KEY_NOT_FOUND)
+            if by_key_id and _live_key(s, by_key_id, key.account_id).kind == "session":
+                by_key_id = ""  # the account's owner may revoke any of its keys
             if by_key_id:
                 by = _live_key(s, by_key_id, key.account_id)
                 have = by.scopes.split()
