@@ -243,6 +243,8 @@ class Stack:
                 self._python("gateway"),
                 functools.partial(self._gateway_ready, i),
                 {
+                    # the console over plain http on loopback: a Secure cookie would not stick
+                    "SESSION_COOKIE_SECURE": "false",
                     **self._service_env(name, "gateway", GATEWAY),
                     "HTTP_HOST": "127.0.0.1",
                     "JOB_KEYS": c.job_keys,

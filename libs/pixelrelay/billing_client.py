@@ -251,3 +251,60 @@ class BillingClient:
                 **self._options(60),
             )
         )
+
+    # -- people's sign-in (billing's ledger/logins.py) -----------------------------
+
+    async def create_login(self, request: billing_pb2.CreateLoginRequest) -> billing_pb2.SignedIn:
+        # argon2 runs in billing: allow it its time when several sign-ups queue
+        return await _call(self._stub.CreateLogin(request, **self._options(15)))
+
+    async def sign_in(self, email: str, password: str) -> billing_pb2.SignedIn:
+        return await _call(
+            self._stub.SignIn(
+                billing_pb2.SignInRequest(email=email, password=password), **self._options(15)
+            )
+        )
+
+    async def sign_out(self, account_id: str, session_key_id: str) -> None:
+        await _call(
+            self._stub.SignOut(
+                billing_pb2.SignOutRequest(account_id=account_id, session_key_id=session_key_id),
+                **self._options(),
+            )
+        )
+
+    async def get_login(self, account_id: str) -> billing_pb2.LoginInfo:
+        return await _call(
+            self._stub.GetLogin(
+                billing_pb2.GetLoginRequest(account_id=account_id), **self._options()
+            )
+        )
+
+    async def change_password(
+        self, request: billing_pb2.ChangePasswordRequest
+    ) -> billing_pb2.SignedIn:
+        return await _call(self._stub.ChangePassword(request, **self._options(15)))
+
+    async def issue_login_token(
+        self, purpose: str, *, email: str = "", account_id: str = ""
+    ) -> billing_pb2.IssuedLoginToken:
+        return await _call(
+            self._stub.IssueLoginToken(
+                billing_pb2.IssueLoginTokenRequest(
+                    purpose=purpose, email=email, account_id=account_id
+                ),
+                **self._options(),
+            )
+        )
+
+    async def use_login_token(
+        self, purpose: str, token: str, new_password: str = ""
+    ) -> billing_pb2.SignedIn:
+        return await _call(
+            self._stub.UseLoginToken(
+                billing_pb2.UseLoginTokenRequest(
+                    purpose=purpose, token=token, new_password=new_password
+                ),
+                **self._options(15),
+            )
+        )

@@ -16,8 +16,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from pixelrelay.errors import ApiError, E
 from pixelrelay.ids import random_token
+from pixelrelay.limits import MIN_PASSWORD_LENGTH as MIN_LENGTH
 
-MIN_LENGTH = 10
 MAX_LENGTH = 256  # longer is no safer, and argon2 would still have to read it
 # The most used passwords long enough to pass the length rule (from public breach lists).
 COMMON = frozenset(

@@ -17,12 +17,19 @@ from gateway.core.api import PublicApi
 from gateway.core.auth_throttle import AuthThrottle, parse_networks
 from gateway.core.events import TaskEventHandler
 from gateway.core.idempotency import IdempotencyStore
+from gateway.core.mailer import Links, SmtpMailer
 from gateway.core.ratelimit import RateLimiter
 from gateway.core.retention import Records, purge_records
+from gateway.core.sessions import Sessions, SignUpsPerAddress
 from gateway.core.store import TaskStore
 from gateway.core.uploads import Quota, UploadStore
 from gateway.core.waiting import TaskWaiters, settled_subject
-from gateway.grpc.servicer import AdminServicer, PublicApiServicer, admitter
+from gateway.grpc.servicer import (
+    AdminServicer,
+    PublicApiServicer,
+    SessionsServicer,
+    admitter,
+)
 from gateway.http.app import asgi_app
 from gateway.http.protocol import guarded_protocol
 from gateway.inputs.decode_pool import DecodeWorkers
@@ -196,12 +203,20 @@ async def _serve(
         vouched=api.vouched,
     )
     servicer = PublicApiServicer(api, throttle)
+    sessions = Sessions(
+        api,
+        settings.signup_mode,
+        mail_links(settings),
+        SignUpsPerAddress(settings.signups_per_address_hour),
+    )
+    sessions_servicer = SessionsServicer(sessions, throttle)
     admin = AdminAccess(billing, own_credential=credential, accounts=api.accounts)
     admin_servicer = AdminServicer(admin, throttle)
 
     def register(server: grpc.aio.Server) -> None:
         public_api_pb2_grpc.add_PublicApiServicer_to_server(servicer, server)
         admin_pb2_grpc.add_AdminServicer_to_server(admin_servicer, server)
+        public_api_pb2_grpc.add_SessionsServicer_to_server(sessions_servicer, server)
 
     grpc_server = await start_grpc_server(
         settings.grpc_port,
@@ -209,6 +224,7 @@ async def _serve(
         [
             public_api_pb2.DESCRIPTOR.services_by_name["PublicApi"].full_name,
             admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
+            public_api_pb2.DESCRIPTOR.services_by_name["Sessions"].full_name,
         ],
         # API keys and the operator's token, checked by the servicers (billing decides
         # whether a token is the operator's).
@@ -227,6 +243,8 @@ async def _serve(
                 max_edit_bytes=settings.max_edit_bytes,
                 stream_keepalive_seconds=settings.stream_keepalive_seconds,
                 throttle=throttle,
+                sessions=sessions,
+                secure_cookie=settings.session_cookie_secure,
             ),
             host=settings.http_host,
             port=settings.http_port,
@@ -270,6 +288,21 @@ async def _serve(
         },
     )
     await stop.wait()
+
+
+def mail_links(settings: GatewaySettings) -> Links | None:
+    """The mailer the settings describe, or None (no SMTP_HOST: nothing is mailed)."""
+    if not settings.smtp_host:
+        return None
+    mailer = SmtpMailer(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        sender=settings.mail_from,
+        username=settings.smtp_username,
+        password=settings.smtp_password.get_secret_value(),
+        security=settings.smtp_security,
+    )
+    return Links(mailer, settings.public_url.rstrip("/"))
 
 
 def main() -> None:

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from gateway.core.auth_throttle import parse_networks
+from gateway.core.sessions import SignUpMode
 from pixelrelay.settings import DatabaseSettings
 
 
@@ -89,6 +92,30 @@ class GatewaySettings(DatabaseSettings):
     # bytes (413 beyond); 0 = no limit.
     upload_quota_count: int = Field(default=1000, ge=0)
     upload_quota_bytes: int = Field(default=1024**3, ge=0)
+
+    # Self-service sign-up (core/sessions.py): open, invite (an operator's code) or closed.
+    signup_mode: SignUpMode = SignUpMode.OPEN
+    # Sign-ups per client address per hour (per replica); 0 = no limit.
+    signups_per_address_hour: int = Field(default=5, ge=0)
+    # The session cookie's Secure flag: false only where the console is served over plain
+    # HTTP on a developer's machine (`make run`).
+    session_cookie_secure: bool = True
+    # The mailer (core/mailer.py): with SMTP_HOST set, sign-up mails a verification link
+    # (the grant follows it) and people can reset their password by mail; PUBLIC_URL is
+    # where the links point (https://images.example.com).
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    mail_from: str = ""
+    public_url: str = ""
+
+    @model_validator(mode="after")
+    def _mailer_complete(self) -> GatewaySettings:
+        if self.smtp_host and not (self.mail_from and self.public_url):
+            raise ValueError("SMTP_HOST needs MAIL_FROM and PUBLIC_URL (where links point)")
+        return self
 
     @field_validator("trusted_proxies")
     @classmethod

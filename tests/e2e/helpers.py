@@ -80,6 +80,14 @@ def bucket_keys(platform: Platform, prefix: str) -> list[str]:
     return [o.object_name or "" for o in s3.list_objects("pixelrelay", prefix, recursive=True)]
 
 
+def refusal(answer: httpx.Response) -> tuple[int, int]:
+    """An HTTP answer's status and error code (0 when it is no error)."""
+    body = answer.json() if answer.content else {}
+    return answer.status_code, int(body.get("error", {}).get("code", 0)) if isinstance(
+        body, dict
+    ) else 0
+
+
 def status_and_code(answer: bytes) -> tuple[int, int]:
     """The status and error code of a raw HTTP answer."""
     head, _, body = answer.partition(b"\r\n\r\n")

@@ -43,7 +43,6 @@ class SignUpOptions(_message.Message):
     EMAIL_VERIFICATION_FIELD_NUMBER: _builtins.int
     PASSWORD_RESET_BY_EMAIL_FIELD_NUMBER: _builtins.int
     MIN_PASSWORD_LENGTH_FIELD_NUMBER: _builtins.int
-    SIGNUP_GRANT_FIELD_NUMBER: _builtins.int
     signup_mode: _builtins.str
     """"open" | "invite" | "closed" """
     email_verification: _builtins.bool
@@ -51,8 +50,6 @@ class SignUpOptions(_message.Message):
     password_reset_by_email: _builtins.bool
     """false: ask the operator"""
     min_password_length: _builtins.int
-    signup_grant: _builtins.int
-    """credits a new account gets"""
     def __init__(
         self,
         *,
@@ -60,11 +57,10 @@ class SignUpOptions(_message.Message):
         email_verification: _builtins.bool = ...,
         password_reset_by_email: _builtins.bool = ...,
         min_password_length: _builtins.int = ...,
-        signup_grant: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["email_verification", b"email_verification", "min_password_length", b"min_password_length", "password_reset_by_email", b"password_reset_by_email", "signup_grant", b"signup_grant", "signup_mode", b"signup_mode"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email_verification", b"email_verification", "min_password_length", b"min_password_length", "password_reset_by_email", b"password_reset_by_email", "signup_mode", b"signup_mode"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

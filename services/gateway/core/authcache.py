@@ -60,6 +60,10 @@ class AuthCache:
         hit = self._entries.get(hashlib.sha256(api_key.encode()).digest())
         return hit is not None and self._clock() - hit.verified_at < self._grace
 
+    def forget(self, api_key: str) -> None:
+        """A key or session just ended here: refused at once, even in an outage."""
+        self._entries.pop(hashlib.sha256(api_key.encode()).digest(), None)
+
     async def principal(self, api_key: str, *, in_outage: bool = False) -> billing_pb2.Principal:
         """The key's principal: remembered for ``ttl``; with ``in_outage``, a key verified
         within the grace period is accepted while billing cannot be reached."""

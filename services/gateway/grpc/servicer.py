@@ -10,6 +10,7 @@ import grpc
 from gateway.core.admin import AdminAccess
 from gateway.core.api import PublicApi
 from gateway.core.auth_throttle import AuthThrottle
+from gateway.core.sessions import Sessions
 from pixelrelay.errors import ApiError
 from pixelrelay.grpc_server import Admit
 from pixelrelay.v1 import (
@@ -38,6 +39,10 @@ def _peer_host(peer: str) -> str:
     return host.strip("[]")
 
 
+def client_of(throttle: AuthThrottle, context: grpc.aio.ServicerContext) -> str:
+    return throttle.client(_peer_host(context.peer()), _metadata(context, "x-forwarded-for"))
+
+
 async def throttled(
     throttle: AuthThrottle,
     context: grpc.aio.ServicerContext,
@@ -48,7 +53,7 @@ async def throttled(
     authorization = _metadata(context, "authorization")
     if authorization is None:
         return await call(None)
-    client = throttle.client(_peer_host(context.peer()), _metadata(context, "x-forwarded-for"))
+    client = client_of(throttle, context)
     throttle.check(client, authorization)
     try:
         return await call(authorization)
@@ -72,6 +77,19 @@ async def throttled_stream(
 
 
 ADMIN_PREFIX = "/pixelrelay.v1.Admin/"
+SESSIONS_PREFIX = "/pixelrelay.v1.Sessions/"
+# Sessions methods that take no credential (the rest take the session's).
+CREDENTIAL_FREE = frozenset(
+    SESSIONS_PREFIX + name
+    for name in [
+        "GetSignUpOptions",
+        "SignUp",
+        "SignIn",
+        "RequestPasswordReset",
+        "ResetPassword",
+        "VerifyEmail",
+    ]
+)
 
 
 def admitter(api: PublicApi, admin: AdminAccess, throttle: AuthThrottle) -> Admit:
@@ -80,6 +98,10 @@ def admitter(api: PublicApi, admin: AdminAccess, throttle: AuthThrottle) -> Admi
     judges it, and the call's message is small); throttled per address as on REST."""
 
     async def admit(path: str, context: grpc.aio.ServicerContext) -> None:
+        if path in CREDENTIAL_FREE:
+            throttle.check(client_of(throttle, context))  # an address over its failures
+            return
+
         async def check(authorization: str | None) -> None:
             if path.startswith(ADMIN_PREFIX):
                 admin.billing_for(authorization)
@@ -205,3 +227,68 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
             self.throttle, context, lambda auth: self.admin.export_account(auth, request.account_id)
         ):
             yield item
+
+
+class SessionsServicer(public_api_pb2_grpc.SessionsServicer):
+    """People's sessions (core/sessions.py). A failed sign-in counts against the caller's
+    address in the failed-auth throttle, as a bad key does."""
+
+    def __init__(self, sessions: Sessions, throttle: AuthThrottle):
+        self.sessions = sessions
+        self.throttle = throttle
+
+    async def GetSignUpOptions(
+        self, request: public_api_pb2.GetSignUpOptionsRequest, context: grpc.aio.ServicerContext
+    ) -> public_api_pb2.SignUpOptions:
+        return self.sessions.options()
+
+    async def SignUp(
+        self, request: public_api_pb2.SignUpRequest, context: grpc.aio.ServicerContext
+    ) -> public_api_pb2.Session:
+        return await self.sessions.sign_up(request, client_of(self.throttle, context))
+
+    async def SignIn(
+        self, request: billing_pb2.SignInRequest, context: grpc.aio.ServicerContext
+    ) -> public_api_pb2.Session:
+        try:
+            return await self.sessions.sign_in(request)
+        except ApiError as err:
+            if err.kind.http_status == 401:
+                self.throttle.failed(client_of(self.throttle, context))
+            raise
+
+    async def GetSession(
+        self, request: public_api_pb2.GetSessionRequest, context: grpc.aio.ServicerContext
+    ) -> public_api_pb2.Session:
+        return await throttled(self.throttle, context, self.sessions.get_session)
+
+    async def SignOut(
+        self, request: public_api_pb2.GetSessionRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.SignOutResponse:
+        await throttled(self.throttle, context, self.sessions.sign_out)
+        return billing_pb2.SignOutResponse()
+
+    async def ChangePassword(
+        self, request: public_api_pb2.NewPasswordRequest, context: grpc.aio.ServicerContext
+    ) -> public_api_pb2.Session:
+        return await throttled(
+            self.throttle, context, lambda auth: self.sessions.change_password(auth, request)
+        )
+
+    async def RequestPasswordReset(
+        self,
+        request: public_api_pb2.RequestPasswordResetRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> public_api_pb2.PasswordResetRequested:
+        await self.sessions.request_password_reset(request)
+        return public_api_pb2.PasswordResetRequested()
+
+    async def ResetPassword(
+        self, request: public_api_pb2.ResetPasswordRequest, context: grpc.aio.ServicerContext
+    ) -> public_api_pb2.Session:
+        return await self.sessions.reset_password(request)
+
+    async def VerifyEmail(
+        self, request: public_api_pb2.VerifyEmailRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.LoginInfo:
+        return await self.sessions.verify_email(request)

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp
 from gateway.core.admin import AdminAccess
 from gateway.core.api import PublicApi
 from gateway.core.auth_throttle import AuthThrottle
+from gateway.core.sessions import Sessions
 from gateway.http import openai_api, reapi
 from gateway.http.admin import admin_router
 from gateway.http.errors import render_error
@@ -23,6 +24,7 @@ from gateway.http.middleware import RequestContext
 from gateway.http.openai_api import openai_router
 from gateway.http.pages import pages_router
 from gateway.http.reapi import reapi_router
+from gateway.http.sessions import sessions_router
 from pixelrelay.errors import ApiError
 from pixelrelay.ids import random_token
 
@@ -31,6 +33,8 @@ def create_app(
     api: PublicApi,
     billing_admin: AdminAccess | None = None,
     stream_keepalive_seconds: float = openai_api.KEEPALIVE_SECONDS,
+    sessions: Sessions | None = None,
+    secure_cookie: bool = True,
 ) -> FastAPI:
     app = FastAPI(
         title="PixelRelay API",
@@ -62,6 +66,8 @@ def create_app(
     app.state.reapi_routes = reapi_routes.routes  # for HotRoutes: included routers stay opaque
     app.include_router(openai_router(api, stream_keepalive_seconds))
     app.include_router(admin_router())
+    if sessions is not None:
+        app.include_router(sessions_router(sessions, secure_cookie))
     app.include_router(pages_router())
 
     @app.get("/healthz", include_in_schema=False)
@@ -88,7 +94,8 @@ def _spec(app: FastAPI) -> dict[str, Any]:
             BEARER: {
                 "type": "http",
                 "scheme": "bearer",
-                "description": "An API key (`pr_live_…`); on /admin/v1, the operator's token.",
+                "description": "An API key (`pr_live_…`); on /admin/v1, the operator's token. "
+                "The console's pages use the session cookie instead (/api/v1/auth).",
             }
         }
         for name in ("HTTPValidationError", "ValidationError"):
@@ -123,7 +130,9 @@ def asgi_app(
     max_edit_bytes: int,
     throttle: AuthThrottle,
     stream_keepalive_seconds: float = openai_api.KEEPALIVE_SECONDS,
+    sessions: Sessions | None = None,
+    secure_cookie: bool = True,
 ) -> ASGIApp:
-    app = HotRoutes(create_app(api, admin, stream_keepalive_seconds))
+    app = HotRoutes(create_app(api, admin, stream_keepalive_seconds, sessions, secure_cookie))
     file_limits = {reapi.UPLOADS: max_upload_bytes, openai_api.EDITS: max_edit_bytes}
     return RequestContext(app, max_body_bytes, file_limits, throttle, api.admit)

@@ -11,6 +11,8 @@ from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.core.auth_throttle import AuthThrottle
+from gateway.core.sessions import csrf_matches
+from gateway.http import sessions
 from gateway.http.errors import error_response
 from gateway.http.pages import PAGES
 from pixelrelay.errors import ApiError, E
@@ -54,12 +56,16 @@ PAGE_HEADERS = [
 
 # Paths whose bodies the operator's token, not an API key, unlocks (billing checks it).
 OPERATOR_PREFIX = "/admin/"
+# Where the session cookie stands for the caller's credential (the console's API calls).
+COOKIE_PREFIX = "/api/v1/"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class RequestContext:
     """Per request: an id (``x-request-id``), a body limit (413 before a larger body is
-    read into memory), failed-authentication throttling, a request with a body admitted
-    only with a valid API key (401 before a byte of it is read), and the HTTP metrics."""
+    read into memory), the session cookie as the credential (with its CSRF check),
+    failed-authentication throttling, a request with a body admitted only with a valid
+    API key or session (401 before a byte of it is read), and the HTTP metrics."""
 
     def __init__(
         self,
@@ -103,24 +109,40 @@ class RequestContext:
                 scope, receive, with_request_id
             )
             return
-        credentialed = b"authorization" in headers
+        client = self._client(scope, headers)
+        scope["state"]["client"] = client
+        credential_free = scope["path"] in sessions.CREDENTIAL_FREE
+        try:
+            if credential_free or b"cookie" in headers:
+                _same_site(scope, headers)
+            if not credential_free:
+                _session_credential(scope, headers)
+        except ApiError as refused:
+            await error_response(refused, request_id, scope["path"])(
+                scope, receive, with_request_id
+            )
+            return
+        # a sign-in's password is a credential too: its failures count per address
+        credentialed = b"authorization" in headers or credential_free
         if credentialed and self.throttle.blocked:
             try:
-                self.throttle.check(
-                    self._client(scope, headers), headers[b"authorization"].decode("latin-1")
-                )
+                self.throttle.check(client, headers.get(b"authorization", b"").decode("latin-1"))
             except ApiError as refused:
                 await error_response(refused, request_id, scope["path"])(
                     scope, receive, with_request_id
                 )
                 return
-        if _has_body(headers) and not scope["path"].startswith(OPERATOR_PREFIX):
+        if (
+            _has_body(headers)
+            and not scope["path"].startswith(OPERATOR_PREFIX)
+            and not credential_free
+        ):
             try:
                 authorization = headers.get(b"authorization")
                 await self.admit(authorization.decode("latin-1") if authorization else None)
             except ApiError as refused:
                 if refused.kind.http_status == 401 and credentialed:
-                    self.throttle.failed(self._client(scope, headers))
+                    self.throttle.failed(client)
                 await error_response(refused, request_id, scope["path"])(
                     scope, receive, with_request_id
                 )
@@ -139,7 +161,7 @@ class RequestContext:
             await self.app(scope, limited, with_request_id)
         finally:
             if status == 401 and credentialed:
-                self.throttle.failed(self._client(scope, headers))
+                self.throttle.failed(client)
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
             HTTP_REQUESTS.labels(scope["method"], path, str(status)).inc()
@@ -149,6 +171,47 @@ class RequestContext:
         peer = scope["client"][0] if scope.get("client") else ""
         forwarded = headers.get(b"x-forwarded-for")
         return self.throttle.client(peer, forwarded.decode("latin-1") if forwarded else None)
+
+
+def _session_credential(scope: Scope, headers: dict[bytes, bytes]) -> None:
+    """The session cookie as the request's bearer credential, where no Authorization
+    header says otherwise; a state change must carry the session's CSRF token (another
+    site can send the cookie's request, never read or compute the token)."""
+    if b"authorization" in headers or not scope["path"].startswith(COOKIE_PREFIX):
+        return
+    token = _cookie(headers.get(b"cookie", b""), sessions.SESSION_COOKIE)
+    if token is None:
+        return
+    if scope["method"] not in _SAFE_METHODS:
+        presented = headers.get(b"x-csrf-token", b"").decode("latin-1")
+        if not presented or not csrf_matches(token, presented):
+            raise ApiError(E.CSRF_FAILED)
+    value = b"Bearer " + token.encode("latin-1")
+    headers[b"authorization"] = value
+    scope["headers"] = [*scope["headers"], (b"authorization", value)]
+
+
+def _same_site(scope: Scope, headers: dict[bytes, bytes]) -> None:
+    """A state change that a browser says came from another site is refused (sign-in
+    forms and cookie-carrying calls: login CSRF and CSRF); clients that are not
+    browsers send no such headers and pass."""
+    if scope["method"] in _SAFE_METHODS:
+        return
+    if headers.get(b"sec-fetch-site") == b"cross-site":
+        raise ApiError(E.CSRF_FAILED)
+    origin = headers.get(b"origin")
+    if origin is not None:
+        _, _, origin_host = origin.partition(b"://")
+        if origin == b"null" or origin_host != headers.get(b"host", b""):
+            raise ApiError(E.CSRF_FAILED)
+
+
+def _cookie(header: bytes, name: str) -> str | None:
+    for part in header.decode("latin-1").split(";"):
+        key, sep, value = part.strip().partition("=")
+        if sep and key == name and value:
+            return value
+    return None
 
 
 def _has_body(headers: dict[bytes, bytes]) -> bool:
