@@ -308,3 +308,23 @@ class BillingClient:
                 **self._options(15),
             )
         )
+
+    async def create_invite(self, note: str, expires_at: int = 0) -> billing_pb2.CreatedInvite:
+        return await _call(
+            self._stub.CreateInvite(
+                billing_pb2.CreateInviteRequest(note=note, expires_at=expires_at),
+                **self._options(),
+            )
+        )
+
+    async def list_invites(self) -> billing_pb2.ListInvitesResponse:
+        return await _call(
+            self._stub.ListInvites(billing_pb2.ListInvitesRequest(), **self._options())
+        )
+
+    async def revoke_invite(self, invite_id: str) -> billing_pb2.InviteInfo:
+        return await _call(
+            self._stub.RevokeInvite(
+                billing_pb2.RevokeInviteRequest(invite_id=invite_id), **self._options()
+            )
+        )

@@ -98,6 +98,28 @@ async def _ledger_check(billing: BillingClient, args: argparse.Namespace) -> Mes
     return await billing.check_ledger()
 
 
+async def _create_invite(billing: BillingClient, args: argparse.Namespace) -> Message:
+    return await billing.create_invite(args.note, args.expires_at)
+
+
+async def _list_invites(billing: BillingClient, args: argparse.Namespace) -> Message:
+    return await billing.list_invites()
+
+
+async def _revoke_invite(billing: BillingClient, args: argparse.Namespace) -> Message:
+    return await billing.revoke_invite(args.invite_id)
+
+
+async def _reset_link(billing: BillingClient, args: argparse.Namespace) -> dict[str, Any]:
+    """The link's path: the operator hands it over with the console's address."""
+    issued = await billing.issue_login_token("reset", account_id=args.account_id)
+    return {
+        "email": issued.email,
+        "expires_at": issued.expires_at,
+        "path": f"/login?reset={issued.token}",
+    }
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pixelrelay", description=__doc__)
     groups = parser.add_subparsers(dest="group", required=True)
@@ -165,6 +187,21 @@ def _parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("ledger-check", help="recompute every balance from the ledger")
     p.set_defaults(run=_ledger_check)
+
+    p = commands.add_parser("create-invite", help="an invite code for sign-up (shown once)")
+    p.add_argument("--note", default="", help="who it is for")
+    p.add_argument("--expires-at", type=int, default=0, help="unix seconds; 0 = never")
+    p.set_defaults(run=_create_invite)
+    p = commands.add_parser("list-invites", help="invite codes, newest first")
+    p.set_defaults(run=_list_invites)
+    p = commands.add_parser("revoke-invite", help="revoke an unused invite code")
+    p.add_argument("invite_id")
+    p.set_defaults(run=_revoke_invite)
+    p = commands.add_parser(
+        "reset-link", help="a one-use password-reset link for an account's person (1 hour)"
+    )
+    p.add_argument("account_id")
+    p.set_defaults(run=_reset_link)
 
     p = commands.add_parser(
         "delete-account",

@@ -20,5 +20,6 @@ def page_limit(requested: int, *, default: int, maximum: int) -> int:
         raise ApiError(E.INVALID_PARAMETER, f"limit must be 1-{maximum}", param="limit")
     return limit
 
+
 # A new password's least length (billing checks it; the sign-up page says it).
 MIN_PASSWORD_LENGTH = 10

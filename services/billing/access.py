@@ -40,5 +40,8 @@ BILLING_ACCESS = AccessPolicy(
         "ChangePassword": _GATEWAY,
         "IssueLoginToken": _BOTH,
         "UseLoginToken": _GATEWAY,
+        "CreateInvite": _ADMIN,
+        "ListInvites": _ADMIN,
+        "RevokeInvite": _ADMIN,
     }
 )

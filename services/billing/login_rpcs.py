@@ -7,9 +7,9 @@ import grpc
 
 from billing.ledger import Ledger
 from billing.ledger.logins import SignedIn, normal_email
-from billing.models import Login
+from billing.models import Invite, Login
 from billing.passwords import Passwords, check_new
-from billing.to_proto import key_to_proto
+from billing.to_proto import key_to_proto, moment, seconds
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
 from pixelrelay.ids import checked_id
@@ -43,6 +43,18 @@ def signed_in_to_proto(signed: SignedIn) -> billing_pb2.SignedIn:
             )
         )
     return reply
+
+
+def invite_to_proto(invite: Invite) -> billing_pb2.InviteInfo:
+    return billing_pb2.InviteInfo(
+        id=invite.id,
+        note=invite.note,
+        created_at=seconds(invite.created_at),
+        expires_at=seconds(invite.expires_at),
+        revoked_at=seconds(invite.revoked_at),
+        used_at=seconds(invite.used_at),
+        used_by=invite.used_by or "",
+    )
 
 
 def _purpose(value: str) -> str:
@@ -172,3 +184,27 @@ class LoginRpcs:
             verified=True,
         )
         return signed_in_to_proto(signed)
+
+    async def CreateInvite(
+        self, request: billing_pb2.CreateInviteRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.CreatedInvite:
+        invite, code = await self.db.run(
+            self.ledger.create_invite,
+            note=request.note,
+            expires_at=moment(request.expires_at, "expires_at"),
+        )
+        return billing_pb2.CreatedInvite(invite=invite_to_proto(invite), code=code)
+
+    async def ListInvites(
+        self, request: billing_pb2.ListInvitesRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.ListInvitesResponse:
+        invites = await self.db.run(self.ledger.list_invites)
+        return billing_pb2.ListInvitesResponse(invites=[invite_to_proto(i) for i in invites])
+
+    async def RevokeInvite(
+        self, request: billing_pb2.RevokeInviteRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.InviteInfo:
+        invite = await self.db.run(
+            self.ledger.revoke_invite, invite_id=checked_id(request.invite_id, "inv", "invite_id")
+        )
+        return invite_to_proto(invite)

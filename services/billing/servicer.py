@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import grpc
 
@@ -14,13 +13,13 @@ from billing.login_rpcs import LoginRpcs
 from billing.models import Account, Hold, HoldState, LedgerEntry
 from billing.passwords import Passwords
 from billing.ratelimits import RateBuckets, Take
-from billing.to_proto import key_to_proto, seconds
+from billing.to_proto import key_to_proto, moment, seconds
 from pixelrelay.capabilities import TaskCapabilities
 from pixelrelay.crashpoints import crash_point
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E, error_to_detail
 from pixelrelay.ids import checked_id
-from pixelrelay.limits import MAX_UNIX_SECONDS, page_limit
+from pixelrelay.limits import page_limit
 from pixelrelay.v1 import billing_pb2, billing_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -56,13 +55,6 @@ def account_to_proto(account: Account) -> billing_pb2.Account:
         deleted_reason=account.deleted_reason or "",
         created_at=seconds(account.created_at),
     )
-
-
-def _moment(seconds: int, param: str) -> datetime | None:
-    """Unix seconds as a moment; 0 = none. Out of range is the caller's error, not ours."""
-    if not 0 <= seconds <= MAX_UNIX_SECONDS:
-        raise ApiError(E.INVALID_PARAMETER, f"{param} must be 0..{MAX_UNIX_SECONDS}", param=param)
-    return datetime.fromtimestamp(seconds, UTC) if seconds else None
 
 
 def entry_to_proto(entry: LedgerEntry) -> billing_pb2.LedgerEntryInfo:
@@ -279,7 +271,7 @@ class BillingServicer(LoginRpcs, billing_pb2_grpc.BillingServicer):
             account_id=checked_id(request.account_id, "acct", "account_id"),
             name=request.name,
             secret=request.secret,
-            expires_at=_moment(request.expires_at, "expires_at"),
+            expires_at=moment(request.expires_at, "expires_at"),
             credit_limit=request.credit_limit if request.HasField("credit_limit") else None,
             rate_limit=request.rate_limit if request.HasField("rate_limit") else None,
             scopes=list(request.scopes),
@@ -337,8 +329,8 @@ class BillingServicer(LoginRpcs, billing_pb2_grpc.BillingServicer):
             account_id=checked_id(request.account_id, "acct", "account_id"),
             limit=page_limit(request.limit, default=50, maximum=MAX_ENTRIES_PAGE),
             cursor=request.cursor,
-            since=_moment(request.since, "since"),
-            until=_moment(request.until, "until"),
+            since=moment(request.since, "since"),
+            until=moment(request.until, "until"),
         )
         return billing_pb2.ListLedgerEntriesResponse(
             entries=[entry_to_proto(e) for e in entries], next_cursor=next_cursor

@@ -1,10 +1,12 @@
-"""Billing rows as their protobuf messages, for every RPC that answers them."""
+"""Billing rows as their protobuf messages and back (times: unix seconds, 0 = none)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 from billing.models import ApiKey
+from pixelrelay.errors import ApiError, E
+from pixelrelay.limits import MAX_UNIX_SECONDS
 from pixelrelay.v1 import billing_pb2
 
 
@@ -34,3 +36,10 @@ def key_to_proto(key: ApiKey) -> billing_pb2.ApiKeyInfo:
     if key.rate_limit is not None:
         info.rate_limit = key.rate_limit
     return info
+
+
+def moment(seconds: int, param: str) -> datetime | None:
+    """Unix seconds as a moment; 0 = none. Out of range is the caller's error, not ours."""
+    if not 0 <= seconds <= MAX_UNIX_SECONDS:
+        raise ApiError(E.INVALID_PARAMETER, f"{param} must be 0..{MAX_UNIX_SECONDS}", param=param)
+    return datetime.fromtimestamp(seconds, UTC) if seconds else None

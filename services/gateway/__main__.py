@@ -210,7 +210,12 @@ async def _serve(
         SignUpsPerAddress(settings.signups_per_address_hour),
     )
     sessions_servicer = SessionsServicer(sessions, throttle)
-    admin = AdminAccess(billing, own_credential=credential, accounts=api.accounts)
+    admin = AdminAccess(
+        billing,
+        own_credential=credential,
+        accounts=api.accounts,
+        public_url=settings.public_url.rstrip("/"),
+    )
     admin_servicer = AdminServicer(admin, throttle)
 
     def register(server: grpc.aio.Server) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -35,15 +36,16 @@ async def browser(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def sign_up(client: httpx.AsyncClient, email: str | None = None) -> dict:
+async def sign_up(client: httpx.AsyncClient, email: str | None = None) -> dict[str, Any]:
     answer = await client.post(
         "/api/v1/auth/signup", json={"email": email or new_email(), "password": PASSWORD}
     )
     assert answer.status_code == 201, answer.text
-    return answer.json()
+    session: dict[str, Any] = answer.json()
+    return session
 
 
-def csrf(session: dict) -> dict[str, str]:
+def csrf(session: dict[str, Any]) -> dict[str, str]:
     return {"x-csrf-token": session["csrf_token"]}
 
 

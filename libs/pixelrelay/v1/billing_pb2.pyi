@@ -40,6 +40,151 @@ HOLD_STATE_RELEASED: HoldState.ValueType  # 3
 Global___HoldState: _TypeAlias = HoldState  # noqa: Y015
 
 @_typing.final
+class CreateInviteRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTE_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    note: _builtins.str
+    """who it is for (at most 200 characters)"""
+    expires_at: _builtins.int
+    """unix seconds; 0 = never"""
+    def __init__(
+        self,
+        *,
+        note: _builtins.str = ...,
+        expires_at: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "note", b"note"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateInviteRequest: _TypeAlias = CreateInviteRequest  # noqa: Y015
+
+@_typing.final
+class InviteInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    REVOKED_AT_FIELD_NUMBER: _builtins.int
+    USED_AT_FIELD_NUMBER: _builtins.int
+    USED_BY_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    note: _builtins.str
+    created_at: _builtins.int
+    expires_at: _builtins.int
+    """0 = never"""
+    revoked_at: _builtins.int
+    """0 = not revoked"""
+    used_at: _builtins.int
+    """0 = unused"""
+    used_by: _builtins.str
+    """the account it created"""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        note: _builtins.str = ...,
+        created_at: _builtins.int = ...,
+        expires_at: _builtins.int = ...,
+        revoked_at: _builtins.int = ...,
+        used_at: _builtins.int = ...,
+        used_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at", "id", b"id", "note", b"note", "revoked_at", b"revoked_at", "used_at", b"used_at", "used_by", b"used_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InviteInfo: _TypeAlias = InviteInfo  # noqa: Y015
+
+@_typing.final
+class CreatedInvite(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVITE_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """shown once, never stored"""
+    @_builtins.property
+    def invite(self) -> Global___InviteInfo: ...
+    def __init__(
+        self,
+        *,
+        invite: Global___InviteInfo | None = ...,
+        code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["invite", b"invite"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "invite", b"invite"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreatedInvite: _TypeAlias = CreatedInvite  # noqa: Y015
+
+@_typing.final
+class ListInvitesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInvitesRequest: _TypeAlias = ListInvitesRequest  # noqa: Y015
+
+@_typing.final
+class ListInvitesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVITES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def invites(self) -> _containers.RepeatedCompositeFieldContainer[Global___InviteInfo]:
+        """newest first, the last 500"""
+
+    def __init__(
+        self,
+        *,
+        invites: _abc.Iterable[Global___InviteInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invites", b"invites"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInvitesResponse: _TypeAlias = ListInvitesResponse  # noqa: Y015
+
+@_typing.final
+class RevokeInviteRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVITE_ID_FIELD_NUMBER: _builtins.int
+    invite_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        invite_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invite_id", b"invite_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeInviteRequest: _TypeAlias = RevokeInviteRequest  # noqa: Y015
+
+@_typing.final
 class CreateLoginRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -163,6 +163,21 @@ class BillingStub:
                 request_serializer=pixelrelay_dot_v1_dot_billing__pb2.UseLoginTokenRequest.SerializeToString,
                 response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.SignedIn.FromString,
                 _registered_method=True)
+        self.CreateInvite = channel.unary_unary(
+                '/pixelrelay.v1.Billing/CreateInvite',
+                request_serializer=pixelrelay_dot_v1_dot_billing__pb2.CreateInviteRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.CreatedInvite.FromString,
+                _registered_method=True)
+        self.ListInvites = channel.unary_unary(
+                '/pixelrelay.v1.Billing/ListInvites',
+                request_serializer=pixelrelay_dot_v1_dot_billing__pb2.ListInvitesRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ListInvitesResponse.FromString,
+                _registered_method=True)
+        self.RevokeInvite = channel.unary_unary(
+                '/pixelrelay.v1.Billing/RevokeInvite',
+                request_serializer=pixelrelay_dot_v1_dot_billing__pb2.RevokeInviteRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.InviteInfo.FromString,
+                _registered_method=True)
 
 
 class BillingServicer:
@@ -355,6 +370,25 @@ class BillingServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateInvite(self, request, context):
+        """The operator's invite codes (SIGNUP_MODE=invite): the code is in this answer only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListInvites(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeInvite(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BillingServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -482,6 +516,21 @@ def add_BillingServicer_to_server(servicer, server):
                     servicer.UseLoginToken,
                     request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.UseLoginTokenRequest.FromString,
                     response_serializer=pixelrelay_dot_v1_dot_billing__pb2.SignedIn.SerializeToString,
+            ),
+            'CreateInvite': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateInvite,
+                    request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.CreateInviteRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.CreatedInvite.SerializeToString,
+            ),
+            'ListInvites': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInvites,
+                    request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ListInvitesRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.ListInvitesResponse.SerializeToString,
+            ),
+            'RevokeInvite': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeInvite,
+                    request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.RevokeInviteRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.InviteInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1163,6 +1212,87 @@ class Billing:
             '/pixelrelay.v1.Billing/UseLoginToken',
             pixelrelay_dot_v1_dot_billing__pb2.UseLoginTokenRequest.SerializeToString,
             pixelrelay_dot_v1_dot_billing__pb2.SignedIn.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateInvite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Billing/CreateInvite',
+            pixelrelay_dot_v1_dot_billing__pb2.CreateInviteRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_billing__pb2.CreatedInvite.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListInvites(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Billing/ListInvites',
+            pixelrelay_dot_v1_dot_billing__pb2.ListInvitesRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_billing__pb2.ListInvitesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeInvite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Billing/RevokeInvite',
+            pixelrelay_dot_v1_dot_billing__pb2.RevokeInviteRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_billing__pb2.InviteInfo.FromString,
             options,
             channel_credentials,
             insecure,

@@ -104,6 +104,10 @@ class BillingStub:
     """Verify the email (then the withheld sign-up grant is posted), or set a new password
     (then every session ends and a new one starts).
     """
+    CreateInvite: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CreateInviteRequest, _billing_pb2.CreatedInvite]
+    """The operator's invite codes (SIGNUP_MODE=invite): the code is in this answer only."""
+    ListInvites: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListInvitesRequest, _billing_pb2.ListInvitesResponse]
+    RevokeInvite: _grpc.UnaryUnaryMultiCallable[_billing_pb2.RevokeInviteRequest, _billing_pb2.InviteInfo]
 
 @_typing.type_check_only
 class BillingAsyncStub(BillingStub):
@@ -181,6 +185,10 @@ class BillingAsyncStub(BillingStub):
     """Verify the email (then the withheld sign-up grant is posted), or set a new password
     (then every session ends and a new one starts).
     """
+    CreateInvite: _aio.UnaryUnaryMultiCallable[_billing_pb2.CreateInviteRequest, _billing_pb2.CreatedInvite]  # type: ignore[assignment]
+    """The operator's invite codes (SIGNUP_MODE=invite): the code is in this answer only."""
+    ListInvites: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListInvitesRequest, _billing_pb2.ListInvitesResponse]  # type: ignore[assignment]
+    RevokeInvite: _aio.UnaryUnaryMultiCallable[_billing_pb2.RevokeInviteRequest, _billing_pb2.InviteInfo]  # type: ignore[assignment]
 
 class BillingServicer(metaclass=_abc_1.ABCMeta):
     """The credit ledger: accounts, API keys, prices, holds and captures.
@@ -405,5 +413,27 @@ class BillingServicer(metaclass=_abc_1.ABCMeta):
         """Verify the email (then the withheld sign-up grant is posted), or set a new password
         (then every session ends and a new one starts).
         """
+
+    @_abc_1.abstractmethod
+    def CreateInvite(
+        self,
+        request: _billing_pb2.CreateInviteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.CreatedInvite, _abc.Awaitable[_billing_pb2.CreatedInvite]]:
+        """The operator's invite codes (SIGNUP_MODE=invite): the code is in this answer only."""
+
+    @_abc_1.abstractmethod
+    def ListInvites(
+        self,
+        request: _billing_pb2.ListInvitesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ListInvitesResponse, _abc.Awaitable[_billing_pb2.ListInvitesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RevokeInvite(
+        self,
+        request: _billing_pb2.RevokeInviteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.InviteInfo, _abc.Awaitable[_billing_pb2.InviteInfo]]: ...
 
 def add_BillingServicer_to_server(servicer: BillingServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

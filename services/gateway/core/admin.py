@@ -35,6 +35,7 @@ class AdminAccess:
     billing: BillingClient
     own_credential: str  # the gateway's: never accepted as an admin's
     accounts: AccountData
+    public_url: str = ""  # where the console is (PUBLIC_URL), for the links it hands out
 
     def billing_for(self, authorization: str | None) -> BillingClient:
         """Billing, called with the admin's bearer as the credential."""

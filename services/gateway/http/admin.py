@@ -21,12 +21,17 @@ from gateway.http.schemas import (
     AccountDeletionOut,
     AccountListOut,
     AccountOut,
+    CreatedInviteOut,
     CreatedKeyOut,
+    InviteCreateBody,
+    InviteListOut,
+    InviteOut,
     KeyCreateBody,
     KeyListOut,
     KeyOut,
     LedgerCheckOut,
     MoveCreditsBody,
+    ResetLinkOut,
     UsageOut,
 )
 from pixelrelay.billing_client import BillingClient
@@ -203,6 +208,42 @@ def admin_router() -> APIRouter:
         result = await billing.check_ledger()
         return JSONBody(
             {"ok": result.ok, "problems": list(result.problems), "entries": result.entries}
+        )
+
+    @router.post(
+        "/invites",
+        response_model=CreatedInviteOut,
+        summary="Issue an invite code for sign-up (SIGNUP_MODE=invite); shown once",
+    )
+    async def create_invite(body: InviteCreateBody, billing: Billing) -> Response:
+        created = await billing.create_invite(body.note, body.expires_at or 0)
+        return JSONBody({"code": created.code, "invite": translate.invite_json(created.invite)})
+
+    @router.get("/invites", response_model=InviteListOut, summary="Invite codes, newest first")
+    async def list_invites(billing: Billing) -> Response:
+        invites = (await billing.list_invites()).invites
+        return JSONBody({"data": [translate.invite_json(i) for i in invites]})
+
+    @router.delete("/invites/{invite_id}", response_model=InviteOut, summary="Revoke an invite")
+    async def revoke_invite(invite_id: str, billing: Billing) -> Response:
+        return JSONBody(translate.invite_json(await billing.revoke_invite(invite_id)))
+
+    @router.post(
+        "/accounts/{account_id}/password-reset",
+        response_model=ResetLinkOut,
+        summary="A one-use password-reset link to hand to the account's person (1 hour)",
+        description="Where the platform mails no links (no SMTP_HOST), this is how a "
+        "person who forgot their password gets back in. The link is in this answer only.",
+    )
+    async def reset_link(account_id: str, request: Request, billing: Billing) -> Response:
+        issued = await billing.issue_login_token("reset", account_id=account_id)
+        path = f"/login?reset={issued.token}"
+        return JSONBody(
+            {
+                "email": issued.email,
+                "expires_at": issued.expires_at,
+                "url": f"{_access(request).public_url}{path}",
+            }
         )
 
     return router

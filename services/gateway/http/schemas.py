@@ -328,3 +328,37 @@ class LedgerCheckOut(BaseModel):
     ok: bool
     problems: list[str]
     entries: int
+
+
+class InviteCreateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    note: str = Field("", max_length=200, description="who it is for")
+    expires_at: int | None = Field(
+        None, ge=0, le=MAX_UNIX_SECONDS, description="unix seconds; none = never"
+    )
+
+
+class InviteOut(BaseModel):
+    id: str
+    note: str
+    created_at: int
+    expires_at: int | None
+    revoked_at: int | None
+    used_at: int | None
+    used_by: str | None = Field(description="the account it created")
+
+
+class CreatedInviteOut(BaseModel):
+    code: str = Field(description="shown once: give it to the person signing up")
+    invite: InviteOut
+
+
+class InviteListOut(BaseModel):
+    data: list[InviteOut]
+
+
+class ResetLinkOut(BaseModel):
+    email: str
+    expires_at: int
+    url: str = Field(description="PUBLIC_URL's /login?reset=…, or a path without PUBLIC_URL")

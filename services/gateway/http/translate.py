@@ -233,3 +233,15 @@ def error_json(err: ApiError, request_id: str) -> dict[str, Any]:
             "request_id": request_id,
         }
     }
+
+
+def invite_json(invite: billing_pb2.InviteInfo) -> dict[str, Any]:
+    return {
+        "id": invite.id,
+        "note": invite.note,
+        "created_at": invite.created_at,
+        "expires_at": invite.expires_at or None,
+        "revoked_at": invite.revoked_at or None,
+        "used_at": invite.used_at or None,
+        "used_by": invite.used_by or None,
+    }
