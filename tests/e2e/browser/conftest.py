@@ -77,6 +77,12 @@ async def page(
         await context.close()
 
 
+@pytest.fixture
+def page_watch(page: Page, request: pytest.FixtureRequest) -> PageWatch:
+    """What ``page`` did wrong so far; tell it which error answers a test provokes."""
+    return request.node.stash[_WATCH]
+
+
 def screenshot_of(test_name: str) -> Path:
     return SCREENSHOTS / (re.sub(r"[^\w.-]+", "_", test_name) + ".png")
 

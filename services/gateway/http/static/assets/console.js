@@ -189,3 +189,74 @@ export async function signOut() {
   }
   location.assign("/login");
 }
+
+// ---- Generic helpers added with the dashboard: SVG building, CSV files, tabs. ----
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+// svg("rect", {x: 0, width: 4}, child) → an SVG element, built like el() (no markup parsed).
+export function svg(tag, attrs = {}, ...children) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value !== false && value !== null && value !== undefined) node.setAttribute(name, String(value));
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined && child !== false) {
+      node.append(child instanceof Node ? child : String(child));
+    }
+  }
+  return node;
+}
+
+// One CSV field (RFC 4180): quoted when it holds a quote, comma or line break, quotes
+// doubled. A text starting with = + - @ (or a tab/CR) gets a leading ' so a spreadsheet
+// shows it rather than running it as a formula; numbers are written as they are.
+export function csvField(value) {
+  if (value === null || value === undefined) return "";
+  if (typeof value === "number") return String(value);
+  let text = String(value);
+  if (/^[=+\-@\t\r]/.test(text)) text = "'" + text;
+  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+// columns: [[heading, row => value], ...] → the CSV text (CRLF lines, a header line).
+export function toCsv(rows, columns) {
+  const lines = [columns.map(([heading]) => csvField(heading)).join(",")];
+  for (const row of rows) lines.push(columns.map(([, pick]) => csvField(pick(row))).join(","));
+  return lines.join("\r\n") + "\r\n";
+}
+
+// Save text as a file: a Blob behind a temporary <a download> (nothing leaves the page).
+// The UTF-8 byte order mark makes spreadsheets read non-ASCII text as UTF-8.
+export function download(filename, text, type = "text/csv;charset=utf-8") {
+  const url = URL.createObjectURL(new Blob(["\ufeff", text], { type }));
+  const link = el("a", { href: url, download: filename, hidden: true });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000); // the download has started by then
+}
+
+// Tabs: buttons role="tab" (aria-controls naming their panel) inside a role="tablist".
+// Click or arrow keys select; onSelect(tab) runs after the panel is shown.
+export function tabs(list, onSelect = () => {}) {
+  const all = [...list.querySelectorAll('[role="tab"]')];
+  const select = (tab) => {
+    for (const t of all) {
+      const on = t === tab;
+      t.setAttribute("aria-selected", String(on));
+      t.tabIndex = on ? 0 : -1;
+      $(t.getAttribute("aria-controls")).hidden = !on;
+    }
+    onSelect(tab);
+  };
+  for (const tab of all) tab.addEventListener("click", () => select(tab));
+  list.addEventListener("keydown", (event) => {
+    const step = { ArrowRight: 1, ArrowLeft: -1 }[event.key];
+    if (!step) return;
+    const next = all[(all.indexOf(document.activeElement) + step + all.length) % all.length];
+    next.focus();
+    select(next);
+  });
+  return select;
+}

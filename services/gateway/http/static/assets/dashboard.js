@@ -1,4 +1,478 @@
-// The dashboard page.
-import { header } from "./console.js";
+// The customer's dashboard: the balance, the usage of a period (one line per task, totals
+// per day and per model, a chart; the raw ledger a tab away), CSV downloads of both, and
+// the API keys (create, with the secret shown once; revoke).
+import {
+  $, ApiError, api, apiKey, clearErrors, credits, download, el, guarded, header, offline,
+  showError, signedIn, svg, tabs, toCsv, when,
+} from "./console.js";
 
-header();
+const DAY = 86400;
+const PERIOD_DAYS = 30;
+// Usage is read a page at a time back to the period's start; a period busier than this
+// many pages is shown in part, with a note, rather than keeping the page busy for minutes.
+const MAX_PAGES = 20;
+const TASK_PAGE = 100; // the API's largest pages
+const LEDGER_PAGE = 200;
+
+const number = new Intl.NumberFormat("en-US");
+const state = { tasks: [], ledger: null, period: null, usageRun: 0, ledgerRun: 0, keys: [] };
+
+// ---------- dates: the person's own days (local time) ----------
+
+const pad = (n) => String(n).padStart(2, "0");
+const dayKey = (date) => `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
+const dayOf = (seconds) => dayKey(new Date(seconds * 1000));
+const isoUtc = (seconds) => new Date(seconds * 1000).toISOString();
+
+// "2026-12-04" → unix seconds of that day's local midnight
+function dayStart(value) {
+  const [y, m, d] = value.split("-").map(Number);
+  return Math.floor(new Date(y, m - 1, d).getTime() / 1000);
+}
+
+// Every day from since (inclusive) to until (exclusive), as day keys.
+function daysOf(period) {
+  const days = [];
+  const date = new Date(period.since * 1000);
+  while (date.getTime() / 1000 < period.until) {
+    days.push(dayKey(date));
+    date.setDate(date.getDate() + 1); // calendar days: right across daylight-saving changes
+  }
+  return days;
+}
+
+function defaultPeriod() {
+  const today = new Date();
+  const from = new Date(today.getFullYear(), today.getMonth(), today.getDate() - (PERIOD_DAYS - 1));
+  $("since").value = dayKey(from);
+  $("until").value = dayKey(today);
+}
+
+// The chosen period as unix seconds [since, until), or null after showing what is wrong.
+function chosenPeriod(form) {
+  clearErrors(form.closest("section"));
+  for (const name of ["since", "until"]) {
+    if (!form.elements.namedItem(name).value) return fieldProblem(form, name, "Choose a day.");
+  }
+  const since = dayStart($("since").value);
+  const until = dayStart($("until").value) + DAY;
+  if (since >= until) return fieldProblem(form, "until", "The period must end on or after its start.");
+  return { since, until };
+}
+
+// A check made here rather than by the API: shown the same way, without an API code.
+function fieldProblem(form, name, message) {
+  showError({ status: 0, message, param: name }, form.closest("section"));
+  return null;
+}
+
+// ---------- paging ----------
+
+// Pages of `path` (its query in `params`) until there are no more, `enough(rows)` says the
+// rest is out of the period, or MAX_PAGES were read. → {rows, capped}
+async function readPages(path, params, enough = () => false) {
+  const rows = [];
+  let cursor = "";
+  for (let pages = 0; pages < MAX_PAGES; pages++) {
+    const query = new URLSearchParams(params);
+    if (cursor) query.set("cursor", cursor);
+    const page = await api("GET", `${path}?${query}`);
+    rows.push(...page.data);
+    cursor = page.next_cursor;
+    if (!cursor || enough(page.data)) return { rows, capped: false };
+  }
+  return { rows, capped: true };
+}
+
+// The per-task usage has no date filter: newest first, so read back past the start.
+async function readTaskUsage(period) {
+  const older = (data) => data.length > 0 && data[data.length - 1].created_at < period.since;
+  const { rows, capped } = await readPages("/api/v1/usage/tasks", { limit: TASK_PAGE }, older);
+  const within = rows.filter((r) => r.created_at >= period.since && r.created_at < period.until);
+  return { rows: within, capped };
+}
+
+function readLedger(period) {
+  return readPages("/api/v1/usage", { since: period.since, until: period.until, limit: LEDGER_PAGE });
+}
+
+// ---------- tables ----------
+
+// columns: [[heading, row => cell, "num"?], ...]; a cell is text or a node.
+function table(node, columns, rows, foot = null) {
+  const head = el("tr", {}, columns.map(([h, , kind]) => el("th", { scope: "col", class: kind }, h)));
+  const body = rows.map((row) => el("tr", {}, columns.map(([, pick, kind]) => el("td", { class: kind }, pick(row)))));
+  node.replaceChildren(el("thead", {}, head), el("tbody", {}, body));
+  if (foot) node.append(el("tfoot", {}, el("tr", {}, foot.map((cell, i) => el("td", { class: columns[i][2] }, cell)))));
+}
+
+const n = (value) => number.format(value);
+const status = (s) => el("span", { class: `status-${s}` }, s);
+const sizeOf = (r) => `${r.size} · ${r.resolution} × ${r.n}`;
+
+const TASK_COLUMNS = [
+  ["Time", (r) => when(r.created_at)],
+  ["Model", (r) => r.model],
+  ["Size", sizeOf],
+  ["Quality", (r) => r.quality || "—"],
+  ["Reserved", (r) => n(r.reserved), "num"],
+  ["Charged", (r) => n(r.charged), "num"],
+  ["Refunded", (r) => n(r.refunded), "num"],
+  ["Status", (r) => status(r.status)],
+  ["Price row", (r) => r.price_id || "—"],
+  ["Task", (r) => el("code", {}, r.task_id)],
+];
+
+const LEDGER_COLUMNS = [
+  ["Time", (e) => when(e.created_at)],
+  ["Kind", (e) => e.kind],
+  ["Book", (e) => e.book],
+  ["Amount", (e) => (e.amount > 0 ? "+" : "") + n(e.amount), "num"],
+  ["Task", (e) => (e.task_id ? el("code", {}, e.task_id) : "—")],
+  ["Memo", (e) => e.memo || ""],
+  ["Entry", (e) => e.id, "num"],
+];
+
+// ---------- totals ----------
+
+function sums(rows, keyOf) {
+  const totals = new Map();
+  for (const r of rows) {
+    const t = totals.get(keyOf(r)) || { tasks: 0, charged: 0, refunded: 0 };
+    t.tasks += 1;
+    t.charged += r.charged;
+    t.refunded += r.refunded;
+    totals.set(keyOf(r), t);
+  }
+  return totals;
+}
+
+function showTotals(rows) {
+  const all = { tasks: rows.length, charged: 0, refunded: 0 };
+  for (const r of rows) { all.charged += r.charged; all.refunded += r.refunded; }
+  const foot = (label) => [label, n(all.tasks), n(all.charged), n(all.refunded)];
+  const figures = (first) => [
+    first, ["Tasks", ([, t]) => n(t.tasks), "num"], ["Charged", ([, t]) => n(t.charged), "num"],
+    ["Refunded", ([, t]) => n(t.refunded), "num"],
+  ];
+  const perDay = [...sums(rows, (r) => dayOf(r.created_at))].sort(([a], [b]) => b.localeCompare(a));
+  const perModel = [...sums(rows, (r) => r.model)].sort(([a], [b]) => a.localeCompare(b));
+  table($("per-day"), figures(["Day", ([day]) => day]), perDay, foot("Total"));
+  table($("per-model"), figures(["Model", ([model]) => model]), perModel, foot("Total"));
+}
+
+// ---------- the chart: credits charged per day, plain SVG ----------
+
+const CHART = { height: 190, left: 52, right: 8, top: 12, bottom: 26 };
+
+function drawChart(rows, period) {
+  const box = $("chart");
+  const days = daysOf(period);
+  const perDay = sums(rows, (r) => dayOf(r.created_at));
+  const values = days.map((day) => (perDay.get(day) || { charged: 0 }).charged);
+  const width = Math.max(300, box.clientWidth || 600);
+  const plotW = width - CHART.left - CHART.right;
+  const plotH = CHART.height - CHART.top - CHART.bottom;
+  const top = Math.max(1, ...values);
+  const step = plotW / days.length;
+  const y = (v) => CHART.top + plotH - (v / top) * plotH;
+  const total = values.reduce((a, b) => a + b, 0);
+  const chart = svg("svg", {
+    viewBox: `0 0 ${width} ${CHART.height}`, width, height: CHART.height, role: "img", class: "chart",
+    "aria-label": `Credits charged per day, ${days[0]} to ${days[days.length - 1]}: ${n(total)} in all.`,
+  },
+  gridLine(0, y(0), width), gridLine(top, y(top), width),
+  values.map((v, i) => bar(days[i], v, CHART.left + i * step, step, y(v))),
+  axisLabels(days, step));
+  box.replaceChildren(chart);
+}
+
+function gridLine(value, at, width) {
+  return svg("g", { class: "grid-line" },
+    svg("line", { x1: CHART.left, x2: width - CHART.right, y1: at, y2: at }),
+    svg("text", { x: CHART.left - 6, y: at + 4, "text-anchor": "end" }, n(value)));
+}
+
+function bar(day, value, x, step, top) {
+  if (!value) return null;
+  const gap = step > 6 ? step * 0.18 : 0;
+  const base = CHART.height - CHART.bottom;
+  return svg("rect", { class: "bar", x: x + gap / 2, y: top, width: Math.max(1, step - gap), height: base - top },
+    svg("title", {}, `${day}: ${n(value)} credits`));
+}
+
+// The first, middle and last day under the bars.
+function axisLabels(days, step) {
+  const picks = [...new Set([0, Math.floor((days.length - 1) / 2), days.length - 1])];
+  const anchor = (i) => (i === 0 ? "start" : i === days.length - 1 ? "end" : "middle");
+  const x = (i) => CHART.left + (i === 0 ? 0 : i === days.length - 1 ? (i + 1) * step : (i + 0.5) * step);
+  return picks.map((i) => svg("text", { class: "axis", x: x(i), y: CHART.height - 8, "text-anchor": anchor(i) }, days[i]));
+}
+
+// ---------- usage and ledger ----------
+
+async function loadUsage() {
+  const run = ++state.usageRun;
+  const period = state.period;
+  $("tasks-note").textContent = "Reading usage…";
+  const read = await guarded(() => readTaskUsage(period), $("usage"));
+  if (run !== state.usageRun) return; // a newer period was asked meanwhile
+  if (!read) { $("tasks-note").textContent = ""; return; }
+  state.tasks = read.rows;
+  $("tasks-note").textContent = usageNote(read, ["task", "tasks"], period);
+  showTotals(read.rows);
+  drawChart(read.rows, period);
+  table($("tasks"), TASK_COLUMNS, read.rows);
+}
+
+// what: [singular, plural]
+function usageNote({ rows, capped }, what, period) {
+  const span = `${dayOf(period.since)} to ${dayOf(period.until - DAY)}`;
+  const count = `${n(rows.length)} ${what[rows.length === 1 ? 0 : 1]} from ${span}.`;
+  if (!capped) return count;
+  return `${count} Only the newest ${n(MAX_PAGES)} pages were read: older ones of the period ` +
+    "are not shown. Choose a shorter period to see them.";
+}
+
+async function loadLedger() {
+  const run = ++state.ledgerRun;
+  const period = state.period;
+  $("ledger-note").textContent = "Reading the ledger…";
+  const read = await guarded(() => readLedger(period), $("usage"));
+  if (run !== state.ledgerRun) return;
+  if (!read) { $("ledger-note").textContent = ""; return; }
+  state.ledger = read.rows;
+  $("ledger-note").textContent = usageNote(read, ["entry", "entries"], period);
+  table($("ledger"), LEDGER_COLUMNS, read.rows);
+}
+
+const TASK_CSV = [
+  ["time_utc", (r) => isoUtc(r.created_at)], ["task_id", (r) => r.task_id], ["model", (r) => r.model],
+  ["size", (r) => r.size], ["resolution", (r) => r.resolution], ["n", (r) => r.n],
+  ["quality", (r) => r.quality], ["reserved", (r) => r.reserved], ["charged", (r) => r.charged],
+  ["refunded", (r) => r.refunded], ["status", (r) => r.status], ["price_id", (r) => r.price_id],
+];
+const LEDGER_CSV = [
+  ["id", (e) => e.id], ["time_utc", (e) => isoUtc(e.created_at)], ["kind", (e) => e.kind],
+  ["book", (e) => e.book], ["amount", (e) => e.amount], ["task_id", (e) => e.task_id], ["memo", (e) => e.memo],
+];
+
+const periodName = () => `${dayOf(state.period.since)}_${dayOf(state.period.until - DAY)}`;
+
+function downloadTasks() {
+  download(`pixelrelay-usage-${periodName()}.csv`, toCsv(state.tasks, TASK_CSV));
+}
+
+async function downloadLedger() {
+  if (state.ledger === null) await loadLedger();
+  if (state.ledger !== null) download(`pixelrelay-ledger-${periodName()}.csv`, toCsv(state.ledger, LEDGER_CSV));
+}
+
+function ledgerShown() {
+  return $("tab-ledger").getAttribute("aria-selected") === "true";
+}
+
+function choosePeriod(event) {
+  event.preventDefault();
+  const period = chosenPeriod(event.target);
+  if (!period) return;
+  state.period = period;
+  state.ledger = null; // read again when next shown
+  loadUsage();
+  if (ledgerShown()) loadLedger();
+}
+
+// ---------- balance ----------
+
+async function loadAccount() {
+  const account = await guarded(() => api("GET", "/api/v1/account"), $("account"));
+  if (!account) return;
+  $("balance").textContent = credits(account.balance);
+  $("held").textContent = credits(account.held);
+}
+
+// ---------- API keys ----------
+
+async function loadKeys() {
+  const listed = await guarded(() => api("GET", "/api/v1/keys"), $("keys-error").parentElement);
+  if (!listed) return;
+  state.keys = listed.data;
+  table($("key-list"), keyColumns(), listed.data);
+}
+
+const isThisPagesKey = (k) => {
+  const key = apiKey.get();
+  return Boolean(key) && key.startsWith(k.prefix) && key.endsWith(k.last4);
+};
+const keyName = (k) => k.name || "(unnamed)";
+const keyState = (k) => {
+  if (k.revoked_at) return `revoked ${when(k.revoked_at)}`;
+  if (k.expires_at && k.expires_at * 1000 <= Date.now()) return "expired";
+  return isThisPagesKey(k) ? "active (this page's key)" : "active";
+};
+const parentName = (k) => {
+  if (!k.parent_id) return "an operator";
+  const parent = state.keys.find((p) => p.id === k.parent_id);
+  return parent ? keyName(parent) : k.parent_id;
+};
+
+function keyColumns() {
+  return [
+    ["Name", keyName],
+    ["Key", (k) => el("code", {}, `${k.prefix}…${k.last4}`)],
+    ["Created", (k) => when(k.created_at)],
+    ["Expires", (k) => (k.expires_at ? when(k.expires_at) : "never")],
+    ["Credit limit", (k) => (k.credit_limit === null ? "none" : n(k.credit_limit)), "num"],
+    ["Spent", (k) => n(k.spent), "num"],
+    ["Rate limit /min", (k) => (k.rate_limit === null ? "none" : n(k.rate_limit)), "num"],
+    ["Scopes", (k) => k.scopes.join(", ")],
+    ["Created by", parentName],
+    ["Status", keyState],
+    ["", (k) => (k.revoked_at ? "" : el("button", {
+      type: "button", class: "danger small", "aria-label": `Revoke ${keyName(k)}`, onclick: () => askRevoke(k),
+    }, "Revoke"))],
+  ];
+}
+
+// What the form asks for, as KeyCreateBody: blank fields are left out (no limit, no expiry).
+function keyBody(form) {
+  const field = (name) => form.elements.namedItem(name).value.trim();
+  const body = { name: field("name") };
+  if (field("expires_at")) body.expires_at = dayStart(field("expires_at")) + DAY; // through that day
+  for (const name of ["credit_limit", "rate_limit"]) {
+    if (field(name) !== "") body[name] = Number(field(name)); // the API judges the number
+  }
+  const scopes = [...form.querySelectorAll('input[name="scope"]:checked')].map((box) => box.value);
+  if (scopes.length) body.scopes = scopes;
+  return body;
+}
+
+async function createKey(event) {
+  event.preventDefault();
+  const form = event.target;
+  const button = form.querySelector('button[type="submit"]');
+  button.disabled = true;
+  clearErrors(form);
+  const created = await guarded(() => api("POST", "/api/v1/keys", keyBody(form)), form);
+  button.disabled = false;
+  if (!created) return;
+  form.reset();
+  showSecret(created);
+  loadKeys();
+}
+
+function showSecret({ api_key: secret, key }) {
+  const said = el("span", { class: "muted", role: "status" });
+  const value = el("code", { class: "secret", id: "new-key" }, secret);
+  const box = el("div", { class: "notice good stack", role: "region", "aria-label": "New API key" },
+    el("p", {}, el("strong", {}, `Key “${keyName(key)}” created. `),
+      "Copy it now and keep it somewhere safe: you won't see it again (only its last four characters)."),
+    value,
+    el("div", { class: "row" },
+      el("button", { type: "button", onclick: () => copy(secret, value, said) }, "Copy key"),
+      el("button", { type: "button", class: "secondary", onclick: () => box.remove() }, "I have stored it: hide"),
+      said));
+  $("new-secret").replaceChildren(box);
+  box.querySelector("button").focus();
+}
+
+async function copy(text, node, said) {
+  try {
+    await navigator.clipboard.writeText(text);
+    said.textContent = "Copied.";
+  } catch (e) {
+    getSelection().selectAllChildren(node); // the browser refused: leave it ready for Ctrl+C
+    said.textContent = "The browser did not let the page copy: the key is selected, copy it by hand.";
+  }
+}
+
+let revoking = null;
+
+// Revoking needs a confirm: a modal dialog saying what goes and offering the cascade.
+function askRevoke(key) {
+  revoking = key;
+  const children = state.keys.filter((k) => k.parent_id === key.id && !k.revoked_at).length;
+  const form = $("revoke-form");
+  clearErrors(form);
+  $("revoke-what").textContent = `The key “${keyName(key)}” (${key.prefix}…${key.last4}) stops working at once; ` +
+    "this cannot be undone." + (children ? ` It created ${children} active key${children === 1 ? "" : "s"}.` : "");
+  $("revoke-self").hidden = !isThisPagesKey(key);
+  $("revoke-cascade").checked = false;
+  $("revoke").showModal();
+}
+
+async function revoke(event) {
+  if (event.submitter?.value !== "revoke") return; // Cancel: the dialog just closes
+  event.preventDefault();
+  const form = event.target;
+  const key = revoking;
+  const cascade = $("revoke-cascade").checked ? "?cascade=true" : "";
+  const done = await guarded(() => api("DELETE", `/api/v1/keys/${encodeURIComponent(key.id)}${cascade}`), form);
+  if (!done) return;
+  $("revoke").close();
+  if (isThisPagesKey(key)) { apiKey.set(""); start(); return; }
+  loadKeys();
+}
+
+// ---------- who is calling ----------
+
+function askForKey() {
+  $("console").hidden = true;
+  $("signin").hidden = false;
+  $("paste-key").focus();
+}
+
+async function useKey(event) {
+  event.preventDefault();
+  const form = event.target;
+  apiKey.set($("paste-key").value.trim());
+  clearErrors(form);
+  try {
+    await api("GET", "/api/v1/account"); // is the key good?
+  } catch (e) {
+    if (!(e instanceof ApiError)) throw e;
+    apiKey.set("");
+    if (e.status === 0) offline(() => form.requestSubmit());
+    else showError(Object.assign(e, { param: "key" }), form);
+    return;
+  }
+  form.reset();
+  start();
+}
+
+let wired = false;
+
+function wire() {
+  if (wired) return;
+  wired = true;
+  $("key-paste").addEventListener("submit", useKey);
+  $("period").addEventListener("submit", choosePeriod);
+  tabs(document.querySelector('#usage [role="tablist"]'), (tab) => {
+    if (tab.id === "tab-ledger" && state.ledger === null) loadLedger();
+  });
+  $("tasks-csv").addEventListener("click", downloadTasks);
+  $("ledger-csv").addEventListener("click", downloadLedger);
+  $("key-form").addEventListener("submit", createKey);
+  $("revoke-form").addEventListener("submit", revoke);
+  let resizing;
+  addEventListener("resize", () => {
+    clearTimeout(resizing);
+    resizing = setTimeout(() => state.period && drawChart(state.tasks, state.period), 150);
+  });
+  defaultPeriod();
+}
+
+async function start() {
+  wire();
+  header();
+  if (!(await signedIn())) { askForKey(); return; }
+  $("signin").hidden = true;
+  $("console").hidden = false;
+  state.period = chosenPeriod($("period"));
+  state.ledger = null;
+  loadAccount();
+  loadUsage();
+  loadKeys();
+}
+
+start();
