@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from typing import Any
 
 import pytest
@@ -64,3 +65,116 @@ async def test_the_balance_and_held_credits(page: Page, platform: Platform) -> N
         "() => [localStorage.getItem('pixelrelay-key'), sessionStorage.getItem('pixelrelay-key')]"
     )
     assert stored == [None, key]
+
+
+def figure(text: str | None) -> int:
+    """A count as the page writes it ("1,234", "+7", "-7")."""
+    return int((text or "").replace(",", "").replace("+", ""))
+
+
+async def column(page: Page, rows: str, index: int) -> list[int]:
+    return [figure(t) for t in await page.locator(f"{rows} td:nth-child({index})").all_text_contents()]
+
+
+async def test_a_task_shows_in_the_usage_with_what_the_api_charged_and_the_totals_add_up(
+    page: Page, platform: Platform
+) -> None:
+    key = await new_account(platform, 1000)
+    basic = await generate(platform, key)
+    stable = await generate(
+        platform, key, model="gpt-image-2-official", quality="low", n=2, resolution="2k"
+    )
+    await open_dashboard(page, key)
+    await expect(page.locator("#tasks-note")).to_contain_text("2 tasks from")
+
+    for task in (basic, stable):
+        row = page.locator("#tasks tbody tr", has_text=task["id"])
+        cells = row.locator("td")
+        await expect(cells.nth(1)).to_have_text(task["model"])
+        await expect(cells.nth(5)).to_have_text(f"{task['credits']['charged']:,}")
+        await expect(cells.nth(7)).to_have_text("completed")
+        await expect(cells.nth(8)).to_have_text(task["credits"]["price_id"])
+    await expect(page.locator("#tasks tbody tr").nth(1).locator("td").nth(2)).to_have_text(
+        "1:1 · 1k × 1"
+    )  # newest first: the basic task is the older one
+
+    charged = basic["credits"]["charged"] + stable["credits"]["charged"]
+    assert charged > 0
+    for totals in ("#per-day", "#per-model"):
+        assert sum(await column(page, f"{totals} tbody", 3)) == charged
+        assert figure(await page.locator(f"{totals} tfoot td").nth(2).text_content()) == charged
+        assert sum(await column(page, f"{totals} tbody", 2)) == 2
+    assert await page.locator("#per-model tbody tr").count() == 2
+    chart = page.get_by_role("img", name="Credits charged per day")
+    await expect(chart).to_have_attribute("aria-label", re.compile(f": {charged:,} in all.$"))
+    await expect(chart.locator("rect.bar")).to_have_count(1)  # both today
+    await expect(page.locator("#balance")).to_have_text(
+        f"{1000 - charged:,} credits (${(1000 - charged) / 1000:.3f})"
+    )
+
+
+async def test_the_ledger_is_a_tab_away(page: Page, platform: Platform) -> None:
+    key = await new_account(platform, 300)
+    task = await generate(platform, key)
+    await open_dashboard(page, key)
+    ledger_tab = page.get_by_role("tab", name="Ledger")
+    await ledger_tab.click()
+    await expect(ledger_tab).to_have_attribute("aria-selected", "true")
+    await expect(page.get_by_role("tab", name="Per task")).to_have_attribute(
+        "aria-selected", "false"
+    )
+    await expect(page.locator("#panel-tasks")).to_be_hidden()
+    entries = (await platform.http.get("/api/v1/usage", headers=platform.auth(key))).json()["data"]
+    rows = page.locator("#ledger tbody tr")
+    await expect(rows).to_have_count(len(entries))
+    for i, entry in enumerate(entries):
+        cells = rows.nth(i).locator("td")
+        await expect(cells.nth(1)).to_have_text(entry["kind"])
+        assert figure(await cells.nth(3).text_content()) == entry["amount"]
+    assert task["id"] in await page.locator("#ledger").text_content()
+    # back with the keyboard
+    await ledger_tab.press("ArrowLeft")
+    await expect(page.locator("#panel-tasks")).to_be_visible()
+
+
+async def test_csv_downloads_of_the_usage_and_the_ledger(page: Page, platform: Platform) -> None:
+    key = await new_account(platform, 300)
+    task = await generate(platform, key)
+    account_id = (await account(platform, key))["account_id"]
+    tricky = '=1+1, "quoted"\nsecond line'  # a comma, quotes, a line break, a formula
+    adjusted = await platform.http.post(
+        f"/admin/v1/accounts/{account_id}/adjustments",
+        headers=admin(platform),
+        json={"amount": 5, "reason": tricky},
+    )
+    assert adjusted.status_code == 200, adjusted.text
+    await open_dashboard(page, key)
+    await expect(page.locator("#tasks-note")).to_contain_text("1 task from")
+
+    usage = await downloaded(page, "#tasks-csv")
+    assert usage["name"].startswith("pixelrelay-usage-") and usage["name"].endswith(".csv")
+    assert len(usage["rows"]) == 1
+    line = usage["rows"][0]
+    assert line["task_id"] == task["id"] and line["model"] == "gpt-image-2"
+    assert int(line["charged"]) == task["credits"]["charged"]
+    assert line["status"] == "completed" and line["price_id"] == task["credits"]["price_id"]
+
+    await page.get_by_role("tab", name="Ledger").click()
+    await expect(page.locator("#ledger tbody tr").first).to_be_visible()
+    ledger = await downloaded(page, "#ledger-csv")
+    memos = [r["memo"] for r in ledger["rows"]]
+    assert "'" + tricky in memos  # one field, whole, shown as text by a spreadsheet
+    entries = (await platform.http.get("/api/v1/usage", headers=platform.auth(key))).json()["data"]
+    assert [int(r["amount"]) for r in ledger["rows"]] == [e["amount"] for e in entries]
+
+
+async def downloaded(page: Page, button: str) -> dict[str, Any]:
+    """Click ``button``; the file it saves: its name and its rows (by header)."""
+    async with page.expect_download() as info:
+        await page.locator(button).click()
+    download = await info.value
+    raw = (await download.path()).read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")  # UTF-8, said so for spreadsheets
+    text = raw[3:].decode()
+    assert "\r\n" in text
+    return {"name": download.suggested_filename, "rows": list(csv.DictReader(io.StringIO(text)))}

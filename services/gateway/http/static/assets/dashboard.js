@@ -129,7 +129,7 @@ const LEDGER_COLUMNS = [
   ["Book", (e) => e.book],
   ["Amount", (e) => (e.amount > 0 ? "+" : "") + n(e.amount), "num"],
   ["Task", (e) => (e.task_id ? el("code", {}, e.task_id) : "—")],
-  ["Memo", (e) => e.memo || ""],
+  ["Memo", (e) => e.memo || "", "wrap"],
   ["Entry", (e) => e.id, "num"],
 ];
 
@@ -320,14 +320,14 @@ function keyColumns() {
   return [
     ["Name", keyName],
     ["Key", (k) => el("code", {}, `${k.prefix}…${k.last4}`)],
-    ["Created", (k) => when(k.created_at)],
-    ["Expires", (k) => (k.expires_at ? when(k.expires_at) : "never")],
-    ["Credit limit", (k) => (k.credit_limit === null ? "none" : n(k.credit_limit)), "num"],
-    ["Spent", (k) => n(k.spent), "num"],
-    ["Rate limit /min", (k) => (k.rate_limit === null ? "none" : n(k.rate_limit)), "num"],
-    ["Scopes", (k) => k.scopes.join(", ")],
-    ["Created by", parentName],
     ["Status", keyState],
+    ["Scopes", (k) => k.scopes.join(", "), "wrap"],
+    ["Spent", (k) => n(k.spent), "num"],
+    ["Credit limit", (k) => (k.credit_limit === null ? "none" : n(k.credit_limit)), "num"],
+    ["Rate limit /min", (k) => (k.rate_limit === null ? "none" : n(k.rate_limit)), "num"],
+    ["Expires", (k) => (k.expires_at ? when(k.expires_at) : "never")],
+    ["Created", (k) => when(k.created_at)],
+    ["Created by", parentName],
     ["", (k) => (k.revoked_at ? "" : el("button", {
       type: "button", class: "danger small", "aria-label": `Revoke ${keyName(k)}`, onclick: () => askRevoke(k),
     }, "Revoke"))],
