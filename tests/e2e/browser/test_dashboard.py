@@ -10,8 +10,9 @@ import re
 from typing import Any
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Locator, Page, expect
 
+from tests.e2e.browser.watch import PageWatch
 from tests.e2e.conftest import Platform
 from tests.e2e.helpers import admin, eventually, new_account, poll_until_done
 
@@ -178,3 +179,126 @@ async def downloaded(page: Page, button: str) -> dict[str, Any]:
     text = raw[3:].decode()
     assert "\r\n" in text
     return {"name": download.suggested_filename, "rows": list(csv.DictReader(io.StringIO(text)))}
+
+
+async def test_a_key_is_created_its_secret_shown_once_then_revoked_with_its_children(
+    page: Page, platform: Platform
+) -> None:
+    key = await new_account(platform, 100)
+    await open_dashboard(page, key)
+    form = page.locator("#key-form")
+    await form.get_by_label("Name").fill('ci, "build"')
+    await form.get_by_label("Credit limit").fill("50")
+    await form.get_by_label("Rate limit").fill("30")
+    await form.get_by_label("keys:manage").check()
+    await form.get_by_role("button", name="Create key").click()
+
+    notice = page.get_by_role("region", name="New API key")
+    await expect(notice).to_contain_text("you won't see it again")
+    secret = await page.locator("#new-key").text_content()
+    assert secret and secret.startswith("pr_live_")
+    await expect(notice.get_by_role("button", name="Copy key")).to_be_focused()
+    assert (await account(platform, secret))["balance"] == 100  # the new key works
+    row = key_row(page, 'ci, "build"')
+    await expect(row).to_contain_text("active")
+    await expect(row.locator("td").nth(5)).to_have_text("50")
+    await expect(row.locator("td").nth(6)).to_have_text("30")
+
+    # a key the new key made: the cascade's business
+    child = await platform.http.post(
+        "/api/v1/keys", headers=platform.auth(secret), json={"name": "child", "credit_limit": 10}
+    )
+    assert child.status_code == 200, child.text
+    child_secret = child.json()["api_key"]
+
+    await page.reload()  # shown once: not after a reload
+    await expect(key_row(page, "child")).to_be_visible()
+    await expect(page.locator("#new-key")).to_have_count(0)
+    await page.get_by_role("button", name='Revoke ci, "build"').click()
+    dialog = page.get_by_role("dialog")
+    await expect(dialog).to_contain_text("It created 1 active key.")
+    await dialog.get_by_label("Also revoke every key created from it").check()
+    await dialog.get_by_role("button", name="Revoke").click()
+    await expect(dialog).to_be_hidden()
+    await expect(row).to_contain_text("revoked")
+    await expect(key_row(page, "child")).to_contain_text("revoked")
+    await expect(row.get_by_role("button")).to_have_count(0)
+
+    for gone in (secret, child_secret):
+        await eventually(lambda gone=gone: refused(platform, gone), "the revoked key refused")
+
+
+def key_row(page: Page, name: str) -> Locator:
+    """The key's row, by the name in its first cell (others may name it as a parent)."""
+    first = page.locator("td:first-child", has_text=re.compile(f"^{re.escape(name)}$"))
+    return page.locator("#key-list tbody tr").filter(has=first)
+
+
+async def refused(platform: Platform, key: str) -> bool:
+    """Is ``key`` refused? (It may pass while the gateway's auth cache remembers it.)"""
+    answer = await platform.http.get("/api/v1/account", headers=platform.auth(key))
+    assert answer.status_code in (200, 401), answer.text
+    return answer.status_code == 401
+
+
+async def test_an_api_error_shows_beside_its_field_with_its_code(
+    page: Page, platform: Platform, page_watch: PageWatch
+) -> None:
+    page_watch.expect_error_answer("/api/v1/keys", 400)
+    key = await new_account(platform, 100)
+    await open_dashboard(page, key)
+    form = page.locator("#key-form")
+    limit = form.get_by_label("Credit limit")
+    await limit.fill("0")
+    await form.get_by_role("button", name="Create key").click()
+    error = form.locator(".field-error")
+    await expect(error).to_have_count(1)
+    await expect(error).to_contain_text("credit_limit")
+    await expect(error).to_have_text(re.compile(r"\(\d+\)$"))  # the API's code
+    # beside the field: right after its label
+    beside = await error.evaluate("e => e.previousElementSibling.querySelector('input').name")
+    assert beside == "credit_limit"
+    await expect(limit).to_have_attribute("aria-invalid", "true")
+    await expect(limit).to_be_focused()
+    await expect(page.locator("#new-secret")).to_be_empty()
+
+    await limit.fill("5")
+    await form.get_by_role("button", name="Create key").click()
+    await expect(page.locator("#new-key")).to_be_visible()
+    await expect(error).to_have_count(0)
+    await expect(limit).not_to_have_attribute("aria-invalid", "true")
+
+
+async def test_a_lost_connection_offers_a_retry(
+    page: Page, platform: Platform, page_watch: PageWatch
+) -> None:
+    page_watch.expect_error_answer("/api/v1/account", 0)
+    key = await new_account(platform, 100)
+    await page.goto("/dashboard")
+    await page.evaluate("key => sessionStorage.setItem('pixelrelay-key', key)", key)
+    await page.route("**/api/v1/account", lambda route: route.abort())
+    await page.reload()
+    retry = page.get_by_role("button", name="Retry")
+    await expect(page.get_by_role("alert")).to_contain_text("connection to PixelRelay was lost")
+    await expect(page.locator("#tasks-note")).to_contain_text("0 tasks")  # the rest still works
+    await page.unroute("**/api/v1/account")
+    await retry.click()
+    await expect(page.locator("#balance")).to_have_text("100 credits ($0.100)")
+    await expect(retry).to_have_count(0)
+
+
+async def test_at_phone_width_tables_scroll_inside_the_page(page: Page, platform: Platform) -> None:
+    key = await new_account(platform, 100)
+    await generate(platform, key)
+    await page.set_viewport_size({"width": 375, "height": 800})
+    await open_dashboard(page, key)
+    await expect(page.locator("#tasks tbody tr")).to_have_count(1)
+    await expect(page.locator("#key-list tbody tr")).to_have_count(1)
+    page_width = await page.evaluate("document.documentElement.scrollWidth")
+    assert page_width <= 375
+    wide = await page.locator("#tasks").evaluate(
+        "t => t.parentElement.scrollWidth > t.parentElement.clientWidth"
+    )
+    assert wide  # the table scrolls in its .table-wrap, the page does not
+    chart = page.get_by_role("img", name="Credits charged per day")
+    assert (await chart.bounding_box() or {"width": 999})["width"] <= 375

@@ -12,8 +12,11 @@ from playwright.async_api import ConsoleMessage, Error, Page, Request, Response
 
 # The platform's processes all listen on loopback; anything else is a third-party origin.
 _THIS_MACHINE = {"127.0.0.1", "localhost", "::1"}
-# How Chromium reports an HTTP error answer to fetch() on the console.
-_FAILED_LOAD = re.compile(r"^Failed to load resource: the server responded with a status of (\d{3})")
+# How Chromium reports an HTTP error answer (or none: net::ERR_..., status 0 here) to
+# fetch() on the console.
+_FAILED_LOAD = re.compile(
+    r"^Failed to load resource: (?:the server responded with a status of (\d{3})|net::ERR_)"
+)
 # console.js asks for the session on every page: a 401 is its "nobody is signed in" (a
 # 404 until the gateway has the route), an answer the page expects, not a failure.
 _SESSION_PROBE = ("/api/v1/auth/session", (401, 404))
@@ -41,14 +44,15 @@ class PageWatch:
             self.problems.append(f"console error: {message.text} ({where})")
 
     def expect_error_answer(self, path: str, *statuses: int) -> None:
-        """The page will get ``statuses`` from ``path`` on purpose: not a problem."""
+        """The page will get ``statuses`` from ``path`` on purpose: not a problem
+        (0: no answer at all, e.g. a route the test aborts)."""
         self.expected.append((path, statuses))
 
     def _expected(self, text: str, url: str) -> bool:
         failed = _FAILED_LOAD.match(text)
         if failed is None:
             return False
-        status, path = int(failed.group(1)), urlsplit(url).path
+        status, path = int(failed.group(1) or 0), urlsplit(url).path
         return any(path == p and status in statuses for p, statuses in self.expected)
 
     def _page_error(self, error: Error) -> None:

@@ -142,11 +142,17 @@ function banner() {
 }
 
 // When the server cannot be reached: a notice with a retry button, never a blank page.
+// Calls that fail while the notice shows join it: one Retry runs them all (a page that
+// loads several parts at once loses the connection for all of them together).
+let retries = [];
 export function offline(retry) {
   const node = banner();
+  retries.push(retry);
+  if (node.querySelector(".offline")) return;
+  const again = () => { const all = retries; retries = []; node.replaceChildren(); all.forEach((r) => r()); };
   node.replaceChildren(el("p", { class: "offline", role: "alert" },
     "The connection to PixelRelay was lost. ",
-    el("button", { type: "button", class: "secondary", onclick: () => { node.replaceChildren(); retry(); } }, "Retry")));
+    el("button", { type: "button", class: "secondary", onclick: again }, "Retry")));
 }
 
 // Run fn; a lost connection shows a retry, any other error goes to showError.

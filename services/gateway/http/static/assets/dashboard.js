@@ -211,13 +211,20 @@ function axisLabels(days, step) {
 
 // ---------- usage and ledger ----------
 
+// Each load reads and shows inside guarded(): a Retry after a lost connection does both.
 async function loadUsage() {
   const run = ++state.usageRun;
   const period = state.period;
   $("tasks-note").textContent = "Reading usage…";
-  const read = await guarded(() => readTaskUsage(period), $("usage"));
-  if (run !== state.usageRun) return; // a newer period was asked meanwhile
-  if (!read) { $("tasks-note").textContent = ""; return; }
+  const shown = await guarded(async () => {
+    const read = await readTaskUsage(period);
+    if (run === state.usageRun) showUsage(read, period); // else a newer period was asked
+    return true;
+  }, $("usage"));
+  if (!shown && run === state.usageRun) $("tasks-note").textContent = "";
+}
+
+function showUsage(read, period) {
   state.tasks = read.rows;
   $("tasks-note").textContent = usageNote(read, ["task", "tasks"], period);
   showTotals(read.rows);
@@ -238,9 +245,15 @@ async function loadLedger() {
   const run = ++state.ledgerRun;
   const period = state.period;
   $("ledger-note").textContent = "Reading the ledger…";
-  const read = await guarded(() => readLedger(period), $("usage"));
-  if (run !== state.ledgerRun) return;
-  if (!read) { $("ledger-note").textContent = ""; return; }
+  const shown = await guarded(async () => {
+    const read = await readLedger(period);
+    if (run === state.ledgerRun) showLedger(read, period);
+    return true;
+  }, $("usage"));
+  if (!shown && run === state.ledgerRun) $("ledger-note").textContent = "";
+}
+
+function showLedger(read, period) {
   state.ledger = read.rows;
   $("ledger-note").textContent = usageNote(read, ["entry", "entries"], period);
   table($("ledger"), LEDGER_COLUMNS, read.rows);
@@ -284,20 +297,21 @@ function choosePeriod(event) {
 
 // ---------- balance ----------
 
-async function loadAccount() {
-  const account = await guarded(() => api("GET", "/api/v1/account"), $("account"));
-  if (!account) return;
-  $("balance").textContent = credits(account.balance);
-  $("held").textContent = credits(account.held);
+function loadAccount() {
+  return guarded(async () => {
+    const account = await api("GET", "/api/v1/account");
+    $("balance").textContent = credits(account.balance);
+    $("held").textContent = credits(account.held);
+  }, $("account"));
 }
 
 // ---------- API keys ----------
 
-async function loadKeys() {
-  const listed = await guarded(() => api("GET", "/api/v1/keys"), $("keys-error").parentElement);
-  if (!listed) return;
-  state.keys = listed.data;
-  table($("key-list"), keyColumns(), listed.data);
+function loadKeys() {
+  return guarded(async () => {
+    state.keys = (await api("GET", "/api/v1/keys")).data;
+    table($("key-list"), keyColumns(), state.keys);
+  }, $("key-list-box"));
 }
 
 const isThisPagesKey = (k) => {
