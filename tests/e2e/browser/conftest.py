@@ -80,7 +80,8 @@ async def page(
 @pytest.fixture
 def page_watch(page: Page, request: pytest.FixtureRequest) -> PageWatch:
     """What ``page`` did wrong so far; tell it which error answers a test provokes."""
-    return request.node.stash[_WATCH]
+    watch: PageWatch = request.node.stash[_WATCH]
+    return watch
 
 
 def screenshot_of(test_name: str) -> Path:

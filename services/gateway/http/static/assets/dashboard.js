@@ -99,9 +99,10 @@ function readLedger(period) {
 // ---------- tables ----------
 
 // columns: [[heading, row => cell, "num"?], ...]; a cell is text or a node.
-function table(node, columns, rows, foot = null) {
+function table(node, columns, rows, foot = null, empty = "Nothing in this period.") {
   const head = el("tr", {}, columns.map(([h, , kind]) => el("th", { scope: "col", class: kind }, h)));
   const body = rows.map((row) => el("tr", {}, columns.map(([, pick, kind]) => el("td", { class: kind }, pick(row)))));
+  if (!rows.length) body.push(el("tr", {}, el("td", { colspan: columns.length, class: "muted" }, empty)));
   node.replaceChildren(el("thead", {}, head), el("tbody", {}, body));
   if (foot) node.append(el("tfoot", {}, el("tr", {}, foot.map((cell, i) => el("td", { class: columns[i][2] }, cell)))));
 }
@@ -310,7 +311,7 @@ function loadAccount() {
 function loadKeys() {
   return guarded(async () => {
     state.keys = (await api("GET", "/api/v1/keys")).data;
-    table($("key-list"), keyColumns(), state.keys);
+    table($("key-list"), keyColumns(), state.keys, null, "No keys.");
   }, $("key-list-box"));
 }
 
@@ -335,6 +336,10 @@ function keyColumns() {
     ["Name", keyName],
     ["Key", (k) => el("code", {}, `${k.prefix}…${k.last4}`)],
     ["Status", keyState],
+    // the action next to the state, not past a scroll on a narrow screen
+    ["", (k) => (k.revoked_at ? "" : el("button", {
+      type: "button", class: "danger small", "aria-label": `Revoke ${keyName(k)}`, onclick: () => askRevoke(k),
+    }, "Revoke"))],
     ["Scopes", (k) => k.scopes.join(", "), "wrap"],
     ["Spent", (k) => n(k.spent), "num"],
     ["Credit limit", (k) => (k.credit_limit === null ? "none" : n(k.credit_limit)), "num"],
@@ -342,9 +347,6 @@ function keyColumns() {
     ["Expires", (k) => (k.expires_at ? when(k.expires_at) : "never")],
     ["Created", (k) => when(k.created_at)],
     ["Created by", parentName],
-    ["", (k) => (k.revoked_at ? "" : el("button", {
-      type: "button", class: "danger small", "aria-label": `Revoke ${keyName(k)}`, onclick: () => askRevoke(k),
-    }, "Revoke"))],
   ];
 }
 
