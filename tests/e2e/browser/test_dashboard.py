@@ -7,10 +7,13 @@ from __future__ import annotations
 import csv
 import io
 import re
+import time
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from playwright.async_api import Locator, Page, expect
+from playwright.async_api import Locator, Page, Route, expect
 
 from tests.e2e.browser.conftest import screenshot_of
 from tests.e2e.browser.watch import PageWatch
@@ -306,3 +309,80 @@ async def test_at_phone_width_tables_scroll_inside_the_page(page: Page, platform
     assert wide  # the table scrolls in its .table-wrap, the page does not
     chart = page.get_by_role("img", name="Credits charged per day")
     assert (await chart.bounding_box() or {"width": 999})["width"] <= 375
+
+
+def usage_line(task_id: str, created_at: int) -> dict[str, Any]:
+    return {
+        "task_id": task_id,
+        "created_at": created_at,
+        "model": "gpt-image-2",
+        "size": "1:1",
+        "resolution": "1k",
+        "n": 1,
+        "quality": None,
+        "reserved": 7,
+        "charged": 7,
+        "refunded": 0,
+        "status": "completed",
+        "price_id": "basic-1k",
+    }
+
+
+async def serve_usage_pages(page: Page, pages: Callable[[str], dict[str, Any]]) -> list[str]:
+    """Answer /api/v1/usage/tasks with ``pages(cursor)``; → the cursors asked, in order."""
+    asked: list[str] = []
+
+    async def answer(route: Route) -> None:
+        cursor = parse_qs(urlsplit(route.request.url).query).get("cursor", [""])[0]
+        asked.append(cursor)
+        # the headers every gateway answer has (the page watch checks them)
+        headers = {"content-security-policy": "default-src 'none'"}
+        await route.fulfill(json=pages(cursor), headers=headers)
+
+    await page.route("**/api/v1/usage/tasks?*", answer)
+    return asked
+
+
+async def test_usage_is_read_back_to_the_period_start_and_no_further(
+    page: Page, platform: Platform
+) -> None:
+    now = int(time.time())
+    recent = [usage_line(f"task_new{i}", now - i) for i in range(100)]
+    older = [usage_line("task_day_ago", now - 86400), usage_line("task_old", now - 40 * 86400)]
+    asked = await serve_usage_pages(
+        page,
+        lambda cursor: (
+            {"data": recent, "next_cursor": "p2"}
+            if not cursor
+            else {"data": older, "next_cursor": "p3"}
+        ),
+    )
+    await open_dashboard(page, await new_account(platform, 10))
+    await expect(page.locator("#tasks-note")).to_contain_text("101 tasks from")
+    assert asked == ["", "p2"]  # p2 reached past the start: p3 never asked
+    await expect(page.locator("#tasks")).not_to_contain_text("task_old")
+    # a chosen period: yesterday alone
+    yesterday = time.strftime("%Y-%m-%d", time.localtime(now - 86400))
+    await page.get_by_label("From", exact=True).fill(yesterday)
+    await page.get_by_label("To (inclusive)").fill(yesterday)
+    await page.get_by_role("button", name="Show").click()
+    await expect(page.locator("#tasks-note")).to_contain_text(f"1 task from {yesterday}")
+    await expect(page.locator("#tasks tbody tr")).to_have_count(1)
+    await expect(page.locator("#tasks")).to_contain_text("task_day_ago")
+
+
+async def test_a_busy_period_is_read_up_to_a_cap_and_says_so(
+    page: Page, platform: Platform
+) -> None:
+    now = int(time.time())
+    asked = await serve_usage_pages(
+        page,
+        lambda cursor: {
+            "data": [usage_line(f"task_{cursor}_{i}", now - 10) for i in range(100)],
+            "next_cursor": f"{cursor}x",
+        },
+    )
+    await open_dashboard(page, await new_account(platform, 10))
+    await expect(page.locator("#tasks-note")).to_contain_text("Only the newest 20 pages were read")
+    await expect(page.locator("#tasks-note")).to_contain_text("2,000 tasks from")
+    assert len(asked) == 20
