@@ -288,6 +288,7 @@ async def test_a_lost_connection_offers_a_retry(
     retry = page.get_by_role("button", name="Retry")
     await expect(page.get_by_role("alert")).to_contain_text("connection to PixelRelay was lost")
     await expect(page.locator("#tasks-note")).to_contain_text("0 tasks")  # the rest still works
+    await page.screenshot(path=screenshot_of("dashboard_offline"))
     await page.unroute("**/api/v1/account")
     await retry.click()
     await expect(page.locator("#balance")).to_have_text("100 credits ($0.100)")
