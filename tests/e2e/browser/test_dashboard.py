@@ -387,3 +387,23 @@ async def test_a_busy_period_is_read_up_to_a_cap_and_says_so(
     await expect(page.locator("#tasks-note")).to_contain_text("Only the newest 20 pages were read")
     await expect(page.locator("#tasks-note")).to_contain_text("2,000 tasks from")
     assert len(asked) == 20
+
+
+async def test_a_pasted_key_that_stopped_working_is_forgotten_with_the_reason(
+    page: Page, platform: Platform, page_watch: PageWatch
+) -> None:
+    for path in ("/api/v1/account", "/api/v1/usage/tasks", "/api/v1/keys"):
+        page_watch.expect_error_answer(path, 401)
+    key = await new_account(platform, 100)
+    await open_dashboard(page, key)
+    mine = (await platform.http.get("/api/v1/keys", headers=platform.auth(key))).json()["data"]
+    revoked = await platform.http.delete(f"/admin/v1/keys/{mine[0]['id']}", headers=admin(platform))
+    assert revoked.status_code == 200, revoked.text
+    await eventually(lambda: refused(platform, key), "the revoked key refused")
+    await page.reload()
+    await expect(page.locator("#console")).to_be_hidden()
+    await expect(page.locator("#key-paste .field-error")).to_contain_text("(")
+    await expect(page.get_by_role("textbox", name="API key")).to_have_attribute(
+        "aria-invalid", "true"
+    )
+    assert await page.evaluate("() => sessionStorage.getItem('pixelrelay-key')") is None

@@ -300,10 +300,22 @@ function choosePeriod(event) {
 
 function loadAccount() {
   return guarded(async () => {
-    const account = await api("GET", "/api/v1/account");
+    const account = await api("GET", "/api/v1/account").catch(keyRefused);
+    if (!account) return;
     $("balance").textContent = credits(account.balance);
     $("held").textContent = credits(account.held);
   }, $("account"));
+}
+
+// A pasted key that stopped working (revoked, expired): forget it and ask for another,
+// saying why, rather than an error in every part of the page.
+function keyRefused(err) {
+  if (!(err instanceof ApiError) || err.status !== 401 || !apiKey.get()) throw err;
+  apiKey.set("");
+  header();
+  askForKey();
+  showError(Object.assign(err, { param: "key" }), $("key-paste"));
+  return null;
 }
 
 // ---------- API keys ----------
