@@ -10,7 +10,7 @@ import re
 import httpx
 import pytest
 from PIL import Image
-from playwright.async_api import Locator, Page, expect
+from playwright.async_api import FilePayload, Locator, Page, expect
 
 from tests.e2e.browser.conftest import _WATCH
 from tests.e2e.conftest import Platform
@@ -124,8 +124,9 @@ async def test_the_estimate_follows_every_edit_and_the_key_stays_in_the_tab(
     assert stored == [None, platform.api_key]
 
 
-async def test_the_estimates_error_is_shown_beside_its_field(page: Page, platform: Platform,
-                                                             request: pytest.FixtureRequest) -> None:
+async def test_the_estimates_error_is_shown_beside_its_field(
+    page: Page, platform: Platform, request: pytest.FixtureRequest
+) -> None:
     await open_with_key(page, platform.api_key)
     await field(page, "Model").select_option("gpt-image-2-official")
     await field(page, "Size").select_option("custom")
@@ -146,19 +147,25 @@ async def painted_task(page: Page, platform: Platform) -> str:
     await field(page, "Quality").select_option("low")
     await field(page, "Images").select_option("2")
     await page.get_by_label("Add reference files").set_input_files(
-        files=[{"name": "ref.png", "mimeType": "image/png", "buffer": png(640, 480)}]
+        files=[FilePayload(name="ref.png", mimeType="image/png", buffer=png(640, 480))]
     )
     await expect(page.locator("#refs li")).to_have_count(1)
     await expect(page.locator("#refs")).to_contain_text("640×480")
     canvas = page.locator("#mask-stage canvas")
     await expect(canvas).to_be_visible()
-    box = await canvas.bounding_box()
+    await page.wait_for_function("() => document.querySelector('#mask-stage img').complete")
+    await canvas.scroll_into_view_if_needed()
+    box = await canvas.bounding_box()  # in the viewport: the mouse only reaches there
     assert box is not None
     await page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3)
     await page.mouse.down()
     await page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.5, steps=8)
     await page.mouse.up()
-    await page.get_by_role("button", name="Generate").click()
+    await expect(page.locator("#mask-url")).to_be_empty()  # no longer "nothing painted"
+    async with page.expect_request("**/api/v1/images/generations") as submitted:
+        await page.get_by_role("button", name="Generate").click()
+    sent = (await submitted.value).post_data_json
+    assert sent and sent["mask_url"] and len(sent["image_urls"]) == 1, sent
     status = page.locator("#status")
     await expect(status).to_contain_text("completed", timeout=30_000)
     return await page.locator("#task-id").inner_text()
@@ -191,7 +198,9 @@ async def test_a_masked_edit_reaches_the_gallery_with_its_price_and_the_history(
     await expect(figures.first.get_by_role("link", name="Download")).to_have_attribute(
         "href", first["url"]
     )
-    await expect(page.locator("#charged")).to_have_text(f"{charged} credits (${charged / 1000:.3f})")
+    await expect(page.locator("#charged")).to_have_text(
+        f"{charged} credits (${charged / 1000:.3f})"
+    )
 
     # the history lists it; clicking it shows its images again
     row = page.locator("#history li", has_text=task_id)

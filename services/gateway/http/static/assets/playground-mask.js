@@ -36,6 +36,9 @@ export class MaskPainter {
   setImage(url, width, height) {
     if (this.image.getAttribute("src") === url && this.size?.[0] === width) return;
     this.image.src = url;
+    // the stage takes its final size now, not when the image has loaded
+    this.image.width = width;
+    this.image.height = height;
     this.size = [width, height];
     this.canvas.width = width;
     this.canvas.height = height;
