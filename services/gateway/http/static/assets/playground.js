@@ -106,7 +106,7 @@ function requestBody(maskUrl) {
     if (body.output_format !== "png" && compression !== "") body.output_compression = Number(compression);
   }
   if (state.refs.length) body.image_urls = state.refs.map((r) => r.url);
-  if (maskUrl) body.mask_url = maskUrl;
+  if (maskUrl && stable() && state.refs.length) body.mask_url = maskUrl; // stable-only
   return body;
 }
 
