@@ -268,6 +268,20 @@ async def test_too_few_credits_shows_the_price_and_the_balance(
     expect_failed_loads(request, 402)
 
 
+async def test_a_lost_connection_offers_a_retry(
+    page: Page, platform: Platform, request: pytest.FixtureRequest
+) -> None:
+    request.node.stash[_WATCH].problems.expected.append("net::ERR_FAILED")  # the abort
+    await page.route("**/api/v1/images/estimate", lambda route: route.abort())
+    await open_with_key(page, platform.api_key)
+    retry = page.get_by_role("button", name="Retry")
+    await expect(page.locator("#banner")).to_contain_text("connection to PixelRelay was lost")
+    await page.unroute("**/api/v1/images/estimate")
+    await retry.click()
+    await expect(page.locator("#estimate")).to_have_text("7 credits ($0.007)")
+    await expect(page.locator("#banner")).to_be_empty()
+
+
 async def test_the_playground_fits_a_phone(page: Page, platform: Platform) -> None:
     await page.set_viewport_size({"width": 375, "height": 800})
     await open_with_key(page, platform.api_key)

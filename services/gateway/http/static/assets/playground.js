@@ -426,12 +426,27 @@ async function copySnippet(kind) {
   }
 }
 
+// ---- what the server serves ------------------------------------------------------------
+
+// The models the server lists (GET /v1/models; reAPI has no list of its own): any other
+// is disabled. Asked with a pasted key only: /v1 is the SDK's, authenticated by key.
+async function markServedModels() {
+  if (!apiKey.get()) return;
+  try {
+    const served = new Set((await api("GET", "/v1/models")).data.map((m) => m.id));
+    for (const option of $("model").options) option.disabled = !served.has(option.value);
+  } catch (err) {
+    // the page's own list stays; the estimate shows what is wrong with the key
+  }
+}
+
 // ---- the key ---------------------------------------------------------------------------
 
 function keyChanged() {
   clearFieldErrors("estimate");
   clearFieldErrors("submit");
   header();
+  markServedModels();
   showBalance();
   estimateSoon();
   loadHistory(true);
@@ -478,6 +493,7 @@ async function start() {
   // without a key or session every call could only fail (a 401, counted by the
   // failed-auth throttle)
   if (await signedIn()) {
+    markServedModels();
     showBalance();
     estimate();
     loadHistory(true);
