@@ -238,7 +238,13 @@ async def test_the_docs_page_loads_nothing_from_elsewhere(platform: Platform) ->
     page = await platform.http.get("/docs")
     playground = await platform.http.get("/")
     assert page.status_code == playground.status_code == 200
+    # one module; it imports console.js, playground-mask.js and playground-snippets.js
     assert re.findall(r'<script[^>]*src="([^"]+)"', playground.text) == ["/assets/playground.js"]
+    assert '<script type="module"' in playground.text
+    assert re.findall(r'<link rel="stylesheet" href="([^"]+)"', playground.text) == [
+        "/assets/console.css",
+        "/assets/playground.css",
+    ]
     assert "<script>" not in playground.text + page.text
     policy = dict(
         d.strip().split(" ", 1) for d in page.headers["content-security-policy"].split(";")

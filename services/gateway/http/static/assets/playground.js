@@ -385,6 +385,7 @@ async function loadHistory(reset) {
     state.historyCursor = page.next_cursor || "";
     $("history-more").hidden = !page.next_cursor;
   } catch (err) {
+    if (err.status === 401) return; // the estimate already says so beside the key
     failed(err, "history", () => loadHistory(reset));
   }
 }
