@@ -239,6 +239,10 @@ class BillingClient:
     ) -> billing_pb2.ListLedgerEntriesResponse:
         return await _call(self._stub.ListLedgerEntries(request, **self._options()))
 
+    async def verify_admin(self) -> None:
+        """Raises unless this client's credential is the operator's (billing decides)."""
+        await _call(self._stub.VerifyAdmin(billing_pb2.VerifyAdminRequest(), **self._options()))
+
     async def check_ledger(self) -> billing_pb2.CheckLedgerResponse:
         return await _call(
             self._stub.CheckLedger(billing_pb2.CheckLedgerRequest(), **self._options(60))

@@ -62,6 +62,9 @@ SETTLED_SUBJECTS = f"{SETTLED_PREFIX}.*"
 # Core NATS, no stream: images from a dispatcher to the request waiting (relay.py).
 RELAY_PREFIX = "pixelrelay.relay"
 RELAY_SUBJECTS = f"{RELAY_PREFIX}.*"
+# Core NATS, no stream: each dispatcher's channel health, every few seconds, for every
+# gateway (only the latest matters; channel_health.proto).
+HEALTH_SUBJECT = "pixelrelay.health.channels"
 # How long a consumer waits before fetching again after JetStream refused a fetch.
 FETCH_RETRY_SECONDS = 0.5
 # The most a consumer's second fetch (what else is ready) waits: it bounds how long a

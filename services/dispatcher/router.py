@@ -25,8 +25,9 @@ from dispatcher.errors import (
     RetryableError,
     UpstreamError,
 )
+from dispatcher.health import CallWindow
 from dispatcher.upstream import Generation, InputImage, OpenAIImagesChannel, Partials
-from pixelrelay.v1 import common_pb2
+from pixelrelay.v1 import channel_health_pb2, common_pb2
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class Channel:
     config: ChannelConfig
     adapter: OpenAIImagesChannel
     breaker: CircuitBreaker
+    calls: CallWindow = field(default_factory=CallWindow)  # for the operator (health.py)
     slots: asyncio.Semaphore = field(init=False)
 
     def __post_init__(self) -> None:
@@ -193,7 +195,15 @@ class Router:
     def _record(channel: Channel, outcome: str, started: float) -> Attempt:
         elapsed = time.perf_counter() - started
         UPSTREAM_CALLS.labels(channel.name, outcome).observe(elapsed)
+        channel.calls.record(outcome, elapsed * 1000)
         return Attempt(channel.name, outcome, int(elapsed * 1000))
+
+    def health(self) -> list[channel_health_pb2.ChannelWindow]:
+        """Each channel's breaker and its calls of the recent window (health.py)."""
+        return [
+            channel.calls.totals(name, channel.breaker.state.name.lower())
+            for name, channel in self.channels.items()
+        ]
 
     async def close(self) -> None:
         for channel in self.channels.values():

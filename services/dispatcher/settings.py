@@ -35,3 +35,5 @@ class DispatcherSettings(ServiceSettings):
     breaker_min_calls: int = 10
     breaker_window: float = 30.0
     breaker_cooldown: float = 5.0
+    # Seconds between this dispatcher's channel health snapshots on the bus (health.py).
+    channel_health_every: float = 5.0

@@ -15,6 +15,7 @@ from nats.aio.msg import Msg
 from gateway.core.admin import AdminAccess
 from gateway.core.api import PublicApi
 from gateway.core.auth_throttle import AuthThrottle, parse_networks
+from gateway.core.channel_health import ChannelHealthBoard
 from gateway.core.events import TaskEventHandler
 from gateway.core.idempotency import IdempotencyStore
 from gateway.core.mailer import Links, SmtpMailer
@@ -105,6 +106,13 @@ async def _serve(
 
     settled = await nc.subscribe(bus.SETTLED_SUBJECTS, cb=on_settled)
     stack.push_async_callback(settled.unsubscribe)
+    channel_health = ChannelHealthBoard()
+
+    async def on_health(msg: Msg) -> None:
+        channel_health.heard(msg.data)
+
+    health = await nc.subscribe(bus.HEALTH_SUBJECT, cb=on_health)
+    stack.push_async_callback(health.unsubscribe)
     billing = BillingClient(settings.billing_addr, credential)
     stack.push_async_callback(billing.close)
     storage = StorageClient(settings.storage_addr, credential)
@@ -214,6 +222,7 @@ async def _serve(
         billing,
         own_credential=credential,
         accounts=api.accounts,
+        channels=channel_health,
         public_url=settings.public_url.rstrip("/"),
     )
     admin_servicer = AdminServicer(admin, throttle)

@@ -115,6 +115,7 @@ def test_each_rpc_allows_only_the_callers_that_need_it() -> None:
         "Adjust": ["admin"],
         "CheckLedger": ["admin"],
         "DeleteAccount": ["admin"],
+        "VerifyAdmin": ["admin"],
     }
     assert {m: sorted(c) for m, c in STORAGE_ACCESS.rules.items()} == {
         "PutObject": ["gateway"],

@@ -49,6 +49,16 @@ class AdminStub:
                 request_serializer=pixelrelay_dot_v1_dot_public__api__pb2.ExportAccountRequest.SerializeToString,
                 response_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.ExportItem.FromString,
                 _registered_method=True)
+        self.GetTask = channel.unary_unary(
+                '/pixelrelay.v1.Admin/GetTask',
+                request_serializer=pixelrelay_dot_v1_dot_public__api__pb2.GetTaskRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_admin__pb2.OperatorTask.FromString,
+                _registered_method=True)
+        self.ListChannels = channel.unary_unary(
+                '/pixelrelay.v1.Admin/ListChannels',
+                request_serializer=pixelrelay_dot_v1_dot_admin__pb2.ListChannelsRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_admin__pb2.ListChannelsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -72,6 +82,21 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTask(self, request, context):
+        """Any account's task, by id, with its owner: the public Task plus account and key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListChannels(self, request, context):
+        """Every upstream channel as the dispatchers last reported it (their snapshots on the
+        bus, merged): breaker state, calls, errors and latency over the recent window.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -84,6 +109,16 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.ExportAccount,
                     request_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.ExportAccountRequest.FromString,
                     response_serializer=pixelrelay_dot_v1_dot_public__api__pb2.ExportItem.SerializeToString,
+            ),
+            'GetTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTask,
+                    request_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.GetTaskRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_admin__pb2.OperatorTask.SerializeToString,
+            ),
+            'ListChannels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListChannels,
+                    request_deserializer=pixelrelay_dot_v1_dot_admin__pb2.ListChannelsRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_admin__pb2.ListChannelsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -143,6 +178,60 @@ class Admin:
             '/pixelrelay.v1.Admin/ExportAccount',
             pixelrelay_dot_v1_dot_public__api__pb2.ExportAccountRequest.SerializeToString,
             pixelrelay_dot_v1_dot_public__api__pb2.ExportItem.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Admin/GetTask',
+            pixelrelay_dot_v1_dot_public__api__pb2.GetTaskRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_admin__pb2.OperatorTask.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListChannels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Admin/ListChannels',
+            pixelrelay_dot_v1_dot_admin__pb2.ListChannelsRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_admin__pb2.ListChannelsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -44,6 +44,12 @@ class AdminStub:
     the account marked deleted. Idempotent: run it again to finish an interrupted one.
     """
     ExportAccount: _grpc.UnaryStreamMultiCallable[_public_api_pb2.ExportAccountRequest, _public_api_pb2.ExportItem]
+    GetTask: _grpc.UnaryUnaryMultiCallable[_public_api_pb2.GetTaskRequest, _admin_pb2.OperatorTask]
+    """Any account's task, by id, with its owner: the public Task plus account and key."""
+    ListChannels: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListChannelsRequest, _admin_pb2.ListChannelsResponse]
+    """Every upstream channel as the dispatchers last reported it (their snapshots on the
+    bus, merged): breaker state, calls, errors and latency over the recent window.
+    """
 
 @_typing.type_check_only
 class AdminAsyncStub(AdminStub):
@@ -59,6 +65,12 @@ class AdminAsyncStub(AdminStub):
     the account marked deleted. Idempotent: run it again to finish an interrupted one.
     """
     ExportAccount: _aio.UnaryStreamMultiCallable[_public_api_pb2.ExportAccountRequest, _public_api_pb2.ExportItem]  # type: ignore[assignment]
+    GetTask: _aio.UnaryUnaryMultiCallable[_public_api_pb2.GetTaskRequest, _admin_pb2.OperatorTask]  # type: ignore[assignment]
+    """Any account's task, by id, with its owner: the public Task plus account and key."""
+    ListChannels: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListChannelsRequest, _admin_pb2.ListChannelsResponse]  # type: ignore[assignment]
+    """Every upstream channel as the dispatchers last reported it (their snapshots on the
+    bus, merged): breaker state, calls, errors and latency over the recent window.
+    """
 
 class AdminServicer(metaclass=_abc_1.ABCMeta):
     """The operator's account operations that span services, served by the gateway (gRPC, and
@@ -83,5 +95,23 @@ class AdminServicer(metaclass=_abc_1.ABCMeta):
         request: _public_api_pb2.ExportAccountRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_public_api_pb2.ExportItem], _abc.AsyncIterator[_public_api_pb2.ExportItem]]: ...
+
+    @_abc_1.abstractmethod
+    def GetTask(
+        self,
+        request: _public_api_pb2.GetTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.OperatorTask, _abc.Awaitable[_admin_pb2.OperatorTask]]:
+        """Any account's task, by id, with its owner: the public Task plus account and key."""
+
+    @_abc_1.abstractmethod
+    def ListChannels(
+        self,
+        request: _admin_pb2.ListChannelsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListChannelsResponse, _abc.Awaitable[_admin_pb2.ListChannelsResponse]]:
+        """Every upstream channel as the dispatchers last reported it (their snapshots on the
+        bus, merged): breaker state, calls, errors and latency over the recent window.
+        """
 
 def add_AdminServicer_to_server(servicer: AdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -128,6 +128,11 @@ class BillingStub:
                 request_serializer=pixelrelay_dot_v1_dot_billing__pb2.DeleteAccountRequest.SerializeToString,
                 response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.DeletedAccount.FromString,
                 _registered_method=True)
+        self.VerifyAdmin = channel.unary_unary(
+                '/pixelrelay.v1.Billing/VerifyAdmin',
+                request_serializer=pixelrelay_dot_v1_dot_billing__pb2.VerifyAdminRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.VerifyAdminResponse.FromString,
+                _registered_method=True)
         self.CreateLogin = channel.unary_unary(
                 '/pixelrelay.v1.Billing/CreateLogin',
                 request_serializer=pixelrelay_dot_v1_dot_billing__pb2.CreateLoginRequest.SerializeToString,
@@ -317,6 +322,15 @@ class BillingServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VerifyAdmin(self, request, context):
+        """Answers the operator alone, and does nothing: the gateway's own admin operations
+        (task lookup, channel health) ask it first with the bearer they were given, so
+        billing stays the only judge of who is an admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateLogin(self, request, context):
         """People signing in to their account (ledger/logins.py), for the gateway's Sessions
         service. A session is a kind of key ("session"): it authenticates as the account's
@@ -481,6 +495,11 @@ def add_BillingServicer_to_server(servicer, server):
                     servicer.DeleteAccount,
                     request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.DeleteAccountRequest.FromString,
                     response_serializer=pixelrelay_dot_v1_dot_billing__pb2.DeletedAccount.SerializeToString,
+            ),
+            'VerifyAdmin': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyAdmin,
+                    request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.VerifyAdminRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.VerifyAdminResponse.SerializeToString,
             ),
             'CreateLogin': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateLogin,
@@ -1023,6 +1042,33 @@ class Billing:
             '/pixelrelay.v1.Billing/DeleteAccount',
             pixelrelay_dot_v1_dot_billing__pb2.DeleteAccountRequest.SerializeToString,
             pixelrelay_dot_v1_dot_billing__pb2.DeletedAccount.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyAdmin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Billing/VerifyAdmin',
+            pixelrelay_dot_v1_dot_billing__pb2.VerifyAdminRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_billing__pb2.VerifyAdminResponse.FromString,
             options,
             channel_credentials,
             insecure,

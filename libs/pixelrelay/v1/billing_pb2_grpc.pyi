@@ -82,6 +82,11 @@ class BillingStub:
     """Revoke every key, release every pending hold, refuse new ones; the ledger is kept.
     Idempotent. The gateway's Admin.DeleteAccount does this first, then deletes the data.
     """
+    VerifyAdmin: _grpc.UnaryUnaryMultiCallable[_billing_pb2.VerifyAdminRequest, _billing_pb2.VerifyAdminResponse]
+    """Answers the operator alone, and does nothing: the gateway's own admin operations
+    (task lookup, channel health) ask it first with the bearer they were given, so
+    billing stays the only judge of who is an admin.
+    """
     CreateLogin: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CreateLoginRequest, _billing_pb2.SignedIn]
     """People signing in to their account (ledger/logins.py), for the gateway's Sessions
     service. A session is a kind of key ("session"): it authenticates as the account's
@@ -162,6 +167,11 @@ class BillingAsyncStub(BillingStub):
     DeleteAccount: _aio.UnaryUnaryMultiCallable[_billing_pb2.DeleteAccountRequest, _billing_pb2.DeletedAccount]  # type: ignore[assignment]
     """Revoke every key, release every pending hold, refuse new ones; the ledger is kept.
     Idempotent. The gateway's Admin.DeleteAccount does this first, then deletes the data.
+    """
+    VerifyAdmin: _aio.UnaryUnaryMultiCallable[_billing_pb2.VerifyAdminRequest, _billing_pb2.VerifyAdminResponse]  # type: ignore[assignment]
+    """Answers the operator alone, and does nothing: the gateway's own admin operations
+    (task lookup, channel health) ask it first with the bearer they were given, so
+    billing stays the only judge of who is an admin.
     """
     CreateLogin: _aio.UnaryUnaryMultiCallable[_billing_pb2.CreateLoginRequest, _billing_pb2.SignedIn]  # type: ignore[assignment]
     """People signing in to their account (ledger/logins.py), for the gateway's Sessions
@@ -348,6 +358,17 @@ class BillingServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_billing_pb2.DeletedAccount, _abc.Awaitable[_billing_pb2.DeletedAccount]]:
         """Revoke every key, release every pending hold, refuse new ones; the ledger is kept.
         Idempotent. The gateway's Admin.DeleteAccount does this first, then deletes the data.
+        """
+
+    @_abc_1.abstractmethod
+    def VerifyAdmin(
+        self,
+        request: _billing_pb2.VerifyAdminRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.VerifyAdminResponse, _abc.Awaitable[_billing_pb2.VerifyAdminResponse]]:
+        """Answers the operator alone, and does nothing: the gateway's own admin operations
+        (task lookup, channel health) ask it first with the bearer they were given, so
+        billing stays the only judge of who is an admin.
         """
 
     @_abc_1.abstractmethod

@@ -14,8 +14,10 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 from gateway.core.accounts import AccountData
+from gateway.core.channel_health import ChannelHealthBoard
 from pixelrelay.billing_client import BillingClient
 from pixelrelay.errors import ApiError, E
+from pixelrelay.ids import checked_id
 from pixelrelay.v1 import admin_pb2, public_api_pb2
 
 
@@ -35,6 +37,7 @@ class AdminAccess:
     billing: BillingClient
     own_credential: str  # the gateway's: never accepted as an admin's
     accounts: AccountData
+    channels: ChannelHealthBoard
     public_url: str = ""  # where the console is (PUBLIC_URL), for the links it hands out
 
     def billing_for(self, authorization: str | None) -> BillingClient:
@@ -43,6 +46,22 @@ class AdminAccess:
         if scheme != "Bearer" or not token or hmac.compare_digest(token, self.own_credential):
             raise ApiError(E.ADMIN_TOKEN_INVALID)
         return self.billing.acting_as(token)
+
+    async def verified(self, authorization: str | None) -> None:
+        """For what the gateway answers itself: billing is asked whether the bearer is the
+        operator's before anything is read."""
+        billing = self.billing_for(authorization)
+        with admin_errors():
+            await billing.verify_admin()
+
+    async def get_task(self, authorization: str | None, task_id: str) -> admin_pb2.OperatorTask:
+        await self.verified(authorization)
+        checked_id(task_id, "task", "task_id")
+        return await self.accounts.db.run(self.accounts.tasks.get_for_operator, task_id)
+
+    async def list_channels(self, authorization: str | None) -> admin_pb2.ListChannelsResponse:
+        await self.verified(authorization)
+        return self.channels.channels()
 
     async def delete_account(
         self, authorization: str | None, account_id: str, reason: str

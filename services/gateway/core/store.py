@@ -22,7 +22,7 @@ from sqlmodel import Field, Session, SQLModel, col, or_, select
 
 from pixelrelay.db import PreparedRead, quick
 from pixelrelay.errors import ApiError, E
-from pixelrelay.v1 import common_pb2, events_pb2, public_api_pb2
+from pixelrelay.v1 import admin_pb2, common_pb2, events_pb2, public_api_pb2
 
 M = TypeVar("M", bound=Message)
 
@@ -237,6 +237,16 @@ class TaskStore:
         if row is None or (account_id is not None and row["account_id"] != account_id):
             raise ApiError(E.TASK_NOT_FOUND, param="id")
         return task_from_row(row)
+
+    @quick
+    def get_for_operator(self, task_id: str) -> admin_pb2.OperatorTask:
+        """Any account's task, with its owner (Admin.GetTask)."""
+        row = self._by_id.one(t_id=task_id)
+        if row is None:
+            raise ApiError(E.TASK_NOT_FOUND, param="task_id")
+        return admin_pb2.OperatorTask(
+            task=task_from_row(row), account_id=row["account_id"], key_id=row["key_id"]
+        )
 
     def page(
         self, *, account_id: str, limit: int, cursor: str = "", status: str = ""

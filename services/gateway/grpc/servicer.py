@@ -228,6 +228,18 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         ):
             yield item
 
+    async def GetTask(
+        self, request: public_api_pb2.GetTaskRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.OperatorTask:
+        return await throttled(
+            self.throttle, context, lambda auth: self.admin.get_task(auth, request.id)
+        )
+
+    async def ListChannels(
+        self, request: admin_pb2.ListChannelsRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.ListChannelsResponse:
+        return await throttled(self.throttle, context, self.admin.list_channels)
+
 
 class SessionsServicer(public_api_pb2_grpc.SessionsServicer):
     """People's sessions (core/sessions.py). A failed sign-in counts against the caller's

@@ -21,6 +21,7 @@ from gateway.http.schemas import (
     AccountDeletionOut,
     AccountListOut,
     AccountOut,
+    ChannelListOut,
     CreatedInviteOut,
     CreatedKeyOut,
     InviteCreateBody,
@@ -31,6 +32,7 @@ from gateway.http.schemas import (
     KeyOut,
     LedgerCheckOut,
     MoveCreditsBody,
+    OperatorTaskOut,
     ResetLinkOut,
     UsageOut,
 )
@@ -198,6 +200,25 @@ def admin_router() -> APIRouter:
     ) -> Response:
         items = _access(request).export_account(authorization, account_id)
         return await export_download(items, account_id, format, part)
+
+    @router.get(
+        "/tasks/{task_id}",
+        response_model=OperatorTaskOut,
+        summary="Any account's task, with its account and key",
+    )
+    async def get_task(task_id: str, request: Request, authorization: AdminAuth = None) -> Response:
+        found = await _access(request).get_task(authorization, task_id)
+        return JSONBody(translate.operator_task_json(found))
+
+    @router.get(
+        "/channels",
+        response_model=ChannelListOut,
+        summary="Upstream channels' breakers, calls, errors and latency, from every dispatcher",
+    )
+    async def list_channels(request: Request, authorization: AdminAuth = None) -> Response:
+        return JSONBody(
+            translate.channels_json(await _access(request).list_channels(authorization))
+        )
 
     @router.get(
         "/ledger/check",

@@ -362,3 +362,31 @@ class ResetLinkOut(BaseModel):
     email: str
     expires_at: int
     url: str = Field(description="PUBLIC_URL's /login?reset=…, or a path without PUBLIC_URL")
+
+
+class OperatorTaskOut(TaskOut):
+    account_id: str = Field(description="the account the task belongs to")
+    key_id: str = Field(description="the key that submitted it")
+
+
+class ChannelStatusOut(BaseModel):
+    name: str
+    breaker: str = Field(
+        description="closed | half_open | open: the worst of the dispatchers' (each keeps its own)"
+    )
+    replicas: int = Field(description="dispatchers that reported the channel")
+    replicas_not_closed: int = Field(description="of which with the breaker open or half-open")
+    requests: int = Field(description="upstream calls in the window")
+    errors: int
+    error_rate: float = Field(description="errors / requests; 0 without requests")
+    errors_by_class: dict[str, int]
+    p50_ms: int | None = Field(
+        description="latency of the calls that returned images (within 10 %); null without any"
+    )
+    p95_ms: int | None
+
+
+class ChannelListOut(BaseModel):
+    data: list[ChannelStatusOut] = Field(description="by name")
+    replicas: int = Field(description="dispatchers heard from lately (each reports every few s)")
+    window_seconds: int = Field(description="the counts are of the calls in this last window")

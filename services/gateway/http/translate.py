@@ -218,6 +218,32 @@ def deletion_json(deletion: admin_pb2.AccountDeletion) -> dict[str, Any]:
     }
 
 
+def operator_task_json(found: admin_pb2.OperatorTask) -> dict[str, Any]:
+    return {**task_json(found.task), "account_id": found.account_id, "key_id": found.key_id}
+
+
+def channels_json(health: admin_pb2.ListChannelsResponse) -> dict[str, Any]:
+    return {
+        "data": [
+            {
+                "name": c.name,
+                "breaker": c.breaker,
+                "replicas": c.replicas,
+                "replicas_not_closed": c.replicas_not_closed,
+                "requests": c.requests,
+                "errors": c.errors,
+                "error_rate": round(c.error_rate, 4),
+                "errors_by_class": dict(sorted(c.errors_by_class.items())),
+                "p50_ms": c.p50_ms or None,
+                "p95_ms": c.p95_ms or None,
+            }
+            for c in health.channels
+        ],
+        "replicas": health.replicas,
+        "window_seconds": health.window_seconds,
+    }
+
+
 def balance_json(balance: public_api_pb2.AccountBalance) -> dict[str, Any]:
     return {"account_id": balance.account_id, "balance": balance.balance, "held": balance.held}
 
