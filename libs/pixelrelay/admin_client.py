@@ -37,5 +37,19 @@ class AdminClient:
             ):
                 yield item
 
+    async def get_task(self, task_id: str) -> admin_pb2.OperatorTask:
+        with peer_errors():
+            reply: admin_pb2.OperatorTask = await self._stub.GetTask(
+                public_api_pb2.GetTaskRequest(id=task_id), **self._options()
+            )
+        return reply
+
+    async def list_channels(self) -> admin_pb2.ListChannelsResponse:
+        with peer_errors():
+            reply: admin_pb2.ListChannelsResponse = await self._stub.ListChannels(
+                admin_pb2.ListChannelsRequest(), **self._options()
+            )
+        return reply
+
     async def close(self) -> None:
         await self._channel.close()

@@ -84,6 +84,8 @@ async def running_platform(
         "TRUSTED_PROXIES": "127.0.0.1",
         # Keepalive comments in every /v1 stream the tests read (the SDK must skip them).
         "STREAM_KEEPALIVE_SECONDS": "0.3",
+        # Channel health snapshots each second: the operator's view follows within one.
+        "CHANNEL_HEALTH_EVERY": "1",
         **(env or {}),
     }
     config = StackConfig.leased_ports(

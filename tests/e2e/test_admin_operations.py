@@ -1,0 +1,113 @@
+"""The operator's task lookup and channel health (GET /admin/v1/tasks/{id},
+GET /admin/v1/channels; Admin.GetTask and ListChannels on gRPC): billing judges the token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pixelrelay.admin_client import AdminClient
+from pixelrelay.callers import GATEWAY
+from pixelrelay.errors import ApiError, E
+from pixelrelay.ids import random_token
+from tests.e2e.conftest import Platform
+from tests.e2e.helpers import admin, eventually, faults, poll_until_done
+
+pytestmark = pytest.mark.e2e
+
+
+async def _task(platform: Platform, prompt: str) -> dict[str, Any]:
+    submitted = await platform.http.post(
+        "/api/v1/images/generations",
+        headers=platform.auth(),
+        json={"model": "gpt-image-2", "prompt": prompt, "resolution": "1k"},
+    )
+    assert submitted.status_code == 200, submitted.text
+    return await poll_until_done(platform.http, submitted.json()["id"], platform.auth())
+
+
+async def _channels(platform: Platform) -> dict[str, dict[str, Any]]:
+    listed = await platform.http.get("/admin/v1/channels", headers=admin(platform))
+    assert listed.status_code == 200, listed.text
+    return {c["name"]: c for c in listed.json()["data"]}
+
+
+@pytest.mark.security
+@pytest.mark.parametrize("path", ["/admin/v1/tasks/task_abc", "/admin/v1/channels"])
+@pytest.mark.parametrize("token", [None, "{api_key}", "{gateway}", "pxs_" + "x" * 40])
+async def test_only_the_operator_reads_tasks_and_channels(
+    platform: Platform, path: str, token: str | None
+) -> None:
+    headers = {}
+    if token is not None:
+        bearer = token.format(
+            api_key=platform.api_key, gateway=platform.config.credentials[GATEWAY]
+        )
+        headers["Authorization"] = f"Bearer {bearer}"
+    refused = await platform.http.get(path, headers=headers)
+    assert refused.status_code == 401, refused.text
+    assert refused.json()["error"]["code"] == E.ADMIN_TOKEN_INVALID.code
+
+
+async def test_the_operator_finds_any_accounts_task_with_its_owner(platform: Platform) -> None:
+    done = await _task(platform, f"lookup {random_token(6)}")
+    found = await platform.http.get(f"/admin/v1/tasks/{done['id']}", headers=admin(platform))
+    assert found.status_code == 200, found.text
+    task = found.json()
+    assert task["account_id"] == platform.account_id and task["key_id"].startswith("key_")
+    assert {k: task[k] for k in done if k != "output"} == {
+        k: v for k, v in done.items() if k != "output"
+    }
+    assert task["attempts"][0]["channel"] == "simulator"
+
+    missing = await platform.http.get("/admin/v1/tasks/task_nothere", headers=admin(platform))
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, E.TASK_NOT_FOUND.code)
+    bad = await platform.http.get("/admin/v1/tasks/not-a-task", headers=admin(platform))
+    assert (bad.status_code, bad.json()["error"]["code"]) == (400, E.INVALID_PARAMETER.code)
+
+    client = AdminClient(f"127.0.0.1:{platform.config.grpc_port}", platform.config.admin_token)
+    intruder = AdminClient(f"127.0.0.1:{platform.config.grpc_port}", platform.api_key)
+    try:
+        over_grpc = await client.get_task(done["id"])
+        assert (over_grpc.task.id, over_grpc.account_id) == (done["id"], platform.account_id)
+        assert (await client.list_channels()).window_seconds in (0, 300)
+        with pytest.raises(ApiError) as refused:
+            await intruder.get_task(done["id"])
+        assert refused.value.kind is E.ADMIN_TOKEN_INVALID
+    finally:
+        await client.close()
+        await intruder.close()
+
+
+async def test_the_channels_appear_closed_after_a_completed_task(platform: Platform) -> None:
+    done = await _task(platform, f"healthy {random_token(6)}")
+    assert done["status"] == "completed"
+
+    async def reported() -> bool:
+        sim = (await _channels(platform)).get("simulator")
+        return bool(sim and sim["requests"] >= 1 and sim["p50_ms"])
+
+    await eventually(reported, "the simulator channel reported with a call")
+    sim = (await _channels(platform))["simulator"]
+    assert (sim["breaker"], sim["replicas"]) == ("closed", 1)
+
+
+async def test_a_failing_channel_shows_its_errors_and_open_breaker(platform: Platform) -> None:
+    before = (await _channels(platform)).get("simulator", {"errors": 0})["errors"]
+    prompt = f"failing {random_token(6)}"
+    await faults(platform, {"kind": "status", "status": 500, "match": prompt, "times": 3})
+    try:
+        for _ in range(3):  # three failures in a row open the breaker
+            assert (await _task(platform, prompt))["status"] == "failed"
+
+        async def errors_shown() -> bool:
+            sim = (await _channels(platform))["simulator"]
+            return bool(sim["errors"] >= before + 3 and sim["breaker"] != "closed")
+
+        await eventually(errors_shown, "the failures in the channel's health", within=10)
+        sim = (await _channels(platform))["simulator"]
+        assert sim["error_rate"] > 0 and sum(sim["errors_by_class"].values()) == sim["errors"]
+    finally:
+        await faults(platform)
+    assert (await _task(platform, f"recovered {random_token(6)}"))["status"] == "completed"
