@@ -212,6 +212,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", required=True)
     p.set_defaults(run=None, local=lambda args: asyncio.run(_delete_account(args)))
 
+    p = commands.add_parser("get-task", help="any account's task by id, with its account and key")
+    p.add_argument("task_id")
+    p.set_defaults(run=None, local=lambda args: asyncio.run(_gateway_call(args)))
+
+    p = commands.add_parser(
+        "channels", help="upstream channels' breakers, calls, errors and latency"
+    )
+    p.set_defaults(run=None, local=lambda args: asyncio.run(_gateway_call(args)))
+
     p = commands.add_parser(
         "export-account", help="an account's tasks and ledger, to stdout (before deleting it)"
     )
@@ -307,6 +316,17 @@ async def _delete_account(args: argparse.Namespace) -> dict[str, Any]:
     gateway = _gateway()
     try:
         return _as_dict(await gateway.delete_account(args.account_id, args.reason))
+    finally:
+        await gateway.close()
+
+
+async def _gateway_call(args: argparse.Namespace) -> dict[str, Any]:
+    """get-task and channels: answered by the gateway (Admin), not billing."""
+    gateway = _gateway()
+    try:
+        if args.command == "get-task":
+            return _as_dict(await gateway.get_task(args.task_id))
+        return _as_dict(await gateway.list_channels())
     finally:
         await gateway.close()
 

@@ -3,6 +3,10 @@ GET /admin/v1/channels; Admin.GetTask and ListChannels on gRPC): billing judges 
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -111,3 +115,27 @@ async def test_a_failing_channel_shows_its_errors_and_open_breaker(platform: Pla
     finally:
         await faults(platform)
     assert (await _task(platform, f"recovered {random_token(6)}"))["status"] == "completed"
+
+
+def test_the_cli_looks_up_a_task_and_lists_channels(platform: Platform) -> None:
+    env = {
+        **os.environ,
+        "PIXELRELAY_DATA_DIR": "/nonexistent",
+        "PIXELRELAY_ADMIN_TOKEN": platform.config.admin_token,
+        "GATEWAY_ADDR": f"127.0.0.1:{platform.config.grpc_port}",
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pixelrelay.cli", "admin", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    missing = cli("get-task", "task_nothere")
+    assert missing.returncode == 1 and "40001" in missing.stderr, missing.stderr
+    listed = cli("channels")
+    assert listed.returncode == 0, listed.stderr
+    assert [c["name"] for c in json.loads(listed.stdout)["channels"]] == ["simulator"]
