@@ -51,7 +51,8 @@ async def test_an_operator_finds_an_account_and_tops_it_up(page: Page, platform:
     await expect(page.locator("#key-rows tr")).to_have_count(1)
 
 
-async def test_channels_and_a_task_lookup(page: Page, platform: Platform) -> None:
+async def test_channels_and_a_task_lookup_at_phone_width(page: Page, platform: Platform) -> None:
+    await page.set_viewport_size({"width": 375, "height": 800})
     submitted = await platform.http.post(
         "/api/v1/images/generations",
         headers=platform.auth(),
@@ -62,7 +63,8 @@ async def test_channels_and_a_task_lookup(page: Page, platform: Platform) -> Non
     await _sign_in(page, platform.config.admin_token)
     await page.get_by_role("tab", name="Channels").click()
     await expect(page.locator("#channel-rows")).to_contain_text("simulator")
-    await page.get_by_role("tab", name="Task lookup").click()
+    await page.keyboard.press("ArrowRight")  # from Channels, by keyboard
+    await expect(page.get_by_role("tab", name="Task lookup")).to_be_focused()
     await page.get_by_label("Task id").fill(task_id)
     await page.get_by_role("button", name="Look up").click()
     await expect(page.locator("#task")).to_contain_text(platform.account_id)
