@@ -297,3 +297,31 @@ def test_nats_users_prints_passwords_and_the_block_that_checks_them(tmp_path: Pa
         [nats_server_binary(), "-c", str(config), "-t"], capture_output=True, text=True
     )
     assert checked.returncode == 0, checked.stderr
+
+
+async def test_channel_health_goes_from_the_dispatchers_to_the_gateways_alone(
+    nats_bus: Bus, admin: NATS
+) -> None:
+    dispatcher, gateway = (
+        await connected(nats_bus, "dispatcher"),
+        await connected(nats_bus, "gateway"),
+    )
+    refusals: list[Exception] = []
+    storage = await connected(nats_bus, "storage", refusals)
+    try:
+        heard = await gateway.subscribe(bus.HEALTH_SUBJECT)
+        await gateway.flush()
+        await dispatcher.publish(bus.HEALTH_SUBJECT, b"snapshot")
+        assert (await heard.next_msg(timeout=2)).data == b"snapshot"
+        await storage.subscribe(bus.HEALTH_SUBJECT)
+        await storage.flush()
+        await asyncio.sleep(0.05)
+        assert any("permissions violation" in str(e).lower() for e in refusals), refusals
+        refusals.clear()
+        await storage.publish(bus.HEALTH_SUBJECT, b"forged")
+        await storage.flush()
+        await asyncio.sleep(0.05)
+        assert any("permissions violation" in str(e).lower() for e in refusals), refusals
+    finally:
+        for nc in (dispatcher, gateway, storage):
+            await nc.close()
