@@ -20,12 +20,12 @@ async def _sign_in(page: Page, token: str) -> None:
 
 
 async def test_a_wrong_token_is_refused_with_its_message(page: Page, page_watch: PageWatch) -> None:
+    # the refusal itself is what Chromium reports: expected here
+    page_watch.expect_error_answer("/admin/v1/accounts", 401)
     await _sign_in(page, "pxs_" + "x" * 40)
     await expect(page.get_by_role("alert")).to_contain_text("10003")
     await expect(page.get_by_label("Admin token")).to_be_visible()
     assert await page.evaluate("() => sessionStorage.getItem('pixelrelay-admin-token')") is None
-    # the refusal itself is what Chromium reports: expected here
-    page_watch.expect_error_answer("/admin/v1/accounts", 401)
 
 
 async def test_an_operator_finds_an_account_and_tops_it_up(page: Page, platform: Platform) -> None:
