@@ -372,8 +372,10 @@ def _banner(config: StackConfig, api_key: str, account_id: str) -> str:
     base = config.base_url
     return f"""
 PixelRelay is running.
+  console       {base}/signup      (sign up; then {base}/dashboard, the playground at {base}/)
+  operator      {base}/admin       (paste PIXELRELAY_ADMIN_TOKEN below)
   REST API      {base}/api/v1      (OpenAPI: {base}/openapi.json, docs: {base}/docs)
-  gRPC API      127.0.0.1:{config.grpc_port}  (pixelrelay.v1.PublicApi)
+  gRPC API      127.0.0.1:{config.grpc_port}  (pixelrelay.v1.PublicApi, Sessions, Admin)
   simulator     {config.sim_url}/v1  ({config.sim_latency_ms} ms per generation)
   logs          {config.data_dir / "logs"}
   dev account   {account_id}
