@@ -9,9 +9,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 
+from pixelrelay.v1 import billing_pb2, public_api_pb2, public_api_pb2_grpc
 from tests.e2e.conftest import Platform, this_tests_address
 from tests.e2e.helpers import refusal
 
@@ -255,3 +257,29 @@ async def test_one_email_is_locked_after_its_failures_from_any_address(
     locked = await browser.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
     assert refusal(locked) == (429, 50002)
     assert int(locked.headers["retry-after"]) > 0
+
+
+async def test_the_same_sessions_over_grpc(platform: Platform) -> None:
+    """The REST routes are a translation of the Sessions service: sign up and in over gRPC,
+    use the session as the bearer credential, sign out."""
+    email = new_email()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{platform.config.grpc_port}") as channel:
+        sessions = public_api_pb2_grpc.SessionsStub(channel)
+        made = await sessions.SignUp(public_api_pb2.SignUpRequest(email=email, password=PASSWORD))
+        assert made.first_key.api_key.startswith("pr_live_")
+        signed = await sessions.SignIn(billing_pb2.SignInRequest(email=email, password=PASSWORD))
+        assert signed.session_token != made.session_token
+        bearer = (("authorization", f"Bearer {signed.session_token}"),)
+        balance = await public_api_pb2_grpc.PublicApiStub(channel).GetBalance(
+            public_api_pb2.GetBalanceRequest(), metadata=bearer
+        )
+        assert balance.balance == 2000
+        current = await sessions.GetSession(public_api_pb2.GetSessionRequest(), metadata=bearer)
+        assert current.login.email == email and current.csrf_token
+        await sessions.SignOut(public_api_pb2.GetSessionRequest(), metadata=bearer)
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            await sessions.GetSession(public_api_pb2.GetSessionRequest(), metadata=bearer)
+        assert ended.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        with pytest.raises(grpc.aio.AioRpcError) as wrong:
+            await sessions.SignIn(billing_pb2.SignInRequest(email=email, password="nope"))
+        assert wrong.value.code() is grpc.StatusCode.UNAUTHENTICATED
