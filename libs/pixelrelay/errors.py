@@ -243,6 +243,13 @@ class E:
         grpc.StatusCode.INVALID_ARGUMENT,
         "The verification or reset link is unknown, used or expired: ask for a new one.",
     )
+    WRONG_PASSWORD = ErrorKind(
+        20021,
+        "wrong_password",
+        400,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "The current password given with a password change is wrong (the session stays).",
+    )
     INSUFFICIENT_CREDITS = ErrorKind(
         30001,
         "insufficient_credits",

@@ -131,9 +131,7 @@ class LoginRpcs:
         account_id = checked_id(request.account_id, "acct", "account_id")
         login = await self.db.run(self.ledger.get_login, account_id=account_id)
         if not await self.passwords.verify(login.password_hash, request.current_password[:1024]):
-            raise ApiError(
-                E.INVALID_CREDENTIALS, "the current password is wrong", param="current_password"
-            )
+            raise ApiError(E.WRONG_PASSWORD, param="current_password")
         check_new(request.new_password, login.email, param="new_password")
         signed = await self.db.run(
             self.ledger.replace_password,

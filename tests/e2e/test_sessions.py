@@ -119,6 +119,8 @@ async def test_sign_out_ends_the_session_and_sign_in_starts_a_new_one(
     # the old cookie, replayed, is dead
     replay = await platform.http.get("/api/v1/account", headers={"cookie": f"pr_session={old}"})
     assert refusal(replay)[0] == 401
+    # and the browser is told to drop it
+    assert replay.headers["set-cookie"].startswith("pr_session=; Max-Age=0")
     assert refusal(await browser.get("/api/v1/auth/session")) == (401, 10009)
     signed_in = await browser.post(
         "/api/v1/auth/login", json={"email": session["email"], "password": PASSWORD}
@@ -163,7 +165,7 @@ async def test_a_password_change_ends_the_other_sessions(
         json={"current_password": "not it at all", "new_password": "another passphrase"},
         headers=csrf(session),
     )
-    assert refusal(wrong) == (401, 10008)
+    assert refusal(wrong) == (400, 20021)  # the session stays
     weak = await browser.post(
         "/api/v1/auth/password",
         json={"current_password": PASSWORD, "new_password": "short"},

@@ -59,6 +59,7 @@ OPERATOR_PREFIX = "/admin/"
 # Where the session cookie stands for the caller's credential (the console's API calls).
 COOKIE_PREFIX = "/api/v1/"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_FORGET_SESSION = b"pr_session=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict"
 
 
 class RequestContext:
@@ -98,6 +99,10 @@ class RequestContext:
                 headers = message.setdefault("headers", [])
                 headers.append((b"x-request-id", request_id.encode()))
                 headers += PAGE_HEADERS if scope["path"] in PAGES else API_HEADERS
+                if status == 401 and scope["state"].get("session_cookie"):
+                    # an ended session: the browser stops sending it (and counting as a
+                    # failed authentication on every page it opens)
+                    headers.append((b"set-cookie", _FORGET_SESSION))
             await send(message)
 
         limit = self.file_limits.get(scope["path"], self.limit)
@@ -187,6 +192,7 @@ def _session_credential(scope: Scope, headers: dict[bytes, bytes]) -> None:
         if not presented or not csrf_matches(token, presented):
             raise ApiError(E.CSRF_FAILED)
     value = b"Bearer " + token.encode("latin-1")
+    scope["state"]["session_cookie"] = True
     headers[b"authorization"] = value
     scope["headers"] = [*scope["headers"], (b"authorization", value)]
 

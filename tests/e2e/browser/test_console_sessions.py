@@ -80,14 +80,14 @@ async def test_a_wrong_password_and_a_taken_email_say_so_with_their_codes(
 
 
 async def test_a_password_change_from_the_dashboard(page: Page, page_watch: PageWatch) -> None:
-    page_watch.expect_error_answer("/api/v1/auth/password", 401)
+    page_watch.expect_error_answer("/api/v1/auth/password", 400)
     email = new_email()
     await sign_up(page, email)
     await page.goto("/dashboard")
     await page.get_by_label("Current password").fill("not it at all")
     await page.get_by_label("New password").fill("a new passphrase")
     await page.get_by_role("button", name="Change password").click()
-    await expect(page.locator("#password-change .field-error")).to_contain_text("(10008)")
+    await expect(page.locator("#password-change .field-error")).to_contain_text("(20021)")
     await page.get_by_label("Current password").fill(PASSWORD)
     await page.get_by_label("New password").fill("a new passphrase")
     await page.get_by_role("button", name="Change password").click()

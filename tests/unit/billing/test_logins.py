@@ -204,7 +204,7 @@ async def test_a_password_change_ends_every_other_session(logins: Logins, ledger
     other = await logins.call("SignIn", email="ada@example.com", password=GOOD)
     ids = {"account_id": signed.login.account_id, "session_key_id": signed.session_key_id}
     await refused(
-        E.INVALID_CREDENTIALS,
+        E.WRONG_PASSWORD,
         logins.call(
             "ChangePassword", current_password="wrong", new_password="a new passphrase", **ids
         ),
