@@ -3,13 +3,12 @@ hashed, each good for one sign-up (used in the sign-up's own transaction)."""
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from billing.ledger.keys import aware
+from billing.ledger.keys import aware, hash_key
 from billing.models import Invite, utcnow
 from pixelrelay.errors import ApiError, E
 from pixelrelay.ids import new_id, random_token
@@ -17,13 +16,9 @@ from pixelrelay.ids import new_id, random_token
 CODE_PREFIX = "pr_inv_"
 
 
-def _digest(code: str) -> str:
-    return hashlib.sha256(code.strip().encode()).hexdigest()
-
-
 def use_invite(s: Session, code: str, account_id: str) -> None:
     invite = s.exec(
-        select(Invite).where(Invite.code_hash == _digest(code)).with_for_update()
+        select(Invite).where(Invite.code_hash == hash_key(code.strip())).with_for_update()
     ).first()
     if (
         not code
@@ -47,7 +42,10 @@ class Invites:
         code = CODE_PREFIX + random_token(24)
         with Session(self.engine, expire_on_commit=False) as s, s.begin():
             invite = Invite(
-                id=new_id("inv"), code_hash=_digest(code), note=note[:200], expires_at=expires_at
+                id=new_id("inv"),
+                code_hash=hash_key(code.strip()),
+                note=note[:200],
+                expires_at=expires_at,
             )
             s.add(invite)
         return invite, code

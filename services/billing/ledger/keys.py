@@ -29,8 +29,10 @@ SESSION_PREFIX = "pr_sess_"  # a signed-in person's session (logins.py): a kind 
 SESSION_RANDOM_CHARS = 40
 
 
-def hash_key(api_key: str) -> str:
-    return hashlib.sha256(api_key.encode()).hexdigest()
+def hash_key(secret: str) -> str:
+    """What is stored of a secret (a key, a session, a link, an invite code) or of an email
+    counted by the sign-in lock: its sha256, hex."""
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 @dataclass(frozen=True)

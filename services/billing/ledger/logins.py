@@ -10,7 +10,6 @@ among the keys. Sign-in always makes a new one (no session fixation); sign-out r
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select, update
 
 from billing.ledger.invites import use_invite
-from billing.ledger.keys import NewKey, aware, insert_key
+from billing.ledger.keys import NewKey, aware, hash_key, insert_key
 from billing.ledger.postings import post
 from billing.models import (
     PLATFORM,
@@ -45,10 +44,6 @@ def normal_email(email: str) -> str:
     if len(email) > MAX_EMAIL or not _EMAIL.match(email):
         raise ApiError(E.INVALID_PARAMETER, "email: not an email address", param="email")
     return email
-
-
-def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -131,7 +126,7 @@ class Logins:
         token = f"pr_{purpose}_{random_token(32)}"
         s.add(
             LoginToken(
-                token_hash=_digest(token),
+                token_hash=hash_key(token),
                 account_id=account_id,
                 purpose=purpose,
                 expires_at=utcnow() + LINK_TTL[purpose],
@@ -144,7 +139,7 @@ class Logins:
     def sign_in_locked_for(self, *, email: str) -> float | None:
         """Seconds until ``email`` may try again, or None when it may now."""
         with Session(self.engine) as s:
-            row = s.get(SignInFailures, _digest(email))
+            row = s.get(SignInFailures, hash_key(email))
         now = utcnow().timestamp()
         if row is None or row.failures < self.sign_in_failures:
             return None
@@ -158,9 +153,9 @@ class Logins:
     def sign_in_failed(self, *, email: str) -> None:
         now = int(utcnow().timestamp())
         with Session(self.engine) as s, s.begin():
-            row = s.get(SignInFailures, _digest(email), with_for_update=True)
+            row = s.get(SignInFailures, hash_key(email), with_for_update=True)
             if row is None:
-                s.add(SignInFailures(email_hash=_digest(email), window_started=now, failures=1))
+                s.add(SignInFailures(email_hash=hash_key(email), window_started=now, failures=1))
             elif now - row.window_started >= self.sign_in_window:
                 row.window_started, row.failures = now, 1
             else:
@@ -174,7 +169,7 @@ class Logins:
             _usable(s, login.account_id)
             if rehashed:
                 login.password_hash = rehashed
-            failures = s.get(SignInFailures, _digest(email))
+            failures = s.get(SignInFailures, hash_key(email))
             if failures is not None:
                 s.delete(failures)
             session = self._new_session(s, login.account_id)
@@ -234,7 +229,7 @@ class Logins:
     def email_of_link(self, *, token: str) -> str:
         """The email a usable link was issued for; 20020 when there is none."""
         with Session(self.engine) as s:
-            link = s.get(LoginToken, _digest(token))
+            link = s.get(LoginToken, hash_key(token))
             login = s.get(Login, link.account_id) if link is not None else None
             if login is None or link is None or link.used_at is not None:
                 raise ApiError(E.INVALID_LINK, param="token")
@@ -243,7 +238,7 @@ class Logins:
     def take_link(self, *, purpose: str, token: str) -> str:
         """Marks the link used and answers its account; 20020 when it is not usable."""
         with Session(self.engine) as s, s.begin():
-            link = s.get(LoginToken, _digest(token), with_for_update=True)
+            link = s.get(LoginToken, hash_key(token), with_for_update=True)
             if (
                 link is None
                 or link.purpose != purpose
