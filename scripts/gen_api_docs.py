@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from gateway.core.api import PublicApi
+from gateway.core.sessions import Sessions
 from gateway.http.app import create_app
 from gateway.inputs.images import MAX_PIXELS
 from gateway.settings import GatewaySettings
@@ -21,8 +22,8 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 def openapi_spec() -> dict[str, Any]:
-    # Building the spec never calls the API object.
-    return create_app(cast(PublicApi, None)).openapi()
+    # Building the spec never calls the API or the sessions (present: their routes are in)
+    return create_app(cast(PublicApi, None), sessions=cast(Sessions, object())).openapi()
 
 
 def _schema_name(ref: dict[str, Any]) -> str:

@@ -116,6 +116,16 @@ def test_each_rpc_allows_only_the_callers_that_need_it() -> None:
         "CheckLedger": ["admin"],
         "DeleteAccount": ["admin"],
         "VerifyAdmin": ["admin"],
+        "CreateLogin": ["gateway"],
+        "SignIn": ["gateway"],
+        "SignOut": ["gateway"],
+        "GetLogin": ["admin", "gateway"],
+        "ChangePassword": ["gateway"],
+        "IssueLoginToken": ["admin", "gateway"],
+        "UseLoginToken": ["gateway"],
+        "CreateInvite": ["admin"],
+        "ListInvites": ["admin"],
+        "RevokeInvite": ["admin"],
     }
     assert {m: sorted(c) for m, c in STORAGE_ACCESS.rules.items()} == {
         "PutObject": ["gateway"],

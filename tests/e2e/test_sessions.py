@@ -250,7 +250,8 @@ async def test_one_email_is_locked_after_its_failures_from_any_address(
     email = (await sign_up(browser))["email"]
     for n in range(10):
         async with httpx.AsyncClient(
-            base_url=platform.config.base_url, headers={"x-forwarded-for": f"203.0.113.{n + 1}"}
+            base_url=platform.config.base_url,
+            headers={"x-forwarded-for": f"192.0.2.{n + 101}"},  # none other uses
         ) as elsewhere:
             answer = await elsewhere.post(
                 "/api/v1/auth/login", json={"email": email, "password": "wrong password!"}
