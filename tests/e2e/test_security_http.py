@@ -175,7 +175,7 @@ async def test_connections_over_the_cap_get_503_when_none_can_make_room(
             )
         )
         reader, writer = await asyncio.open_connection("127.0.0.1", platform.config.http_port)
-        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         answer = await asyncio.wait_for(reader.read(), 10)
         writer.close()
     finally:

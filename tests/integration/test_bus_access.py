@@ -312,7 +312,8 @@ async def test_channel_health_goes_from_the_dispatchers_to_the_gateways_alone(
         heard = await gateway.subscribe(bus.HEALTH_SUBJECT)
         await gateway.flush()
         await dispatcher.publish(bus.HEALTH_SUBJECT, b"snapshot")
-        assert (await heard.next_msg(timeout=2)).data == b"snapshot"
+        await dispatcher.flush()
+        assert (await heard.next_msg(timeout=10)).data == b"snapshot"
         await storage.subscribe(bus.HEALTH_SUBJECT)
         await storage.flush()
         await asyncio.sleep(0.05)

@@ -40,8 +40,10 @@ SCREENSHOTS = Path(__file__).parent / "screenshots"
 _WATCH = pytest.StashKey[PageWatch]()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Browser]:
+    """One Chromium per module: closed before the other e2e modules run, so its idle
+    keep-alive connections to the shared gateway are gone when those count connections."""
     if not CHROMIUM.exists():
         missing = f"{CHROMIUM} is missing: apt-get install -y chromium"
         if os.environ.get("PIXELRELAY_BROWSER_REQUIRED") == "1":
