@@ -51,5 +51,15 @@ class AdminClient:
             )
         return reply
 
+    async def list_task_usage(
+        self, account_id: str, page: public_api_pb2.ListTaskUsageRequest
+    ) -> public_api_pb2.ListTaskUsageResponse:
+        with peer_errors():
+            reply: public_api_pb2.ListTaskUsageResponse = await self._stub.ListTaskUsage(
+                admin_pb2.ListAccountTaskUsageRequest(account_id=account_id, page=page),
+                **self._options(),
+            )
+        return reply
+
     async def close(self) -> None:
         await self._channel.close()

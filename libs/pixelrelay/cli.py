@@ -31,7 +31,7 @@ from pixelrelay.errors import ApiError
 from pixelrelay.ids import random_token
 from pixelrelay.scopes import ALL as ALL_SCOPES
 from pixelrelay.sealing import new_job_key
-from pixelrelay.v1 import billing_pb2
+from pixelrelay.v1 import billing_pb2, public_api_pb2
 
 Command = Callable[[BillingClient, argparse.Namespace], Awaitable[Message | dict[str, Any]]]
 
@@ -222,6 +222,16 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=None, local=lambda args: asyncio.run(_gateway_call(args)))
 
     p = commands.add_parser(
+        "usage", help="an account's usage, one line per task, newest first (as its dashboard)"
+    )
+    p.add_argument("account_id")
+    p.add_argument("--since", type=int, default=0, help="unix seconds, inclusive")
+    p.add_argument("--until", type=int, default=0, help="unix seconds, exclusive")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--cursor", default="")
+    p.set_defaults(run=None, local=lambda args: asyncio.run(_gateway_call(args)))
+
+    p = commands.add_parser(
         "export-account", help="an account's tasks and ledger, to stdout (before deleting it)"
     )
     p.add_argument("account_id")
@@ -321,11 +331,16 @@ async def _delete_account(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _gateway_call(args: argparse.Namespace) -> dict[str, Any]:
-    """get-task and channels: answered by the gateway (Admin), not billing."""
+    """get-task, channels and usage: answered by the gateway (Admin), not billing."""
     gateway = _gateway()
     try:
         if args.command == "get-task":
             return _as_dict(await gateway.get_task(args.task_id))
+        if args.command == "usage":
+            page = public_api_pb2.ListTaskUsageRequest(
+                since=args.since, until=args.until, limit=args.limit, cursor=args.cursor
+            )
+            return _as_dict(await gateway.list_task_usage(args.account_id, page))
         return _as_dict(await gateway.list_channels())
     finally:
         await gateway.close()

@@ -21,5 +21,12 @@ def page_limit(requested: int, *, default: int, maximum: int) -> int:
     return limit
 
 
+def unix_seconds(value: int, param: str) -> int:
+    """A period bound in unix seconds (0 = unbounded); out of range is the caller's error."""
+    if not 0 <= value <= MAX_UNIX_SECONDS:
+        raise ApiError(E.INVALID_PARAMETER, f"{param} must be 0..{MAX_UNIX_SECONDS}", param=param)
+    return value
+
+
 # A new password's least length (billing checks it; the sign-up page says it).
 MIN_PASSWORD_LENGTH = 10

@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from billing.models import ApiKey
-from pixelrelay.errors import ApiError, E
-from pixelrelay.limits import MAX_UNIX_SECONDS
+from pixelrelay.limits import unix_seconds
 from pixelrelay.v1 import billing_pb2
 
 
@@ -40,6 +39,4 @@ def key_to_proto(key: ApiKey) -> billing_pb2.ApiKeyInfo:
 
 def moment(seconds: int, param: str) -> datetime | None:
     """Unix seconds as a moment; 0 = none. Out of range is the caller's error, not ours."""
-    if not 0 <= seconds <= MAX_UNIX_SECONDS:
-        raise ApiError(E.INVALID_PARAMETER, f"{param} must be 0..{MAX_UNIX_SECONDS}", param=param)
-    return datetime.fromtimestamp(seconds, UTC) if seconds else None
+    return datetime.fromtimestamp(seconds, UTC) if unix_seconds(seconds, param) else None

@@ -1,5 +1,6 @@
-"""The operator's task lookup and channel health (GET /admin/v1/tasks/{id},
-GET /admin/v1/channels; Admin.GetTask and ListChannels on gRPC): billing judges the token."""
+"""The operator's task lookup, channel health and an account's usage (GET /admin/v1/tasks/{id},
+/admin/v1/channels, /admin/v1/accounts/{id}/usage/tasks; Admin.GetTask, ListChannels and
+ListTaskUsage on gRPC): billing judges the token."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from pixelrelay.admin_client import AdminClient
 from pixelrelay.callers import GATEWAY
 from pixelrelay.errors import ApiError, E
 from pixelrelay.ids import random_token
+from pixelrelay.v1 import public_api_pb2
 from tests.e2e.conftest import Platform
-from tests.e2e.helpers import admin, eventually, faults, poll_until_done
+from tests.e2e.helpers import admin, eventually, faults, new_account, poll_until_done
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +40,14 @@ async def _channels(platform: Platform) -> dict[str, dict[str, Any]]:
 
 
 @pytest.mark.security
-@pytest.mark.parametrize("path", ["/admin/v1/tasks/task_abc", "/admin/v1/channels"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/v1/tasks/task_abc",
+        "/admin/v1/channels",
+        "/admin/v1/accounts/acct_abc/usage/tasks",
+    ],
+)
 @pytest.mark.parametrize("token", [None, "{api_key}", "{gateway}", "pxs_" + "x" * 40])
 async def test_only_the_operator_reads_tasks_and_channels(
     platform: Platform, path: str, token: str | None
@@ -139,3 +148,73 @@ def test_the_cli_looks_up_a_task_and_lists_channels(platform: Platform) -> None:
     listed = cli("channels")
     assert listed.returncode == 0, listed.stderr
     assert [c["name"] for c in json.loads(listed.stdout)["channels"]] == ["simulator"]
+    usage = cli("usage", platform.account_id, "--limit", "1")
+    assert usage.returncode == 0, usage.stderr
+    assert len(json.loads(usage.stdout)["tasks"]) == 1
+
+
+async def test_an_accounts_usage_is_the_same_for_the_operator_and_for_a_period(
+    platform: Platform,
+) -> None:
+    """GET /api/v1/usage/tasks's since/until, and the operator's view of the same lines
+    (GET /admin/v1/accounts/{id}/usage/tasks, Admin.ListTaskUsage, `pixelrelay admin usage`)."""
+    key = await new_account(platform, 100)
+    done = []
+    for i in range(2):
+        submitted = await platform.http.post(
+            "/api/v1/images/generations",
+            headers=platform.auth(key),
+            json={"model": "gpt-image-2", "prompt": f"usage period {i}", "resolution": "1k"},
+        )
+        done.append(
+            await poll_until_done(platform.http, submitted.json()["id"], platform.auth(key))
+        )
+    first, last = min(t["created_at"] for t in done), max(t["created_at"] for t in done)
+    account_id = (await platform.http.get("/api/v1/account", headers=platform.auth(key))).json()[
+        "account_id"
+    ]
+
+    async def mine(**period: int) -> list[str]:
+        page = await platform.http.get(
+            "/api/v1/usage/tasks", params=period, headers=platform.auth(key)
+        )
+        assert page.status_code == 200, page.text
+        return [line["task_id"] for line in page.json()["data"]]
+
+    both = [t["id"] for t in done][::-1]
+    assert await mine() == both
+    assert await mine(since=first, until=last + 1) == both
+    assert await mine(since=last + 1) == []
+    assert await mine(until=first) == []
+    bad = await platform.http.get(
+        "/api/v1/usage/tasks", params={"since": -1}, headers=platform.auth(key)
+    )
+    assert (bad.status_code, bad.json()["error"]["code"]) == (400, E.INVALID_PARAMETER.code)
+
+    customer = (await platform.http.get("/api/v1/usage/tasks", headers=platform.auth(key))).json()
+    operator = await platform.http.get(
+        f"/admin/v1/accounts/{account_id}/usage/tasks", headers=admin(platform)
+    )
+    assert operator.status_code == 200, operator.text
+    assert operator.json() == customer
+    assert [line["charged"] for line in customer["data"]] == [
+        t["credits"]["charged"] for t in done
+    ][::-1]
+    bad_id = await platform.http.get(
+        "/admin/v1/accounts/not-an-account/usage/tasks", headers=admin(platform)
+    )
+    assert (bad_id.status_code, bad_id.json()["error"]["code"]) == (400, E.INVALID_PARAMETER.code)
+
+    client = AdminClient(f"127.0.0.1:{platform.config.grpc_port}", platform.config.admin_token)
+    intruder = AdminClient(f"127.0.0.1:{platform.config.grpc_port}", key)
+    try:
+        over_grpc = await client.list_task_usage(
+            account_id, public_api_pb2.ListTaskUsageRequest(since=last + 1)
+        )
+        assert list(over_grpc.tasks) == []
+        with pytest.raises(ApiError) as refused:
+            await intruder.list_task_usage(account_id, public_api_pb2.ListTaskUsageRequest())
+        assert refused.value.kind is E.ADMIN_TOKEN_INVALID
+    finally:
+        await client.close()
+        await intruder.close()

@@ -98,6 +98,31 @@ class ListChannelsRequest(_message.Message):
 Global___ListChannelsRequest: _TypeAlias = ListChannelsRequest  # noqa: Y015
 
 @_typing.final
+class ListAccountTaskUsageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    @_builtins.property
+    def page(self) -> _public_api_pb2.ListTaskUsageRequest:
+        """period and paging, as the customer's own"""
+
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        page: _public_api_pb2.ListTaskUsageRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["page", b"page"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "page", b"page"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAccountTaskUsageRequest: _TypeAlias = ListAccountTaskUsageRequest  # noqa: Y015
+
+@_typing.final
 class ListChannelsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

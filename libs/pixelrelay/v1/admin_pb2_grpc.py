@@ -59,6 +59,11 @@ class AdminStub:
                 request_serializer=pixelrelay_dot_v1_dot_admin__pb2.ListChannelsRequest.SerializeToString,
                 response_deserializer=pixelrelay_dot_v1_dot_admin__pb2.ListChannelsResponse.FromString,
                 _registered_method=True)
+        self.ListTaskUsage = channel.unary_unary(
+                '/pixelrelay.v1.Admin/ListTaskUsage',
+                request_serializer=pixelrelay_dot_v1_dot_admin__pb2.ListAccountTaskUsageRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.ListTaskUsageResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -97,6 +102,14 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTaskUsage(self, request, context):
+        """An account's usage, one line per task, newest first: what its customer's dashboard
+        shows them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -119,6 +132,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.ListChannels,
                     request_deserializer=pixelrelay_dot_v1_dot_admin__pb2.ListChannelsRequest.FromString,
                     response_serializer=pixelrelay_dot_v1_dot_admin__pb2.ListChannelsResponse.SerializeToString,
+            ),
+            'ListTaskUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTaskUsage,
+                    request_deserializer=pixelrelay_dot_v1_dot_admin__pb2.ListAccountTaskUsageRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_public__api__pb2.ListTaskUsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -232,6 +250,33 @@ class Admin:
             '/pixelrelay.v1.Admin/ListChannels',
             pixelrelay_dot_v1_dot_admin__pb2.ListChannelsRequest.SerializeToString,
             pixelrelay_dot_v1_dot_admin__pb2.ListChannelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTaskUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Admin/ListTaskUsage',
+            pixelrelay_dot_v1_dot_admin__pb2.ListAccountTaskUsageRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_public__api__pb2.ListTaskUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

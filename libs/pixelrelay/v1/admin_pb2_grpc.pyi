@@ -50,6 +50,10 @@ class AdminStub:
     """Every upstream channel as the dispatchers last reported it (their snapshots on the
     bus, merged): breaker state, calls, errors and latency over the recent window.
     """
+    ListTaskUsage: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListAccountTaskUsageRequest, _public_api_pb2.ListTaskUsageResponse]
+    """An account's usage, one line per task, newest first: what its customer's dashboard
+    shows them.
+    """
 
 @_typing.type_check_only
 class AdminAsyncStub(AdminStub):
@@ -70,6 +74,10 @@ class AdminAsyncStub(AdminStub):
     ListChannels: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListChannelsRequest, _admin_pb2.ListChannelsResponse]  # type: ignore[assignment]
     """Every upstream channel as the dispatchers last reported it (their snapshots on the
     bus, merged): breaker state, calls, errors and latency over the recent window.
+    """
+    ListTaskUsage: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListAccountTaskUsageRequest, _public_api_pb2.ListTaskUsageResponse]  # type: ignore[assignment]
+    """An account's usage, one line per task, newest first: what its customer's dashboard
+    shows them.
     """
 
 class AdminServicer(metaclass=_abc_1.ABCMeta):
@@ -112,6 +120,16 @@ class AdminServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_admin_pb2.ListChannelsResponse, _abc.Awaitable[_admin_pb2.ListChannelsResponse]]:
         """Every upstream channel as the dispatchers last reported it (their snapshots on the
         bus, merged): breaker state, calls, errors and latency over the recent window.
+        """
+
+    @_abc_1.abstractmethod
+    def ListTaskUsage(
+        self,
+        request: _admin_pb2.ListAccountTaskUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_public_api_pb2.ListTaskUsageResponse, _abc.Awaitable[_public_api_pb2.ListTaskUsageResponse]]:
+        """An account's usage, one line per task, newest first: what its customer's dashboard
+        shows them.
         """
 
 def add_AdminServicer_to_server(servicer: AdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -517,19 +517,27 @@ class ListTaskUsageRequest(_message.Message):
 
     CURSOR_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
     cursor: _builtins.str
     """next_cursor of the previous page"""
     limit: _builtins.int
     """1-100, default 20"""
+    since: _builtins.int
+    """unix seconds, inclusive: tasks created at or after; 0 = any"""
+    until: _builtins.int
+    """unix seconds, exclusive: tasks created before; 0 = any"""
     def __init__(
         self,
         *,
         cursor: _builtins.str = ...,
         limit: _builtins.int = ...,
+        since: _builtins.int = ...,
+        until: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "limit", b"limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "limit", b"limit", "since", b"since", "until", b"until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

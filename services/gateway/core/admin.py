@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from gateway.core.accounts import AccountData
 from gateway.core.channel_health import ChannelHealthBoard
+from gateway.core.usage import usage_page
 from pixelrelay.billing_client import BillingClient
 from pixelrelay.errors import ApiError, E
 from pixelrelay.ids import checked_id
@@ -62,6 +63,13 @@ class AdminAccess:
     async def list_channels(self, authorization: str | None) -> admin_pb2.ListChannelsResponse:
         await self.verified(authorization)
         return self.channels.channels()
+
+    async def list_task_usage(
+        self, authorization: str | None, request: admin_pb2.ListAccountTaskUsageRequest
+    ) -> public_api_pb2.ListTaskUsageResponse:
+        await self.verified(authorization)
+        account_id = checked_id(request.account_id, "acct", "account_id")
+        return await usage_page(self.accounts.db, self.accounts.tasks, account_id, request.page)
 
     async def delete_account(
         self, authorization: str | None, account_id: str, reason: str

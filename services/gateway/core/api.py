@@ -18,9 +18,17 @@ from gateway.core.authcache import AuthCache
 from gateway.core.hold_extensions import HoldExtensions
 from gateway.core.idempotency import Claim, IdempotencyStore, fingerprint, key_digest
 from gateway.core.ratelimit import RateLimiter
-from gateway.core.store import TaskRecord, TaskStatus, TaskStore, message_to_json, now_ms
+from gateway.core.store import (
+    DEFAULT_PAGE,
+    MAX_PAGE,
+    TaskRecord,
+    TaskStatus,
+    TaskStore,
+    message_to_json,
+    now_ms,
+)
 from gateway.core.uploads import NO_QUOTA, Quota, UploadRecord, UploadStore
-from gateway.core.usage import task_usage
+from gateway.core.usage import usage_page
 from gateway.core.validation import price_item, resolve
 from gateway.core.waiting import TaskWaiters
 from gateway.inputs.images import InputImage, check_content_type, check_mask
@@ -48,8 +56,6 @@ SYNC_IMAGES = Counter(
     ["source"],  # relayed (from the dispatcher) | storage (read back)
 )
 
-DEFAULT_PAGE = 20
-MAX_PAGE = 100
 STATUSES = tuple(TaskStatus)
 
 
@@ -439,15 +445,7 @@ class PublicApi:
         self, authorization: str | None, request: public_api_pb2.ListTaskUsageRequest
     ) -> public_api_pb2.ListTaskUsageResponse:
         principal = await self.authenticate(authorization, scopes.BILLING_READ)
-        records, next_cursor = await self.db.run(
-            self.store.page,
-            account_id=principal.account_id,
-            limit=page_limit(request.limit, default=DEFAULT_PAGE, maximum=MAX_PAGE),
-            cursor=request.cursor,
-        )
-        return public_api_pb2.ListTaskUsageResponse(
-            tasks=[task_usage(r.to_proto()) for r in records], next_cursor=next_cursor
-        )
+        return await usage_page(self.db, self.store, principal.account_id, request)
 
     async def get_balance(
         self,

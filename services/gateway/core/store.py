@@ -34,6 +34,9 @@ class TaskStatus(StrEnum):
 
 
 TERMINAL = (TaskStatus.COMPLETED, TaskStatus.FAILED)
+# A page of tasks (the task list, usage): 0 asks the default.
+DEFAULT_PAGE = 20
+MAX_PAGE = 100
 
 
 def now_ms() -> int:
@@ -249,11 +252,23 @@ class TaskStore:
         )
 
     def page(
-        self, *, account_id: str, limit: int, cursor: str = "", status: str = ""
+        self,
+        *,
+        account_id: str,
+        limit: int,
+        cursor: str = "",
+        status: str = "",
+        since_ms: int = 0,
+        until_ms: int = 0,
     ) -> tuple[list[TaskRecord], str]:
+        """Newest first; ``since_ms`` inclusive and ``until_ms`` exclusive, 0 = unbounded."""
         query = select(TaskRecord).where(TaskRecord.account_id == account_id)
         if status:
             query = query.where(TaskRecord.status == status)
+        if since_ms:
+            query = query.where(col(TaskRecord.created_at_ms) >= since_ms)
+        if until_ms:
+            query = query.where(col(TaskRecord.created_at_ms) < until_ms)
         if cursor:
             created, task_id = decode_cursor(cursor)
             query = query.where(

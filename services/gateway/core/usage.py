@@ -3,7 +3,9 @@ from the task record, which billing's capture and release settle (events.py)."""
 
 from __future__ import annotations
 
-from gateway.core.store import TaskStatus
+from gateway.core.store import DEFAULT_PAGE, MAX_PAGE, TaskStatus, TaskStore
+from pixelrelay.db import Database
+from pixelrelay.limits import page_limit, unix_seconds
 from pixelrelay.v1 import public_api_pb2
 
 
@@ -31,4 +33,23 @@ def task_usage(task: public_api_pb2.Task) -> public_api_pb2.TaskUsage:
         refunded=refunded(task),
         status=task.status,
         price_id=task.price_id,
+    )
+
+
+async def usage_page(
+    db: Database, store: TaskStore, account_id: str, request: public_api_pb2.ListTaskUsageRequest
+) -> public_api_pb2.ListTaskUsageResponse:
+    """One page of an account's usage for a period: the customer's own and the operator's."""
+    since = unix_seconds(request.since, "since")
+    until = unix_seconds(request.until, "until")
+    records, next_cursor = await db.run(
+        store.page,
+        account_id=account_id,
+        limit=page_limit(request.limit, default=DEFAULT_PAGE, maximum=MAX_PAGE),
+        cursor=request.cursor,
+        since_ms=since * 1000,
+        until_ms=until * 1000,
+    )
+    return public_api_pb2.ListTaskUsageResponse(
+        tasks=[task_usage(r.to_proto()) for r in records], next_cursor=next_cursor
     )

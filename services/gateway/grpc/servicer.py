@@ -240,6 +240,13 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
     ) -> admin_pb2.ListChannelsResponse:
         return await throttled(self.throttle, context, self.admin.list_channels)
 
+    async def ListTaskUsage(
+        self, request: admin_pb2.ListAccountTaskUsageRequest, context: grpc.aio.ServicerContext
+    ) -> public_api_pb2.ListTaskUsageResponse:
+        return await throttled(
+            self.throttle, context, lambda auth: self.admin.list_task_usage(auth, request)
+        )
+
 
 class SessionsServicer(public_api_pb2_grpc.SessionsServicer):
     """People's sessions (core/sessions.py). A failed sign-in counts against the caller's

@@ -34,12 +34,14 @@ from gateway.http.schemas import (
     MoveCreditsBody,
     OperatorTaskOut,
     ResetLinkOut,
+    Since,
+    TaskUsageListOut,
+    Until,
     UsageOut,
 )
 from pixelrelay.billing_client import BillingClient
 from pixelrelay.errors import ApiError, E
-from pixelrelay.limits import MAX_UNIX_SECONDS
-from pixelrelay.v1 import billing_pb2
+from pixelrelay.v1 import admin_pb2, billing_pb2, public_api_pb2
 
 ERRORS = errors(400, 401, 404, 503)
 
@@ -163,8 +165,8 @@ def admin_router() -> APIRouter:
     async def ledger(
         account_id: str,
         billing: Billing,
-        since: Annotated[int, Query(ge=0, le=MAX_UNIX_SECONDS)] = 0,
-        until: Annotated[int, Query(ge=0, le=MAX_UNIX_SECONDS)] = 0,
+        since: Since = 0,
+        until: Until = 0,
         cursor: str = "",
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
     ) -> Response:
@@ -174,6 +176,29 @@ def admin_router() -> APIRouter:
             )
         )
         return JSONBody(translate.entries_json(page))
+
+    @router.get(
+        "/accounts/{account_id}/usage/tasks",
+        response_model=TaskUsageListOut,
+        summary="An account's usage, one line per task, newest first",
+        description="What its customer sees in their dashboard (`GET /api/v1/usage/tasks`).",
+    )
+    async def task_usage(
+        account_id: str,
+        request: Request,
+        authorization: AdminAuth = None,
+        since: Since = 0,
+        until: Until = 0,
+        cursor: str = "",
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    ) -> Response:
+        page = public_api_pb2.ListTaskUsageRequest(
+            since=since, until=until, cursor=cursor, limit=limit
+        )
+        usage = await _access(request).list_task_usage(
+            authorization, admin_pb2.ListAccountTaskUsageRequest(account_id=account_id, page=page)
+        )
+        return JSONBody(translate.task_usage_list_json(usage))
 
     @router.post(
         "/accounts/{account_id}/delete",

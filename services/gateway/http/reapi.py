@@ -20,14 +20,15 @@ from gateway.http.schemas import (
     KeyCreateBody,
     KeyListOut,
     KeyOut,
+    Since,
     SubmitOut,
     TaskListOut,
     TaskOut,
     TaskUsageListOut,
+    Until,
     UploadOut,
     UsageOut,
 )
-from pixelrelay.limits import MAX_UNIX_SECONDS
 from pixelrelay.v1 import public_api_pb2
 
 # The route table: every path of the family, spelled once.
@@ -151,12 +152,8 @@ def reapi_router(api: PublicApi) -> APIRouter:
     )
     async def list_usage(
         authorization: Authorization = None,
-        since: Annotated[
-            int, Query(ge=0, le=MAX_UNIX_SECONDS, description="unix seconds, inclusive")
-        ] = 0,
-        until: Annotated[
-            int, Query(ge=0, le=MAX_UNIX_SECONDS, description="unix seconds, exclusive")
-        ] = 0,
+        since: Since = 0,
+        until: Until = 0,
         cursor: str = "",
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
     ) -> Response:
@@ -177,11 +174,16 @@ def reapi_router(api: PublicApi) -> APIRouter:
     )
     async def list_task_usage(
         authorization: Authorization = None,
+        since: Since = 0,
+        until: Until = 0,
         cursor: str = "",
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
     ) -> Response:
         page = await api.list_task_usage(
-            authorization, public_api_pb2.ListTaskUsageRequest(cursor=cursor, limit=limit)
+            authorization,
+            public_api_pb2.ListTaskUsageRequest(
+                since=since, until=until, cursor=cursor, limit=limit
+            ),
         )
         return JSONBody(translate.task_usage_list_json(page))
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.core.sizes import RATIOS, RESOLUTIONS
@@ -22,6 +23,14 @@ from pixelrelay.image_formats import FORMATS
 from pixelrelay.limits import MAX_CREDITS, MAX_RATE_LIMIT, MAX_UNIX_SECONDS
 from pixelrelay.public_models import PUBLIC_MODELS
 from pixelrelay.scopes import ALL as SCOPES
+
+# A period's bounds on a list (query parameters), as every list with a period takes them.
+Since = Annotated[
+    int, Query(ge=0, le=MAX_UNIX_SECONDS, description="unix seconds, inclusive; 0 = any")
+]
+Until = Annotated[
+    int, Query(ge=0, le=MAX_UNIX_SECONDS, description="unix seconds, exclusive; 0 = any")
+]
 
 Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
 
