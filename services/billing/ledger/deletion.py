@@ -17,6 +17,7 @@ from billing.models import Account, ApiKey, Hold, Login, LoginToken, utcnow
 from pixelrelay.errors import ApiError, E
 
 MAX_DELETION_REASON = 500
+DELETED_NAME = "deleted account"
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,11 @@ class Deletion:
                 .where(col(ApiKey.account_id) == account_id, col(ApiKey.revoked_at).is_(None))
                 .values(revoked_at=now)
             ).rowcount  # type: ignore[attr-defined]
-            # its sessions went with the keys; the person's email and password go too
+            # its sessions went with the keys; the person's email and password go too, and
+            # the email where it named the account (a self-service sign-up's name)
+            login = s.exec(select(Login).where(Login.account_id == account_id)).first()
+            if login is not None and account.name == login.email:
+                account.name = DELETED_NAME
             s.execute(delete(LoginToken).where(col(LoginToken.account_id) == account_id))
             s.execute(delete(Login).where(col(Login.account_id) == account_id))
             # The account row is locked first, as a reserve does: a submit racing this waits,

@@ -127,9 +127,9 @@ def _inherit(
             raise more("a higher rate limit", "rate_limit")
     if parent.credit_limit is not None:
         left = parent.credit_limit - parent.spent - parent.delegated
-        if credit_limit is None:
+        if credit_limit is None:  # a missing parameter, not a refused right
             raise ApiError(
-                E.INSUFFICIENT_SCOPE,
+                E.INVALID_PARAMETER,
                 f"credit_limit is required: the key creating it has {left} credits left",
                 param="credit_limit",
             )

@@ -52,8 +52,10 @@ def test_a_limited_key_cannot_make_an_unlimited_one(ledger: Ledger) -> None:
         account_id=account.id, credit_limit=10, rate_limit=5, expires_at=SOON
     ).key
     make = ledger.create_api_key
+    # No limit asked: refused (400, the parameter is missing), not silently the whole budget.
+    err = refused(make, account_id=account.id, parent_key_id=parent.id)
+    assert kind_and_param(err) == (E.INVALID_PARAMETER, "credit_limit")
     cases: list[tuple[dict[str, Any], str]] = [
-        ({}, "credit_limit"),  # no limit asked: refused, not silently the whole budget
         ({"credit_limit": 11}, "credit_limit"),
         ({"credit_limit": 5, "rate_limit": 6}, "rate_limit"),
         ({"credit_limit": 5, "expires_at": SOON + timedelta(seconds=1)}, "expires_at"),

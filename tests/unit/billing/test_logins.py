@@ -12,6 +12,7 @@ from argon2 import PasswordHasher
 from sqlmodel import Session, func, select
 
 from billing.ledger import Ledger
+from billing.ledger.deletion import DELETED_NAME
 from billing.login_rpcs import LoginRpcs
 from billing.models import Account, Login
 from billing.passwords import Passwords
@@ -263,6 +264,8 @@ async def test_deleting_the_account_forgets_the_email(logins: Logins, ledger: Le
     ledger.delete_account(account_id=signed.login.account_id, reason="asked to")
     with Session(ledger.engine) as s:
         assert s.get(Login, signed.login.account_id) is None
+    # the account (kept, with its ledger) was named by the email: no longer
+    assert ledger.get_account(account_id=signed.login.account_id).name == DELETED_NAME
     with pytest.raises(ApiError):
         ledger.authenticate(api_key=signed.session_token)
     await refused(
