@@ -382,6 +382,8 @@ PixelRelay is running.
 
   export PIXELRELAY_API_KEY={api_key}
   export PIXELRELAY_ADMIN_TOKEN={config.admin_token}
+  # for `pixelrelay admin …` in another shell (it reads these):
+  export PIXELRELAY_BILLING_PORT={config.billing_port} PIXELRELAY_GRPC_PORT={config.grpc_port}
 
   curl -s {base}/api/v1/images/generations \\
     -H "Authorization: Bearer $PIXELRELAY_API_KEY" -H "Content-Type: application/json" \\

@@ -14,8 +14,8 @@ from pixelrelay.v1 import admin_pb2, admin_pb2_grpc, billing_pb2, public_api_pb2
 
 class AdminClient:
     def __init__(self, addr: str, credential: str, timeout: float = 600.0):
-        self._channel = insecure_channel(addr)
-        self._stub = admin_pb2_grpc.AdminStub(self._channel)
+        self.channel = insecure_channel(addr)
+        self._stub = admin_pb2_grpc.AdminStub(self.channel)
         self._metadata = credential_metadata(credential)
         self.timeout = timeout
 
@@ -62,4 +62,4 @@ class AdminClient:
         return reply
 
     async def close(self) -> None:
-        await self._channel.close()
+        await self.channel.close()

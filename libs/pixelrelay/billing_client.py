@@ -25,8 +25,8 @@ class BillingClient:
     ridden out), then fail with 90002. Each call presents ``credential`` (callers.py)."""
 
     def __init__(self, addr: str, credential: str, timeout: float = 3.0):
-        self._channel = insecure_channel(addr)
-        self._stub = billing_pb2_grpc.BillingStub(self._channel)
+        self.channel = insecure_channel(addr)
+        self._stub = billing_pb2_grpc.BillingStub(self.channel)
         self._metadata = credential_metadata(credential)
         self.timeout = timeout
         self._holds: Batcher[billing_pb2.ReserveRequest, billing_pb2.Hold] = Batcher(
@@ -47,7 +47,7 @@ class BillingClient:
         return call_options(timeout or self.timeout, self._metadata)
 
     async def close(self) -> None:
-        await self._channel.close()
+        await self.channel.close()
 
     async def authenticate(self, api_key: str) -> billing_pb2.Principal:
         return await _call(

@@ -1,9 +1,11 @@
 """`pixelrelay admin …`: account and key administration over billing's gRPC API, and
 account deletion and export over the gateway's (they span services).
 
-Talks to BILLING_ADDR (default 127.0.0.1:50051, what `make run` starts) and GATEWAY_ADDR
-(default 127.0.0.1:50050) with the admin credential in PIXELRELAY_ADMIN_TOKEN, or else
-the one `make run` keeps in $PIXELRELAY_DATA_DIR/secrets (default var/). Prints JSON;
+Reads what `make run` reads (its banner prints them): billing at BILLING_ADDR, else
+127.0.0.1:$PIXELRELAY_BILLING_PORT (50051); the gateway at GATEWAY_ADDR, else
+127.0.0.1:$PIXELRELAY_GRPC_PORT (50050); the admin credential in PIXELRELAY_ADMIN_TOKEN,
+else the one `make run` keeps in $PIXELRELAY_DATA_DIR/secrets (var/). A service not
+answering within 3 s is named with the address tried. Prints JSON (numbers as numbers);
 an export prints the file itself.
 """
 
@@ -17,8 +19,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import grpc
 import orjson
 from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from pixelrelay import bus, export
@@ -318,13 +322,50 @@ async def _bus_setup() -> dict[str, Any]:
     }
 
 
+# How long a service may take to accept the connection before the CLI says it is not there.
+CONNECT_SECONDS = 3.0
+
+
+def _address(addr_env: str, port_env: str, port: int) -> str:
+    return os.environ.get(addr_env) or f"127.0.0.1:{os.environ.get(port_env) or port}"
+
+
+def billing_address() -> str:
+    return _address("BILLING_ADDR", "PIXELRELAY_BILLING_PORT", 50051)
+
+
+def gateway_address() -> str:
+    return _address("GATEWAY_ADDR", "PIXELRELAY_GRPC_PORT", 50050)
+
+
+class Unreachable(Exception):
+    """A service that did not accept a connection: the message names where it was sought."""
+
+
+async def _reachable(channel: grpc.aio.Channel, service: str, addr: str, via: str) -> None:
+    try:
+        await asyncio.wait_for(channel.channel_ready(), CONNECT_SECONDS)
+    except TimeoutError:
+        raise Unreachable(
+            f"{service} did not answer at {addr} within {CONNECT_SECONDS:g} s "
+            f"(set by {via}): is the platform running, and on these ports?"
+        ) from None
+
+
 def _gateway() -> AdminClient:
-    return AdminClient(os.environ.get("GATEWAY_ADDR", "127.0.0.1:50050"), _admin_credential())
+    return AdminClient(gateway_address(), _admin_credential())
+
+
+async def _gateway_ready(gateway: AdminClient) -> None:
+    await _reachable(
+        gateway.channel, "the gateway", gateway_address(), "GATEWAY_ADDR or PIXELRELAY_GRPC_PORT"
+    )
 
 
 async def _delete_account(args: argparse.Namespace) -> dict[str, Any]:
     gateway = _gateway()
     try:
+        await _gateway_ready(gateway)
         return _as_dict(await gateway.delete_account(args.account_id, args.reason))
     finally:
         await gateway.close()
@@ -334,6 +375,7 @@ async def _gateway_call(args: argparse.Namespace) -> dict[str, Any]:
     """get-task, channels and usage: answered by the gateway (Admin), not billing."""
     gateway = _gateway()
     try:
+        await _gateway_ready(gateway)
         if args.command == "get-task":
             return _as_dict(await gateway.get_task(args.task_id))
         if args.command == "usage":
@@ -349,6 +391,7 @@ async def _gateway_call(args: argparse.Namespace) -> dict[str, Any]:
 async def _export_account(args: argparse.Namespace) -> None:
     gateway = _gateway()
     try:
+        await _gateway_ready(gateway)
         items = await export.started(gateway.export_account(args.account_id))
         async for piece in export.render(items, args.format, args.part):
             sys.stdout.buffer.write(piece)
@@ -358,9 +401,39 @@ async def _export_account(args: argparse.Namespace) -> None:
 
 
 def _as_dict(message: Message) -> dict[str, Any]:
-    return json_format.MessageToDict(
-        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    """The message as JSON, with its 64-bit integers as numbers (protobuf's JSON mapping
+    writes them as strings, for JavaScript's sake; people and jq want numbers)."""
+    return _numbers(
+        message.DESCRIPTOR,
+        json_format.MessageToDict(
+            message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        ),
     )
+
+
+_INT64 = (FieldDescriptor.CPPTYPE_INT64, FieldDescriptor.CPPTYPE_UINT64)
+
+
+def _numbers(descriptor: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """``descriptor``: the message's (protobuf's Python and upb types differ)."""
+    for name, value in data.items():
+        field = descriptor.fields_by_name.get(name)
+        if field is None:
+            continue
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            entry = field.message_type.fields_by_name["value"]
+            if entry.cpp_type in _INT64:
+                data[name] = {k: int(v) for k, v in value.items()}
+            elif entry.message_type is not None:
+                data[name] = {k: _numbers(entry.message_type, v) for k, v in value.items()}
+        elif field.message_type is not None:
+            items = value if isinstance(value, list) else [value]
+            for item in items:
+                if isinstance(item, dict):
+                    _numbers(field.message_type, item)
+        elif field.cpp_type in _INT64:
+            data[name] = [int(v) for v in value] if isinstance(value, list) else int(value)
+    return data
 
 
 def _admin_credential() -> str:
@@ -431,8 +504,11 @@ def _k8s_secrets(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _run(run: Command, args: argparse.Namespace) -> dict[str, Any]:
-    billing = BillingClient(os.environ.get("BILLING_ADDR", "127.0.0.1:50051"), _admin_credential())
+    billing = BillingClient(billing_address(), _admin_credential())
     try:
+        await _reachable(
+            billing.channel, "billing", billing_address(), "BILLING_ADDR or PIXELRELAY_BILLING_PORT"
+        )
         reply = await run(billing, args)
     finally:
         await billing.close()
@@ -445,6 +521,9 @@ def main(argv: list[str] | None = None) -> int:
         result = args.local(args) if args.run is None else asyncio.run(_run(args.run, args))
     except ApiError as err:
         sys.stderr.write(f"error {err.kind.code} {err.kind.type}: {err.message}\n")
+        return 1
+    except Unreachable as err:
+        sys.stderr.write(f"error: {err}\n")
         return 1
     if result is None:  # it wrote its output itself (an export)
         return 0

@@ -7,11 +7,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
 
 from pixelrelay.ids import random_token
+from pixelrelay_dev.ports import lease_ports
 from tests.e2e.conftest import Platform
 from tests.e2e.helpers import admin
 
@@ -97,3 +99,50 @@ def test_the_cli_lists_accounts_with_numbers_as_numbers(platform: Platform) -> N
         timeout=30,
     )
     assert customer.returncode == 1 and "invalid_service_credential" in customer.stderr
+
+
+def test_the_cli_finds_the_platform_by_make_runs_variables_or_names_where_it_looked(
+    platform: Platform,
+) -> None:
+    """PIXELRELAY_BILLING_PORT and PIXELRELAY_GRPC_PORT, as `make run`'s banner prints them
+    (this platform is on leased, non-default ports); numbers come back as numbers; nothing
+    listening is said within seconds, with the address tried."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("BILLING_ADDR", "GATEWAY_ADDR", "PIXELRELAY_ADMIN_TOKEN")
+    }
+    env |= {
+        "PIXELRELAY_BILLING_PORT": str(platform.config.billing_port),
+        "PIXELRELAY_GRPC_PORT": str(platform.config.grpc_port),
+        "PIXELRELAY_DATA_DIR": str(platform.config.data_dir),  # its kept admin credential
+    }
+
+    def cli(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pixelrelay.cli", "admin", *args],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    balance = cli("balance", platform.account_id)
+    assert balance.returncode == 0, balance.stderr
+    account = json.loads(balance.stdout)
+    assert isinstance(account["balance"], int) and isinstance(account["held"], int)
+    usage = cli("usage", platform.account_id, "--limit", "1")
+    assert usage.returncode == 0, usage.stderr
+
+    with lease_ports(1) as lease:
+        (nothing_here,) = lease.ports
+        started = time.monotonic()
+        for args, variable in (
+            (("balance", platform.account_id), "PIXELRELAY_BILLING_PORT"),
+            (("get-task", "task_abc"), "PIXELRELAY_GRPC_PORT"),
+        ):
+            missing = cli(*args, **{variable: str(nothing_here)})
+            assert missing.returncode == 1
+            assert f"127.0.0.1:{nothing_here}" in missing.stderr, missing.stderr
+            assert variable in missing.stderr
+        assert time.monotonic() - started < 2 * 8  # 3 s each, and the interpreter's start
