@@ -52,7 +52,7 @@ AUTH_FAILURE_COOLDOWN = 300.0
 @dataclass(frozen=True)
 class Attempt:
     channel: str
-    outcome: str  # "ok", an error class name, or "skipped_open" / "skipped_busy"
+    outcome: str  # "ok", an UpstreamError's outcome, or "skipped_open" / "skipped_busy"
     latency_ms: int
 
     def to_proto(self) -> common_pb2.Attempt:
@@ -147,14 +147,14 @@ class Router:
                         partials if channel.config.capabilities.partial_images else None,
                     )
             except UpstreamError as err:
-                attempts.append(self._record(channel, type(err).__name__, started))
+                attempts.append(self._record(channel, err.outcome, started))
                 self._judge(channel, err)
                 log.warning(
                     "upstream attempt failed",
                     extra={
                         "task_id": task_id,
                         "channel": channel.name,
-                        "error": type(err).__name__,
+                        "error": err.outcome,
                         "latency_ms": attempts[-1].latency_ms,
                     },
                 )
@@ -180,7 +180,7 @@ class Router:
 
     @staticmethod
     def _judge(channel: Channel, err: UpstreamError) -> None:
-        UPSTREAM_ERRORS.labels(channel.name, type(err).__name__).inc()
+        UPSTREAM_ERRORS.labels(channel.name, err.outcome).inc()
         if isinstance(err, PermanentError):
             channel.breaker.record_success()  # the channel answered; the request was bad
         elif isinstance(err, ChannelAuthError):

@@ -121,6 +121,7 @@ async def test_a_failing_channel_shows_its_errors_and_open_breaker(platform: Pla
         await eventually(errors_shown, "the failures in the channel's health", within=10)
         sim = (await _channels(platform))["simulator"]
         assert sim["error_rate"] > 0 and sum(sim["errors_by_class"].values()) == sim["errors"]
+        assert sim["errors_by_class"]["upstream_unavailable"] >= 3  # a public name, not a class
     finally:
         await faults(platform)
     assert (await _task(platform, f"recovered {random_token(6)}"))["status"] == "completed"

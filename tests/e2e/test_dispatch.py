@@ -57,7 +57,7 @@ async def test_tasks_fail_over_past_a_dead_channel(dispatch_platform: Platform) 
     assert task["status"] == "completed"
     attempts = [(a["channel"], a["outcome"]) for a in task["attempts"]]
     assert attempts[-1] == ("simulator", "ok")
-    assert attempts[0][0] == "dead" and attempts[0][1] in ("RetryableError", "skipped_open")
+    assert attempts[0][0] == "dead" and attempts[0][1] in ("upstream_unavailable", "skipped_open")
 
 
 async def test_a_killed_dispatchers_jobs_finish_elsewhere_exactly_once(

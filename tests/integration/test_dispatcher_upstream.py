@@ -179,7 +179,10 @@ async def test_router_fails_over_past_a_refused_connection(simulator: Simulator)
         r = router(f"http://127.0.0.1:{port}/v1", simulator.url)
         result, attempts = await r.generate("t", "p", SPEC)
     assert len(result.images) == 1
-    assert [(a.channel, a.outcome) for a in attempts] == [("c0", "RetryableError"), ("c1", "ok")]
+    assert [(a.channel, a.outcome) for a in attempts] == [
+        ("c0", "upstream_unavailable"),
+        ("c1", "ok"),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -98,7 +98,7 @@ class ChannelWindow(_message.Message):
     """calls that failed, of any class"""
     @_builtins.property
     def errors_by_class(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
-        """RetryableError, UpstreamTimeout, …"""
+        """by outcome: upstream_unavailable, upstream_no_answer, …"""
 
     @_builtins.property
     def latency_counts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:

@@ -136,7 +136,12 @@ class TimingsOut(BaseModel):
 
 class AttemptOut(BaseModel):
     channel: str
-    outcome: str = Field(description="ok, the error class, or skipped_open / skipped_busy")
+    outcome: str = Field(
+        description="ok; upstream_unavailable (refused, 429, 5xx), upstream_auth_failed (the "
+        "channel's key refused), upstream_no_answer (timeout, cut), upstream_bad_output, "
+        "upstream_rejected (the request refused: no failover); or skipped_open / skipped_busy "
+        "(the channel's breaker open, or full)"
+    )
     latency_ms: int
 
 

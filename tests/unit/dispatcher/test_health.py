@@ -18,12 +18,12 @@ def test_calls_are_counted_with_errors_by_class_and_latency_of_successes() -> No
     window = CallWindow(window=60, slot=10, clock=Clock())
     for ms in (100, 200, 300, 400):
         window.record("ok", ms)
-    window.record("RetryableError", 5)
-    window.record("UpstreamTimeout", 180_000)
-    window.record("RetryableError", 7)
+    window.record("upstream_unavailable", 5)
+    window.record("upstream_no_answer", 180_000)
+    window.record("upstream_unavailable", 7)
     totals = window.totals("sim", "closed")
     assert (totals.name, totals.breaker, totals.requests, totals.errors) == ("sim", "closed", 7, 3)
-    assert dict(totals.errors_by_class) == {"RetryableError": 2, "UpstreamTimeout": 1}
+    assert dict(totals.errors_by_class) == {"upstream_unavailable": 2, "upstream_no_answer": 1}
     assert sum(totals.latency_counts) == 4  # failed calls' time is not a latency of images
     assert 200 <= percentile(totals.latency_counts, 0.5) <= 220
     assert 400 <= percentile(totals.latency_counts, 0.95) <= 440
@@ -34,7 +34,7 @@ def test_calls_leave_the_window_a_slot_at_a_time() -> None:
     window = CallWindow(window=60, slot=10, clock=clock)
     window.record("ok", 100)
     clock.now += 30
-    window.record("RetryableError", 100)
+    window.record("upstream_unavailable", 100)
     clock.now += 35  # the first call's slot is past the minute
     totals = window.totals("sim", "open")
     assert (totals.requests, totals.errors, sum(totals.latency_counts)) == (1, 1, 0)

@@ -47,12 +47,12 @@ def test_replicas_add_up_and_the_worst_breaker_shows() -> None:
     )
     b = snapshot(
         "dispatcher-1-bbb",
-        window("sim", "open", 10, {"RetryableError": 4}, [1000] * 6),
+        window("sim", "open", 10, {"upstream_unavailable": 4}, [1000] * 6),
     )
     backup, sim = merge([a, b])
     assert (sim.name, sim.breaker, sim.replicas, sim.replicas_not_closed) == ("sim", "open", 2, 1)
     assert (sim.requests, sim.errors, sim.error_rate) == (20, 4, 0.2)
-    assert dict(sim.errors_by_class) == {"RetryableError": 4}
+    assert dict(sim.errors_by_class) == {"upstream_unavailable": 4}
     # 10 calls of 100 ms and 6 of 1 s: the median is the first kind, p95 the second
     assert 100 <= sim.p50_ms <= 110 and 1000 <= sim.p95_ms <= 1100
     assert (backup.breaker, backup.requests, backup.error_rate, backup.p50_ms) == (
