@@ -17,6 +17,10 @@ Configuration (environment):
                                                 (a generated one is kept in var/secrets/)
     PIXELRELAY_ADMIN_TOKEN       (generated)    the operator's credential: admin REST (/admin/v1)
                                                 and `pixelrelay admin` (kept in var/secrets/)
+    CHANNELS_FILE                (none)         your channel file: routes there (upstreams.py)
+    OPENAI_API_KEY               (none)         without CHANNELS_FILE: routes to OpenAI
+    OPENAI_BASE_URL              api.openai.com another OpenAI-compatible host for that key
+    PIXELRELAY_SIMULATOR_FALLBACK false         true: the simulator behind a real upstream
     DATABASE_URL                 sqlite files   one database for billing and gateway
     S3_ENDPOINT, S3_ACCESS_KEY, S3_SECRET_KEY, S3_BUCKET, S3_PUBLIC_ENDPOINT: external S3
 """
@@ -87,6 +91,12 @@ class StackConfig:
     # JetStream servers: 1, or a cluster (3) whose routes listen from nats_cluster_port.
     nats_nodes: int = 1
     nats_cluster_port: int = 6333
+    # Where prompts go (upstreams.py): the operator's channel file, OpenAI with their key,
+    # or else the simulator.
+    channels_file: str = ""
+    openai_api_key: str = ""
+    openai_base_url: str = ""
+    simulator_fallback: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
     lease: PortLease | None = None  # set when the ports were leased, not configured
 
@@ -108,6 +118,10 @@ class StackConfig:
             admin_token=os.environ.get("PIXELRELAY_ADMIN_TOKEN", ""),
             database_url=os.environ.get("DATABASE_URL", ""),
             s3_endpoint=os.environ.get("S3_ENDPOINT", ""),
+            channels_file=os.environ.get("CHANNELS_FILE", ""),
+            openai_api_key=os.environ.get("OPENAI_API_KEY", ""),
+            openai_base_url=os.environ.get("OPENAI_BASE_URL", ""),
+            simulator_fallback=os.environ.get("PIXELRELAY_SIMULATOR_FALLBACK", "") == "true",
         )
 
     @classmethod

@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 from nats.aio.client import Client as NATS
 
@@ -32,6 +31,7 @@ from pixelrelay.errors import ApiError
 from pixelrelay.sealing import new_job_key
 from pixelrelay.startup import Backoff, keep_trying
 from pixelrelay.v1 import billing_pb2
+from pixelrelay_dev import upstreams
 from pixelrelay_dev.children import (
     START_ATTEMPTS,
     Child,
@@ -55,18 +55,26 @@ from pixelrelay_dev.orphan_guard import signal_me_when_my_parent_dies
 
 log = logging.getLogger("devstack")
 
-# The channel file of `make run`: both public models routed to the local simulator.
-DEV_CHANNELS = Path(__file__).with_name("channels.yaml")
-
-
-log = logging.getLogger("devstack")
-
 
 class Stack:
     def __init__(self, config: StackConfig):
         self.config = config
         self.children: list[Child] = []
         self.logs = config.data_dir / "logs"
+
+    @property
+    def upstreams(self) -> upstreams.Upstreams:
+        """Where the dispatchers send prompts: chosen from the config on each start (a
+        stack on leased ports may have moved the simulator)."""
+        c = self.config
+        return upstreams.choose(
+            c.data_dir,
+            c.sim_url,
+            channels_file=c.channels_file,
+            openai_api_key=c.openai_api_key,
+            openai_base_url=c.openai_base_url,
+            simulator_fallback=c.simulator_fallback,
+        )
 
     # -- processes ---------------------------------------------------------------------
 
@@ -224,11 +232,8 @@ class Stack:
                 self._python("dispatcher"),
                 functools.partial(wait_grpc, port, name),
                 {
-                    # channels.yaml beside this file routes to "simulator"; point it here.
-                    "CHANNELS_FILE": str(DEV_CHANNELS),
-                    "CHANNELS_ALLOW_LOOPBACK": "true",
-                    "CHANNEL_SIMULATOR_BASE_URL": f"{c.sim_url}/v1",
-                    "UPSTREAM_API_KEY": "sk-simulator",
+                    **self.upstreams.env,
+                    "CHANNELS_ALLOW_LOOPBACK": "true",  # the simulator, a local test host
                     **self._service_env(name, "dispatcher", DISPATCHER),
                     "GRPC_PORT": str(port),
                     "WORKER_NAME": name,
@@ -368,14 +373,18 @@ class Stack:
             await operator.close()
 
 
-def _banner(config: StackConfig, api_key: str, account_id: str) -> str:
+def _banner(stack: Stack, api_key: str, account_id: str) -> str:
+    config = stack.config
     base = config.base_url
+    routed = ("\n" + " " * 16).join(stack.upstreams.live)
     return f"""
 PixelRelay is running.
   console       {base}/signup      (sign up; then {base}/dashboard, the playground at {base}/)
   operator      {base}/admin       (paste PIXELRELAY_ADMIN_TOKEN below)
   REST API      {base}/api/v1      (OpenAPI: {base}/openapi.json, docs: {base}/docs)
   gRPC API      127.0.0.1:{config.grpc_port}  (pixelrelay.v1.PublicApi, Sessions, Admin)
+  upstreams     {routed}
+                (from {stack.upstreams.channels_file})
   simulator     {config.sim_url}/v1  ({config.sim_latency_ms} ms per generation)
   logs          {config.data_dir / "logs"}
   dev account   {account_id}
@@ -404,7 +413,7 @@ async def _serve() -> None:
     await stack.start()
     try:
         account_id, api_key = await stack.dev_account()
-        sys.stdout.write(_banner(config, api_key, account_id))
+        sys.stdout.write(_banner(stack, api_key, account_id))
         sys.stdout.flush()
         while not stop.is_set():
             for child in stack.children:
