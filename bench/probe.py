@@ -129,13 +129,12 @@ def ledger_probe(calls: int = 1000) -> None:
     from billing.ledger import HoldRequest, Ledger  # noqa: PLC0415
     from billing.migrate import SCHEMA  # noqa: PLC0415
     from billing.prices import PriceList  # noqa: PLC0415
-    from billing.settings import DEFAULT_PRICES  # noqa: PLC0415
     from pixelrelay.db import Database  # noqa: PLC0415
     from pixelrelay.v1 import common_pb2  # noqa: PLC0415
 
     url = f"sqlite:///{Path(tempfile.mkdtemp()) / 'ledger.db'}"
     SCHEMA.upgrade(url)
-    ledger = Ledger(Database(url).engine, PriceList.load(DEFAULT_PRICES), 10**9)
+    ledger = Ledger(Database(url).engine, PriceList.load(), 10**9)
     account = ledger.create_account(name="probe").id
     key = ledger.create_api_key(account_id=account).key.id
     item = common_pb2.PriceItem(model="gpt-image-2", resolution="1k", n=1)

@@ -43,7 +43,6 @@ from minio.error import S3Error
 
 from bench.two_channels import TwoChannels, prompt_digest, set_faults, two_channel_platform
 from billing.prices import PriceList
-from billing.settings import DEFAULT_PRICES
 from pixelrelay.v1 import common_pb2
 from storage.settings import StorageSettings
 
@@ -265,7 +264,7 @@ async def generations(platform: TwoChannels) -> Counter[str]:
     return total
 
 
-PRICES = PriceList.load(DEFAULT_PRICES)
+PRICES = PriceList.load()
 
 
 def expected_credits(task: dict[str, Any]) -> dict[str, Any]:

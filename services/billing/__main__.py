@@ -47,7 +47,7 @@ async def run(settings: BillingSettings, stop: asyncio.Event) -> None:
             stack.push_async_callback(nc.drain)
         db = Database(settings.database_url)
         stack.callback(db.close)
-        ledger = Ledger(db.engine, PriceList.load(settings.prices_file), settings.signup_grant)
+        ledger = Ledger(db.engine, PriceList.load(), settings.signup_grant)
         ledger.session_ttl = timedelta(hours=settings.session_hours)
         ledger.sign_in_failures = settings.sign_in_failures
         ledger.sign_in_window = settings.sign_in_window_seconds

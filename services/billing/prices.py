@@ -1,33 +1,14 @@
-"""The price list: data (prices.yaml), not code."""
+"""Prices, from the model catalog (pixelrelay/catalog.py): data, not code."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from pixelrelay import catalog
+from pixelrelay.catalog import Catalog, PriceRow
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import common_pb2
-
-# What quality=auto is quoted (and held) at: the most the upstream may choose.
-AUTO_QUOTED_AS = "high"
-
-
-@dataclass(frozen=True)
-class PriceRow:
-    id: str
-    credits: int
-    model: str
-    resolutions: frozenset[str] | None
-    qualities: frozenset[str] | None
-
-    def matches(self, model: str, resolution: str, quality: str) -> bool:
-        return (
-            self.model == model
-            and (self.resolutions is None or resolution in self.resolutions)
-            and (self.qualities is None or quality in self.qualities)
-        )
 
 
 @dataclass(frozen=True)
@@ -41,45 +22,25 @@ class Quote:
         return self.unit_credits * self.units
 
 
-def _as_set(value: object) -> frozenset[str] | None:
-    if value is None:
-        return None
-    if isinstance(value, list):
-        return frozenset(str(v) for v in value)
-    return frozenset([str(value)])
-
-
 class PriceList:
-    def __init__(self, rows: list[PriceRow], version: str):
-        self.rows = rows
-        self.version = version
+    def __init__(self, models: Catalog):
+        self.catalog = models
+        self.version = models.version
 
     @classmethod
-    def load(cls, path: Path) -> PriceList:
-        doc = yaml.safe_load(path.read_text())
-        rows = []
-        for raw in doc["prices"]:
-            credits = int(raw["credits"])
-            if credits <= 0:
-                raise ValueError(f"{path}: price {raw['id']} must be a positive integer")
-            rows.append(
-                PriceRow(
-                    id=str(raw["id"]),
-                    credits=credits,
-                    model=str(raw["model"]),
-                    resolutions=_as_set(raw.get("resolution")),
-                    qualities=_as_set(raw.get("quality")),
-                )
-            )
-        return cls(rows, str(doc.get("version", "")))
+    def load(cls, path: Path | None = None) -> PriceList:
+        """The catalog's prices: ``path``, else CATALOG_FILE, else the packaged catalog."""
+        return cls(catalog.load(path))
 
     def unit_price(self, model: str, resolution: str, quality: str) -> PriceRow:
-        tier = AUTO_QUOTED_AS if quality == "auto" else quality
-        for row in self.rows:
-            if row.matches(model, resolution, tier):
-                return row
-        what = f"{model} at {resolution}" + (f" with quality {quality}" if quality else "")
-        raise ApiError(E.INVALID_PARAMETER, f"{what} is not offered", param="quality")
+        """A model's price for one image (its canonical name: the gateway resolved any
+        alias before the hold)."""
+        spec = self.catalog.models.get(model)
+        row = spec.price(resolution, quality) if spec else None
+        if row is None:
+            what = f"{model} at {resolution}" + (f" with quality {quality}" if quality else "")
+            raise ApiError(E.INVALID_PARAMETER, f"{what} is not offered", param="quality")
+        return row
 
     def quote(self, item: common_pb2.PriceItem) -> Quote:
         if item.n < 1:

@@ -1,12 +1,8 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import SecretStr
 
 from pixelrelay.settings import DatabaseSettings
-
-DEFAULT_PRICES = Path(__file__).with_name("prices.yaml")
 
 
 class BillingSettings(DatabaseSettings):
@@ -14,7 +10,6 @@ class BillingSettings(DatabaseSettings):
     database_url: str = "sqlite:///var/billing.db"
     # Credits granted to every new account (2,000 credits = $2).
     signup_grant: int = 2000
-    prices_file: Path = DEFAULT_PRICES
     # How often pending holds past their deadline are released.
     sweep_interval: float = 15.0
     # How often every balance is recomputed from the ledger's entries (the

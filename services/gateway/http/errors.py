@@ -16,6 +16,7 @@ from gateway.http.openai_errors import openai_error_response
 from gateway.http.responses import JSONBody
 from gateway.http.schemas import ErrorOut
 from pixelrelay.errors import ApiError, E, as_public
+from pixelrelay.words import in_words
 
 log = logging.getLogger(__name__)
 
@@ -88,45 +89,4 @@ def validation_error(exc: RequestValidationError | ValidationError) -> ApiError:
         return ApiError(E.MISSING_PARAMETER, f"{param} is required", param=param)
     if kind == "extra_forbidden":
         return ApiError(E.UNKNOWN_PARAMETER, f"unknown parameter {param}", param=param)
-    return ApiError(E.INVALID_PARAMETER, f"{param} {_in_words(first)}", param=param)
-
-
-# Pydantic's complaints as a person would say them ("n must be at most 4", not "n: Input
-# should be less than or equal to 4"); anything else keeps pydantic's own sentence.
-_WORDS = {
-    "int_parsing": "must be a whole number",
-    "int_type": "must be a whole number",
-    "int_from_float": "must be a whole number",
-    "float_parsing": "must be a number",
-    "float_type": "must be a number",
-    "bool_parsing": "must be true or false",
-    "bool_type": "must be true or false",
-    "string_type": "must be a string",
-    "list_type": "must be a list",
-    "dict_type": "must be an object",
-    "model_type": "must be an object",
-    "greater_than_equal": "must be at least {ge}",
-    "greater_than": "must be more than {gt}",
-    "less_than_equal": "must be at most {le}",
-    "less_than": "must be less than {lt}",
-    "string_too_short": "must be at least {min_length} characters",
-    "string_too_long": "must be at most {max_length} characters",
-    "too_short": "must have at least {min_length} items",
-    "too_long": "must have at most {max_length} items",
-    "literal_error": "must be one of {expected}",
-    "enum": "must be one of {expected}",
-    "string_pattern_mismatch": "has the wrong format",
-    "url_parsing": "must be a URL",
-    "url_scheme": "must be a URL starting with {expected_schemes}",
-}
-
-
-def _in_words(error: Any) -> str:
-    template = _WORDS.get(str(error.get("type", "")))
-    if template is not None:
-        try:
-            return template.format(**error.get("ctx", {}))
-        except (KeyError, IndexError):
-            pass
-    message = str(error.get("msg", "invalid value"))
-    return "is invalid: " + message.removeprefix("Value error, ")
+    return ApiError(E.INVALID_PARAMETER, f"{param} {in_words(first)}", param=param)

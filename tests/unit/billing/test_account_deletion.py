@@ -8,7 +8,6 @@ import pytest
 from billing.ledger import Ledger
 from billing.models import HoldState
 from billing.prices import PriceList
-from billing.settings import DEFAULT_PRICES
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import common_pb2
@@ -18,7 +17,7 @@ BASIC_1K = common_pb2.PriceItem(model="gpt-image-2", resolution="1k", n=1)
 
 @pytest.fixture
 def ledger(database: Database) -> Ledger:
-    return Ledger(database.engine, PriceList.load(DEFAULT_PRICES), signup_grant=100)
+    return Ledger(database.engine, PriceList.load(), signup_grant=100)
 
 
 def refused(kind: object, call: object, *args: object, **kwargs: object) -> None:

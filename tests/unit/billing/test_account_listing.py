@@ -8,14 +8,13 @@ import pytest
 
 from billing.ledger import Ledger
 from billing.prices import PriceList
-from billing.settings import DEFAULT_PRICES
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
 
 
 @pytest.fixture
 def ledger(database: Database) -> Ledger:
-    return Ledger(database.engine, PriceList.load(DEFAULT_PRICES), signup_grant=100)
+    return Ledger(database.engine, PriceList.load(), signup_grant=100)
 
 
 def test_pages_go_newest_first_without_gaps_or_repeats(ledger: Ledger) -> None:

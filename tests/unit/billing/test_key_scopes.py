@@ -10,7 +10,6 @@ import pytest
 
 from billing.ledger import Ledger
 from billing.prices import PriceList
-from billing.settings import DEFAULT_PRICES
 from pixelrelay import scopes
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E, ErrorKind
@@ -23,7 +22,7 @@ SOON = datetime.now(UTC) + timedelta(days=1)
 
 @pytest.fixture
 def ledger(database: Database) -> Ledger:
-    return Ledger(database.engine, PriceList.load(DEFAULT_PRICES), signup_grant=2000)
+    return Ledger(database.engine, PriceList.load(), signup_grant=2000)
 
 
 def refused(call: object, **kwargs: object) -> ApiError:

@@ -10,7 +10,6 @@ from sqlmodel import Session, select
 from billing.ledger import HoldRequest, Ledger, hash_key
 from billing.models import ApiKey, HoldState
 from billing.prices import PriceList
-from billing.settings import DEFAULT_PRICES
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import common_pb2
@@ -26,7 +25,7 @@ def stable(quality: str, n: int = 1, resolution: str = "1k") -> common_pb2.Price
 
 @pytest.fixture
 def ledger(database: Database) -> Ledger:
-    return Ledger(database.engine, PriceList.load(DEFAULT_PRICES), signup_grant=2000)
+    return Ledger(database.engine, PriceList.load(), signup_grant=2000)
 
 
 def assert_sound(ledger: Ledger) -> None:

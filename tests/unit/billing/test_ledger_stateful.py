@@ -27,7 +27,6 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from billing.ledger import HoldRequest, Ledger
 from billing.prices import PriceList
-from billing.settings import DEFAULT_PRICES
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E, ErrorKind
 from pixelrelay.v1 import common_pb2
@@ -35,7 +34,7 @@ from tests.utils.databases import POSTGRES_URL, open_database
 
 EXAMPLES = int(os.environ.get("LEDGER_MODEL_EXAMPLES", "30"))
 
-# The model's own price table (services/billing/prices.yaml, written out again): credits
+# The model's own price table (the catalog's, pixelrelay/catalog.yaml, written out again): credits
 # per image by (model, resolution, quality); "auto" is quoted as "high". The basic model
 # has one price per resolution whatever the quality.
 BASIC = {"1k": 7, "2k": 14, "4k": 20}
@@ -128,7 +127,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.db: Database = self.resources.enter_context(
             open_database(self.database, directory, tables=True)
         )
-        self.ledger = Ledger(self.db.engine, PriceList.load(DEFAULT_PRICES), signup_grant=0)
+        self.ledger = Ledger(self.db.engine, PriceList.load(), signup_grant=0)
         self.accounts = [
             self.ledger.create_account(name=f"a{i}", grant=grants[i]).id for i in range(ACCOUNTS)
         ]

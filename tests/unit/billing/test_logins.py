@@ -17,7 +17,6 @@ from billing.login_rpcs import LoginRpcs
 from billing.models import Account, Login
 from billing.passwords import Passwords
 from billing.prices import PriceList
-from billing.settings import DEFAULT_PRICES
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E, ErrorKind
 from pixelrelay.v1 import billing_pb2
@@ -47,7 +46,7 @@ class Logins(LoginRpcs):
 
 @pytest.fixture
 def ledger(database: Database) -> Ledger:
-    ledger = Ledger(database.engine, PriceList.load(DEFAULT_PRICES), signup_grant=GRANT)
+    ledger = Ledger(database.engine, PriceList.load(), signup_grant=GRANT)
     ledger.sign_in_failures = 3
     return ledger
 

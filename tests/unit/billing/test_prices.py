@@ -3,11 +3,10 @@ from __future__ import annotations
 import pytest
 
 from billing.prices import PriceList
-from billing.settings import DEFAULT_PRICES
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import common_pb2
 
-PRICES = PriceList.load(DEFAULT_PRICES)
+PRICES = PriceList.load()
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,6 @@ from sqlmodel import Session, func, select
 from billing.ledger import Ledger
 from billing.models import ApiKey
 from billing.prices import PriceList
-from billing.settings import DEFAULT_PRICES
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
 
@@ -19,7 +18,7 @@ SECRET = "pr_live_" + "A1" * 16
 
 @pytest.fixture
 def ledger(database: Database) -> Ledger:
-    return Ledger(database.engine, PriceList.load(DEFAULT_PRICES), signup_grant=100)
+    return Ledger(database.engine, PriceList.load(), signup_grant=100)
 
 
 def _keys(ledger: Ledger) -> int:

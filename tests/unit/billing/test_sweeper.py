@@ -11,7 +11,6 @@ from sqlalchemy import text
 from billing.ledger import Ledger
 from billing.models import HoldState
 from billing.prices import PriceList
-from billing.settings import DEFAULT_PRICES
 from billing.sweeper import (
     HOLDS_OVERDUE,
     LEDGER_PROBLEMS,
@@ -55,7 +54,7 @@ def hold(ledger: Ledger, task_id: str, account_id: str, expires_at: int) -> None
 
 
 async def test_expired_holds_are_failed_and_released_the_rest_kept(database: Database) -> None:
-    ledger = Ledger(database.engine, PriceList.load(DEFAULT_PRICES), signup_grant=100)
+    ledger = Ledger(database.engine, PriceList.load(), signup_grant=100)
     account = ledger.create_account(name="a").id
     hold(ledger, "old", account, expires_at=1)
     hold(ledger, "queued", account, expires_at=2**40)
@@ -69,7 +68,7 @@ async def test_expired_holds_are_failed_and_released_the_rest_kept(database: Dat
 
 
 async def test_a_hold_captured_meanwhile_stays_captured(database: Database) -> None:
-    ledger = CaptureWinsTheRace(database.engine, PriceList.load(DEFAULT_PRICES), signup_grant=100)
+    ledger = CaptureWinsTheRace(database.engine, PriceList.load(), signup_grant=100)
     account = ledger.create_account(name="a").id
     hold(ledger, "late", account, expires_at=1)
     hold(ledger, "lost", account, expires_at=1)
@@ -90,7 +89,7 @@ async def test_a_hold_captured_meanwhile_stays_captured(database: Database) -> N
 async def test_a_bus_outage_leaves_the_hold_for_the_next_sweep(database: Database) -> None:
     """Released first, a hold whose failed event was then lost left its task processing
     for ever: nothing would find it again."""
-    ledger = Ledger(database.engine, PriceList.load(DEFAULT_PRICES), signup_grant=100)
+    ledger = Ledger(database.engine, PriceList.load(), signup_grant=100)
     account = ledger.create_account(name="a").id
     hold(ledger, "old", account, expires_at=1)
     bus = Bus()
@@ -106,7 +105,7 @@ async def test_a_bus_outage_leaves_the_hold_for_the_next_sweep(database: Databas
 
 async def test_holds_the_sweeper_could_not_release_are_reported(database: Database) -> None:
     """The gauge behind the 'holds older than their TTL' alert."""
-    ledger = Ledger(database.engine, PriceList.load(DEFAULT_PRICES), signup_grant=100)
+    ledger = Ledger(database.engine, PriceList.load(), signup_grant=100)
     account = ledger.create_account(name="a").id
     hold(ledger, "old", account, expires_at=1)
     hold(ledger, "fresh", account, expires_at=2**40)
@@ -121,7 +120,7 @@ async def test_holds_the_sweeper_could_not_release_are_reported(database: Databa
 
 
 async def test_the_periodic_ledger_check_reports_problems(database: Database) -> None:
-    ledger = Ledger(database.engine, PriceList.load(DEFAULT_PRICES), signup_grant=100)
+    ledger = Ledger(database.engine, PriceList.load(), signup_grant=100)
     ledger.create_account(name="a")
     stop = asyncio.Event()
     checks = asyncio.create_task(run_ledger_checks(ledger, database, stop, interval=0.01))

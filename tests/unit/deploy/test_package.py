@@ -31,7 +31,7 @@ def test_the_wheel_carries_every_data_file_the_services_read(tmp_path: Path) -> 
     (wheel,) = tmp_path.glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     needed = {
-        "billing/prices.yaml",
+        "pixelrelay/catalog.yaml",
         "billing/migrations/env.py",
         "billing/migrations/script.py.mako",
         "gateway/migrations/env.py",
