@@ -13,9 +13,12 @@ from typing import Any, cast
 
 from gateway.core.api import PublicApi
 from gateway.core.sessions import Sessions
+from gateway.core.sizes import PIXELS, RATIOS, RESOLUTIONS
 from gateway.http.app import create_app
 from gateway.inputs.images import MAX_PIXELS
 from gateway.settings import GatewaySettings
+from pixelrelay import catalog
+from pixelrelay.catalog import ModelSpec
 from pixelrelay.errors import CATALOG
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -126,6 +129,7 @@ def render(spec: dict[str, Any]) -> str:
         "`DELETE /api/v1/keys/{key_id}?cascade=true` also revokes every key created from it.",
         "",
         *_limits(),
+        *_models(),
         "## OpenAI-compatible /v1",
         "",
         "The official `openai` SDK works unchanged with `base_url=<gateway>/v1` and one of our",
@@ -253,9 +257,94 @@ def render(spec: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _values(values: list[Any]) -> str:
+    return ", ".join(f"`{v}`" for v in values)
+
+
+def _models() -> list[str]:
+    """Each model of the packaged catalog: what it takes and what it costs."""
+    models = catalog.load(catalog.DEFAULT_CATALOG)
+    lines = [
+        "## Models and prices",
+        "",
+        "Generated from the packaged model catalog (`libs/pixelrelay/catalog.yaml`, version",
+        f"{models.version}). An operator's catalog (`CATALOG_FILE`) may sell other models and",
+        "prices: `GET /api/v1/models` lists what a platform serves. A request may name a",
+        "model or one of its aliases; fields a model does not take are refused (400, 20004)",
+        "naming the models that take them. Prices are credits per delivered image",
+        "(1 credit = $0.001); the first row that matches a request prices it.",
+        "",
+    ]
+    lines += [
+        "A size is a ratio and a resolution (`1k` by default), which make these pixels (4k is",
+        "made at the wide ratios only):",
+        "",
+        "| ratio | 1k | 2k | 4k |",
+        "|---|---|---|---|",
+    ]
+    for ratio in RATIOS:
+        cells = [
+            f"{PIXELS[(ratio, r)][0]}x{PIXELS[(ratio, r)][1]}" if (ratio, r) in PIXELS else ""
+            for r in RESOLUTIONS
+        ]
+        lines.append(f"| `{ratio}` | {' | '.join(cells)} |")
+    lines.append("")
+    for name, spec in models.models.items():
+        aliases = sorted(a for a, target in models.aliases.items() if target == name)
+        lines += [
+            f"### `{name}`",
+            "",
+            spec.description[:1].upper() + spec.description[1:] + ".",
+            "",
+        ]
+        if aliases:
+            lines += [f"Also called: {_values(aliases)}.", ""]
+        lines += ["| field | takes |", "|---|---|", *_capability_rows(spec), ""]
+        lines += ["| price id | resolution | quality | credits | USD |", "|---|---|---|---|---|"]
+        for row in spec.prices:
+            lines.append(
+                f"| `{row.id}` | {_values(sorted(row.resolutions or ())) or 'any'} | "
+                f"{_values(sorted(row.qualities or ())) or 'any'} | {row.credits} | "
+                f"${row.credits / 1000:.3f} |"
+            )
+        if spec.auto_quoted_as:
+            lines += [
+                "",
+                f"`quality: auto` is held at `{spec.auto_quoted_as}` and charged at the tier "
+                "the upstream reports.",
+            ]
+        lines.append("")
+    return lines
+
+
+def _capability_rows(spec: ModelSpec) -> list[str]:
+    caps = spec.capabilities
+    absent = "not taken"
+    sizes = f"the ratios {_values(list(caps.ratios))}" if caps.ratios else "any ratio of the table"
+    if caps.sizes == "any":
+        sizes += ", or `WIDTHxHEIGHT` (edges multiples of 16, at most 3840, ratio up to 3:1)"
+    return [
+        f"| `n` | {'1' if caps.max_n == 1 else f'1-{caps.max_n}'} |",
+        f"| `size` | `auto`, {sizes} |",
+        f"| `resolution` | {_values(list(caps.resolutions))} |",
+        f"| `quality` | {_values(list(caps.qualities)) or absent} |",
+        f"| `background` | {_values(list(caps.backgrounds)) or absent} |",
+        f"| `moderation` | {_values(list(caps.moderations)) or absent} |",
+        f"| `output_format` | {_values(list(caps.formats)) if caps.chooses_format else absent} "
+        f"(makes {_values(list(caps.formats))}) |",
+        f"| `output_compression` | {'0-100 (jpeg, webp)' if caps.output_compression else absent} |",
+        f"| `mask_url`, `mask` | {'yes' if caps.masks else absent} |",
+        f"| reference images | up to {caps.max_references} |",
+    ]
+
+
 def _type(prop: dict[str, Any]) -> str:
     if "anyOf" in prop:
         return " or ".join(_type(p) for p in prop["anyOf"])
+    if "enum" in prop:
+        return f"one of {_values(prop['enum'])}"
+    if "pattern" in prop:
+        return f"`{prop['pattern']}`"
     if "$ref" in prop:
         return _schema_name(prop)
     if prop.get("type") == "array":

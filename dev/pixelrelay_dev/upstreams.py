@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from pixelrelay.public_models import PUBLIC_MODELS
+from pixelrelay import catalog
 
 # Both public models routed to the local simulator.
 SIMULATOR_CHANNELS = Path(__file__).with_name("channels.yaml")
@@ -67,7 +67,8 @@ def choose(
         path = data_dir / "channels.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         routes = {
-            model: {"strategy": "ordered", "channels": list(channels)} for model in PUBLIC_MODELS
+            model: {"strategy": "ordered", "channels": list(channels)}
+            for model in catalog.load().names()
         }
         path.write_text(
             "# Written by `make run` for OPENAI_API_KEY (dev/pixelrelay_dev/upstreams.py); "

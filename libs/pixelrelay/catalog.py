@@ -28,6 +28,10 @@ DEFAULT_CATALOG = Path(__file__).with_name("catalog.yaml")
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 Resolution = Literal["1k", "2k", "4k"]
+# The ratios of the gateway's size table (gateway/core/sizes.py), landscape and portrait.
+Ratio = Literal[
+    "1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "5:4", "4:5", "2:1", "1:2", "21:9", "9:21"
+]
 Quality = Literal["auto", "low", "medium", "high"]
 Background = Literal["auto", "opaque", "transparent"]
 Moderation = Literal["auto", "low"]
@@ -48,6 +52,8 @@ class Capabilities(BaseModel):
     max_n: int = Field(1, ge=1, le=10)
     # ratios: a ratio and a resolution (the gateway's table); any: those or WIDTHxHEIGHT
     sizes: Literal["ratios", "any"] = "ratios"
+    # The ratios it makes; empty: every ratio of the table.
+    ratios: tuple[Ratio, ...] = ()
     resolutions: tuple[Resolution, ...] = Field(("1k",), min_length=1)
     qualities: tuple[Quality, ...] = ()
     backgrounds: tuple[Background, ...] = ()

@@ -20,7 +20,8 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pixelrelay.public_models import PUBLIC_MODELS
+from pixelrelay import catalog
+from pixelrelay.catalog import Catalog
 from pixelrelay.v1 import common_pb2
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -66,7 +67,9 @@ class ChannelConfig(BaseModel):
     timeout: float = Field(180.0, gt=0, le=3600)
     connect_timeout: float = Field(2.0, gt=0, le=60)
     max_concurrency: int = Field(16, ge=1, le=10_000)
-    capabilities: Capabilities = Field(default_factory=Capabilities)
+    # What this endpoint can do, where it is less than its models take (an older
+    # deployment without masks, say); none given: whatever the catalog's model takes.
+    capabilities: Capabilities | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -119,9 +122,10 @@ class ChannelsFile(BaseModel):
     routes: dict[str, Route]
 
 
-def _routing_problems(raw: dict[str, Any]) -> list[str]:
-    """Names and routes that do not fit together. Judged on the raw file, so they are
-    listed beside the fields' own problems in one start."""
+def _routing_problems(raw: dict[str, Any], models: tuple[str, ...]) -> list[str]:
+    """Names and routes that do not fit together, and the catalog's ``models`` without a
+    route (sold, but served nowhere). Judged on the raw file, so they are listed beside
+    the fields' own problems in one start."""
     listed = raw.get("channels")
     names = set(listed) if isinstance(listed, dict) else set()
     routes = raw.get("routes")
@@ -131,10 +135,10 @@ def _routing_problems(raw: dict[str, Any]) -> list[str]:
         for name in sorted(map(str, names))
         if not _NAME.match(name)
     ]
-    problems += [f"routes: no route for {model}" for model in PUBLIC_MODELS if model not in routes]
+    problems += [f"routes: no route for {model}" for model in models if model not in routes]
     for model, route in routes.items():
-        if model not in PUBLIC_MODELS:
-            problems.append(f"routes: unknown model {model!r}")
+        if model not in models:
+            problems.append(f"routes: {model!r} is no model of the catalog")
         members = route.get("channels") if isinstance(route, dict) else None
         for member in members if isinstance(members, list) else []:
             name = member.get("name") if isinstance(member, dict) else member
@@ -183,9 +187,11 @@ def load(
     env: Mapping[str, str] | None = None,
     *,
     allow_loopback: bool = False,
+    models: Catalog | None = None,
 ) -> ChannelsFile:
     """The channel file at ``path`` with its environment overrides, or ConfigError listing
-    every problem: the file's, a channel key variable not set, a channel on this machine
+    every problem: the file's, a catalog model without a route (``models``: the catalog
+    the platform runs with), a channel key variable not set, a channel on this machine
     (unless ``allow_loopback``, for local development)."""
     env = dict(os.environ) if env is None else dict(env)
     if path is None:
@@ -208,7 +214,7 @@ def load(
         config = ChannelsFile.model_validate(raw)
     except ValidationError as exc:
         problems += _problems(exc)
-    problems += _routing_problems(raw)
+    problems += _routing_problems(raw, (models or catalog.load()).names())
     # Judged on the raw file too, so one start lists these beside the file's own problems.
     listed = raw.get("channels")
     for name, channel in (listed if isinstance(listed, dict) else {}).items():

@@ -80,6 +80,16 @@ class Channel:
     def __post_init__(self) -> None:
         self.slots = asyncio.Semaphore(self.config.max_concurrency)
 
+    def refuses(self, spec: common_pb2.ImageSpec, mask: bool) -> str | None:
+        """Why this channel cannot take ``spec`` (its own limits), or None if it can."""
+        limits = self.config.capabilities
+        return limits.supports(spec, mask=mask) if limits else None
+
+    @property
+    def streams_previews(self) -> bool:
+        limits = self.config.capabilities
+        return limits.partial_images if limits else True
+
 
 class Router:
     def __init__(
@@ -144,7 +154,7 @@ class Router:
                         spec,
                         references,
                         mask,
-                        partials if channel.config.capabilities.partial_images else None,
+                        partials if channel.streams_previews else None,
                     )
             except UpstreamError as err:
                 attempts.append(self._record(channel, err.outcome, started))
@@ -173,9 +183,7 @@ class Router:
     def _candidates(self, spec: common_pb2.ImageSpec, mask: bool) -> list[Channel]:
         order = self.config.routes[spec.model].order(self.rng)
         return [
-            self.channels[name]
-            for name in order
-            if self.channels[name].config.capabilities.supports(spec, mask=mask) is None
+            self.channels[name] for name in order if self.channels[name].refuses(spec, mask) is None
         ]
 
     @staticmethod

@@ -259,18 +259,36 @@ Global___ListModelsRequest: _TypeAlias = ListModelsRequest  # noqa: Y015
 
 @_typing.final
 class Model(_message.Message):
+    """A model of the catalog (pixelrelay/catalog.yaml): what it takes and what it costs."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
     CREATED_FIELD_NUMBER: _builtins.int
     OWNED_BY_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    ALIASES_FIELD_NUMBER: _builtins.int
+    CAPABILITIES_FIELD_NUMBER: _builtins.int
+    PRICES_FIELD_NUMBER: _builtins.int
+    AUTO_QUOTED_AS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    """gpt-image-2 | gpt-image-2-official"""
+    """e.g. gpt-image-2 | gpt-image-2-official"""
     created: _builtins.int
     """unix seconds"""
     owned_by: _builtins.str
     description: _builtins.str
+    auto_quoted_as: _builtins.str
+    """quality auto is held at this tier ("" without auto)"""
+    @_builtins.property
+    def aliases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """other names a request may use for it"""
+
+    @_builtins.property
+    def capabilities(self) -> Global___ModelCapabilities: ...
+    @_builtins.property
+    def prices(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelPrice]:
+        """credits per delivered image; the first row that matches"""
+
     def __init__(
         self,
         *,
@@ -278,14 +296,124 @@ class Model(_message.Message):
         created: _builtins.int = ...,
         owned_by: _builtins.str = ...,
         description: _builtins.str = ...,
+        aliases: _abc.Iterable[_builtins.str] | None = ...,
+        capabilities: Global___ModelCapabilities | None = ...,
+        prices: _abc.Iterable[Global___ModelPrice] | None = ...,
+        auto_quoted_as: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "description", b"description", "id", b"id", "owned_by", b"owned_by"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "auto_quoted_as", b"auto_quoted_as", "capabilities", b"capabilities", "created", b"created", "description", b"description", "id", b"id", "owned_by", b"owned_by", "prices", b"prices"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Model: _TypeAlias = Model  # noqa: Y015
+
+@_typing.final
+class ModelCapabilities(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_N_FIELD_NUMBER: _builtins.int
+    SIZES_FIELD_NUMBER: _builtins.int
+    RESOLUTIONS_FIELD_NUMBER: _builtins.int
+    QUALITIES_FIELD_NUMBER: _builtins.int
+    BACKGROUNDS_FIELD_NUMBER: _builtins.int
+    MODERATIONS_FIELD_NUMBER: _builtins.int
+    FORMATS_FIELD_NUMBER: _builtins.int
+    OUTPUT_COMPRESSION_FIELD_NUMBER: _builtins.int
+    MASKS_FIELD_NUMBER: _builtins.int
+    MAX_REFERENCES_FIELD_NUMBER: _builtins.int
+    PARTIAL_IMAGES_FIELD_NUMBER: _builtins.int
+    RATIOS_FIELD_NUMBER: _builtins.int
+    max_n: _builtins.int
+    """images per task"""
+    sizes: _builtins.str
+    """ratios | any (ratios or WIDTHxHEIGHT)"""
+    output_compression: _builtins.bool
+    masks: _builtins.bool
+    max_references: _builtins.int
+    partial_images: _builtins.bool
+    """previews while streaming (/v1)"""
+    @_builtins.property
+    def resolutions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def qualities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """empty: the field is not taken"""
+
+    @_builtins.property
+    def backgrounds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """empty: the field is not taken"""
+
+    @_builtins.property
+    def moderations(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """empty: the field is not taken"""
+
+    @_builtins.property
+    def formats(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """one: output_format is not taken"""
+
+    @_builtins.property
+    def ratios(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """the ratios it makes; empty: every ratio"""
+
+    def __init__(
+        self,
+        *,
+        max_n: _builtins.int = ...,
+        sizes: _builtins.str = ...,
+        resolutions: _abc.Iterable[_builtins.str] | None = ...,
+        qualities: _abc.Iterable[_builtins.str] | None = ...,
+        backgrounds: _abc.Iterable[_builtins.str] | None = ...,
+        moderations: _abc.Iterable[_builtins.str] | None = ...,
+        formats: _abc.Iterable[_builtins.str] | None = ...,
+        output_compression: _builtins.bool = ...,
+        masks: _builtins.bool = ...,
+        max_references: _builtins.int = ...,
+        partial_images: _builtins.bool = ...,
+        ratios: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backgrounds", b"backgrounds", "formats", b"formats", "masks", b"masks", "max_n", b"max_n", "max_references", b"max_references", "moderations", b"moderations", "output_compression", b"output_compression", "partial_images", b"partial_images", "qualities", b"qualities", "ratios", b"ratios", "resolutions", b"resolutions", "sizes", b"sizes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelCapabilities: _TypeAlias = ModelCapabilities  # noqa: Y015
+
+@_typing.final
+class ModelPrice(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    CREDITS_FIELD_NUMBER: _builtins.int
+    RESOLUTIONS_FIELD_NUMBER: _builtins.int
+    QUALITIES_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """the price_id a task charged at names it"""
+    credits: _builtins.int
+    @_builtins.property
+    def resolutions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """empty: any"""
+
+    @_builtins.property
+    def qualities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """empty: any"""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        credits: _builtins.int = ...,
+        resolutions: _abc.Iterable[_builtins.str] | None = ...,
+        qualities: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credits", b"credits", "id", b"id", "qualities", b"qualities", "resolutions", b"resolutions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelPrice: _TypeAlias = ModelPrice  # noqa: Y015
 
 @_typing.final
 class ListModelsResponse(_message.Message):

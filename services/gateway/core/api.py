@@ -17,6 +17,7 @@ from gateway.core.accounts import AccountData
 from gateway.core.authcache import AuthCache
 from gateway.core.hold_extensions import HoldExtensions
 from gateway.core.idempotency import Claim, IdempotencyStore, fingerprint, key_digest
+from gateway.core.models import listed
 from gateway.core.ratelimit import RateLimiter
 from gateway.core.store import (
     DEFAULT_PAGE,
@@ -33,10 +34,11 @@ from gateway.core.validation import price_item, resolve
 from gateway.core.waiting import TaskWaiters
 from gateway.inputs.images import InputImage, check_content_type, check_mask
 from gateway.inputs.references import Inputs, ReferenceLoader
-from pixelrelay import bus, objects, public_models, scopes
+from pixelrelay import bus, catalog, objects, scopes
 from pixelrelay.batching import Batcher
 from pixelrelay.billing_client import BillingClient
 from pixelrelay.capabilities import TaskCapabilities, TaskGrant
+from pixelrelay.catalog import Catalog
 from pixelrelay.crashpoints import crash_point
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E, insufficient_credits
@@ -95,7 +97,10 @@ class PublicApi:
         upload_quota: Quota = NO_QUOTA,
         waiters: TaskWaiters | None = None,
         sync_wait_seconds: float = 300.0,
+        models: Catalog | None = None,
     ):
+        self.models = models or catalog.load()
+        self._models = listed(self.models)
         self.billing = billing
         self.storage = storage
         self.references = references
@@ -274,7 +279,7 @@ class PublicApi:
         task_id: str,
         relay: Relay = NO_RELAY,
     ) -> public_api_pb2.Task:
-        spec, prompt = resolve(request)
+        spec, prompt = resolve(request, self.models)
         inputs = Inputs([], None)
         if spec.image_urls:
             await self._affordable(principal.account_id, spec)
@@ -282,7 +287,7 @@ class PublicApi:
         elif request.images:
             inputs = await self._inline_inputs(request, principal.account_id)
         if inputs.references:
-            spec, prompt = resolve(request, reference_size=inputs.first_size)
+            spec, prompt = resolve(request, self.models, reference_size=inputs.first_size)
         hold = await self.billing.reserve(
             task_id=task_id,
             account_id=principal.account_id,
@@ -407,7 +412,7 @@ class PublicApi:
     ) -> public_api_pb2.Estimate:
         """The price of a request; references are not fetched (size auto uses the prompt)."""
         await self.authenticate(authorization, scopes.GENERATE)
-        spec, _prompt = resolve(request)
+        spec, _prompt = resolve(request, self.models)
         quote = await self.billing.quote(price_item(spec))
         return public_api_pb2.Estimate(
             model=spec.model, credits=quote.credits, unit_credits=quote.unit_credits, spec=spec
@@ -552,14 +557,4 @@ class PublicApi:
         self, authorization: str | None, request: public_api_pb2.ListModelsRequest
     ) -> public_api_pb2.ListModelsResponse:
         await self.authenticate(authorization, scopes.GENERATE)
-        return public_api_pb2.ListModelsResponse(
-            models=[
-                public_api_pb2.Model(
-                    id=model,
-                    created=public_models.RELEASED[model],
-                    owned_by="pixelrelay",
-                    description=public_models.DESCRIPTIONS[model],
-                )
-                for model in public_models.PUBLIC_MODELS
-            ]
-        )
+        return self._models

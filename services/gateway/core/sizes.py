@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import math
 import re
+from typing import get_args
 
-RATIOS = (
-    "1:1",
-    "16:9",
-    "9:16",
-    "4:3",
-    "3:4",
-    "3:2",
-    "2:3",
-    "5:4",
-    "4:5",
-    "2:1",
-    "1:2",
-    "21:9",
-    "9:21",
-)
+from pixelrelay.catalog import Ratio
+
+RATIOS: tuple[str, ...] = get_args(Ratio)
 RESOLUTIONS = ("1k", "2k", "4k")
 WIDE_RATIOS_FOR_4K = ("16:9", "9:16", "2:1", "1:2", "21:9", "9:21")
 

@@ -26,11 +26,13 @@ from gateway.core.api import PublicApi
 from gateway.core.sizes import PIXELS
 from gateway.core.store import TaskStatus
 from gateway.core.validation import MAX_REFERENCE_IMAGES
+from gateway.http import translate
 from gateway.http.errors import validation_error
 from gateway.http.openai_errors import openai_error_json, openai_error_response
 from gateway.http.responses import JSONBody
+from gateway.http.schemas import MODEL_NAMES, ModelListOut
+from pixelrelay.catalog import Catalog, takes
 from pixelrelay.errors import CATALOG, ApiError, E, as_public
-from pixelrelay.public_models import BASIC, PUBLIC_MODELS
 from pixelrelay.v1 import common_pb2, public_api_pb2
 
 GENERATIONS = "/v1/images/generations"
@@ -71,9 +73,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     for status, text in _ERROR_STATUSES.items()
 }
 
-# What the basic channel does anyway: an OpenAI client sending these asks for nothing it
-# cannot have, so they are accepted; any other value of these fields needs the stable model.
-_BASIC_DEFAULTS = {
+# What a model that takes no such field does anyway (the basic one): an OpenAI client
+# sending these asks for nothing it cannot have, so they are accepted; any other value of
+# these fields needs a model that takes them.
+_DONE_ANYWAY = {
     "quality": "auto",
     "background": "auto",
     "moderation": "auto",
@@ -86,7 +89,7 @@ class OpenAIGenerationBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(json_schema_extra={"enum": list(PUBLIC_MODELS)})
+    model: str = Field(json_schema_extra={"enum": MODEL_NAMES})
     prompt: str
     n: int | None = None
     size: str | None = Field(None, description="auto or WIDTHxHEIGHT")
@@ -130,7 +133,9 @@ def edit_fields(form: dict[str, str]) -> OpenAIEditFields:
         raise validation_error(exc) from None
 
 
-def generation_request(body: OpenAIGenerationBody) -> public_api_pb2.CreateGenerationRequest:
+def generation_request(
+    body: OpenAIGenerationBody, models: Catalog
+) -> public_api_pb2.CreateGenerationRequest:
     """OpenAI's fields onto ours; whatever the model cannot do is refused, never dropped."""
     if isinstance(body, OpenAIEditFields) and body.input_fidelity is not None:
         raise ApiError(
@@ -150,22 +155,30 @@ def generation_request(body: OpenAIGenerationBody) -> public_api_pb2.CreateGener
             E.INVALID_PARAMETER, "partial_images needs stream: true", param="partial_images"
         )
     request = public_api_pb2.CreateGenerationRequest(model=body.model, prompt=body.prompt)
-    basic = body.model == BASIC
+    model = models.resolve(body.model)
+    caps = models.models[model].capabilities if model else None  # unknown: resolve() says
     for name in ("quality", "background", "moderation", "output_format"):
         value = getattr(body, name)
-        if value is not None and not (basic and value == _BASIC_DEFAULTS[name]):
+        done_anyway = caps is not None and not takes(caps, name) and value == _DONE_ANYWAY[name]
+        if value is not None and not done_anyway:
             setattr(request, name, value)
     if body.output_compression is not None:
         request.output_compression = body.output_compression
     if body.n is not None:
         request.n = body.n
-    _set_size(request, body.size or "auto", basic)  # OpenAI's default, unlike /api/v1's 1:1
+    # OpenAI's default size is auto, unlike /api/v1's 1:1.
+    _set_size(request, body.size or "auto", models, caps is not None and caps.sizes == "ratios")
     return request
 
 
-def _set_size(request: public_api_pb2.CreateGenerationRequest, size: str, basic: bool) -> None:
+def _set_size(
+    request: public_api_pb2.CreateGenerationRequest,
+    size: str,
+    models: Catalog,
+    ratios_only: bool,
+) -> None:
     """`auto` as is; WIDTHxHEIGHT as the table's ratio and resolution when it is one of
-    its sizes (all the basic model makes), else as is (the stable model validates it)."""
+    its sizes (all a ratios-only model makes), else as is (validation.py judges it)."""
     if size == "auto":
         request.size = size
         return
@@ -173,11 +186,12 @@ def _set_size(request: public_api_pb2.CreateGenerationRequest, size: str, basic:
         if size == f"{width}x{height}":
             request.size, request.resolution = ratio, resolution
             return
-    if basic:
+    if ratios_only:
         sizes = ", ".join(sorted({f"{w}x{h}" for w, h in PIXELS.values()}))
+        others = [n for n, m in models.models.items() if m.capabilities.sizes == "any"]
         raise ApiError(
             E.UNSUPPORTED_PARAMETER,
-            f"{BASIC} makes the sizes {sizes}; other sizes need gpt-image-2-official",
+            f"{request.model} makes the sizes {sizes}; other sizes need {' or '.join(others)}",
             param="size",
         )
     request.size = size
@@ -255,7 +269,12 @@ def openai_router(api: PublicApi, keepalive_seconds: float = KEEPALIVE_SECONDS) 
         body: OpenAIGenerationBody, request: Request, authorization: Authorization = None
     ) -> Response:
         return await _answer(
-            api, request, authorization, generation_request(body), body, keepalive_seconds
+            api,
+            request,
+            authorization,
+            generation_request(body, api.models),
+            body,
+            keepalive_seconds,
         )
 
     @router.post(
@@ -290,25 +309,22 @@ def openai_router(api: PublicApi, keepalive_seconds: float = KEEPALIVE_SECONDS) 
                 E.INVALID_PARAMETER, f"at most {MAX_REFERENCE_IMAGES} images", param="image"
             )
         body = edit_fields(fields)
-        generation = generation_request(body)
+        generation = generation_request(body, api.models)
         for upload in files["image"]:
             generation.images.append(await _inline(upload))
         if files["mask"]:
             generation.mask.CopyFrom(await _inline(files["mask"][0]))
         return await _answer(api, request, authorization, generation, body, keepalive_seconds)
 
-    @router.get(MODELS, summary="The models this platform serves (OpenAI's list shape)")
+    @router.get(
+        MODELS,
+        response_model=ModelListOut,
+        summary="The models this platform serves (OpenAI's list shape; with what each "
+        "takes and costs, as GET /api/v1/models)",
+    )
     async def models(authorization: Authorization = None) -> Response:
         served = await api.list_models(authorization, public_api_pb2.ListModelsRequest())
-        return JSONBody(
-            {
-                "object": "list",
-                "data": [
-                    {"id": m.id, "object": "model", "created": m.created, "owned_by": m.owned_by}
-                    for m in served.models
-                ],
-            }
-        )
+        return JSONBody(translate.model_list_json(served))
 
     return router
 

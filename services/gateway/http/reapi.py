@@ -20,6 +20,7 @@ from gateway.http.schemas import (
     KeyCreateBody,
     KeyListOut,
     KeyOut,
+    ModelListOut,
     Since,
     SubmitOut,
     TaskListOut,
@@ -42,6 +43,7 @@ TASK_USAGE = "/api/v1/usage/tasks"
 KEYS = "/api/v1/keys"
 KEY = "/api/v1/keys/{key_id}"
 ACCOUNT = "/api/v1/account"
+MODELS = "/api/v1/models"
 ACCOUNT_EXPORT = "/api/v1/account/export"
 
 Authorization = Annotated[str | None, Header(description="Bearer <api key>")]
@@ -86,6 +88,19 @@ def reapi_router(api: PublicApi) -> APIRouter:
     ) -> Response:
         estimate = await api.estimate_generation(authorization, translate.generation_request(body))
         return JSONBody(translate.estimate_json(estimate))
+
+    @router.get(
+        MODELS,
+        response_model=ModelListOut,
+        responses=errors(401, 403, 429, 503),
+        tags=["images"],
+        summary="The models served: what each takes, its aliases and its prices",
+        description="From the model catalog the platform runs with (`CATALOG_FILE`). A "
+        "request may name a model or any of its aliases; the task shows the model.",
+    )
+    async def list_models(authorization: Authorization = None) -> Response:
+        served = await api.list_models(authorization, public_api_pb2.ListModelsRequest())
+        return JSONBody(translate.model_list_json(served))
 
     @router.get(
         TASK,

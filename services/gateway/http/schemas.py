@@ -8,20 +8,19 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from gateway.core.sizes import RATIOS, RESOLUTIONS
 from gateway.core.validation import (
     BACKGROUNDS,
-    MAX_IMAGES_STABLE,
     MAX_PROMPT_CHARS,
     MAX_REFERENCE_IMAGES,
     MODERATIONS,
     QUALITIES,
 )
+from pixelrelay import catalog
 from pixelrelay.image_formats import FORMATS
 from pixelrelay.limits import MAX_CREDITS, MAX_RATE_LIMIT, MAX_UNIX_SECONDS
-from pixelrelay.public_models import PUBLIC_MODELS
 from pixelrelay.scopes import ALL as SCOPES
 
 # A period's bounds on a list (query parameters), as every list with a period takes them.
@@ -34,6 +33,10 @@ Until = Annotated[
 
 Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
 
+# The spec shows the catalog the gateway serves (the packaged one in docs/openapi.json).
+MODELS = catalog.load()
+MODEL_NAMES: list[JsonValue] = [*MODELS.names(), *MODELS.aliases]
+
 
 def documented(description: str, **schema: Any) -> Any:
     """A field whose allowed values are shown in the spec but enforced by validation.py
@@ -45,8 +48,9 @@ class GenerationBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str = Field(
-        description="gpt-image-2 (basic) or gpt-image-2-official (stable)",
-        json_schema_extra={"enum": list(PUBLIC_MODELS)},
+        description="a model or an alias of one (GET /api/v1/models lists them with what "
+        "each takes and costs): gpt-image-2 (basic) or gpt-image-2-official (stable)",
+        json_schema_extra={"enum": MODEL_NAMES},
     )
     prompt: str | None = documented(
         f"1-{MAX_PROMPT_CHARS} characters; optional when image_urls is given",
@@ -60,7 +64,9 @@ class GenerationBody(BaseModel):
         "default 1k; 4k only with wide ratios", enum=list(RESOLUTIONS)
     )
     n: Int32 | None = documented(
-        "images per task: 1 on basic, 1-4 on stable", minimum=1, maximum=MAX_IMAGES_STABLE
+        "images per task, up to the model's max_n: 1 on basic, 1-4 on stable",
+        minimum=1,
+        maximum=max(m.capabilities.max_n for m in MODELS.models.values()),
     )
     image_urls: list[str] | None = documented(
         f"up to {MAX_REFERENCE_IMAGES} reference image URLs (http/https, or an upload's url)",
@@ -404,3 +410,44 @@ class ChannelListOut(BaseModel):
     data: list[ChannelStatusOut] = Field(description="by name")
     replicas: int = Field(description="dispatchers heard from lately (each reports every few s)")
     window_seconds: int = Field(description="the counts are of the calls in this last window")
+
+
+class ModelCapabilitiesOut(BaseModel):
+    max_n: int = Field(description="images per task")
+    sizes: str = Field(description="ratios (a ratio and a resolution) or any (also WIDTHxHEIGHT)")
+    ratios: list[str] | None = Field(description="the ratios it makes; null: every ratio")
+    resolutions: list[str]
+    qualities: list[str] = Field(description="empty: quality is not taken")
+    backgrounds: list[str] = Field(description="empty: background is not taken")
+    moderations: list[str] = Field(description="empty: moderation is not taken")
+    formats: list[str] = Field(description="one: output_format is not taken")
+    output_compression: bool
+    masks: bool
+    max_references: int
+    partial_images: bool = Field(description="previews while streaming (/v1)")
+
+
+class ModelPriceOut(BaseModel):
+    id: str = Field(description="the price_id of a task charged at it")
+    credits: int = Field(description="per delivered image (1 credit = $0.001)")
+    resolutions: list[str] | None = Field(description="null: any")
+    qualities: list[str] | None = Field(description="null: any")
+
+
+class ModelOut(BaseModel):
+    id: str
+    object: str = "model"
+    created: int
+    owned_by: str
+    description: str
+    aliases: list[str] = Field(description="other names a request may use for it")
+    capabilities: ModelCapabilitiesOut
+    auto_quoted_as: str | None = Field(
+        description="quality auto is held (quoted) at this tier and charged at the one used"
+    )
+    prices: list[ModelPriceOut] = Field(description="the first row that matches prices a request")
+
+
+class ModelListOut(BaseModel):
+    object: str = "list"
+    data: list[ModelOut]

@@ -271,3 +271,43 @@ def invite_json(invite: billing_pb2.InviteInfo) -> dict[str, Any]:
         "used_at": invite.used_at or None,
         "used_by": invite.used_by or None,
     }
+
+
+def model_json(model: public_api_pb2.Model) -> dict[str, Any]:
+    caps = model.capabilities
+    return {
+        "id": model.id,
+        "object": "model",  # OpenAI's list shape, which /v1/models answers too
+        "created": model.created,
+        "owned_by": model.owned_by,
+        "description": model.description,
+        "aliases": list(model.aliases),
+        "capabilities": {
+            "max_n": caps.max_n,
+            "sizes": caps.sizes,
+            "ratios": list(caps.ratios) or None,
+            "resolutions": list(caps.resolutions),
+            "qualities": list(caps.qualities),
+            "backgrounds": list(caps.backgrounds),
+            "moderations": list(caps.moderations),
+            "formats": list(caps.formats),
+            "output_compression": caps.output_compression,
+            "masks": caps.masks,
+            "max_references": caps.max_references,
+            "partial_images": caps.partial_images,
+        },
+        "auto_quoted_as": model.auto_quoted_as or None,
+        "prices": [
+            {
+                "id": p.id,
+                "credits": p.credits,
+                "resolutions": list(p.resolutions) or None,
+                "qualities": list(p.qualities) or None,
+            }
+            for p in model.prices
+        ],
+    }
+
+
+def model_list_json(served: public_api_pb2.ListModelsResponse) -> dict[str, Any]:
+    return {"object": "list", "data": [model_json(m) for m in served.models]}

@@ -128,7 +128,10 @@ def test_weighted_routes_prefer_heavier_channels(tmp_path: Path) -> None:
         (VALID.replace("formats: [png, webp]", "formats: [gif]"), "formats"),
         (VALID.replace("model: gpt-image-2,", "model: gpt-image-2, colour: red,"), "colour"),
         (VALID.replace("weight: 3", "weight: 0"), "weight"),
-        (VALID.replace("gpt-image-2-official:", "dall-e-3:"), "unknown model 'dall-e-3'"),
+        (
+            VALID.replace("gpt-image-2-official:", "dall-e-3:"),
+            "'dall-e-3' is no model of the catalog",
+        ),
     ],
 )
 def test_invalid_files_are_refused_with_the_reason(tmp_path: Path, text: str, problem: str) -> None:

@@ -17,13 +17,16 @@ from gateway.http.openai_api import (
     with_keepalives,
 )
 from gateway.http.openai_errors import openai_error_json, openai_status
+from pixelrelay import catalog
 from pixelrelay.errors import CATALOG, ApiError, E
 from pixelrelay.v1 import public_api_pb2
+
+MODELS = catalog.load()
 
 
 def translated(**fields: object) -> dict[str, object]:
     body = OpenAIGenerationBody.model_validate({"prompt": "p", **fields})
-    request = generation_request(body)
+    request = generation_request(body, MODELS)
     return {f.name: v for f, v in request.ListFields()}
 
 

@@ -4,8 +4,11 @@ import pytest
 
 from gateway.core.sizes import PIXELS, RATIOS, ratio_from_prompt
 from gateway.core.validation import resolve
+from pixelrelay import catalog
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import public_api_pb2
+
+MODELS = catalog.load()
 
 
 def req(**fields: object) -> public_api_pb2.CreateGenerationRequest:
@@ -15,12 +18,12 @@ def req(**fields: object) -> public_api_pb2.CreateGenerationRequest:
 
 def error_of(**fields: object) -> ApiError:
     with pytest.raises(ApiError) as caught:
-        resolve(req(**fields))
+        resolve(req(**fields), MODELS)
     return caught.value
 
 
 def test_basic_defaults() -> None:
-    spec, prompt = resolve(req(model="gpt-image-2"))
+    spec, prompt = resolve(req(model="gpt-image-2"), MODELS)
     assert (spec.size, spec.resolution, spec.width, spec.height, spec.n) == (
         "1:1",
         "1k",
@@ -33,7 +36,7 @@ def test_basic_defaults() -> None:
 
 
 def test_stable_defaults() -> None:
-    spec, _ = resolve(req(model="gpt-image-2-official"))
+    spec, _ = resolve(req(model="gpt-image-2-official"), MODELS)
     assert (spec.quality, spec.background, spec.moderation, spec.output_format) == (
         "auto",
         "auto",
@@ -45,7 +48,7 @@ def test_stable_defaults() -> None:
 
 @pytest.mark.parametrize(("ratio", "resolution"), sorted(PIXELS))
 def test_every_table_entry_resolves(ratio: str, resolution: str) -> None:
-    spec, _ = resolve(req(model="gpt-image-2", size=ratio, resolution=resolution))
+    spec, _ = resolve(req(model="gpt-image-2", size=ratio, resolution=resolution), MODELS)
     assert (spec.width, spec.height) == PIXELS[(ratio, resolution)]
 
 
@@ -74,12 +77,12 @@ def test_the_table_has_13_ratios_and_4k_only_for_wide_ones() -> None:
 )
 def test_auto_size_reads_the_prompt(prompt: str, ratio: str | None) -> None:
     assert ratio_from_prompt(prompt) == ratio
-    spec, _ = resolve(req(model="gpt-image-2", size="auto", prompt=prompt))
+    spec, _ = resolve(req(model="gpt-image-2", size="auto", prompt=prompt), MODELS)
     assert spec.size == (ratio or "1:1")
 
 
 def test_explicit_size_on_stable_gets_its_tier() -> None:
-    spec, _ = resolve(req(model="gpt-image-2-official", size="2048x2048", quality="low"))
+    spec, _ = resolve(req(model="gpt-image-2-official", size="2048x2048", quality="low"), MODELS)
     assert (spec.width, spec.height, spec.resolution) == (2048, 2048, "2k")
 
 
@@ -183,7 +186,9 @@ def test_basic_channel_errors_name_the_stable_variant() -> None:
 
 
 def test_references_make_the_prompt_optional() -> None:
-    spec, prompt = resolve(req(model="gpt-image-2", prompt="", image_urls=["https://e.com/a.png"]))
+    spec, prompt = resolve(
+        req(model="gpt-image-2", prompt="", image_urls=["https://e.com/a.png"]), MODELS
+    )
     assert prompt and list(spec.image_urls) == ["https://e.com/a.png"]
 
 
@@ -203,6 +208,7 @@ def test_auto_size_takes_the_first_reference_ratio(size: tuple[int, int], ratio:
         req(
             model="gpt-image-2", size="auto", prompt="a banner", image_urls=["https://e.com/a.png"]
         ),
+        MODELS,
         reference_size=size,
     )
     assert spec.size == ratio
@@ -234,4 +240,4 @@ def test_a_prompt_that_shows_nothing_or_carries_controls_is_refused(prompt: str)
 
 @pytest.mark.parametrize("prompt", ["a cat\n\twith a hat\r\n", "猫", "🐱", "é", "a\u200bb"])
 def test_prompts_people_write_pass(prompt: str) -> None:
-    assert resolve(req(model="gpt-image-2", prompt=prompt))[1] == prompt
+    assert resolve(req(model="gpt-image-2", prompt=prompt), MODELS)[1] == prompt
