@@ -166,4 +166,9 @@ def test_missing_file_is_refused(tmp_path: Path) -> None:
 def test_capabilities(tmp_path: Path, spec: dict[str, object], mask: bool, why: str | None) -> None:
     caps = channels.load(write(tmp_path, VALID), env=ENV).channels["primary"].capabilities
     full = common_pb2.ImageSpec(**{"width": 1024, "height": 1024, **spec})  # type: ignore[arg-type]
-    assert caps.supports(full, mask=mask) == why
+    assert caps is not None and caps.supports(full, mask=mask) == why
+
+
+def test_a_channel_without_capabilities_takes_what_its_models_take(tmp_path: Path) -> None:
+    loaded = channels.load(write(tmp_path, VALID), env=ENV)
+    assert loaded.channels["backup"].capabilities is None  # none listed: no limits of its own
