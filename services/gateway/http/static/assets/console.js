@@ -168,6 +168,7 @@ export async function guarded(fn, scope = document) {
 }
 
 const number = new Intl.NumberFormat("en-US");
+export const n = (value) => number.format(value);
 export const credits = (n) => `${number.format(n)} credits ($${(Number(n) / 1000).toFixed(3)})`;
 export const when = (seconds) => (seconds ? new Date(seconds * 1000).toLocaleString() : "—");
 
@@ -265,4 +266,71 @@ export function tabs(list, onSelect = () => {}) {
     select(next);
   });
   return select;
+}
+
+// ---- Shared by the dashboard and the operator console: days, secrets shown once. ----
+
+export const DAY = 86400;
+const pad = (n) => String(n).padStart(2, "0");
+// A Date → "2026-12-04", the person's own (local) day.
+export const dayKey = (date) => `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
+// unix seconds → the day key of that moment, local time
+export const dayOf = (seconds) => dayKey(new Date(seconds * 1000));
+
+// "2026-12-04" → unix seconds of that day's local midnight
+export function dayStart(value) {
+  const [y, m, d] = value.split("-").map(Number);
+  return Math.floor(new Date(y, m - 1, d).getTime() / 1000);
+}
+
+// A day `days` before today (0: today) as a day key, for a date input's default.
+export const daysAgo = (days) => {
+  const today = new Date();
+  return dayKey(new Date(today.getFullYear(), today.getMonth(), today.getDate() - days));
+};
+
+// A check made here rather than by the API, shown like the API's errors (without a code).
+export function fieldProblem(scope, name, message) {
+  showError({ status: 0, message, param: name }, scope);
+  return null;
+}
+
+// Copy text to the clipboard, saying so in `said`; if the browser refuses, select `node`
+// so Ctrl+C copies it.
+export async function copy(text, node, said) {
+  try {
+    await navigator.clipboard.writeText(text);
+    said.textContent = "Copied.";
+  } catch (e) {
+    getSelection().selectAllChildren(node);
+    said.textContent = "The browser did not let the page copy: it is selected, copy it by hand.";
+  }
+}
+
+// A secret the API shows once (a key, an invite code, a reset link): a notice with the
+// value, a copy button and a hide button; focus goes to the copy button.
+// → the notice element, already put into `where`.
+export function shownOnce(where, { label, lead, value, valueId, copyLabel = "Copy", note }) {
+  const said = el("span", { class: "muted", role: "status" });
+  const code = el("code", { class: "secret", id: valueId }, value);
+  const box = el("div", { class: "notice good stack", role: "region", "aria-label": label },
+    el("p", {}, el("strong", {}, lead), " ", note),
+    code,
+    el("div", { class: "row" },
+      el("button", { type: "button", onclick: () => copy(value, code, said) }, copyLabel),
+      el("button", { type: "button", class: "secondary", onclick: () => box.remove() }, "I have stored it: hide"),
+      said));
+  where.replaceChildren(box);
+  box.querySelector("button").focus();
+  return box;
+}
+
+// columns: [[heading, row => cell, "num"?], ...]; a cell is text or a node. foot: one
+// cell per column (a total line); empty: what an empty table says.
+export function table(node, columns, rows, foot = null, empty = "Nothing in this period.") {
+  const head = el("tr", {}, columns.map(([h, , kind]) => el("th", { scope: "col", class: kind }, h)));
+  const body = rows.map((row) => el("tr", {}, columns.map(([, pick, kind]) => el("td", { class: kind }, pick(row)))));
+  if (!rows.length) body.push(el("tr", {}, el("td", { colspan: columns.length, class: "muted" }, empty)));
+  node.replaceChildren(el("thead", {}, head), el("tbody", {}, body));
+  if (foot) node.append(el("tfoot", {}, el("tr", {}, foot.map((cell, i) => el("td", { class: columns[i][2] }, cell)))));
 }

@@ -2,11 +2,12 @@
 // per day and per model, a chart; the raw ledger a tab away), CSV downloads of both, and
 // the API keys (create, with the secret shown once; revoke).
 import {
-  $, ApiError, api, apiKey, clearErrors, credits, download, el, guarded, header, offline,
-  showError, signedIn, svg, tabs, toCsv, when,
+  $, ApiError, DAY, api, apiKey, clearErrors, credits, dayKey, dayOf, dayStart, daysAgo, download, el,
+  fieldProblem, guarded, header, n, offline, showError, signedIn, svg, table, tabs, toCsv, when,
 } from "./console.js";
+import { keyBody, keyLabel, keyName, keyState, showSecret } from "./keys.js";
+import { TASK_COLUMNS } from "./usage.js";
 
-const DAY = 86400;
 const PERIOD_DAYS = 30;
 // Usage is read a page at a time back to the period's start; a period busier than this
 // many pages is shown in part, with a note, rather than keeping the page busy for minutes.
@@ -14,21 +15,11 @@ const MAX_PAGES = 20;
 const TASK_PAGE = 100; // the API's largest pages
 const LEDGER_PAGE = 200;
 
-const number = new Intl.NumberFormat("en-US");
 const state = { tasks: [], ledger: null, period: null, usageRun: 0, ledgerRun: 0, keys: [] };
 
 // ---------- dates: the person's own days (local time) ----------
 
-const pad = (n) => String(n).padStart(2, "0");
-const dayKey = (date) => `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
-const dayOf = (seconds) => dayKey(new Date(seconds * 1000));
 const isoUtc = (seconds) => new Date(seconds * 1000).toISOString();
-
-// "2026-12-04" → unix seconds of that day's local midnight
-function dayStart(value) {
-  const [y, m, d] = value.split("-").map(Number);
-  return Math.floor(new Date(y, m - 1, d).getTime() / 1000);
-}
 
 // Every day from since (inclusive) to until (exclusive), as day keys.
 function daysOf(period) {
@@ -42,28 +33,21 @@ function daysOf(period) {
 }
 
 function defaultPeriod() {
-  const today = new Date();
-  const from = new Date(today.getFullYear(), today.getMonth(), today.getDate() - (PERIOD_DAYS - 1));
-  $("since").value = dayKey(from);
-  $("until").value = dayKey(today);
+  $("since").value = daysAgo(PERIOD_DAYS - 1);
+  $("until").value = daysAgo(0);
 }
 
 // The chosen period as unix seconds [since, until), or null after showing what is wrong.
 function chosenPeriod(form) {
-  clearErrors(form.closest("section"));
+  const scope = form.closest("section");
+  clearErrors(scope);
   for (const name of ["since", "until"]) {
-    if (!form.elements.namedItem(name).value) return fieldProblem(form, name, "Choose a day.");
+    if (!form.elements.namedItem(name).value) return fieldProblem(scope, name, "Choose a day.");
   }
   const since = dayStart($("since").value);
   const until = dayStart($("until").value) + DAY;
-  if (since >= until) return fieldProblem(form, "until", "The period must end on or after its start.");
+  if (since >= until) return fieldProblem(scope, "until", "The period must end on or after its start.");
   return { since, until };
-}
-
-// A check made here rather than by the API: shown the same way, without an API code.
-function fieldProblem(form, name, message) {
-  showError({ status: 0, message, param: name }, form.closest("section"));
-  return null;
 }
 
 // ---------- paging ----------
@@ -98,31 +82,6 @@ function readLedger(period) {
 
 // ---------- tables ----------
 
-// columns: [[heading, row => cell, "num"?], ...]; a cell is text or a node.
-function table(node, columns, rows, foot = null, empty = "Nothing in this period.") {
-  const head = el("tr", {}, columns.map(([h, , kind]) => el("th", { scope: "col", class: kind }, h)));
-  const body = rows.map((row) => el("tr", {}, columns.map(([, pick, kind]) => el("td", { class: kind }, pick(row)))));
-  if (!rows.length) body.push(el("tr", {}, el("td", { colspan: columns.length, class: "muted" }, empty)));
-  node.replaceChildren(el("thead", {}, head), el("tbody", {}, body));
-  if (foot) node.append(el("tfoot", {}, el("tr", {}, foot.map((cell, i) => el("td", { class: columns[i][2] }, cell)))));
-}
-
-const n = (value) => number.format(value);
-const status = (s) => el("span", { class: `status-${s}` }, s);
-const sizeOf = (r) => `${r.size} · ${r.resolution} × ${r.n}`;
-
-const TASK_COLUMNS = [
-  ["Time", (r) => when(r.created_at)],
-  ["Model", (r) => r.model],
-  ["Size", sizeOf],
-  ["Quality", (r) => r.quality || "—"],
-  ["Reserved", (r) => n(r.reserved), "num"],
-  ["Charged", (r) => n(r.charged), "num"],
-  ["Refunded", (r) => n(r.refunded), "num"],
-  ["Status", (r) => status(r.status)],
-  ["Price row", (r) => r.price_id || "—"],
-  ["Task", (r) => el("code", {}, r.task_id)],
-];
 
 const LEDGER_COLUMNS = [
   ["Time", (e) => when(e.created_at)],
@@ -331,12 +290,7 @@ const isThisPagesKey = (k) => {
   const key = apiKey.get();
   return Boolean(key) && key.startsWith(k.prefix) && key.endsWith(k.last4);
 };
-const keyName = (k) => k.name || "(unnamed)";
-const keyState = (k) => {
-  if (k.revoked_at) return `revoked ${when(k.revoked_at)}`;
-  if (k.expires_at && k.expires_at * 1000 <= Date.now()) return "expired";
-  return isThisPagesKey(k) ? "active (this page's key)" : "active";
-};
+const keyStatus = (k) => keyState(k, isThisPagesKey(k) ? "active (this page's key)" : "active");
 const parentName = (k) => {
   if (!k.parent_id) return "an operator";
   const parent = state.keys.find((p) => p.id === k.parent_id);
@@ -346,8 +300,8 @@ const parentName = (k) => {
 function keyColumns() {
   return [
     ["Name", keyName],
-    ["Key", (k) => el("code", {}, `${k.prefix}…${k.last4}`)],
-    ["Status", keyState],
+    ["Key", (k) => el("code", {}, keyLabel(k))],
+    ["Status", keyStatus],
     // the action next to the state, not past a scroll on a narrow screen
     ["", (k) => (k.revoked_at ? "" : el("button", {
       type: "button", class: "danger small", "aria-label": `Revoke ${keyName(k)}`, onclick: () => askRevoke(k),
@@ -362,19 +316,6 @@ function keyColumns() {
   ];
 }
 
-// What the form asks for, as KeyCreateBody: blank fields are left out (no limit, no expiry).
-function keyBody(form) {
-  const field = (name) => form.elements.namedItem(name).value.trim();
-  const body = { name: field("name") };
-  if (field("expires_at")) body.expires_at = dayStart(field("expires_at")) + DAY; // through that day
-  for (const name of ["credit_limit", "rate_limit"]) {
-    if (field(name) !== "") body[name] = Number(field(name)); // the API judges the number
-  }
-  const scopes = [...form.querySelectorAll('input[name="scope"]:checked')].map((box) => box.value);
-  if (scopes.length) body.scopes = scopes;
-  return body;
-}
-
 async function createKey(event) {
   event.preventDefault();
   const form = event.target;
@@ -385,33 +326,8 @@ async function createKey(event) {
   button.disabled = false;
   if (!created) return;
   form.reset();
-  showSecret(created);
+  showSecret($("new-secret"), created);
   loadKeys();
-}
-
-function showSecret({ api_key: secret, key }) {
-  const said = el("span", { class: "muted", role: "status" });
-  const value = el("code", { class: "secret", id: "new-key" }, secret);
-  const box = el("div", { class: "notice good stack", role: "region", "aria-label": "New API key" },
-    el("p", {}, el("strong", {}, `Key “${keyName(key)}” created. `),
-      "Copy it now and keep it somewhere safe: you won't see it again (only its last four characters)."),
-    value,
-    el("div", { class: "row" },
-      el("button", { type: "button", onclick: () => copy(secret, value, said) }, "Copy key"),
-      el("button", { type: "button", class: "secondary", onclick: () => box.remove() }, "I have stored it: hide"),
-      said));
-  $("new-secret").replaceChildren(box);
-  box.querySelector("button").focus();
-}
-
-async function copy(text, node, said) {
-  try {
-    await navigator.clipboard.writeText(text);
-    said.textContent = "Copied.";
-  } catch (e) {
-    getSelection().selectAllChildren(node); // the browser refused: leave it ready for Ctrl+C
-    said.textContent = "The browser did not let the page copy: the key is selected, copy it by hand.";
-  }
 }
 
 let revoking = null;
@@ -422,7 +338,7 @@ function askRevoke(key) {
   const children = state.keys.filter((k) => k.parent_id === key.id && !k.revoked_at).length;
   const form = $("revoke-form");
   clearErrors(form);
-  $("revoke-what").textContent = `The key “${keyName(key)}” (${key.prefix}…${key.last4}) stops working at once; ` +
+  $("revoke-what").textContent = `The key “${keyName(key)}” (${keyLabel(key)}) stops working at once; ` +
     "this cannot be undone." + (children ? ` It created ${children} active key${children === 1 ? "" : "s"}.` : "");
   $("revoke-self").hidden = !isThisPagesKey(key);
   $("revoke-cascade").checked = false;
