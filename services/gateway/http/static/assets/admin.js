@@ -1,13 +1,21 @@
-// The operator console: accounts (search, detail, top-ups and adjustments, keys, ledger),
-// the ledger check, channel health and task lookup, with the admin token pasted into this
-// tab (sessionStorage only, cleared on sign-out).
-import { $, admin, adminToken, clearErrors, credits, el, guarded, when } from "./console.js";
+// The operator console: accounts (search, detail, top-ups and adjustments, a password-reset
+// link, keys with creating and revoking, the ledger, the usage per task), the ledger check,
+// channel health, task lookup and invite codes, with the admin token pasted into this tab
+// (sessionStorage only, cleared on sign-out).
+import {
+  $, DAY, admin, adminToken, clearErrors, credits, dayOf, dayStart, daysAgo, el, fieldProblem,
+  guarded, n, shownOnce, table, tabs, when,
+} from "./console.js";
+import { keyBody, keyLabel, keyName, keyState, showSecret } from "./keys.js";
+import { TASK_COLUMNS } from "./usage.js";
 
 const enc = encodeURIComponent;
 let accountsCursor = null;
 let accountsSearch = "";
 let current = null; // the account shown
 let entriesCursor = null;
+// the usage shown: whose, the period asked, the next page's cursor, the lines so far
+const usage = { account: null, period: null, cursor: "", rows: [], run: 0 };
 
 function who() {
   $("who").replaceChildren(adminToken.get()
@@ -29,26 +37,14 @@ function signOut() {
   $("token").focus();
 }
 
-// -- tabs: arrows move between them, as in any tab list --------------------------------
-const tabs = () => [...document.querySelectorAll('[role="tab"]')];
-function select(tab) {
-  for (const t of tabs()) {
-    const on = t === tab;
-    t.setAttribute("aria-selected", String(on));
-    t.tabIndex = on ? 0 : -1;
-    $(t.getAttribute("aria-controls")).hidden = !on;
-  }
-  tab.focus();
+// -- tabs: the sections, and an account's keys, ledger and usage ----------------------
+tabs(document.querySelector('#console > [role="tablist"]'), (tab) => {
   if (tab.id === "tab-channels") loadChannels();
-}
-for (const tab of tabs()) {
-  tab.addEventListener("click", () => select(tab));
-  tab.addEventListener("keydown", (e) => {
-    const all = tabs();
-    const step = { ArrowRight: 1, ArrowLeft: -1 }[e.key];
-    if (step) select(all[(all.indexOf(tab) + step + all.length) % all.length]);
-  });
-}
+  if (tab.id === "tab-invites") loadInvites();
+});
+const selectAccountTab = tabs(document.querySelector('#account [role="tablist"]'), (tab) => {
+  if (tab.id === "tab-account-usage" && usage.account !== current?.id) loadUsage(false);
+});
 
 // -- accounts ------------------------------------------------------------------------
 async function loadAccounts(more = false, form = $("account-search")) {
@@ -80,27 +76,75 @@ async function openAccount(id) {
   if (!a) return;
   showAccount(a);
   $("moved").hidden = true;
+  for (const node of ["reset-link", "new-secret"]) $(node).replaceChildren();
+  clearErrors($("account"));
+  $("key-form").reset();
+  usage.account = null; // read again when its tab shows
+  usage.run++; // a page still coming for the account shown before is dropped
+  $("usage-rows").replaceChildren();
+  $("usage-note").textContent = "";
+  $("usage-more").hidden = true;
+  $("usage-totals").hidden = true;
   $("account").hidden = false;
+  selectAccountTab($("tab-account-keys"));
   await Promise.all([loadKeys(), loadEntries(false)]);
   $("account-title").focus?.();
 }
 
+// -- an account's keys: the list with revoking, and creating one (the secret shown once) --
 async function loadKeys() {
-  const keys = await guarded(() => admin("GET", `/admin/v1/accounts/${enc(current.id)}/keys`), $("account"));
+  const keys = await guarded(() => admin("GET", `/admin/v1/accounts/${enc(current.id)}/keys`), $("account-keys"));
   if (!keys) return;
+  const limit = (v) => (v === null ? "none" : n(v));
   $("key-rows").replaceChildren(...keys.data.map((k) => el("tr", {},
-    el("td", {}, k.name || "—"), el("td", {}, `${k.prefix}…${k.last4}`), el("td", {}, when(k.created_at)),
-    el("td", {}, k.revoked_at ? `revoked ${when(k.revoked_at)}` : "active"),
-    el("td", {}, k.revoked_at ? "" : el("button", { type: "button", class: "danger", "aria-label": `Revoke key ${k.prefix}…${k.last4}`,
+    el("td", {}, keyName(k)), el("td", {}, el("code", {}, keyLabel(k))), el("td", {}, keyState(k)),
+    el("td", {}, k.revoked_at ? "" : el("button", {
+      type: "button", class: "danger small", "aria-label": `Revoke key ${keyLabel(k)}`,
       onclick: async () => {
-        if (await guarded(() => admin("DELETE", `/admin/v1/keys/${enc(k.id)}`), $("account"))) loadKeys();
-      } }, "Revoke")))));
+        if (await guarded(() => admin("DELETE", `/admin/v1/keys/${enc(k.id)}`), $("account-keys"))) loadKeys();
+      },
+    }, "Revoke")),
+    el("td", { class: "wrap" }, k.scopes.join(", ")), el("td", { class: "num" }, n(k.spent)),
+    el("td", { class: "num" }, limit(k.credit_limit)), el("td", { class: "num" }, limit(k.rate_limit)),
+    el("td", {}, k.expires_at ? when(k.expires_at) : "never"), el("td", {}, when(k.created_at)))));
 }
+
+$("key-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const form = e.target;
+  const button = form.querySelector('button[type="submit"]');
+  button.disabled = true;
+  clearErrors(form);
+  const created = await guarded(() => admin("POST", `/admin/v1/accounts/${enc(current.id)}/keys`, keyBody(form)), form);
+  button.disabled = false;
+  if (!created) return;
+  form.reset();
+  showSecret($("new-secret"), created);
+  loadKeys();
+});
+
+// -- a password-reset link: one use, an hour, for the operator to hand over ------------
+$("reset").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const form = e.target;
+  $("reset-link").replaceChildren();
+  clearErrors(form);
+  const link = await guarded(() => admin("POST", `/admin/v1/accounts/${enc(current.id)}/password-reset`), form);
+  if (!link) return;
+  shownOnce($("reset-link"), {
+    label: "Password reset link",
+    lead: `A reset link for ${link.email}, valid until ${when(link.expires_at)}.`,
+    note: "It works once; hand it to that person only. It is not shown again: ask for another if it is lost.",
+    value: link.url,
+    valueId: "reset-url",
+    copyLabel: "Copy link",
+  });
+});
 
 async function loadEntries(more) {
   const params = new URLSearchParams({ limit: "20" });
   if (more && entriesCursor) params.set("cursor", entriesCursor);
-  const page = await guarded(() => admin("GET", `/admin/v1/accounts/${enc(current.id)}/ledger?` + params), $("account"));
+  const page = await guarded(() => admin("GET", `/admin/v1/accounts/${enc(current.id)}/ledger?` + params), $("account-ledger"));
   if (!page) return;
   const rows = page.data.map((e) => el("tr", {},
     el("td", {}, when(e.created_at)), el("td", {}, `${e.kind} (${e.book})`),
@@ -131,6 +175,121 @@ $("move").addEventListener("submit", async (e) => {
   $("moved").hidden = false;
   form.reset();
   loadEntries(false);
+});
+
+// -- an account's usage, one line per task, for a period; "More" reads the next page ----
+const USAGE_PAGE = 50;
+
+// The period chosen as {since, until} (unix seconds, 0: open), or null after saying why.
+function usagePeriod(form) {
+  clearErrors(form);
+  const day = (name) => form.elements.namedItem(name).value;
+  const period = { since: day("since") ? dayStart(day("since")) : 0, until: day("until") ? dayStart(day("until")) + DAY : 0 };
+  if (period.since && period.until && period.since >= period.until) {
+    return fieldProblem(form, "until", "The period must end on or after its start.");
+  }
+  return period;
+}
+
+async function loadUsage(more) {
+  const form = $("usage-period");
+  if (!more) {
+    const period = usagePeriod(form);
+    if (!period) return;
+    Object.assign(usage, { account: current.id, period, cursor: "", rows: [] });
+  }
+  const run = ++usage.run;
+  const params = new URLSearchParams({ limit: String(USAGE_PAGE) });
+  for (const name of ["since", "until"]) if (usage.period[name]) params.set(name, String(usage.period[name]));
+  if (more) params.set("cursor", usage.cursor);
+  $("usage-note").textContent = "Reading usage…";
+  $("usage-more").disabled = true;
+  const page = await guarded(() => admin("GET", `/admin/v1/accounts/${enc(usage.account)}/usage/tasks?${params}`), form);
+  $("usage-more").disabled = false;
+  if (run !== usage.run) return; // another account or period was asked meanwhile
+  if (!page) { $("usage-note").textContent = ""; return; }
+  clearErrors(form);
+  usage.rows.push(...page.data);
+  usage.cursor = page.next_cursor || "";
+  showUsage();
+}
+
+function showUsage() {
+  const { rows, period } = usage;
+  if (!period) return;
+  const total = (field) => rows.reduce((sum, r) => sum + r[field], 0);
+  const foot = [`Total of ${n(rows.length)} shown`, "", "", "", "", n(total("charged")), n(total("refunded")), "", "", ""];
+  table($("usage-rows"), TASK_COLUMNS, rows, rows.length ? foot : null);
+  // the totals again above the table: on a phone its last columns are a scroll away
+  $("usage-charged").textContent = credits(total("charged"));
+  $("usage-refunded").textContent = credits(total("refunded"));
+  $("usage-totals").hidden = !rows.length;
+  const span = `${period.since ? dayOf(period.since) : "the start"} to ${period.until ? dayOf(period.until - DAY) : "now"}`;
+  $("usage-note").textContent = `${n(rows.length)} task${rows.length === 1 ? "" : "s"} from ${span}, newest first` +
+    (usage.cursor ? "; older ones of the period are a “More” away." : ".");
+  $("usage-more").hidden = !usage.cursor;
+}
+
+$("usage-period").addEventListener("submit", (e) => { e.preventDefault(); loadUsage(false); });
+$("usage-more").addEventListener("click", () => loadUsage(true));
+$("usage-period").elements.namedItem("since").value = daysAgo(29);
+$("usage-period").elements.namedItem("until").value = daysAgo(0);
+
+// -- invite codes: issue (the code shown once), list, revoke ---------------------------
+function inviteState(i) {
+  if (i.used_at) return `used ${when(i.used_at)} by ${i.used_by || "a deleted account"}`;
+  if (i.revoked_at) return `revoked ${when(i.revoked_at)}`;
+  if (i.expires_at && i.expires_at * 1000 <= Date.now()) return "expired";
+  return "unused";
+}
+
+const INVITE_COLUMNS = [
+  ["Note", (i) => i.note || "—", "wrap"],
+  ["Created", (i) => when(i.created_at)],
+  ["Expires", (i) => (i.expires_at ? when(i.expires_at) : "never")],
+  ["State", inviteState],
+  ["", (i) => (inviteState(i) !== "unused" ? "" : el("button", {
+    type: "button", class: "danger small", "aria-label": `Revoke the invite ${i.note ? `“${i.note}”` : i.id}`,
+    onclick: () => revokeInvite(i),
+  }, "Revoke"))],
+  ["Id", (i) => el("code", {}, i.id)],
+];
+
+async function loadInvites() {
+  const box = $("invite-list-box");
+  const list = await guarded(() => admin("GET", "/admin/v1/invites"), box);
+  if (!list) return;
+  clearErrors(box);
+  table($("invite-list"), INVITE_COLUMNS, list.data, null, "No invite codes yet.");
+}
+
+async function revokeInvite(invite) {
+  if (await guarded(() => admin("DELETE", `/admin/v1/invites/${enc(invite.id)}`), $("invite-list-box"))) loadInvites();
+}
+
+$("invite-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const form = e.target;
+  const note = form.elements.namedItem("note").value.trim();
+  const through = form.elements.namedItem("expires_at").value;
+  const body = { note };
+  if (through) body.expires_at = dayStart(through) + DAY; // through that day
+  const button = form.querySelector('button[type="submit"]');
+  button.disabled = true;
+  clearErrors(form);
+  const created = await guarded(() => admin("POST", "/admin/v1/invites", body), form);
+  button.disabled = false;
+  if (!created) return;
+  form.reset();
+  shownOnce($("invite-code"), {
+    label: "New invite code",
+    lead: `Invite code${note ? ` for “${note}”` : ""} issued.`,
+    note: "Give it to the person signing up; it works once. It won't be shown again: the list keeps only its note.",
+    value: created.code,
+    valueId: "new-invite-code",
+    copyLabel: "Copy code",
+  });
+  loadInvites();
 });
 
 // -- ledger check --------------------------------------------------------------------
