@@ -329,40 +329,55 @@ def usage_line(task_id: str, created_at: int) -> dict[str, Any]:
     }
 
 
-async def serve_usage_pages(page: Page, pages: Callable[[str], dict[str, Any]]) -> list[str]:
-    """Answer /api/v1/usage/tasks with ``pages(cursor)``; → the cursors asked, in order."""
-    asked: list[str] = []
+async def serve_usage_pages(
+    page: Page, pages: Callable[[str], dict[str, Any]]
+) -> list[dict[str, list[str]]]:
+    """Answer /api/v1/usage/tasks with ``pages(cursor)``, its lines cut to the period
+    asked (since/until) as the API does; → the queries asked, in order."""
+    asked: list[dict[str, list[str]]] = []
 
     async def answer(route: Route) -> None:
-        cursor = parse_qs(urlsplit(route.request.url).query).get("cursor", [""])[0]
-        asked.append(cursor)
+        query = parse_qs(urlsplit(route.request.url).query)
+        asked.append(query)
+        page_ = pages(query.get("cursor", [""])[0])
+        since, until = int(query["since"][0]), int(query["until"][0])
+        page_["data"] = [r for r in page_["data"] if since <= r["created_at"] < until]
         # the headers every gateway answer has (the page watch checks them)
         headers = {"content-security-policy": "default-src 'none'"}
-        await route.fulfill(json=pages(cursor), headers=headers)
+        await route.fulfill(json=page_, headers=headers)
 
     await page.route("**/api/v1/usage/tasks?*", answer)
     return asked
 
 
-async def test_usage_is_read_back_to_the_period_start_and_no_further(
+def local_midnight(day: str) -> int:
+    return int(time.mktime(time.strptime(day, "%Y-%m-%d")))
+
+
+async def test_the_period_is_asked_of_the_server_and_every_page_read(
     page: Page, platform: Platform
 ) -> None:
     now = int(time.time())
     recent = [usage_line(f"task_new{i}", now - i) for i in range(100)]
-    older = [usage_line("task_day_ago", now - 86400), usage_line("task_old", now - 40 * 86400)]
+    older = [usage_line("task_day_ago", now - 86400)]
     asked = await serve_usage_pages(
         page,
         lambda cursor: (
             {"data": recent, "next_cursor": "p2"}
             if not cursor
-            else {"data": older, "next_cursor": "p3"}
+            else {"data": older, "next_cursor": None}
         ),
     )
     await open_dashboard(page, await new_account(platform, 10))
     await expect(page.locator("#tasks-note")).to_contain_text("101 tasks from")
-    assert asked == ["", "p2"]  # p2 reached past the start: p3 never asked
-    await expect(page.locator("#tasks")).not_to_contain_text("task_old")
+    assert [q.get("cursor", [""])[0] for q in asked] == ["", "p2"]
+    today = time.strftime("%Y-%m-%d", time.localtime(now))
+    month_ago = time.strftime("%Y-%m-%d", time.localtime(now - 29 * 86400))
+    for query in asked:  # the default period, the last 30 days, on every page
+        assert query["since"] == [str(local_midnight(month_ago))]
+        assert query["until"] == [str(local_midnight(today) + 86400)]
     # a chosen period: yesterday alone
+    asked.clear()
     yesterday = time.strftime("%Y-%m-%d", time.localtime(now - 86400))
     await page.get_by_label("From", exact=True).fill(yesterday)
     await page.get_by_label("To (inclusive)").fill(yesterday)
@@ -370,6 +385,8 @@ async def test_usage_is_read_back_to_the_period_start_and_no_further(
     await expect(page.locator("#tasks-note")).to_contain_text(f"1 task from {yesterday}")
     await expect(page.locator("#tasks tbody tr")).to_have_count(1)
     await expect(page.locator("#tasks")).to_contain_text("task_day_ago")
+    assert asked[0]["since"] == [str(local_midnight(yesterday))]
+    assert asked[0]["until"] == [str(local_midnight(today))]
 
 
 async def test_a_busy_period_is_read_up_to_a_cap_and_says_so(

@@ -9,8 +9,9 @@ import { keyBody, keyLabel, keyName, keyState, showSecret } from "./keys.js";
 import { TASK_COLUMNS } from "./usage.js";
 
 const PERIOD_DAYS = 30;
-// Usage is read a page at a time back to the period's start; a period busier than this
-// many pages is shown in part, with a note, rather than keeping the page busy for minutes.
+// Usage is read a page at a time, the server cutting the period (since/until); a period
+// busier than this many pages is shown in part, with a note, rather than keeping the page
+// busy for minutes.
 const MAX_PAGES = 20;
 const TASK_PAGE = 100; // the API's largest pages
 const LEDGER_PAGE = 200;
@@ -52,9 +53,9 @@ function chosenPeriod(form) {
 
 // ---------- paging ----------
 
-// Pages of `path` (its query in `params`) until there are no more, `enough(rows)` says the
-// rest is out of the period, or MAX_PAGES were read. → {rows, capped}
-async function readPages(path, params, enough = () => false) {
+// Pages of `path` (its query in `params`) until there are no more or MAX_PAGES were read.
+// → {rows, capped}
+async function readPages(path, params) {
   const rows = [];
   let cursor = "";
   for (let pages = 0; pages < MAX_PAGES; pages++) {
@@ -63,17 +64,14 @@ async function readPages(path, params, enough = () => false) {
     const page = await api("GET", `${path}?${query}`);
     rows.push(...page.data);
     cursor = page.next_cursor;
-    if (!cursor || enough(page.data)) return { rows, capped: false };
+    if (!cursor) return { rows, capped: false };
   }
   return { rows, capped: true };
 }
 
-// The per-task usage has no date filter: newest first, so read back past the start.
-async function readTaskUsage(period) {
-  const older = (data) => data.length > 0 && data[data.length - 1].created_at < period.since;
-  const { rows, capped } = await readPages("/api/v1/usage/tasks", { limit: TASK_PAGE }, older);
-  const within = rows.filter((r) => r.created_at >= period.since && r.created_at < period.until);
-  return { rows: within, capped };
+// The tasks of the period, one line each, newest first.
+function readTaskUsage(period) {
+  return readPages("/api/v1/usage/tasks", { since: period.since, until: period.until, limit: TASK_PAGE });
 }
 
 function readLedger(period) {
