@@ -8,6 +8,11 @@ work air-gapped and their content security policy allows scripts from the gatewa
 The reference is Swagger UI 5 (it reads the OpenAPI 3.1 spec FastAPI serves; 4.x reads
 only 3.0), its release files committed under ``static/vendor/swagger-ui`` (version and
 update steps in its README.md there).
+
+The console's header (the brand, the main navigation and the ``#who`` slot each page's
+script fills) is defined once, here: a page marks its place with ``<!-- header -->`` and
+gets it at start, with ``aria-current="page"`` on its own link. Served as HTML, so it shows
+before any script runs and needs none inline.
 """
 
 from __future__ import annotations
@@ -40,6 +45,29 @@ _TYPES = {
 }
 _VENDORED = ["swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png"]
 
+HEADER_MARK = b"<!-- header -->"
+NAV = [("/", "Playground"), ("/dashboard", "Dashboard"), ("/docs", "API reference")]
+
+
+def header(path: str) -> bytes:
+    """The console's header as the page at ``path`` shows it."""
+    current = ' aria-current="page"'
+    links = "".join(
+        f'<a href="{href}"{current if href == path else ""}>{name}</a>' for href, name in NAV
+    )
+    return (
+        '<header class="top">\n'
+        '  <a class="brand" href="/">PixelRelay</a>\n'
+        f'  <nav aria-label="Main">{links}</nav>\n'
+        '  <span id="who"></span>\n'
+        "</header>"
+    ).encode()
+
+
+def with_header(html: bytes, path: str) -> bytes:
+    """The page with its header where it marks it (a page without the mark is as is)."""
+    return html.replace(HEADER_MARK, header(path), 1)
+
 
 def _assets() -> dict[str, tuple[bytes, str]]:
     """Name → (body, media type): every file of ``static/assets`` and the vendored
@@ -63,7 +91,7 @@ def pages_router() -> APIRouter:
     assets = _assets()
 
     for path, file in PAGES.items():
-        html = (_STATIC / file).read_bytes()
+        html = with_header((_STATIC / file).read_bytes(), path)
 
         async def page(html: bytes = html) -> Response:
             # no-cache: a page and the assets it names change together on an upgrade
