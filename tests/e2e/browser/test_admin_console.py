@@ -131,6 +131,12 @@ async def test_invite_codes_are_issued_once_listed_and_revoked(
     (invite,) = [i for i in listed["data"] if i["note"] == note]
     assert invite["revoked_at"] is not None
     assert code not in str(listed)  # the code itself is never listed
+    # a code still shown goes at sign-out
+    await form.get_by_role("button", name="Issue a code").click()
+    await expect(page.locator("#new-invite-code")).to_be_visible()
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page.locator("#new-invite-code")).to_have_count(0)
+    await expect(page.get_by_label("Admin token")).to_be_focused()
 
 
 async def test_a_password_reset_link_or_the_refusal_in_words(
@@ -145,6 +151,7 @@ async def test_a_password_reset_link_or_the_refusal_in_words(
         )
     assert signed_up.status_code == 201, signed_up.text
     with_login = signed_up.json()["account_id"]
+    await page.set_viewport_size({"width": 375, "height": 800})
     await _sign_in(page, platform.config.admin_token)
     await _open_account(page, with_login)
     await page.get_by_role("button", name="Password reset link").click()
@@ -154,6 +161,8 @@ async def test_a_password_reset_link_or_the_refusal_in_words(
     await expect(shown.get_by_role("button", name="Copy link")).to_be_focused()
     url = (await page.locator("#reset-url").text_content()) or ""
     assert "/login?reset=" in url
+    # the long link wraps at phone width: only tables scroll sideways
+    assert await page.evaluate("() => document.documentElement.scrollWidth") <= 375
 
     # an account made through the API has no sign-in: the API's refusal, in words
     without = await _account_of(platform, await new_account(platform, 10))
@@ -220,7 +229,13 @@ async def test_an_accounts_usage_per_task_with_its_totals(page: Page, platform: 
     assert line["task_id"] == task_id
     await _sign_in(page, platform.config.admin_token)
     await _open_account(page, account_id)
-    await page.get_by_role("tab", name="Usage").click()
+    # the account's tabs by keyboard: Keys → Ledger → Usage
+    await page.get_by_role("tab", name="Keys").focus()
+    await page.keyboard.press("ArrowRight")
+    await expect(page.get_by_role("tab", name="Ledger", exact=True)).to_be_focused()
+    await expect(page.locator("#account-ledger")).to_be_visible()
+    await page.keyboard.press("ArrowRight")
+    await expect(page.get_by_role("tab", name="Usage")).to_have_attribute("aria-selected", "true")
     await expect(page.locator("#usage-rows tbody")).to_contain_text(task_id)
     await expect(page.locator("#usage-note")).to_contain_text("1 task from")
     foot = page.locator("#usage-rows tfoot")

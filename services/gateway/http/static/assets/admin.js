@@ -33,6 +33,8 @@ function signOut() {
   adminToken.set("");
   current = null;
   $("account").hidden = true;
+  // what was shown once goes with the operator
+  for (const node of ["reset-link", "new-secret", "invite-code"]) $(node).replaceChildren();
   show(false);
   $("token").focus();
 }
