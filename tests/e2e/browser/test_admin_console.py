@@ -70,7 +70,7 @@ async def test_an_operator_finds_an_account_and_tops_it_up(page: Page, platform:
     balance = await platform.http.get("/api/v1/account", headers=platform.auth(key))
     assert balance.json()["balance"] == 350
     await expect(page.locator("#entry-rows tr").first).to_contain_text("invoice")
-    await expect(page.locator("#key-rows tr")).to_have_count(1)
+    await expect(page.locator("#key-list tbody tr")).to_have_count(1)
 
 
 async def test_channels_and_a_task_lookup_at_phone_width(page: Page, platform: Platform) -> None:
@@ -192,10 +192,10 @@ async def test_an_operator_makes_a_key_for_an_account_its_secret_shown_once(
     await expect(shown.get_by_role("button", name="Copy key")).to_be_focused()
     secret = (await page.locator("#new-key").text_content()) or ""
     assert secret.startswith("pr_live_")
-    row = page.locator("#key-rows tr", has_text="batch jobs")
+    row = page.locator("#key-list tbody tr", has_text="batch jobs")
     await expect(row).to_contain_text("generate, read")
     await expect(row).to_contain_text("40")
-    await expect(page.locator("#key-rows tr")).to_have_count(2)
+    await expect(page.locator("#key-list tbody tr")).to_have_count(2)
     # the key is the account's, with what the form asked
     task = await platform.http.get("/api/v1/tasks/task_none", headers=platform.auth(secret))
     assert task.status_code == 404  # read: allowed (no such task)
@@ -209,6 +209,14 @@ async def test_an_operator_makes_a_key_for_an_account_its_secret_shown_once(
     assert sorted(made["scopes"]) == ["generate", "read"]
     await shown.get_by_role("button", name="I have stored it: hide").click()
     await expect(page.locator("#new-key")).to_have_count(0)
+    # and revoked from the same table
+    await row.get_by_role("button", name="Revoke batch jobs").click()
+    await expect(row).to_contain_text("revoked")
+    listed = await platform.http.get(
+        f"/admin/v1/accounts/{account_id}/keys", headers=admin(platform)
+    )
+    (revoked,) = [k for k in listed.json()["data"] if k["name"] == "batch jobs"]
+    assert revoked["revoked_at"] is not None
 
 
 async def test_an_accounts_usage_per_task_with_its_totals(page: Page, platform: Platform) -> None:

@@ -6,7 +6,7 @@ import {
   $, DAY, admin, adminToken, clearErrors, credits, dayOf, dayStart, daysAgo, el, fieldProblem,
   guarded, n, shownOnce, table, tabs, when,
 } from "./console.js";
-import { keyBody, keyLabel, keyName, keyState, showSecret } from "./keys.js";
+import { keyBody, keyColumns, showSecret } from "./keys.js";
 import { TASK_COLUMNS } from "./usage.js";
 
 const enc = encodeURIComponent;
@@ -97,18 +97,11 @@ async function openAccount(id) {
 async function loadKeys() {
   const keys = await guarded(() => admin("GET", `/admin/v1/accounts/${enc(current.id)}/keys`), $("account-keys"));
   if (!keys) return;
-  const limit = (v) => (v === null ? "none" : n(v));
-  $("key-rows").replaceChildren(...keys.data.map((k) => el("tr", {},
-    el("td", {}, keyName(k)), el("td", {}, el("code", {}, keyLabel(k))), el("td", {}, keyState(k)),
-    el("td", {}, k.revoked_at ? "" : el("button", {
-      type: "button", class: "danger small", "aria-label": `Revoke key ${keyLabel(k)}`,
-      onclick: async () => {
-        if (await guarded(() => admin("DELETE", `/admin/v1/keys/${enc(k.id)}`), $("account-keys"))) loadKeys();
-      },
-    }, "Revoke")),
-    el("td", { class: "wrap" }, k.scopes.join(", ")), el("td", { class: "num" }, n(k.spent)),
-    el("td", { class: "num" }, limit(k.credit_limit)), el("td", { class: "num" }, limit(k.rate_limit)),
-    el("td", {}, k.expires_at ? when(k.expires_at) : "never"), el("td", {}, when(k.created_at)))));
+  table($("key-list"), keyColumns({ onRevoke: revokeKey }), keys.data, null, "No keys.");
+}
+
+async function revokeKey(k) {
+  if (await guarded(() => admin("DELETE", `/admin/v1/keys/${enc(k.id)}`), $("account-keys"))) loadKeys();
 }
 
 $("key-form").addEventListener("submit", async (e) => {

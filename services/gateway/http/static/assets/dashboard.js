@@ -5,7 +5,7 @@ import {
   $, ApiError, DAY, api, apiKey, clearErrors, credits, dayKey, dayOf, dayStart, daysAgo, download, el,
   fieldProblem, guarded, header, n, offline, showError, signedIn, svg, table, tabs, toCsv, when,
 } from "./console.js";
-import { keyBody, keyLabel, keyName, keyState, showSecret } from "./keys.js";
+import { keyBody, keyColumns, keyLabel, keyName, keyState, showSecret } from "./keys.js";
 import { TASK_COLUMNS } from "./usage.js";
 
 const PERIOD_DAYS = 30;
@@ -280,7 +280,7 @@ function keyRefused(err) {
 function loadKeys() {
   return guarded(async () => {
     state.keys = (await api("GET", "/api/v1/keys")).data;
-    table($("key-list"), keyColumns(), state.keys, null, "No keys.");
+    table($("key-list"), keyTable(), state.keys, null, "No keys.");
   }, $("key-list-box"));
 }
 
@@ -295,24 +295,7 @@ const parentName = (k) => {
   return parent ? keyName(parent) : k.parent_id;
 };
 
-function keyColumns() {
-  return [
-    ["Name", keyName],
-    ["Key", (k) => el("code", {}, keyLabel(k))],
-    ["Status", keyStatus],
-    // the action next to the state, not past a scroll on a narrow screen
-    ["", (k) => (k.revoked_at ? "" : el("button", {
-      type: "button", class: "danger small", "aria-label": `Revoke ${keyName(k)}`, onclick: () => askRevoke(k),
-    }, "Revoke"))],
-    ["Scopes", (k) => k.scopes.join(", "), "wrap"],
-    ["Spent", (k) => n(k.spent), "num"],
-    ["Credit limit", (k) => (k.credit_limit === null ? "none" : n(k.credit_limit)), "num"],
-    ["Rate limit /min", (k) => (k.rate_limit === null ? "none" : n(k.rate_limit)), "num"],
-    ["Expires", (k) => (k.expires_at ? when(k.expires_at) : "never")],
-    ["Created", (k) => when(k.created_at)],
-    ["Created by", parentName],
-  ];
-}
+const keyTable = () => keyColumns({ stateOf: keyStatus, onRevoke: askRevoke, more: [["Created by", parentName]] });
 
 async function createKey(event) {
   event.preventDefault();

@@ -1,7 +1,7 @@
 // API keys' form and secret, shared by the customer's dashboard (their own keys) and the
 // operator console (any account's keys): the form's fields are the same in both pages
 // (name, valid through, credit limit, rate limit, scope boxes named "scope").
-import { DAY, dayStart, shownOnce, when } from "./console.js";
+import { DAY, dayStart, el, n, shownOnce, when } from "./console.js";
 
 export const keyName = (k) => k.name || "(unnamed)";
 export const keyLabel = (k) => `${k.prefix}…${k.last4}`;
@@ -36,4 +36,27 @@ export function showSecret(where, { api_key: secret, key }) {
     valueId: "new-key",
     copyLabel: "Copy key",
   });
+}
+
+// The key table's columns (for console.js's table()): stateOf(k) says a key's state,
+// onRevoke(k) is the Revoke button's action, `more` columns go last.
+export function keyColumns({ stateOf = keyState, onRevoke, more = [] }) {
+  const limit = (v) => (v === null ? "none" : n(v));
+  return [
+    ["Name", keyName],
+    ["Key", (k) => el("code", {}, keyLabel(k))],
+    ["Status", stateOf],
+    // the action next to the state, not past a scroll on a narrow screen
+    ["", (k) => (k.revoked_at ? "" : el("button", {
+      type: "button", class: "danger small", "aria-label": `Revoke ${keyName(k)} (${keyLabel(k)})`,
+      onclick: () => onRevoke(k),
+    }, "Revoke"))],
+    ["Scopes", (k) => k.scopes.join(", "), "wrap"],
+    ["Spent", (k) => n(k.spent), "num"],
+    ["Credit limit", (k) => limit(k.credit_limit), "num"],
+    ["Rate limit /min", (k) => limit(k.rate_limit), "num"],
+    ["Expires", (k) => (k.expires_at ? when(k.expires_at) : "never")],
+    ["Created", (k) => when(k.created_at)],
+    ...more,
+  ];
 }
