@@ -323,3 +323,34 @@ async def test_usage_asks_the_period_of_the_server_and_pages_on_at_phone_width(
     # the page fits the phone's width: only the tables scroll
     width = await page.evaluate("() => document.documentElement.scrollWidth")
     assert width <= 375
+
+
+async def test_a_used_invite_leads_to_the_account_it_made(page: Page, platform: Platform) -> None:
+    # the shared platform signs up openly (no invite used): the list is answered here
+    account_id = await _account_of(platform, await new_account(platform, 10))
+    now = int(time.time())
+    used = {
+        "id": "inv_used", "note": "for Grace", "created_at": now - 60, "expires_at": None,
+        "revoked_at": None, "used_at": now - 30, "used_by": account_id,
+    }  # fmt: skip
+
+    async def answer(route: Route) -> None:
+        if route.request.method != "GET":
+            await route.continue_()
+            return
+        await route.fulfill(
+            json={"data": [used]}, headers={"content-security-policy": "default-src 'none'"}
+        )
+
+    await page.route("**/admin/v1/invites", answer)
+    await _sign_in(page, platform.config.admin_token)
+    await page.get_by_role("tab", name="Invite codes").click()
+    row = page.locator("#invite-list tbody tr", has_text="for Grace")
+    await expect(row).to_contain_text("used")
+    await expect(row.get_by_role("button", name="Revoke")).to_have_count(0)
+    await row.get_by_role("button", name=account_id).click()
+    await expect(page.get_by_role("tab", name="Accounts")).to_have_attribute(
+        "aria-selected", "true"
+    )
+    await expect(page.locator("#account-title")).to_contain_text(account_id)
+    await expect(page.locator("#account-balance")).to_contain_text("10 credits")

@@ -40,7 +40,7 @@ function signOut() {
 }
 
 // -- tabs: the sections, and an account's keys, ledger and usage ----------------------
-tabs(document.querySelector('#console > [role="tablist"]'), (tab) => {
+const selectSection = tabs(document.querySelector('#console > [role="tablist"]'), (tab) => {
   if (tab.id === "tab-channels") loadChannels();
   if (tab.id === "tab-invites") loadInvites();
 });
@@ -242,13 +242,25 @@ const INVITE_COLUMNS = [
   ["Note", (i) => i.note || "—", "wrap"],
   ["Created", (i) => when(i.created_at)],
   ["Expires", (i) => (i.expires_at ? when(i.expires_at) : "never")],
-  ["State", inviteState],
+  ["State", (i) => (i.used_at && i.used_by
+    ? [`used ${when(i.used_at)} by `, el("button", {
+      type: "button", class: "link", onclick: () => showInvitee(i.used_by),
+    }, i.used_by)]
+    : inviteState(i))],
   ["", (i) => (inviteState(i) !== "unused" ? "" : el("button", {
     type: "button", class: "danger small", "aria-label": `Revoke the invite ${i.note ? `“${i.note}”` : i.id}`,
     onclick: () => revokeInvite(i),
   }, "Revoke"))],
   ["Id", (i) => el("code", {}, i.id)],
 ];
+
+// The account an invite made: the Accounts section, that account open.
+async function showInvitee(accountId) {
+  const tab = $("tab-accounts");
+  selectSection(tab);
+  tab.focus();
+  await openAccount(accountId);
+}
 
 async function loadInvites() {
   const box = $("invite-list-box");
