@@ -61,5 +61,10 @@ class AdminClient:
             )
         return reply
 
+    async def get_margin(self, request: admin_pb2.MarginRequest) -> admin_pb2.MarginReport:
+        with peer_errors():
+            reply: admin_pb2.MarginReport = await self._stub.GetMargin(request, **self._options())
+        return reply
+
     async def close(self) -> None:
         await self.channel.close()

@@ -35,7 +35,7 @@ from pixelrelay.errors import ApiError
 from pixelrelay.ids import random_token
 from pixelrelay.scopes import ALL as ALL_SCOPES
 from pixelrelay.sealing import new_job_key
-from pixelrelay.v1 import billing_pb2, public_api_pb2
+from pixelrelay.v1 import admin_pb2, billing_pb2, public_api_pb2
 
 Command = Callable[[BillingClient, argparse.Namespace], Awaitable[Message | dict[str, Any]]]
 
@@ -236,6 +236,14 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=None, local=lambda args: asyncio.run(_gateway_call(args)))
 
     p = commands.add_parser(
+        "margin", help="upstream cost against credits charged, by channel, model or account"
+    )
+    p.add_argument("--since", type=int, default=0, help="unix seconds, inclusive")
+    p.add_argument("--until", type=int, default=0, help="unix seconds, exclusive (default now)")
+    p.add_argument("--group-by", choices=["model", "channel", "account"], default="model")
+    p.set_defaults(run=None, local=lambda args: asyncio.run(_gateway_call(args)))
+
+    p = commands.add_parser(
         "export-account", help="an account's tasks and ledger, to stdout (before deleting it)"
     )
     p.add_argument("account_id")
@@ -372,12 +380,17 @@ async def _delete_account(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _gateway_call(args: argparse.Namespace) -> dict[str, Any]:
-    """get-task, channels and usage: answered by the gateway (Admin), not billing."""
+    """get-task, channels, usage and margin: answered by the gateway (Admin), not billing."""
     gateway = _gateway()
     try:
         await _gateway_ready(gateway)
         if args.command == "get-task":
             return _as_dict(await gateway.get_task(args.task_id))
+        if args.command == "margin":
+            request = admin_pb2.MarginRequest(
+                since=args.since, until=args.until, group_by=args.group_by
+            )
+            return _as_dict(await gateway.get_margin(request))
         if args.command == "usage":
             page = public_api_pb2.ListTaskUsageRequest(
                 since=args.since, until=args.until, limit=args.limit, cursor=args.cursor

@@ -13,6 +13,7 @@ import os
 import random
 import re
 from collections.abc import Mapping
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -58,6 +59,28 @@ class Capabilities(BaseModel):
         return None
 
 
+class TokenPrice(BaseModel):
+    """What the provider charges for this channel's model, in dollars per million tokens
+    (its price list): an attempt's cost is its reported usage at these prices."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_text: Decimal = Field(ge=0, le=10_000)
+    input_image: Decimal = Field(ge=0, le=10_000)
+    output_image: Decimal = Field(ge=0, le=10_000)
+
+    def cost_micros(self, usage: common_pb2.Usage) -> int:
+        """Millionths of a dollar, rounded to the nearest (a price per million tokens is
+        millionths of a dollar per token). Input not split by the upstream counts as text."""
+        text = usage.input_text_tokens or max(usage.input_tokens - usage.input_image_tokens, 0)
+        exact = (
+            text * self.input_text
+            + usage.input_image_tokens * self.input_image
+            + usage.output_tokens * self.output_image
+        )
+        return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
 class ChannelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -70,6 +93,9 @@ class ChannelConfig(BaseModel):
     # What this endpoint can do, where it is less than its models take (an older
     # deployment without masks, say); none given: whatever the catalog's model takes.
     capabilities: Capabilities | None = None
+    # The provider's price for what this channel calls, for the operator's margin
+    # (GET /admin/v1/margin); none: its attempts' cost is unknown (shown as unpriced).
+    price: TokenPrice | None = None
 
     @field_validator("base_url")
     @classmethod

@@ -9,6 +9,7 @@ images wins. A permanent error (the request itself is refused) stops at once.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -41,6 +42,12 @@ UPSTREAM_REQUESTS = Counter("pixelrelay_upstream_requests_total", "Upstream call
 UPSTREAM_ERRORS = Counter(
     "pixelrelay_upstream_errors_total", "Upstream failures by class", ["channel", "error_class"]
 )
+UPSTREAM_COST = Counter(
+    "pixelrelay_upstream_cost_micros_total",
+    "What the upstreams charge for the images delivered, at the channels' configured "
+    "prices, in millionths of a dollar",
+    ["channel", "upstream_model"],
+)
 BREAKER_STATE = Gauge(
     "pixelrelay_channel_breaker_state", "0 closed, 1 half-open, 2 open", ["channel"]
 )
@@ -54,10 +61,18 @@ class Attempt:
     channel: str
     outcome: str  # "ok", an UpstreamError's outcome, or "skipped_open" / "skipped_busy"
     latency_ms: int
+    usage: common_pb2.Usage | None = None  # what the upstream reported (an ok attempt)
+    cost_micros: int = 0  # its usage at the channel's price, in millionths of a dollar
+    priced: bool = False  # the channel has a price
 
     def to_proto(self) -> common_pb2.Attempt:
         return common_pb2.Attempt(
-            channel=self.channel, outcome=self.outcome, latency_ms=self.latency_ms
+            channel=self.channel,
+            outcome=self.outcome,
+            latency_ms=self.latency_ms,
+            usage=self.usage,
+            cost_micros=self.cost_micros,
+            priced=self.priced,
         )
 
 
@@ -174,7 +189,7 @@ class Router:
                 continue
             channel.breaker.record_success()
             BREAKER_STATE.labels(channel.name).set(channel.breaker.state)
-            attempts.append(self._record(channel, "ok", started))
+            attempts.append(self._paid(self._record(channel, "ok", started), channel, result))
             return result, attempts
         raise AllChannelsFailed(
             last or RetryableError("every upstream channel is cooling down"), attempts
@@ -200,11 +215,23 @@ class Router:
         BREAKER_STATE.labels(channel.name).set(channel.breaker.state)
 
     @staticmethod
+    def _paid(attempt: Attempt, channel: Channel, result: Generation) -> Attempt:
+        """The attempt with the usage the upstream reported and its cost at the channel's
+        price (the operator's margin)."""
+        price = channel.config.price
+        cost = price.cost_micros(result.usage) if price else 0
+        if cost:
+            UPSTREAM_COST.labels(channel.name, channel.config.model).inc(cost)
+        return dataclasses.replace(attempt, usage=result.usage, cost_micros=cost)
+
+    @staticmethod
     def _record(channel: Channel, outcome: str, started: float) -> Attempt:
         elapsed = time.perf_counter() - started
         UPSTREAM_CALLS.labels(channel.name, outcome).observe(elapsed)
         channel.calls.record(outcome, elapsed * 1000)
-        return Attempt(channel.name, outcome, int(elapsed * 1000))
+        return Attempt(
+            channel.name, outcome, int(elapsed * 1000), priced=channel.config.price is not None
+        )
 
     def health(self) -> list[channel_health_pb2.ChannelWindow]:
         """Each channel's breaker and its calls of the recent window (health.py)."""

@@ -46,6 +46,7 @@ async def _channels(platform: Platform) -> dict[str, dict[str, Any]]:
         "/admin/v1/tasks/task_abc",
         "/admin/v1/channels",
         "/admin/v1/accounts/acct_abc/usage/tasks",
+        "/admin/v1/margin",
     ],
 )
 @pytest.mark.parametrize("token", [None, "{api_key}", "{gateway}", "pxs_" + "x" * 40])
@@ -69,9 +70,14 @@ async def test_the_operator_finds_any_accounts_task_with_its_owner(platform: Pla
     assert found.status_code == 200, found.text
     task = found.json()
     assert task["account_id"] == platform.account_id and task["key_id"].startswith("key_")
-    assert {k: task[k] for k in done if k != "output"} == {
-        k: v for k, v in done.items() if k != "output"
+    assert {k: task[k] for k in done if k not in ("output", "attempts")} == {
+        k: v for k, v in done.items() if k not in ("output", "attempts")
     }
+    # the operator sees each attempt's usage and cost besides what the customer sees
+    assert [{k: a[k] for k in ("channel", "outcome", "latency_ms")} for a in task["attempts"]] == (
+        done["attempts"]
+    )
+    assert task["attempts"][0]["usage"]["output_tokens"] > 0
     assert task["attempts"][0]["channel"] == "simulator"
 
     missing = await platform.http.get("/admin/v1/tasks/task_nothere", headers=admin(platform))
@@ -219,3 +225,86 @@ async def test_an_accounts_usage_is_the_same_for_the_operator_and_for_a_period(
     finally:
         await client.close()
         await intruder.close()
+
+
+async def test_the_margin_is_the_upstreams_reported_usage_at_the_channel_price(
+    platform: Platform,
+) -> None:
+    """A known mix: the simulator reports its usage, the channel's price (make run's
+    channels.yaml: $5 / $10 / $40 per million text-in / image-in / image-out tokens)
+    makes it a cost; a failed task is charged nothing and cost nothing."""
+    key = await new_account(platform, 2000)
+    fail = f"margin fails {random_token(6)}"
+    mix = [
+        ({"model": "gpt-image-2", "prompt": "margin basic", "resolution": "1k"}, "completed"),
+        (
+            {"model": "gpt-image-2-official", "prompt": "margin low", "quality": "low", "n": 2},
+            "completed",
+        ),
+        (
+            {"model": "gpt-image-2-official", "prompt": "margin high", "quality": "high"},
+            "completed",
+        ),
+        ({"model": "gpt-image-2", "prompt": fail, "resolution": "1k"}, "failed"),
+    ]
+    await faults(platform, {"kind": "status", "status": 500, "match": fail, "times": 1})
+    tasks = []
+    try:
+        for body, status in mix:
+            submitted = await platform.http.post(
+                "/api/v1/images/generations", headers=platform.auth(key), json=body
+            )
+            done = await poll_until_done(platform.http, submitted.json()["id"], platform.auth(key))
+            assert done["status"] == status, done
+            tasks.append(done)
+    finally:
+        await faults(platform)
+    account_id = (await platform.http.get("/api/v1/account", headers=platform.auth(key))).json()[
+        "account_id"
+    ]
+
+    expected_cost = 0
+    for task in tasks:
+        seen = await platform.http.get(f"/admin/v1/tasks/{task['id']}", headers=admin(platform))
+        for attempt in seen.json()["attempts"]:
+            usage = attempt["usage"] or {}
+            cost = (
+                usage.get("input_text_tokens", 0) * 5
+                + usage.get("input_image_tokens", 0) * 10
+                + usage.get("output_tokens", 0) * 40
+            )
+            assert attempt["cost_micros"] == (cost if attempt["outcome"] == "ok" else 0)
+            expected_cost += cost
+    # the simulator's own rule for the low pair: 272 output tokens an image
+    low = await platform.http.get(f"/admin/v1/tasks/{tasks[1]['id']}", headers=admin(platform))
+    assert low.json()["attempts"][0]["usage"]["output_tokens"] == 2 * 272
+
+    charged = sum(t["credits"]["charged"] for t in tasks)
+    assert charged == 7 + 2 * 6 + 186
+    report = await platform.http.get(
+        "/admin/v1/margin",
+        params={"since": min(t["created_at"] for t in tasks), "group_by": "account"},
+        headers=admin(platform),
+    )
+    assert report.status_code == 200, report.text
+    (line,) = [row for row in report.json()["data"] if row["key"] == account_id]
+    assert line == {
+        "key": account_id,
+        "tasks": 3,
+        "credits_charged": charged,
+        "revenue_micros": charged * 1000,
+        "cost_micros": expected_cost,
+        "margin_micros": charged * 1000 - expected_cost,
+        "unpriced_tasks": 0,
+    }
+    by_channel = await platform.http.get(
+        "/admin/v1/margin", params={"group_by": "channel"}, headers=admin(platform)
+    )
+    assert [row["key"] for row in by_channel.json()["data"]] == ["simulator"]
+
+    bad = await platform.http.get(
+        "/admin/v1/margin", params={"group_by": "key"}, headers=admin(platform)
+    )
+    assert (bad.status_code, bad.json()["error"]["param"]) == (400, "group_by")
+    refused = await platform.http.get("/admin/v1/margin", headers=platform.auth(key))
+    assert refused.status_code == 401

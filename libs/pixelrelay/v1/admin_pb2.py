@@ -26,7 +26,7 @@ from pixelrelay.v1 import billing_pb2 as pixelrelay_dot_v1_dot_billing__pb2
 from pixelrelay.v1 import public_api_pb2 as pixelrelay_dot_v1_dot_public__api__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19pixelrelay/v1/admin.proto\x12\rpixelrelay.v1\x1a\x1bpixelrelay/v1/billing.proto\x1a\x1epixelrelay/v1/public_api.proto\"\xb1\x01\n\x0f\x41\x63\x63ountDeletion\x12\'\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x16.pixelrelay.v1.Account\x12\x14\n\x0ckeys_revoked\x18\x02 \x01(\x05\x12\x16\n\x0eholds_released\x18\x03 \x01(\x05\x12\x17\n\x0fobjects_deleted\x18\x04 \x01(\x03\x12\x15\n\rtasks_deleted\x18\x05 \x01(\x05\x12\x17\n\x0fuploads_deleted\x18\x06 \x01(\x05\"U\n\x0cOperatorTask\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x13.pixelrelay.v1.Task\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t\"\x15\n\x13ListChannelsRequest\"d\n\x1bListAccountTaskUsageRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x31\n\x04page\x18\x02 \x01(\x0b\x32#.pixelrelay.v1.ListTaskUsageRequest\"p\n\x14ListChannelsResponse\x12.\n\x08\x63hannels\x18\x01 \x03(\x0b\x32\x1c.pixelrelay.v1.ChannelStatus\x12\x10\n\x08replicas\x18\x02 \x01(\x05\x12\x16\n\x0ewindow_seconds\x18\x03 \x01(\x05\"\xb3\x02\n\rChannelStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x62reaker\x18\x02 \x01(\t\x12\x10\n\x08replicas\x18\x03 \x01(\x05\x12\x1b\n\x13replicas_not_closed\x18\x04 \x01(\x05\x12\x10\n\x08requests\x18\x05 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x06 \x01(\x03\x12\x12\n\nerror_rate\x18\x07 \x01(\x01\x12\x0e\n\x06p50_ms\x18\x08 \x01(\x03\x12\x0e\n\x06p95_ms\x18\t \x01(\x03\x12H\n\x0f\x65rrors_by_class\x18\n \x03(\x0b\x32/.pixelrelay.v1.ChannelStatus.ErrorsByClassEntry\x1a\x34\n\x12\x45rrorsByClassEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x32\xb3\x03\n\x05\x41\x64min\x12T\n\rDeleteAccount\x12#.pixelrelay.v1.DeleteAccountRequest\x1a\x1e.pixelrelay.v1.AccountDeletion\x12Q\n\rExportAccount\x12#.pixelrelay.v1.ExportAccountRequest\x1a\x19.pixelrelay.v1.ExportItem0\x01\x12\x45\n\x07GetTask\x12\x1d.pixelrelay.v1.GetTaskRequest\x1a\x1b.pixelrelay.v1.OperatorTask\x12W\n\x0cListChannels\x12\".pixelrelay.v1.ListChannelsRequest\x1a#.pixelrelay.v1.ListChannelsResponse\x12\x61\n\rListTaskUsage\x12*.pixelrelay.v1.ListAccountTaskUsageRequest\x1a$.pixelrelay.v1.ListTaskUsageResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19pixelrelay/v1/admin.proto\x12\rpixelrelay.v1\x1a\x1bpixelrelay/v1/billing.proto\x1a\x1epixelrelay/v1/public_api.proto\"?\n\rMarginRequest\x12\r\n\x05since\x18\x01 \x01(\x03\x12\r\n\x05until\x18\x02 \x01(\x03\x12\x10\n\x08group_by\x18\x03 \x01(\t\"\x9d\x01\n\nMarginLine\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05tasks\x18\x02 \x01(\x03\x12\x17\n\x0f\x63redits_charged\x18\x03 \x01(\x03\x12\x16\n\x0erevenue_micros\x18\x04 \x01(\x03\x12\x13\n\x0b\x63ost_micros\x18\x05 \x01(\x03\x12\x15\n\rmargin_micros\x18\x06 \x01(\x03\x12\x16\n\x0eunpriced_tasks\x18\x07 \x01(\x03\"\x92\x01\n\x0cMarginReport\x12(\n\x05lines\x18\x01 \x03(\x0b\x32\x19.pixelrelay.v1.MarginLine\x12(\n\x05total\x18\x02 \x01(\x0b\x32\x19.pixelrelay.v1.MarginLine\x12\r\n\x05since\x18\x03 \x01(\x03\x12\r\n\x05until\x18\x04 \x01(\x03\x12\x10\n\x08group_by\x18\x05 \x01(\t\"\xb1\x01\n\x0f\x41\x63\x63ountDeletion\x12\'\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x16.pixelrelay.v1.Account\x12\x14\n\x0ckeys_revoked\x18\x02 \x01(\x05\x12\x16\n\x0eholds_released\x18\x03 \x01(\x05\x12\x17\n\x0fobjects_deleted\x18\x04 \x01(\x03\x12\x15\n\rtasks_deleted\x18\x05 \x01(\x05\x12\x17\n\x0fuploads_deleted\x18\x06 \x01(\x05\"U\n\x0cOperatorTask\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x13.pixelrelay.v1.Task\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t\"\x15\n\x13ListChannelsRequest\"d\n\x1bListAccountTaskUsageRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x31\n\x04page\x18\x02 \x01(\x0b\x32#.pixelrelay.v1.ListTaskUsageRequest\"p\n\x14ListChannelsResponse\x12.\n\x08\x63hannels\x18\x01 \x03(\x0b\x32\x1c.pixelrelay.v1.ChannelStatus\x12\x10\n\x08replicas\x18\x02 \x01(\x05\x12\x16\n\x0ewindow_seconds\x18\x03 \x01(\x05\"\xb3\x02\n\rChannelStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x62reaker\x18\x02 \x01(\t\x12\x10\n\x08replicas\x18\x03 \x01(\x05\x12\x1b\n\x13replicas_not_closed\x18\x04 \x01(\x05\x12\x10\n\x08requests\x18\x05 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x06 \x01(\x03\x12\x12\n\nerror_rate\x18\x07 \x01(\x01\x12\x0e\n\x06p50_ms\x18\x08 \x01(\x03\x12\x0e\n\x06p95_ms\x18\t \x01(\x03\x12H\n\x0f\x65rrors_by_class\x18\n \x03(\x0b\x32/.pixelrelay.v1.ChannelStatus.ErrorsByClassEntry\x1a\x34\n\x12\x45rrorsByClassEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x32\xfb\x03\n\x05\x41\x64min\x12T\n\rDeleteAccount\x12#.pixelrelay.v1.DeleteAccountRequest\x1a\x1e.pixelrelay.v1.AccountDeletion\x12Q\n\rExportAccount\x12#.pixelrelay.v1.ExportAccountRequest\x1a\x19.pixelrelay.v1.ExportItem0\x01\x12\x45\n\x07GetTask\x12\x1d.pixelrelay.v1.GetTaskRequest\x1a\x1b.pixelrelay.v1.OperatorTask\x12W\n\x0cListChannels\x12\".pixelrelay.v1.ListChannelsRequest\x1a#.pixelrelay.v1.ListChannelsResponse\x12\x61\n\rListTaskUsage\x12*.pixelrelay.v1.ListAccountTaskUsageRequest\x1a$.pixelrelay.v1.ListTaskUsageResponse\x12\x46\n\tGetMargin\x12\x1c.pixelrelay.v1.MarginRequest\x1a\x1b.pixelrelay.v1.MarginReportb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,20 +35,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CHANNELSTATUS_ERRORSBYCLASSENTRY']._loaded_options = None
   _globals['_CHANNELSTATUS_ERRORSBYCLASSENTRY']._serialized_options = b'8\001'
-  _globals['_ACCOUNTDELETION']._serialized_start=106
-  _globals['_ACCOUNTDELETION']._serialized_end=283
-  _globals['_OPERATORTASK']._serialized_start=285
-  _globals['_OPERATORTASK']._serialized_end=370
-  _globals['_LISTCHANNELSREQUEST']._serialized_start=372
-  _globals['_LISTCHANNELSREQUEST']._serialized_end=393
-  _globals['_LISTACCOUNTTASKUSAGEREQUEST']._serialized_start=395
-  _globals['_LISTACCOUNTTASKUSAGEREQUEST']._serialized_end=495
-  _globals['_LISTCHANNELSRESPONSE']._serialized_start=497
-  _globals['_LISTCHANNELSRESPONSE']._serialized_end=609
-  _globals['_CHANNELSTATUS']._serialized_start=612
-  _globals['_CHANNELSTATUS']._serialized_end=919
-  _globals['_CHANNELSTATUS_ERRORSBYCLASSENTRY']._serialized_start=867
-  _globals['_CHANNELSTATUS_ERRORSBYCLASSENTRY']._serialized_end=919
-  _globals['_ADMIN']._serialized_start=922
-  _globals['_ADMIN']._serialized_end=1357
+  _globals['_MARGINREQUEST']._serialized_start=105
+  _globals['_MARGINREQUEST']._serialized_end=168
+  _globals['_MARGINLINE']._serialized_start=171
+  _globals['_MARGINLINE']._serialized_end=328
+  _globals['_MARGINREPORT']._serialized_start=331
+  _globals['_MARGINREPORT']._serialized_end=477
+  _globals['_ACCOUNTDELETION']._serialized_start=480
+  _globals['_ACCOUNTDELETION']._serialized_end=657
+  _globals['_OPERATORTASK']._serialized_start=659
+  _globals['_OPERATORTASK']._serialized_end=744
+  _globals['_LISTCHANNELSREQUEST']._serialized_start=746
+  _globals['_LISTCHANNELSREQUEST']._serialized_end=767
+  _globals['_LISTACCOUNTTASKUSAGEREQUEST']._serialized_start=769
+  _globals['_LISTACCOUNTTASKUSAGEREQUEST']._serialized_end=869
+  _globals['_LISTCHANNELSRESPONSE']._serialized_start=871
+  _globals['_LISTCHANNELSRESPONSE']._serialized_end=983
+  _globals['_CHANNELSTATUS']._serialized_start=986
+  _globals['_CHANNELSTATUS']._serialized_end=1293
+  _globals['_CHANNELSTATUS_ERRORSBYCLASSENTRY']._serialized_start=1241
+  _globals['_CHANNELSTATUS_ERRORSBYCLASSENTRY']._serialized_end=1293
+  _globals['_ADMIN']._serialized_start=1296
+  _globals['_ADMIN']._serialized_end=1803
 # @@protoc_insertion_point(module_scope)

@@ -21,6 +21,114 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class MarginRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SINCE_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    GROUP_BY_FIELD_NUMBER: _builtins.int
+    since: _builtins.int
+    """unix seconds, inclusive: tasks created at or after; 0 = any"""
+    until: _builtins.int
+    """unix seconds, exclusive; 0 = now"""
+    group_by: _builtins.str
+    """channel | model | account; "" = model"""
+    def __init__(
+        self,
+        *,
+        since: _builtins.int = ...,
+        until: _builtins.int = ...,
+        group_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_by", b"group_by", "since", b"since", "until", b"until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarginRequest: _TypeAlias = MarginRequest  # noqa: Y015
+
+@_typing.final
+class MarginLine(_message.Message):
+    """Money in millionths of a dollar (1 credit = 1,000): exact integers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    TASKS_FIELD_NUMBER: _builtins.int
+    CREDITS_CHARGED_FIELD_NUMBER: _builtins.int
+    REVENUE_MICROS_FIELD_NUMBER: _builtins.int
+    COST_MICROS_FIELD_NUMBER: _builtins.int
+    MARGIN_MICROS_FIELD_NUMBER: _builtins.int
+    UNPRICED_TASKS_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    """the channel, model or account"""
+    tasks: _builtins.int
+    """completed tasks (by channel: the one that delivered)"""
+    credits_charged: _builtins.int
+    revenue_micros: _builtins.int
+    """credits_charged x 1,000"""
+    cost_micros: _builtins.int
+    """the attempts' usage at their channels' prices"""
+    margin_micros: _builtins.int
+    """revenue - cost"""
+    unpriced_tasks: _builtins.int
+    """delivered by a channel without a price: cost unknown"""
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        tasks: _builtins.int = ...,
+        credits_charged: _builtins.int = ...,
+        revenue_micros: _builtins.int = ...,
+        cost_micros: _builtins.int = ...,
+        margin_micros: _builtins.int = ...,
+        unpriced_tasks: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_micros", b"cost_micros", "credits_charged", b"credits_charged", "key", b"key", "margin_micros", b"margin_micros", "revenue_micros", b"revenue_micros", "tasks", b"tasks", "unpriced_tasks", b"unpriced_tasks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarginLine: _TypeAlias = MarginLine  # noqa: Y015
+
+@_typing.final
+class MarginReport(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINES_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    GROUP_BY_FIELD_NUMBER: _builtins.int
+    since: _builtins.int
+    until: _builtins.int
+    group_by: _builtins.str
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___MarginLine]:
+        """by key"""
+
+    @_builtins.property
+    def total(self) -> Global___MarginLine: ...
+    def __init__(
+        self,
+        *,
+        lines: _abc.Iterable[Global___MarginLine] | None = ...,
+        total: Global___MarginLine | None = ...,
+        since: _builtins.int = ...,
+        until: _builtins.int = ...,
+        group_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["total", b"total"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_by", b"group_by", "lines", b"lines", "since", b"since", "total", b"total", "until", b"until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarginReport: _TypeAlias = MarginReport  # noqa: Y015
+
+@_typing.final
 class AccountDeletion(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

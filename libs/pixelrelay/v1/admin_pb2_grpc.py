@@ -64,6 +64,11 @@ class AdminStub:
                 request_serializer=pixelrelay_dot_v1_dot_admin__pb2.ListAccountTaskUsageRequest.SerializeToString,
                 response_deserializer=pixelrelay_dot_v1_dot_public__api__pb2.ListTaskUsageResponse.FromString,
                 _registered_method=True)
+        self.GetMargin = channel.unary_unary(
+                '/pixelrelay.v1.Admin/GetMargin',
+                request_serializer=pixelrelay_dot_v1_dot_admin__pb2.MarginRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_admin__pb2.MarginReport.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -110,6 +115,14 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetMargin(self, request, context):
+        """What the upstreams cost against the credits charged, for the tasks made in a period,
+        by channel, model or account.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -137,6 +150,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.ListTaskUsage,
                     request_deserializer=pixelrelay_dot_v1_dot_admin__pb2.ListAccountTaskUsageRequest.FromString,
                     response_serializer=pixelrelay_dot_v1_dot_public__api__pb2.ListTaskUsageResponse.SerializeToString,
+            ),
+            'GetMargin': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMargin,
+                    request_deserializer=pixelrelay_dot_v1_dot_admin__pb2.MarginRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_admin__pb2.MarginReport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -277,6 +295,33 @@ class Admin:
             '/pixelrelay.v1.Admin/ListTaskUsage',
             pixelrelay_dot_v1_dot_admin__pb2.ListAccountTaskUsageRequest.SerializeToString,
             pixelrelay_dot_v1_dot_public__api__pb2.ListTaskUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMargin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Admin/GetMargin',
+            pixelrelay_dot_v1_dot_admin__pb2.MarginRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_admin__pb2.MarginReport.FromString,
             options,
             channel_credentials,
             insecure,

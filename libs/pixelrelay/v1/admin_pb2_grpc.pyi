@@ -54,6 +54,10 @@ class AdminStub:
     """An account's usage, one line per task, newest first: what its customer's dashboard
     shows them.
     """
+    GetMargin: _grpc.UnaryUnaryMultiCallable[_admin_pb2.MarginRequest, _admin_pb2.MarginReport]
+    """What the upstreams cost against the credits charged, for the tasks made in a period,
+    by channel, model or account.
+    """
 
 @_typing.type_check_only
 class AdminAsyncStub(AdminStub):
@@ -78,6 +82,10 @@ class AdminAsyncStub(AdminStub):
     ListTaskUsage: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListAccountTaskUsageRequest, _public_api_pb2.ListTaskUsageResponse]  # type: ignore[assignment]
     """An account's usage, one line per task, newest first: what its customer's dashboard
     shows them.
+    """
+    GetMargin: _aio.UnaryUnaryMultiCallable[_admin_pb2.MarginRequest, _admin_pb2.MarginReport]  # type: ignore[assignment]
+    """What the upstreams cost against the credits charged, for the tasks made in a period,
+    by channel, model or account.
     """
 
 class AdminServicer(metaclass=_abc_1.ABCMeta):
@@ -130,6 +138,16 @@ class AdminServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_public_api_pb2.ListTaskUsageResponse, _abc.Awaitable[_public_api_pb2.ListTaskUsageResponse]]:
         """An account's usage, one line per task, newest first: what its customer's dashboard
         shows them.
+        """
+
+    @_abc_1.abstractmethod
+    def GetMargin(
+        self,
+        request: _admin_pb2.MarginRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.MarginReport, _abc.Awaitable[_admin_pb2.MarginReport]]:
+        """What the upstreams cost against the credits charged, for the tasks made in a period,
+        by channel, model or account.
         """
 
 def add_AdminServicer_to_server(servicer: AdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

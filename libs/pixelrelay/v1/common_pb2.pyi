@@ -149,20 +149,38 @@ class Attempt(_message.Message):
     CHANNEL_FIELD_NUMBER: _builtins.int
     OUTCOME_FIELD_NUMBER: _builtins.int
     LATENCY_MS_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
+    COST_MICROS_FIELD_NUMBER: _builtins.int
+    PRICED_FIELD_NUMBER: _builtins.int
     channel: _builtins.str
     outcome: _builtins.str
-    """ok | RetryableError | AmbiguousError | … | skipped_open"""
+    """ok | upstream_unavailable | upstream_auth_failed | upstream_no_answer |
+    upstream_bad_output | upstream_rejected | skipped_open | skipped_busy
+    """
     latency_ms: _builtins.int
+    cost_micros: _builtins.int
+    """What the upstream charges for it at the channel's configured price, in millionths of
+    a dollar; 0 without reported usage or a configured price (see priced).
+    """
+    priced: _builtins.bool
+    """the channel has a price: cost_micros is what it cost"""
+    @_builtins.property
+    def usage(self) -> Global___Usage:
+        """the tokens the upstream reported for it (an ok one)"""
+
     def __init__(
         self,
         *,
         channel: _builtins.str = ...,
         outcome: _builtins.str = ...,
         latency_ms: _builtins.int = ...,
+        usage: Global___Usage | None = ...,
+        cost_micros: _builtins.int = ...,
+        priced: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "latency_ms", b"latency_ms", "outcome", b"outcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "cost_micros", b"cost_micros", "latency_ms", b"latency_ms", "outcome", b"outcome", "priced", b"priced", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

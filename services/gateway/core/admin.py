@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
+from gateway.core import margin
 from gateway.core.accounts import AccountData
 from gateway.core.channel_health import ChannelHealthBoard
 from gateway.core.usage import usage_page
 from pixelrelay.billing_client import BillingClient
 from pixelrelay.errors import ApiError, E
 from pixelrelay.ids import checked_id
+from pixelrelay.limits import unix_seconds
 from pixelrelay.v1 import admin_pb2, public_api_pb2
 
 
@@ -70,6 +73,21 @@ class AdminAccess:
         await self.verified(authorization)
         account_id = checked_id(request.account_id, "acct", "account_id")
         return await usage_page(self.accounts.db, self.accounts.tasks, account_id, request.page)
+
+    async def get_margin(
+        self, authorization: str | None, request: admin_pb2.MarginRequest
+    ) -> admin_pb2.MarginReport:
+        await self.verified(authorization)
+        group_by = margin.group(request.group_by)
+        since = unix_seconds(request.since, "since")
+        until = unix_seconds(request.until, "until") or int(time.time()) + 1
+        if until <= since:
+            raise ApiError(E.INVALID_PARAMETER, "until must be after since", param="until")
+        tasks = await self.accounts.db.run(self.accounts.tasks.costs, since * 1000, until * 1000)
+        lines = margin.margin(tasks, group_by)
+        return admin_pb2.MarginReport(
+            lines=lines, total=margin.total(lines), since=since, until=until, group_by=group_by
+        )
 
     async def delete_account(
         self, authorization: str | None, account_id: str, reason: str

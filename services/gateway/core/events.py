@@ -50,7 +50,12 @@ def retry_delay(delivered: int) -> float:
     return bus.backoff(delivered, first=0.5, most=MAX_DELAY_S)
 
 
-CREDITS_CHARGED = Counter("pixelrelay_credits_charged_total", "Credits captured")
+CREDITS_CHARGED = Counter(
+    "pixelrelay_credits_charged_total",
+    "Credits captured, by the channel that delivered (beside the dispatchers' "
+    "pixelrelay_upstream_cost_micros_total: the margin)",
+    ["channel"],
+)
 
 
 class TaskEventHandler:
@@ -138,7 +143,8 @@ class TaskEventHandler:
         )
         await self._announce(event.task_id)
         TASKS_FINISHED.labels("completed").inc()
-        CREDITS_CHARGED.inc(hold.captured)
+        delivered = next((a.channel for a in done.attempts if a.outcome == "ok"), "")
+        CREDITS_CHARGED.labels(delivered).inc(hold.captured)
         log.info("task completed", extra={"task_id": event.task_id, "charged": hold.captured})
 
     async def _announce(self, task_id: str) -> None:

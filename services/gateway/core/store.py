@@ -20,6 +20,7 @@ from sqlalchemy import select as core_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, or_, select
 
+from gateway.core.margin import TaskCosts
 from pixelrelay.db import PreparedRead, quick
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import admin_pb2, common_pb2, events_pb2, public_api_pb2
@@ -124,10 +125,13 @@ def _images_expiry(images: Sequence[common_pb2.StoredImage]) -> int:
 
 
 def _plain(message: Message) -> dict[str, Any]:
-    return {
-        field.name: list(value) if field.is_repeated else value
-        for field, value in message.ListFields()
-    }
+    plain: dict[str, Any] = {}
+    for field, value in message.ListFields():
+        if field.message_type is not None:  # an attempt's usage: a nested object
+            plain[field.name] = [_plain(v) for v in value] if field.is_repeated else _plain(value)
+        else:
+            plain[field.name] = list(value) if field.is_repeated else value
+    return plain
 
 
 def _from_plain(cls: type[M], data: dict[str, Any]) -> M:
@@ -250,6 +254,33 @@ class TaskStore:
         return admin_pb2.OperatorTask(
             task=task_from_row(row), account_id=row["account_id"], key_id=row["key_id"]
         )
+
+    def costs(self, since_ms: int, until_ms: int) -> list[TaskCosts]:
+        """Every settled task made in [since_ms, until_ms): what the margin reads."""
+        query = core_select(
+            _TASKS.c.account_id,
+            _TASKS.c.model,
+            _TASKS.c.status,
+            _TASKS.c.credits_charged,
+            _TASKS.c.attempts_json,
+        ).where(
+            _TASKS.c.created_at_ms >= since_ms,
+            _TASKS.c.created_at_ms < until_ms,
+            _TASKS.c.status.in_([TaskStatus.COMPLETED, TaskStatus.FAILED]),
+        )
+        with self.engine.connect() as conn:
+            return [
+                TaskCosts(
+                    account_id=row.account_id,
+                    model=row.model,
+                    credits_charged=row.credits_charged,
+                    attempts=[
+                        _from_plain(common_pb2.Attempt, d) for d in orjson.loads(row.attempts_json)
+                    ],
+                    completed=row.status == TaskStatus.COMPLETED,
+                )
+                for row in conn.execute(query)
+            ]
 
     def page(
         self,

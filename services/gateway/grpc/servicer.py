@@ -247,6 +247,13 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
             self.throttle, context, lambda auth: self.admin.list_task_usage(auth, request)
         )
 
+    async def GetMargin(
+        self, request: admin_pb2.MarginRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.MarginReport:
+        return await throttled(
+            self.throttle, context, lambda auth: self.admin.get_margin(auth, request)
+        )
+
 
 class SessionsServicer(public_api_pb2_grpc.SessionsServicer):
     """People's sessions (core/sessions.py). A failed sign-in counts against the caller's

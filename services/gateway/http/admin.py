@@ -31,6 +31,7 @@ from gateway.http.schemas import (
     KeyListOut,
     KeyOut,
     LedgerCheckOut,
+    MarginOut,
     MoveCreditsBody,
     OperatorTaskOut,
     ResetLinkOut,
@@ -244,6 +245,26 @@ def admin_router() -> APIRouter:
         return JSONBody(
             translate.channels_json(await _access(request).list_channels(authorization))
         )
+
+    @router.get(
+        "/margin",
+        response_model=MarginOut,
+        summary="What the upstreams cost against the credits charged, for a period",
+        description="Tasks made in [since, until) (unix seconds; until defaults to now), "
+        "grouped by channel, model or account. Cost is each attempt's usage as the upstream "
+        "reported it, at its channel's configured `price`; money in millionths of a dollar.",
+    )
+    async def get_margin(
+        request: Request,
+        authorization: AdminAuth = None,
+        since: Since = 0,
+        until: Until = 0,
+        group_by: Annotated[str, Query(description="channel | model | account")] = "model",
+    ) -> Response:
+        report = await _access(request).get_margin(
+            authorization, admin_pb2.MarginRequest(since=since, until=until, group_by=group_by)
+        )
+        return JSONBody(translate.margin_json(report))
 
     @router.get(
         "/ledger/check",

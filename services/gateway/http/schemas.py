@@ -384,9 +384,24 @@ class ResetLinkOut(BaseModel):
     url: str = Field(description="PUBLIC_URL's /login?reset=…, or a path without PUBLIC_URL")
 
 
+class AttemptUsageOut(BaseModel):
+    input_text_tokens: int
+    input_image_tokens: int
+    output_tokens: int
+
+
+class OperatorAttemptOut(AttemptOut):
+    usage: AttemptUsageOut | None = Field(description="what the upstream reported (an ok one)")
+    cost_micros: int | None = Field(
+        description="its usage at the channel's price, millionths of a dollar; null: the "
+        "channel has no price"
+    )
+
+
 class OperatorTaskOut(TaskOut):
     account_id: str = Field(description="the account the task belongs to")
     key_id: str = Field(description="the key that submitted it")
+    attempts: list[OperatorAttemptOut]  # type: ignore[assignment]
 
 
 class ChannelStatusOut(BaseModel):
@@ -451,3 +466,25 @@ class ModelOut(BaseModel):
 class ModelListOut(BaseModel):
     object: str = "list"
     data: list[ModelOut]
+
+
+class MarginLineOut(BaseModel):
+    key: str = Field(description="the channel, model or account")
+    tasks: int = Field(description="completed tasks (by channel: the one that delivered)")
+    credits_charged: int
+    revenue_micros: int = Field(description="credits_charged x 1,000: millionths of a dollar")
+    cost_micros: int = Field(
+        description="the attempts' reported usage at their channels' prices, millionths of a dollar"
+    )
+    margin_micros: int = Field(description="revenue_micros - cost_micros")
+    unpriced_tasks: int = Field(
+        description="delivered by a channel without a price: their cost is unknown (0 here)"
+    )
+
+
+class MarginOut(BaseModel):
+    group_by: str
+    since: int
+    until: int
+    data: list[MarginLineOut]
+    total: MarginLineOut

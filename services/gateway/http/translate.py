@@ -219,7 +219,29 @@ def deletion_json(deletion: admin_pb2.AccountDeletion) -> dict[str, Any]:
 
 
 def operator_task_json(found: admin_pb2.OperatorTask) -> dict[str, Any]:
-    return {**task_json(found.task), "account_id": found.account_id, "key_id": found.key_id}
+    """The customer's task, with its owner and what each attempt cost (never shown to
+    customers)."""
+    return {
+        **task_json(found.task),
+        "account_id": found.account_id,
+        "key_id": found.key_id,
+        "attempts": [
+            {
+                "channel": a.channel,
+                "outcome": a.outcome,
+                "latency_ms": a.latency_ms,
+                "usage": {
+                    "input_text_tokens": a.usage.input_text_tokens,
+                    "input_image_tokens": a.usage.input_image_tokens,
+                    "output_tokens": a.usage.output_tokens,
+                }
+                if a.HasField("usage")
+                else None,
+                "cost_micros": a.cost_micros if a.priced else None,
+            }
+            for a in found.task.attempts
+        ],
+    }
 
 
 def channels_json(health: admin_pb2.ListChannelsResponse) -> dict[str, Any]:
@@ -311,3 +333,25 @@ def model_json(model: public_api_pb2.Model) -> dict[str, Any]:
 
 def model_list_json(served: public_api_pb2.ListModelsResponse) -> dict[str, Any]:
     return {"object": "list", "data": [model_json(m) for m in served.models]}
+
+
+def margin_line_json(line: admin_pb2.MarginLine) -> dict[str, Any]:
+    return {
+        "key": line.key,
+        "tasks": line.tasks,
+        "credits_charged": line.credits_charged,
+        "revenue_micros": line.revenue_micros,
+        "cost_micros": line.cost_micros,
+        "margin_micros": line.margin_micros,
+        "unpriced_tasks": line.unpriced_tasks,
+    }
+
+
+def margin_json(report: admin_pb2.MarginReport) -> dict[str, Any]:
+    return {
+        "group_by": report.group_by,
+        "since": report.since,
+        "until": report.until,
+        "data": [margin_line_json(line) for line in report.lines],
+        "total": margin_line_json(report.total),
+    }

@@ -172,3 +172,20 @@ def test_capabilities(tmp_path: Path, spec: dict[str, object], mask: bool, why: 
 def test_a_channel_without_capabilities_takes_what_its_models_take(tmp_path: Path) -> None:
     loaded = channels.load(write(tmp_path, VALID), env=ENV)
     assert loaded.channels["backup"].capabilities is None  # none listed: no limits of its own
+
+
+def test_a_channels_price_costs_its_usage_in_exact_millionths_of_a_dollar() -> None:
+    price = channels.TokenPrice.model_validate(
+        {"input_text": 5, "input_image": 10, "output_image": 40}
+    )
+    usage = common_pb2.Usage(
+        input_tokens=30, input_text_tokens=20, input_image_tokens=10, output_tokens=4160
+    )
+    assert price.cost_micros(usage) == 20 * 5 + 10 * 10 + 4160 * 40
+    # input the upstream did not split is text; half a millionth rounds to even
+    assert price.cost_micros(common_pb2.Usage(input_tokens=7, output_tokens=0)) == 35
+    odd = channels.TokenPrice.model_validate(
+        {"input_text": "2.5", "input_image": 0, "output_image": 0}
+    )
+    assert odd.cost_micros(common_pb2.Usage(input_tokens=1)) == 2  # 2.5 → 2 (to even)
+    assert odd.cost_micros(common_pb2.Usage(input_tokens=3)) == 8  # 7.5 → 8

@@ -37,12 +37,23 @@ def test_a_polled_task_reads_back_as_written_and_only_for_its_owner(database: Da
         7,
     )
     assert task.spec == SPEC
+    paid = common_pb2.Attempt(
+        channel="sim",
+        outcome="ok",
+        usage=common_pb2.Usage(input_tokens=3, output_tokens=272),
+        cost_micros=10_895,
+        priced=True,
+    )
     done = events_pb2.TaskCompleted(
-        images=[common_pb2.StoredImage(index=0, key="k", url="https://x", width=1024)]
+        images=[common_pb2.StoredImage(index=0, key="k", url="https://x", width=1024)],
+        attempts=[common_pb2.Attempt(channel="a", outcome="upstream_unavailable"), paid],
     )
     assert store.mark_completed("t1", done, charged=7, at_ms=1_700_000_001_000)
     task = store.get("t1", "acct_a")
     assert (task.status, task.credits_charged, task.images[0].url) == ("completed", 7, "https://x")
+    assert list(task.attempts) == list(done.attempts)  # an attempt's usage nests, and comes back
+    (costs,) = store.costs(0, 2_000_000_000_000)
+    assert (costs.account_id, costs.credits_charged, costs.attempts[1]) == ("acct_a", 7, paid)
     for task_id, owner in (("t2", "acct_a"), ("nope", "acct_a")):
         with pytest.raises(ApiError) as caught:
             store.get(task_id, owner)
