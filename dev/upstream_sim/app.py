@@ -1,4 +1,6 @@
-"""The simulator's HTTP app: POST /v1/images/generations and /v1/images/edits, plus /_sim controls."""
+"""The simulator's HTTP app: POST /v1/images/generations and /v1/images/edits (OpenAI),
+/openai/deployments/{deployment}/images/generations and .../edits (Azure), plus /_sim
+controls."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from PIL import Image, UnidentifiedImageError
 from starlette.datastructures import UploadFile
 
+from upstream_sim.azure import deployed_model
 from upstream_sim.faults import FaultBook, FaultRule
 from upstream_sim.render import render_image
 from upstream_sim.settings import SimSettings
@@ -50,10 +53,17 @@ def create_app(settings: SimSettings) -> FastAPI:
         if digest in generated or len(generated) < MAX_COUNTED_PROMPTS:
             generated[digest] += 1
 
-    async def answer(request: Request, endpoint: str) -> Response:
+    async def answer(request: Request, endpoint: str, deployment: str | None = None) -> Response:
+        """One image request; ``deployment`` for Azure's paths, None for OpenAI's."""
+        provider = "openai" if deployment is None else "azure"
         try:
-            _authorize(request, settings.api_key)
+            if deployment is None:
+                _authorize(request, settings.api_key)
+            else:
+                model = deployed_model(request, settings, deployment)
             fields, images, mask = await _read_body(request, endpoint)
+            if deployment is not None:
+                fields["model"] = model  # Azure serves the deployment's, whatever is sent
             parsed = parse_request(
                 fields, GENERATION_FIELDS if endpoint == "generations" else EDIT_FIELDS
             )
@@ -62,8 +72,15 @@ def create_app(settings: SimSettings) -> FastAPI:
         except OpenAIError as err:
             return _error(err)
         summary = _summary(endpoint, parsed, fields, images, mask)
+        summary |= {
+            "provider": provider,
+            "deployment": deployment,
+            "api_version": request.query_params.get("api-version"),
+            # Which header carried the key (never the key): Azure's or OpenAI's.
+            "key_header": "+".join(h for h in ("authorization", "api-key") if h in request.headers),
+        }
         seen.append(summary)
-        rule = faults.take(parsed.prompt)
+        rule = faults.take(parsed.prompt, provider, deployment)
         delay = settings.latency_ms / 1000 + (
             rule.seconds if rule and rule.kind == "latency" else 0
         )
@@ -98,6 +115,14 @@ def create_app(settings: SimSettings) -> FastAPI:
     @app.post("/v1/images/edits")
     async def edits(request: Request) -> Response:
         return await answer(request, "edits")
+
+    @app.post("/openai/deployments/{deployment}/images/generations")
+    async def azure_generations(deployment: str, request: Request) -> Response:
+        return await answer(request, "generations", deployment)
+
+    @app.post("/openai/deployments/{deployment}/images/edits")
+    async def azure_edits(deployment: str, request: Request) -> Response:
+        return await answer(request, "edits", deployment)
 
     @app.put("/_sim/faults")
     async def set_faults(rules: list[FaultRule]) -> dict[str, int]:

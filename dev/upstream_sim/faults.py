@@ -14,6 +14,10 @@ class FaultRule(BaseModel):
     kind: FaultKind
     # Applies only to requests whose prompt contains this text ("" = every request).
     match: str = ""
+    # Applies only to requests to this provider's paths ("openai": /v1/..., "azure":
+    # /openai/deployments/...), and to this Azure deployment; None = any.
+    provider: Literal["openai", "azure"] | None = None
+    deployment: str | None = None
     # How many requests it applies to; None = until cleared.
     times: int | None = Field(default=None, ge=1)
     status: int = 500
@@ -37,11 +41,17 @@ class FaultBook:
         with self._lock:
             return list(self._rules)
 
-    def take(self, prompt: str) -> FaultRule | None:
-        """The first rule matching this prompt, counting one use of it."""
+    def take(
+        self, prompt: str, provider: str = "openai", deployment: str | None = None
+    ) -> FaultRule | None:
+        """The first rule matching this request, counting one use of it."""
         with self._lock:
             for rule in self._rules:
-                if rule.match in prompt:
+                if (
+                    rule.match in prompt
+                    and rule.provider in (None, provider)
+                    and rule.deployment in (None, deployment)
+                ):
                     if rule.times is not None:
                         rule.times -= 1
                         if rule.times == 0:

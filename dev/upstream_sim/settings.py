@@ -13,3 +13,10 @@ class SimSettings(BaseSettings):
     # If set, requests must carry this key (as OpenAI checks its keys).
     api_key: str = ""
     log_level: str = "info"
+    # Azure OpenAI's image deployments it serves (upstream_sim/azure.py), "name=model,...":
+    # any other deployment is answered 404 DeploymentNotFound.
+    azure_deployments: str = "gpt-image-2=gpt-image-2"
+
+    def deployments(self) -> dict[str, str]:
+        pairs = (item.partition("=") for item in self.azure_deployments.split(",") if item)
+        return {name.strip(): (model or name).strip() for name, _, model in pairs}
