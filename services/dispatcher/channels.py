@@ -19,13 +19,23 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from pixelrelay import catalog
 from pixelrelay.catalog import Catalog
 from pixelrelay.v1 import common_pb2
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+# An Azure deployment's name (it goes in the request's path) and an api-version.
+_DEPLOYMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 
 
 class ConfigError(Exception):
@@ -82,8 +92,14 @@ class TokenPrice(BaseModel):
 
 
 class ChannelConfig(BaseModel):
+    """One upstream. ``provider`` names its API: OpenAI's (``base_url`` ends in /v1) or an
+    Azure OpenAI image deployment (``base_url`` is the resource's endpoint,
+    https://NAME.openai.azure.com, with its ``deployment`` and ``api_version``)."""
+
     model_config = ConfigDict(extra="forbid")
 
+    # First: the fields below are judged by it.
+    provider: Literal["openai", "azure"] = "openai"
     base_url: str
     api_key_env: str = "UPSTREAM_API_KEY"
     model: str = Field(min_length=1)
@@ -96,13 +112,41 @@ class ChannelConfig(BaseModel):
     # The provider's price for what this channel calls, for the operator's margin
     # (GET /admin/v1/margin); none: its attempts' cost is unknown (shown as unpriced).
     price: TokenPrice | None = None
+    # Azure only: the deployment serving the model, and the api-version it is called with.
+    deployment: str | None = Field(None, validate_default=True)
+    api_version: str | None = Field(None, validate_default=True)
 
     @field_validator("base_url")
     @classmethod
-    def _http(cls, url: str) -> str:
+    def _http(cls, url: str, info: ValidationInfo) -> str:
         if not re.match(r"^https?://[^/\s]+", url):
             raise ValueError("base_url must be an http(s) URL")
-        return url.rstrip("/")
+        url = url.rstrip("/")
+        if info.data.get("provider") == "azure" and urlsplit(url).path not in ("", "/"):
+            raise ValueError(
+                "an azure channel's base_url is the resource endpoint, without a path "
+                "(https://NAME.openai.azure.com)"
+            )
+        return url
+
+    @field_validator("deployment", "api_version")
+    @classmethod
+    def _azure_only(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Each field judged on its own (beside the others' problems, in one start)."""
+        provider = info.data.get("provider")
+        if provider is None:  # the provider itself is wrong; that is its own problem
+            return value
+        if provider != "azure":
+            if value is not None:
+                raise ValueError(f"{info.field_name} is for azure channels only (provider: azure)")
+            return value
+        if not value:
+            raise ValueError(f"an azure channel needs its {info.field_name}")
+        shape = _DEPLOYMENT if info.field_name == "deployment" else _API_VERSION
+        if not shape.match(value):
+            example = "my-image-deployment" if shape is _DEPLOYMENT else "2025-04-01-preview"
+            raise ValueError(f"not a valid {info.field_name} (e.g. {example})")
+        return value
 
 
 class RouteChannel(BaseModel):
@@ -180,8 +224,11 @@ def _overrides(raw: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
             continue
         prefix = f"CHANNEL_{str(name).upper().replace('-', '_')}_"
         for field in (
+            "provider",
             "base_url",
             "api_key_env",
+            "deployment",
+            "api_version",
             "model",
             "timeout",
             "connect_timeout",

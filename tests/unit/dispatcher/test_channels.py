@@ -189,3 +189,82 @@ def test_a_channels_price_costs_its_usage_in_exact_millionths_of_a_dollar() -> N
     )
     assert odd.cost_micros(common_pb2.Usage(input_tokens=1)) == 2  # 2.5 → 2 (to even)
     assert odd.cost_micros(common_pb2.Usage(input_tokens=3)) == 8  # 7.5 → 8
+
+
+AZURE = VALID.replace(
+    "routes:",
+    """  azure:
+    provider: azure
+    base_url: https://my-resource.openai.azure.com/
+    deployment: gpt-image-2-east
+    api_version: 2025-04-01-preview
+    model: gpt-image-2
+    api_key_env: AZURE_KEY
+routes:""",
+).replace("[primary, backup]", "[primary, azure, backup]")
+
+
+def test_an_azure_channel_names_its_deployment_and_api_version(tmp_path: Path) -> None:
+    config = channels.load(write(tmp_path, AZURE), env={**ENV, "AZURE_KEY": "az"})
+    azure = config.channels["azure"]
+    assert (azure.provider, azure.base_url, azure.deployment, azure.api_version) == (
+        "azure",
+        "https://my-resource.openai.azure.com",
+        "gpt-image-2-east",
+        "2025-04-01-preview",
+    )
+    assert config.channels["primary"].provider == "openai"  # the default
+    assert config.routes["gpt-image-2"].order(random.Random(1)) == ["primary", "azure", "backup"]
+
+
+def test_azure_fields_are_overridden_from_the_environment(tmp_path: Path) -> None:
+    config = channels.load(
+        write(tmp_path, AZURE),
+        env={
+            **ENV,
+            "AZURE_KEY": "az",
+            "CHANNEL_AZURE_DEPLOYMENT": "other",
+            "CHANNEL_AZURE_API_VERSION": "2025-06-01",
+            "CHANNEL_AZURE_BASE_URL": "https://other.openai.azure.com",
+            "CHANNEL_BACKUP_PROVIDER": "azure",
+            "CHANNEL_BACKUP_BASE_URL": "https://backup.openai.azure.com",
+            "CHANNEL_BACKUP_DEPLOYMENT": "img",
+            "CHANNEL_BACKUP_API_VERSION": "2025-04-01-preview",
+        },
+    )
+    azure, backup = config.channels["azure"], config.channels["backup"]
+    assert (azure.deployment, azure.api_version, azure.base_url) == (
+        "other",
+        "2025-06-01",
+        "https://other.openai.azure.com",
+    )
+    assert (backup.provider, backup.deployment) == ("azure", "img")
+
+
+def test_provider_problems_are_listed_with_the_others(tmp_path: Path) -> None:
+    text = (
+        AZURE.replace("    deployment: gpt-image-2-east\n", "")
+        .replace("api_version: 2025-04-01-preview", "api_version: latest")
+        .replace("my-resource.openai.azure.com/", "my-resource.openai.azure.com/openai")
+        .replace("model: gpt-image-2,", "model: gpt-image-2, deployment: d, colour: red,")
+        .replace("api_key_env: OTHER_KEY}", "api_key_env: OTHER_KEY, provider: bedrock}")
+    )
+    with pytest.raises(ConfigError) as caught:
+        channels.load(write(tmp_path, text), env={**ENV, "AZURE_KEY": "az"})
+    message = str(caught.value)
+    for problem in (
+        "channels.azure.deployment: Value error, an azure channel needs its deployment",
+        "channels.azure.api_version: Value error, not a valid api_version",
+        "channels.azure.base_url: Value error, an azure channel's base_url is the resource "
+        "endpoint, without a path",
+        "channels.primary.deployment: Value error, deployment is for azure channels only",
+        "channels.primary.colour",
+        "channels.backup.provider: Input should be 'openai' or 'azure'",
+    ):
+        assert problem in message, message
+
+
+def test_an_azure_channel_without_api_version_is_refused(tmp_path: Path) -> None:
+    text = AZURE.replace("    api_version: 2025-04-01-preview\n", "")
+    with pytest.raises(ConfigError, match="azure.api_version: .*needs its api_version"):
+        channels.load(write(tmp_path, text), env={**ENV, "AZURE_KEY": "az"})
