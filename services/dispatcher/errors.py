@@ -3,8 +3,10 @@
 UpstreamError                         (an attempt's outcome, as tasks and metrics show it)
 ├── RetryableError     the upstream did not take the work (refused, 429, 5xx): next channel
 │   │                                 upstream_unavailable
-│   └── ChannelAuthError   our key was refused (401/403): next channel, this one is broken
-│                                     upstream_auth_failed
+│   ├── ChannelAuthError   our key was refused (401/403): next channel, this one is broken
+│   │                                 upstream_auth_failed
+│   └── ChannelNotFoundError   no such deployment, model or path here (404): next channel,
+│                              this one is misconfigured      upstream_not_found
 ├── AmbiguousError     the request was sent, the answer never came (timeout, cut): next channel
 │                                     upstream_no_answer
 ├── BadOutputError     an answer that is not the images asked for: next channel
@@ -36,6 +38,13 @@ class RetryableError(UpstreamError):
 
 class ChannelAuthError(RetryableError):
     outcome = "upstream_auth_failed"
+
+
+class ChannelNotFoundError(RetryableError):
+    """The channel names what its upstream does not have: an Azure deployment that does not
+    exist (or not yet), a wrong endpoint or api-version. The request is not at fault."""
+
+    outcome = "upstream_not_found"
 
 
 class AmbiguousError(UpstreamError):

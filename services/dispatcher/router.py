@@ -22,12 +22,13 @@ from dispatcher.breaker import CircuitBreaker
 from dispatcher.channels import ChannelConfig, ChannelsFile
 from dispatcher.errors import (
     ChannelAuthError,
+    ChannelNotFoundError,
     PermanentError,
     RetryableError,
     UpstreamError,
 )
 from dispatcher.health import CallWindow
-from dispatcher.upstream import Generation, InputImage, OpenAIImagesChannel, Partials
+from dispatcher.upstream import Generation, ImagesChannel, InputImage, Partials
 from pixelrelay.v1 import channel_health_pb2, common_pb2
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,8 @@ BREAKER_STATE = Gauge(
     "pixelrelay_channel_breaker_state", "0 closed, 1 half-open, 2 open", ["channel"]
 )
 
-# How long a channel whose key was refused (401/403, exhausted quota) is left alone.
+# How long a channel whose key was refused (401/403, exhausted quota) or whose deployment
+# is not there (404) is left alone.
 AUTH_FAILURE_COOLDOWN = 300.0
 
 
@@ -87,7 +89,7 @@ class AllChannelsFailed(Exception):
 class Channel:
     name: str
     config: ChannelConfig
-    adapter: OpenAIImagesChannel
+    adapter: ImagesChannel
     breaker: CircuitBreaker
     calls: CallWindow = field(default_factory=CallWindow)  # for the operator (health.py)
     slots: asyncio.Semaphore = field(init=False)
@@ -121,14 +123,7 @@ class Router:
             name: Channel(
                 name,
                 cfg,
-                OpenAIImagesChannel(
-                    name,
-                    cfg.base_url,
-                    api_keys[cfg.api_key_env],
-                    cfg.model,
-                    cfg.timeout,
-                    cfg.connect_timeout,
-                ),
+                ImagesChannel.from_config(name, cfg, api_keys[cfg.api_key_env]),
                 breaker(),
             )
             for name, cfg in config.channels.items()
@@ -206,7 +201,7 @@ class Router:
         UPSTREAM_ERRORS.labels(channel.name, err.outcome).inc()
         if isinstance(err, PermanentError):
             channel.breaker.record_success()  # the channel answered; the request was bad
-        elif isinstance(err, ChannelAuthError):
+        elif isinstance(err, (ChannelAuthError, ChannelNotFoundError)):
             channel.breaker.hold_open(AUTH_FAILURE_COOLDOWN)
         else:
             channel.breaker.record_failure()

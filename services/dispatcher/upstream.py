@@ -1,4 +1,7 @@
-"""The one adapter to the OpenAI Images API (the official SDK, its own retries off)."""
+"""The one adapter to the OpenAI Images API (the official SDK, its own retries off), as
+OpenAI serves it and as Azure OpenAI's image deployments do: only the SDK's client differs
+(Azure's path /openai/deployments/{deployment}/images/..., its api-version query and its
+api-key header); the calls, streams, validation and error classes are the same code."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import io
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import openai
 from PIL import Image, UnidentifiedImageError
@@ -17,6 +20,7 @@ from dispatcher.errors import (
     AmbiguousError,
     BadOutputError,
     ChannelAuthError,
+    ChannelNotFoundError,
     PermanentError,
     RetryableError,
     UpstreamError,
@@ -25,6 +29,9 @@ from pixelrelay import image_formats
 from pixelrelay.image_formats import MIME_TYPES
 from pixelrelay.storage_client import ImageBytes
 from pixelrelay.v1 import common_pb2
+
+if TYPE_CHECKING:
+    from dispatcher.channels import ChannelConfig
 
 
 @dataclass(frozen=True)
@@ -55,8 +62,9 @@ class Partials:
     send: Callable[[bytes], Awaitable[None]]
 
 
-class OpenAIImagesChannel:
-    """One upstream endpoint: base URL, key, model name."""
+class ImagesChannel:
+    """One upstream endpoint: base URL, key, model name; for Azure (``provider="azure"``)
+    the base URL is the resource's endpoint, with the deployment and api-version."""
 
     def __init__(
         self,
@@ -66,16 +74,48 @@ class OpenAIImagesChannel:
         model: str,
         timeout: float,
         connect_timeout: float = 2.0,
+        *,
+        provider: str = "openai",
+        deployment: str | None = None,
+        api_version: str | None = None,
     ):
         self.name = name
         self.model = model
+        self.provider = provider
         # max_retries=0: the router fails over itself; SDK retries could pay upstream twice.
         # A short connect timeout: a dead host must fail over fast; generation may be slow.
-        self._client = openai.AsyncOpenAI(
-            api_key=api_key,
-            base_url=base_url,
-            max_retries=0,
-            timeout=openai.Timeout(timeout, connect=connect_timeout),
+        limits = openai.Timeout(timeout, connect=connect_timeout)
+        self._client: openai.AsyncOpenAI
+        if provider == "azure":
+            if not deployment or not api_version:
+                raise ValueError("an azure channel needs its deployment and api_version")
+            self._client = openai.AsyncAzureOpenAI(
+                azure_endpoint=base_url,
+                azure_deployment=deployment,
+                api_version=api_version,
+                api_key=api_key,
+                max_retries=0,
+                timeout=limits,
+            )
+        elif provider == "openai":
+            self._client = openai.AsyncOpenAI(
+                api_key=api_key, base_url=base_url, max_retries=0, timeout=limits
+            )
+        else:
+            raise ValueError(f"unknown provider {provider!r}")
+
+    @classmethod
+    def from_config(cls, name: str, config: ChannelConfig, api_key: str) -> ImagesChannel:
+        return cls(
+            name,
+            config.base_url,
+            api_key,
+            config.model,
+            config.timeout,
+            config.connect_timeout,
+            provider=config.provider,
+            deployment=config.deployment,
+            api_version=config.api_version,
         )
 
     async def generate(
@@ -171,6 +211,8 @@ def classify(exc: openai.APIError) -> UpstreamError:
         message = _upstream_message(exc)
         if status in (401, 403):
             return ChannelAuthError(f"upstream refused our credentials ({status})")
+        if status == 404:  # the request's shape is ours and fixed: the channel is wrong
+            return ChannelNotFoundError(f"upstream has no such deployment or model ({status})")
         if status == 429:
             retry_after = _retry_after(exc)
             if exc.code == "insufficient_quota":

@@ -33,11 +33,16 @@ class Simulator:
     async def requests(self) -> list[dict[str, object]]:
         return list((await self.control.get("/_sim/requests")).json())
 
+    @property
+    def endpoint(self) -> str:
+        """Its root, as an Azure resource's endpoint (https://NAME.openai.azure.com)."""
+        return self.url.removesuffix("/v1")
+
 
 @contextlib.asynccontextmanager
-async def running_simulator() -> AsyncIterator[Simulator]:
+async def running_simulator(settings: SimSettings | None = None) -> AsyncIterator[Simulator]:
     async with (
-        serving(create_app(SimSettings())) as port,
+        serving(create_app(settings or SimSettings())) as port,
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as control,
     ):
         yield Simulator(f"http://127.0.0.1:{port}/v1", control)

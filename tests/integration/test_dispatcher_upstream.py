@@ -16,7 +16,7 @@ from dispatcher.errors import (
     RetryableError,
 )
 from dispatcher.router import AllChannelsFailed, Router
-from dispatcher.upstream import InputImage, OpenAIImagesChannel, Partials
+from dispatcher.upstream import ImagesChannel, InputImage, Partials
 from pixelrelay.v1 import common_pb2
 from tests.integration.conftest import Simulator
 from tests.utils.servers import refusing_port
@@ -33,8 +33,8 @@ SPEC = common_pb2.ImageSpec(
 )
 
 
-def channel(url: str, name: str = "c", timeout: float = 10.0) -> OpenAIImagesChannel:
-    return OpenAIImagesChannel(name, url, "sk-test", "gpt-image-2", timeout)
+def channel(url: str, name: str = "c", timeout: float = 10.0) -> ImagesChannel:
+    return ImagesChannel(name, url, "sk-test", "gpt-image-2", timeout)
 
 
 async def test_generates_valid_images(simulator: Simulator) -> None:
