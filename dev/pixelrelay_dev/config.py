@@ -98,6 +98,12 @@ class StackConfig:
     openai_base_url: str = ""
     simulator_fallback: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Channels (by name) the dispatchers point at this stack's simulator, by the shape of
+    # their provider: "openai" at its /v1, "azure" at its root, a resource's endpoint (its
+    # deployments' paths). A channel file of a test's or a benchmark's names them.
+    simulator_channels: dict[str, str] = field(
+        default_factory=lambda: {"simulator": "openai", "simulator-azure": "azure"}
+    )
     lease: PortLease | None = None  # set when the ports were leased, not configured
 
     @classmethod
@@ -182,6 +188,15 @@ class StackConfig:
     @property
     def sim_url(self) -> str:
         return f"http://127.0.0.1:{self.sim_port}"
+
+    def simulator_channel_env(self) -> dict[str, str]:
+        """CHANNEL_<NAME>_BASE_URL of each of ``simulator_channels`` (channels.py)."""
+        return {
+            f"CHANNEL_{name.upper().replace('-', '_')}_BASE_URL": (
+                self.sim_url if provider == "azure" else f"{self.sim_url}/v1"
+            )
+            for name, provider in self.simulator_channels.items()
+        }
 
     @property
     def nats_url(self) -> str:

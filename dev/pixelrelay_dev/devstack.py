@@ -234,6 +234,8 @@ class Stack:
                 {
                     **self.upstreams.env,
                     "CHANNELS_ALLOW_LOOPBACK": "true",  # the simulator, a local test host
+                    # the simulator channels a test's or benchmark's file may name
+                    **c.simulator_channel_env(),
                     **self._service_env(name, "dispatcher", DISPATCHER),
                     "GRPC_PORT": str(port),
                     "WORKER_NAME": name,

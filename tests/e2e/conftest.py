@@ -72,7 +72,10 @@ async def running_platform(
     dispatchers: int = 1,
     gateways: int = 1,
     env: Mapping[str, str] | None = None,
+    simulator_channels: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Platform]:
+    """``simulator_channels``: the channels (name → provider) pointed at the simulator,
+    if not StackConfig's."""
     env = {
         "SWEEP_INTERVAL": "0.5",
         "FETCH_ALLOW_PRIVATE": str(allow_private).lower(),
@@ -97,6 +100,8 @@ async def running_platform(
         extra_env=env,
         database_url=database_url,
     )
+    if simulator_channels is not None:
+        config.simulator_channels = dict(simulator_channels)
     stack = Stack(config)
     await stack.start()
     try:
