@@ -37,7 +37,9 @@ class ScenarioResult:
 class Bench:
     stack: Stack
     api_key: str
-    backup_sim_url: str  # the second upstream (channel "sim-b" fails over to the stack's own)
+    # The second upstream: channel "sim-b" (OpenAI's API) fails over to the stack's own
+    # simulator as an Azure deployment ("simulator-azure", bench/two_channels.py).
+    backup_sim_url: str
     task_ids: list[str] = field(default_factory=list)
 
     @property
@@ -281,11 +283,10 @@ async def failover(bench: Bench, count: int = 150) -> ScenarioResult:
     await set_faults(primary, {"kind": "status", "status": 500, "match": f"FO-A-{run}"})
     await run_tasks(bench, RATE, count / RATE, prompt=f"FO-A-{run}")
     first = {r["prompt_sha256"]: r for r in await _sim_requests(primary) if r["answered_at"]}
-    gaps = [
-        (r["received_at"] - first[r["prompt_sha256"]]["answered_at"]) * 1000
-        for r in await _sim_requests(backup)
-        if r["prompt_sha256"] in first
-    ]
+    # The next channel is another provider: an Azure deployment (bench/two_channels.py).
+    second = [r for r in await _sim_requests(backup) if r["prompt_sha256"] in first]
+    gaps = [(r["received_at"] - first[r["prompt_sha256"]]["answered_at"]) * 1000 for r in second]
+    to_azure = sum(1 for r in second if r.get("provider") == "azure")
     # Phase B: a 429 with Retry-After holds the first channel open: it is skipped.
     baseline = await run_tasks(bench, RATE, 30 / RATE, prompt=f"FO-0-{run}")
     await set_faults(
@@ -315,14 +316,19 @@ async def failover(bench: Bench, count: int = 150) -> ScenarioResult:
     p50, p99 = percentile(gaps, 50), percentile(gaps, 99)
     return ScenarioResult(
         "failover",
-        "next channel's request ≤ 50 ms after the failure (p99); 0 ms added once "
-        "the breaker is open",
-        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms after the failure; breaker open: first channel "
+        "next channel's request (OpenAI's API failing over to an Azure deployment) ≤ 50 ms "
+        "after the failure (p99); 0 ms added once the breaker is open",
+        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms after the failure ({to_azure} of {len(gaps)} "
+        "failovers to the Azure deployment); breaker open: first channel "
         f"contacted {contacted}× (the calls that opened it); the other {len(after_open)} tasks "
         f"spent at most {max(after_open, default=0)} ms before the answering channel",
-        p99 <= 50 and contacted <= len(bench.dispatchers()) and max(after_open, default=0) <= 1,
+        p99 <= 50
+        and contacted <= len(bench.dispatchers())
+        and max(after_open, default=0) <= 1
+        and to_azure == len(gaps) > 0,
         {
             "samples": len(gaps),
+            "failovers_to_azure": to_azure,
             "p50_ms": p50,
             "p99_ms": p99,
             "max_ms": max(gaps, default=0),

@@ -1,6 +1,8 @@
 """The platform the benchmark and the soak run: the dev stack on leased ports with two
-upstream channels, a second simulator ("sim-b", first in every route, where faults are
-injected) failing over to the stack's own ("simulator")."""
+upstream channels on two providers' request shapes, as operators run them: a second
+simulator on OpenAI's API ("sim-b", first in every route, where faults are injected)
+failing over to the stack's own as an Azure OpenAI deployment ("simulator-azure": its
+/openai/deployments/gpt-image-2/images/... paths, api-version, api-key header)."""
 
 from __future__ import annotations
 
@@ -30,14 +32,18 @@ channels:
     timeout: {timeout}
     max_concurrency: 64
     capabilities: {{max_n: 4, masks: true, transparency: true, formats: [png, jpeg, webp]}}
-  simulator:
-    base_url: http://127.0.0.1:8090/v1
+  simulator-azure:
+    provider: azure
+    # The launcher points it at the stack's simulator (StackConfig.simulator_channels).
+    base_url: http://127.0.0.1:8090
+    deployment: gpt-image-2
+    api_version: 2025-04-01-preview
     model: gpt-image-2
     max_concurrency: 64
     capabilities: {{max_n: 4, masks: true, transparency: true, formats: [png, jpeg, webp]}}
 routes:
-  gpt-image-2: {{channels: [sim-b, simulator]}}
-  gpt-image-2-official: {{channels: [sim-b, simulator]}}
+  gpt-image-2: {{channels: [sim-b, simulator-azure]}}
+  gpt-image-2-official: {{channels: [sim-b, simulator-azure]}}
 """
 
 
