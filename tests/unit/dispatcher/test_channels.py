@@ -268,3 +268,13 @@ def test_an_azure_channel_without_api_version_is_refused(tmp_path: Path) -> None
     text = AZURE.replace("    api_version: 2025-04-01-preview\n", "")
     with pytest.raises(ConfigError, match="azure.api_version: .*needs its api_version"):
         channels.load(write(tmp_path, text), env={**ENV, "AZURE_KEY": "az"})
+
+
+def test_the_operations_guides_azure_example_is_valid(tmp_path: Path) -> None:
+    guide = (Path(__file__).parents[3] / "docs/operations.md").read_text()
+    section = guide.split("### Channels", 1)[1].split("\n## ", 1)[0]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = channels.load(
+        write(tmp_path, example), env={"OPENAI_API_KEY": "sk", "AZURE_OPENAI_API_KEY": "az"}
+    )
+    assert [c.provider for c in config.channels.values()] == ["openai", "azure"]
