@@ -116,7 +116,7 @@ async def test_a_failing_openai_channel_fails_over_to_an_azure_deployment(
         await faults(p)
     assert task["status"] == "completed", task
     assert await attempts(p, task["id"]) == [
-        ("simulator", "RetryableError"),
+        ("simulator", "upstream_unavailable"),
         ("simulator-azure", "ok"),
     ]
     seen = await sim_requests(p, prompt)
@@ -143,7 +143,7 @@ async def test_a_missing_deployment_fails_over_to_the_next_channel(
     # The first task of the module on this route: azure-missing is tried, and answers 404.
     # (Its breaker is then held open: later tasks skip it.)
     assert await attempts(p, task_id) == [
-        ("azure-missing", "ChannelNotFoundError"),
+        ("azure-missing", "upstream_not_found"),
         ("simulator-azure", "ok"),
     ]
     assert [(r["provider"], r["deployment"]) for r in await sim_requests(p, prompt)] == [
@@ -176,10 +176,10 @@ async def test_when_every_provider_fails_nothing_is_charged(
     assert task["status"] == "failed", task
     tried = await attempts(p, task["id"])
     assert tried[0] in (
-        ("azure-missing", "ChannelNotFoundError"),
+        ("azure-missing", "upstream_not_found"),
         ("azure-missing", "skipped_open"),
     )
-    assert tried[1:] == [("simulator-azure", "ChannelAuthError"), ("simulator", "RetryableError")]
+    assert tried[1:] == [("simulator-azure", "upstream_auth_failed"), ("simulator", "upstream_unavailable")]
     assert task["credits"]["charged"] == 0
     await wait_for_balance(p, key, {"balance": 1000, "held": 0})
     await ledger_ok(p)

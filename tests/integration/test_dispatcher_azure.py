@@ -154,8 +154,8 @@ async def test_an_azure_404_or_401_fails_over_and_is_recorded(
     result, attempts = await r.generate("t", "p", SPEC)
     assert len(result.images) == 1
     assert [(a.channel, a.outcome) for a in attempts] == [
-        ("missing", "ChannelNotFoundError"),
-        ("refused", "ChannelAuthError"),
+        ("missing", "upstream_not_found"),
+        ("refused", "upstream_auth_failed"),
         ("openai", "ok"),
     ]
     for name in ("missing", "refused"):
@@ -171,7 +171,7 @@ async def test_when_every_channel_fails_the_last_failure_is_the_tasks(
     with pytest.raises(AllChannelsFailed) as caught:
         await mixed_router(simulator, deployment="not-deployed").generate("t", "p", SPEC)
     assert [(a.channel, a.outcome) for a in caught.value.attempts] == [
-        ("c0", "RetryableError"),
-        ("c1", "ChannelNotFoundError"),
+        ("c0", "upstream_unavailable"),
+        ("c1", "upstream_not_found"),
     ]
     assert isinstance(caught.value.last, RetryableError)
