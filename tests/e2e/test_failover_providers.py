@@ -179,7 +179,10 @@ async def test_when_every_provider_fails_nothing_is_charged(
         ("azure-missing", "upstream_not_found"),
         ("azure-missing", "skipped_open"),
     )
-    assert tried[1:] == [("simulator-azure", "upstream_auth_failed"), ("simulator", "upstream_unavailable")]
+    assert tried[1:] == [
+        ("simulator-azure", "upstream_auth_failed"),
+        ("simulator", "upstream_unavailable"),
+    ]
     assert task["credits"]["charged"] == 0
     await wait_for_balance(p, key, {"balance": 1000, "held": 0})
     await ledger_ok(p)
