@@ -182,7 +182,9 @@ async def test_a_limited_key_cannot_escalate_or_outlive_its_revocation(platform:
     async def make(body: dict[str, Any]) -> httpx.Response:
         return await platform.http.post("/api/v1/keys", headers=limited, json=body)
 
-    for body in ({}, {"credit_limit": 11}, {"credit_limit": 5, "rate_limit": 100}):
+    missing = await make({})  # no credit_limit: the parameter is required, not a right refused
+    assert (missing.status_code, missing.json()["error"]["param"]) == (400, "credit_limit")
+    for body in ({"credit_limit": 11}, {"credit_limit": 5, "rate_limit": 100}):
         refused = await make(body)
         assert refused.status_code == 403, (body, refused.text)
         assert refused.json()["error"]["code"] == 10006
