@@ -23,7 +23,7 @@ log = logging.getLogger("devstack")
 START_ATTEMPTS = 3
 
 
-# What nats-server, gRPC, uvicorn, werkzeug (moto) and prometheus say when a port is taken.
+# What nats-server, gRPC, uvicorn, rclone and prometheus say when a port is taken.
 _PORT_TAKEN = re.compile(r"address already in use|failed to bind|in use by another program", re.I)
 
 

@@ -1,15 +1,16 @@
 """Where the local platform lives and listens, and its secrets.
 
 Configuration (environment):
-    PIXELRELAY_DATA_DIR          var            databases, NATS store, logs
+    PIXELRELAY_DATA_DIR          var            databases, NATS store, objects (s3/), logs
     PIXELRELAY_HTTP_PORT         8080           public REST API
     PIXELRELAY_GRPC_PORT         50050          public gRPC API
     PIXELRELAY_BILLING_PORT      50051
     PIXELRELAY_STORAGE_PORT      50052
     PIXELRELAY_DISPATCHER_PORT   50053          (health only; dispatcher i: +i)
     PIXELRELAY_NATS_PORT         4333
-    PIXELRELAY_S3_PORT           9000           the development S3 server (s3_server.py: moto,
-                                                signed requests only; unless S3_ENDPOINT is set)
+    PIXELRELAY_S3_PORT           9000           the development S3 server (s3_server.py: rclone,
+                                                objects in var/s3, signed requests only; unless
+                                                S3_ENDPOINT is set)
     PIXELRELAY_SIM_PORT          8090           upstream simulator
     PIXELRELAY_METRICS_PORT      9100           gateway; billing +1, storage +2, dispatcher i +3+i
     PIXELRELAY_SIM_LATENCY_MS    800            simulated generation time

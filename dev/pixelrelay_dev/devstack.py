@@ -1,8 +1,8 @@
 """The whole platform on one machine, for real: `make run`, the end-to-end tests and `make bench`.
 
-Starts NATS (JetStream, own port and store), an S3 server (moto's, unless S3_ENDPOINT is
-set), the upstream simulator and the four services as child processes, waits until each
-answers its health check, and stops them in reverse order.
+Starts NATS (JetStream, own port and store), an S3 server (rclone's, objects kept in
+<data dir>/s3, unless S3_ENDPOINT is set), the upstream simulator and the four services as
+child processes, waits until each answers its health check, and stops them in reverse order.
 
 Configuration: config.py (`StackConfig.from_env`); the child processes: children.py. Long
 because ``Stack`` is one object: what each of the seven processes needs (`_start_all`) and
@@ -180,7 +180,7 @@ class Stack:
             self._spawn(
                 "s3",
                 self._python("pixelrelay_dev.s3_server")
-                + ["-H", "127.0.0.1", "-p", str(c.s3_port)],
+                + ["-H", "127.0.0.1", "-p", str(c.s3_port), "-d", str(c.data_dir / "s3")],
                 lambda: wait_http(f"{s3_env['S3_ENDPOINT']}/", "s3", any_status=True),
                 s3_env,
             )
@@ -217,6 +217,8 @@ class Stack:
                 self._python("storage"),
                 functools.partial(wait_grpc, ports[name][0], name),
                 {
+                    # rclone takes no lifecycle rules (s3_server.py): storage's sweep alone.
+                    **({} if c.s3_endpoint else {"S3_LIFECYCLE_RULES": "false"}),
                     **self._service_env(name, "storage"),
                     **s3_env,
                     "GRPC_PORT": str(ports[name][0]),

