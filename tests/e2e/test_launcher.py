@@ -243,3 +243,35 @@ async def test_restarts_keep_one_dev_account_and_its_key(tmp_path: Path) -> None
     first = seen[0][0]
     assert seen[1] == seen[0]  # the kept key
     assert seen[3] == seen[2] == (first, chosen)  # the chosen key, on the same account
+
+
+async def test_a_completed_tasks_image_outlives_a_restart(tmp_path: Path) -> None:
+    """`make run` stopped and started again on one data dir: the task still says completed,
+    and its URLs, the ones given before the restart and after, still download the image
+    (the development object store keeps its objects in var/s3)."""
+    urls: list[str] = []
+    # The same ports both times, as `make run`'s: a URL signs its host and port.
+    config = StackConfig.leased_ports(tmp_path, sim_latency_ms=50)
+    for _ in range(2):
+        stack = Stack(config)
+        await stack.start()
+        try:
+            _, key = await stack.dev_account()
+            auth = {"Authorization": f"Bearer {key}"}
+            async with httpx.AsyncClient(base_url=config.base_url, timeout=30) as http:
+                if not urls:
+                    submitted = await http.post(
+                        "/api/v1/images/generations", headers=auth, json=BASIC
+                    )
+                    task_id = submitted.json()["id"]
+                task = await poll_until_done(http, task_id, auth)
+            assert task["status"] == "completed", task
+            urls += task["output"]["image_urls"]
+            async with httpx.AsyncClient() as anyone:
+                for url in urls:
+                    image = await anyone.get(url)
+                    assert image.status_code == 200, image.text
+                    assert image.content.startswith(b"\x89PNG")
+        finally:
+            await stack.stop()
+    assert (tmp_path / "s3" / "pixelrelay" / "tasks" / task_id / "0.png").exists()
