@@ -3,7 +3,7 @@ under load, losing one of each replicated component in turn.
 
 A 3-node NATS JetStream cluster (every stream on all three), PostgreSQL for billing and
 the task records (PIXELRELAY_TEST_POSTGRES_URL, in a schema of its own; SQLite shared by
-the replicas without it), moto's S3, 2 gateways, 2 billing, 3 dispatchers, 2 storage, and
+the replicas without it), the dev S3, 2 gateways, 2 billing, 3 dispatchers, 2 storage, and
 the two upstream simulators of the soak. Clients spread their submits over both gateways
 and retry on the other one, as a balancer would. Meanwhile one NATS node, one dispatcher,
 one gateway and one billing are killed with SIGKILL in turn and brought back. The audit

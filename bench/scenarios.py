@@ -245,7 +245,7 @@ async def overhead(bench: Bench, rate: float, duration: float) -> ScenarioResult
         for t in tasks
         if t["status"] == "completed"
     ]
-    # The S3 writes are moto's time on this box. A task's image and manifest are written in
+    # The S3 writes are the dev S3's time on this box. A task's image and manifest are written in
     # parallel, so what a task waits for is about one write (the mean).
     s3_put_ms = (put_s - put_s_before) * 1000 / max(puts - puts_before, 1)
     s3_ms = s3_put_ms
@@ -254,7 +254,7 @@ async def overhead(bench: Bench, rate: float, duration: float) -> ScenarioResult
         "overhead",
         "p50 ≤ 15 ms, p99 ≤ 60 ms at half the top rate (1k PNG)",
         f"p50 {p50:.0f} ms, p99 {p99:.0f} ms at {rate:.0f}/s; of which S3 writes "
-        f"(moto) {s3_ms:.0f} ms per task, so p50 {p50 - s3_ms:.0f} ms without them",
+        f"(dev S3) {s3_ms:.0f} ms per task, so p50 {p50 - s3_ms:.0f} ms without them",
         p50 <= 15 and p99 <= 60,
         {
             "rate": rate,

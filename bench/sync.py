@@ -134,7 +134,7 @@ async def sync(
         parts.append(part)
     achieved = (
         f"added p50/p99 over the upstream: {'; '.join(parts)}; /v1 stores the result "
-        f"(the S3 write, moto here, ≈ {s3_ms:.0f} ms of it)"
+        f"(the S3 write, the dev S3 here, ≈ {s3_ms:.0f} ms of it)"
     )
     cpu_ms = {
         name: {
@@ -164,7 +164,7 @@ async def sync(
             # CPU ms per request by process (replicas summed; the upstream's not counted):
             # what each hop costs, steadier than latency on a shared machine.
             "cpu_ms_per_request": cpu_ms,
-            # Writes over 100 ms (all scenarios' platforms share moto): a tail the p99 shows.
+            # Writes over 100 ms (all scenarios' platforms share the dev S3): a tail the p99 shows.
             "s3_writes_over_100ms": slow_s3_writes,
             "litellm_version": None if not_measured else litellm_proxy.version(),
         },

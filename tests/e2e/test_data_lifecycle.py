@@ -1,6 +1,6 @@
 """Data lifecycle with lifetimes of seconds: results, inputs and uploads disappear from
-the object store (through storage's sweep: moto keeps lifecycle rules without applying
-them), tasks then say when and list no URLs, task records go after their retention, and
+the object store (through storage's sweep: the development store, rclone, takes no lifecycle
+rules), tasks then say when and list no URLs, task records go after their retention, and
 the ledger balances throughout; per-account upload quotas answer 429 and 413."""
 
 from __future__ import annotations
