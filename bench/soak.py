@@ -7,9 +7,8 @@ process is killed with SIGKILL in turn (each dispatcher, storage, the gateway, N
 billing, the S3 server) and started again after a few seconds, and the first upstream
 answers 10% of requests with 500 and hangs on 2% (failover to the second).
 
-Moto keeps its objects in memory, so a restarted S3 server comes back empty; a real S3
-keeps its bucket, so the soak creates it again at once (objects written before are lost,
-which no check depends on). Storage would create it too (S3_CREATE_BUCKET).
+The S3 server comes back with its bucket and every object (the development one keeps them
+on disk, as a real S3 does).
 
 The audit: every accepted task completed or failed (none stuck); each settled exactly once
 in the ledger, charged what the task says; balance = grant - charged, nothing held; the
@@ -39,12 +38,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from minio.error import S3Error
 
 from bench.two_channels import TwoChannels, prompt_digest, set_faults, two_channel_platform
 from billing.prices import PriceList
 from pixelrelay.v1 import common_pb2
-from storage.settings import StorageSettings
 
 log = logging.getLogger("soak")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -187,14 +184,6 @@ async def load(soak: Soak, rate: float, seconds: float) -> None:
         await asyncio.gather(*running)
 
 
-def recreate_bucket(platform: TwoChannels) -> None:
-    """What a real S3 would have kept across its restart."""
-    settings = StorageSettings()
-    s3 = platform.stack.config.object_store()
-    with contextlib.suppress(S3Error):  # storage may have healed it first
-        s3.make_bucket(settings.s3_bucket)
-
-
 async def kill_in_turn(soak: Soak, every: float, stop: asyncio.Event) -> None:
     stack = soak.platform.stack
     n = 0
@@ -209,8 +198,6 @@ async def kill_in_turn(soak: Soak, every: float, stop: asyncio.Event) -> None:
         dead = stack.kill(target)
         await asyncio.sleep(DOWN_SECONDS)
         await stack.revive(dead)
-        if target == "s3":
-            await asyncio.to_thread(recreate_bucket, soak.platform)
         soak.kills.append({"target": target, "at": killed_at, "down_s": time.time() - killed_at})
         log.info("killed and revived %s (%.1f s down)", target, time.time() - killed_at)
 
