@@ -308,6 +308,26 @@ def start_rclone(directory: Path, socket_path: str) -> subprocess.Popen[bytes]:
         time.sleep(0.05)
 
 
+SOCKET_DIR_PREFIX = "pixelrelay-s3-"
+
+
+def remove_stale_sockets() -> None:
+    """The socket directories of servers killed with SIGKILL (no `finally` ran): ours, a
+    minute old (a server starting beside us has not bound its socket yet), and nobody
+    listens on their socket any more."""
+    for stale in Path(tempfile.gettempdir()).glob(f"{SOCKET_DIR_PREFIX}*"):
+        try:
+            info = stale.lstat()
+            if info.st_uid != os.getuid() or stale.is_symlink() or time.time() - info.st_mtime < 60:
+                continue
+            with socket.socket(socket.AF_UNIX) as probe:
+                probe.connect(str(stale / "s3.sock"))
+        except (FileNotFoundError, ConnectionRefusedError):
+            shutil.rmtree(stale, ignore_errors=True)
+        except OSError:
+            continue
+
+
 def main() -> None:
     from werkzeug.serving import run_simple
 
@@ -319,7 +339,8 @@ def main() -> None:
     access_key, secret_key = os.environ["S3_ACCESS_KEY"], os.environ["S3_SECRET_KEY"]
     args.dir.mkdir(parents=True, exist_ok=True)
     # Short (a socket path has ~100 bytes) and private: mkdtemp makes it 0700.
-    private = tempfile.mkdtemp(prefix="pixelrelay-s3-")
+    remove_stale_sockets()
+    private = tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX)
     rclone = start_rclone(args.dir.resolve(), os.path.join(private, "s3.sock"))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # the finally below, then exit
     try:
