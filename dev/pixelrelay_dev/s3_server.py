@@ -39,6 +39,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -338,21 +339,39 @@ def main() -> None:
     args = parser.parse_args()
     access_key, secret_key = os.environ["S3_ACCESS_KEY"], os.environ["S3_SECRET_KEY"]
     args.dir.mkdir(parents=True, exist_ok=True)
-    # Short (a socket path has ~100 bytes) and private: mkdtemp makes it 0700.
     remove_stale_sockets()
+    # Short (a socket path has ~100 bytes) and private: mkdtemp makes it 0700.
     private = tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX)
-    rclone = start_rclone(args.dir.resolve(), os.path.join(private, "s3.sock"))
+    socket_path = os.path.join(private, "s3.sock")
+    stopping = threading.Event()
+    rclone: subprocess.Popen[bytes] | None = None
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # the finally below, then exit
     try:
-        app = SignedOnly(UnixProxy(os.path.join(private, "s3.sock")), access_key, secret_key)
+        rclone = start_rclone(args.dir.resolve(), socket_path)
+        watch = (rclone, stopping, private)
+        threading.Thread(target=_exit_with, args=watch, daemon=True).start()
+        app = SignedOnly(UnixProxy(socket_path), access_key, secret_key)
         run_simple(args.host, args.port, app, threaded=True)
     finally:
-        rclone.terminate()
-        try:
-            rclone.wait(10)
-        except subprocess.TimeoutExpired:
-            rclone.kill()
+        stopping.set()
+        if rclone is not None:
+            rclone.terminate()
+            try:
+                rclone.wait(10)
+            except subprocess.TimeoutExpired:
+                rclone.kill()
         shutil.rmtree(private, ignore_errors=True)
+
+
+def _exit_with(rclone: subprocess.Popen[bytes], stopping: threading.Event, private: str) -> None:
+    """rclone gone on its own: so is the S3 server, for its launcher to see (not a port that
+    answers every request 500)."""
+    code = rclone.wait()
+    if not stopping.is_set():
+        sys.stderr.write(f"rclone exited ({code}): the S3 server stops\n")
+        sys.stderr.flush()
+        shutil.rmtree(private, ignore_errors=True)
+        os._exit(1)
 
 
 if __name__ == "__main__":
