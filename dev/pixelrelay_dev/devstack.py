@@ -177,6 +177,12 @@ class Stack:
         s3_env = {"S3_ENDPOINT": c.s3_endpoint or f"http://127.0.0.1:{c.s3_port}"}
         if not c.s3_endpoint:
             s3_env |= {"S3_ACCESS_KEY": c.s3_access_key, "S3_SECRET_KEY": c.s3_secret_key}
+            if not (c.data_dir / "s3").exists() and (c.data_dir / "gateway.db").exists():
+                # A var/ from when moto kept the objects in memory, or s3/ deleted alone.
+                log.warning(
+                    "%s has a task database but no s3/: its tasks' images are gone (URLs answer 404)",
+                    c.data_dir,
+                )
             self._spawn(
                 "s3",
                 self._python("pixelrelay_dev.s3_server")
