@@ -42,6 +42,7 @@ _TYPES = {
     ".css": "text/css; charset=utf-8",
     ".png": "image/png",
     ".svg": "image/svg+xml",
+    ".json": "application/json",
 }
 _VENDORED = ["swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png"]
 

@@ -1,5 +1,6 @@
-// The playground at /: every field of both channels with each one's rules applied as you
-// edit, a live estimate, references and a mask, submit and follow the task, the gallery,
+// The playground at /: the models this server serves (GET /api/v1/models), the form
+// showing what the chosen one takes with the values it allows as you edit, its prices, a
+// live estimate, references and a mask, submit and follow the task, the gallery,
 // the history, and the request as code to copy.
 
 import {
@@ -7,15 +8,16 @@ import {
 } from "/assets/console.js";
 import { MaskPainter } from "/assets/playground-mask.js";
 import { curl, python, reapiJson } from "/assets/playground-snippets.js";
+import {
+  PACKAGED_URL, WIDE_RATIOS_FOR_4K, lacking, makes, priceRow, qualitiesAt, ratiosOf, takes,
+} from "/assets/playground-models.js";
 
-const BASIC = "gpt-image-2";
-const STABLE = "gpt-image-2-official";
-const MAX_REFERENCES = 16;
-const WIDE_RATIOS_FOR_4K = ["16:9", "9:16", "2:1", "1:2", "21:9", "9:21"];
 const ESTIMATE_DELAY_MS = 300;
 const HISTORY_PAGE = 10;
 
 const state = {
+  models: [], // as GET /api/v1/models lists them (or the packaged ones, said so)
+  shown: null, // the model whose values the form's selects offer now
   refs: [], // [{url, width, height}] in the order sent as image_urls
   mask: null, // the MaskPainter
   maskUpload: null, // {url, strokes}: the mask last uploaded, reused while unchanged
@@ -24,64 +26,113 @@ const state = {
   following: 0, // which submit is being followed (a newer one stops the older poll)
 };
 
-const stable = () => $("model").value === STABLE;
+// The chosen model (the first listed until the list has the chosen one).
+const chosen = () => state.models.find((m) => m.id === $("model").value) || state.models[0];
 const customSize = () => $("size").value === "custom";
+const maxReferences = () => chosen()?.capabilities.max_references ?? 16;
 
-// ---- the rules of each channel, applied to the form as it is edited --------------------
+// ---- the models: listed by the server, each one's capabilities applied to the form -----
+
+// The select's options, keeping its value when still offered, else `fallback` (if
+// offered) or the first. options: [value, text?][]
+function offer(select, options, fallback) {
+  const node = $(select);
+  const before = node.value;
+  node.replaceChildren(...options.map(([value, text]) => el("option", { value }, text ?? value)));
+  const values = options.map(([value]) => value);
+  node.value = values.includes(before) ? before : values.includes(fallback) ? fallback : values[0] ?? "";
+}
+
+// The values each field offers: the chosen model's. Run when another model is chosen or
+// the list changes (not on every edit: a select keeps its options while used).
+function offerValues() {
+  const model = chosen();
+  state.shown = model;
+  const caps = model.capabilities;
+  const sizes = [["auto"], ...ratiosOf(model).map((r) => [r])];
+  if (caps.sizes === "any") sizes.push(["custom", "width × height…"]);
+  offer("size", sizes, "1:1");
+  offer("resolution", caps.resolutions.map((r) => [r]), caps.resolutions[0]);
+  offer("n", Array.from({ length: caps.max_n }, (_, i) => [String(i + 1)]), "1");
+  offer("quality", caps.qualities.map((q) => [q]), "auto");
+  offer("background", caps.backgrounds.map((b) => [b]), "auto");
+  offer("moderation", caps.moderations.map((m) => [m]), "auto");
+  offer("output_format", caps.formats.map((f) => [f]), "png");
+  showPrices(model);
+}
 
 function applyRules() {
-  const isStable = stable();
+  const model = chosen();
+  if (!model) return;
+  if (model !== state.shown) offerValues();
   const notes = [];
-  for (const node of document.querySelectorAll("#form [data-stable]")) node.hidden = !isStable;
-  $("size").querySelector('option[value="custom"]').disabled = !isStable;
-  if (!isStable && customSize()) $("size").value = "1:1";
-
-  showField("custom-size", isStable && customSize());
+  for (const node of document.querySelectorAll("#form [data-field]")) {
+    node.hidden = !takes(model, node.dataset.field);
+  }
+  showField("custom-size", takes(model, "custom_size") && customSize());
   showField("resolution", !customSize());
-  notes.push(...limitResolution(isStable), ...limitFormat(isStable));
-  showField("compression", isStable && $("output_format").value !== "png");
-  $("mask-section").hidden = !isStable || state.refs.length === 0;
+  notes.push(...limitResolution(model), ...limitFormat(model));
+  const format = takes(model, "output_format") ? $("output_format").value : model.capabilities.formats[0];
+  showField("compression", takes(model, "output_compression") && format !== "png");
+  $("mask-section").hidden = !takes(model, "mask_url") || state.refs.length === 0;
+  $("refs-section").hidden = maxReferences() === 0 && state.refs.length === 0;
+  $("ref-count").textContent = `${state.refs.length} of ${maxReferences()}`;
+  if (state.refs.length > maxReferences()) {
+    notes.push(`${model.id} takes ${maxReferences() ? `at most ${maxReferences()}` : "no"} references: remove ` +
+      `${state.refs.length - maxReferences()}.`);
+  }
 
-  if (!isStable) {
-    notes.unshift(`${BASIC} makes one PNG per task from a ratio; more images, quality, ` +
-      `background, format, compression, moderation, a mask and WIDTHxHEIGHT sizes need ${STABLE}.`);
+  const missing = lacking(model, state.models);
+  if (missing || model.capabilities.ratios?.length) {
+    notes.unshift(`${makes(model)}${missing ? `; ${missing}` : ""}.`);
   }
   $("rules").textContent = notes.join(" ");
 }
 
 function showField(name, visible) {
   for (const node of document.querySelectorAll(`[data-show="${name}"]`)) {
-    // a stable-only field stays hidden on basic whatever else holds
-    node.hidden = !visible || (node.hasAttribute("data-stable") && !stable());
+    // a field the model does not take stays hidden whatever else holds
+    node.hidden = !visible || (node.dataset.field !== undefined && !takes(chosen(), node.dataset.field));
   }
 }
 
-// 4k only with the wide ratios, and on stable at quality high or auto only.
-function limitResolution(isStable) {
+// 4k only with the wide ratios (the size table's rule); a quality only where it is sold
+// at the resolution chosen (gpt-image-2-official: 4k at high or auto only).
+function limitResolution(model) {
   const notes = [];
   const size = $("size").value;
   const fourK = optionOf("resolution", "4k");
   const wide = size === "auto" || WIDE_RATIOS_FOR_4K.includes(size);
-  fourK.disabled = !wide;
+  if (fourK) fourK.disabled = !wide;
   if (!wide && $("resolution").value === "4k") {
-    $("resolution").value = "2k";
-    notes.push(`4k needs one of the ratios ${WIDE_RATIOS_FOR_4K.join(", ")}: resolution set to 2k.`);
+    const lower = model.capabilities.resolutions.filter((r) => r !== "4k");
+    $("resolution").value = lower.at(-1);
+    notes.push(`4k needs one of the ratios ${WIDE_RATIOS_FOR_4K.join(", ")}: resolution set to ${lower.at(-1)}.`);
   }
-  const at4k = isStable && !customSize() && $("resolution").value === "4k";
-  for (const q of ["low", "medium"]) optionOf("quality", q).disabled = at4k;
-  if (at4k && ["low", "medium"].includes($("quality").value)) {
-    $("quality").value = "high";
-    notes.push(`4k on ${STABLE} is offered at quality high or auto only: quality set to high.`);
+  if (!takes(model, "quality")) return notes;
+  // an explicit WIDTHxHEIGHT's tier is the server's to work out: every quality offered
+  const resolution = $("resolution").value;
+  const sold = customSize() ? model.capabilities.qualities : qualitiesAt(model, resolution);
+  for (const option of $("quality").options) option.disabled = !sold.includes(option.value);
+  if (!sold.includes($("quality").value) && sold.length) {
+    const tiers = sold.filter((q) => q !== "auto");
+    $("quality").value = tiers.at(-1) || sold[0];
+    const auto = sold.includes("auto") ? " or auto" : "";
+    notes.push(`${resolution} on ${model.id} is offered at quality ${tiers.join(" or ")}${auto} only: ` +
+      `quality set to ${$("quality").value}.`);
   }
   return notes;
 }
 
 // A transparent background needs png or webp.
-function limitFormat(isStable) {
-  const transparent = isStable && $("background").value === "transparent";
-  optionOf("output_format", "jpeg").disabled = transparent;
-  optionOf("background", "transparent").disabled = isStable && $("output_format").value === "jpeg";
-  if (transparent && $("output_format").value === "jpeg") {
+function limitFormat(model) {
+  const transparent = optionOf("background", "transparent");
+  const jpeg = optionOf("output_format", "jpeg");
+  if (!takes(model, "background") || !takes(model, "output_format")) return [];
+  const isTransparent = $("background").value === "transparent";
+  if (jpeg) jpeg.disabled = isTransparent;
+  if (transparent) transparent.disabled = $("output_format").value === "jpeg";
+  if (isTransparent && $("output_format").value === "jpeg") {
     $("output_format").value = "png";
     return ["A transparent background needs png or webp: format set to png."];
   }
@@ -90,30 +141,67 @@ function limitFormat(isStable) {
 
 const optionOf = (select, value) => [...$(select).options].find((o) => o.value === value);
 
+// The chosen model's prices, per image: a row per price, the one charged marked.
+function showPrices(model) {
+  const caps = model.capabilities;
+  const byQuality = caps.qualities.length > 0;
+  const rows = model.prices.map((row) => el("tr", { "data-price": row.id },
+    el("td", {}, row.resolutions?.join(", ") ?? "any"),
+    byQuality ? el("td", {}, row.qualities?.join(", ") ?? "any") : null,
+    el("td", { class: "num" }, credits(row.credits))));
+  $("prices").replaceChildren(
+    el("caption", {}, `${model.id}: credits per image`),
+    el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "Resolution"),
+      byQuality ? el("th", { scope: "col" }, "Quality") : null, el("th", { scope: "col", class: "num" }, "Price"))),
+    el("tbody", {}, rows));
+  $("prices-note").textContent = model.auto_quoted_as
+    ? `Quality auto is held at ${model.auto_quoted_as} and charged at the tier made.` : "";
+}
+
+// The row the latest estimate is priced at, marked.
+function markPrice(params) {
+  const model = chosen();
+  const row = model && params && priceRow(model, params.resolution, params.quality);
+  for (const tr of $("prices").querySelectorAll("tbody tr")) {
+    const on = Boolean(row) && tr.dataset.price === row.id;
+    tr.classList.toggle("current", on);
+    if (on) tr.setAttribute("aria-current", "true");
+    else tr.removeAttribute("aria-current");
+  }
+}
+
 // ---- the request on screen ---------------------------------------------------------------
 
-// reAPI's body for what the form says; the mask's URL only once it is uploaded.
+// reAPI's body for what the form says, with the fields the chosen model takes only; the
+// mask's URL only once it is uploaded.
 function requestBody(maskUrl) {
+  const model = chosen();
   const body = { model: $("model").value };
   const prompt = $("prompt").value;
   if (prompt.trim()) body.prompt = prompt;
   body.size = customSize() ? $("custom_size").value.trim() : $("size").value;
   if (!customSize()) body.resolution = $("resolution").value;
-  if (stable()) {
-    body.n = Number($("n").value);
-    for (const f of ["quality", "background", "moderation", "output_format"]) body[f] = $(f).value;
-    const compression = $("output_compression").value;
-    if (body.output_format !== "png" && compression !== "") body.output_compression = Number(compression);
+  if (model && takes(model, "n")) body.n = Number($("n").value);
+  for (const f of ["quality", "background", "moderation", "output_format"]) {
+    if (model && takes(model, f)) body[f] = $(f).value;
+  }
+  const format = body.output_format ?? model?.capabilities.formats[0];
+  const compression = $("output_compression").value;
+  if (model && takes(model, "output_compression") && format !== "png" && compression !== "") {
+    body.output_compression = Number(compression);
   }
   if (state.refs.length) body.image_urls = state.refs.map((r) => r.url);
-  if (maskUrl && stable() && state.refs.length) body.mask_url = maskUrl; // stable-only
+  if (maskUrl && masking()) body.mask_url = maskUrl;
   return body;
 }
+
+// Is a mask part of the request: the model takes one and there is a reference to mask.
+const masking = () => Boolean(chosen() && takes(chosen(), "mask_url") && state.refs.length);
 
 // The mask's URL for the request: uploaded now if it changed since the last upload.
 async function uploadedMask() {
   const painter = state.mask;
-  if (!stable() || !state.refs.length || !painter.painted) return null;
+  if (!masking() || !painter.painted) return null;
   if (state.maskUpload?.strokes === painter.strokes.length && state.maskUpload.first === state.refs[0].url) {
     return state.maskUpload.url;
   }
@@ -197,10 +285,12 @@ async function estimate() {
     clearFieldErrors("estimate");
     state.pixels = quote.params;
     $("estimate").textContent = credits(quote.credits);
+    markPrice(quote.params);
     refreshSnippet();
   } catch (err) {
     if (asked !== estimateAsked) return;
     $("estimate").textContent = "";
+    markPrice(null);
     failed(err, "estimate", estimate);
   }
 }
@@ -220,9 +310,9 @@ async function showBalance() {
 async function addFiles(files) {
   clearFieldErrors("refs");
   for (const file of files) {
-    if (state.refs.length >= MAX_REFERENCES) {
+    if (state.refs.length >= maxReferences()) {
       placeError(new ApiError(400, "20002", "invalid_request",
-        `at most ${MAX_REFERENCES} references`, "image_urls"), "refs");
+        `${$("model").value} takes at most ${maxReferences()} references`, "image_urls"), "refs");
       break;
     }
     const form = new FormData();
@@ -245,7 +335,7 @@ function addUrl(url) {
     placeError(new ApiError(400, "20002", "invalid_request", "an image URL starts with http:// or https://", "image_urls"), "refs");
     return;
   }
-  if (state.refs.length >= MAX_REFERENCES) return;
+  if (state.refs.length >= maxReferences()) return;
   const probe = new Image();
   probe.addEventListener("load", () => addReference(url, probe.naturalWidth, probe.naturalHeight));
   probe.addEventListener("error", () => placeError(new ApiError(400, "20002", "invalid_request",
@@ -255,7 +345,7 @@ function addUrl(url) {
 }
 
 function addReference(url, width, height) {
-  if (state.refs.length >= MAX_REFERENCES) return;
+  if (state.refs.length >= maxReferences()) return;
   state.refs.push({ url, width, height });
   referencesChanged();
 }
@@ -271,7 +361,6 @@ function referencesChanged() {
     el("span", { class: "muted small" }, `${i + 1}. ${ref.width}×${ref.height}`),
     el("button", { type: "button", class: "secondary small", "aria-label": `Remove reference ${i + 1}`,
       onclick: () => removeReference(i) }, "Remove"))));
-  $("ref-count").textContent = `${state.refs.length} of ${MAX_REFERENCES}`;
   const first = state.refs[0];
   if (first) state.mask.setImage(first.url, first.width, first.height);
   maskChanged();
@@ -404,7 +493,7 @@ function historyRow(task) {
 
 let snippetKind = null;
 function snippetText(kind) {
-  const body = requestBody(state.maskUpload?.url || (state.mask?.painted && stable() && state.refs.length
+  const body = requestBody(state.maskUpload?.url || (state.mask?.painted && masking()
     ? "MASK_URL (upload mask.png first: POST /api/v1/uploads)" : null));
   if (kind === "curl") return curl(location.origin, body);
   if (kind === "python") return python(location.origin, body, state.pixels);
@@ -429,16 +518,65 @@ async function copySnippet(kind) {
 
 // ---- what the server serves ------------------------------------------------------------
 
-// The models the server lists (GET /v1/models; reAPI has no list of its own): any other
-// is disabled. Asked with a pasted key only: /v1 is the SDK's, authenticated by key.
-async function markServedModels() {
-  if (!apiKey.get()) return;
-  try {
-    const served = new Set((await api("GET", "/v1/models")).data.map((m) => m.id));
-    for (const option of $("model").options) option.disabled = !served.has(option.value);
-  } catch (err) {
-    // the page's own list stays; the estimate shows what is wrong with the key
+// The packaged catalog's listing: what the form follows while the served one is unknown
+// (nobody signed in yet, or the list could not be read), always said so on the page.
+let packagedAsked = null;
+function packagedModels() {
+  packagedAsked ??= fetch(PACKAGED_URL).then((res) => res.json()).then((list) => list.data)
+    .catch(() => { packagedAsked = null; return []; });
+  return packagedAsked;
+}
+
+// The models this server serves (GET /api/v1/models, as the key or the session); without
+// either, or when the list cannot be read, the packaged ones with a note saying so (and,
+// for an error, the error and a retry).
+let modelsAsked = 0;
+async function loadModels() {
+  const asked = ++modelsAsked;
+  if (!(await signedIn())) {
+    useModels(await packagedModels(), "packaged", [
+      "The packaged models: this server may serve others. ",
+      el("a", { href: "/login" }, "Sign in"), " or paste a key to see the ones it serves."]);
+    return;
   }
+  try {
+    const list = await api("GET", "/api/v1/models");
+    if (asked === modelsAsked) useModels(list.data, "served", []);
+  } catch (err) {
+    if (!(err instanceof ApiError)) throw err;
+    if (asked !== modelsAsked) return;
+    const meanwhile = " Meanwhile the form follows the packaged models, which this server may not serve.";
+    let note;
+    if (err.status === 0) {
+      offline(loadModels);
+      note = ["The served models could not be read (no connection)." + meanwhile];
+    } else if (err.status === 401) {
+      note = ["The key was refused, so the served models are unknown." + meanwhile]; // said beside the key
+    } else {
+      note = [el("span", { class: "field-error", role: "alert" },
+        `The served models could not be read: ${err.message} (${err.code}).`), " ",
+        el("button", { type: "button", class: "secondary small", onclick: loadModels }, "Retry"), meanwhile];
+    }
+    useModels(await packagedModels(), "packaged", note);
+  }
+}
+
+function useModels(models, source, note) {
+  state.models = models;
+  state.source = source;
+  $("models-note").replaceChildren(...note);
+  $("models-note").hidden = note.length === 0;
+  const before = $("model").value;
+  $("model").replaceChildren(...models.map((m) => el("option", { value: m.id }, `${m.id}: ${m.description}`)));
+  if (models.some((m) => m.id === before)) $("model").value = before;
+  const historyModel = $("history-model").value;
+  $("history-model").replaceChildren(el("option", { value: "" }, "any"),
+    ...models.map((m) => el("option", { value: m.id }, m.id)));
+  if (models.some((m) => m.id === historyModel)) $("history-model").value = historyModel;
+  state.shown = null; // the values offered follow the (new) list
+  applyRules();
+  estimateSoon();
+  refreshSnippet();
 }
 
 // ---- the key ---------------------------------------------------------------------------
@@ -447,9 +585,8 @@ function keyChanged() {
   clearFieldErrors("estimate");
   clearFieldErrors("submit");
   header();
-  markServedModels();
+  loadModels(); // then the estimate
   showBalance();
-  estimateSoon();
   loadHistory(true);
 }
 
@@ -487,16 +624,14 @@ async function start() {
   $("history-refresh").addEventListener("click", () => loadHistory(true));
   $("history-more").addEventListener("click", () => loadHistory(false));
   wireDropZone();
-  applyRules();
   header();
   // a signed-in session needs no pasted key
   if (await session()) $("key-row").hidden = true;
   // without a key or session every call could only fail (a 401, counted by the
   // failed-auth throttle)
+  await loadModels(); // then the estimate, for the model chosen from them
   if (await signedIn()) {
-    markServedModels();
     showBalance();
-    estimate();
     loadHistory(true);
   }
 }
