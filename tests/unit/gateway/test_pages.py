@@ -1,11 +1,16 @@
-"""The console's pages: one header for all, defined in pages.py, marked in each page."""
+"""The console's pages: one header for all, defined in pages.py, marked in each page; the
+playground's packaged models equal to the packaged catalog's listing."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from pathlib import Path
 
-from gateway.http import pages
+from gateway.core import models
+from gateway.http import pages, translate
+from pixelrelay import catalog
 
 STATIC = Path(pages.__file__).parent / "static"
 
@@ -29,3 +34,19 @@ def test_the_header_is_markup_alone() -> None:
     assert "<script" not in header and " on" not in header
     assert '<a href="/dashboard" aria-current="page">Dashboard</a>' in header
     assert '<a href="/">Playground</a>' in header
+
+
+def test_the_playgrounds_packaged_models_are_the_packaged_catalogs_listing() -> None:
+    """What the playground shows before anyone signs in (said so on the page) is exactly
+    what GET /api/v1/models lists with the packaged catalog. When catalog.yaml changes,
+    regenerate it: PIXELRELAY_WRITE_PACKAGED=1 pytest tests/unit/gateway/test_pages.py"""
+    listing = translate.model_list_json(models.listed(catalog.load(catalog.DEFAULT_CATALOG)))
+    file = STATIC / "assets" / "playground-packaged.json"
+    if os.environ.get("PIXELRELAY_WRITE_PACKAGED") == "1":
+        file.write_text(json.dumps(listing, indent=1) + "\n")
+    packaged = json.loads(file.read_text())
+    assert packaged == listing, "playground-packaged.json is stale: regenerate it (see above)"
+
+
+def test_json_assets_are_served_as_json() -> None:
+    assert pages._assets()["playground-packaged.json"][1] == "application/json"
