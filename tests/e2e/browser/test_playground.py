@@ -1,18 +1,20 @@
-"""The playground at /: each channel's fields and rules, the live estimate, references and
-a painted mask, submit → status → gallery → history, the request as code, and errors
-beside their field."""
+"""The playground at /: the served models and each one's fields and rules (the packaged
+two, and one the test adds to the served list), the live estimate and the price table,
+references and a painted mask, submit → status → gallery → history, the request as code,
+and errors beside their field (a failed model list too)."""
 
 from __future__ import annotations
 
 import io
 import re
+from typing import Any
 
 import httpx
 import pytest
 from PIL import Image
-from playwright.async_api import FilePayload, Locator, Page, expect
+from playwright.async_api import FilePayload, Locator, Page, Route, expect
 
-from tests.e2e.browser.conftest import _WATCH
+from tests.e2e.browser.conftest import _WATCH, screenshot_of
 from tests.e2e.conftest import Platform
 from tests.e2e.helpers import admin
 
@@ -289,3 +291,204 @@ async def test_the_playground_fits_a_phone(page: Page, platform: Platform) -> No
     await expect(page.locator("#estimate")).to_contain_text("credits")
     wide = await page.evaluate("() => document.documentElement.scrollWidth")
     assert wide <= 375, f"the page is {wide} px wide at 375"
+
+
+# gpt-image-1 as GET /api/v1/models would list it had the operator added it (docs/
+# operations.md): three ratios at 1k only, up to 4 images, quality tiers, no mask, at most
+# 4 references. The platform under test does not serve it: the test answers the list and
+# the estimates for it.
+GPT_IMAGE_1 = {
+    "id": "gpt-image-1",
+    "object": "model",
+    "created": 1745366400,
+    "owned_by": "pixelrelay",
+    "description": "GPT Image 1: square or 3:2 at about 1 megapixel",
+    "aliases": ["gpt-image-1-latest"],
+    "capabilities": {
+        "max_n": 4,
+        "sizes": "ratios",
+        "ratios": ["1:1", "3:2", "2:3"],
+        "resolutions": ["1k"],
+        "qualities": ["auto", "low", "medium", "high"],
+        "backgrounds": ["auto", "opaque", "transparent"],
+        "moderations": ["auto", "low"],
+        "formats": ["png", "jpeg", "webp"],
+        "output_compression": True,
+        "masks": False,
+        "max_references": 4,
+        "partial_images": True,
+    },
+    "auto_quoted_as": "high",
+    "prices": [
+        {"id": "gpt-image-1-low", "credits": 11, "resolutions": None, "qualities": ["low"]},
+        {"id": "gpt-image-1-medium", "credits": 42, "resolutions": None, "qualities": ["medium"]},
+        {"id": "gpt-image-1-high", "credits": 167, "resolutions": None, "qualities": ["high"]},
+    ],
+}
+GPT_IMAGE_1_CREDITS = {"auto": 167, "low": 11, "medium": 42, "high": 167}
+CSP = {"content-security-policy": "default-src 'none'"}
+
+
+async def serve_gpt_image_1(page: Page) -> list[dict[str, Any]]:
+    """The served list with gpt-image-1 added, and its estimates answered here (priced as
+    its rows say); → the estimate bodies asked for it."""
+    asked: list[dict[str, Any]] = []
+
+    async def models(route: Route) -> None:
+        served = await route.fetch()
+        listing = await served.json()
+        listing["data"].append(GPT_IMAGE_1)
+        await route.fulfill(response=served, json=listing)
+
+    async def estimate(route: Route) -> None:
+        body: dict[str, Any] = route.request.post_data_json or {}
+        if body.get("model") != "gpt-image-1":
+            await route.fallback()
+            return
+        asked.append(body)
+        n, quality = body.get("n", 1), body.get("quality", "auto")
+        unit = GPT_IMAGE_1_CREDITS[quality]
+        params = {"size": body["size"], "resolution": "1k", "width": 1024, "height": 1024}
+        quote = {
+            "model": "gpt-image-1",
+            "credits": unit * n,
+            "unit_credits": unit,
+            "params": {**params, "n": n, "quality": quality, "output_format": "png"},
+        }
+        await route.fulfill(json=quote, headers=CSP)
+
+    await page.route("**/api/v1/models", models)
+    await page.route("**/api/v1/images/estimate", estimate)
+    return asked
+
+
+async def option_values(select: Locator) -> list[str]:
+    values: list[str] = await select.locator("option").evaluate_all(
+        "options => options.map(o => o.value)"
+    )
+    return values
+
+
+async def test_the_form_follows_the_capabilities_of_a_model_the_server_lists(
+    page: Page, platform: Platform
+) -> None:
+    asked = await serve_gpt_image_1(page)
+    await open_with_key(page, platform.api_key)
+    model = field(page, "Model")
+    # every served model, with its description; the list is the server's, no note
+    await expect(model.locator("option")).to_have_count(3)
+    await expect(model.locator("option[value='gpt-image-1']")).to_have_text(
+        "gpt-image-1: GPT Image 1: square or 3:2 at about 1 megapixel"
+    )
+    await expect(page.locator("#models-note")).to_be_hidden()
+    assert await option_values(field(page, "Show model")) == [
+        "",
+        "gpt-image-2",
+        "gpt-image-2-official",
+        "gpt-image-1",
+    ]
+
+    await model.select_option("gpt-image-1")
+    # only its ratios (no WIDTHxHEIGHT), only 1k, up to 4 images, its qualities
+    assert await option_values(field(page, "Size")) == ["auto", "1:1", "3:2", "2:3"]
+    assert await option_values(field(page, "Resolution")) == ["1k"]
+    assert await option_values(field(page, "Images")) == ["1", "2", "3", "4"]
+    assert await option_values(field(page, "Quality")) == ["auto", "low", "medium", "high"]
+    for label in STABLE_ONLY:
+        await expect(field(page, label)).to_be_visible()
+    await expect(page.locator("#rules")).to_contain_text(
+        "gpt-image-1 makes up to 4 images per task from one of the ratios 1:1, 3:2, 2:3 at 1k"
+    )
+    await expect(page.locator("#rules")).to_contain_text(
+        "a mask and WIDTHxHEIGHT sizes need gpt-image-2-official"
+    )
+    # its prices beside the estimate, the row charged marked
+    prices = page.locator("#prices")
+    await expect(prices.locator("caption")).to_have_text("gpt-image-1: credits per image")
+    await expect(prices.locator("tbody tr")).to_have_count(3)
+    await field(page, "Quality").select_option("medium")
+    await field(page, "Images").select_option("3")
+    await expect(page.locator("#estimate")).to_have_text("126 credits ($0.126)")
+    await expect(prices.locator("tr.current")).to_contain_text("medium")
+    assert asked[-1] == {
+        "model": "gpt-image-1",
+        "prompt": "a lighthouse at dawn",
+        "size": "1:1",
+        "resolution": "1k",
+        "n": 3,
+        "quality": "medium",
+        "background": "auto",
+        "moderation": "auto",
+        "output_format": "png",
+    }
+
+    # a reference, and no mask painter: it takes none; at most 4 references
+    await expect(page.locator("#ref-count")).to_have_text("0 of 4")
+    await page.get_by_label("Add reference files").set_input_files(
+        files=[FilePayload(name="ref.png", mimeType="image/png", buffer=png(640, 480))]
+    )
+    await expect(page.locator("#ref-count")).to_have_text("1 of 4")
+    await expect(page.locator("#mask-section")).to_be_hidden()
+    # the same reference on gpt-image-2-official gets the painter
+    await model.select_option("gpt-image-2-official")
+    await expect(page.locator("#mask-section")).to_be_visible()
+    await expect(page.locator("#ref-count")).to_have_text("1 of 16")
+    await model.select_option("gpt-image-1")
+    await expect(page.locator("#mask-section")).to_be_hidden()
+
+    # the request as code names the model chosen, with its fields
+    await page.get_by_role("button", name="Copy as reAPI JSON").click()
+    snippet = page.locator("#snippet")
+    await expect(snippet).to_contain_text('"model": "gpt-image-1"')
+    await expect(snippet).to_contain_text('"n": 3')
+    await page.get_by_role("button", name="Copy as curl").click()
+    await expect(snippet).to_contain_text('"model":"gpt-image-1"')
+    await page.get_by_role("button", name="Copy as Python (openai SDK)").click()
+    await expect(snippet).to_contain_text('model="gpt-image-1"')
+
+    # back on basic: its own rules again, and the note names who takes what it lacks
+    await model.select_option("gpt-image-2")
+    for label in [*STABLE_ONLY, "Compression (0-100)"]:
+        await expect(field(page, label)).to_be_hidden()
+    assert "custom" not in await option_values(field(page, "Size"))
+    assert await option_values(field(page, "Resolution")) == ["1k", "2k", "4k"]
+    await expect(page.locator("#rules")).to_contain_text(
+        "more images, quality, background, format, compression and moderation need "
+        "gpt-image-2-official or gpt-image-1; a mask and WIDTHxHEIGHT sizes need "
+        "gpt-image-2-official."
+    )
+    await expect(page.locator("#estimate")).to_have_text("7 credits ($0.007)")
+    await model.select_option("gpt-image-1")
+    await expect(page.locator("#estimate")).to_have_text("126 credits ($0.126)")
+    await page.screenshot(path=screenshot_of("playground_served_model_gpt_image_1"), full_page=True)
+
+
+async def test_a_model_list_that_fails_says_so_with_a_retry(
+    page: Page, platform: Platform, request: pytest.FixtureRequest
+) -> None:
+    async def refused(route: Route) -> None:
+        error = {"error": {"code": "50001", "type": "server_error", "message": "catalog down"}}
+        await route.fulfill(status=503, json=error, headers=CSP)
+
+    await page.route("**/api/v1/models", refused)
+    await open_with_key(page, platform.api_key)
+    note = page.locator("#models-note")
+    await expect(note).to_contain_text("The served models could not be read: catalog down (50001)")
+    await expect(note).to_contain_text("the form follows the packaged models")
+    # the packaged ones meanwhile, said so: the estimate still works
+    await expect(page.locator("#estimate")).to_have_text("7 credits ($0.007)")
+    await expect(page.locator("#prices tr.current")).to_contain_text("1k")
+    await page.screenshot(path=screenshot_of("playground_model_list_failed"), full_page=True)
+    await page.unroute("**/api/v1/models")
+    await note.get_by_role("button", name="Retry").click()
+    await expect(note).to_be_hidden()
+    await expect(field(page, "Model").locator("option")).to_have_count(2)
+    expect_failed_loads(request, 503)
+
+
+async def test_before_signing_in_the_packaged_models_are_said_to_be_so(page: Page) -> None:
+    await page.goto("/")
+    note = page.locator("#models-note")
+    await expect(note).to_contain_text("The packaged models: this server may serve others.")
+    await expect(note.get_by_role("link", name="Sign in")).to_have_attribute("href", "/login")
+    await expect(field(page, "Model").locator("option")).to_have_count(2)

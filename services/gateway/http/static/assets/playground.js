@@ -18,10 +18,12 @@ const HISTORY_PAGE = 10;
 const state = {
   models: [], // as GET /api/v1/models lists them (or the packaged ones, said so)
   shown: null, // the model whose values the form's selects offer now
+  chosen: {}, // select id → the value last chosen there by hand
   refs: [], // [{url, width, height}] in the order sent as image_urls
   mask: null, // the MaskPainter
   maskUpload: null, // {url, strokes}: the mask last uploaded, reused while unchanged
   pixels: null, // the estimate's resolved {width, height}, for the openai SDK's size
+  quote: null, // the latest estimate ({model, credits, params})
   historyCursor: "",
   following: 0, // which submit is being followed (a newer one stops the older poll)
 };
@@ -33,14 +35,15 @@ const maxReferences = () => chosen()?.capabilities.max_references ?? 16;
 
 // ---- the models: listed by the server, each one's capabilities applied to the form -----
 
-// The select's options, keeping its value when still offered, else `fallback` (if
-// offered) or the first. options: [value, text?][]
+// The select's options, with the value last chosen there if offered (a choice survives a
+// model that does not take it), else `fallback` if offered, else the first.
+// options: [value, text?][]
 function offer(select, options, fallback) {
   const node = $(select);
-  const before = node.value;
+  const wanted = state.chosen[select] ?? node.value;
   node.replaceChildren(...options.map(([value, text]) => el("option", { value }, text ?? value)));
   const values = options.map(([value]) => value);
-  node.value = values.includes(before) ? before : values.includes(fallback) ? fallback : values[0] ?? "";
+  node.value = [wanted, fallback].find((v) => values.includes(v)) ?? values[0] ?? "";
 }
 
 // The values each field offers: the chosen model's. Run when another model is chosen or
@@ -156,12 +159,14 @@ function showPrices(model) {
     el("tbody", {}, rows));
   $("prices-note").textContent = model.auto_quoted_as
     ? `Quality auto is held at ${model.auto_quoted_as} and charged at the tier made.` : "";
+  markPrice();
 }
 
-// The row the latest estimate is priced at, marked.
-function markPrice(params) {
+// The row the latest estimate is priced at, marked (while it is the chosen model's).
+function markPrice() {
   const model = chosen();
-  const row = model && params && priceRow(model, params.resolution, params.quality);
+  const quote = state.quote;
+  const row = model && quote?.model === model.id && priceRow(model, quote.params.resolution, quote.params.quality);
   for (const tr of $("prices").querySelectorAll("tbody tr")) {
     const on = Boolean(row) && tr.dataset.price === row.id;
     tr.classList.toggle("current", on);
@@ -285,12 +290,14 @@ async function estimate() {
     clearFieldErrors("estimate");
     state.pixels = quote.params;
     $("estimate").textContent = credits(quote.credits);
-    markPrice(quote.params);
+    state.quote = quote;
+    markPrice();
     refreshSnippet();
   } catch (err) {
     if (asked !== estimateAsked) return;
     $("estimate").textContent = "";
-    markPrice(null);
+    state.quote = null;
+    markPrice();
     failed(err, "estimate", estimate);
   }
 }
@@ -601,6 +608,7 @@ function formEdited(event) {
     return;
   }
   if (field.type === "file" || field.id === "ref-url" || field.id === "brush") return;
+  if (field.tagName === "SELECT") state.chosen[field.id] = field.value;
   applyRules();
   estimateSoon();
   refreshSnippet();
