@@ -105,10 +105,12 @@ function limitResolution(model) {
   const notes = [];
   const size = $("size").value;
   const fourK = optionOf("resolution", "4k");
-  const wide = size === "auto" || WIDE_RATIOS_FOR_4K.includes(size);
+  // auto picks one of the ratios the model makes
+  const wide = WIDE_RATIOS_FOR_4K.includes(size) ||
+    (size === "auto" && ratiosOf(model).some((r) => WIDE_RATIOS_FOR_4K.includes(r)));
   if (fourK) fourK.disabled = !wide;
-  if (!wide && $("resolution").value === "4k") {
-    const lower = model.capabilities.resolutions.filter((r) => r !== "4k");
+  const lower = model.capabilities.resolutions.filter((r) => r !== "4k");
+  if (!wide && $("resolution").value === "4k" && lower.length) {
     $("resolution").value = lower.at(-1);
     notes.push(`4k needs one of the ratios ${WIDE_RATIOS_FOR_4K.join(", ")}: resolution set to ${lower.at(-1)}.`);
   }
@@ -541,14 +543,16 @@ let modelsAsked = 0;
 async function loadModels() {
   const asked = ++modelsAsked;
   if (!(await signedIn())) {
-    useModels(await packagedModels(), "packaged", [
-      "The packaged models: this server may serve others. ",
-      el("a", { href: "/login" }, "Sign in"), " or paste a key to see the ones it serves."]);
+    const packaged = await packagedModels();
+    if (asked === modelsAsked) {
+      useModels(packaged, ["The packaged models: this server may serve others. ",
+        el("a", { href: "/login" }, "Sign in"), " or paste a key to see the ones it serves."]);
+    }
     return;
   }
   try {
     const list = await api("GET", "/api/v1/models");
-    if (asked === modelsAsked) useModels(list.data, "served", []);
+    if (asked === modelsAsked) useModels(list.data, []);
   } catch (err) {
     if (!(err instanceof ApiError)) throw err;
     if (asked !== modelsAsked) return;
@@ -564,13 +568,18 @@ async function loadModels() {
         `The served models could not be read: ${err.message} (${err.code}).`), " ",
         el("button", { type: "button", class: "secondary small", onclick: loadModels }, "Retry"), meanwhile];
     }
-    useModels(await packagedModels(), "packaged", note);
+    const packaged = await packagedModels();
+    if (asked === modelsAsked) useModels(packaged, note);
   }
 }
 
-function useModels(models, source, note) {
+// The models the form follows, with what the page says of where they come from.
+function useModels(models, note) {
+  if (!models.length) { // not even the packaged ones could be read
+    note = [el("span", { class: "field-error", role: "alert" }, "The models could not be read."), " ",
+      el("button", { type: "button", class: "secondary small", onclick: loadModels }, "Retry")];
+  }
   state.models = models;
-  state.source = source;
   $("models-note").replaceChildren(...note);
   $("models-note").hidden = note.length === 0;
   const before = $("model").value;
