@@ -15,6 +15,7 @@ from PIL import Image
 from playwright.async_api import FilePayload, Locator, Page, Route, expect
 
 from tests.e2e.browser.conftest import _WATCH, screenshot_of
+from tests.e2e.browser.test_console_sessions import new_email, sign_up
 from tests.e2e.conftest import Platform
 from tests.e2e.helpers import admin
 
@@ -492,3 +493,15 @@ async def test_before_signing_in_the_packaged_models_are_said_to_be_so(page: Pag
     await expect(note).to_contain_text("The packaged models: this server may serve others.")
     await expect(note.get_by_role("link", name="Sign in")).to_have_attribute("href", "/login")
     await expect(field(page, "Model").locator("option")).to_have_count(2)
+
+
+async def test_signed_in_the_served_models_are_read_with_the_session(page: Page) -> None:
+    await sign_up(page, new_email())
+    async with page.expect_response("**/api/v1/models") as listed:
+        await page.goto("/")
+    assert (await listed.value).ok
+    await expect(page.locator("#key-row")).to_be_hidden()
+    await expect(field(page, "Model").locator("option")).to_have_count(2)
+    await expect(page.locator("#models-note")).to_be_hidden()
+    await expect(page.locator("#estimate")).to_have_text("7 credits ($0.007)")
+    await expect(page.locator("#prices tr.current")).to_contain_text("1k")
