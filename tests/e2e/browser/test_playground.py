@@ -245,6 +245,8 @@ async def test_a_bad_key_says_so_beside_the_key_field(
     error = page.locator("label:has(#key) + .field-error")
     await expect(error).to_contain_text("(10002)")
     await expect(page.get_by_label("API key")).to_have_attribute("aria-invalid", "true")
+    # the served list is unknown too: the packaged models, said so (the error is the key's)
+    await expect(page.locator("#models-note")).to_contain_text("The key was refused")
     expect_failed_loads(request, 401)
 
 
