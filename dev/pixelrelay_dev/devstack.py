@@ -260,6 +260,8 @@ class Stack:
                 {
                     # the console over plain http on loopback: a Secure cookie would not stick
                     "SESSION_COOKIE_SECURE": "false",
+                    # var/s3 deleted by hand: its tasks answer as expired, at start and after
+                    "OBJECT_AUDIT_INTERVAL": "600",
                     **self._service_env(name, "gateway", GATEWAY),
                     "HTTP_HOST": "127.0.0.1",
                     "JOB_KEYS": c.job_keys,

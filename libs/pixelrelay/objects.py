@@ -80,7 +80,11 @@ def input_task(key: str) -> str | None:
 
 def is_readable_key(key: str) -> bool:
     """What GetObject serves: inputs (uploads, a task's references) and results."""
-    return is_input_key(key) or _RESULT_KEY.fullmatch(key) is not None
+    return is_input_key(key) or is_result_key(key)
+
+
+def is_result_key(key: str) -> bool:
+    return _RESULT_KEY.fullmatch(key) is not None
 
 
 def is_owned_prefix(prefix: str) -> bool:

@@ -152,6 +152,14 @@ class StorageClient:
             )
         return int(reply.deleted)
 
+    async def find_missing(self, keys: list[str]) -> list[str]:
+        """Which of these result keys have no object (the gateway's object audit)."""
+        with peer_errors():
+            reply = await self._stub.FindMissing(
+                storage_pb2.FindMissingRequest(keys=keys), **self._options(60)
+            )
+        return list(reply.missing)
+
     async def reannounce(
         self, task_id: str, capability: common_pb2.TaskCapability | None = None
     ) -> bool:

@@ -19,6 +19,7 @@ from gateway.core.channel_health import ChannelHealthBoard
 from gateway.core.events import TaskEventHandler
 from gateway.core.idempotency import IdempotencyStore
 from gateway.core.mailer import Links, SmtpMailer
+from gateway.core.object_audit import audit_objects
 from gateway.core.ratelimit import RateLimiter
 from gateway.core.retention import Records, purge_records
 from gateway.core.sessions import Sessions, SignUpsPerAddress
@@ -181,6 +182,17 @@ async def _serve(
         )
     )
     stack.push_async_callback(finish, purge, purge_stop)
+    if settings.object_audit_interval:
+        audit_stop = asyncio.Event()
+        audit = asyncio.create_task(
+            repeat(
+                "object audit",
+                lambda: audit_objects(store, db, storage),
+                settings.object_audit_interval,
+                audit_stop,
+            )
+        )
+        stack.push_async_callback(finish, audit, audit_stop)
     events_stop = asyncio.Event()
     events = asyncio.create_task(
         bus.consume(

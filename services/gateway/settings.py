@@ -88,6 +88,9 @@ class GatewaySettings(DatabaseSettings):
     # Seconds between purges of task records past retention, expired upload records and
     # idempotency keys (any replica may run them; they are idempotent).
     record_sweep_interval: float = 3600.0
+    # Seconds between object audits (core/object_audit.py: a task whose images were lost
+    # before their time answers as expired); 0 = never. Each checks every live image.
+    object_audit_interval: float = Field(default=0.0, ge=0)
     # Per account, over its uploads not yet deleted: how many (429 beyond) and how many
     # bytes (413 beyond); 0 = no limit.
     upload_quota_count: int = Field(default=1000, ge=0)

@@ -1,5 +1,5 @@
 """Who may call each storage RPC (callers.py): the gateway writes uploads and reference
-inputs and reads uploads back, and deletes an account's objects; the dispatcher reads a
+inputs and reads uploads back, deletes an account's objects and audits results; the dispatcher reads a
 task's inputs and writes its results, each with the task's capability (capabilities.py,
 checked by the servicer)."""
 
@@ -14,5 +14,6 @@ STORAGE_ACCESS = AccessPolicy(
         "StoreImages": frozenset({DISPATCHER}),
         "Reannounce": frozenset({DISPATCHER}),
         "DeletePrefixes": frozenset({GATEWAY}),
+        "FindMissing": frozenset({GATEWAY}),
     }
 )

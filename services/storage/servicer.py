@@ -23,6 +23,7 @@ from pixelrelay.objects import (
     is_input_key,
     is_owned_prefix,
     is_readable_key,
+    is_result_key,
     manifest_key,
     result_key,
 )
@@ -35,6 +36,9 @@ STORED_IMAGES = Counter("pixelrelay_stored_images_total", "Images written", ["fo
 STORED_BYTES = Counter("pixelrelay_stored_bytes_total", "Bytes written to object storage")
 
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
+# FindMissing: keys per call, and existence checks (HEAD) in flight at once.
+MAX_AUDITED_KEYS = 500
+AUDIT_CONCURRENCY = 16
 
 
 def check_input_key(key: str) -> None:
@@ -184,6 +188,25 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             deleted += len(keys)
         log.info("objects deleted", extra={"prefixes": len(request.prefixes), "objects": deleted})
         return storage_pb2.DeletePrefixesResponse(deleted=deleted)
+
+    async def FindMissing(
+        self, request: storage_pb2.FindMissingRequest, context: grpc.aio.ServicerContext
+    ) -> storage_pb2.FindMissingResponse:
+        if len(request.keys) > MAX_AUDITED_KEYS:
+            raise ApiError(E.INVALID_PARAMETER, f"at most {MAX_AUDITED_KEYS} keys", param="keys")
+        for key in request.keys:
+            if not is_result_key(key):  # results only: not a way to probe uploads
+                raise ApiError(E.INVALID_PARAMETER, "not a task's result key", param="keys")
+        slots = asyncio.Semaphore(AUDIT_CONCURRENCY)
+
+        async def gone(key: str) -> bool:
+            async with slots:
+                return not await self.blobs.exists(key)
+
+        found = await asyncio.gather(*(gone(key) for key in request.keys))
+        return storage_pb2.FindMissingResponse(
+            missing=[key for key, lost in zip(request.keys, found, strict=True) if lost]
+        )
 
     async def _intact(self, image: common_pb2.StoredImage) -> bool:
         """The image is stored with exactly the bytes the manifest lists (read back: only

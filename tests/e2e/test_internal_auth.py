@@ -133,6 +133,7 @@ def test_each_rpc_allows_only_the_callers_that_need_it() -> None:
         "StoreImages": ["dispatcher"],
         "Reannounce": ["dispatcher"],
         "DeletePrefixes": ["gateway"],
+        "FindMissing": ["gateway"],
     }
     for service, policy in (
         (billing_pb2.DESCRIPTOR.services_by_name["Billing"], BILLING_ACCESS),

@@ -25,41 +25,45 @@ _sym_db = _symbol_database.Default()
 from pixelrelay.v1 import common_pb2 as pixelrelay_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bpixelrelay/v1/storage.proto\x12\rpixelrelay.v1\x1a\x1apixelrelay/v1/common.proto\")\n\x15\x44\x65letePrefixesRequest\x12\x10\n\x08prefixes\x18\x01 \x03(\t\")\n\x16\x44\x65letePrefixesResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x03\"W\n\x11ReannounceRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x31\n\ncapability\x18\x02 \x01(\x0b\x32\x1d.pixelrelay.v1.TaskCapability\"#\n\x12ReannounceResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\"Y\n\x10PutObjectRequest\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1b.pixelrelay.v1.ObjectHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"P\n\x0cObjectHeader\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\r\n\x05\x62ytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"_\n\x0cStoredObject\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x12\n\nexpires_at\x18\x03 \x01(\x03\x12\r\n\x05\x62ytes\x18\x04 \x01(\x03\x12\x12\n\nkept_until\x18\x05 \x01(\x03\"R\n\x10GetObjectRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x31\n\ncapability\x18\x02 \x01(\x0b\x32\x1d.pixelrelay.v1.TaskCapability\"\x1b\n\x0bObjectChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"v\n\x12StoreImagesRequest\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1a.pixelrelay.v1.StoreHeaderH\x00\x12*\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x19.pixelrelay.v1.ImageChunkH\x00\x42\x06\n\x04part\"\xf0\x01\n\x0bStoreHeader\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12(\n\x06images\x18\x02 \x03(\x0b\x32\x18.pixelrelay.v1.ImageMeta\x12\x0f\n\x07quality\x18\x03 \x01(\t\x12\x13\n\x0bupstream_ms\x18\x04 \x01(\x03\x12(\n\x08\x61ttempts\x18\x05 \x03(\x0b\x32\x16.pixelrelay.v1.Attempt\x12#\n\x05usage\x18\x06 \x01(\x0b\x32\x14.pixelrelay.v1.Usage\x12\x31\n\ncapability\x18\x07 \x01(\x0b\x32\x1d.pixelrelay.v1.TaskCapability\"h\n\tImageMeta\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\r\n\x05\x62ytes\x18\x05 \x01(\x03\x12\x0e\n\x06sha256\x18\x06 \x01(\t\")\n\nImageChunk\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"A\n\x13StoreImagesResponse\x12*\n\x06images\x18\x01 \x03(\x0b\x32\x1a.pixelrelay.v1.StoredImage2\xac\x03\n\x07Storage\x12V\n\x0bStoreImages\x12!.pixelrelay.v1.StoreImagesRequest\x1a\".pixelrelay.v1.StoreImagesResponse(\x01\x12K\n\tPutObject\x12\x1f.pixelrelay.v1.PutObjectRequest\x1a\x1b.pixelrelay.v1.StoredObject(\x01\x12J\n\tGetObject\x12\x1f.pixelrelay.v1.GetObjectRequest\x1a\x1a.pixelrelay.v1.ObjectChunk0\x01\x12Q\n\nReannounce\x12 .pixelrelay.v1.ReannounceRequest\x1a!.pixelrelay.v1.ReannounceResponse\x12]\n\x0e\x44\x65letePrefixes\x12$.pixelrelay.v1.DeletePrefixesRequest\x1a%.pixelrelay.v1.DeletePrefixesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bpixelrelay/v1/storage.proto\x12\rpixelrelay.v1\x1a\x1apixelrelay/v1/common.proto\"\"\n\x12\x46indMissingRequest\x12\x0c\n\x04keys\x18\x01 \x03(\t\"&\n\x13\x46indMissingResponse\x12\x0f\n\x07missing\x18\x01 \x03(\t\")\n\x15\x44\x65letePrefixesRequest\x12\x10\n\x08prefixes\x18\x01 \x03(\t\")\n\x16\x44\x65letePrefixesResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x03\"W\n\x11ReannounceRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x31\n\ncapability\x18\x02 \x01(\x0b\x32\x1d.pixelrelay.v1.TaskCapability\"#\n\x12ReannounceResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\"Y\n\x10PutObjectRequest\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1b.pixelrelay.v1.ObjectHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"P\n\x0cObjectHeader\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\r\n\x05\x62ytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"_\n\x0cStoredObject\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x12\n\nexpires_at\x18\x03 \x01(\x03\x12\r\n\x05\x62ytes\x18\x04 \x01(\x03\x12\x12\n\nkept_until\x18\x05 \x01(\x03\"R\n\x10GetObjectRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x31\n\ncapability\x18\x02 \x01(\x0b\x32\x1d.pixelrelay.v1.TaskCapability\"\x1b\n\x0bObjectChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"v\n\x12StoreImagesRequest\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1a.pixelrelay.v1.StoreHeaderH\x00\x12*\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x19.pixelrelay.v1.ImageChunkH\x00\x42\x06\n\x04part\"\xf0\x01\n\x0bStoreHeader\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12(\n\x06images\x18\x02 \x03(\x0b\x32\x18.pixelrelay.v1.ImageMeta\x12\x0f\n\x07quality\x18\x03 \x01(\t\x12\x13\n\x0bupstream_ms\x18\x04 \x01(\x03\x12(\n\x08\x61ttempts\x18\x05 \x03(\x0b\x32\x16.pixelrelay.v1.Attempt\x12#\n\x05usage\x18\x06 \x01(\x0b\x32\x14.pixelrelay.v1.Usage\x12\x31\n\ncapability\x18\x07 \x01(\x0b\x32\x1d.pixelrelay.v1.TaskCapability\"h\n\tImageMeta\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\r\n\x05\x62ytes\x18\x05 \x01(\x03\x12\x0e\n\x06sha256\x18\x06 \x01(\t\")\n\nImageChunk\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"A\n\x13StoreImagesResponse\x12*\n\x06images\x18\x01 \x03(\x0b\x32\x1a.pixelrelay.v1.StoredImage2\x82\x04\n\x07Storage\x12V\n\x0bStoreImages\x12!.pixelrelay.v1.StoreImagesRequest\x1a\".pixelrelay.v1.StoreImagesResponse(\x01\x12K\n\tPutObject\x12\x1f.pixelrelay.v1.PutObjectRequest\x1a\x1b.pixelrelay.v1.StoredObject(\x01\x12J\n\tGetObject\x12\x1f.pixelrelay.v1.GetObjectRequest\x1a\x1a.pixelrelay.v1.ObjectChunk0\x01\x12Q\n\nReannounce\x12 .pixelrelay.v1.ReannounceRequest\x1a!.pixelrelay.v1.ReannounceResponse\x12]\n\x0e\x44\x65letePrefixes\x12$.pixelrelay.v1.DeletePrefixesRequest\x1a%.pixelrelay.v1.DeletePrefixesResponse\x12T\n\x0b\x46indMissing\x12!.pixelrelay.v1.FindMissingRequest\x1a\".pixelrelay.v1.FindMissingResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pixelrelay.v1.storage_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DELETEPREFIXESREQUEST']._serialized_start=74
-  _globals['_DELETEPREFIXESREQUEST']._serialized_end=115
-  _globals['_DELETEPREFIXESRESPONSE']._serialized_start=117
-  _globals['_DELETEPREFIXESRESPONSE']._serialized_end=158
-  _globals['_REANNOUNCEREQUEST']._serialized_start=160
-  _globals['_REANNOUNCEREQUEST']._serialized_end=247
-  _globals['_REANNOUNCERESPONSE']._serialized_start=249
-  _globals['_REANNOUNCERESPONSE']._serialized_end=284
-  _globals['_PUTOBJECTREQUEST']._serialized_start=286
-  _globals['_PUTOBJECTREQUEST']._serialized_end=375
-  _globals['_OBJECTHEADER']._serialized_start=377
-  _globals['_OBJECTHEADER']._serialized_end=457
-  _globals['_STOREDOBJECT']._serialized_start=459
-  _globals['_STOREDOBJECT']._serialized_end=554
-  _globals['_GETOBJECTREQUEST']._serialized_start=556
-  _globals['_GETOBJECTREQUEST']._serialized_end=638
-  _globals['_OBJECTCHUNK']._serialized_start=640
-  _globals['_OBJECTCHUNK']._serialized_end=667
-  _globals['_STOREIMAGESREQUEST']._serialized_start=669
-  _globals['_STOREIMAGESREQUEST']._serialized_end=787
-  _globals['_STOREHEADER']._serialized_start=790
-  _globals['_STOREHEADER']._serialized_end=1030
-  _globals['_IMAGEMETA']._serialized_start=1032
-  _globals['_IMAGEMETA']._serialized_end=1136
-  _globals['_IMAGECHUNK']._serialized_start=1138
-  _globals['_IMAGECHUNK']._serialized_end=1179
-  _globals['_STOREIMAGESRESPONSE']._serialized_start=1181
-  _globals['_STOREIMAGESRESPONSE']._serialized_end=1246
-  _globals['_STORAGE']._serialized_start=1249
-  _globals['_STORAGE']._serialized_end=1677
+  _globals['_FINDMISSINGREQUEST']._serialized_start=74
+  _globals['_FINDMISSINGREQUEST']._serialized_end=108
+  _globals['_FINDMISSINGRESPONSE']._serialized_start=110
+  _globals['_FINDMISSINGRESPONSE']._serialized_end=148
+  _globals['_DELETEPREFIXESREQUEST']._serialized_start=150
+  _globals['_DELETEPREFIXESREQUEST']._serialized_end=191
+  _globals['_DELETEPREFIXESRESPONSE']._serialized_start=193
+  _globals['_DELETEPREFIXESRESPONSE']._serialized_end=234
+  _globals['_REANNOUNCEREQUEST']._serialized_start=236
+  _globals['_REANNOUNCEREQUEST']._serialized_end=323
+  _globals['_REANNOUNCERESPONSE']._serialized_start=325
+  _globals['_REANNOUNCERESPONSE']._serialized_end=360
+  _globals['_PUTOBJECTREQUEST']._serialized_start=362
+  _globals['_PUTOBJECTREQUEST']._serialized_end=451
+  _globals['_OBJECTHEADER']._serialized_start=453
+  _globals['_OBJECTHEADER']._serialized_end=533
+  _globals['_STOREDOBJECT']._serialized_start=535
+  _globals['_STOREDOBJECT']._serialized_end=630
+  _globals['_GETOBJECTREQUEST']._serialized_start=632
+  _globals['_GETOBJECTREQUEST']._serialized_end=714
+  _globals['_OBJECTCHUNK']._serialized_start=716
+  _globals['_OBJECTCHUNK']._serialized_end=743
+  _globals['_STOREIMAGESREQUEST']._serialized_start=745
+  _globals['_STOREIMAGESREQUEST']._serialized_end=863
+  _globals['_STOREHEADER']._serialized_start=866
+  _globals['_STOREHEADER']._serialized_end=1106
+  _globals['_IMAGEMETA']._serialized_start=1108
+  _globals['_IMAGEMETA']._serialized_end=1212
+  _globals['_IMAGECHUNK']._serialized_start=1214
+  _globals['_IMAGECHUNK']._serialized_end=1255
+  _globals['_STOREIMAGESRESPONSE']._serialized_start=1257
+  _globals['_STOREIMAGESRESPONSE']._serialized_end=1322
+  _globals['_STORAGE']._serialized_start=1325
+  _globals['_STORAGE']._serialized_end=1839
 # @@protoc_insertion_point(module_scope)

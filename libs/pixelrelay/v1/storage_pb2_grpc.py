@@ -60,6 +60,11 @@ class StorageStub:
                 request_serializer=pixelrelay_dot_v1_dot_storage__pb2.DeletePrefixesRequest.SerializeToString,
                 response_deserializer=pixelrelay_dot_v1_dot_storage__pb2.DeletePrefixesResponse.FromString,
                 _registered_method=True)
+        self.FindMissing = channel.unary_unary(
+                '/pixelrelay.v1.Storage/FindMissing',
+                request_serializer=pixelrelay_dot_v1_dot_storage__pb2.FindMissingRequest.SerializeToString,
+                response_deserializer=pixelrelay_dot_v1_dot_storage__pb2.FindMissingResponse.FromString,
+                _registered_method=True)
 
 
 class StorageServicer:
@@ -105,6 +110,14 @@ class StorageServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FindMissing(self, request, context):
+        """Which of these tasks' result keys have no object (lost other than by their lifetime):
+        the gateway's object audit, so a task never lists a URL that cannot work.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StorageServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -132,6 +145,11 @@ def add_StorageServicer_to_server(servicer, server):
                     servicer.DeletePrefixes,
                     request_deserializer=pixelrelay_dot_v1_dot_storage__pb2.DeletePrefixesRequest.FromString,
                     response_serializer=pixelrelay_dot_v1_dot_storage__pb2.DeletePrefixesResponse.SerializeToString,
+            ),
+            'FindMissing': grpc.unary_unary_rpc_method_handler(
+                    servicer.FindMissing,
+                    request_deserializer=pixelrelay_dot_v1_dot_storage__pb2.FindMissingRequest.FromString,
+                    response_serializer=pixelrelay_dot_v1_dot_storage__pb2.FindMissingResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -270,6 +288,33 @@ class Storage:
             '/pixelrelay.v1.Storage/DeletePrefixes',
             pixelrelay_dot_v1_dot_storage__pb2.DeletePrefixesRequest.SerializeToString,
             pixelrelay_dot_v1_dot_storage__pb2.DeletePrefixesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FindMissing(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pixelrelay.v1.Storage/FindMissing',
+            pixelrelay_dot_v1_dot_storage__pb2.FindMissingRequest.SerializeToString,
+            pixelrelay_dot_v1_dot_storage__pb2.FindMissingResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -51,6 +51,10 @@ class StorageStub:
     """Delete everything under each prefix: an account's uploads ("uploads/<account>/"),
     a task's inputs and results ("tasks/<task id>/"). Account deletion uses it.
     """
+    FindMissing: _grpc.UnaryUnaryMultiCallable[_storage_pb2.FindMissingRequest, _storage_pb2.FindMissingResponse]
+    """Which of these tasks' result keys have no object (lost other than by their lifetime):
+    the gateway's object audit, so a task never lists a URL that cannot work.
+    """
 
 @_typing.type_check_only
 class StorageAsyncStub(StorageStub):
@@ -74,6 +78,10 @@ class StorageAsyncStub(StorageStub):
     DeletePrefixes: _aio.UnaryUnaryMultiCallable[_storage_pb2.DeletePrefixesRequest, _storage_pb2.DeletePrefixesResponse]  # type: ignore[assignment]
     """Delete everything under each prefix: an account's uploads ("uploads/<account>/"),
     a task's inputs and results ("tasks/<task id>/"). Account deletion uses it.
+    """
+    FindMissing: _aio.UnaryUnaryMultiCallable[_storage_pb2.FindMissingRequest, _storage_pb2.FindMissingResponse]  # type: ignore[assignment]
+    """Which of these tasks' result keys have no object (lost other than by their lifetime):
+    the gateway's object audit, so a task never lists a URL that cannot work.
     """
 
 class StorageServicer(metaclass=_abc_1.ABCMeta):
@@ -125,6 +133,16 @@ class StorageServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_storage_pb2.DeletePrefixesResponse, _abc.Awaitable[_storage_pb2.DeletePrefixesResponse]]:
         """Delete everything under each prefix: an account's uploads ("uploads/<account>/"),
         a task's inputs and results ("tasks/<task id>/"). Account deletion uses it.
+        """
+
+    @_abc_1.abstractmethod
+    def FindMissing(
+        self,
+        request: _storage_pb2.FindMissingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.FindMissingResponse, _abc.Awaitable[_storage_pb2.FindMissingResponse]]:
+        """Which of these tasks' result keys have no object (lost other than by their lifetime):
+        the gateway's object audit, so a task never lists a URL that cannot work.
         """
 
 def add_StorageServicer_to_server(servicer: StorageServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

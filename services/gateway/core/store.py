@@ -255,6 +255,41 @@ class TaskStore:
             task=task_from_row(row), account_id=row["account_id"], key_id=row["key_id"]
         )
 
+    def live_results(
+        self, *, after_id: str, limit: int, now_ms: int
+    ) -> tuple[list[tuple[str, list[str]]], str]:
+        """Completed tasks after ``after_id`` (by id) whose images are within their
+        lifetime, with their result keys; and where to go on from ("" after the last)."""
+        query = (
+            core_select(_TASKS.c.id, _TASKS.c.images_json)
+            .where(_TASKS.c.status == TaskStatus.COMPLETED, _TASKS.c.id > after_id)
+            .order_by(_TASKS.c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = list(conn.execute(query))
+        live = []
+        for row in rows:
+            images = [_from_plain(common_pb2.StoredImage, d) for d in orjson.loads(row.images_json)]
+            expiry = _images_expiry(images)
+            if images and (not expiry or expiry * 1000 > now_ms):
+                live.append((row.id, [image.key for image in images]))
+        return live, (rows[-1].id if len(rows) == limit else "")
+
+    def mark_images_lost(self, task_id: str, at_ms: int) -> None:
+        """The task's images are gone before their time: from now on it answers as a task
+        whose images are past their lifetime (``expired_at``, no URLs)."""
+        with Session(self.engine) as s, s.begin():
+            record = s.get(TaskRecord, task_id, with_for_update=True)
+            if record is None:
+                return
+            images = [
+                _from_plain(common_pb2.StoredImage, d) for d in orjson.loads(record.images_json)
+            ]
+            for image in images:
+                image.kept_until = min(image.kept_until or image.expires_at, at_ms // 1000)
+            record.images_json = messages_to_json(images)
+
     def costs(self, since_ms: int, until_ms: int) -> list[TaskCosts]:
         """Every settled task made in [since_ms, until_ms): what the margin reads."""
         query = core_select(

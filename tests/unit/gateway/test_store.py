@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from gateway.core.events import retry_delay
@@ -73,3 +75,30 @@ def test_the_unsettled_tasks_are_those_still_processing(database: Database) -> N
     assert store.get("t1").started_at_ms == 1_700_000_000_500
     ids = ["t0", "t1", "t2", "t3", "t4", "unknown"]
     assert sorted(store.unsettled(ids, batch=2)) == ["t0", "t1", "t4"]
+
+
+def test_images_lost_before_their_time_make_the_task_answer_as_expired(
+    database: Database,
+) -> None:
+    """The object audit's two reads and one write (core/object_audit.py)."""
+    store = TaskStore(database.engine)
+    store.insert_many([record("t1"), record("t2"), record("t3")])
+    now_ms = int(time.time() * 1000)
+    later = now_ms // 1000 + 7 * 86400  # the images' lifetime ends in a week
+    for task_id in ("t1", "t2"):
+        image = common_pb2.StoredImage(index=0, key=f"tasks/{task_id}/0.png", url="https://x")
+        image.kept_until = later
+        done = events_pb2.TaskCompleted(images=[image])
+        assert store.mark_completed(task_id, done, charged=7, at_ms=1_700_000_001_000)
+    live, after = store.live_results(after_id="", limit=1, now_ms=now_ms)
+    assert (live, after) == ([("t1", ["tasks/t1/0.png"])], "t1")
+    live, after = store.live_results(after_id=after, limit=5, now_ms=now_ms)
+    assert (live, after) == ([("t2", ["tasks/t2/0.png"])], "")  # t3 is still processing
+
+    store.mark_images_lost("t1", now_ms)
+    task = store.get("t1", "acct_a")
+    assert (task.expired_at, list(task.images)) == (now_ms // 1000, [])
+    assert store.get("t2", "acct_a").images[0].url == "https://x"
+    assert store.live_results(after_id="", limit=5, now_ms=now_ms + 1)[0] == [
+        ("t2", ["tasks/t2/0.png"])
+    ]
