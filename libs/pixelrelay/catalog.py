@@ -11,8 +11,10 @@ every model here has a route there, and nothing else).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,3 +258,13 @@ def load(path: Path | None = None) -> Catalog:
 
 def _listed(source: str, problems: list[str]) -> str:
     return f"{source} cannot be used:\n" + "\n".join(f"  {p}" for p in problems)
+
+
+def load_or_refuse(log: logging.Logger) -> Catalog:
+    """The catalog for a service starting: a file it cannot use stops it (exit 2) with
+    every problem in one log line, as a bad channel file stops a dispatcher."""
+    try:
+        return load()
+    except CatalogError as exc:
+        log.critical("refusing to start: %s", exc)
+        sys.exit(2)

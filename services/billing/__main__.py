@@ -15,7 +15,7 @@ from billing.prices import PriceList
 from billing.servicer import BillingServicer
 from billing.settings import BillingSettings
 from billing.sweeper import run_ledger_checks, run_sweeper
-from pixelrelay import bus
+from pixelrelay import bus, catalog
 from pixelrelay.callers import TrustedCallers
 from pixelrelay.capabilities import TaskCapabilities
 from pixelrelay.db import Database
@@ -30,7 +30,7 @@ from pixelrelay.v1 import billing_pb2, billing_pb2_grpc
 log = logging.getLogger("billing")
 
 
-async def run(settings: BillingSettings, stop: asyncio.Event) -> None:
+async def run(settings: BillingSettings, prices: PriceList, stop: asyncio.Event) -> None:
     # A missing or malformed key stops the start at once: waiting would not fix it.
     capabilities = TaskCapabilities.parse(settings.task_capability_keys.get_secret_value())
     async with contextlib.AsyncExitStack() as stack:  # unwinds in reverse, also on failure
@@ -47,7 +47,7 @@ async def run(settings: BillingSettings, stop: asyncio.Event) -> None:
             stack.push_async_callback(nc.drain)
         db = Database(settings.database_url)
         stack.callback(db.close)
-        ledger = Ledger(db.engine, PriceList.load(), settings.signup_grant)
+        ledger = Ledger(db.engine, prices, settings.signup_grant)
         ledger.session_ttl = timedelta(hours=settings.session_hours)
         ledger.sign_in_failures = settings.sign_in_failures
         ledger.sign_in_window = settings.sign_in_window_seconds
@@ -89,7 +89,8 @@ async def run(settings: BillingSettings, stop: asyncio.Event) -> None:
 def main() -> None:
     settings = BillingSettings()
     configure_logging("billing", settings.log_level)
-    run_until_signalled(lambda stop: run(settings, stop))
+    prices = PriceList(catalog.load_or_refuse(log))
+    run_until_signalled(lambda stop: run(settings, prices, stop))
 
 
 if __name__ == "__main__":

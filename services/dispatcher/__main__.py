@@ -20,9 +20,10 @@ from dispatcher.health import snapshot
 from dispatcher.router import Router
 from dispatcher.settings import DispatcherSettings
 from dispatcher.worker import JobHandler
-from pixelrelay import bus
+from pixelrelay import bus, catalog
 from pixelrelay.billing_client import BillingClient
 from pixelrelay.callers import AccessPolicy, TrustedCallers
+from pixelrelay.catalog import Catalog
 from pixelrelay.grpc_server import start_grpc_server
 from pixelrelay.ids import random_token
 from pixelrelay.lifecycle import repeat, run_until_signalled
@@ -37,8 +38,10 @@ log = logging.getLogger("dispatcher")
 JOBS_PENDING = Gauge("pixelrelay_jobs_pending", "Jobs queued or in flight (JetStream)")
 
 
-def build_router(settings: DispatcherSettings) -> Router:
-    config = channels.load(settings.channels_file, allow_loopback=settings.channels_allow_loopback)
+def build_router(settings: DispatcherSettings, models: Catalog) -> Router:
+    config = channels.load(
+        settings.channels_file, allow_loopback=settings.channels_allow_loopback, models=models
+    )
     keys = {c.api_key_env: os.environ[c.api_key_env] for c in config.channels.values()}
     return Router(
         config,
@@ -167,8 +170,9 @@ async def _serve(
 def main() -> None:
     settings = DispatcherSettings()
     configure_logging("dispatcher", settings.log_level)
+    models = catalog.load_or_refuse(log)
     try:
-        router = build_router(settings)
+        router = build_router(settings, models)
     except channels.ConfigError as exc:
         log.critical("refusing to start: %s", exc)
         sys.exit(2)

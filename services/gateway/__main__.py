@@ -40,10 +40,11 @@ from gateway.inputs.images import DecodeBudget
 from gateway.inputs.references import ReferenceLoader
 from gateway.migrate import SCHEMA
 from gateway.settings import GatewaySettings
-from pixelrelay import bus
+from pixelrelay import bus, catalog
 from pixelrelay.billing_client import BillingClient
 from pixelrelay.callers import AccessPolicy, TrustedCallers
 from pixelrelay.capabilities import TaskCapabilities
+from pixelrelay.catalog import Catalog
 from pixelrelay.db import Database
 from pixelrelay.grpc_server import start_grpc_server
 from pixelrelay.lifecycle import finish, repeat, run_until_signalled
@@ -67,13 +68,16 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def run(settings: GatewaySettings, stop: asyncio.Event) -> None:
+async def run(settings: GatewaySettings, models: Catalog, stop: asyncio.Event) -> None:
     async with contextlib.AsyncExitStack() as stack:  # unwinds in reverse, also on failure
-        await _serve(settings, stop, stack)
+        await _serve(settings, models, stop, stack)
 
 
 async def _serve(
-    settings: GatewaySettings, stop: asyncio.Event, stack: contextlib.AsyncExitStack
+    settings: GatewaySettings,
+    models: Catalog,
+    stop: asyncio.Event,
+    stack: contextlib.AsyncExitStack,
 ) -> None:
     # Bound first, by us: uvicorn reports a taken port from inside its task and leaves the
     # process running without its API; this fails the start instead.
@@ -131,6 +135,7 @@ async def _serve(
         db.engine, in_flight_ms=int(settings.idempotency_in_flight_seconds * 1000)
     )
     api = PublicApi(
+        models=models,
         billing=billing,
         storage=storage,
         references=ReferenceLoader(
@@ -335,7 +340,8 @@ def main() -> None:
     settings = GatewaySettings()
     configure_logging("gateway", settings.log_level)
     give_back_large_allocations()  # request bodies of tens of MB come and go
-    run_until_signalled(lambda stop: run(settings, stop))
+    models = catalog.load_or_refuse(log)
+    run_until_signalled(lambda stop: run(settings, models, stop))
 
 
 if __name__ == "__main__":

@@ -42,6 +42,24 @@ def refusal(run: subprocess.CompletedProcess[str]) -> str:
     return str(record["msg"])
 
 
+@pytest.mark.parametrize("service", ["billing", "gateway", "dispatcher"])
+def test_a_catalog_that_cannot_be_used_stops_every_service_listing_its_problems(
+    tmp_path: Path, service: str
+) -> None:
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text("version: x\nmodels: {}\ncolour: red\naliases: {a: b}\n")
+    run = subprocess.run(
+        [sys.executable, "-m", service],
+        env={"PATH": os.environ.get("PATH", ""), "CATALOG_FILE": str(catalog)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    message = refusal(run)
+    assert f"{catalog} cannot be used" in message
+    assert "models must not be empty" in message and "colour is not a field here" in message
+
+
 def test_a_dispatcher_without_channels_refuses_to_start_and_says_why() -> None:
     message = refusal(start_dispatcher())
     assert "no channels configured: set CHANNELS_FILE" in message

@@ -34,7 +34,10 @@ Until = Annotated[
 Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
 
 # The spec shows the catalog the gateway serves (the packaged one in docs/openapi.json).
-MODELS = catalog.load()
+try:
+    MODELS = catalog.load()
+except catalog.CatalogError:  # the gateway's main() refuses to start, listing why
+    MODELS = catalog.load(catalog.DEFAULT_CATALOG)
 MODEL_NAMES: list[JsonValue] = [*MODELS.names(), *MODELS.aliases]
 
 
