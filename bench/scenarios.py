@@ -230,10 +230,25 @@ async def slow_object_puts(bench: Bench, over_s: float = 0.1) -> float:
 
 
 async def _storage_metrics(bench: Bench) -> dict[str, str]:
-    _, port = bench.stack.config.service_ports()["storage"]
+    return await service_metrics(bench, "storage")
+
+
+async def service_metrics(bench: Bench, service: str) -> dict[str, str]:
+    """One service's Prometheus samples, by name with labels (its first replica)."""
+    _, port = bench.stack.config.service_ports()[service]
     async with httpx.AsyncClient() as scraper:
         text = (await scraper.get(f"http://127.0.0.1:{port}/metrics")).text
     return dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
+
+
+async def rpc_counts(bench: Bench, service: str) -> dict[str, float]:
+    """How many calls of each RPC the service has answered so far (pixelrelay_rpc_seconds)."""
+    counts: dict[str, float] = {}
+    for name, value in (await service_metrics(bench, service)).items():
+        if name.startswith("pixelrelay_rpc_seconds_count{"):
+            method = name.split('method="', 1)[1].split('"', 1)[0]
+            counts[method] = counts.get(method, 0.0) + float(value)
+    return counts
 
 
 async def overhead(bench: Bench, rate: float, duration: float) -> ScenarioResult:

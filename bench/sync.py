@@ -20,7 +20,7 @@ import httpx
 
 from bench import cpu, litellm_proxy
 from bench.loadgen import percentile
-from bench.scenarios import Bench, ScenarioResult, object_puts, slow_object_puts
+from bench.scenarios import Bench, ScenarioResult, object_puts, rpc_counts, slow_object_puts
 from bench.two_channels import two_channel_platform
 
 BODY = {"model": "gpt-image-2", "size": "1024x1024"}
@@ -77,6 +77,8 @@ async def sync(
     requests: dict[str, int] = {}
     s3_seconds = s3_writes = 0.0
     slow_before = await slow_object_puts(bench)
+    # Calls billing answered during /v1's rounds, by RPC (the hot path's should be 1 per task).
+    billing_calls: dict[str, float] = {}
     async with httpx.AsyncClient() as client, contextlib.AsyncExitStack() as stack:
         if not_measured is None:
             proxy = await stack.enter_async_context(
@@ -91,6 +93,7 @@ async def sync(
             for _ in range(rounds):
                 for name, (url, headers) in targets.items():
                     puts_before, put_s_before = await object_puts(bench)
+                    calls_before = await rpc_counts(bench, "billing")
                     cpu_before = cpu.snapshot(processes.get(name, {}))
                     latencies, statuses = await _timed(
                         client, url, headers, count // rounds, workers
@@ -104,6 +107,9 @@ async def sync(
                     if name == "pixelrelay_v1":
                         s3_writes += puts - puts_before
                         s3_seconds += put_s - put_s_before
+                        for method, n in (await rpc_counts(bench, "billing")).items():
+                            made = n - calls_before.get(method, 0.0)
+                            billing_calls[method] = billing_calls.get(method, 0.0) + made
                     samples[name][0].extend(latencies)
                     for status, n in statuses.items():
                         samples[name][1][status] = samples[name][1].get(status, 0) + n
@@ -122,20 +128,6 @@ async def sync(
     slow_s3_writes = await slow_object_puts(bench) - slow_before
     # A task waits for its image's write (the manifest is written while it settles).
     s3_ms = s3_seconds * 1000 / max(s3_writes, 1)
-    parts = []
-    met: bool | None = None if not_measured else True
-    for workers, level in by_level.items():
-        ours = level["added"]["pixelrelay_v1"]
-        part = f"{workers} at a time: /v1 +{ours['p50_ms']:.0f}/+{ours['p99_ms']:.0f} ms"
-        if "litellm_proxy" in level["added"]:
-            theirs = level["added"]["litellm_proxy"]
-            part += f", LiteLLM +{theirs['p50_ms']:.0f}/+{theirs['p99_ms']:.0f} ms"
-            met = bool(met) and ours["p50_ms"] < theirs["p50_ms"]
-        parts.append(part)
-    achieved = (
-        f"added p50/p99 over the upstream: {'; '.join(parts)}; /v1 stores the result "
-        f"(the S3 write, the dev S3 here, ≈ {s3_ms:.0f} ms of it)"
-    )
     cpu_ms = {
         name: {
             process: round(seconds * 1000 / requests[name], 2)
@@ -145,15 +137,49 @@ async def sync(
     }
     for used_ms in cpu_ms.values():
         used_ms["total"] = round(sum(used_ms.values()), 2)
-    if "pixelrelay_v1" in cpu_ms:
-        achieved += f"; CPU per request: /v1 {cpu_ms['pixelrelay_v1']['total']:.1f} ms"
-        if "litellm_proxy" in cpu_ms:
-            achieved += f", LiteLLM {cpu_ms['litellm_proxy']['total']:.1f} ms"
+    # The issue's bar: PixelRelay's own processes, the S3 server (and the simulator, never
+    # counted) excluded.
+    ours_cpu = cpu_ms.get("pixelrelay_v1", {})
+    own_ms = round(ours_cpu.get("total", 0.0) - ours_cpu.get("s3", 0.0), 2)
+    theirs_ms = cpu_ms.get("litellm_proxy", {}).get("total")
+    cpu_ratio = round(own_ms / theirs_ms, 2) if theirs_ms else None
+    parts = []
+    met: bool | None = None if not_measured else cpu_ratio is not None and cpu_ratio <= 1.5
+    for workers, level in by_level.items():
+        ours = level["added"]["pixelrelay_v1"]
+        part = f"{workers} at a time: /v1 +{ours['p50_ms']:.0f}/+{ours['p99_ms']:.0f} ms"
+        if "litellm_proxy" in level["added"]:
+            theirs = level["added"]["litellm_proxy"]
+            part += f", LiteLLM +{theirs['p50_ms']:.0f}/+{theirs['p99_ms']:.0f} ms"
+            if workers == 1:  # within LiteLLM's added latency and the S3 write
+                met = (
+                    bool(met)
+                    and ours["p50_ms"] <= theirs["p50_ms"] + s3_ms
+                    and ours["p99_ms"] <= theirs["p99_ms"] + s3_ms
+                )
+        parts.append(part)
+    achieved = (
+        f"added p50/p99 over the upstream: {'; '.join(parts)}; /v1 stores the result "
+        f"(the S3 write, the dev S3 here, ≈ {s3_ms:.0f} ms of it)"
+    )
+    if ours_cpu:
+        achieved += f"; CPU per request: /v1 {own_ms:.1f} ms without the S3 server"
+        if theirs_ms:
+            achieved += f", LiteLLM {theirs_ms:.1f} ms ({cpu_ratio:.2f}×)"
+    per_task = {
+        method: round(n / requests["pixelrelay_v1"], 2)
+        for method, n in sorted(billing_calls.items())
+        if n
+    }
+    achieved += "; billing calls per task: " + (
+        ", ".join(f"{m} {n:g}" for m, n in per_task.items()) or "none"
+    )
     if not_measured:
         achieved += f"; LiteLLM not measured: {not_measured}"
     return ScenarioResult(
         "sync",
-        "/v1 adds less than LiteLLM's proxy (p50, same simulator, same run)",
+        "/v1: CPU ≤ 1.5× LiteLLM's proxy's (S3 server excluded); added latency, one at a "
+        "time, p50 and p99 ≤ LiteLLM's + the S3 write (same simulator, same run)",
         achieved,
         met,
         {
@@ -164,6 +190,9 @@ async def sync(
             # CPU ms per request by process (replicas summed; the upstream's not counted):
             # what each hop costs, steadier than latency on a shared machine.
             "cpu_ms_per_request": cpu_ms,
+            "cpu_ratio_without_s3": cpu_ratio,
+            # Billing RPCs per /v1 task, by method (batched calls count once per batch).
+            "billing_calls_per_task": per_task,
             # Writes over 100 ms (all scenarios' platforms share the dev S3): a tail the p99 shows.
             "s3_writes_over_100ms": slow_s3_writes,
             "litellm_version": None if not_measured else litellm_proxy.version(),

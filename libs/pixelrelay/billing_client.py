@@ -125,14 +125,6 @@ class BillingClient:
             for result in response.results
         ]
 
-    async def capture(self, *, task_id: str, delivered: int, quality: str = "") -> billing_pb2.Hold:
-        return await _call(
-            self._stub.Capture(
-                billing_pb2.CaptureRequest(task_id=task_id, delivered=delivered, quality=quality),
-                **self._options(),
-            )
-        )
-
     async def claim_hold(
         self, task_id: str, capability: common_pb2.TaskCapability | None
     ) -> billing_pb2.Hold:

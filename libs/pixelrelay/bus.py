@@ -2,7 +2,8 @@
 
 Three streams:
     PIXELRELAY_JOBS        pixelrelay.jobs.images          work queue, one message per task
-    PIXELRELAY_EVENTS      pixelrelay.events.task.<kind>   started | completed | failed
+    PIXELRELAY_EVENTS      pixelrelay.events.task.<kind>.<task id>
+                           started | completed | failed | expired | settled (task_events.py)
     PIXELRELAY_DEADLETTER  the max-deliveries advisories of the jobs consumer, and
                            pixelrelay.deadletter.{jobs,events}: what could never be handled
 Every publish carries Nats-Msg-Id, so JetStream drops a republished duplicate.
@@ -43,6 +44,7 @@ EVENTS_PREFIX = "pixelrelay.events.task"
 EVENTS_SUBJECTS = f"{EVENTS_PREFIX}.>"
 # The durable consumers (bus_access.py grants each to its service alone).
 GATEWAY_EVENTS_CONSUMER = "gateway-task-events"
+SETTLEMENT_CONSUMER = "billing-settlement"
 DISPATCHER_CONSUMER = "dispatcher"
 DEADLETTER_CONSUMER = "dispatcher-deadletter"
 # Jobs that reached their delivery limit: JetStream's advisory for each, and a copy of the
@@ -220,13 +222,17 @@ async def dead_letter(js: JetStreamContext, msg: Msg, reason: str) -> None:
     await msg.ack()
 
 
-def consumer_config(durable: str, *, ack_wait: float, max_deliver: int) -> ConsumerConfig:
+def consumer_config(
+    durable: str, *, ack_wait: float, max_deliver: int, only: list[str] | None = None
+) -> ConsumerConfig:
+    """``only``: the subjects it takes (all of the stream's if None)."""
     return ConsumerConfig(
         durable_name=durable,
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=ack_wait,
         max_deliver=max_deliver,
         max_ack_pending=10_000,
+        filter_subjects=only,
     )
 
 

@@ -8,7 +8,8 @@ task flow, and the nats-server configuration that enforces it.
     dispatcher  consumes jobs and dead letters; publishes started and failed events, relays
                 images and reports its channels' health (core NATS, for the operator)
     storage     publishes completed events
-    billing     publishes failed events (holds past their deadline)
+    billing     consumes completed, failed and expired events; publishes expired (holds
+                past their deadline) and settled events; reads a task's events by subject
     admin       creates the streams (`pixelrelay admin bus-setup`, `make run`); no limits
 
 So a leaked gateway password cannot fail someone's task, and no service but the dispatcher
@@ -51,7 +52,8 @@ def _consumer(stream: str, name: str) -> list[str]:
 
 
 def _event(kind: str) -> str:
-    return f"{bus.EVENTS_PREFIX}.{kind}"
+    """Every task's events of this kind (task_events.subject)."""
+    return f"{bus.EVENTS_PREFIX}.{kind}.*"
 
 
 _PUBLISH: dict[str, list[str]] = {
@@ -76,7 +78,16 @@ _PUBLISH: dict[str, list[str]] = {
         f"$JS.API.STREAM.MSG.DELETE.{bus.JOBS_STREAM}",
     ],
     "storage": [_event("completed"), *_stream_info(bus.EVENTS_STREAM)],
-    "billing": [_event("failed"), *_stream_info(bus.EVENTS_STREAM)],
+    "billing": [
+        _event("expired"),
+        _event("settled"),
+        bus.DEADLETTER_EVENTS_SUBJECT,
+        *_stream_info(bus.EVENTS_STREAM),
+        *_consumer(bus.EVENTS_STREAM, bus.SETTLEMENT_CONSUMER),
+        # A task's completed or failed event, looked up by subject before its hold is
+        # announced expired (sweeper.py).
+        f"$JS.API.STREAM.MSG.GET.{bus.EVENTS_STREAM}",
+    ],
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from datetime import timedelta
 
@@ -14,8 +15,9 @@ from billing.passwords import Passwords
 from billing.prices import PriceList
 from billing.servicer import BillingServicer
 from billing.settings import BillingSettings
+from billing.settlement import SETTLES_ON, Settlement
 from billing.sweeper import run_ledger_checks, run_sweeper
-from pixelrelay import bus, catalog
+from pixelrelay import bus, catalog, task_events
 from pixelrelay.callers import TrustedCallers
 from pixelrelay.capabilities import TaskCapabilities
 from pixelrelay.db import Database
@@ -57,6 +59,7 @@ async def run(settings: BillingSettings, prices: PriceList, stop: asyncio.Event)
             capabilities,
             settings.hold_ttl_seconds,
             Passwords(settings.password_hash_parallel),
+            announce=functools.partial(task_events.publish_event, js),
         )
         server = await start_grpc_server(
             settings.grpc_port,
@@ -67,6 +70,25 @@ async def run(settings: BillingSettings, prices: PriceList, stop: asyncio.Event)
             host=settings.grpc_host,
         )
         stack.push_async_callback(server.stop, settings.shutdown_grace)
+        settling_stop = asyncio.Event()
+        settling = asyncio.create_task(
+            bus.consume(
+                js,
+                stream=bus.EVENTS_STREAM,
+                subject=bus.EVENTS_SUBJECTS,
+                config=bus.consumer_config(
+                    bus.SETTLEMENT_CONSUMER,
+                    ack_wait=settings.settlement_ack_wait,
+                    max_deliver=-1,
+                    only=task_events.kinds_subjects(*SETTLES_ON),
+                ),
+                handler=Settlement(ledger, db, js),
+                stop=settling_stop,
+                concurrency=settings.settlement_concurrency,
+                grace=settings.shutdown_grace,
+            )
+        )
+        stack.push_async_callback(finish, settling, settling_stop)
         sweeper = asyncio.create_task(run_sweeper(ledger, db, js, stop, settings.sweep_interval))
         stack.push_async_callback(finish, sweeper, stop)
         if settings.ledger_check_interval > 0:

@@ -16,8 +16,7 @@ BILLING_ACCESS = AccessPolicy(
         "Authenticate": _GATEWAY,
         "Quote": _GATEWAY,
         "ReserveMany": _GATEWAY,
-        "Capture": _GATEWAY,  # on the task's completed event
-        "Release": _GATEWAY,  # a refused submit, a failed task
+        "Release": _GATEWAY,  # its own submit, failed before the job was queued
         "TakeRequests": _GATEWAY,  # per-key request limits, shared by the replicas
         "ClaimHold": frozenset({DISPATCHER}),  # taking a job, before paying the upstream
         "GetAccount": _BOTH,

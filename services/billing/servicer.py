@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import grpc
 
@@ -14,13 +14,14 @@ from billing.models import Account, Hold, HoldState, LedgerEntry
 from billing.passwords import Passwords
 from billing.ratelimits import RateBuckets, Take
 from billing.to_proto import key_to_proto, moment, seconds
+from pixelrelay import task_events
 from pixelrelay.capabilities import TaskCapabilities
 from pixelrelay.crashpoints import crash_point
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E, error_to_detail
 from pixelrelay.ids import checked_id
 from pixelrelay.limits import page_limit
-from pixelrelay.v1 import billing_pb2, billing_pb2_grpc
+from pixelrelay.v1 import billing_pb2, billing_pb2_grpc, events_pb2
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,9 @@ class BillingServicer(LoginRpcs, billing_pb2_grpc.BillingServicer):
         capabilities: TaskCapabilities,
         hold_ttl_seconds: int,
         passwords: Passwords,
+        announce: Callable[[events_pb2.TaskEvent], Awaitable[None]] | None = None,
     ):
+        self.announce = announce  # the settled event of a Release (settlement.py otherwise)
         self.ledger = ledger
         self.passwords = passwords
         self.db = db
@@ -166,19 +169,6 @@ class BillingServicer(LoginRpcs, billing_pb2_grpc.BillingServicer):
             ]
         )
 
-    async def Capture(
-        self, request: billing_pb2.CaptureRequest, context: grpc.aio.ServicerContext
-    ) -> billing_pb2.Hold:
-        crash_point("billing.before_capture")
-        hold = await self.db.run(
-            self.ledger.capture,
-            task_id=checked_id(request.task_id, "task", "task_id"),
-            delivered=request.delivered,
-            quality=request.quality,
-        )
-        crash_point("billing.after_capture")  # committed, not yet answered
-        return hold_to_proto(hold)
-
     async def ClaimHold(
         self, request: billing_pb2.ClaimHoldRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.Hold:
@@ -199,11 +189,14 @@ class BillingServicer(LoginRpcs, billing_pb2_grpc.BillingServicer):
     async def Release(
         self, request: billing_pb2.ReleaseRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.Hold:
-        hold = await self.db.run(
-            self.ledger.release,
-            task_id=checked_id(request.task_id, "task", "task_id"),
-            reason=request.reason,
-        )
+        task_id = checked_id(request.task_id, "task", "task_id")
+        hold = await self.db.run(self.ledger.release, task_id=task_id, reason=request.reason)
+        if self.announce is not None:
+            body = events_pb2.TaskSettled(refunded=hold.amount, reason=request.reason)
+            try:
+                await self.announce(task_events.settled(task_id, body))
+            except ApiError:  # released all the same; nothing waits on a task never queued
+                log.warning("settled event not published", extra={"task_id": task_id})
         return hold_to_proto(hold)
 
     async def GetAccount(

@@ -10,8 +10,12 @@ class BillingSettings(DatabaseSettings):
     database_url: str = "sqlite:///var/billing.db"
     # Credits granted to every new account (2,000 credits = $2).
     signup_grant: int = 2000
-    # How often pending holds past their deadline are released.
+    # How often pending holds past their deadline are announced expired (then released).
     sweep_interval: float = 15.0
+    # Task events settled at once (those that arrive together share one transaction), and
+    # how long one may take before JetStream redelivers it.
+    settlement_concurrency: int = 64
+    settlement_ack_wait: float = 30.0
     # How often every balance is recomputed from the ledger's entries (the
     # pixelrelay_ledger_problems gauge); 0 turns it off. It reads every entry: on a large
     # ledger keep it in minutes.

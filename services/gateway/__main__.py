@@ -208,7 +208,6 @@ async def _serve(
                 bus.GATEWAY_EVENTS_CONSUMER, ack_wait=settings.events_ack_wait, max_deliver=-1
             ),
             handler=TaskEventHandler(
-                billing=billing,
                 storage=storage,
                 db=db,
                 store=store,

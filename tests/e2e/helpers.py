@@ -28,13 +28,14 @@ async def eventually(
 async def poll_until_done(
     http: httpx.AsyncClient, task_id: str, headers: dict[str, str], deadline_s: float = 60.0
 ) -> dict[str, Any]:
-    """Poll like a client would, until the task is completed or failed."""
+    """Poll like a client would, until the task is completed or failed and billing has
+    settled its credits (credits.settled: charged is final)."""
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         response = await http.get(f"/api/v1/tasks/{task_id}", headers=headers)
         assert response.status_code == 200, response.text
         task: dict[str, Any] = response.json()
-        if task["status"] in ("completed", "failed"):
+        if task["status"] in ("completed", "failed") and task["credits"]["settled"]:
             return task
         await asyncio.sleep(0.1)
     raise AssertionError(f"task {task_id} still processing after {deadline_s}s")

@@ -143,11 +143,11 @@ async def test_an_exported_then_deleted_account_keeps_only_its_ledger(platform: 
 
     await eventually(key_refused, "the key stops working", within=2)
 
-    # The in-flight task's images arrive after the deletion: its capture is refused (its
-    # hold was released) and they are deleted then.
+    # The in-flight task's images arrive after the deletion: billing refuses their capture
+    # (the hold was released) and the gateway, finding no task record, deletes them.
     async def late_images_handled() -> bool:
         return any(
-            '"images arrived for a settled task"' in line and in_flight in line
+            '"images arrived for a failed task"' in line and in_flight in line
             for log in platform.stack.logs.glob("gateway*.log")
             for line in log.read_text().splitlines()
         )

@@ -149,7 +149,12 @@ async def test_a_cheaper_tier_is_charged_under_its_price_and_the_rest_refunded(
         json={"model": "gpt-image-2-official", "prompt": "tiers", "quality": "auto", "n": 2},
     )
     task = await poll_until_done(platform.http, submitted.json()["id"], platform.auth(key))
-    assert task["credits"] == {"reserved": 372, "charged": 94, "price_id": "stable-medium"}
+    assert task["credits"] == {
+        "reserved": 372,
+        "charged": 94,
+        "settled": True,
+        "price_id": "stable-medium",
+    }
     usage = (await platform.http.get("/api/v1/usage", headers=platform.auth(key))).json()
     mine = [e for e in usage["data"] if e["task_id"] == task["id"]]
     assert sorted((e["kind"], e["book"], e["amount"], e["memo"]) for e in mine) == [
@@ -502,7 +507,9 @@ async def test_a_job_whose_hold_expired_in_the_queue_is_not_generated(
     await ledger_ok(p)
 
 
-@pytest.mark.parametrize("point", ["billing.before_capture", "billing.after_capture"])
+@pytest.mark.parametrize(
+    "point", ["billing.before_capture", "billing.after_capture", "billing.after_settled"]
+)
 async def test_billing_dies_between_upstream_success_and_capture(
     fragile_platform: Platform, point: str
 ) -> None:
@@ -542,11 +549,11 @@ def billing_writes_blocked(p: Platform) -> Iterator[None]:
         db.close()
 
 
-async def gateway_dies_after_the_capture(p: Platform) -> None:
-    """The completed event is redelivered to the revived gateway: the capture is answered
-    from the settled hold (charged once) and the task is marked completed."""
+async def gateway_dies_after_recording_the_settlement(p: Platform) -> None:
+    """Billing's settled event is redelivered to the revived gateway: recorded once, the
+    task completed and charged once."""
     key = await new_account(p, 100)
-    p.arm("gateway.after_capture")
+    p.arm("gateway.after_settled")
     submitted = await p.http.post("/api/v1/images/generations", headers=p.auth(key), json=BASIC)
     assert submitted.status_code == 200
     assert await p.stack.revive_crashed("gateway") == 137
@@ -613,7 +620,8 @@ async def outage_at_capture(p: Platform) -> None:
         with billing_writes_blocked(p):
             await asyncio.sleep(5.0)  # the images are stored at ~1 s; every capture fails
             during = (await p.http.get(f"/api/v1/tasks/{task_id}", headers=p.auth(key))).json()
-            assert during["status"] == "processing"
+            # The images are the client's; the charge waits for billing (the settled event).
+            assert (during["status"], during["credits"]["settled"]) == ("completed", False)
             assert await upstream_requests(p, prompt) == 1
     finally:
         await faults(p)

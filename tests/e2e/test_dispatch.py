@@ -18,7 +18,7 @@ from tests.e2e.helpers import (
     poll_until_done,
     upstream_requests,
 )
-from tests.e2e.test_billing import gateway_dies_after_the_capture
+from tests.e2e.test_billing import gateway_dies_after_recording_the_settlement
 
 pytestmark = pytest.mark.e2e
 
@@ -133,12 +133,12 @@ async def test_a_dispatcher_killed_after_storing_never_generates_again(
     await dispatcher_killed_after_storing(dispatch_platform)
 
 
-async def test_a_gateway_killed_after_the_capture_marks_the_task_when_back(
+async def test_a_gateway_killed_after_recording_a_settlement_records_it_once(
     dispatch_platform: Platform,
 ) -> None:
     """Here, not with billing's crash tests: the event's redelivery takes one AckWait, which
     is 2 s on this platform."""
-    await gateway_dies_after_the_capture(dispatch_platform)
+    await gateway_dies_after_recording_the_settlement(dispatch_platform)
 
 
 async def dispatcher_killed_after_storing(p: Platform) -> None:

@@ -100,7 +100,6 @@ def test_each_rpc_allows_only_the_callers_that_need_it() -> None:
         "Authenticate": ["gateway"],
         "Quote": ["gateway"],
         "ReserveMany": ["gateway"],
-        "Capture": ["gateway"],
         "Release": ["gateway"],
         "TakeRequests": ["gateway"],
         "ClaimHold": ["dispatcher"],

@@ -19,7 +19,7 @@ import nats.errors
 import PIL.Image
 import pytest
 
-from pixelrelay import bus
+from pixelrelay import bus, task_events
 from pixelrelay.limits import MAX_UNIX_SECONDS
 from pixelrelay.v1 import events_pb2, public_api_pb2, public_api_pb2_grpc
 from tests.e2e.conftest import Platform
@@ -76,9 +76,9 @@ async def test_poison_events_are_dead_lettered_not_retried_forever(platform: Pla
         js = nc.jetstream()
         before = await js.consumer_info(bus.EVENTS_STREAM, bus.GATEWAY_EVENTS_CONSUMER)
         for i, data in enumerate(poison):
-            await js.publish(
-                f"{bus.EVENTS_PREFIX}.completed", data, headers={"Nats-Msg-Id": f"{run}.{i}"}
-            )
+            # On a completed subject: the gateway and billing's settlement both read it.
+            subject = task_events.subject("completed", f"task_poison{run}")
+            await js.publish(subject, data, headers={"Nats-Msg-Id": f"{run}.{i}"})
         dead = await js.pull_subscribe(bus.DEADLETTER_EVENTS_SUBJECT, stream=bus.DEADLETTER_STREAM)
         found: dict[bytes, str] = {}
 
@@ -91,11 +91,13 @@ async def test_poison_events_are_dead_lettered_not_retried_forever(platform: Pla
         await eventually(all_dead, "every poison event in the dead-letter stream")
         assert {data: found[data] for data in poison} == poison
 
-        async def settled() -> bool:
-            info = await js.consumer_info(bus.EVENTS_STREAM, bus.GATEWAY_EVENTS_CONSUMER)
-            return bool(info.num_ack_pending == 0)
+        for consumer in (bus.GATEWAY_EVENTS_CONSUMER, bus.SETTLEMENT_CONSUMER):
 
-        await eventually(settled, "the gateway acked them")
+            async def acked(consumer: str = consumer) -> bool:
+                info = await js.consumer_info(bus.EVENTS_STREAM, consumer)
+                return bool(info.num_ack_pending == 0)
+
+            await eventually(acked, f"{consumer} acked them")
         after = await js.consumer_info(bus.EVENTS_STREAM, bus.GATEWAY_EVENTS_CONSUMER)
         assert after.num_redelivered == before.num_redelivered  # each handled on its first try
     async with httpx.AsyncClient() as scraper:

@@ -54,7 +54,7 @@ async def test_basic_1k_task_completes_downloads_and_charges_7(platform: Platfor
     task = await poll_until_done(platform.http, body["id"], platform.auth(key))
     assert task["status"] == "completed", task
     assert task["error"] is None
-    assert task["credits"] == {"reserved": 7, "charged": 7, "price_id": "basic-1k"}
+    assert task["credits"] == {"reserved": 7, "charged": 7, "settled": True, "price_id": "basic-1k"}
     [url] = task["output"]["image_urls"]
     assert task["expires_at"] >= task["created_at"] + 7 * 24 * 3600 - 60
 
@@ -114,7 +114,7 @@ async def test_failing_upstream_fails_the_task_and_returns_the_credits(platform:
     assert task["status"] == "failed"
     assert task["error"]["code"] == 70001 and task["error"]["type"] == "upstream_failed"
     assert task["output"] is None
-    assert task["credits"] == {"reserved": 7, "charged": 0, "price_id": "basic-1k"}
+    assert task["credits"] == {"reserved": 7, "charged": 0, "settled": True, "price_id": "basic-1k"}
     account = await balance(platform, key)
     assert (account["balance"], account["held"]) == (100, 0)
 

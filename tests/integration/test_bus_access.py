@@ -18,7 +18,7 @@ import nats.errors
 import pytest
 from nats.aio.client import Client as NATS
 
-from pixelrelay import bus
+from pixelrelay import bus, task_events
 from pixelrelay.bus_access import ADMIN_USER, SERVICE_USERS, server_config
 from pixelrelay.ids import random_token
 from pixelrelay.relay import RelayReceiver, RelaySender
@@ -28,8 +28,9 @@ from pixelrelay_dev.ports import lease_ports
 pytestmark = pytest.mark.security
 
 JOBS = bus.JOBS_SUBJECT
-STARTED, COMPLETED, FAILED = (
-    f"{bus.EVENTS_PREFIX}.{k}" for k in ("started", "completed", "failed")
+STARTED, COMPLETED, FAILED, EXPIRED, SETTLED = (
+    task_events.subject(k, "task_x")
+    for k in ("started", "completed", "failed", "expired", "settled")
 )
 DEADLETTER = bus.DEADLETTER_SUBJECT
 # What each service may publish, spelled out: a change to bus_access.py must change this too.
@@ -37,7 +38,7 @@ MAY_PUBLISH = {
     "gateway": {JOBS},
     "dispatcher": {STARTED, FAILED, DEADLETTER},
     "storage": {COMPLETED},
-    "billing": {FAILED},
+    "billing": {EXPIRED, SETTLED},
 }
 
 
@@ -120,7 +121,7 @@ async def test_each_service_publishes_only_its_own_part(
     errors: list[Exception] = []
     nc = await connected(nats_bus, user, errors)
     try:
-        for subject in (JOBS, STARTED, COMPLETED, FAILED, DEADLETTER):
+        for subject in (JOBS, STARTED, COMPLETED, FAILED, EXPIRED, SETTLED, DEADLETTER):
             before = await stored(admin)
             errors.clear()
             await nc.publish(subject, b"forged", headers={"Nats-Msg-Id": random_token(12)})
@@ -191,6 +192,41 @@ async def test_the_dispatcher_consumes_and_the_gateway_hears_events(
     finally:
         await dispatcher.close()
         await gateway.close()
+
+
+async def test_billing_settles_from_its_own_consumer_and_reads_a_task_s_events(
+    nats_bus: Bus, admin: NATS
+) -> None:
+    """Billing's consumer takes completed, failed and expired events only, and it may look
+    a task's event up by subject (the sweeper), with nothing more than its permissions."""
+    storage, billing = await connected(nats_bus, "storage"), await connected(nats_bus, "billing")
+    try:
+        task_id = f"task_{random_token(8)}"
+        await storage.jetstream().publish(
+            task_events.subject("completed", task_id),
+            b"c",
+            headers={"Nats-Msg-Id": random_token(12)},
+        )
+        js = billing.jetstream()
+        settling = await js.pull_subscribe(
+            bus.EVENTS_SUBJECTS,
+            durable=bus.SETTLEMENT_CONSUMER,
+            stream=bus.EVENTS_STREAM,
+            config=bus.consumer_config(
+                bus.SETTLEMENT_CONSUMER,
+                ack_wait=5,
+                max_deliver=2,
+                only=task_events.kinds_subjects("completed", "failed", "expired"),
+            ),
+        )
+        received = await settling.fetch(10, timeout=2)
+        assert task_events.subject("completed", task_id) in {m.subject for m in received}
+        assert not any(".started." in m.subject for m in received)
+        found = await js.get_last_msg(bus.EVENTS_STREAM, task_events.subject("completed", task_id))
+        assert found.data == b"c"
+    finally:
+        await storage.close()
+        await billing.close()
 
 
 async def test_relayed_images_go_from_the_dispatcher_to_the_gateway_alone(

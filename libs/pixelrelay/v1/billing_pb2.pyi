@@ -809,33 +809,6 @@ class TakeRequestsResponse(_message.Message):
 Global___TakeRequestsResponse: _TypeAlias = TakeRequestsResponse  # noqa: Y015
 
 @_typing.final
-class CaptureRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    TASK_ID_FIELD_NUMBER: _builtins.int
-    DELIVERED_FIELD_NUMBER: _builtins.int
-    QUALITY_FIELD_NUMBER: _builtins.int
-    task_id: _builtins.str
-    delivered: _builtins.int
-    """images actually delivered"""
-    quality: _builtins.str
-    """the tier the upstream reports (quality=auto), "" = as reserved"""
-    def __init__(
-        self,
-        *,
-        task_id: _builtins.str = ...,
-        delivered: _builtins.int = ...,
-        quality: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivered", b"delivered", "quality", b"quality", "task_id", b"task_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CaptureRequest: _TypeAlias = CaptureRequest  # noqa: Y015
-
-@_typing.final
 class ClaimHoldRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

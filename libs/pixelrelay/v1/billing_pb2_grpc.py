@@ -53,11 +53,6 @@ class BillingStub:
                 request_serializer=pixelrelay_dot_v1_dot_billing__pb2.ReserveManyRequest.SerializeToString,
                 response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ReserveManyResponse.FromString,
                 _registered_method=True)
-        self.Capture = channel.unary_unary(
-                '/pixelrelay.v1.Billing/Capture',
-                request_serializer=pixelrelay_dot_v1_dot_billing__pb2.CaptureRequest.SerializeToString,
-                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.Hold.FromString,
-                _registered_method=True)
         self.Release = channel.unary_unary(
                 '/pixelrelay.v1.Billing/Release',
                 request_serializer=pixelrelay_dot_v1_dot_billing__pb2.ReleaseRequest.SerializeToString,
@@ -217,16 +212,11 @@ class BillingServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Capture(self, request, context):
-        """The gateway, on a task's completed event: charge what was delivered.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def Release(self, request, context):
-        """The gateway, for a refused submit or a failed task (billing releases expired holds
-        itself, in its sweeper).
+        """The gateway, only for its own submit that failed before its job was queued (memo
+        not_queued). Every other settlement is billing's own, from the bus
+        (services/billing/settlement.py): captures on completed, releases on failed and
+        expired, each announced as a settled event.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -420,11 +410,6 @@ def add_BillingServicer_to_server(servicer, server):
                     servicer.ReserveMany,
                     request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ReserveManyRequest.FromString,
                     response_serializer=pixelrelay_dot_v1_dot_billing__pb2.ReserveManyResponse.SerializeToString,
-            ),
-            'Capture': grpc.unary_unary_rpc_method_handler(
-                    servicer.Capture,
-                    request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.CaptureRequest.FromString,
-                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.Hold.SerializeToString,
             ),
             'Release': grpc.unary_unary_rpc_method_handler(
                     servicer.Release,
@@ -637,33 +622,6 @@ class Billing:
             '/pixelrelay.v1.Billing/ReserveMany',
             pixelrelay_dot_v1_dot_billing__pb2.ReserveManyRequest.SerializeToString,
             pixelrelay_dot_v1_dot_billing__pb2.ReserveManyResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Capture(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/pixelrelay.v1.Billing/Capture',
-            pixelrelay_dot_v1_dot_billing__pb2.CaptureRequest.SerializeToString,
-            pixelrelay_dot_v1_dot_billing__pb2.Hold.FromString,
             options,
             channel_credentials,
             insecure,

@@ -48,11 +48,11 @@ class BillingStub:
     keeps the short submit deadline until its job is queued, so a submit that died before
     is released by the sweeper within a minute.
     """
-    Capture: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CaptureRequest, _billing_pb2.Hold]
-    """The gateway, on a task's completed event: charge what was delivered."""
     Release: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ReleaseRequest, _billing_pb2.Hold]
-    """The gateway, for a refused submit or a failed task (billing releases expired holds
-    itself, in its sweeper).
+    """The gateway, only for its own submit that failed before its job was queued (memo
+    not_queued). Every other settlement is billing's own, from the bus
+    (services/billing/settlement.py): captures on completed, releases on failed and
+    expired, each announced as a settled event.
     """
     ClaimHold: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ClaimHoldRequest, _billing_pb2.Hold]
     """The dispatcher, when it takes a job and before it pays the upstream, with the job's
@@ -134,11 +134,11 @@ class BillingAsyncStub(BillingStub):
     keeps the short submit deadline until its job is queued, so a submit that died before
     is released by the sweeper within a minute.
     """
-    Capture: _aio.UnaryUnaryMultiCallable[_billing_pb2.CaptureRequest, _billing_pb2.Hold]  # type: ignore[assignment]
-    """The gateway, on a task's completed event: charge what was delivered."""
     Release: _aio.UnaryUnaryMultiCallable[_billing_pb2.ReleaseRequest, _billing_pb2.Hold]  # type: ignore[assignment]
-    """The gateway, for a refused submit or a failed task (billing releases expired holds
-    itself, in its sweeper).
+    """The gateway, only for its own submit that failed before its job was queued (memo
+    not_queued). Every other settlement is billing's own, from the bus
+    (services/billing/settlement.py): captures on completed, releases on failed and
+    expired, each announced as a settled event.
     """
     ClaimHold: _aio.UnaryUnaryMultiCallable[_billing_pb2.ClaimHoldRequest, _billing_pb2.Hold]  # type: ignore[assignment]
     """The dispatcher, when it takes a job and before it pays the upstream, with the job's
@@ -237,21 +237,15 @@ class BillingServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
-    def Capture(
-        self,
-        request: _billing_pb2.CaptureRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_billing_pb2.Hold, _abc.Awaitable[_billing_pb2.Hold]]:
-        """The gateway, on a task's completed event: charge what was delivered."""
-
-    @_abc_1.abstractmethod
     def Release(
         self,
         request: _billing_pb2.ReleaseRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.Hold, _abc.Awaitable[_billing_pb2.Hold]]:
-        """The gateway, for a refused submit or a failed task (billing releases expired holds
-        itself, in its sweeper).
+        """The gateway, only for its own submit that failed before its job was queued (memo
+        not_queued). Every other settlement is billing's own, from the bus
+        (services/billing/settlement.py): captures on completed, releases on failed and
+        expired, each announced as a settled event.
         """
 
     @_abc_1.abstractmethod

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from pixelrelay.v1 import common_pb2 as pixelrelay_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1apixelrelay/v1/events.proto\x12\rpixelrelay.v1\x1a\x1apixelrelay/v1/common.proto\"\xc2\x01\n\tTaskEvent\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05\x61t_ms\x18\x02 \x01(\x03\x12-\n\x07started\x18\n \x01(\x0b\x32\x1a.pixelrelay.v1.TaskStartedH\x00\x12\x31\n\tcompleted\x18\x0b \x01(\x0b\x32\x1c.pixelrelay.v1.TaskCompletedH\x00\x12+\n\x06\x66\x61iled\x18\x0c \x01(\x0b\x32\x19.pixelrelay.v1.TaskFailedH\x00\x42\x06\n\x04kind\"/\n\x0bTaskStarted\x12\x0e\n\x06worker\x18\x01 \x01(\t\x12\x10\n\x08\x64\x65livery\x18\x02 \x01(\x05\"\xb0\x01\n\rTaskCompleted\x12*\n\x06images\x18\x01 \x03(\x0b\x32\x1a.pixelrelay.v1.StoredImage\x12\x0f\n\x07quality\x18\x02 \x01(\t\x12\x13\n\x0bupstream_ms\x18\x03 \x01(\x03\x12(\n\x08\x61ttempts\x18\x04 \x03(\x0b\x32\x16.pixelrelay.v1.Attempt\x12#\n\x05usage\x18\x05 \x01(\x0b\x32\x14.pixelrelay.v1.Usage\"c\n\nTaskFailed\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12(\n\x08\x61ttempts\x18\x04 \x03(\x0b\x32\x16.pixelrelay.v1.Attemptb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1apixelrelay/v1/events.proto\x12\rpixelrelay.v1\x1a\x1apixelrelay/v1/common.proto\"\xa0\x02\n\tTaskEvent\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05\x61t_ms\x18\x02 \x01(\x03\x12-\n\x07started\x18\n \x01(\x0b\x32\x1a.pixelrelay.v1.TaskStartedH\x00\x12\x31\n\tcompleted\x18\x0b \x01(\x0b\x32\x1c.pixelrelay.v1.TaskCompletedH\x00\x12+\n\x06\x66\x61iled\x18\x0c \x01(\x0b\x32\x19.pixelrelay.v1.TaskFailedH\x00\x12-\n\x07\x65xpired\x18\r \x01(\x0b\x32\x1a.pixelrelay.v1.TaskExpiredH\x00\x12-\n\x07settled\x18\x0e \x01(\x0b\x32\x1a.pixelrelay.v1.TaskSettledH\x00\x42\x06\n\x04kind\"/\n\x0bTaskStarted\x12\x0e\n\x06worker\x18\x01 \x01(\t\x12\x10\n\x08\x64\x65livery\x18\x02 \x01(\x05\"\xb0\x01\n\rTaskCompleted\x12*\n\x06images\x18\x01 \x03(\x0b\x32\x1a.pixelrelay.v1.StoredImage\x12\x0f\n\x07quality\x18\x02 \x01(\t\x12\x13\n\x0bupstream_ms\x18\x03 \x01(\x03\x12(\n\x08\x61ttempts\x18\x04 \x03(\x0b\x32\x16.pixelrelay.v1.Attempt\x12#\n\x05usage\x18\x05 \x01(\x0b\x32\x14.pixelrelay.v1.Usage\"c\n\nTaskFailed\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12(\n\x08\x61ttempts\x18\x04 \x03(\x0b\x32\x16.pixelrelay.v1.Attempt\"\r\n\x0bTaskExpired\"w\n\x0bTaskSettled\x12\x10\n\x08\x63\x61ptured\x18\x01 \x01(\x08\x12\x0f\n\x07\x63harged\x18\x02 \x01(\x03\x12\x10\n\x08refunded\x18\x03 \x01(\x03\x12\x10\n\x08price_id\x18\x04 \x01(\t\x12\x11\n\tdelivered\x18\x05 \x01(\x05\x12\x0e\n\x06reason\x18\x06 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,11 +33,15 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pixelrelay.v1.events_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TASKEVENT']._serialized_start=74
-  _globals['_TASKEVENT']._serialized_end=268
-  _globals['_TASKSTARTED']._serialized_start=270
-  _globals['_TASKSTARTED']._serialized_end=317
-  _globals['_TASKCOMPLETED']._serialized_start=320
-  _globals['_TASKCOMPLETED']._serialized_end=496
-  _globals['_TASKFAILED']._serialized_start=498
-  _globals['_TASKFAILED']._serialized_end=597
+  _globals['_TASKEVENT']._serialized_end=362
+  _globals['_TASKSTARTED']._serialized_start=364
+  _globals['_TASKSTARTED']._serialized_end=411
+  _globals['_TASKCOMPLETED']._serialized_start=414
+  _globals['_TASKCOMPLETED']._serialized_end=590
+  _globals['_TASKFAILED']._serialized_start=592
+  _globals['_TASKFAILED']._serialized_end=691
+  _globals['_TASKEXPIRED']._serialized_start=693
+  _globals['_TASKEXPIRED']._serialized_end=706
+  _globals['_TASKSETTLED']._serialized_start=708
+  _globals['_TASKSETTLED']._serialized_end=827
 # @@protoc_insertion_point(module_scope)

@@ -32,6 +32,8 @@ class TaskEvent(_message.Message):
     STARTED_FIELD_NUMBER: _builtins.int
     COMPLETED_FIELD_NUMBER: _builtins.int
     FAILED_FIELD_NUMBER: _builtins.int
+    EXPIRED_FIELD_NUMBER: _builtins.int
+    SETTLED_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     at_ms: _builtins.int
     @_builtins.property
@@ -40,6 +42,10 @@ class TaskEvent(_message.Message):
     def completed(self) -> Global___TaskCompleted: ...
     @_builtins.property
     def failed(self) -> Global___TaskFailed: ...
+    @_builtins.property
+    def expired(self) -> Global___TaskExpired: ...
+    @_builtins.property
+    def settled(self) -> Global___TaskSettled: ...
     def __init__(
         self,
         *,
@@ -48,12 +54,14 @@ class TaskEvent(_message.Message):
         started: Global___TaskStarted | None = ...,
         completed: Global___TaskCompleted | None = ...,
         failed: Global___TaskFailed | None = ...,
+        expired: Global___TaskExpired | None = ...,
+        settled: Global___TaskSettled | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "failed", b"failed", "kind", b"kind", "started", b"started"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "expired", b"expired", "failed", b"failed", "kind", b"kind", "settled", b"settled", "started", b"started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_ms", b"at_ms", "completed", b"completed", "failed", b"failed", "kind", b"kind", "started", b"started", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_ms", b"at_ms", "completed", b"completed", "expired", b"expired", "failed", b"failed", "kind", b"kind", "settled", b"settled", "started", b"started", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["started", "completed", "failed"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["started", "completed", "failed", "expired", "settled"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -143,3 +151,68 @@ class TaskFailed(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TaskFailed: _TypeAlias = TaskFailed  # noqa: Y015
+
+@_typing.final
+class TaskExpired(_message.Message):
+    """Billing's sweeper: the task's hold outlived its deadline with no completed or failed
+    event on the bus. Billing's own settlement consumer releases it, like a failure.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskExpired: _TypeAlias = TaskExpired  # noqa: Y015
+
+@_typing.final
+class TaskSettled(_message.Message):
+    """Billing settled the task's hold: the one word on money, published once per hold by
+    billing's settlement consumer (or by Release for a submit that was never queued).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAPTURED_FIELD_NUMBER: _builtins.int
+    CHARGED_FIELD_NUMBER: _builtins.int
+    REFUNDED_FIELD_NUMBER: _builtins.int
+    PRICE_ID_FIELD_NUMBER: _builtins.int
+    DELIVERED_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    captured: _builtins.bool
+    """false: released, nothing charged"""
+    charged: _builtins.int
+    """credits captured (0 when released)"""
+    refunded: _builtins.int
+    """credits returned to the balance"""
+    price_id: _builtins.str
+    """the price row charged (a cheaper tier for quality=auto)"""
+    delivered: _builtins.int
+    """images charged for"""
+    reason: _builtins.str
+    """Why it was released: the failed event's error type, task_expired or not_queued;
+    a capture of images that arrived after a release says images_unpaid.
+    """
+    def __init__(
+        self,
+        *,
+        captured: _builtins.bool = ...,
+        charged: _builtins.int = ...,
+        refunded: _builtins.int = ...,
+        price_id: _builtins.str = ...,
+        delivered: _builtins.int = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["captured", b"captured", "charged", b"charged", "delivered", b"delivered", "price_id", b"price_id", "reason", b"reason", "refunded", b"refunded"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskSettled: _TypeAlias = TaskSettled  # noqa: Y015

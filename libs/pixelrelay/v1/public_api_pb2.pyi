@@ -1183,6 +1183,7 @@ class Task(_message.Message):
     UPSTREAM_MS_FIELD_NUMBER: _builtins.int
     EXPIRED_AT_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
+    CREDITS_SETTLED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     model: _builtins.str
     status: _builtins.str
@@ -1201,6 +1202,11 @@ class Task(_message.Message):
     expired_at: _builtins.int
     """Unix seconds its images and inputs were deleted (RESULT_TTL_DAYS after they were
     stored); 0 while they are kept. Once set, images is empty.
+    """
+    credits_settled: _builtins.bool
+    """Whether billing has settled the task's credits (credits_charged is final). A task is
+    completed when its images are stored; billing's settled event follows (milliseconds
+    later, longer while billing is down) and only then is credits_charged set.
     """
     @_builtins.property
     def images(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.StoredImage]: ...
@@ -1238,10 +1244,11 @@ class Task(_message.Message):
         upstream_ms: _builtins.int = ...,
         expired_at: _builtins.int = ...,
         usage: _common_pb2.Usage | None = ...,
+        credits_settled: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "spec", b"spec", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "created_at", b"created_at", "created_at_ms", b"created_at_ms", "credits_charged", b"credits_charged", "credits_reserved", b"credits_reserved", "error", b"error", "expired_at", b"expired_at", "finished_at_ms", b"finished_at_ms", "id", b"id", "images", b"images", "model", b"model", "price_id", b"price_id", "spec", b"spec", "started_at_ms", b"started_at_ms", "status", b"status", "upstream_ms", b"upstream_ms", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "created_at", b"created_at", "created_at_ms", b"created_at_ms", "credits_charged", b"credits_charged", "credits_reserved", b"credits_reserved", "credits_settled", b"credits_settled", "error", b"error", "expired_at", b"expired_at", "finished_at_ms", b"finished_at_ms", "id", b"id", "images", b"images", "model", b"model", "price_id", b"price_id", "spec", b"spec", "started_at_ms", b"started_at_ms", "status", b"status", "upstream_ms", b"upstream_ms", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

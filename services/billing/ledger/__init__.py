@@ -14,13 +14,21 @@ from sqlalchemy.engine import Engine
 from billing.ledger.accounts import Accounts
 from billing.ledger.audit import Audit, CheckResult
 from billing.ledger.deletion import DeletedAccount, Deletion
-from billing.ledger.holds import HoldRequest, Holds
+from billing.ledger.holds import HoldRequest, Holds, Settle
 from billing.ledger.invites import Invites
 from billing.ledger.keys import Keys, NewKey, hash_key, key_by_hash
 from billing.ledger.logins import Logins
 from billing.prices import PriceList
 
-__all__ = ["CheckResult", "DeletedAccount", "HoldRequest", "Ledger", "NewKey", "hash_key"]
+__all__ = [
+    "CheckResult",
+    "DeletedAccount",
+    "HoldRequest",
+    "Ledger",
+    "NewKey",
+    "Settle",
+    "hash_key",
+]
 
 
 class Ledger(Accounts, Keys, Holds, Audit, Deletion, Logins, Invites):

@@ -29,6 +29,16 @@ class HoldRequest:
     key_id: str = ""
 
 
+@dataclass(frozen=True)
+class Settle:
+    """One task's settlement: capture ``delivered`` images, or (None) release."""
+
+    task_id: str
+    delivered: int | None
+    quality: str = ""
+    reason: str = ""  # the release's memo
+
+
 def _spend_on_key(conn: Connection, key_id: str, amount: int) -> None:
     """Count credits against a key's limit (negative gives them back)."""
     moved = conn.execute(sql.KEY_SPEND, {"k_id": key_id, "amount": amount})
@@ -216,50 +226,93 @@ class Holds:
 
     @quick
     def capture(self, *, task_id: str, delivered: int, quality: str = "") -> Hold:
+        """One task's capture (see ``settle_many``); its error is raised."""
+        return self._settle_one(Settle(task_id, delivered, quality))
+
+    @quick
+    def release(self, *, task_id: str, reason: str = "") -> Hold:
+        """One task's release (see ``settle_many``); its error is raised."""
+        return self._settle_one(Settle(task_id, None, reason=reason))
+
+    def _settle_one(self, request: Settle) -> Hold:
+        (result,) = self.settle_many([request])
+        if isinstance(result, ApiError):
+            raise result
+        return result
+
+    @quick
+    def settle_many(self, requests: Sequence[Settle]) -> list[Hold | ApiError]:
+        """Capture or release each task's hold, all in one transaction (billing's settlement
+        consumer batches the events that arrive together). Each task gets its hold as
+        settled, or its own error (HOLD_CONFLICT: settled the other way already) with
+        nothing written for it: every refusal comes before a write. Idempotent: a settled
+        hold asked again the same way comes back as it is."""
+        results: list[Hold | ApiError | None] = [None] * len(requests)
         with self.engine.begin() as conn:
-            hold = _locked_hold(conn, task_id)
-            charge, price_id = self._charge(hold, delivered, quality)
-            if hold.state == HoldState.CAPTURED:
-                if hold.captured != charge:
-                    raise ApiError(E.HOLD_CONFLICT, "task was already captured for another amount")
-                return hold
-            if hold.state == HoldState.RELEASED:
-                raise ApiError(E.HOLD_CONFLICT, "task's hold was already released")
-            refund = hold.amount - charge
-            conn.execute(
-                sql.SETTLE_HELD,
-                {"a_id": hold.account_id, "released": hold.amount, "refund": refund},
-            )
-            if hold.key_id:
-                _spend_on_key(conn, hold.key_id, -refund)
-            hold.price_id = price_id  # the row charged: a cheaper reported tier's
-            _resolve(conn, hold, HoldState.CAPTURED, charge)
-            # What was charged and what came back are two movements, so the ledger reads
-            # "capture 47" and "refund 139", never a capture that credits the balance.
-            txns: list[tuple[str, str, str | None, Sides]] = []
-            if charge:
-                txns.append(
-                    (
-                        f"capture:{task_id}",
-                        "capture",
-                        task_id,
-                        [(hold.account_id, Book.HELD, -charge), (PLATFORM, Book.REVENUE, charge)],
-                    )
-                )
-            if refund:
-                txns.append(
-                    (
-                        f"refund:{task_id}",
-                        "refund",
-                        task_id,
-                        [
-                            (hold.account_id, Book.HELD, -refund),
-                            (hold.account_id, Book.AVAILABLE, refund),
-                        ],
-                    )
-                )
-            post_many(conn, txns, memo=price_id)
+            found = {
+                row["task_id"]: row["account_id"]
+                for row in conn.execute(
+                    sql.HOLDS_OF, {"t_ids": [r.task_id for r in requests]}
+                ).mappings()
+            }
+            # By account, as reserve_many: concurrent batches lock account rows in one order.
+            order = sorted(range(len(requests)), key=lambda i: found.get(requests[i].task_id, ""))
+            for i in order:
+                r = requests[i]
+                try:
+                    hold = _locked_hold(conn, r.task_id)
+                    if r.delivered is None:
+                        results[i] = self._release(conn, hold, r.reason)
+                    else:
+                        results[i] = self._capture(conn, hold, r.delivered, r.quality)
+                except ApiError as err:
+                    results[i] = err
+        return [r for r in results if r is not None]
+
+    def _capture(self, conn: Connection, hold: Hold, delivered: int, quality: str) -> Hold:
+        task_id = hold.task_id
+        charge, price_id = self._charge(hold, delivered, quality)
+        if hold.state == HoldState.CAPTURED:
+            if hold.captured != charge:
+                raise ApiError(E.HOLD_CONFLICT, "task was already captured for another amount")
             return hold
+        if hold.state == HoldState.RELEASED:
+            raise ApiError(E.HOLD_CONFLICT, "task's hold was already released")
+        refund = hold.amount - charge
+        conn.execute(
+            sql.SETTLE_HELD,
+            {"a_id": hold.account_id, "released": hold.amount, "refund": refund},
+        )
+        if hold.key_id:
+            _spend_on_key(conn, hold.key_id, -refund)
+        hold.price_id = price_id  # the row charged: a cheaper reported tier's
+        _resolve(conn, hold, HoldState.CAPTURED, charge)
+        # What was charged and what came back are two movements, so the ledger reads
+        # "capture 47" and "refund 139", never a capture that credits the balance.
+        txns: list[tuple[str, str, str | None, Sides]] = []
+        if charge:
+            txns.append(
+                (
+                    f"capture:{task_id}",
+                    "capture",
+                    task_id,
+                    [(hold.account_id, Book.HELD, -charge), (PLATFORM, Book.REVENUE, charge)],
+                )
+            )
+        if refund:
+            txns.append(
+                (
+                    f"refund:{task_id}",
+                    "refund",
+                    task_id,
+                    [
+                        (hold.account_id, Book.HELD, -refund),
+                        (hold.account_id, Book.AVAILABLE, refund),
+                    ],
+                )
+            )
+        post_many(conn, txns, memo=price_id)
+        return hold
 
     @quick
     def get_hold(self, *, task_id: str) -> Hold:
@@ -294,16 +347,13 @@ class Holds:
         assert hold is not None  # in the same transaction as the read above
         return hold
 
-    @quick
-    def release(self, *, task_id: str, reason: str = "") -> Hold:
-        with self.engine.begin() as conn:
-            hold = _locked_hold(conn, task_id)
-            if hold.state == HoldState.RELEASED:
-                return hold
-            if hold.state == HoldState.CAPTURED:
-                raise ApiError(E.HOLD_CONFLICT, "task's hold was already captured")
-            release_pending(conn, hold, reason)
+    def _release(self, conn: Connection, hold: Hold, reason: str) -> Hold:
+        if hold.state == HoldState.RELEASED:
             return hold
+        if hold.state == HoldState.CAPTURED:
+            raise ApiError(E.HOLD_CONFLICT, "task's hold was already captured")
+        release_pending(conn, hold, reason)
+        return hold
 
     def expired_holds(self, *, now: int, limit: int = 500) -> list[str]:
         """Task ids of pending holds past their deadline, oldest first."""

@@ -1,15 +1,23 @@
-"""Applies task events from the bus to task records, settling the hold first.
+"""Records a task's events from the bus on its task record. The gateway settles nothing:
+billing owns every hold and announces each settlement (billing/settlement.py).
 
-completed → billing.Capture(delivered images) → record completed with the charge
-failed    → billing.Release                    → record failed with the reason
-started   → record started_at
-Capture and release are idempotent by task id, so a redelivered event is harmless;
-the record is updated only after billing agreed, so "completed" always means "charged".
+started    (dispatcher) → started_at
+completed  (storage)    → completed with its images: what polls and waiting requests see
+failed     (dispatcher) → failed with the error
+settled    (billing)    → the credits charged (credits_settled); a release of a task that
+                          was still processing (its hold expired, its submit never queued)
+                          fails it with that reason
+expired    (billing)    → nothing here: billing releases it and says so in settled
 
-An event that can never be applied (undecodable, without a kind, for a task billing does not
-know) is dead-lettered at once; one that fails for a reason that may pass (billing or the
-database down) is retried with a growing delay, for as long as it takes; one that fails for
-an unexpected reason (a bug) gets MAX_ATTEMPTS tries, then is dead-lettered.
+completed and settled arrive in either order: the images make a task completed, the
+settled event makes its charge final (``credits_settled``). Images that arrive for a task
+already failed (its hold expired first: billing refuses to charge them) are deleted.
+Every transition applies once, so a redelivered event changes nothing.
+
+An event that can never be applied (undecodable, without a kind or a task) is
+dead-lettered at once; one that fails for a reason that may pass (the database down) is
+retried with a growing delay, for as long as it takes; one that fails for an unexpected
+reason (a bug) gets MAX_ATTEMPTS tries, then is dead-lettered.
 """
 
 from __future__ import annotations
@@ -24,7 +32,6 @@ from prometheus_client import Counter
 
 from gateway.core.store import TaskStatus, TaskStore, now_ms
 from pixelrelay import bus, objects
-from pixelrelay.billing_client import BillingClient
 from pixelrelay.crashpoints import crash_point
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
@@ -33,7 +40,7 @@ from pixelrelay.v1 import events_pb2
 
 log = logging.getLogger(__name__)
 
-TASKS_FINISHED = Counter("pixelrelay_tasks_finished_total", "Tasks settled", ["status"])
+TASKS_FINISHED = Counter("pixelrelay_tasks_finished_total", "Tasks finished", ["status"])
 EVENTS_DEAD = Counter(
     "pixelrelay_events_dead_lettered_total", "Task events never applied, kept aside", ["reason"]
 )
@@ -50,26 +57,16 @@ def retry_delay(delivered: int) -> float:
     return bus.backoff(delivered, first=0.5, most=MAX_DELAY_S)
 
 
-CREDITS_CHARGED = Counter(
-    "pixelrelay_credits_charged_total",
-    "Credits captured, by the channel that delivered (beside the dispatchers' "
-    "pixelrelay_upstream_cost_micros_total: the margin)",
-    ["channel"],
-)
-
-
 class TaskEventHandler:
     def __init__(
         self,
         *,
-        billing: BillingClient,
         storage: StorageClient,
         db: Database,
         store: TaskStore,
         js: JetStreamContext,
         announce: Callable[[str], Awaitable[None]] | None = None,
     ):
-        self.billing = billing
         self.storage = storage
         self.announce = announce
         self.db = db
@@ -84,12 +81,10 @@ class TaskEventHandler:
         except PoisonEvent as exc:
             await self._dead(msg, str(exc))
         except ApiError as err:
-            if err.kind is E.UNAVAILABLE:  # billing or the database is down: it will pass
+            if err.kind is E.UNAVAILABLE:  # the database or storage is down: it will pass
                 await msg.nak(delay=retry_delay(delivered))
-            elif err.kind is E.INTERNAL:
+            else:
                 await self._unexpected(msg, delivered, err.kind.type)
-            else:  # the event itself is wrong (e.g. no hold for its task)
-                await self._dead(msg, err.kind.type)
         except Exception:
             log.exception("applying a task event failed", extra={"subject": msg.subject})
             await self._unexpected(msg, delivered, "handler_error")
@@ -117,35 +112,35 @@ class TaskEventHandler:
             await self._completed(event)
         elif kind == "failed":
             await self._failed(event)
-        else:
+        elif kind == "settled":
+            await self._settled(event)
+        elif kind != "expired":  # billing's to act on; its settled event follows
             raise PoisonEvent("no_kind")
 
     async def _completed(self, event: events_pb2.TaskEvent) -> None:
         done = event.completed
-        try:
-            hold = await self.billing.capture(
-                task_id=event.task_id, delivered=len(done.images), quality=done.quality
-            )
-        except ApiError as err:
-            if err.kind is E.HOLD_CONFLICT:  # already released (failed earlier): not charged
-                log.warning("images arrived for a settled task", extra={"task_id": event.task_id})
-                await self._discard_unpaid(event.task_id)
-                return
-            raise
-        crash_point("gateway.after_capture")  # charged, the task not yet marked completed
-        await self.db.run(
-            self.store.mark_completed,
-            event.task_id,
-            done,
-            hold.captured,
-            now_ms(),
-            hold.price_id,
-        )
-        await self._announce(event.task_id)
-        TASKS_FINISHED.labels("completed").inc()
-        delivered = next((a.channel for a in done.attempts if a.outcome == "ok"), "")
-        CREDITS_CHARGED.labels(delivered).inc(hold.captured)
-        log.info("task completed", extra={"task_id": event.task_id, "charged": hold.captured})
+        if await self.db.run(self.store.mark_completed, event.task_id, done, now_ms()):
+            await self._announce(event.task_id)
+            TASKS_FINISHED.labels("completed").inc()
+            log.info("task completed", extra={"task_id": event.task_id})
+        else:
+            await self._discard_unpaid(event.task_id)
+
+    async def _failed(self, event: events_pb2.TaskEvent) -> None:
+        failed = event.failed
+        if await self.db.run(self.store.mark_failed, event.task_id, failed, now_ms()):
+            await self._announce(event.task_id)
+            TASKS_FINISHED.labels("failed").inc()
+            log.info("task failed", extra={"task_id": event.task_id, "error": failed.type})
+
+    async def _settled(self, event: events_pb2.TaskEvent) -> None:
+        settled = event.settled
+        failed_now = await self.db.run(self.store.mark_settled, event.task_id, settled, now_ms())
+        crash_point("gateway.after_settled")  # recorded, not yet acked: redelivered
+        if failed_now:  # released while it was processing: no failed event will come
+            await self._announce(event.task_id)
+            TASKS_FINISHED.labels("failed").inc()
+            log.info("task failed", extra={"task_id": event.task_id, "error": settled.reason})
 
     async def _announce(self, task_id: str) -> None:
         """Wake the requests waiting for this task on every replica (waiting.py); they
@@ -154,13 +149,13 @@ class TaskEventHandler:
             try:
                 await self.announce(task_id)
             except Exception:
-                log.warning("could not announce a settled task", extra={"task_id": task_id})
+                log.warning("could not announce a finished task", extra={"task_id": task_id})
 
     async def _discard_unpaid(self, task_id: str) -> None:
-        """Images stored for a task whose hold was released (it failed or expired first,
+        """Images stored for a task that failed first (its hold expired or was released,
         or its account was deleted) are never shown nor paid for: delete them and the
-        task's inputs now, not at the end of their lifetime. A completed task's are kept:
-        a conflicting capture of a charged task deletes nothing."""
+        task's inputs now, not at the end of their lifetime. A completed task's are kept
+        (a redelivered completed event)."""
         try:
             status = (await self.db.run(self.store.get, task_id)).status
         except ApiError as err:
@@ -168,20 +163,8 @@ class TaskEventHandler:
                 raise
             status = ""  # no record: its account was deleted, or it is past retention
         if status in ("", TaskStatus.FAILED):
+            log.warning("images arrived for a failed task", extra={"task_id": task_id})
             await self.storage.delete_prefixes([objects.task_objects(task_id)])
-
-    async def _failed(self, event: events_pb2.TaskEvent) -> None:
-        failed = event.failed
-        try:
-            await self.billing.release(task_id=event.task_id, reason=failed.type)
-        except ApiError as err:
-            if err.kind is E.HOLD_CONFLICT:  # already captured: the task completed
-                return
-            raise
-        await self.db.run(self.store.mark_failed, event.task_id, failed, now_ms())
-        await self._announce(event.task_id)
-        TASKS_FINISHED.labels("failed").inc()
-        log.info("task failed", extra={"task_id": event.task_id, "error": failed.type})
 
 
 def _decode(data: bytes) -> events_pb2.TaskEvent:

@@ -58,8 +58,10 @@ class TaskRecord(SQLModel, table=True):
     status: TaskStatus = TaskStatus.PROCESSING
     created_at_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
     started_at_ms: int | None = Field(default=None, sa_column=Column(BigInteger))
-    # When the result became visible to polls (after billing settled the hold).
+    # When the task completed (its images stored) or failed.
     finished_at_ms: int | None = Field(default=None, sa_column=Column(BigInteger))
+    # When billing's settled event was recorded: credits_charged is final from then on.
+    settled_at_ms: int | None = Field(default=None, sa_column=Column(BigInteger))
     upstream_ms: int | None = None
     spec_json: str = Field(sa_column=Column(Text, nullable=False))
     credits_reserved: int = 0
@@ -93,6 +95,7 @@ def task_from_row(row: Mapping[Any, Any], now: float | None = None) -> public_ap
         credits_reserved=row["credits_reserved"],
         price_id=row["price_id"],
         credits_charged=row["credits_charged"],
+        credits_settled=row["settled_at_ms"] is not None,
         spec=_from_plain(common_pb2.ImageSpec, orjson.loads(row["spec_json"])),
         images=[_from_plain(common_pb2.StoredImage, d) for d in orjson.loads(row["images_json"])],
         attempts=[_from_plain(common_pb2.Attempt, d) for d in orjson.loads(row["attempts_json"])],
@@ -174,6 +177,44 @@ _MARK_STARTED = (
         _TASKS.c.started_at_ms.is_(None),
     )
     .values(started_at_ms=bindparam("at"))
+)
+_COMPLETE = (
+    update(_TASKS)
+    .where(_TASKS.c.id == bindparam("t_id"), _TASKS.c.status == TaskStatus.PROCESSING)
+    .values(
+        status=TaskStatus.COMPLETED,
+        images_json=bindparam("images"),
+        attempts_json=bindparam("attempts"),
+        finished_at_ms=bindparam("at"),
+        upstream_ms=bindparam("upstream_ms"),
+        usage_json=bindparam("usage"),
+    )
+)
+_FAIL = (
+    update(_TASKS)
+    .where(_TASKS.c.id == bindparam("t_id"), _TASKS.c.status == TaskStatus.PROCESSING)
+    .values(
+        status=TaskStatus.FAILED,
+        error_code=bindparam("code"),
+        error_type=bindparam("type"),
+        error_message=bindparam("message"),
+        attempts_json=bindparam("attempts"),
+        finished_at_ms=bindparam("at"),
+    )
+)
+_SETTLE = (
+    update(_TASKS)
+    .where(_TASKS.c.id == bindparam("t_id"), _TASKS.c.settled_at_ms.is_(None))
+    .values(credits_charged=bindparam("charged"), settled_at_ms=bindparam("at"))
+)
+_SETTLE_PRICE = (
+    update(_TASKS)
+    .where(_TASKS.c.id == bindparam("t_id"), _TASKS.c.settled_at_ms.is_(None))
+    .values(
+        credits_charged=bindparam("charged"),
+        price_id=bindparam("price_id"),
+        settled_at_ms=bindparam("at"),
+    )
 )
 _UNSETTLED = core_select(_TASKS.c.id).where(
     _TASKS.c.id.in_(bindparam("t_ids", expanding=True)),
@@ -362,49 +403,57 @@ class TaskStore:
             conn.execute(_MARK_STARTED, {"t_id": task_id, "at": at_ms})
 
     @quick
-    def mark_completed(
-        self,
-        task_id: str,
-        done: events_pb2.TaskCompleted,
-        charged: int,
-        at_ms: int,
-        price_id: str = "",
-    ) -> bool:
-        """``price_id``: the price row billing charged (a cheaper tier than the one held,
-        for quality=auto); "" keeps the reserved one."""
-        prices = {"price_id": price_id} if price_id else {}
-        return self._finish(
-            task_id,
-            status=TaskStatus.COMPLETED,
-            credits_charged=charged,
-            **prices,
-            images_json=messages_to_json(done.images),
-            attempts_json=messages_to_json(done.attempts),
-            finished_at_ms=at_ms,
-            upstream_ms=done.upstream_ms,
-            usage_json=message_to_json(done.usage) if done.HasField("usage") else None,
-        )
+    def mark_completed(self, task_id: str, done: events_pb2.TaskCompleted, at_ms: int) -> bool:
+        """Processing → completed with its images, once; False if it was not processing
+        (already completed: a redelivery; or failed first). The charge is billing's,
+        recorded by ``mark_settled`` whenever it comes."""
+        with self.engine.begin() as conn:
+            done_now = conn.execute(
+                _COMPLETE,
+                {
+                    "t_id": task_id,
+                    "images": messages_to_json(done.images),
+                    "attempts": messages_to_json(done.attempts),
+                    "at": at_ms,
+                    "upstream_ms": done.upstream_ms,
+                    "usage": message_to_json(done.usage) if done.HasField("usage") else None,
+                },
+            )
+        return bool(done_now.rowcount)
 
     @quick
     def mark_failed(self, task_id: str, failed: events_pb2.TaskFailed, at_ms: int) -> bool:
-        return self._finish(
+        return self._fail(
             task_id,
-            status=TaskStatus.FAILED,
-            error_code=failed.code,
-            error_type=failed.type,
-            error_message=failed.message,
-            attempts_json=messages_to_json(failed.attempts),
-            finished_at_ms=at_ms,
+            failed.code,
+            failed.type,
+            failed.message,
+            messages_to_json(failed.attempts),
+            at_ms,
         )
 
-    def _finish(self, task_id: str, **values: object) -> bool:
-        """Processing → a final state, once: a second event for the task changes nothing."""
-        with Session(self.engine, expire_on_commit=False) as s, s.begin():
-            result = s.execute(
-                update(TaskRecord)
-                .where(
-                    col(TaskRecord.id) == task_id, col(TaskRecord.status) == TaskStatus.PROCESSING
-                )
-                .values(**values)
-            )
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+    def _fail(
+        self, task_id: str, code: int, type_: str, message: str, attempts: str, at_ms: int
+    ) -> bool:
+        """Processing → failed, once."""
+        values = {"code": code, "type": type_, "message": message, "attempts": attempts}
+        with self.engine.begin() as conn:
+            failed_now = conn.execute(_FAIL, {"t_id": task_id, "at": at_ms, **values})
+        return bool(failed_now.rowcount)
+
+    @quick
+    def mark_settled(self, task_id: str, settled: events_pb2.TaskSettled, at_ms: int) -> bool:
+        """Billing's settlement: the credits charged (and the price row charged, a cheaper
+        tier for quality=auto), once. A hold billing released because it expired fails a
+        task still processing (returns True then): no other event will. Any other release
+        follows the failed event that caused it, which the task records itself."""
+        values = {"t_id": task_id, "charged": settled.charged, "at": at_ms}
+        with self.engine.begin() as conn:
+            if settled.price_id:
+                conn.execute(_SETTLE_PRICE, {**values, "price_id": settled.price_id})
+            else:
+                conn.execute(_SETTLE, values)
+        if settled.captured or settled.reason != E.TASK_EXPIRED.type:
+            return False
+        kind = E.TASK_EXPIRED
+        return self._fail(task_id, kind.code, kind.type, kind.description, "[]", at_ms)

@@ -1,22 +1,18 @@
 """Usage as a person reads it: a task's line (what was held, charged and given back), made
-from the task record, which billing's capture and release settle (events.py)."""
+from the task record, on which billing's settled event is recorded (events.py)."""
 
 from __future__ import annotations
 
-from gateway.core.store import DEFAULT_PAGE, MAX_PAGE, TaskStatus, TaskStore
+from gateway.core.store import DEFAULT_PAGE, MAX_PAGE, TaskStore
 from pixelrelay.db import Database
 from pixelrelay.limits import page_limit, unix_seconds
 from pixelrelay.v1 import public_api_pb2
 
 
 def refunded(task: public_api_pb2.Task) -> int:
-    """What came back of the hold: the rest of a capture, all of a failed task's (its hold
-    was released); nothing while it runs."""
-    if task.status == TaskStatus.COMPLETED:
-        return task.credits_reserved - task.credits_charged
-    if task.status == TaskStatus.FAILED:
-        return task.credits_reserved
-    return 0
+    """What came back of the hold once billing settled it: the rest of a capture, all of a
+    failed task's; nothing before."""
+    return task.credits_reserved - task.credits_charged if task.credits_settled else 0
 
 
 def task_usage(task: public_api_pb2.Task) -> public_api_pb2.TaskUsage:

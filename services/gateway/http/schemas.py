@@ -132,7 +132,11 @@ class ParamsOut(BaseModel):
 
 class CreditsOut(BaseModel):
     reserved: int
-    charged: int
+    charged: int = Field(description="final once settled is true")
+    settled: bool = Field(
+        description="billing has settled the task's credits: false until its settled event "
+        "is recorded, milliseconds after the task completes or fails"
+    )
     price_id: str = Field(description="the price-list row the task was charged under")
 
 

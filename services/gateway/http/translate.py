@@ -82,6 +82,9 @@ def task_json(task: public_api_pb2.Task) -> dict[str, Any]:
         "credits": {
             "reserved": task.credits_reserved,
             "charged": task.credits_charged,
+            # False until billing's settled event is recorded (milliseconds after the
+            # task completes or fails); charged is final once true.
+            "settled": task.credits_settled,
             "price_id": task.price_id,
         },
         # Until when the URLs work; once the images are deleted, when that was.

@@ -44,7 +44,8 @@ def completed_row(database: Database, expires_at: int, kept_until: int = 0) -> d
             )
         ]
     )
-    store.mark_completed("task_1", done, charged=3, at_ms=NOW_MS)
+    store.mark_completed("task_1", done, at_ms=NOW_MS)
+    store.mark_settled("task_1", events_pb2.TaskSettled(captured=True, charged=3), at_ms=NOW_MS)
     row = store._by_id.one(t_id="task_1")
     assert row is not None
     return dict(row)
