@@ -13,7 +13,6 @@ larger than the server's max_payload into chunks (core NATS keeps one publisher'
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -25,6 +24,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from pixelrelay.bus import RELAY_PREFIX
+from pixelrelay.hashing import sha256_hex
 from pixelrelay.ids import new_id
 from pixelrelay.v1 import jobs_pb2, public_api_pb2
 
@@ -153,9 +153,9 @@ class RelayReceiver:
             else:
                 ready.cancel()
 
-    def final(self, index: int, sha256: str) -> bytes | None:
+    async def final(self, index: int, sha256: str) -> bytes | None:
         """The finished image ``index`` if it came whole and is exactly what was stored."""
         data = self._finals.get(index)
-        if data is None or hashlib.sha256(data).hexdigest() != sha256:
+        if data is None or await sha256_hex(data) != sha256:
             return None
         return data

@@ -14,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pixelrelay.callers import credential_metadata
 from pixelrelay.errors import peer_errors
 from pixelrelay.grpc_server import call_options, insecure_channel
+from pixelrelay.hashing import sha256_hex
 from pixelrelay.objects import chunks
 from pixelrelay.v1 import common_pb2, storage_pb2, storage_pb2_grpc
 
@@ -75,6 +76,7 @@ class StorageClient:
     ) -> list[common_pb2.StoredImage]:
         """Write a task's outputs, with the job's capability for the task; storage then
         announces the task completed."""
+        digests = [await sha256_hex(img.data) for img in images]
         header = storage_pb2.StoreHeader(
             task_id=task_id,
             capability=capability,
@@ -89,9 +91,9 @@ class StorageClient:
                     width=img.width,
                     height=img.height,
                     bytes=len(img.data),
-                    sha256=img.sha256,
+                    sha256=digest,
                 )
-                for i, img in enumerate(images)
+                for i, (img, digest) in enumerate(zip(images, digests, strict=True))
             ],
         )
 
@@ -114,7 +116,7 @@ class StorageClient:
             key=key,
             content_type=content_type,
             bytes=len(data),
-            sha256=hashlib.sha256(data).hexdigest(),
+            sha256=await sha256_hex(data),
         )
 
         async def parts() -> AsyncIterator[storage_pb2.PutObjectRequest]:

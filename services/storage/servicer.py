@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -15,6 +14,7 @@ from pixelrelay import task_events
 from pixelrelay.callers import GATEWAY, TrustedCallers
 from pixelrelay.capabilities import TaskCapabilities
 from pixelrelay.errors import ApiError, E
+from pixelrelay.hashing import sha256_hex
 from pixelrelay.ids import checked_id
 from pixelrelay.image_formats import MIME_TYPES
 from pixelrelay.objects import (
@@ -128,7 +128,7 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
                     raise ApiError(E.BODY_TOO_LARGE, "object exceeds the size limit")
         if header is None:
             raise ApiError(E.MISSING_PARAMETER, "empty stream: no header")
-        if len(data) != header.bytes or hashlib.sha256(data).hexdigest() != header.sha256:
+        if len(data) != header.bytes or await sha256_hex(data) != header.sha256:
             raise ApiError(E.INVALID_PARAMETER, "object arrived incomplete")
         await self.blobs.put(header.key, bytes(data), header.content_type)
         url, expires_at = self.blobs.presign(header.key)
@@ -212,7 +212,7 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         """The image is stored with exactly the bytes the manifest lists (read back: only
         a redelivered job asks, and bytes from another attempt must not be announced)."""
         data = await self.blobs.get(image.key)
-        return data is not None and hashlib.sha256(data).hexdigest() == image.sha256
+        return data is not None and await sha256_hex(data) == image.sha256
 
     async def _put_image(self, image: common_pb2.StoredImage, data: bytes) -> None:
         await self.blobs.put(image.key, data, image.content_type)
@@ -267,7 +267,7 @@ async def receive_images(
         raise ApiError(E.MISSING_PARAMETER, "empty stream: no header")
     for meta in header.images:
         data = buffers[meta.index]
-        if len(data) != meta.bytes or hashlib.sha256(data).hexdigest() != meta.sha256:
+        if len(data) != meta.bytes or await sha256_hex(data) != meta.sha256:
             raise ApiError(E.INVALID_PARAMETER, f"image {meta.index} arrived incomplete")
     return header, buffers
 

@@ -257,7 +257,7 @@ async def test_relayed_images_go_from_the_dispatcher_to_the_gateway_alone(
             (0, True, "png"),
             (1, True, "png"),
         ]
-        assert receiver.final(0, hashlib.sha256(final).hexdigest()) == final
+        assert await receiver.final(0, hashlib.sha256(final).hexdigest()) == final
         await receiver.close()
         await storage.subscribe(bus.RELAY_SUBJECTS)
         await storage.flush()

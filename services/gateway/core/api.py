@@ -234,7 +234,7 @@ class PublicApi:
             settled = await waiting
             if settled.status == TaskStatus.COMPLETED:
                 for image in settled.images:
-                    data = receiver.final(image.index, image.sha256)
+                    data = await receiver.final(image.index, image.sha256)
                     SYNC_IMAGES.labels("storage" if data is None else "relayed").inc()
                     if data is None:
                         data = await self.storage.get_object(image.key)

@@ -38,14 +38,14 @@ async def test_chunks_join_and_an_image_missing_one_is_dropped() -> None:
     assert await previews(receiver) == [(0, b"abcd"), (2, b"last")]
 
 
-def test_a_finished_image_is_used_only_if_it_is_what_was_stored() -> None:
+async def test_a_finished_image_is_used_only_if_it_is_what_was_stored() -> None:
     receiver = RelayReceiver()
     receiver.take(chunk(0, 0, 2, b"fin", final=True))
     receiver.take(chunk(0, 1, 2, b"al", final=True))
     receiver.take(chunk(1, 0, 1, b"tampered", final=True))
-    assert receiver.final(0, hashlib.sha256(b"final").hexdigest()) == b"final"
-    assert receiver.final(1, hashlib.sha256(b"stored").hexdigest()) is None
-    assert receiver.final(2, hashlib.sha256(b"").hexdigest()) is None  # never came
+    assert await receiver.final(0, hashlib.sha256(b"final").hexdigest()) == b"final"
+    assert await receiver.final(1, hashlib.sha256(b"stored").hexdigest()) is None
+    assert await receiver.final(2, hashlib.sha256(b"").hexdigest()) is None  # never came
 
 
 def test_only_a_gateway_made_subject_is_a_relay_subject() -> None:

@@ -81,6 +81,16 @@ async def test_a_broken_stream_is_refused_and_names_why(
     assert refused.value.kind in (E.INVALID_PARAMETER, E.MISSING_PARAMETER)
 
 
+async def test_large_images_are_checked_the_same_way() -> None:
+    """Past 64 KiB the hash runs in a thread; what passes and what is refused is the same."""
+    big = PNG * 100  # ~300 KB
+    _, buffers = await receive_images(stream(header(meta(0, big)), chunk(0, big)))
+    assert bytes(buffers[0]) == big
+    with pytest.raises(ApiError) as refused:
+        await receive_images(stream(header(meta(0, big)), chunk(0, big[:-1] + b"!")))
+    assert "image 0 arrived incomplete" in refused.value.message
+
+
 def test_only_input_keys_may_be_named() -> None:
     check_input_key(objects.upload_key("acct_1", "upl_1", "png"))
     check_input_key(objects.input_key("task_1", "ref0", "webp"))
