@@ -6,7 +6,8 @@ SQLite (the default) runs in WAL mode and every transaction starts with
 background thread.
 PostgreSQL is chosen by ``DATABASE_URL``. ``Database.run`` decides where a call runs:
 PostgreSQL calls in a small thread pool, SQLite calls inline on the event loop when
-marked ``@quick`` and in the pool otherwise.
+marked ``@quick`` and in the pool otherwise. An inline call never waits for a lock: if
+another connection holds the write lock, it is run again in the pool, which waits.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,12 +25,17 @@ from typing import Any, ParamSpec, TypeVar
 from sqlalchemy import Select, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import SQLModel, create_engine
 
 from pixelrelay.errors import ApiError, E
 
 CHECKPOINT_EVERY = 1.0  # seconds
+BUSY_TIMEOUT_MS = 2000
+
+# Set on the event loop's thread while a @quick call runs inline there (Database.run):
+# connections checked out meanwhile do not wait for SQLite's locks, and commits are counted.
+_inline = threading.local()
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +48,9 @@ def create_db_engine(url: str) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 2})
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}
+        )
         _sqlite_begin_immediate(engine)
         return engine
     if url.startswith("postgresql://"):
@@ -67,22 +76,37 @@ def _sqlite_begin_immediate(engine: Engine) -> None:
     # pysqlite's own transaction handling is turned off so we can emit BEGIN IMMEDIATE
     # (the recipe from SQLAlchemy's SQLite dialect documentation).
     @event.listens_for(engine, "connect")
-    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+    def on_connect(dbapi_conn: Any, record: Any) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        # Short: calls run on the event loop, so a lock held elsewhere must fail fast (503).
-        cur.execute("PRAGMA busy_timeout=2000")
+        # Short: a lock held elsewhere fails the call in 2 s (503), not whenever it ends.
+        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         # Checkpoints (which fsync) run in Database's background thread, never inside a
         # commit on the event loop, where one would stall every request for milliseconds.
         cur.execute("PRAGMA wal_autocheckpoint=0")
         cur.close()
+        record.info["busy_timeout"] = BUSY_TIMEOUT_MS
+
+    @event.listens_for(engine, "checkout")
+    def on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        # On the event loop a lock wait would stall every request: there, no wait at all
+        # (Database.run runs the call again in the pool). Set only when it changes.
+        timeout = 0 if getattr(_inline, "active", False) else BUSY_TIMEOUT_MS
+        if record.info.get("busy_timeout") != timeout:
+            dbapi_conn.execute(f"PRAGMA busy_timeout={timeout}")
+            record.info["busy_timeout"] = timeout
 
     @event.listens_for(engine, "begin")
     def on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    @event.listens_for(engine, "commit")
+    def on_commit(_conn: Any) -> None:
+        if getattr(_inline, "active", False):
+            _inline.commits += 1
 
 
 def upsert(dialect: Dialect, table: Any) -> postgresql.Insert | sqlite.Insert:
@@ -149,9 +173,11 @@ class Database:
     PostgreSQL calls go to a thread pool (they wait on the network). SQLite calls marked
     ``@quick`` run inline: a local transaction on a few rows takes a fraction of a
     millisecond, less than handing it to a thread and getting the GIL back (measured: 1.5x
-    the requests/s, docs/benchmarks.md); each SQLite file has one writing process, and the
-    busy timeout bounds any lock wait. Other SQLite calls (a full ledger check, a page of
-    tasks) go to the pool, so they never stall the loop.
+    the requests/s, docs/benchmarks.md). An inline call does not wait for a lock: when
+    another connection or process holds the write lock, its ``BEGIN IMMEDIATE`` fails at
+    once and the call runs again in the pool, which waits up to the busy timeout. Other
+    SQLite calls (a full ledger check, a page of tasks) go to the pool, so they never stall
+    the loop.
     """
 
     def __init__(self, url: str, *, workers: int = 8):
@@ -188,7 +214,10 @@ class Database:
         never a 500."""
         try:
             if self.inline and getattr(fn, "_db_quick", False):
-                return fn(*args, **kwargs)
+                try:
+                    return _without_lock_waits(fn, *args, **kwargs)
+                except _LockedElsewhere:
+                    pass  # nothing was committed: run it again where waiting is harmless
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
         except DBAPIError as exc:
@@ -202,6 +231,36 @@ class Database:
             self._checkpointer.join()
         self._pool.shutdown(wait=True)
         self.engine.dispose()
+
+
+class _LockedElsewhere(Exception):
+    """An inline call found SQLite's write lock taken before it committed anything."""
+
+
+def _without_lock_waits(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """``fn`` on this thread with a busy timeout of 0 on every connection it checks out.
+
+    A lock held elsewhere fails the first ``BEGIN IMMEDIATE`` that meets it with
+    SQLITE_BUSY; statements inside a transaction wait for nothing (it holds the write lock
+    from its BEGIN, and WAL readers never block). A failed BEGIN leaves no transaction
+    open, and the transactions before it rolled back or committed: if none committed, the
+    call changed nothing and ``_LockedElsewhere`` says it may be run again. Past a commit a
+    rerun would repeat it, so the error stands (a 503, as a lapsed busy timeout gives).
+    """
+    _inline.active, _inline.commits = True, 0
+    try:
+        return fn(*args, **kwargs)
+    except OperationalError as exc:
+        if _is_busy(exc) and _inline.commits == 0:
+            raise _LockedElsewhere from exc
+        raise
+    finally:
+        _inline.active = False
+
+
+def _is_busy(exc: OperationalError) -> bool:
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF == sqlite3.SQLITE_BUSY
 
 
 def _is_outage(exc: DBAPIError) -> bool:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -7,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, table, text
 
-from pixelrelay.db import Database, PreparedRead, quick
+from pixelrelay.db import BUSY_TIMEOUT_MS, Database, PreparedRead, quick
 from pixelrelay.errors import ApiError, E
 from tests.conftest import BOTH
 from tests.utils.databases import open_database
@@ -97,3 +99,102 @@ async def test_a_lock_held_elsewhere_is_a_fast_503(tmp_path: Path, kind: str) ->
             other.close()
     assert caught.value.kind is E.UNAVAILABLE
     assert 1.5 < waited < 5
+
+
+@quick
+def _quick_write(db: Database, threads: list[str]) -> None:
+    with db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO blob (data) VALUES ('quick')"))
+        threads.append(threading.current_thread().name)
+
+
+@quick
+def _quick_read(db: Database, threads: list[str]) -> int:
+    with db.engine.begin() as conn:
+        threads.append(threading.current_thread().name)
+        return int(conn.execute(text("PRAGMA busy_timeout")).scalar_one())
+
+
+def _pool_busy_timeout(db: Database) -> int:
+    with db.engine.begin() as conn:
+        return int(conn.execute(text("PRAGMA busy_timeout")).scalar_one())
+
+
+async def _longest_gap(stop: asyncio.Event) -> float:
+    """The longest the event loop went without running this task (a 10 ms ticker)."""
+    longest, last = 0.0, time.monotonic()
+    while not stop.is_set():
+        await asyncio.sleep(0.01)
+        now = time.monotonic()
+        longest, last = max(longest, now - last), now
+    return longest
+
+
+async def test_a_quick_call_never_waits_for_a_lock_on_the_event_loop(tmp_path: Path) -> None:
+    """Another process holding SQLite's write lock: the inline attempt fails at once and
+    the call waits in the pool; the loop goes on (it once stalled for the 2 s busy
+    timeout, and then failed, since the holder could not run to let go)."""
+    path = tmp_path / "held.db"
+    db = Database(f"sqlite:///{path}")
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        _write_rows(db, 1)
+        holder.execute("BEGIN IMMEDIATE")
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.8, holder.rollback)
+        stop = asyncio.Event()
+        ticking = asyncio.create_task(_longest_gap(stop))
+        threads: list[str] = []
+        started = time.monotonic()
+        await db.run(_quick_write, db, threads)
+        waited = time.monotonic() - started
+        stop.set()
+        assert await ticking < 0.5
+        assert waited >= 0.7  # it did wait for the holder, in the pool
+        assert [t[:2] for t in threads] == ["db"]
+        with db.engine.begin() as conn:
+            assert conn.execute(text("SELECT count(*) FROM blob")).scalar_one() == 2
+
+        # Nothing held: quick calls run inline again, without lock waits there, while
+        # calls in the pool (on the same pooled connections) keep the busy timeout.
+        threads.clear()
+        assert await db.run(_quick_read, db, threads) == 0
+        assert threads == [threading.current_thread().name]
+        assert await db.run(_pool_busy_timeout, db) == BUSY_TIMEOUT_MS
+    finally:
+        holder.close()
+        db.close()
+
+
+async def test_a_quick_call_that_committed_is_not_run_twice(tmp_path: Path) -> None:
+    """The lock taken between two of its transactions: a rerun would repeat the first,
+    so the call fails at once with 90002 instead."""
+    path = tmp_path / "twice.db"
+    db = Database(f"sqlite:///{path}")
+    holder = sqlite3.connect(path, isolation_level=None)
+    runs: list[int] = []
+
+    @quick
+    def two_transactions() -> None:
+        runs.append(1)
+        with db.engine.begin() as conn:
+            conn.execute(text("INSERT INTO blob (data) VALUES ('first')"))
+        holder.execute("BEGIN IMMEDIATE")  # another writer, just between the two
+        with db.engine.begin() as conn:
+            conn.execute(text("INSERT INTO blob (data) VALUES ('second')"))
+
+    try:
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE blob (id INTEGER PRIMARY KEY, data TEXT)")
+        started = time.monotonic()
+        with pytest.raises(ApiError) as caught:
+            await db.run(two_transactions)
+        assert time.monotonic() - started < 1.0
+        holder.rollback()
+        assert caught.value.kind is E.UNAVAILABLE
+        assert runs == [1]
+        with db.engine.begin() as conn:
+            assert conn.execute(text("SELECT count(*) FROM blob")).scalar_one() == 1
+    finally:
+        holder.close()
+        db.close()
