@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import io
 import os
+import random
 import threading
 from collections.abc import Callable
 from functools import partial
@@ -111,3 +113,34 @@ def test_the_cases_cover_both_sides_of_the_threshold_and_both_verdicts() -> None
             assert verdicts[f"{fmt}{side} size"][0] == "refused"
             assert verdicts[f"{fmt}{side} truncated"][0] == "refused"
     assert verdicts["png256 bad crc"] == ("refused", "upstream image does not decode")
+
+
+def _outcome(decode: Callable[[str], bytes], text: str) -> bytes | str:
+    try:
+        return decode(text)
+    except (binascii.Error, ValueError):
+        return "refused"
+
+
+def test_base64_decoded_in_slices_is_what_b64decode_gives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(upstream, "_B64_SLICE", 8)  # many slices from short strings
+    rng = random.Random(7)
+    texts = ["", "YQ==", "YWJj", "YWJjZA==", "YWJjZGVmZ2hpams=", "é" * 12, "YQ==" * 5]
+    texts += ["YWJj" * k + "=" * p for k in range(6) for p in range(20)]
+    for _ in range(5000):
+        chars = list(base64.b64encode(rng.randbytes(rng.randrange(0, 40))).decode())
+        for _ in range(rng.choice((0, 0, 1, 2))):  # damage: padding, junk, cuts, gaps
+            at = rng.randrange(len(chars) + 1)
+            how = rng.choice(("=", "==", "=" * 9, "!", " ", "\n", "-", "é", "cut", "drop"))
+            if how == "cut":
+                del chars[at:]
+            elif how == "drop":
+                del chars[at : at + 1]
+            else:
+                chars[at:at] = list(how)
+        texts.append("".join(chars))
+    for text in texts:
+        expected = _outcome(lambda t: base64.b64decode(t, validate=True), text)
+        assert _outcome(upstream._b64decode, text) == expected, text
