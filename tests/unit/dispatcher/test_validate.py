@@ -62,9 +62,7 @@ def cases() -> list[tuple[str, list[str], common_pb2.ImageSpec]]:
     return out
 
 
-def verdict(
-    call: Callable[[], Generation],
-) -> tuple[str, Any]:
+def verdict(call: Callable[[], Generation]) -> tuple[str, Any]:
     try:
         got = call()
     except BadOutputError as exc:
@@ -72,7 +70,10 @@ def verdict(
     return "accepted", [(i.data, i.format, i.width, i.height) for i in got.images]
 
 
-@pytest.mark.parametrize(("name", "data", "asked"), cases(), ids=lambda c: str(c)[:20])
+CASES = cases()
+
+
+@pytest.mark.parametrize(("name", "data", "asked"), CASES, ids=[c[0] for c in CASES])
 async def test_the_same_verdict_inline_and_in_a_thread(
     name: str, data: list[str], asked: common_pb2.ImageSpec, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -102,7 +103,7 @@ async def test_the_same_verdict_inline_and_in_a_thread(
 
 def test_the_cases_cover_both_sides_of_the_threshold_and_both_verdicts() -> None:
     sizes, verdicts = [], {}
-    for name, data, asked in cases():
+    for name, data, asked in CASES:
         sizes.append(sum(map(len, data)))
         verdicts[name] = verdict(partial(upstream._check, data, None, common_pb2.Usage(), asked))
     assert min(sizes) < INLINE_MAX_CHARS < max(sizes)
