@@ -7,7 +7,7 @@ task flow, and the nats-server configuration that enforces it.
                 and the dispatchers' channel health
     dispatcher  consumes jobs and dead letters; publishes started and failed events, relays
                 images and reports its channels' health (core NATS, for the operator)
-    storage     publishes completed events
+    storage     publishes completed events and reads a task's back by subject
     billing     consumes completed, failed and expired events; publishes expired (holds
                 past their deadline) and settled events; reads a task's events by subject
     admin       creates the streams (`pixelrelay admin bus-setup`, `make run`); no limits
@@ -77,7 +77,13 @@ _PUBLISH: dict[str, list[str]] = {
         f"$JS.API.STREAM.MSG.GET.{bus.JOBS_STREAM}",
         f"$JS.API.STREAM.MSG.DELETE.{bus.JOBS_STREAM}",
     ],
-    "storage": [_event("completed"), *_stream_info(bus.EVENTS_STREAM)],
+    "storage": [
+        _event("completed"),
+        *_stream_info(bus.EVENTS_STREAM),
+        # A task's completed event is its manifest: looked up before storing (written
+        # once) and for a redelivered job (Reannounce).
+        f"$JS.API.STREAM.MSG.GET.{bus.EVENTS_STREAM}",
+    ],
     "billing": [
         _event("expired"),
         _event("settled"),

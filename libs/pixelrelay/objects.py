@@ -4,8 +4,8 @@ and the size of the chunks object bytes are streamed in over gRPC.
     uploads/<account>/<upload>.<ext>         an account's upload
     tasks/<task>/inputs/ref<i>.<ext>          a task's reference images, as fetched
     tasks/<task>/inputs/mask.png              its mask
-    tasks/<task>/<index>.<ext>                its results
-    tasks/<task>/manifest.pb                  what was stored for it (a TaskEvent)
+    tasks/<task>/<index>.<ext>                its results (what was stored for it is its
+                                              completed event, on the bus: task_events.py)
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def account_uploads(account_id: str) -> str:
 
 
 def task_objects(task_id: str) -> str:
-    """The prefix of everything stored for one task: inputs, results, manifest."""
+    """The prefix of everything stored for one task: inputs and results."""
     return f"{TASKS_PREFIX}{task_id}/"
 
 
@@ -60,10 +60,6 @@ def input_key(task_id: str, name: str, fmt: str) -> str:
 def result_key(task_id: str, index: int, fmt: str) -> str:
     # The same key on a redelivered job: a retry overwrites instead of duplicating.
     return f"{task_objects(task_id)}{index}.{EXTENSIONS[fmt]}"
-
-
-def manifest_key(task_id: str) -> str:
-    return f"{task_objects(task_id)}manifest.pb"
 
 
 # Whole-key matches (fullmatch: "$" would let a trailing newline by).

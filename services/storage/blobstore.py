@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 OBJECT_PUT_SECONDS = Histogram(
     "pixelrelay_object_put_seconds",
-    "Writing one object to the S3 endpoint (images, manifests, uploads)",
+    "Writing one object to the S3 endpoint (images, uploads)",
     buckets=FAST_BUCKETS,
 )
 

@@ -24,10 +24,9 @@ from pixelrelay.objects import (
     is_owned_prefix,
     is_readable_key,
     is_result_key,
-    manifest_key,
     result_key,
 )
-from pixelrelay.v1 import common_pb2, events_pb2, storage_pb2, storage_pb2_grpc
+from pixelrelay.v1 import common_pb2, storage_pb2, storage_pb2_grpc
 from storage.blobstore import BlobStore
 
 log = logging.getLogger(__name__)
@@ -72,10 +71,9 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             request_iterator,
             lambda h: self.capabilities.verify(h.capability, h.task_id),
         )
-        # A task's results are written once: its manifest, written last, marks them done,
-        # and its images' URLs and SHA-256 are already the task's (a redelivered job finds
-        # them with Reannounce and never gets here).
-        if await self.blobs.exists(manifest_key(header.task_id)):
+        # A task's results are written once: its completed event, published last, marks
+        # them done (a redelivered job finds it with Reannounce and never gets here).
+        if await task_events.last_event(self.js, "completed", header.task_id) is not None:
             raise ApiError(E.RESULTS_ALREADY_STORED)
         stored = [self._describe(header.task_id, meta) for meta in header.images]
         event = task_events.completed(
@@ -89,16 +87,9 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         await asyncio.gather(
             *(self._put_image(image, bytes(buffers[image.index])) for image in stored)
         )
+        # On the bus the event is the task's manifest: what a redelivered job finds
+        # (Reannounce), so nothing is generated twice, kept as long as a job can be.
         await task_events.publish_event(self.js, event)
-        # The manifest (the event itself) is what a redelivered job finds, so it is not
-        # generated twice. Written after the announcement, while the gateway settles the
-        # task (written beside the images, it slowed their write on a busy object store:
-        # overhead p50 +3 ms in make bench), and before this call returns, so before the
-        # dispatcher acks the job. Reannounce trusts it only if every image it lists is
-        # there with exactly the listed bytes.
-        await self.blobs.put(
-            manifest_key(header.task_id), event.SerializeToString(), "application/x-protobuf"
-        )
         log.info(
             "task images stored",
             extra={
@@ -162,16 +153,14 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
     ) -> storage_pb2.ReannounceResponse:
         checked_id(request.task_id, "task", "task_id")
         self.capabilities.verify(request.capability, request.task_id)
-        manifest = await self.blobs.get(manifest_key(request.task_id))
-        if manifest is None:
+        event = await task_events.last_event(self.js, "completed", request.task_id)
+        if event is None:
             return storage_pb2.ReannounceResponse(found=False)
-        event = events_pb2.TaskEvent.FromString(manifest)
         if not all(
             await asyncio.gather(*(self._intact(image) for image in event.completed.images))
-        ):  # a store died half way (and a later one may have begun again): generate anew
+        ):  # the images were deleted since, or a later attempt rewrote one: generate anew
             return storage_pb2.ReannounceResponse(found=False)
-        await task_events.publish_event(self.js, event)
-        return storage_pb2.ReannounceResponse(found=True)
+        return storage_pb2.ReannounceResponse(found=True)  # its event is on the bus already
 
     async def DeletePrefixes(
         self, request: storage_pb2.DeletePrefixesRequest, context: grpc.aio.ServicerContext
@@ -209,7 +198,7 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         )
 
     async def _intact(self, image: common_pb2.StoredImage) -> bool:
-        """The image is stored with exactly the bytes the manifest lists (read back: only
+        """The image is stored with exactly the bytes its completed event lists (read back: only
         a redelivered job asks, and bytes from another attempt must not be announced)."""
         data = await self.blobs.get(image.key)
         return data is not None and await sha256_hex(data) == image.sha256

@@ -1,7 +1,7 @@
-"""Storing a task's images on a real S3 API (moto) and JetStream: the images, the
-announcement, then the manifest, after which they are never written again; a redelivered
-job is told "already done" only when the manifest and every image it lists, with exactly the
-listed bytes, are there."""
+"""Storing a task's images on a real S3 API (moto) and JetStream: the images, then the
+completed event, which is the task's manifest: after it they are never written again, and a
+redelivered job is told "already done" only when the event is on the bus and every image it
+lists, with exactly the listed bytes, is there."""
 
 from __future__ import annotations
 
@@ -14,12 +14,11 @@ import pytest
 from nats.js import JetStreamContext
 from pydantic import SecretStr
 
-from pixelrelay import bus
+from pixelrelay import bus, task_events
 from pixelrelay.callers import TrustedCallers
 from pixelrelay.capabilities import TaskCapabilities, TaskGrant, new_capability_key
 from pixelrelay.errors import ApiError, E
-from pixelrelay.objects import manifest_key
-from pixelrelay.v1 import events_pb2, storage_pb2
+from pixelrelay.v1 import storage_pb2
 from pixelrelay_dev.ports import lease_ports
 from storage.blobstore import BlobStore
 from storage.servicer import StorageServicer
@@ -60,7 +59,7 @@ async def completions(js: JetStreamContext) -> int:
     return info.state.messages
 
 
-async def test_reannounce_trusts_the_manifest_only_with_every_image(
+async def test_reannounce_trusts_the_completed_event_only_with_every_image(
     s3: str, tmp_path: Path
 ) -> None:
     blobs = BlobStore(
@@ -77,11 +76,11 @@ async def test_reannounce_trusts_the_manifest_only_with_every_image(
             try:
                 stored = await servicer.StoreImages(requests(images), None)  # type: ignore[arg-type]
                 assert [await blobs.get(i.key) for i in stored.images] == images
-                manifest = await blobs.get(manifest_key(TASK))
-                assert manifest is not None
-                event = events_pb2.TaskEvent.FromString(manifest)
+                event = await task_events.last_event(js, "completed", TASK)
+                assert event is not None
                 assert [i.key for i in event.completed.images] == [i.key for i in stored.images]
                 assert await completions(js) == 1
+                assert await blobs.keys(f"tasks/{TASK}/") == sorted(i.key for i in stored.images)
 
                 with pytest.raises(ApiError) as refused:  # a task's results are written once
                     await servicer.StoreImages(requests(images[::-1]), None)  # type: ignore[arg-type]
@@ -90,7 +89,7 @@ async def test_reannounce_trusts_the_manifest_only_with_every_image(
 
                 again = storage_pb2.ReannounceRequest(task_id=TASK, capability=CAPABILITY)
                 assert (await servicer.Reannounce(again, None)).found  # type: ignore[arg-type]
-                assert await completions(js) == 1  # the same message id: deduplicated
+                assert await completions(js) == 1  # already on the bus: not published again
 
                 # A later attempt that died half way rewrote one image with other bytes.
                 other = render_image("another attempt", 64, 64, "png")
@@ -101,7 +100,12 @@ async def test_reannounce_trusts_the_manifest_only_with_every_image(
 
                 await blobs.delete([stored.images[0].key])  # e.g. deleted by hand since
                 assert not (await servicer.Reannounce(again, None)).found  # type: ignore[arg-type]
-                await blobs.delete([manifest_key(TASK)])
+                await blobs.put(stored.images[0].key, images[0], "image/png")
+                assert (await servicer.Reannounce(again, None)).found  # type: ignore[arg-type]
+                # Past the stream's retention (a day; longer than any job is kept).
+                await js.purge_stream(
+                    bus.EVENTS_STREAM, subject=task_events.subject("completed", TASK)
+                )
                 assert not (await servicer.Reannounce(again, None)).found  # type: ignore[arg-type]
             finally:
                 await nc.close()

@@ -95,8 +95,9 @@ class StorageServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Reannounce(self, request, context):
-        """For a redelivered job: if the task's images were already stored, announce the
-        completion again (idempotent) instead of generating them twice.
+        """For a redelivered job: whether the task's images were already stored (its completed
+        event is on the bus and every image it lists is there with those bytes), so the job is
+        acked instead of generated twice.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

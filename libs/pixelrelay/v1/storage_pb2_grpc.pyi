@@ -44,8 +44,9 @@ class StorageStub:
     GetObject: _grpc.UnaryStreamMultiCallable[_storage_pb2.GetObjectRequest, _storage_pb2.ObjectChunk]
     """Inputs, and a task's results (the gateway answers /v1 calls with the bytes)."""
     Reannounce: _grpc.UnaryUnaryMultiCallable[_storage_pb2.ReannounceRequest, _storage_pb2.ReannounceResponse]
-    """For a redelivered job: if the task's images were already stored, announce the
-    completion again (idempotent) instead of generating them twice.
+    """For a redelivered job: whether the task's images were already stored (its completed
+    event is on the bus and every image it lists is there with those bytes), so the job is
+    acked instead of generated twice.
     """
     DeletePrefixes: _grpc.UnaryUnaryMultiCallable[_storage_pb2.DeletePrefixesRequest, _storage_pb2.DeletePrefixesResponse]
     """Delete everything under each prefix: an account's uploads ("uploads/<account>/"),
@@ -72,8 +73,9 @@ class StorageAsyncStub(StorageStub):
     GetObject: _aio.UnaryStreamMultiCallable[_storage_pb2.GetObjectRequest, _storage_pb2.ObjectChunk]  # type: ignore[assignment]
     """Inputs, and a task's results (the gateway answers /v1 calls with the bytes)."""
     Reannounce: _aio.UnaryUnaryMultiCallable[_storage_pb2.ReannounceRequest, _storage_pb2.ReannounceResponse]  # type: ignore[assignment]
-    """For a redelivered job: if the task's images were already stored, announce the
-    completion again (idempotent) instead of generating them twice.
+    """For a redelivered job: whether the task's images were already stored (its completed
+    event is on the bus and every image it lists is there with those bytes), so the job is
+    acked instead of generated twice.
     """
     DeletePrefixes: _aio.UnaryUnaryMultiCallable[_storage_pb2.DeletePrefixesRequest, _storage_pb2.DeletePrefixesResponse]  # type: ignore[assignment]
     """Delete everything under each prefix: an account's uploads ("uploads/<account>/"),
@@ -121,8 +123,9 @@ class StorageServicer(metaclass=_abc_1.ABCMeta):
         request: _storage_pb2.ReannounceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_storage_pb2.ReannounceResponse, _abc.Awaitable[_storage_pb2.ReannounceResponse]]:
-        """For a redelivered job: if the task's images were already stored, announce the
-        completion again (idempotent) instead of generating them twice.
+        """For a redelivered job: whether the task's images were already stored (its completed
+        event is on the bus and every image it lists is there with those bytes), so the job is
+        acked instead of generated twice.
         """
 
     @_abc_1.abstractmethod

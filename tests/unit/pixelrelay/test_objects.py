@@ -21,7 +21,7 @@ def test_task_inputs_may_be_read_back_and_nothing_else() -> None:
     assert objects.is_input_key(objects.input_key("task_1", "mask", "png"))
     for key in (
         objects.result_key("task_1", 0, "png"),
-        objects.manifest_key("task_1"),
+        "tasks/task_1/manifest.pb",
         "uploads/acct_a/../acct_b/upl_1.png",
         "uploads/acct_a/upl_1.gif",
         "tasks/task_1/inputs/../0.png",

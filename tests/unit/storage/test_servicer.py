@@ -94,7 +94,7 @@ async def test_large_images_are_checked_the_same_way() -> None:
 def test_only_input_keys_may_be_named() -> None:
     check_input_key(objects.upload_key("acct_1", "upl_1", "png"))
     check_input_key(objects.input_key("task_1", "ref0", "webp"))
-    for key in (objects.result_key("task_1", 0, "png"), objects.manifest_key("task_1"), "x"):
+    for key in (objects.result_key("task_1", 0, "png"), "tasks/task_1/manifest.pb", "x"):
         with pytest.raises(ApiError) as refused:
             check_input_key(key)
         assert refused.value.param == "key"
