@@ -56,7 +56,14 @@ KEY_SPEND: Any = (
     .values(spent=KEYS.c.spent + bindparam("amount"))
 )
 HOLD: Any = select(HOLDS).where(HOLDS.c.task_id == bindparam("t_id"))
-HOLD_LOCKED: Any = HOLD.with_for_update()
+# A batch's holds, locked in account order (as reserve_many locks accounts): concurrent
+# settlement batches on PostgreSQL cannot deadlock.
+HOLDS_LOCKED_BY_ACCOUNT: Any = (
+    select(HOLDS)
+    .where(HOLDS.c.task_id.in_(bindparam("t_ids", expanding=True)))
+    .order_by(HOLDS.c.account_id, HOLDS.c.task_id)
+    .with_for_update()
+)
 PENDING_HOLDS_OF_ACCOUNT: Any = (
     select(HOLDS)
     .where(HOLDS.c.account_id == bindparam("a_id"), HOLDS.c.state == HoldState.PENDING)

@@ -48,8 +48,8 @@ def _spend_on_key(conn: Connection, key_id: str, amount: int) -> None:
         )
 
 
-def _hold_row(conn: Connection, task_id: str, *, lock: bool = False) -> Hold | None:
-    row = conn.execute(sql.HOLD_LOCKED if lock else sql.HOLD, {"t_id": task_id}).mappings()
+def _hold_row(conn: Connection, task_id: str) -> Hold | None:
+    row = conn.execute(sql.HOLD, {"t_id": task_id}).mappings()
     first = row.first()
     return Hold(**first) if first is not None else None
 
@@ -66,13 +66,6 @@ def _resolve(conn: Connection, hold: Hold, state: HoldState, charge: int) -> Non
             "price_id": hold.price_id,
         },
     )
-
-
-def _locked_hold(conn: Connection, task_id: str) -> Hold:
-    hold = _hold_row(conn, task_id, lock=True)
-    if hold is None:
-        raise ApiError(E.HOLD_NOT_FOUND)
-    return hold
 
 
 def release_pending(conn: Connection, hold: Hold, reason: str) -> None:
@@ -249,18 +242,24 @@ class Holds:
         hold asked again the same way comes back as it is."""
         results: list[Hold | ApiError | None] = [None] * len(requests)
         with self.engine.begin() as conn:
-            found = {
-                row["task_id"]: row["account_id"]
+            # One statement reads and locks them all; a hold settled here is updated in
+            # place, so a task twice in one batch sees its first settlement.
+            held = {
+                row["task_id"]: Hold(**row)
                 for row in conn.execute(
-                    sql.HOLDS_OF, {"t_ids": [r.task_id for r in requests]}
+                    sql.HOLDS_LOCKED_BY_ACCOUNT, {"t_ids": [r.task_id for r in requests]}
                 ).mappings()
             }
-            # By account, as reserve_many: concurrent batches lock account rows in one order.
-            order = sorted(range(len(requests)), key=lambda i: found.get(requests[i].task_id, ""))
-            for i in order:
-                r = requests[i]
+
+            def by_account(i: int) -> str:
+                hold = held.get(requests[i].task_id)
+                return hold.account_id if hold is not None else ""
+
+            for i in sorted(range(len(requests)), key=by_account):
+                r, hold = requests[i], held.get(requests[i].task_id)
                 try:
-                    hold = _locked_hold(conn, r.task_id)
+                    if hold is None:
+                        raise ApiError(E.HOLD_NOT_FOUND)
                     if r.delivered is None:
                         results[i] = self._release(conn, hold, r.reason)
                     else:
