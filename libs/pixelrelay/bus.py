@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -67,11 +68,12 @@ RELAY_SUBJECTS = f"{RELAY_PREFIX}.*"
 # Core NATS, no stream: each dispatcher's channel health, every few seconds, for every
 # gateway (only the latest matters; channel_health.proto).
 HEALTH_SUBJECT = "pixelrelay.health.channels"
-# How long a consumer waits before fetching again after JetStream refused a fetch.
+# How long a consumer waits before asking again after JetStream refused a request.
 FETCH_RETRY_SECONDS = 0.5
-# The most a consumer's second fetch (what else is ready) waits: it bounds how long a
-# message arriving meanwhile is held (consume()).
-READY_FETCH_SECONDS = 0.005
+# How long a consumer's pull request stays open (consume()), and how long past that it
+# waits for the server's word that it expired.
+PULL_SECONDS = 1.0
+PULL_GRACE_SECONDS = 0.5
 DEDUP_WINDOW_S = 600.0
 
 Handler = Callable[[Msg], Awaitable[None]]
@@ -249,48 +251,68 @@ async def consume(
 ) -> None:
     """Pull messages into up to ``concurrency`` handler tasks until ``stop`` is set.
 
-    The handler owns the ack decision. On stop: no new fetches, in-flight handlers
+    One pull request stays open (``PULL_SECONDS``) for as many messages as there are free
+    handlers, and each message is handled the moment it arrives; the next request goes out
+    once the last one is used up or expires. So a trickle costs one request per message at
+    most and a burst one per batch, and an idle consumer one request a second (nats-py's
+    ``fetch`` made two per message: one for it, one to see what else was ready; and its
+    batch fetch held a first message until the batch filled).
+
+    The handler owns the ack decision. On stop: no new requests, in-flight handlers
     get ``grace`` seconds, and whatever is left unacked is redelivered by JetStream.
     """
-    sub = await keep_trying(
-        f"the {config.durable_name} consumer",
-        lambda: js.pull_subscribe(
-            subject, durable=config.durable_name, stream=stream, config=config
-        ),
-        stop,
+    durable = config.durable_name or ""
+    await keep_trying(
+        f"the {durable} consumer", lambda: _find_or_create(js, stream, subject, config), stop
     )
+    nc: NATS = js._nc  # the connection the context was made from (nats-py has no getter)
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    request_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
+    loop = asyncio.get_running_loop()
     running: set[asyncio.Task[None]] = set()
+    asked, open_until = 0, 0.0  # what the open request may still deliver, and until when
     trouble = _error_log(what="JetStream cannot serve the consumer")
     try:
         while not stop.is_set():
+            now = loop.time()
+            if asked and now >= open_until:
+                asked = 0  # expired (its 408 may have been lost in a reconnect)
             free = concurrency - len(running)
-            if free <= 0:
-                await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                continue
-            # One message, the moment it arrives, then whatever else is ready (a backlog),
-            # each handled as soon as fetched. Not fetch(n > 1) alone: when nats-py's batch
-            # fetch has to wait, it holds the first message until n arrive or its timeout
-            # passes, which put up to 0.5 s stalls on a trickle of tasks.
-            for batch, timeout in ((1, 0.5), (min(free - 1, 64), READY_FETCH_SECONDS)):
-                if batch <= 0:
-                    break
+            if asked == 0:
+                if free <= 0:
+                    await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                pull = {"batch": free, "expires": int(PULL_SECONDS * 1e9)}
                 try:
-                    msgs = await sub.fetch(batch, timeout=timeout)
-                except (TimeoutError, nats.errors.TimeoutError):
-                    break
+                    await nc.publish(request_subject, json.dumps(pull).encode(), reply=inbox)
                 except nats.errors.ConnectionClosedError:
                     return
-                except (nats.js.errors.Error, nats.errors.Error) as exc:
+                asked, open_until = free, now + PULL_SECONDS + PULL_GRACE_SECONDS
+            try:
+                msg = await sub.next_msg(timeout=max(0.001, open_until - now))
+            except (TimeoutError, nats.errors.TimeoutError):
+                asked = 0
+                continue
+            except nats.errors.ConnectionClosedError:
+                return
+            status = JetStreamContext.is_status_msg(msg)
+            if status == "100":  # an idle heartbeat
+                continue
+            if status is not None:  # 404/408: the request is used up; others: trouble
+                asked = 0
+                if status not in ("404", "408"):
                     # A JetStream cluster electing a new stream or consumer leader (a node
-                    # died) answers 503 or nothing for a moment: wait and fetch again.
-                    await trouble(exc)
+                    # died) answers 409 or nothing for a moment: wait and ask again.
+                    described = (msg.headers or {}).get("Description", "")
+                    await trouble(nats.js.errors.APIError(code=int(status), description=described))
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), FETCH_RETRY_SECONDS)
-                    break
-                for msg in msgs:
-                    task = asyncio.create_task(_run_handler(handler, msg))
-                    running.add(task)
-                    task.add_done_callback(running.discard)
+                continue
+            asked -= 1
+            task = asyncio.create_task(_run_handler(handler, msg))
+            running.add(task)
+            task.add_done_callback(running.discard)
     finally:
         if running:
             _done, pending = await asyncio.wait(running, timeout=grace)
@@ -298,6 +320,19 @@ async def consume(
                 task.cancel()
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
+
+
+async def _find_or_create(
+    js: JetStreamContext, stream: str, subject: str, config: ConsumerConfig
+) -> None:
+    """The durable consumer, created with ``config`` if it does not exist (filtered on
+    ``subject`` unless the config names its subjects)."""
+    try:
+        await js.consumer_info(stream, config.durable_name or "")
+    except nats.js.errors.NotFoundError:
+        if not config.filter_subjects:
+            config.filter_subject = subject
+        await js.add_consumer(stream, config=config)
 
 
 async def _run_handler(handler: Handler, msg: Msg) -> None:

@@ -1,12 +1,16 @@
-"""bus.consume keeps going through what a JetStream cluster answers while it elects a
-leader (a node was killed): the dispatcher once crashed on a 503 from ``fetch``.
+"""bus.consume: one pull request open at a time for as many messages as there are free
+handlers, each message handled as it arrives; and it keeps going through what a JetStream
+cluster answers while it elects a leader (a node was killed): the dispatcher once crashed
+on a 503.
 
-The NATS client is replaced by a scripted stand-in here: a real cluster only answers 503
-during an election, which `make cluster-test` provokes with real processes."""
+The NATS client is replaced by a scripted stand-in here: a real cluster only answers 409 or
+nothing during an election, which `make cluster-test` provokes with real processes; the
+e2e tests run the real thing on every consumer."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
@@ -17,43 +21,67 @@ import pytest
 from pixelrelay import bus
 
 
-class ScriptedSubscription:
+class Message:
+    def __init__(self, data: str, status: str | None = None) -> None:
+        self.data = data
+        self.headers = {"Status": status, "Description": "x"} if status else None
+
+
+class ScriptedConnection:
+    """Answers each pull request's wait with the next scripted answer: a message, a status
+    message, or an exception; stops the consumer when the script ends."""
+
     def __init__(self, answers: list[Any], stop: asyncio.Event) -> None:
         self.answers = answers
         self.stop = stop
-        self.fetches = 0
+        self.pulls: list[dict[str, int]] = []
 
-    async def fetch(self, batch: int, **_wait: float) -> list[Any]:
-        self.fetches += 1
+    def new_inbox(self) -> str:
+        return "_INBOX_test.1"
+
+    async def subscribe(self, subject: str) -> ScriptedConnection:
+        return self
+
+    async def publish(self, subject: str, payload: bytes, reply: str = "") -> None:
+        assert subject == f"$JS.API.CONSUMER.MSG.NEXT.{bus.JOBS_STREAM}.test"
+        assert reply == "_INBOX_test.1"
+        self.pulls.append(json.loads(payload))
+
+    async def next_msg(self, timeout: float) -> Any:  # noqa: ASYNC109 (nats-py's signature)
         if not self.answers:
             self.stop.set()
-            return []
+            raise nats.errors.TimeoutError
         answer = self.answers.pop(0)
         if isinstance(answer, BaseException):
             raise answer
-        return [answer]
+        return answer
 
     async def unsubscribe(self) -> None:
         pass
 
 
 class ScriptedJetStream:
-    def __init__(self, subscribe_failures: int, sub: ScriptedSubscription) -> None:
-        self.subscribe_failures = subscribe_failures
-        self.sub = sub
+    def __init__(self, lookup_failures: int, nc: ScriptedConnection) -> None:
+        self.lookup_failures = lookup_failures
+        self._nc = nc
+        self.created: list[Any] = []
 
-    async def pull_subscribe(self, *_args: Any, **_kwargs: Any) -> ScriptedSubscription:
-        if self.subscribe_failures:
-            self.subscribe_failures -= 1
+    async def consumer_info(self, stream: str, durable: str) -> None:
+        if self.lookup_failures:
+            self.lookup_failures -= 1
             raise nats.errors.NoRespondersError()
-        return self.sub
+        if not self.created:
+            raise nats.js.errors.NotFoundError()
+
+    async def add_consumer(self, stream: str, config: Any) -> None:
+        self.created.append(config)
 
 
-async def run(js: ScriptedJetStream, stop: asyncio.Event) -> list[str]:
+async def run(js: ScriptedJetStream, stop: asyncio.Event, concurrency: int = 4) -> list[str]:
     handled: list[str] = []
 
     async def handler(msg: Any) -> None:
-        handled.append(msg)
+        handled.append(msg.data)
 
     await asyncio.wait_for(
         bus.consume(
@@ -63,7 +91,7 @@ async def run(js: ScriptedJetStream, stop: asyncio.Event) -> list[str]:
             config=bus.consumer_config("test", ack_wait=5, max_deliver=3),
             handler=handler,
             stop=stop,
-            concurrency=4,
+            concurrency=concurrency,
             grace=1.0,
         ),
         timeout=30,
@@ -71,32 +99,75 @@ async def run(js: ScriptedJetStream, stop: asyncio.Event) -> list[str]:
     return handled
 
 
-async def test_a_refused_fetch_is_retried_and_logged_once(
+async def test_one_request_serves_a_burst_and_a_used_up_one_is_renewed() -> None:
+    stop = asyncio.Event()
+    nc = ScriptedConnection(
+        [Message("a"), Message("b"), Message("c"), Message("", "408"), Message("d")], stop
+    )
+    js = ScriptedJetStream(0, nc)
+    assert await run(js, stop) == ["a", "b", "c", "d"]
+    # The first request asked for every free handler; the expired one (408) was renewed.
+    assert nc.pulls[0]["batch"] == 4 and len(nc.pulls) >= 2
+    assert js.created[0].filter_subject == bus.JOBS_SUBJECT  # made once, on first use
+
+
+async def test_a_refused_request_is_renewed_and_logged_once(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(bus, "FETCH_RETRY_SECONDS", 0.01)
     stop = asyncio.Event()
-    unavailable = nats.js.errors.ServiceUnavailableError()
-    sub = ScriptedSubscription(
-        ["first", unavailable, unavailable, nats.errors.NoRespondersError(), "second"], stop
+    leaderless = Message("", "409")
+    nc = ScriptedConnection(
+        [Message("first"), leaderless, leaderless, Message("", "100"), Message("second")], stop
     )
     with caplog.at_level(logging.WARNING, logger="pixelrelay.bus"):
-        handled = await run(ScriptedJetStream(0, sub), stop)
-    assert handled == ["first", "second"]
+        handled = await run(ScriptedJetStream(0, nc), stop)
+    assert handled == ["first", "second"]  # a heartbeat (100) is not a message
     warnings = [
         r for r in caplog.records if r.getMessage() == "JetStream cannot serve the consumer"
     ]
-    assert len(warnings) == 1  # three refusals in a row, one line
+    assert len(warnings) == 1  # two refusals in a row, one line
 
 
-async def test_the_consumer_is_created_once_the_cluster_answers() -> None:
+async def test_the_consumer_is_found_once_the_cluster_answers() -> None:
     stop = asyncio.Event()
-    sub = ScriptedSubscription(["job"], stop)
-    assert await run(ScriptedJetStream(1, sub), stop) == ["job"]
+    nc = ScriptedConnection([Message("job")], stop)
+    assert await run(ScriptedJetStream(1, nc), stop) == ["job"]
 
 
 async def test_a_closed_connection_ends_the_loop() -> None:
     stop = asyncio.Event()
-    sub = ScriptedSubscription(["job", nats.errors.ConnectionClosedError(), "never"], stop)
-    assert await run(ScriptedJetStream(0, sub), stop) == ["job"]
+    nc = ScriptedConnection(
+        [Message("job"), nats.errors.ConnectionClosedError(), Message("never")], stop
+    )
+    assert await run(ScriptedJetStream(0, nc), stop) == ["job"]
     assert not stop.is_set()
+
+
+async def test_no_more_is_asked_than_there_are_free_handlers() -> None:
+    stop = asyncio.Event()
+    release = asyncio.Event()
+    nc = ScriptedConnection([Message("a"), Message("b"), Message("", "408")], stop)
+    handled: list[str] = []
+
+    async def slow(msg: Any) -> None:
+        handled.append(msg.data)
+        await release.wait()
+
+    consuming = asyncio.create_task(
+        bus.consume(
+            ScriptedJetStream(0, nc),  # type: ignore[arg-type]
+            stream=bus.JOBS_STREAM,
+            subject=bus.JOBS_SUBJECT,
+            config=bus.consumer_config("test", ack_wait=5, max_deliver=3),
+            handler=slow,
+            stop=stop,
+            concurrency=2,
+            grace=1.0,
+        )
+    )
+    await asyncio.sleep(0.1)
+    assert handled == ["a", "b"] and [p["batch"] for p in nc.pulls] == [2]  # both busy
+    release.set()
+    await asyncio.wait_for(consuming, 10)
+    assert all(p["batch"] <= 2 for p in nc.pulls)
