@@ -71,17 +71,12 @@ class BillingClient:
         task_id: str,
         account_id: str,
         item: common_pb2.PriceItem,
-        expires_at: int,
         key_id: str = "",
     ) -> billing_pb2.Hold:
-        """Hold a task's price."""
+        """Hold a task's price (billing sets its deadline)."""
         return await self._holds.submit(
             billing_pb2.ReserveRequest(
-                task_id=task_id,
-                account_id=account_id,
-                item=item,
-                expires_at=expires_at,
-                key_id=key_id,
+                task_id=task_id, account_id=account_id, item=item, key_id=key_id
             )
         )
 
@@ -99,16 +94,6 @@ class BillingClient:
         )
         return list(response.results)
 
-    async def extend_holds(self, task_ids: list[str], until: int) -> None:
-        """Give queued tasks' holds the deadline ``until`` (a settled hold, or one with a
-        later deadline, is left alone), in one transaction."""
-        await _call(
-            self._stub.ReserveMany(
-                billing_pb2.ReserveManyRequest(extend_task_ids=task_ids, extend_until=until),
-                **self._options(),
-            )
-        )
-
     async def _hold_batch(
         self, requests: list[billing_pb2.ReserveRequest]
     ) -> list[billing_pb2.Hold | ApiError]:
@@ -124,18 +109,6 @@ class BillingClient:
             else error_from_detail(result.error)
             for result in response.results
         ]
-
-    async def claim_hold(
-        self, task_id: str, capability: common_pb2.TaskCapability | None
-    ) -> billing_pb2.Hold:
-        """A dispatcher took the task's job (``capability``: the job's): its pending hold
-        now lasts the task's time, by billing's rules."""
-        return await _call(
-            self._stub.ClaimHold(
-                billing_pb2.ClaimHoldRequest(task_id=task_id, capability=capability),
-                **self._options(),
-            )
-        )
 
     async def release(self, *, task_id: str, reason: str = "") -> billing_pb2.Hold:
         return await _call(

@@ -1,7 +1,7 @@
 """The event bus: NATS JetStream streams, subjects, publishing and pull consumers.
 
 Three streams:
-    PIXELRELAY_JOBS        pixelrelay.jobs.images          work queue, one message per task
+    PIXELRELAY_JOBS        pixelrelay.jobs.images.<task id>  work queue, one message per task
     PIXELRELAY_EVENTS      pixelrelay.events.task.<kind>.<task id>
                            started | completed | failed | expired | settled (task_events.py)
     PIXELRELAY_DEADLETTER  the max-deliveries advisories of the jobs consumer, and
@@ -39,7 +39,10 @@ from pixelrelay.startup import keep_trying, unless_stopped
 log = logging.getLogger(__name__)
 
 JOBS_STREAM = "PIXELRELAY_JOBS"
-JOBS_SUBJECT = "pixelrelay.jobs.images"
+JOBS_PREFIX = "pixelrelay.jobs.images"
+# One subject per task: billing's sweeper asks the stream whether a task's job is still
+# queued or running (a work queue keeps a job until its ack) without reading it.
+JOBS_SUBJECTS = f"{JOBS_PREFIX}.*"
 EVENTS_STREAM = "PIXELRELAY_EVENTS"
 EVENTS_PREFIX = "pixelrelay.events.task"
 EVENTS_SUBJECTS = f"{EVENTS_PREFIX}.>"
@@ -77,6 +80,20 @@ PULL_GRACE_SECONDS = 0.5
 DEDUP_WINDOW_S = 600.0
 
 Handler = Callable[[Msg], Awaitable[None]]
+
+
+def job_subject(task_id: str) -> str:
+    return f"{JOBS_PREFIX}.{task_id}"
+
+
+async def job_queued(js: JetStreamContext, task_id: str) -> bool:
+    """Whether the task's job is in the work queue: waiting, or taken and not yet acked.
+    Asks for the subject's message count only; the job (its sealed prompt) is not read."""
+    try:
+        info = await js.stream_info(JOBS_STREAM, subjects_filter=job_subject(task_id))
+    except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+        raise ApiError(E.UNAVAILABLE, "the job queue is unavailable") from exc
+    return bool(info.state.subjects)
 
 
 def inbox_prefix(user: str) -> str:
@@ -162,7 +179,7 @@ async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
     configs = [
         StreamConfig(
             name=JOBS_STREAM,
-            subjects=[JOBS_SUBJECT],
+            subjects=[JOBS_SUBJECTS],
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
             duplicate_window=DEDUP_WINDOW_S,
@@ -326,13 +343,21 @@ async def _find_or_create(
     js: JetStreamContext, stream: str, subject: str, config: ConsumerConfig
 ) -> None:
     """The durable consumer, created with ``config`` if it does not exist (filtered on
-    ``subject`` unless the config names its subjects)."""
+    ``subject`` unless the config names its subjects), its filter updated if it changed
+    (a consumer made by an earlier release, on a bus that was kept)."""
+    if not config.filter_subjects:
+        config.filter_subject = subject
     try:
-        await js.consumer_info(stream, config.durable_name or "")
+        info = await js.consumer_info(stream, config.durable_name or "")
     except nats.js.errors.NotFoundError:
-        if not config.filter_subjects:
-            config.filter_subject = subject
         await js.add_consumer(stream, config=config)
+        return
+    found = info.config
+    if (found.filter_subject, found.filter_subjects) != (
+        config.filter_subject,
+        config.filter_subjects,
+    ):
+        await js.add_consumer(stream, config=config)  # create-or-update on nats-server 2.10+
 
 
 async def _run_handler(handler: Handler, msg: Msg) -> None:

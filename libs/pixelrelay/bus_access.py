@@ -58,7 +58,7 @@ def _event(kind: str) -> str:
 
 _PUBLISH: dict[str, list[str]] = {
     "gateway": [
-        bus.JOBS_SUBJECT,
+        bus.JOBS_SUBJECTS,
         bus.DEADLETTER_EVENTS_SUBJECT,
         *_stream_info(bus.JOBS_STREAM, bus.EVENTS_STREAM),
         *_consumer(bus.EVENTS_STREAM, bus.GATEWAY_EVENTS_CONSUMER),
@@ -73,8 +73,10 @@ _PUBLISH: dict[str, list[str]] = {
         *_stream_info(bus.JOBS_STREAM, bus.EVENTS_STREAM, bus.DEADLETTER_STREAM),
         *_consumer(bus.JOBS_STREAM, bus.DISPATCHER_CONSUMER),
         *_consumer(bus.DEADLETTER_STREAM, bus.DEADLETTER_CONSUMER),
-        # A dead job is read once (to fail its task) and removed from the work queue.
+        # A dead job is read once (to fail its task) and removed from the work queue; a
+        # task's settled event is looked up before its upstream call.
         f"$JS.API.STREAM.MSG.GET.{bus.JOBS_STREAM}",
+        f"$JS.API.STREAM.MSG.GET.{bus.EVENTS_STREAM}",
         f"$JS.API.STREAM.MSG.DELETE.{bus.JOBS_STREAM}",
     ],
     "storage": [
@@ -88,7 +90,9 @@ _PUBLISH: dict[str, list[str]] = {
         _event("expired"),
         _event("settled"),
         bus.DEADLETTER_EVENTS_SUBJECT,
-        *_stream_info(bus.EVENTS_STREAM),
+        # The jobs stream's info, by subject: whether a task's job is still queued (the
+        # sweeper; message counts only, never a job).
+        *_stream_info(bus.EVENTS_STREAM, bus.JOBS_STREAM),
         *_consumer(bus.EVENTS_STREAM, bus.SETTLEMENT_CONSUMER),
         # A task's completed or failed event, looked up by subject before its hold is
         # announced expired (sweeper.py).

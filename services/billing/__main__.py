@@ -57,7 +57,7 @@ async def run(settings: BillingSettings, prices: PriceList, stop: asyncio.Event)
             ledger,
             db,
             capabilities,
-            settings.hold_ttl_seconds,
+            settings.submit_hold_seconds,
             Passwords(settings.password_hash_parallel),
             announce=functools.partial(task_events.publish_event, js),
         )
@@ -89,7 +89,9 @@ async def run(settings: BillingSettings, prices: PriceList, stop: asyncio.Event)
             )
         )
         stack.push_async_callback(finish, settling, settling_stop)
-        sweeper = asyncio.create_task(run_sweeper(ledger, db, js, stop, settings.sweep_interval))
+        sweeper = asyncio.create_task(
+            run_sweeper(ledger, db, js, stop, settings.sweep_interval, settings.hold_ttl_seconds)
+        )
         stack.push_async_callback(finish, sweeper, stop)
         if settings.ledger_check_interval > 0:
             checks = asyncio.create_task(

@@ -1,11 +1,11 @@
 """Who may call each billing RPC (callers.py). The gateway serves the public API on behalf of
-API keys; the dispatcher only claims a task's hold, with that task's capability
-(capabilities.py, checked by the servicer); only the operator's admin credential mints
-credits, creates or lists accounts or checks the ledger."""
+API keys; the dispatcher calls nothing (it learns a task's settlement from the bus); only
+the operator's admin credential mints credits, creates or lists accounts or checks the
+ledger."""
 
 from __future__ import annotations
 
-from pixelrelay.callers import ADMIN, DISPATCHER, GATEWAY, AccessPolicy
+from pixelrelay.callers import ADMIN, GATEWAY, AccessPolicy
 
 _GATEWAY = frozenset({GATEWAY})
 _ADMIN = frozenset({ADMIN})
@@ -18,7 +18,6 @@ BILLING_ACCESS = AccessPolicy(
         "ReserveMany": _GATEWAY,
         "Release": _GATEWAY,  # its own submit, failed before the job was queued
         "TakeRequests": _GATEWAY,  # per-key request limits, shared by the replicas
-        "ClaimHold": frozenset({DISPATCHER}),  # taking a job, before paying the upstream
         "GetAccount": _BOTH,
         "CreateApiKey": _BOTH,
         "ListApiKeys": _BOTH,

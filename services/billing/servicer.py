@@ -94,7 +94,7 @@ class BillingServicer(LoginRpcs, billing_pb2_grpc.BillingServicer):
         ledger: Ledger,
         db: Database,
         capabilities: TaskCapabilities,
-        hold_ttl_seconds: int,
+        submit_hold_seconds: int,
         passwords: Passwords,
         announce: Callable[[events_pb2.TaskEvent], Awaitable[None]] | None = None,
     ):
@@ -103,7 +103,7 @@ class BillingServicer(LoginRpcs, billing_pb2_grpc.BillingServicer):
         self.passwords = passwords
         self.db = db
         self.capabilities = capabilities
-        self.hold_ttl_seconds = hold_ttl_seconds
+        self.submit_hold_seconds = submit_hold_seconds
         self.buckets = RateBuckets(db.engine)
 
     async def TakeRequests(
@@ -144,20 +144,21 @@ class BillingServicer(LoginRpcs, billing_pb2_grpc.BillingServicer):
     async def ReserveMany(
         self, request: billing_pb2.ReserveManyRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.ReserveManyResponse:
+        # Short until the job is known to be queued (the sweeper extends it then), so a
+        # submit that dies before its job is queued frees the credits within a minute.
+        deadline = int(time.time()) + self.submit_hold_seconds
         holds = await self.db.run(
-            self.ledger.hold_batch,
+            self.ledger.reserve_many,
             [
                 HoldRequest(
                     task_id=checked_id(r.task_id, "task", "task_id"),
                     account_id=checked_id(r.account_id, "acct", "account_id"),
                     item=r.item,
-                    expires_at=r.expires_at,
+                    expires_at=deadline,
                     key_id=r.key_id,
                 )
                 for r in request.requests
             ],
-            [checked_id(t, "task", "extend_task_ids") for t in request.extend_task_ids],
-            request.extend_until,
         )
         crash_point("billing.after_reserve")  # committed, not yet answered
         return billing_pb2.ReserveManyResponse(
@@ -169,35 +170,26 @@ class BillingServicer(LoginRpcs, billing_pb2_grpc.BillingServicer):
             ]
         )
 
-    async def ClaimHold(
-        self, request: billing_pb2.ClaimHoldRequest, context: grpc.aio.ServicerContext
-    ) -> billing_pb2.Hold:
-        task_id = checked_id(request.task_id, "task", "task_id")
-        grant = self.capabilities.verify(request.capability, task_id)
-        # The deadline is billing's rule, never the caller's: the task's time from now,
-        # and never past what the gateway granted when it queued the task.
-        until = min(int(time.time()) + self.hold_ttl_seconds, grant.deadline)
-        hold = await self.db.run(
-            self.ledger.claim_hold,
-            task_id=task_id,
-            until=until,
-            account_id=grant.account_id,
-            amount=grant.credits,
-        )
-        return hold_to_proto(hold)
-
     async def Release(
         self, request: billing_pb2.ReleaseRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.Hold:
         task_id = checked_id(request.task_id, "task", "task_id")
         hold = await self.db.run(self.ledger.release, task_id=task_id, reason=request.reason)
-        if self.announce is not None:
-            body = events_pb2.TaskSettled(refunded=hold.amount, reason=request.reason)
-            try:
-                await self.announce(task_events.settled(task_id, body))
-            except ApiError:  # released all the same; nothing waits on a task never queued
-                log.warning("settled event not published", extra={"task_id": task_id})
+        await self._announce_released(task_id, hold.amount, request.reason)
         return hold_to_proto(hold)
+
+    async def _announce_released(self, task_id: str, credits: int, reason: str) -> None:
+        """A release made here, not from the bus (settlement.py): its settled event tells a
+        dispatcher that takes the task's job (a publish that reached the queue after its
+        submit was refused) to drop it unpaid. Released all the same if the bus is down:
+        such a job then runs and its images are not charged (their capture is refused)."""
+        if self.announce is None:
+            return
+        body = events_pb2.TaskSettled(refunded=credits, reason=reason)
+        try:
+            await self.announce(task_events.settled(task_id, body))
+        except ApiError:
+            log.warning("settled event not published", extra={"task_id": task_id})
 
     async def GetAccount(
         self, request: billing_pb2.GetAccountRequest, context: grpc.aio.ServicerContext
@@ -216,6 +208,10 @@ class BillingServicer(LoginRpcs, billing_pb2_grpc.BillingServicer):
             account_id=checked_id(request.account_id, "acct", "account_id"),
             reason=request.reason,
         )
+        for task_id, credits in zip(
+            deleted.released_task_ids, deleted.released_credits, strict=True
+        ):
+            await self._announce_released(task_id, credits, "account_deleted")
         log.info(
             "account deleted",
             extra={

@@ -20,8 +20,11 @@ class BillingSettings(DatabaseSettings):
     # pixelrelay_ledger_problems gauge); 0 turns it off. It reads every entry: on a large
     # ledger keep it in minutes.
     ledger_check_interval: float = 300.0
-    # How long a dispatcher's claim keeps a task's hold (ClaimHold), never past the deadline
-    # in the task's capability; the gateways' HOLD_TTL_SECONDS should be the same.
+    # A hold's deadline until its job is known to be queued (a submit that died before
+    # frees its credits within a minute), and the task's deadline from its submit, to which
+    # the sweeper extends the hold of a job still queued or running; the gateways'
+    # HOLD_TTL_SECONDS (their task capabilities' lifetime) should be the same.
+    submit_hold_seconds: int = 30
     hold_ttl_seconds: int = 3600
     # A signed-in person's session lasts this long (the console's cookie as well).
     session_hours: float = 12.0

@@ -73,10 +73,10 @@ PENDING_HOLDS_OF_ACCOUNT: Any = (
 HOLDS_OF: Any = select(HOLDS).where(HOLDS.c.task_id.in_(bindparam("t_ids", expanding=True)))
 INSERT_HOLD: Any = insert(HOLDS)
 # Queued tasks' holds get the task's deadline; a settled or later one is left alone.
-EXTEND_HOLDS: Any = (
+EXTEND_HOLD: Any = (
     update(HOLDS)
     .where(
-        HOLDS.c.task_id.in_(bindparam("t_ids", expanding=True)),
+        HOLDS.c.task_id == bindparam("t_id"),
         HOLDS.c.state == "pending",
         HOLDS.c.expires_at < bindparam("until"),
     )

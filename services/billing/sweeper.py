@@ -1,13 +1,19 @@
-"""Finds holds that outlived their deadline and announces them expired on the bus.
+"""Billing alone keeps a hold's deadline: it finds the holds past theirs and decides.
 
-A hold's deadline is the gateway's SUBMIT_HOLD_SECONDS until its job is queued, then
-HOLD_TTL_SECONDS. Past it, nobody will capture it: the submit died before its job was
-queued, or the job was lost. The sweeper does not release it itself: it publishes the
-task's ``expired`` event and billing's settlement consumer releases the hold like on any
-failure and announces ``settled`` (settlement.py), so a sweeper killed at any point loses
-nothing (the next sweep finds the hold still pending and publishes again; JetStream drops
-the duplicate) and every release has one path. A hold whose task's completed or failed
-event is already on the bus is left to that event: its images may be stored.
+A hold is made with the short SUBMIT_HOLD_SECONDS deadline, so a submit that died before its
+job was queued frees its credits within a minute. Past its deadline, each pending hold is
+looked at on the bus, without any service's help:
+    its task's completed or failed event is there     → left to it: billing's settlement
+                                                        consumer settles it from that event
+    its job is in the work queue (waiting, or taken  → extended to the task's deadline
+    and not yet acked), within the task's deadline     (HOLD_TTL_SECONDS from its submit)
+    otherwise (never queued, lost, or past the       → its ``expired`` event is published,
+    task's deadline)                                    and the settlement consumer releases
+                                                        it like on any failure
+The sweeper releases nothing itself, so killed at any point it loses nothing (the next
+sweep finds the hold still pending and publishes again; JetStream drops the duplicate),
+and every release has one path. A job whose task expired is dropped by the dispatcher
+that takes it: it finds the task's settled event on the bus.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from nats.js import JetStreamContext
 from prometheus_client import Gauge
 
 from billing.ledger import Ledger
-from pixelrelay import task_events
+from pixelrelay import bus, task_events
 from pixelrelay.db import Database
 from pixelrelay.lifecycle import repeat
 from pixelrelay.v1 import events_pb2
@@ -31,8 +37,10 @@ log = logging.getLogger(__name__)
 
 
 Publish = Callable[[events_pb2.TaskEvent], Awaitable[None]]
-# Whether the task's completed or failed event is on the bus (task_events.last_event).
+# Whether the task's completed or failed event is on the bus (task_events.last_event),
+# and whether its job is in the work queue (bus.job_queued).
 Outcome = Callable[[str], Awaitable[bool]]
+Queued = Callable[[str], Awaitable[bool]]
 
 HOLDS_OVERDUE = Gauge(
     "pixelrelay_holds_overdue",
@@ -47,28 +55,49 @@ LEDGER_PROBLEMS = Gauge(
 OVERDUE_AFTER_S = 120
 
 
-async def sweep_once(ledger: Ledger, db: Database, publish: Publish, outcome: Outcome) -> int:
-    """Announce each hold past its deadline expired; returns how many were announced."""
-    expired = await db.run(ledger.expired_holds, now=int(time.time()))
+async def sweep_once(
+    ledger: Ledger,
+    db: Database,
+    publish: Publish,
+    outcome: Outcome,
+    queued: Queued,
+    hold_ttl: int,
+) -> int:
+    """Decide for each hold past its deadline (the module's table); returns how many were
+    announced expired."""
+    now = int(time.time())
+    overdue = await db.run(ledger.expired_holds, now=now)
+    extend: list[tuple[str, int]] = []
     announced = 0
-    for task_id in expired:
-        if await outcome(task_id):  # the settlement consumer settles it from that event
+    for task_id, made_at in overdue:
+        if await outcome(task_id):
+            continue
+        task_deadline = made_at + hold_ttl
+        if task_deadline > now and await queued(task_id):
+            extend.append((task_id, task_deadline))
             continue
         await publish(task_events.expired(task_id))
         announced += 1
-    if announced:
-        log.info("expired holds announced", extra={"count": announced})
+    if extend:
+        await db.run(ledger.extend_holds, extend)
+    if announced or extend:
+        log.info("holds swept", extra={"expired": announced, "extended": len(extend)})
     return announced
 
 
 async def sweep_and_report(
-    ledger: Ledger, db: Database, publish: Publish, outcome: Outcome
+    ledger: Ledger,
+    db: Database,
+    publish: Publish,
+    outcome: Outcome,
+    queued: Queued,
+    hold_ttl: int,
 ) -> None:
     """One sweep; holds still pending long after their deadline (the bus, the database or
     the settlement consumer is down) stay in HOLDS_OVERDUE, for the alert on holds older
     than their TTL."""
     try:
-        await sweep_once(ledger, db, publish, outcome)
+        await sweep_once(ledger, db, publish, outcome, queued, hold_ttl)
     finally:
         overdue = await db.run(ledger.expired_holds, now=int(time.time()) - OVERDUE_AFTER_S)
         HOLDS_OVERDUE.set(len(overdue))
@@ -82,11 +111,22 @@ async def has_outcome(js: JetStreamContext, task_id: str) -> bool:
 
 
 async def run_sweeper(
-    ledger: Ledger, db: Database, js: JetStreamContext, stop: asyncio.Event, interval: float
+    ledger: Ledger,
+    db: Database,
+    js: JetStreamContext,
+    stop: asyncio.Event,
+    interval: float,
+    hold_ttl: int,
 ) -> None:
     publish = functools.partial(task_events.publish_event, js)
     outcome = functools.partial(has_outcome, js)
-    await repeat("sweep", lambda: sweep_and_report(ledger, db, publish, outcome), interval, stop)
+    queued = functools.partial(bus.job_queued, js)
+    await repeat(
+        "sweep",
+        lambda: sweep_and_report(ledger, db, publish, outcome, queued, hold_ttl),
+        interval,
+        stop,
+    )
 
 
 async def check_ledger(ledger: Ledger, db: Database) -> None:

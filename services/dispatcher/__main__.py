@@ -21,7 +21,6 @@ from dispatcher.router import Router
 from dispatcher.settings import DispatcherSettings
 from dispatcher.worker import JobHandler
 from pixelrelay import bus, catalog
-from pixelrelay.billing_client import BillingClient
 from pixelrelay.callers import AccessPolicy, TrustedCallers
 from pixelrelay.catalog import Catalog
 from pixelrelay.grpc_server import start_grpc_server
@@ -86,8 +85,6 @@ async def _serve(
     credential = settings.service_credential.get_secret_value()
     storage = StorageClient(settings.storage_addr, credential)
     stack.push_async_callback(storage.close)
-    billing = BillingClient(settings.billing_addr, credential)
-    stack.push_async_callback(billing.close)
     async with starting(settings.grpc_port, settings.grpc_host):
         nc, js = await bus.connect_when_ready(
             settings,
@@ -101,7 +98,6 @@ async def _serve(
         js=js,
         router=router,
         storage=storage,
-        billing=billing,
         worker=settings.worker_name,
         heartbeat_every=settings.heartbeat_every,
         max_deliver=settings.max_deliver,
@@ -129,7 +125,7 @@ async def _serve(
         bus.consume(
             js,
             stream=bus.JOBS_STREAM,
-            subject=bus.JOBS_SUBJECT,
+            subject=bus.JOBS_SUBJECTS,
             config=bus.consumer_config(
                 bus.DISPATCHER_CONSUMER,
                 ack_wait=settings.ack_wait,

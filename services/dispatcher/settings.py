@@ -12,7 +12,6 @@ class DispatcherSettings(ServiceSettings):
     storage_addr: str = "127.0.0.1:50052"
     # Claims a job's hold (still pending? then it lasts the task's deadline) before the
     # upstream is paid for it.
-    billing_addr: str = "127.0.0.1:50051"
     # Upstream channels and routes (docs/operations.md, "Channels"); keys come from the
     # environment. Required: without it the dispatcher refuses to start.
     channels_file: Path | None = None

@@ -2,9 +2,10 @@
 
 The ack decision is made here and only here:
     the job does not open (not sealed by a gateway)      → dead-lettered, ack; the task
-    or billing/storage refuse its capability               and its hold untouched
+    or storage refuses its capability                      and its hold untouched
     the task's images are already stored                 → ack
-    the task's hold is no longer pending                 → ack, nothing generated
+    the task is settled already (its settled event is    → ack, nothing generated
+    on the bus: expired, refused, account deleted)
     images stored (storage announced completion)        → ack
     upstream failed for good                             → publish failed, ack
     storage unreachable or not serving, deliveries left  → nak with backoff (retried)
@@ -29,14 +30,13 @@ from prometheus_client import Counter, Histogram
 from dispatcher.router import AllChannelsFailed, Attempt, Router
 from dispatcher.upstream import InputImage, Partials
 from pixelrelay import bus, task_events
-from pixelrelay.billing_client import BillingClient
 from pixelrelay.crashpoints import crash_point
 from pixelrelay.errors import ApiError, E, ErrorKind
 from pixelrelay.ids import is_id
 from pixelrelay.relay import MAX_PARTIAL_IMAGES, RelaySender, is_relay_subject
 from pixelrelay.sealing import PromptSealer, SealError, job_binding
 from pixelrelay.storage_client import StorageClient
-from pixelrelay.v1 import billing_pb2, jobs_pb2
+from pixelrelay.v1 import jobs_pb2
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,6 @@ class JobHandler:
         js: JetStreamContext,
         router: Router,
         storage: StorageClient,
-        billing: BillingClient,
         worker: str,
         heartbeat_every: float,
         max_deliver: int,
@@ -71,7 +70,6 @@ class JobHandler:
         self.js = js
         self.router = router
         self.storage = storage
-        self.billing = billing
         self.worker = worker
         self.heartbeat_every = heartbeat_every
         self.max_deliver = max_deliver
@@ -142,14 +140,14 @@ class JobHandler:
                 # never generate (and pay upstream) twice.
                 log.info("job already done", extra={"task_id": job.task_id})
                 return "completed"
-            # `started` goes out while the hold is claimed (one round trip instead of two
-            # before the upstream call); it is in the stream before any later event of
-            # the task, as the gateway expects.
+            # `started` goes out while the bus is asked whether the task is settled
+            # already (one round trip for both); it is in the stream before any later
+            # event of the task.
             taken = task_events.started(job.task_id, worker=self.worker, delivery=delivery)
-            wanted, _ = await asyncio.gather(
-                self._claim_hold(job), task_events.publish_event(self.js, taken)
+            settled, _ = await asyncio.gather(
+                self._settled(job.task_id), task_events.publish_event(self.js, taken)
             )
-            if not wanted:
+            if settled:
                 return "dropped"
             if not await self.storage.serving():  # it could not keep what we would pay for
                 raise ApiError(E.UNAVAILABLE, "storage is not serving")
@@ -216,30 +214,21 @@ class JobHandler:
             previews=max(0, min(job.partial_images, MAX_PARTIAL_IMAGES)),
         )
 
-    async def _claim_hold(self, job: jobs_pb2.GenerationJob) -> bool:
-        """Whether the task's hold is still pending; if so billing gives it the task's
-        deadline (its HOLD_TTL_SECONDS from now, within the job's capability). A job whose submit was refused after its
-        publish (the bus went away; a publish buffered across the outage reached the
-        stream later) or whose hold expired in the queue is not paid for upstream: nobody
-        would be charged for it. If billing cannot say, the job runs: every job in the
-        queue had its hold when it was queued (and the gateway extends the holds of tasks
-        still unsettled a third of the submit deadline after their submit)."""
-        task_id = job.task_id
+    async def _settled(self, task_id: str) -> bool:
+        """Whether billing has settled the task already (released: its hold expired in the
+        queue, its submit was refused after the job's publish reached the queue, its
+        account was deleted): then nobody could be charged for a generation, and the
+        upstream is not paid for one. The bus says, not billing: the dispatcher calls no
+        billing RPC. If the bus cannot say, the job runs (its images' capture is refused
+        if the hold is gone)."""
         try:
-            hold = await self.billing.claim_hold(task_id, job.capability)
-        except ApiError as err:
-            if err.kind is E.TASK_CAPABILITY_INVALID:
-                raise  # not this task's job: it must not run, nor fail the task
-            if err.kind is not E.HOLD_NOT_FOUND:
-                log.warning("hold unknown; job runs", extra={"task_id": task_id})
-                return True
-            state = "missing"
-        else:
-            if hold.state == billing_pb2.HOLD_STATE_PENDING:
-                return True
-            state = billing_pb2.HoldState.Name(hold.state)
-        log.info("job dropped: its hold is settled", extra={"task_id": task_id, "hold": state})
-        return False
+            settled = await task_events.last_event(self.js, "settled", task_id)
+        except ApiError:
+            log.warning("settlement unknown; job runs", extra={"task_id": task_id})
+            return False
+        if settled is not None:
+            log.info("job dropped: its task is settled", extra={"task_id": task_id})
+        return settled is not None
 
     async def _inputs(
         self, job: jobs_pb2.GenerationJob

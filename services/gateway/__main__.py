@@ -152,7 +152,6 @@ async def _serve(
         nc=nc,
         js=js,
         hold_ttl_seconds=settings.hold_ttl_seconds,
-        submit_hold_seconds=settings.submit_hold_seconds,
         sealer=PromptSealer.parse(settings.job_keys.get_secret_value()),
         capabilities=TaskCapabilities.parse(settings.task_capability_keys.get_secret_value()),
         max_image_bytes=settings.max_image_bytes,
@@ -163,19 +162,6 @@ async def _serve(
         waiters=waiters,
         sync_wait_seconds=settings.sync_wait_seconds,
     )
-    # Last out: once nothing new is queued, the waiting tasks' holds get their deadline
-    # (before billing's channel closes).
-    stack.push_async_callback(api.hold_extensions.flush)
-    extensions_stop = asyncio.Event()
-    extensions = asyncio.create_task(
-        repeat(
-            "hold extensions",
-            api.hold_extensions.extend_due,
-            api.hold_extensions.check_every,
-            extensions_stop,
-        )
-    )
-    stack.push_async_callback(finish, extensions, extensions_stop)
     purge_stop = asyncio.Event()
     records = Records(tasks=store, uploads=uploads, idempotency=idempotency)
     purge = asyncio.create_task(

@@ -28,11 +28,9 @@ class GatewaySettings(DatabaseSettings):
     storage_addr: str = "127.0.0.1:50052"
     # Task records; every gateway replica must point at the same database.
     database_url: str = "sqlite:///var/gateway.db"
-    # A hold not resolved by then is released by billing's sweeper (and its task failed).
+    # How long a task's capability lasts (its storage calls): billing's HOLD_TTL_SECONDS,
+    # the task's deadline, should be the same.
     hold_ttl_seconds: int = 3600
-    # A hold's deadline until its job is queued: a submit that dies in between (gateway
-    # killed, NATS gone) leaves a hold the sweeper releases this soon, not after an hour.
-    submit_hold_seconds: int = 30
     max_body_bytes: int = 1024 * 1024
     # Uploads and fetched reference images, each.
     max_image_bytes: int = 20 * 1024 * 1024

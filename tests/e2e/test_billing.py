@@ -417,9 +417,9 @@ async def test_a_queued_task_outlives_the_submit_deadline(fragile_platform: Plat
 async def test_a_job_waiting_in_the_queue_past_the_submit_deadline_keeps_its_hold(
     fragile_platform: Platform,
 ) -> None:
-    """No dispatcher takes the job for longer than the submit deadline: the gateway gives
-    the unsettled task's hold the task deadline meanwhile, so the job runs and is charged
-    once a dispatcher is back, instead of the sweeper failing it."""
+    """No dispatcher takes the job for longer than the submit deadline: billing's sweeper
+    finds it still in the work queue and gives its hold the task's deadline, so the job
+    runs and is charged once a dispatcher is back, instead of the sweeper failing it."""
     p = fragile_platform
     key = await new_account(p, 100)
     dispatchers = [c.process for c in p.stack.children if c.name.startswith("dispatcher")]
@@ -446,10 +446,9 @@ async def test_a_hold_that_expires_while_its_job_runs_is_settled_once(
 
 
 async def hold_expires_while_its_job_runs(p: Platform) -> None:
-    """The upstream takes longer than the hold's deadline (3 s here, from the dispatcher's
-    claim, or from the gateway's extension of the still unsettled task 1–1.5 s after the
-    submit): the sweeper fails the task and releases the hold; the images that arrive after
-    are not charged."""
+    """The upstream takes longer than the task's deadline (HOLD_TTL_SECONDS, 3 s here, from
+    the submit): the sweeper announces the hold expired, billing releases it and the task
+    fails; the images that arrive after are not charged, and deleted."""
     key = await new_account(p, 100)
     prompt = f"slower than its hold {uuid.uuid4().hex}"
     latency = 8.0  # well past the latest deadline (~4.5 s after the submit) and its sweep
@@ -479,9 +478,10 @@ async def hold_expires_while_its_job_runs(p: Platform) -> None:
 async def test_a_job_whose_hold_expired_in_the_queue_is_not_generated(
     expiring_platform: Platform,
 ) -> None:
-    """With every dispatcher down, a queued task outlives its hold (3 s here, once extended
-    by the gateway for the still unsettled task): the sweeper fails it and refunds. When a dispatcher comes back the job is dropped, not generated:
-    nobody could be charged for it."""
+    """With every dispatcher down, a queued task outlives its deadline (3 s here): the
+    sweeper announces it expired and billing refunds it. When a dispatcher comes back it
+    finds the task's settled event and drops the job, not generated: nobody could be
+    charged for it."""
     p = expiring_platform
     key = await new_account(p, 100)
     prompt = f"outlives its hold {uuid.uuid4().hex}"

@@ -102,7 +102,6 @@ def test_each_rpc_allows_only_the_callers_that_need_it() -> None:
         "ReserveMany": ["gateway"],
         "Release": ["gateway"],
         "TakeRequests": ["gateway"],
-        "ClaimHold": ["dispatcher"],
         "GetAccount": ["admin", "gateway"],
         "CreateApiKey": ["admin", "gateway"],
         "ListApiKeys": ["admin", "gateway"],

@@ -87,14 +87,15 @@ async def test_ids_with_paths_in_them_are_refused_as_invalid(platform: Platform)
             assert await refusal(store) == E.INVALID_PARAMETER, task_id
     finally:
         await storage.close()
-    metadata = credential_metadata(platform.config.credentials[DISPATCHER])
+    as_gateway = credential_metadata(platform.config.credentials[GATEWAY])
     async with insecure_channel(platform.config.billing_addr) as channel:
         billing = billing_pb2_grpc.BillingStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await billing.ClaimHold(
-                billing_pb2.ClaimHoldRequest(task_id="task_a/../x"), metadata=metadata
+            await billing.Release(
+                billing_pb2.ReleaseRequest(task_id="task_a/../x"), metadata=as_gateway
             )
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    metadata = credential_metadata(platform.config.credentials[DISPATCHER])
     async with insecure_channel(f"127.0.0.1:{platform.config.storage_port}") as channel:
         stub = storage_pb2_grpc.StorageStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -125,7 +126,9 @@ async def publish_as_gateway(platform: Platform, job: jobs_pb2.GenerationJob) ->
     )
     try:
         await nc.jetstream().publish(
-            bus.JOBS_SUBJECT, job.SerializeToString(), headers={"Nats-Msg-Id": uuid.uuid4().hex}
+            bus.job_subject(job.task_id),
+            job.SerializeToString(),
+            headers={"Nats-Msg-Id": uuid.uuid4().hex},
         )
     finally:
         await nc.close()
@@ -237,12 +240,13 @@ async def test_a_completed_tasks_images_cannot_be_overwritten(platform: Platform
 
 
 async def test_a_victims_hold_cannot_be_extended_by_the_caller(platform: Platform) -> None:
-    """With the dispatcher's credential, ClaimHold set a victim's pending hold to expire in
-    the year 3000."""
+    """With the dispatcher's credential, ClaimHold once set a victim's pending hold to
+    expire in the year 3000. The dispatcher calls no billing RPC now: its credential is
+    refused by every one, the old ClaimHold is gone, and the deadline is billing's alone."""
     task_id, victim = await victims_slow_task(platform, 3)
     year_3000 = 32_503_680_000
-    # ClaimHoldRequest's old `until` (field 2), as an attacker's client would still send it
-    until = b"\x10" + _varint(year_3000)
+    # ClaimHoldRequest as it was (task id, then the old `until` as field 2)
+    old_claim = b"\x0a" + _varint(len(task_id)) + task_id.encode() + b"\x10" + _varint(year_3000)
     metadata = credential_metadata(platform.config.credentials[DISPATCHER])
     async with insecure_channel(platform.config.billing_addr) as channel:
         claim = channel.unary_unary(
@@ -250,16 +254,17 @@ async def test_a_victims_hold_cannot_be_extended_by_the_caller(platform: Platfor
             request_serializer=lambda raw: raw,
             response_deserializer=billing_pb2.Hold.FromString,
         )
-        bare = billing_pb2.ClaimHoldRequest(task_id=task_id).SerializeToString()
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await claim(bare + until, metadata=metadata, timeout=10)
-        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
-        # With a real capability (the victim's job's) the deadline is still billing's
-        task = (await platform.http.get(f"/api/v1/tasks/{task_id}", headers=victim)).json()
-        account = await _account_of(platform, victim)
-        capability = minted(platform, task_id, account, task["credits"]["reserved"])
-        granted = billing_pb2.ClaimHoldRequest(task_id=task_id, capability=capability)
-        await claim(granted.SerializeToString() + until, metadata=metadata, timeout=10)
+            await claim(old_claim, metadata=metadata, timeout=10)
+        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        billing = billing_pb2_grpc.BillingStub(channel)
+        for call in (
+            billing.Release(billing_pb2.ReleaseRequest(task_id=task_id), metadata=metadata),
+            billing.ReserveMany(billing_pb2.ReserveManyRequest(), metadata=metadata),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await call
+            assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert hold_expires_at(platform, task_id) <= int(time.time()) + 3600 + 5
     done = await poll_until_done(platform.http, task_id, victim)
     assert done["status"] == "completed"

@@ -27,7 +27,7 @@ from pixelrelay_dev.ports import lease_ports
 
 pytestmark = pytest.mark.security
 
-JOBS = bus.JOBS_SUBJECT
+JOBS = bus.job_subject("task_x")
 STARTED, COMPLETED, FAILED, EXPIRED, SETTLED = (
     task_events.subject(k, "task_x")
     for k in ("started", "completed", "failed", "expired", "settled")
@@ -146,7 +146,7 @@ async def test_no_service_but_the_dispatcher_reads_queued_jobs(
     errors: list[Exception] = []
     nc = await connected(nats_bus, user, errors)
     try:
-        await nc.subscribe(bus.JOBS_SUBJECT)
+        await nc.subscribe(bus.JOBS_SUBJECTS)
         await nc.subscribe("_INBOX_dispatcher.>")  # another service's replies
         await nc.flush()
         await asyncio.sleep(0.05)

@@ -614,12 +614,9 @@ class ReserveRequest(_message.Message):
     TASK_ID_FIELD_NUMBER: _builtins.int
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     ITEM_FIELD_NUMBER: _builtins.int
-    EXPIRES_AT_FIELD_NUMBER: _builtins.int
     KEY_ID_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     account_id: _builtins.str
-    expires_at: _builtins.int
-    """unix seconds after which the sweeper releases it"""
     key_id: _builtins.str
     """counted against this key's credit limit"""
     @_builtins.property
@@ -630,12 +627,11 @@ class ReserveRequest(_message.Message):
         task_id: _builtins.str = ...,
         account_id: _builtins.str = ...,
         item: _common_pb2.PriceItem | None = ...,
-        expires_at: _builtins.int = ...,
         key_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "expires_at", b"expires_at", "item", b"item", "key_id", b"key_id", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "item", b"item", "key_id", b"key_id", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -646,27 +642,16 @@ class ReserveManyRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUESTS_FIELD_NUMBER: _builtins.int
-    EXTEND_TASK_IDS_FIELD_NUMBER: _builtins.int
-    EXTEND_UNTIL_FIELD_NUMBER: _builtins.int
-    extend_until: _builtins.int
     @_builtins.property
     def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReserveRequest]: ...
-    @_builtins.property
-    def extend_task_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Holds whose jobs are queued get the deadline extend_until (unix seconds); a settled
-        hold, or one with a later deadline, is left alone.
-        """
-
     def __init__(
         self,
         *,
         requests: _abc.Iterable[Global___ReserveRequest] | None = ...,
-        extend_task_ids: _abc.Iterable[_builtins.str] | None = ...,
-        extend_until: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["extend_task_ids", b"extend_task_ids", "extend_until", b"extend_until", "requests", b"requests"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -807,31 +792,6 @@ class TakeRequestsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TakeRequestsResponse: _TypeAlias = TakeRequestsResponse  # noqa: Y015
-
-@_typing.final
-class ClaimHoldRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    TASK_ID_FIELD_NUMBER: _builtins.int
-    CAPABILITY_FIELD_NUMBER: _builtins.int
-    task_id: _builtins.str
-    @_builtins.property
-    def capability(self) -> _common_pb2.TaskCapability:
-        """the job's, for task_id"""
-
-    def __init__(
-        self,
-        *,
-        task_id: _builtins.str = ...,
-        capability: _common_pb2.TaskCapability | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["capability", b"capability"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capability", b"capability", "task_id", b"task_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ClaimHoldRequest: _TypeAlias = ClaimHoldRequest  # noqa: Y015
 
 @_typing.final
 class ReleaseRequest(_message.Message):

@@ -58,11 +58,6 @@ class BillingStub:
                 request_serializer=pixelrelay_dot_v1_dot_billing__pb2.ReleaseRequest.SerializeToString,
                 response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.Hold.FromString,
                 _registered_method=True)
-        self.ClaimHold = channel.unary_unary(
-                '/pixelrelay.v1.Billing/ClaimHold',
-                request_serializer=pixelrelay_dot_v1_dot_billing__pb2.ClaimHoldRequest.SerializeToString,
-                response_deserializer=pixelrelay_dot_v1_dot_billing__pb2.Hold.FromString,
-                _registered_method=True)
         self.TakeRequests = channel.unary_unary(
                 '/pixelrelay.v1.Billing/TakeRequests',
                 request_serializer=pixelrelay_dot_v1_dot_billing__pb2.TakeRequestsRequest.SerializeToString,
@@ -203,10 +198,10 @@ class BillingServicer:
 
     def ReserveMany(self, request, context):
         """The gateway: holds for many tasks in one call and one transaction (it batches the
-        submits that arrive together); each task gets its own hold or its own error. The same
-        call gives the holds of the jobs queued since the last one the task's deadline: a hold
-        keeps the short submit deadline until its job is queued, so a submit that died before
-        is released by the sweeper within a minute.
+        submits that arrive together); each task gets its own hold or its own error. Billing
+        alone sets a hold's deadline: SUBMIT_HOLD_SECONDS, so a submit that died before its
+        job was queued is released by the sweeper within a minute; the sweeper extends the
+        holds of jobs still in the queue to the task's deadline (sweeper.py).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -217,16 +212,6 @@ class BillingServicer:
         not_queued). Every other settlement is billing's own, from the bus
         (services/billing/settlement.py): captures on completed, releases on failed and
         expired, each announced as a settled event.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def ClaimHold(self, request, context):
-        """The dispatcher, when it takes a job and before it pays the upstream, with the job's
-        capability: a pending hold now lasts HOLD_TTL_SECONDS (billing's) from now, never past
-        the capability's deadline and never shortened, and comes back as it stands. A job whose hold was released (a refused submit, an expired hold) is dropped,
-        not generated.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -414,11 +399,6 @@ def add_BillingServicer_to_server(servicer, server):
             'Release': grpc.unary_unary_rpc_method_handler(
                     servicer.Release,
                     request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ReleaseRequest.FromString,
-                    response_serializer=pixelrelay_dot_v1_dot_billing__pb2.Hold.SerializeToString,
-            ),
-            'ClaimHold': grpc.unary_unary_rpc_method_handler(
-                    servicer.ClaimHold,
-                    request_deserializer=pixelrelay_dot_v1_dot_billing__pb2.ClaimHoldRequest.FromString,
                     response_serializer=pixelrelay_dot_v1_dot_billing__pb2.Hold.SerializeToString,
             ),
             'TakeRequests': grpc.unary_unary_rpc_method_handler(
@@ -648,33 +628,6 @@ class Billing:
             target,
             '/pixelrelay.v1.Billing/Release',
             pixelrelay_dot_v1_dot_billing__pb2.ReleaseRequest.SerializeToString,
-            pixelrelay_dot_v1_dot_billing__pb2.Hold.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def ClaimHold(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/pixelrelay.v1.Billing/ClaimHold',
-            pixelrelay_dot_v1_dot_billing__pb2.ClaimHoldRequest.SerializeToString,
             pixelrelay_dot_v1_dot_billing__pb2.Hold.FromString,
             options,
             channel_credentials,

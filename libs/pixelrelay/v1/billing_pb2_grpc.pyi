@@ -43,22 +43,16 @@ class BillingStub:
     """The gateway: estimates, and the credit check before references are fetched."""
     ReserveMany: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ReserveManyRequest, _billing_pb2.ReserveManyResponse]
     """The gateway: holds for many tasks in one call and one transaction (it batches the
-    submits that arrive together); each task gets its own hold or its own error. The same
-    call gives the holds of the jobs queued since the last one the task's deadline: a hold
-    keeps the short submit deadline until its job is queued, so a submit that died before
-    is released by the sweeper within a minute.
+    submits that arrive together); each task gets its own hold or its own error. Billing
+    alone sets a hold's deadline: SUBMIT_HOLD_SECONDS, so a submit that died before its
+    job was queued is released by the sweeper within a minute; the sweeper extends the
+    holds of jobs still in the queue to the task's deadline (sweeper.py).
     """
     Release: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ReleaseRequest, _billing_pb2.Hold]
     """The gateway, only for its own submit that failed before its job was queued (memo
     not_queued). Every other settlement is billing's own, from the bus
     (services/billing/settlement.py): captures on completed, releases on failed and
     expired, each announced as a settled event.
-    """
-    ClaimHold: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ClaimHoldRequest, _billing_pb2.Hold]
-    """The dispatcher, when it takes a job and before it pays the upstream, with the job's
-    capability: a pending hold now lasts HOLD_TTL_SECONDS (billing's) from now, never past
-    the capability's deadline and never shortened, and comes back as it stands. A job whose hold was released (a refused submit, an expired hold) is dropped,
-    not generated.
     """
     TakeRequests: _grpc.UnaryUnaryMultiCallable[_billing_pb2.TakeRequestsRequest, _billing_pb2.TakeRequestsResponse]
     """The gateway, for each request of a key with a per-minute limit: one bucket per key
@@ -129,22 +123,16 @@ class BillingAsyncStub(BillingStub):
     """The gateway: estimates, and the credit check before references are fetched."""
     ReserveMany: _aio.UnaryUnaryMultiCallable[_billing_pb2.ReserveManyRequest, _billing_pb2.ReserveManyResponse]  # type: ignore[assignment]
     """The gateway: holds for many tasks in one call and one transaction (it batches the
-    submits that arrive together); each task gets its own hold or its own error. The same
-    call gives the holds of the jobs queued since the last one the task's deadline: a hold
-    keeps the short submit deadline until its job is queued, so a submit that died before
-    is released by the sweeper within a minute.
+    submits that arrive together); each task gets its own hold or its own error. Billing
+    alone sets a hold's deadline: SUBMIT_HOLD_SECONDS, so a submit that died before its
+    job was queued is released by the sweeper within a minute; the sweeper extends the
+    holds of jobs still in the queue to the task's deadline (sweeper.py).
     """
     Release: _aio.UnaryUnaryMultiCallable[_billing_pb2.ReleaseRequest, _billing_pb2.Hold]  # type: ignore[assignment]
     """The gateway, only for its own submit that failed before its job was queued (memo
     not_queued). Every other settlement is billing's own, from the bus
     (services/billing/settlement.py): captures on completed, releases on failed and
     expired, each announced as a settled event.
-    """
-    ClaimHold: _aio.UnaryUnaryMultiCallable[_billing_pb2.ClaimHoldRequest, _billing_pb2.Hold]  # type: ignore[assignment]
-    """The dispatcher, when it takes a job and before it pays the upstream, with the job's
-    capability: a pending hold now lasts HOLD_TTL_SECONDS (billing's) from now, never past
-    the capability's deadline and never shortened, and comes back as it stands. A job whose hold was released (a refused submit, an expired hold) is dropped,
-    not generated.
     """
     TakeRequests: _aio.UnaryUnaryMultiCallable[_billing_pb2.TakeRequestsRequest, _billing_pb2.TakeRequestsResponse]  # type: ignore[assignment]
     """The gateway, for each request of a key with a per-minute limit: one bucket per key
@@ -230,10 +218,10 @@ class BillingServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.ReserveManyResponse, _abc.Awaitable[_billing_pb2.ReserveManyResponse]]:
         """The gateway: holds for many tasks in one call and one transaction (it batches the
-        submits that arrive together); each task gets its own hold or its own error. The same
-        call gives the holds of the jobs queued since the last one the task's deadline: a hold
-        keeps the short submit deadline until its job is queued, so a submit that died before
-        is released by the sweeper within a minute.
+        submits that arrive together); each task gets its own hold or its own error. Billing
+        alone sets a hold's deadline: SUBMIT_HOLD_SECONDS, so a submit that died before its
+        job was queued is released by the sweeper within a minute; the sweeper extends the
+        holds of jobs still in the queue to the task's deadline (sweeper.py).
         """
 
     @_abc_1.abstractmethod
@@ -246,18 +234,6 @@ class BillingServicer(metaclass=_abc_1.ABCMeta):
         not_queued). Every other settlement is billing's own, from the bus
         (services/billing/settlement.py): captures on completed, releases on failed and
         expired, each announced as a settled event.
-        """
-
-    @_abc_1.abstractmethod
-    def ClaimHold(
-        self,
-        request: _billing_pb2.ClaimHoldRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_billing_pb2.Hold, _abc.Awaitable[_billing_pb2.Hold]]:
-        """The dispatcher, when it takes a job and before it pays the upstream, with the job's
-        capability: a pending hold now lasts HOLD_TTL_SECONDS (billing's) from now, never past
-        the capability's deadline and never shortened, and comes back as it stands. A job whose hold was released (a refused submit, an expired hold) is dropped,
-        not generated.
         """
 
     @_abc_1.abstractmethod

@@ -25,6 +25,7 @@ class DeletedAccount:
     account: Account
     keys_revoked: int
     released_task_ids: list[str]
+    released_credits: list[int]  # each released hold's, in the same order
 
 
 class Deletion:
@@ -71,4 +72,6 @@ class Deletion:
             s.flush()
             s.refresh(account)
             s.expunge(account)
-            return DeletedAccount(account, int(revoked), [h.task_id for h in pending])
+            return DeletedAccount(
+                account, int(revoked), [h.task_id for h in pending], [h.amount for h in pending]
+            )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
@@ -46,6 +47,11 @@ def _spend_on_key(conn: Connection, key_id: str, amount: int) -> None:
         raise ApiError(
             E.KEY_CREDIT_LIMIT, f"this request costs {amount} credits, over the key's credit limit"
         )
+
+
+def _unix(moment: datetime) -> int:
+    """A naive UTC datetime (SQLite's) or an aware one (PostgreSQL's), in unix seconds."""
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
 
 
 def _hold_row(conn: Connection, task_id: str) -> Hold | None:
@@ -112,24 +118,12 @@ class Holds:
 
     @quick
     def reserve_many(self, requests: Sequence[HoldRequest]) -> list[Hold | ApiError]:
-        """Each task's hold or its error (see ``hold_batch``)."""
-        return self.hold_batch(requests)
-
-    @quick
-    def hold_batch(
-        self, requests: Sequence[HoldRequest], extend: Sequence[str] = (), until: int = 0
-    ) -> list[Hold | ApiError]:
-        """Hold each task's price and give the holds of the ``extend`` tasks (their jobs are
-        queued) the deadline ``until``, all in one transaction: one commit and two inserts
-        for the batch, two conditional updates per hold, one update for the extensions. A
-        task that cannot be held (no credits, key over its limit) leaves no trace and gets
-        its error; the rest commit. A settled hold or a later deadline is left alone."""
+        """Hold each task's price, all in one transaction: one commit and two inserts for
+        the batch, two conditional updates per hold. A task that cannot be held (no
+        credits, key over its limit) leaves no trace and gets its error; the rest commit."""
         results: list[Hold | ApiError | None] = [None] * len(requests)
         with self.engine.begin() as conn:
-            if requests:
-                self._reserve_all(conn, requests, results)
-            if extend:
-                conn.execute(sql.EXTEND_HOLDS, {"t_ids": list(extend), "until": until})
+            self._reserve_all(conn, requests, results)
         return [r for r in results if r is not None]
 
     def _reserve_all(
@@ -322,29 +316,13 @@ class Holds:
         return hold
 
     @quick
-    def claim_hold(
-        self,
-        *,
-        task_id: str,
-        until: int,
-        account_id: str | None = None,
-        amount: int | None = None,
-    ) -> Hold:
-        """The hold, pending ones given the deadline ``until`` first (never shortened).
-        With ``account_id`` and ``amount`` (a task capability's), a hold that is not that
-        account's, of that amount, is refused untouched."""
+    def extend_holds(self, deadlines: Sequence[tuple[str, int]]) -> None:
+        """Give each pending hold its new deadline (task id, unix seconds), in one
+        transaction; a settled hold or a later deadline is left alone."""
+        if not deadlines:
+            return
         with self.engine.begin() as conn:
-            hold = _hold_row(conn, task_id)
-            if hold is None:
-                raise ApiError(E.HOLD_NOT_FOUND)
-            if (account_id is not None and hold.account_id != account_id) or (
-                amount is not None and hold.amount != amount
-            ):
-                raise ApiError(E.TASK_CAPABILITY_INVALID, "the capability is for another hold")
-            conn.execute(sql.EXTEND_HOLDS, {"t_ids": [task_id], "until": until})
-            hold = _hold_row(conn, task_id)
-        assert hold is not None  # in the same transaction as the read above
-        return hold
+            conn.execute(sql.EXTEND_HOLD, [{"t_id": t, "until": until} for t, until in deadlines])
 
     def _release(self, conn: Connection, hold: Hold, reason: str) -> Hold:
         if hold.state == HoldState.RELEASED:
@@ -354,16 +332,17 @@ class Holds:
         release_pending(conn, hold, reason)
         return hold
 
-    def expired_holds(self, *, now: int, limit: int = 500) -> list[str]:
-        """Task ids of pending holds past their deadline, oldest first."""
+    def expired_holds(self, *, now: int, limit: int = 500) -> list[tuple[str, int]]:
+        """Pending holds past their deadline, oldest first: (task id, when it was made, in
+        unix seconds)."""
         with Session(self.engine) as s:
             query = (
-                select(Hold.task_id)
+                select(Hold.task_id, Hold.created_at)
                 .where(Hold.state == HoldState.PENDING, col(Hold.expires_at) < now)
                 .order_by(col(Hold.expires_at))
                 .limit(limit)
             )
-            return list(s.exec(query))
+            return [(task_id, _unix(made)) for task_id, made in s.exec(query)]
 
     def _charge(self, hold: Hold, delivered: int, quality: str) -> tuple[int, str]:
         """The credits for ``delivered`` images and the price row they are charged at: the

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncGenerator, AsyncIterator
 
 from nats.aio.client import Client as NATS
@@ -15,7 +14,6 @@ from prometheus_client import Counter
 
 from gateway.core.accounts import AccountData
 from gateway.core.authcache import AuthCache
-from gateway.core.hold_extensions import HoldExtensions
 from gateway.core.idempotency import Claim, IdempotencyStore, fingerprint, key_digest
 from gateway.core.models import listed
 from gateway.core.ratelimit import RateLimiter
@@ -87,7 +85,6 @@ class PublicApi:
         nc: NATS,
         js: JetStreamContext,
         hold_ttl_seconds: int,
-        submit_hold_seconds: int,
         max_image_bytes: int,
         sealer: PromptSealer,
         capabilities: TaskCapabilities,
@@ -108,7 +105,6 @@ class PublicApi:
         self.store = store
         self.nc = nc
         self.js = js
-        self.submit_hold_seconds = submit_hold_seconds
         self.max_image_bytes = max_image_bytes
         self.sealer = sealer
         self.capabilities = capabilities
@@ -121,13 +117,6 @@ class PublicApi:
         self.waiters = waiters or TaskWaiters()
         self.sync_wait_seconds = sync_wait_seconds
         self.auth = AuthCache(billing.authenticate)
-        # Queued tasks' holds get the task's deadline here unless a dispatcher or their
-        # settling comes first (hold_extensions.py); __main__ runs its loop.
-        self.hold_extensions = HoldExtensions(
-            lambda task_ids: billing.extend_holds(task_ids, int(time.time()) + hold_ttl_seconds),
-            lambda task_ids: db.run(store.unsettled, task_ids),
-            submit_hold_seconds,
-        )
         # Submits that arrive together are recorded in one transaction.
         self._inserts: Batcher[TaskRecord, None] = Batcher(
             "task_insert", lambda records: db.run(store.insert_many, records)
@@ -292,10 +281,7 @@ class PublicApi:
             task_id=task_id,
             account_id=principal.account_id,
             item=price_item(spec),
-            # Short until the job is queued (below), so a submit that dies in between
-            # frees the credits within a minute.
-            expires_at=int(time.time()) + self.submit_hold_seconds,
-            key_id=principal.key_id,
+            key_id=principal.key_id,  # its deadline is billing's (billing/sweeper.py)
         )
         if hold.state != billing_pb2.HOLD_STATE_PENDING:  # a resumed task id, settled since
             raise _HoldSettled(task_id)
@@ -321,7 +307,7 @@ class PublicApi:
                 mask_key=mask_key,
                 partial_images=relay.partial_images,
                 relay_subject=relay.subject,
-                # This task alone, for the dispatcher's calls to billing and storage.
+                # This task alone, for the dispatcher's calls to storage.
                 capability=self.capabilities.issue(
                     TaskGrant(
                         task_id,
@@ -334,14 +320,15 @@ class PublicApi:
             job.key_id, job.sealed_prompt = self.sealer.seal(prompt, task_id, job_binding(job))
             await self._inserts.submit(record)
             crash_point("gateway.before_publish")
-            await bus.publish(self.js, bus.JOBS_SUBJECT, job.SerializeToString(), msg_id=task_id)
+            await bus.publish(
+                self.js, bus.job_subject(task_id), job.SerializeToString(), msg_id=task_id
+            )
         except Exception as exc:
             # Not queued means not charged: undo the record and the hold, answer 503.
             await self._undo_submit(task_id)
             if isinstance(exc, ApiError):
                 raise
             raise ApiError(E.UNAVAILABLE) from exc
-        self.hold_extensions.add(task_id)  # the deadline comes later (docs/architecture.md)
         TASKS_ACCEPTED.labels(spec.model).inc()
         log.info(
             "task accepted",

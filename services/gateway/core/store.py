@@ -216,11 +216,6 @@ _SETTLE_PRICE = (
         settled_at_ms=bindparam("at"),
     )
 )
-_UNSETTLED = core_select(_TASKS.c.id).where(
-    _TASKS.c.id.in_(bindparam("t_ids", expanding=True)),
-    _TASKS.c.status == TaskStatus.PROCESSING,
-)
-
 
 class TaskStore:
     def __init__(self, engine: Engine):
@@ -257,15 +252,6 @@ class TaskStore:
             purged += gone
             if gone < batch:
                 return purged
-
-    def unsettled(self, task_ids: Sequence[str], batch: int = 500) -> list[str]:
-        """Those of ``task_ids`` whose tasks are still processing."""
-        found: list[str] = []
-        with self.engine.connect() as conn:
-            for i in range(0, len(task_ids), batch):
-                ids = list(task_ids[i : i + batch])
-                found += conn.execute(_UNSETTLED, {"t_ids": ids}).scalars()
-        return found
 
     def ids_of(self, account_id: str) -> list[str]:
         """Every task id of one account (account deletion)."""

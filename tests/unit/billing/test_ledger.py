@@ -374,66 +374,28 @@ def test_usage_pages_newest_first_and_filters_by_date(ledger: Ledger) -> None:
         assert caught.value.param == "cursor"
 
 
-def test_holds_and_extensions_share_one_batch(ledger: Ledger) -> None:
-    """Under load the gateway sends the queued tasks' deadlines with the next holds. Only a
-    pending hold's deadline moves, and only later; an unknown task is ignored."""
+def test_extensions_move_only_pending_holds_and_only_later(ledger: Ledger) -> None:
+    """The sweeper gives queued tasks' holds the task's deadline, in one transaction. Only
+    a pending hold's deadline moves, and only later; an unknown task is ignored."""
     account = ledger.create_account(name="a")
-    for task_id in ("queued", "released", "later"):
+    for task_id in ("queued", "released", "later", "new"):
         ledger.reserve(task_id=task_id, account_id=account.id, item=BASIC_1K, expires_at=100)
     ledger.release(task_id="released")
-    ledger.hold_batch([], ["later"], 10_000)
-    holds = ledger.hold_batch(
-        [HoldRequest("new", account.id, BASIC_1K, 100), HoldRequest("poor", "nobody", BASIC_1K, 1)],
-        ["queued", "released", "later", "unknown"],
-        5_000,
+    ledger.extend_holds([("later", 10_000)])
+    ledger.extend_holds(
+        [("queued", 5_000), ("released", 5_000), ("later", 5_000), ("unknown", 5_000)]
     )
-    assert [h.task_id if not isinstance(h, ApiError) else h.kind for h in holds] == [
-        "new",
-        E.ACCOUNT_NOT_FOUND,
-    ]
-    assert ledger.expired_holds(now=4_999) == ["new"]
-    assert ledger.expired_holds(now=5_001) == ["new", "queued"]
-    assert ledger.expired_holds(now=10_001) == ["new", "queued", "later"]
+
+    def overdue(now: int) -> list[str]:
+        return [task_id for task_id, _made in ledger.expired_holds(now=now)]
+
+    assert overdue(4_999) == ["new"]
+    assert overdue(5_001) == ["new", "queued"]
+    assert overdue(10_001) == ["new", "queued", "later"]
     assert ledger.get_hold(task_id="released").state == HoldState.RELEASED
+    made = dict(ledger.expired_holds(now=5_001))["queued"]
+    assert abs(made - time.time()) < 60  # when it was made, in unix seconds
     assert_sound(ledger)
-
-
-def test_a_claimed_hold_lasts_the_task_deadline_if_it_is_still_pending(ledger: Ledger) -> None:
-    """A dispatcher took the job: the pending hold gets the deadline, never a shorter one;
-    a settled hold comes back as it is, for the dispatcher to drop the job."""
-    account = ledger.create_account(name="a")
-    for task_id in ("taken", "released", "later"):
-        ledger.reserve(task_id=task_id, account_id=account.id, item=BASIC_1K, expires_at=100)
-    ledger.release(task_id="released")
-    ledger.hold_batch([], ["later"], 10_000)
-
-    assert ledger.claim_hold(task_id="taken", until=5_000).expires_at == 5_000
-    assert ledger.claim_hold(task_id="later", until=5_000).expires_at == 10_000
-    released = ledger.claim_hold(task_id="released", until=5_000)
-    assert (released.state, released.expires_at) == (HoldState.RELEASED, 100)
-    with pytest.raises(ApiError) as caught:
-        ledger.claim_hold(task_id="unknown", until=5_000)
-    assert caught.value.kind is E.HOLD_NOT_FOUND
-    assert ledger.expired_holds(now=5_001) == ["taken"]
-    assert_sound(ledger)
-
-
-def test_a_claim_for_another_accounts_hold_changes_nothing(ledger: Ledger) -> None:
-    """A task capability names the account and amount of its hold: a claim whose grant
-    does not match the hold (another tenant's task id) is refused, the hold untouched."""
-    account = ledger.create_account(name="a")
-    hold = ledger.reserve(task_id="victim", account_id=account.id, item=BASIC_1K, expires_at=100)
-    for other_account, amount in (("acct_thief", hold.amount), (account.id, hold.amount + 1)):
-        with pytest.raises(ApiError) as caught:
-            ledger.claim_hold(
-                task_id="victim", until=5_000, account_id=other_account, amount=amount
-            )
-        assert caught.value.kind is E.TASK_CAPABILITY_INVALID
-    assert ledger.get_hold(task_id="victim").expires_at == 100
-    claimed = ledger.claim_hold(
-        task_id="victim", until=5_000, account_id=account.id, amount=hold.amount
-    )
-    assert claimed.expires_at == 5_000
 
 
 def test_capture_and_release_racing_on_one_hold_settle_it_once(ledger: Ledger) -> None:

@@ -258,7 +258,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def extend(self, data: st.DataObject, until: int) -> None:
         """Queued tasks' holds get a later deadline; settled ones and later ones stay."""
         task_ids = data.draw(st.lists(st.sampled_from(sorted(self.model.holds)), max_size=4))
-        self.ledger.hold_batch([], [*task_ids, "no-such-task"], until)
+        self.ledger.extend_holds([(t, until) for t in [*task_ids, "no-such-task"]])
         for task_id in task_ids:
             hold = self.model.holds[task_id]
             if hold.state == "pending" and hold.expires_at < until:
@@ -267,7 +267,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(now=st.integers(0, 160))
     def sweep(self, now: int) -> None:
         """What billing's sweeper does: find the pending holds past their deadline, release."""
-        expired = self.ledger.expired_holds(now=now)
+        expired = [task_id for task_id, _made in self.ledger.expired_holds(now=now)]
         want = {
             t for t, h in self.model.holds.items() if h.state == "pending" and h.expires_at < now
         }

@@ -45,12 +45,17 @@ def hold(ledger: Ledger, task_id: str, account_id: str, expires_at: int) -> None
 
 
 def outcomes(*task_ids: str) -> Outcome:
-    """The tasks whose completed or failed event is on the bus."""
+    """The tasks whose completed or failed event is on the bus (or, as ``queued``, whose job
+    is in the work queue)."""
 
     async def has(task_id: str) -> bool:
         return task_id in task_ids
 
     return has
+
+
+NOTHING_QUEUED = outcomes()
+HOUR = 3600
 
 
 async def test_expired_holds_are_announced_the_rest_kept(database: Database) -> None:
@@ -60,7 +65,7 @@ async def test_expired_holds_are_announced_the_rest_kept(database: Database) -> 
     hold(ledger, "old", account, expires_at=1)
     hold(ledger, "queued", account, expires_at=2**40)
     bus = Bus()
-    assert await sweep_once(ledger, database, bus.publish, outcomes()) == 1
+    assert await sweep_once(ledger, database, bus.publish, outcomes(), NOTHING_QUEUED, HOUR) == 1
     assert [(e.task_id, e.WhichOneof("kind")) for e in bus.events] == [("old", "expired")]
     assert ledger.get_hold(task_id="old").state == HoldState.PENDING
     assert ledger.get_hold(task_id="queued").state == HoldState.PENDING
@@ -74,8 +79,37 @@ async def test_a_hold_whose_outcome_is_on_the_bus_is_left_to_it(database: Databa
     hold(ledger, "late", account, expires_at=1)
     hold(ledger, "lost", account, expires_at=1)
     bus = Bus()
-    assert await sweep_once(ledger, database, bus.publish, outcomes("late")) == 1
+    assert (
+        await sweep_once(ledger, database, bus.publish, outcomes("late"), NOTHING_QUEUED, HOUR) == 1
+    )
     assert [e.task_id for e in bus.events] == ["lost"]
+
+
+async def test_a_job_still_queued_gets_the_task_deadline_until_it_passes(
+    database: Database,
+) -> None:
+    """Its job waits in the queue (or runs, unacked) past the submit's short deadline: the
+    hold is extended to the task's deadline (HOLD_TTL from its submit), not failed; once
+    that has passed too, it is announced expired even with its job still queued."""
+    ledger = Ledger(database.engine, PriceList.load(), signup_grant=100)
+    account = ledger.create_account(name="a").id
+    hold(ledger, "waiting", account, expires_at=1)
+    hold(ledger, "lost", account, expires_at=1)
+    bus = Bus()
+    queued = outcomes("waiting")
+    assert await sweep_once(ledger, database, bus.publish, outcomes(), queued, HOUR) == 1
+    assert [e.task_id for e in bus.events] == ["lost"]
+    deadline = ledger.get_hold(task_id="waiting").expires_at
+    assert abs(deadline - (time.time() + HOUR)) < 60  # the task's: an hour from its submit
+    bus.events.clear()
+    assert await sweep_once(ledger, database, bus.publish, outcomes(), queued, HOUR) == 1
+    assert [e.task_id for e in bus.events] == ["lost"]  # "waiting" is not due yet
+    ledger.extend_holds([])  # nothing to extend: no statement fails
+    with database.engine.begin() as conn:  # its task's deadline passes in the queue
+        conn.execute(text("UPDATE hold SET expires_at = 1 WHERE task_id = 'waiting'"))
+    bus.events.clear()
+    assert await sweep_once(ledger, database, bus.publish, outcomes(), queued, 0) == 2
+    assert sorted(e.task_id for e in bus.events) == ["lost", "waiting"]
 
 
 async def test_a_bus_outage_leaves_the_hold_for_the_next_sweep(database: Database) -> None:
@@ -85,10 +119,10 @@ async def test_a_bus_outage_leaves_the_hold_for_the_next_sweep(database: Databas
     bus = Bus()
     bus.down = True
     with pytest.raises(ApiError):
-        await sweep_once(ledger, database, bus.publish, outcomes())
+        await sweep_once(ledger, database, bus.publish, outcomes(), NOTHING_QUEUED, HOUR)
     assert ledger.get_hold(task_id="old").state == HoldState.PENDING
     bus.down = False
-    assert await sweep_once(ledger, database, bus.publish, outcomes()) == 1
+    assert await sweep_once(ledger, database, bus.publish, outcomes(), NOTHING_QUEUED, HOUR) == 1
     assert [e.task_id for e in bus.events] == ["old"]
 
 
@@ -102,11 +136,11 @@ async def test_holds_long_past_their_deadline_are_reported(database: Database) -
     hold(ledger, "just", account, expires_at=now - 1)  # announced, within the grace
     hold(ledger, "fresh", account, expires_at=2**40)
     bus = Bus()
-    await sweep_and_report(ledger, database, bus.publish, outcomes())
+    await sweep_and_report(ledger, database, bus.publish, outcomes(), NOTHING_QUEUED, HOUR)
     assert sorted(e.task_id for e in bus.events) == ["just", "old"]
     assert HOLDS_OVERDUE._value.get() == 1
     ledger.release(task_id="old", reason="expired")
-    await sweep_and_report(ledger, database, bus.publish, outcomes())
+    await sweep_and_report(ledger, database, bus.publish, outcomes(), NOTHING_QUEUED, HOUR)
     assert HOLDS_OVERDUE._value.get() == 0
 
 

@@ -103,17 +103,6 @@ def test_settled_and_finished_arrive_in_either_order_and_apply_once(database: Da
     assert (store.get("t3").status, store.get("t3").credits_charged) == ("completed", 0)
 
 
-def test_the_unsettled_tasks_are_those_still_processing(database: Database) -> None:
-    store = TaskStore(database.engine)
-    store.insert_many([record(f"t{i}") for i in range(5)])
-    store.mark_started("t1", at_ms=1_700_000_000_500)  # taken: still unsettled
-    store.mark_completed("t2", events_pb2.TaskCompleted(), at_ms=1_700_000_001_000)
-    store.mark_failed("t3", events_pb2.TaskFailed(type="upstream_error"), at_ms=1_700_000_001_000)
-    assert store.get("t1").started_at_ms == 1_700_000_000_500
-    ids = ["t0", "t1", "t2", "t3", "t4", "unknown"]
-    assert sorted(store.unsettled(ids, batch=2)) == ["t0", "t1", "t4"]
-
-
 def test_images_lost_before_their_time_make_the_task_answer_as_expired(
     database: Database,
 ) -> None:

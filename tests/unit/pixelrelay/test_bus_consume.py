@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from types import SimpleNamespace
 from typing import Any
 
 import nats.errors
@@ -66,12 +67,13 @@ class ScriptedJetStream:
         self._nc = nc
         self.created: list[Any] = []
 
-    async def consumer_info(self, stream: str, durable: str) -> None:
+    async def consumer_info(self, stream: str, durable: str) -> Any:
         if self.lookup_failures:
             self.lookup_failures -= 1
             raise nats.errors.NoRespondersError()
         if not self.created:
             raise nats.js.errors.NotFoundError()
+        return SimpleNamespace(config=self.created[-1])
 
     async def add_consumer(self, stream: str, config: Any) -> None:
         self.created.append(config)
@@ -87,7 +89,7 @@ async def run(js: ScriptedJetStream, stop: asyncio.Event, concurrency: int = 4) 
         bus.consume(
             js,  # type: ignore[arg-type]
             stream=bus.JOBS_STREAM,
-            subject=bus.JOBS_SUBJECT,
+            subject=bus.JOBS_SUBJECTS,
             config=bus.consumer_config("test", ack_wait=5, max_deliver=3),
             handler=handler,
             stop=stop,
@@ -108,7 +110,7 @@ async def test_one_request_serves_a_burst_and_a_used_up_one_is_renewed() -> None
     assert await run(js, stop) == ["a", "b", "c", "d"]
     # The first request asked for every free handler; the expired one (408) was renewed.
     assert nc.pulls[0]["batch"] == 4 and len(nc.pulls) >= 2
-    assert js.created[0].filter_subject == bus.JOBS_SUBJECT  # made once, on first use
+    assert js.created[0].filter_subject == bus.JOBS_SUBJECTS  # made once, on first use
 
 
 async def test_a_refused_request_is_renewed_and_logged_once(
@@ -135,6 +137,16 @@ async def test_the_consumer_is_found_once_the_cluster_answers() -> None:
     assert await run(ScriptedJetStream(1, nc), stop) == ["job"]
 
 
+async def test_a_consumer_made_with_another_filter_is_updated() -> None:
+    """A bus kept from an earlier release: the consumer's filter follows the code's."""
+    stop = asyncio.Event()
+    js = ScriptedJetStream(0, ScriptedConnection([], stop))
+    js.created.append(bus.consumer_config("test", ack_wait=5, max_deliver=3))
+    js.created[0].filter_subject = "pixelrelay.jobs.images"  # the old subject
+    await run(js, stop)
+    assert [c.filter_subject for c in js.created] == ["pixelrelay.jobs.images", bus.JOBS_SUBJECTS]
+
+
 async def test_a_closed_connection_ends_the_loop() -> None:
     stop = asyncio.Event()
     nc = ScriptedConnection(
@@ -158,7 +170,7 @@ async def test_no_more_is_asked_than_there_are_free_handlers() -> None:
         bus.consume(
             ScriptedJetStream(0, nc),  # type: ignore[arg-type]
             stream=bus.JOBS_STREAM,
-            subject=bus.JOBS_SUBJECT,
+            subject=bus.JOBS_SUBJECTS,
             config=bus.consumer_config("test", ack_wait=5, max_deliver=3),
             handler=slow,
             stop=stop,
