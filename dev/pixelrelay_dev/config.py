@@ -77,7 +77,7 @@ class StackConfig:
     credentials: dict[str, str] = field(default_factory=dict)
     nats_passwords: dict[str, str] = field(default_factory=dict)
     job_keys: str = ""  # JOB_KEYS of the gateway and dispatchers (sealing.py)
-    # TASK_CAPABILITY_KEYS of the gateway, billing and storage (capabilities.py)
+    # TASK_CAPABILITY_KEYS of the gateway and storage (capabilities.py)
     task_capability_keys: str = ""
     # The development object store's key pair (s3_server.py): it answers no one else.
     s3_access_key: str = ""

@@ -3,15 +3,15 @@
 A service credential says which service calls; it says nothing about which task the call is
 for, so a dispatcher's stolen credential reached every tenant's task. The gateway therefore
 issues, with each job, a capability: the task id, its account, the hold's credits and the
-latest moment its hold may last (the deadline), with an HMAC-SHA256 under
-TASK_CAPABILITY_KEYS, which the gateways, billing and storage hold and dispatchers do not.
-The dispatcher passes it on with every call it makes for that task (ClaimHold, StoreImages,
-Reannounce, GetObject of the task's inputs); billing and storage act on that task only with
-it, verified here. Whoever holds a job can act on that one task, as its dispatcher must; the
-dispatcher's credential alone acts on none.
+latest moment it may be used (the task's deadline), with an HMAC-SHA256 under
+TASK_CAPABILITY_KEYS, which the gateways and storage hold and dispatchers do not. The
+dispatcher passes it on with every call it makes for that task (StoreImages, Reannounce,
+GetObject of the task's inputs); storage acts on that task only with it, verified here.
+Whoever holds a job can act on that one task, as its dispatcher must; the dispatcher's
+credential alone acts on none (and it calls no billing RPC).
 
-TASK_CAPABILITY_KEYS is a keyring (keyrings.py). To rotate: add the new key on billing and
-storage (anywhere in the list: they verify with whichever a capability names), then put it
+TASK_CAPABILITY_KEYS is a keyring (keyrings.py). To rotate: add the new key on storage
+(anywhere in the list: it verifies with whichever a capability names), then put it
 first on the gateways, and drop the old one everywhere once no task issued under it can
 still run (HOLD_TTL_SECONDS, plus a day for a job still in the queue).
 """

@@ -19,7 +19,6 @@ from billing.settlement import SETTLES_ON, Settlement
 from billing.sweeper import run_ledger_checks, run_sweeper
 from pixelrelay import bus, catalog, task_events
 from pixelrelay.callers import TrustedCallers
-from pixelrelay.capabilities import TaskCapabilities
 from pixelrelay.db import Database
 from pixelrelay.grpc_server import start_grpc_server
 from pixelrelay.lifecycle import finish, run_until_signalled
@@ -33,8 +32,6 @@ log = logging.getLogger("billing")
 
 
 async def run(settings: BillingSettings, prices: PriceList, stop: asyncio.Event) -> None:
-    # A missing or malformed key stops the start at once: waiting would not fix it.
-    capabilities = TaskCapabilities.parse(settings.task_capability_keys.get_secret_value())
     async with contextlib.AsyncExitStack() as stack:  # unwinds in reverse, also on failure
         async with starting(settings.grpc_port, settings.grpc_host):
             await prepare_when_ready(
@@ -56,7 +53,6 @@ async def run(settings: BillingSettings, prices: PriceList, stop: asyncio.Event)
         servicer = BillingServicer(
             ledger,
             db,
-            capabilities,
             settings.submit_hold_seconds,
             Passwords(settings.password_hash_parallel),
             announce=functools.partial(task_events.publish_event, js),

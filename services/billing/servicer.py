@@ -15,7 +15,6 @@ from billing.passwords import Passwords
 from billing.ratelimits import RateBuckets, Take
 from billing.to_proto import key_to_proto, moment, seconds
 from pixelrelay import task_events
-from pixelrelay.capabilities import TaskCapabilities
 from pixelrelay.crashpoints import crash_point
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E, error_to_detail
@@ -93,7 +92,6 @@ class BillingServicer(LoginRpcs, billing_pb2_grpc.BillingServicer):
         self,
         ledger: Ledger,
         db: Database,
-        capabilities: TaskCapabilities,
         submit_hold_seconds: int,
         passwords: Passwords,
         announce: Callable[[events_pb2.TaskEvent], Awaitable[None]] | None = None,
@@ -102,7 +100,6 @@ class BillingServicer(LoginRpcs, billing_pb2_grpc.BillingServicer):
         self.ledger = ledger
         self.passwords = passwords
         self.db = db
-        self.capabilities = capabilities
         self.submit_hold_seconds = submit_hold_seconds
         self.buckets = RateBuckets(db.engine)
 

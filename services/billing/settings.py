@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from pydantic import SecretStr
-
 from pixelrelay.settings import DatabaseSettings
 
 
@@ -34,5 +32,3 @@ class BillingSettings(DatabaseSettings):
     sign_in_window_seconds: int = 900
     # Password hashes computed at once (argon2id: ~64 MiB and ~70 ms of CPU each).
     password_hash_parallel: int = 2
-    # Verify the gateways' task capabilities (capabilities.py): required.
-    task_capability_keys: SecretStr = SecretStr("")
