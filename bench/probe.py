@@ -3,7 +3,7 @@
     python -m bench.probe account 200 400 800     # GET /api/v1/account
     python -m bench.probe submit 100 200 300      # POST generations, dispatchers paused
     python -m bench.probe poll 500 1000 2000      # GET /api/v1/tasks/{id} of 200 tasks
-    python -m bench.probe ledger                  # Ledger.reserve in-process, ms per call
+    python -m bench.probe ledger                  # reserve_many and settle_many in-process, ms per hold
     python -m bench.probe rpc                     # one internal gRPC round trip, idle
 
 Prints achieved requests/s (over the time the answers took), p50 and p99 per rate, and the
@@ -126,7 +126,7 @@ async def rpc_probe(calls: int = 1000) -> None:
 
 
 def ledger_probe(calls: int = 1000) -> None:
-    from billing.ledger import HoldRequest, Ledger  # noqa: PLC0415
+    from billing.ledger import HoldRequest, Ledger, Settle  # noqa: PLC0415
     from billing.migrate import SCHEMA  # noqa: PLC0415
     from billing.prices import PriceList  # noqa: PLC0415
     from pixelrelay.db import Database  # noqa: PLC0415
@@ -141,24 +141,18 @@ def ledger_probe(calls: int = 1000) -> None:
     for i in range(calls // 5):  # warm the statement caches
         ledger.reserve(task_id=f"w{i}", account_id=account, item=item, expires_at=0, key_id=key)
     for size in (1, 4, 16, 64):
-        for extending in (False, True):
-            started = time.perf_counter()
-            for i in range(calls // size):
-                # With extensions: the batch also extends the previous batch's holds (the
-                # gateway sends its due extensions in a ReserveMany of their own).
-                ledger.hold_batch(
-                    [
-                        HoldRequest(f"t{size}{extending}-{i}-{j}", account, item, 0, key)
-                        for j in range(size)
-                    ],
-                    [f"t{size}{extending}-{i - 1}-{j}" for j in range(size)] if extending else (),
-                    10**10,
-                )
-            per_hold = (time.perf_counter() - started) / (calls // size * size) * 1000
-            sys.stdout.write(
-                f"Ledger.hold_batch, batches of {size}"
-                f"{' + as many extensions' if extending else ''}: {per_hold:.3f} ms per hold\n"
+        started = time.perf_counter()
+        for i in range(calls // size):
+            ledger.reserve_many(
+                [HoldRequest(f"t{size}-{i}-{j}", account, item, 0, key) for j in range(size)]
             )
+        per_hold = (time.perf_counter() - started) / (calls // size * size) * 1000
+        sys.stdout.write(f"Ledger.reserve_many, batches of {size}: {per_hold:.3f} ms per hold\n")
+        started = time.perf_counter()
+        for i in range(calls // size):
+            ledger.settle_many([Settle(f"t{size}-{i}-{j}", 1) for j in range(size)])
+        per_hold = (time.perf_counter() - started) / (calls // size * size) * 1000
+        sys.stdout.write(f"Ledger.settle_many, batches of {size}: {per_hold:.3f} ms per hold\n")
 
 
 if __name__ == "__main__":
