@@ -217,6 +217,7 @@ _SETTLE_PRICE = (
     )
 )
 
+
 class TaskStore:
     def __init__(self, engine: Engine):
         self.engine = engine
