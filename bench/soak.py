@@ -203,7 +203,8 @@ async def kill_in_turn(soak: Soak, every: float, stop: asyncio.Event) -> None:
 
 
 async def settle(soak: Soak, ids: list[str]) -> dict[str, dict[str, Any]]:
-    """Each task as last read; waits up to DRAIN_SECONDS for all to leave processing."""
+    """Each task as last read; waits up to DRAIN_SECONDS for all to leave processing and
+    have their credits settled by billing (credits.settled)."""
     headers = {"Authorization": f"Bearer {soak.api_key}"}
     tasks: dict[str, dict[str, Any]] = {}
     pending = set(ids)
@@ -213,7 +214,7 @@ async def settle(soak: Soak, ids: list[str]) -> dict[str, dict[str, Any]]:
             for task_id in list(pending):
                 task = (await http.get(f"/api/v1/tasks/{task_id}")).json()
                 tasks[task_id] = task
-                if task["status"] != "processing":
+                if task["status"] != "processing" and task["credits"]["settled"]:
                     pending.discard(task_id)
             if not pending or time.monotonic() > deadline:
                 return tasks
@@ -269,6 +270,7 @@ def expected_credits(task: dict[str, Any]) -> dict[str, Any]:
     return {
         "reserved": quote.credits,
         "charged": quote.unit_credits * delivered,
+        "settled": True,
         "price_id": quote.price_id,
     }
 
