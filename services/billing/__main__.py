@@ -16,7 +16,7 @@ from billing.prices import PriceList
 from billing.servicer import BillingServicer
 from billing.settings import BillingSettings
 from billing.settlement import SETTLES_ON, Settlement
-from billing.sweeper import run_ledger_checks, run_sweeper
+from billing.sweeper import Sweeper, run_ledger_checks, run_sweeper
 from pixelrelay import bus, catalog, task_events
 from pixelrelay.callers import TrustedCallers
 from pixelrelay.db import Database
@@ -86,7 +86,11 @@ async def run(settings: BillingSettings, prices: PriceList, stop: asyncio.Event)
         )
         stack.push_async_callback(finish, settling, settling_stop)
         sweeper = asyncio.create_task(
-            run_sweeper(ledger, db, js, stop, settings.sweep_interval, settings.hold_ttl_seconds)
+            run_sweeper(
+                Sweeper.on_bus(ledger, db, js, settings.hold_ttl_seconds),
+                stop,
+                settings.sweep_interval,
+            )
         )
         stack.push_async_callback(finish, sweeper, stop)
         if settings.ledger_check_interval > 0:

@@ -23,6 +23,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from nats.js import JetStreamContext
 from prometheus_client import Gauge
@@ -55,52 +56,60 @@ LEDGER_PROBLEMS = Gauge(
 OVERDUE_AFTER_S = 120
 
 
-async def sweep_once(
-    ledger: Ledger,
-    db: Database,
-    publish: Publish,
-    outcome: Outcome,
-    queued: Queued,
-    hold_ttl: int,
-) -> int:
-    """Decide for each hold past its deadline (the module's table); returns how many were
-    announced expired."""
-    now = int(time.time())
-    overdue = await db.run(ledger.expired_holds, now=now)
-    extend: list[tuple[str, int]] = []
-    announced = 0
-    for task_id, made_at in overdue:
-        if await outcome(task_id):
-            continue
-        task_deadline = made_at + hold_ttl
-        if task_deadline > now and await queued(task_id):
-            extend.append((task_id, task_deadline))
-            continue
-        await publish(task_events.expired(task_id))
-        announced += 1
-    if extend:
-        await db.run(ledger.extend_holds, extend)
-    if announced or extend:
-        log.info("holds swept", extra={"expired": announced, "extended": len(extend)})
-    return announced
+@dataclass(frozen=True)
+class Sweeper:
+    """What a sweep reads and where it publishes: the bus in production, fakes in tests."""
 
+    ledger: Ledger
+    db: Database
+    publish: Publish
+    outcome: Outcome
+    queued: Queued
+    hold_ttl: int
 
-async def sweep_and_report(
-    ledger: Ledger,
-    db: Database,
-    publish: Publish,
-    outcome: Outcome,
-    queued: Queued,
-    hold_ttl: int,
-) -> None:
-    """One sweep; holds still pending long after their deadline (the bus, the database or
-    the settlement consumer is down) stay in HOLDS_OVERDUE, for the alert on holds older
-    than their TTL."""
-    try:
-        await sweep_once(ledger, db, publish, outcome, queued, hold_ttl)
-    finally:
-        overdue = await db.run(ledger.expired_holds, now=int(time.time()) - OVERDUE_AFTER_S)
-        HOLDS_OVERDUE.set(len(overdue))
+    @classmethod
+    def on_bus(cls, ledger: Ledger, db: Database, js: JetStreamContext, hold_ttl: int) -> Sweeper:
+        return cls(
+            ledger,
+            db,
+            publish=functools.partial(task_events.publish_event, js),
+            outcome=functools.partial(has_outcome, js),
+            queued=functools.partial(bus.job_queued, js),
+            hold_ttl=hold_ttl,
+        )
+
+    async def sweep_once(self) -> int:
+        """Decide for each hold past its deadline (the module's table); returns how many
+        were announced expired."""
+        now = int(time.time())
+        overdue = await self.db.run(self.ledger.expired_holds, now=now)
+        extend: list[tuple[str, int]] = []
+        announced = 0
+        for task_id, made_at in overdue:
+            if await self.outcome(task_id):
+                continue
+            task_deadline = made_at + self.hold_ttl
+            if task_deadline > now and await self.queued(task_id):
+                extend.append((task_id, task_deadline))
+                continue
+            await self.publish(task_events.expired(task_id))
+            announced += 1
+        if extend:
+            await self.db.run(self.ledger.extend_holds, extend)
+        if announced or extend:
+            log.info("holds swept", extra={"expired": announced, "extended": len(extend)})
+        return announced
+
+    async def sweep_and_report(self) -> None:
+        """One sweep; holds still pending long after their deadline (the bus, the database
+        or the settlement consumer is down) stay in HOLDS_OVERDUE, for the alert on holds
+        older than their TTL."""
+        try:
+            await self.sweep_once()
+        finally:
+            now = int(time.time()) - OVERDUE_AFTER_S
+            overdue = await self.db.run(self.ledger.expired_holds, now=now)
+            HOLDS_OVERDUE.set(len(overdue))
 
 
 async def has_outcome(js: JetStreamContext, task_id: str) -> bool:
@@ -110,23 +119,8 @@ async def has_outcome(js: JetStreamContext, task_id: str) -> bool:
     return False
 
 
-async def run_sweeper(
-    ledger: Ledger,
-    db: Database,
-    js: JetStreamContext,
-    stop: asyncio.Event,
-    interval: float,
-    hold_ttl: int,
-) -> None:
-    publish = functools.partial(task_events.publish_event, js)
-    outcome = functools.partial(has_outcome, js)
-    queued = functools.partial(bus.job_queued, js)
-    await repeat(
-        "sweep",
-        lambda: sweep_and_report(ledger, db, publish, outcome, queued, hold_ttl),
-        interval,
-        stop,
-    )
+async def run_sweeper(sweeper: Sweeper, stop: asyncio.Event, interval: float) -> None:
+    await repeat("sweep", sweeper.sweep_and_report, interval, stop)
 
 
 async def check_ledger(ledger: Ledger, db: Database) -> None:

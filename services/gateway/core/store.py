@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import orjson
 from google.protobuf import json_format
 from google.protobuf.message import Message
-from sqlalchemy import BigInteger, Column, Index, Text, bindparam, delete, insert, update
+from sqlalchemy import BigInteger, Column, Index, Text, bindparam, delete, func, insert, update
 from sqlalchemy import select as core_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, or_, select
@@ -202,17 +202,13 @@ _FAIL = (
         finished_at_ms=bindparam("at"),
     )
 )
+# A release leaves the reserved price; a capture at a cheaper tier (quality=auto) names its own.
 _SETTLE = (
-    update(_TASKS)
-    .where(_TASKS.c.id == bindparam("t_id"), _TASKS.c.settled_at_ms.is_(None))
-    .values(credits_charged=bindparam("charged"), settled_at_ms=bindparam("at"))
-)
-_SETTLE_PRICE = (
     update(_TASKS)
     .where(_TASKS.c.id == bindparam("t_id"), _TASKS.c.settled_at_ms.is_(None))
     .values(
         credits_charged=bindparam("charged"),
-        price_id=bindparam("price_id"),
+        price_id=func.coalesce(bindparam("price_id", type_=Text), _TASKS.c.price_id),
         settled_at_ms=bindparam("at"),
     )
 )
@@ -434,12 +430,14 @@ class TaskStore:
         tier for quality=auto), once. A hold billing released because it expired fails a
         task still processing (returns True then): no other event will. Any other release
         follows the failed event that caused it, which the task records itself."""
-        values = {"t_id": task_id, "charged": settled.charged, "at": at_ms}
+        values = {
+            "t_id": task_id,
+            "charged": settled.charged,
+            "price_id": settled.price_id or None,
+            "at": at_ms,
+        }
         with self.engine.begin() as conn:
-            if settled.price_id:
-                conn.execute(_SETTLE_PRICE, {**values, "price_id": settled.price_id})
-            else:
-                conn.execute(_SETTLE, values)
+            conn.execute(_SETTLE, values)
         if settled.captured or settled.reason != E.TASK_EXPIRED.type:
             return False
         kind = E.TASK_EXPIRED

@@ -16,9 +16,8 @@ from billing.sweeper import (
     HOLDS_OVERDUE,
     LEDGER_PROBLEMS,
     Outcome,
+    Sweeper,
     run_ledger_checks,
-    sweep_and_report,
-    sweep_once,
 )
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
@@ -65,7 +64,10 @@ async def test_expired_holds_are_announced_the_rest_kept(database: Database) -> 
     hold(ledger, "old", account, expires_at=1)
     hold(ledger, "queued", account, expires_at=2**40)
     bus = Bus()
-    assert await sweep_once(ledger, database, bus.publish, outcomes(), NOTHING_QUEUED, HOUR) == 1
+    assert (
+        await Sweeper(ledger, database, bus.publish, outcomes(), NOTHING_QUEUED, HOUR).sweep_once()
+        == 1
+    )
     assert [(e.task_id, e.WhichOneof("kind")) for e in bus.events] == [("old", "expired")]
     assert ledger.get_hold(task_id="old").state == HoldState.PENDING
     assert ledger.get_hold(task_id="queued").state == HoldState.PENDING
@@ -80,7 +82,10 @@ async def test_a_hold_whose_outcome_is_on_the_bus_is_left_to_it(database: Databa
     hold(ledger, "lost", account, expires_at=1)
     bus = Bus()
     assert (
-        await sweep_once(ledger, database, bus.publish, outcomes("late"), NOTHING_QUEUED, HOUR) == 1
+        await Sweeper(
+            ledger, database, bus.publish, outcomes("late"), NOTHING_QUEUED, HOUR
+        ).sweep_once()
+        == 1
     )
     assert [e.task_id for e in bus.events] == ["lost"]
 
@@ -97,18 +102,18 @@ async def test_a_job_still_queued_gets_the_task_deadline_until_it_passes(
     hold(ledger, "lost", account, expires_at=1)
     bus = Bus()
     queued = outcomes("waiting")
-    assert await sweep_once(ledger, database, bus.publish, outcomes(), queued, HOUR) == 1
+    assert await Sweeper(ledger, database, bus.publish, outcomes(), queued, HOUR).sweep_once() == 1
     assert [e.task_id for e in bus.events] == ["lost"]
     deadline = ledger.get_hold(task_id="waiting").expires_at
     assert abs(deadline - (time.time() + HOUR)) < 60  # the task's: an hour from its submit
     bus.events.clear()
-    assert await sweep_once(ledger, database, bus.publish, outcomes(), queued, HOUR) == 1
+    assert await Sweeper(ledger, database, bus.publish, outcomes(), queued, HOUR).sweep_once() == 1
     assert [e.task_id for e in bus.events] == ["lost"]  # "waiting" is not due yet
     ledger.extend_holds([])  # nothing to extend: no statement fails
     with database.engine.begin() as conn:  # its task's deadline passes in the queue
         conn.execute(text("UPDATE hold SET expires_at = 1 WHERE task_id = 'waiting'"))
     bus.events.clear()
-    assert await sweep_once(ledger, database, bus.publish, outcomes(), queued, 0) == 2
+    assert await Sweeper(ledger, database, bus.publish, outcomes(), queued, 0).sweep_once() == 2
     assert sorted(e.task_id for e in bus.events) == ["lost", "waiting"]
 
 
@@ -119,10 +124,13 @@ async def test_a_bus_outage_leaves_the_hold_for_the_next_sweep(database: Databas
     bus = Bus()
     bus.down = True
     with pytest.raises(ApiError):
-        await sweep_once(ledger, database, bus.publish, outcomes(), NOTHING_QUEUED, HOUR)
+        await Sweeper(ledger, database, bus.publish, outcomes(), NOTHING_QUEUED, HOUR).sweep_once()
     assert ledger.get_hold(task_id="old").state == HoldState.PENDING
     bus.down = False
-    assert await sweep_once(ledger, database, bus.publish, outcomes(), NOTHING_QUEUED, HOUR) == 1
+    assert (
+        await Sweeper(ledger, database, bus.publish, outcomes(), NOTHING_QUEUED, HOUR).sweep_once()
+        == 1
+    )
     assert [e.task_id for e in bus.events] == ["old"]
 
 
@@ -136,11 +144,15 @@ async def test_holds_long_past_their_deadline_are_reported(database: Database) -
     hold(ledger, "just", account, expires_at=now - 1)  # announced, within the grace
     hold(ledger, "fresh", account, expires_at=2**40)
     bus = Bus()
-    await sweep_and_report(ledger, database, bus.publish, outcomes(), NOTHING_QUEUED, HOUR)
+    await Sweeper(
+        ledger, database, bus.publish, outcomes(), NOTHING_QUEUED, HOUR
+    ).sweep_and_report()
     assert sorted(e.task_id for e in bus.events) == ["just", "old"]
     assert HOLDS_OVERDUE._value.get() == 1
     ledger.release(task_id="old", reason="expired")
-    await sweep_and_report(ledger, database, bus.publish, outcomes(), NOTHING_QUEUED, HOUR)
+    await Sweeper(
+        ledger, database, bus.publish, outcomes(), NOTHING_QUEUED, HOUR
+    ).sweep_and_report()
     assert HOLDS_OVERDUE._value.get() == 0
 
 
