@@ -126,11 +126,11 @@ async def rpc_probe(calls: int = 1000) -> None:
 
 
 def ledger_probe(calls: int = 1000) -> None:
-    from billing.ledger import HoldRequest, Ledger, Settle  # noqa: PLC0415
-    from billing.migrate import SCHEMA  # noqa: PLC0415
-    from billing.prices import PriceList  # noqa: PLC0415
     from pixelrelay.db import Database  # noqa: PLC0415
     from pixelrelay.v1 import common_pb2  # noqa: PLC0415
+    from pixelrelay_billing.ledger import HoldRequest, Ledger, Settle  # noqa: PLC0415
+    from pixelrelay_billing.migrate import SCHEMA  # noqa: PLC0415
+    from pixelrelay_billing.prices import PriceList  # noqa: PLC0415
 
     url = f"sqlite:///{Path(tempfile.mkdtemp()) / 'ledger.db'}"
     SCHEMA.upgrade(url)

@@ -40,8 +40,8 @@ from typing import Any
 import httpx
 
 from bench.two_channels import TwoChannels, prompt_digest, set_faults, two_channel_platform
-from billing.prices import PriceList
 from pixelrelay.v1 import common_pb2
+from pixelrelay_billing.prices import PriceList
 
 log = logging.getLogger("soak")
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -219,7 +219,7 @@ def _platform_pids(bench: Bench) -> dict[str, list[int]]:
     """The platform's processes by service (replicas together), without the simulators."""
     pids: dict[str, list[int]] = {}
     for child in bench.stack.children:
-        if child.name != "upstream_sim":
+        if child.name != "pixelrelay_sim":
             pids.setdefault(re.sub(r"-\d+$", "", child.name), []).append(child.process.pid)
     return pids
 

@@ -74,7 +74,7 @@ async def two_channel_platform(
         CHANNELS.format(primary=primary_port, timeout=primary_timeout)
     )
     primary = subprocess.Popen(
-        [sys.executable, "-m", "upstream_sim"],
+        [sys.executable, "-m", "pixelrelay_sim"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={
@@ -109,7 +109,7 @@ async def two_channel_platform(
 
 
 async def set_faults(sim_url: str, *rules: dict[str, Any]) -> None:
-    """Replace a simulator's fault rules (upstream_sim/faults.py); none clears them."""
+    """Replace a simulator's fault rules (pixelrelay_sim/faults.py); none clears them."""
     async with httpx.AsyncClient(base_url=sim_url) as sim:
         (await sim.put("/_sim/faults", json=list(rules))).raise_for_status()
 

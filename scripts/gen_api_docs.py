@@ -11,15 +11,15 @@ import sys
 from pathlib import Path
 from typing import Any, cast
 
-from gateway.core.api import PublicApi
-from gateway.core.sessions import Sessions
-from gateway.core.sizes import PIXELS, RATIOS, RESOLUTIONS
-from gateway.http.app import create_app
-from gateway.inputs.images import MAX_PIXELS
-from gateway.settings import GatewaySettings
 from pixelrelay import catalog
 from pixelrelay.catalog import ModelSpec
 from pixelrelay.errors import CATALOG
+from pixelrelay_gateway.core.api import PublicApi
+from pixelrelay_gateway.core.sessions import Sessions
+from pixelrelay_gateway.core.sizes import PIXELS, RATIOS, RESOLUTIONS
+from pixelrelay_gateway.http.app import create_app
+from pixelrelay_gateway.inputs.images import MAX_PIXELS
+from pixelrelay_gateway.settings import GatewaySettings
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 

@@ -21,7 +21,7 @@ from typing import Any
 import kubernetes_validate
 import yaml
 
-from dispatcher import channels
+from pixelrelay_dispatcher import channels
 
 ROOT = Path(__file__).resolve().parent.parent
 OVERLAYS = ROOT / "deploy" / "k8s" / "overlays"

@@ -191,9 +191,9 @@ class Stack:
                 s3_env,
             )
         self._spawn(
-            "upstream_sim",
-            self._python("upstream_sim"),
-            lambda: wait_http(f"{c.sim_url}/healthz", "upstream_sim"),
+            "pixelrelay_sim",
+            self._python("pixelrelay_sim"),
+            lambda: wait_http(f"{c.sim_url}/healthz", "pixelrelay_sim"),
             {"SIM_PORT": str(c.sim_port), "SIM_LATENCY_MS": str(c.sim_latency_ms)},
         )
         await self._wait_all()
@@ -206,7 +206,7 @@ class Stack:
             name = replica_name("billing", i)
             self._spawn(
                 name,
-                self._python("billing"),
+                self._python("pixelrelay_billing"),
                 functools.partial(wait_grpc, ports[name][0], name),
                 {
                     **self._service_env(name, "billing"),
@@ -220,7 +220,7 @@ class Stack:
             name = replica_name("storage", i)
             self._spawn(
                 name,
-                self._python("storage"),
+                self._python("pixelrelay_storage"),
                 functools.partial(wait_grpc, ports[name][0], name),
                 {
                     # rclone takes no lifecycle rules (s3_server.py): storage's sweep alone.
@@ -237,7 +237,7 @@ class Stack:
             port = c.dispatcher_port + i
             self._spawn(
                 name,
-                self._python("dispatcher"),
+                self._python("pixelrelay_dispatcher"),
                 functools.partial(wait_grpc, port, name),
                 {
                     **self.upstreams.env,
@@ -255,7 +255,7 @@ class Stack:
             name = replica_name("gateway", i)
             self._spawn(
                 name,
-                self._python("gateway"),
+                self._python("pixelrelay_gateway"),
                 functools.partial(self._gateway_ready, i),
                 {
                     # the console over plain http on loopback: a Secure cookie would not stick

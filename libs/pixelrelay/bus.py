@@ -62,7 +62,7 @@ DEADLETTER_SUBJECT = "pixelrelay.deadletter.jobs"
 # on every try): kept a week with the reason, instead of being retried forever.
 DEADLETTER_EVENTS_SUBJECT = "pixelrelay.deadletter.events"
 REASON_HEADER = "Pixelrelay-Reason"
-# Core NATS, no stream: a gateway tells the others a task settled (gateway/core/waiting.py).
+# Core NATS, no stream: a gateway tells the others a task settled (pixelrelay_gateway/core/waiting.py).
 SETTLED_PREFIX = "pixelrelay.settled"
 SETTLED_SUBJECTS = f"{SETTLED_PREFIX}.*"
 # Core NATS, no stream: images from a dispatcher to the request waiting (relay.py).

@@ -30,7 +30,7 @@ DEFAULT_CATALOG = Path(__file__).with_name("catalog.yaml")
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 Resolution = Literal["1k", "2k", "4k"]
-# The ratios of the gateway's size table (gateway/core/sizes.py), landscape and portrait.
+# The ratios of the gateway's size table (pixelrelay_gateway/core/sizes.py), landscape and portrait.
 Ratio = Literal[
     "1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "5:4", "4:5", "2:1", "1:2", "21:9", "9:21"
 ]

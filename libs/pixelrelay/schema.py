@@ -6,8 +6,8 @@ database at start (`MIGRATE_ON_START`, the default, what `make run` does) or, in
 cluster, waits until the migrations Job has brought the schema to the version it was
 built for (`pending` is empty) and reports NOT_SERVING meanwhile.
 
-    python -m billing.migrate upgrade | current | revision -m "…"
-    python -m gateway.migrate upgrade | current | revision -m "…"
+    python -m pixelrelay_billing.migrate upgrade | current | revision -m "…"
+    python -m pixelrelay_gateway.migrate upgrade | current | revision -m "…"
 """
 
 from __future__ import annotations

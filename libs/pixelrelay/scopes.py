@@ -1,5 +1,5 @@
 """What an API key may do. A key issued by an operator has every scope; a key created by a
-key has at most its creator's. Each public operation needs one scope (gateway/core/api.py)."""
+key has at most its creator's. Each public operation needs one scope (pixelrelay_gateway/core/api.py)."""
 
 from __future__ import annotations
 

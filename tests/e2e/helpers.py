@@ -62,7 +62,7 @@ def admin(platform: Platform) -> dict[str, str]:
 
 
 async def faults(platform: Platform, *rules: dict[str, Any]) -> None:
-    """Replace the simulator's fault rules (upstream_sim/faults.py)."""
+    """Replace the simulator's fault rules (pixelrelay_sim/faults.py)."""
     async with httpx.AsyncClient(base_url=platform.config.sim_url) as sim:
         (await sim.put("/_sim/faults", json=list(rules))).raise_for_status()
 

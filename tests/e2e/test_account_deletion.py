@@ -20,6 +20,7 @@ import pytest
 from pixelrelay.callers import GATEWAY
 from pixelrelay.errors import ApiError, E
 from pixelrelay.storage_client import StorageClient
+from pixelrelay_sim.render import render_image
 from tests.e2e.conftest import Platform
 from tests.e2e.helpers import (
     admin,
@@ -31,7 +32,6 @@ from tests.e2e.helpers import (
     poll_until_done,
     upstream_requests,
 )
-from upstream_sim.render import render_image
 
 pytestmark = pytest.mark.e2e
 
@@ -67,7 +67,7 @@ def cli(platform: Platform, *args: str) -> subprocess.CompletedProcess[str]:
         "PIXELRELAY_ADMIN_TOKEN": platform.config.admin_token,
     }
     return subprocess.run(
-        [sys.executable, "-m", "pixelrelay.cli", "admin", *args],
+        [sys.executable, "-m", "pixelrelay_cli", "admin", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -227,7 +227,7 @@ async def test_the_admin_grpc_service_needs_the_admin_token(platform: Platform, 
         ("export-account", platform.account_id),
     ):
         done = subprocess.run(
-            [sys.executable, "-m", "pixelrelay.cli", "admin", *args],
+            [sys.executable, "-m", "pixelrelay_cli", "admin", *args],
             env={**env, "GATEWAY_ADDR": f"127.0.0.1:{platform.config.grpc_port}"},
             capture_output=True,
             text=True,

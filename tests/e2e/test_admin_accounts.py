@@ -78,7 +78,7 @@ def test_the_cli_lists_accounts_with_numbers_as_numbers(platform: Platform) -> N
         "PIXELRELAY_ADMIN_TOKEN": platform.config.admin_token,
     }
     done = subprocess.run(
-        [sys.executable, "-m", "pixelrelay.cli", "admin", "list-accounts"]
+        [sys.executable, "-m", "pixelrelay_cli", "admin", "list-accounts"]
         + ["--search", platform.account_id, "--limit", "5"],
         env=env,
         capture_output=True,
@@ -92,7 +92,7 @@ def test_the_cli_lists_accounts_with_numbers_as_numbers(platform: Platform) -> N
     assert isinstance(account["balance"], int) and isinstance(account["created_at"], int)
 
     customer = subprocess.run(
-        [sys.executable, "-m", "pixelrelay.cli", "admin", "list-accounts"],
+        [sys.executable, "-m", "pixelrelay_cli", "admin", "list-accounts"],
         env={**env, "PIXELRELAY_ADMIN_TOKEN": platform.api_key},
         capture_output=True,
         text=True,
@@ -120,7 +120,7 @@ def test_the_cli_finds_the_platform_by_make_runs_variables_or_names_where_it_loo
 
     def cli(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "pixelrelay.cli", "admin", *args],
+            [sys.executable, "-m", "pixelrelay_cli", "admin", *args],
             env={**env, **extra},
             capture_output=True,
             text=True,

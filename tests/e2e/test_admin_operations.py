@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from pixelrelay.admin_client import AdminClient
 from pixelrelay.callers import GATEWAY
 from pixelrelay.errors import ApiError, E
 from pixelrelay.ids import random_token
 from pixelrelay.v1 import public_api_pb2
+from pixelrelay_cli.admin_client import AdminClient
 from tests.e2e.conftest import Platform
 from tests.e2e.helpers import admin, eventually, faults, new_account, poll_until_done
 
@@ -143,7 +143,7 @@ def test_the_cli_looks_up_a_task_and_lists_channels(platform: Platform) -> None:
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "pixelrelay.cli", "admin", *args],
+            [sys.executable, "-m", "pixelrelay_cli", "admin", *args],
             env=env,
             capture_output=True,
             text=True,

@@ -16,9 +16,9 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from gateway.core.authcache import TTL_SECONDS
 from pixelrelay.db import Database
 from pixelrelay.v1 import public_api_pb2, public_api_pb2_grpc
+from pixelrelay_gateway.core.authcache import TTL_SECONDS
 from tests.e2e.conftest import SUBMIT_HOLD_SECONDS, Platform
 from tests.e2e.helpers import (
     admin,

@@ -15,10 +15,10 @@ import httpx
 import pytest
 from PIL import Image
 
+from pixelrelay_sim.render import render_image
 from tests.e2e.conftest import Platform
 from tests.e2e.helpers import eventually, new_account, poll_until_done
 from tests.integration.image_server import ImageServer, image_server
-from upstream_sim.render import render_image
 
 pytestmark = pytest.mark.e2e
 

@@ -19,9 +19,9 @@ from PIL import Image
 
 from pixelrelay.retention import DAY_SECONDS
 from pixelrelay.v1 import public_api_pb2, public_api_pb2_grpc
+from pixelrelay_sim.render import render_image
 from tests.e2e.conftest import Platform, running_platform
 from tests.e2e.helpers import bucket_keys, eventually, ledger_ok, new_account, poll_until_done
-from upstream_sim.render import render_image
 
 RESULT_TTL_S = 4
 RETENTION_S = 12

@@ -12,16 +12,16 @@ import pytest
 from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
-from billing.access import BILLING_ACCESS
 from pixelrelay.callers import ADMIN, DISPATCHER, GATEWAY, AccessPolicy, credential_metadata
 from pixelrelay.errors import ApiError, E, ErrorKind
 from pixelrelay.grpc_server import insecure_channel
 from pixelrelay.storage_client import ImageBytes, StorageClient
 from pixelrelay.v1 import billing_pb2, storage_pb2
-from storage.access import STORAGE_ACCESS
+from pixelrelay_billing.access import BILLING_ACCESS
+from pixelrelay_sim.render import render_image
+from pixelrelay_storage.access import STORAGE_ACCESS
 from tests.e2e.conftest import Platform
 from tests.e2e.helpers import new_account, poll_until_done
-from upstream_sim.render import render_image
 
 pytestmark = [pytest.mark.e2e, pytest.mark.security]
 

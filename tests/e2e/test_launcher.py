@@ -62,7 +62,7 @@ async def test_a_child_that_dies_at_start_is_named_with_its_log(tmp_path: Path) 
     [
         ("nats", lambda c: c.nats_port),
         ("s3", lambda c: c.s3_port),
-        ("upstream_sim", lambda c: c.sim_port),
+        ("pixelrelay_sim", lambda c: c.sim_port),
         ("billing", lambda c: c.billing_port),  # gRPC
         ("storage", lambda c: c.metrics_port + 2),  # Prometheus
         ("gateway", lambda c: c.http_port),  # uvicorn

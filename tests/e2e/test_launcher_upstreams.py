@@ -31,7 +31,7 @@ def stand_in(tmp_path: Path) -> Iterator[str]:
         (port,) = lease.ports
         log = (tmp_path / "stand-in.log").open("wb")
         process = subprocess.Popen(
-            [sys.executable, "-m", "upstream_sim"],
+            [sys.executable, "-m", "pixelrelay_sim"],
             env={"SIM_PORT": str(port), "SIM_API_KEY": STAND_IN_KEY, "SIM_LATENCY_MS": "20"},
             stdout=log,
             stderr=subprocess.STDOUT,

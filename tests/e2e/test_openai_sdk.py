@@ -17,11 +17,11 @@ import pytest
 from PIL import Image
 
 from pixelrelay.v1 import public_api_pb2, public_api_pb2_grpc
+from pixelrelay_sim.render import render_image
 from tests.e2e import conftest
 from tests.e2e.conftest import Platform
 from tests.e2e.helpers import faults, new_account, poll_until_done, upstream_requests
 from tests.e2e.test_contract import sim_request
-from upstream_sim.render import render_image
 
 pytestmark = pytest.mark.e2e
 

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from gateway.core.authcache import TTL_SECONDS
+from pixelrelay_gateway.core.authcache import TTL_SECONDS
 from tests.e2e.conftest import Platform
 from tests.e2e.helpers import ledger_ok, poll_until_done, upstream_requests
 

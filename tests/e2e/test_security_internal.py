@@ -33,6 +33,7 @@ from pixelrelay.v1 import (
     storage_pb2,
     storage_pb2_grpc,
 )
+from pixelrelay_sim.render import render_image
 from tests.e2e.conftest import Platform
 from tests.e2e.helpers import (
     bucket_keys,
@@ -42,7 +43,6 @@ from tests.e2e.helpers import (
     poll_until_done,
     upstream_requests,
 )
-from upstream_sim.render import render_image
 
 pytestmark = [pytest.mark.e2e, pytest.mark.security]
 

@@ -20,9 +20,9 @@ from PIL import Image
 
 from pixelrelay.grpc_server import check_health
 from pixelrelay.v1 import public_api_pb2, public_api_pb2_grpc
+from pixelrelay_sim.render import prompt_color
 from tests.e2e.conftest import Platform
 from tests.e2e.helpers import eventually, new_account, poll_until_done, upstream_requests
-from upstream_sim.render import prompt_color
 
 pytestmark = pytest.mark.e2e
 
@@ -438,7 +438,7 @@ async def test_admin_cli_provisions_a_working_key(platform: Platform) -> None:
 
     def admin(*args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "pixelrelay.cli", "admin", *args],
+            [sys.executable, "-m", "pixelrelay_cli", "admin", *args],
             env=env if token is None else {**env, "PIXELRELAY_ADMIN_TOKEN": token},
             capture_output=True,
             text=True,

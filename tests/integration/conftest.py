@@ -17,9 +17,9 @@ from moto.server import ThreadedMotoServer
 from pixelrelay.bus import ensure_streams
 from pixelrelay_dev.children import wait_nats
 from pixelrelay_dev.config import nats_server_binary
+from pixelrelay_sim.app import create_app
+from pixelrelay_sim.settings import SimSettings
 from tests.utils.servers import serving
-from upstream_sim.app import create_app
-from upstream_sim.settings import SimSettings
 
 
 @dataclass

@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from pixelrelay_sim.render import render_image
 from tests.utils.servers import serving
-from upstream_sim.render import render_image
 
 
 @dataclass

@@ -10,8 +10,8 @@ from minio import Minio
 from pydantic import SecretStr
 
 from pixelrelay.errors import ApiError, E
-from storage.blobstore import BlobStore, watch_bucket
-from storage.settings import StorageSettings
+from pixelrelay_storage.blobstore import BlobStore, watch_bucket
+from pixelrelay_storage.settings import StorageSettings
 
 
 def store(endpoint: str, *, create: bool) -> BlobStore:

@@ -287,7 +287,7 @@ def test_the_configuration_is_what_nats_server_accepts(tmp_path: Path) -> None:
 
 def admin_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pixelrelay.cli", "admin", *args],
+        [sys.executable, "-m", "pixelrelay_cli", "admin", *args],
         env={**os.environ, **env},
         capture_output=True,
         text=True,

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from dispatcher.channels import ChannelsFile
-from dispatcher.errors import ChannelAuthError, ChannelNotFoundError, RetryableError
-from dispatcher.router import AUTH_FAILURE_COOLDOWN, AllChannelsFailed, Router
-from dispatcher.upstream import ImagesChannel, InputImage, Partials
+from pixelrelay_dispatcher.channels import ChannelsFile
+from pixelrelay_dispatcher.errors import ChannelAuthError, ChannelNotFoundError, RetryableError
+from pixelrelay_dispatcher.router import AUTH_FAILURE_COOLDOWN, AllChannelsFailed, Router
+from pixelrelay_dispatcher.upstream import ImagesChannel, InputImage, Partials
+from pixelrelay_sim.render import render_image
+from pixelrelay_sim.settings import SimSettings
 from tests.integration.conftest import Simulator, running_simulator
 from tests.integration.test_dispatcher_upstream import SPEC, Collected
-from upstream_sim.render import render_image
-from upstream_sim.settings import SimSettings
 
 API_VERSION = "2025-04-01-preview"
 

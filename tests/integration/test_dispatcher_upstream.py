@@ -7,20 +7,20 @@ import io
 import pytest
 from PIL import Image
 
-from dispatcher.channels import ChannelsFile
-from dispatcher.errors import (
+from pixelrelay.v1 import common_pb2
+from pixelrelay_dispatcher.channels import ChannelsFile
+from pixelrelay_dispatcher.errors import (
     AmbiguousError,
     BadOutputError,
     ChannelAuthError,
     PermanentError,
     RetryableError,
 )
-from dispatcher.router import AllChannelsFailed, Router
-from dispatcher.upstream import ImagesChannel, InputImage, Partials
-from pixelrelay.v1 import common_pb2
+from pixelrelay_dispatcher.router import AllChannelsFailed, Router
+from pixelrelay_dispatcher.upstream import ImagesChannel, InputImage, Partials
+from pixelrelay_sim.render import render_image
 from tests.integration.conftest import Simulator
 from tests.utils.servers import refusing_port
-from upstream_sim.render import render_image
 
 SPEC = common_pb2.ImageSpec(
     model="gpt-image-2",

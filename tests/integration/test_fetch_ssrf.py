@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway.inputs.fetch import SafeFetcher, is_public
 from pixelrelay.errors import ApiError, E
+from pixelrelay_gateway.inputs.fetch import SafeFetcher, is_public
 from tests.integration.image_server import ImageServer, image_server
 from tests.utils.servers import refusing_port
 

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def k8s_secrets(*args: str) -> dict[str, Any]:
     run = subprocess.run(
-        [sys.executable, "-m", "pixelrelay.cli", "admin", "k8s-secrets", *args],
+        [sys.executable, "-m", "pixelrelay_cli", "admin", "k8s-secrets", *args],
         check=True,
         capture_output=True,
         text=True,

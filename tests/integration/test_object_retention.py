@@ -16,9 +16,9 @@ from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
 from pydantic import SecretStr
 
 from pixelrelay.retention import DAY_SECONDS
-from storage.blobstore import BlobStore
-from storage.retention import apply_lifecycle_rules, sweep_expired
-from storage.settings import StorageSettings
+from pixelrelay_storage.blobstore import BlobStore
+from pixelrelay_storage.retention import apply_lifecycle_rules, sweep_expired
+from pixelrelay_storage.settings import StorageSettings
 
 BUCKET = "retention"
 

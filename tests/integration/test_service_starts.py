@@ -16,8 +16,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from billing.migrate import SCHEMA as BILLING
 from pixelrelay.capabilities import new_capability_key
+from pixelrelay_billing.migrate import SCHEMA as BILLING
 from pixelrelay_dev.ports import lease_ports
 from tests.integration.conftest import nats_on
 from tests.unit.dispatcher.test_channels import VALID
@@ -25,9 +25,9 @@ from tests.utils.databases import POSTGRES_URL, postgres_database
 
 
 def start_dispatcher(**env: str) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m dispatcher`` with only ``env`` (and PATH) set, until it exits."""
+    """Run ``python -m pixelrelay_dispatcher`` with only ``env`` (and PATH) set, until it exits."""
     return subprocess.run(
-        [sys.executable, "-m", "dispatcher"],
+        [sys.executable, "-m", "pixelrelay_dispatcher"],
         env={"PATH": os.environ.get("PATH", ""), **env},
         capture_output=True,
         text=True,

@@ -20,11 +20,11 @@ from pixelrelay.capabilities import TaskCapabilities, TaskGrant, new_capability_
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import storage_pb2
 from pixelrelay_dev.ports import lease_ports
-from storage.blobstore import BlobStore
-from storage.servicer import StorageServicer
-from storage.settings import StorageSettings
+from pixelrelay_sim.render import render_image
+from pixelrelay_storage.blobstore import BlobStore
+from pixelrelay_storage.servicer import StorageServicer
+from pixelrelay_storage.settings import StorageSettings
 from tests.integration.conftest import nats_on
-from upstream_sim.render import render_image
 
 TASK = "task_0123456789abcdefghijkl"
 CAPABILITIES = TaskCapabilities.parse(new_capability_key())

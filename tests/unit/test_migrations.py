@@ -11,10 +11,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy import MetaData, inspect, text
 from sqlmodel import SQLModel
 
-from billing.migrate import SCHEMA as BILLING
-from gateway.migrate import SCHEMA as GATEWAY
 from pixelrelay.db import Database
 from pixelrelay.schema import Schema
+from pixelrelay_billing.migrate import SCHEMA as BILLING
+from pixelrelay_gateway.migrate import SCHEMA as GATEWAY
 
 SCHEMAS = [BILLING, GATEWAY]
 

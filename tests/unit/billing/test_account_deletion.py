@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from billing.ledger import Ledger
-from billing.models import HoldState
-from billing.prices import PriceList
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import common_pb2
+from pixelrelay_billing.ledger import Ledger
+from pixelrelay_billing.models import HoldState
+from pixelrelay_billing.prices import PriceList
 
 BASIC_1K = common_pb2.PriceItem(model="gpt-image-2", resolution="1k", n=1)
 

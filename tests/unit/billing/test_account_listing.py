@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from billing.ledger import Ledger
-from billing.prices import PriceList
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
+from pixelrelay_billing.ledger import Ledger
+from pixelrelay_billing.prices import PriceList
 
 
 @pytest.fixture

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from billing.ledger import Ledger
-from billing.prices import PriceList
 from pixelrelay import scopes
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E, ErrorKind
 from pixelrelay.v1 import common_pb2
+from pixelrelay_billing.ledger import Ledger
+from pixelrelay_billing.prices import PriceList
 
 BASIC_1K = common_pb2.PriceItem(model="gpt-image-2", resolution="1k", n=1)  # 7 credits
 # Far enough ahead to outlive the suite: it is computed once, when the tests are collected.

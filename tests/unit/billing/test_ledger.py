@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import Session, select
 
-from billing.ledger import HoldRequest, Ledger, hash_key
-from billing.models import ApiKey, HoldState
-from billing.prices import PriceList
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import common_pb2
+from pixelrelay_billing.ledger import HoldRequest, Ledger, hash_key
+from pixelrelay_billing.models import ApiKey, HoldState
+from pixelrelay_billing.prices import PriceList
 
 BASIC_1K = common_pb2.PriceItem(model="gpt-image-2", resolution="1k", n=1)
 

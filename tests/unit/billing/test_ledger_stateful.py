@@ -25,11 +25,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from billing.ledger import HoldRequest, Ledger
-from billing.prices import PriceList
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E, ErrorKind
 from pixelrelay.v1 import common_pb2
+from pixelrelay_billing.ledger import HoldRequest, Ledger
+from pixelrelay_billing.prices import PriceList
 from tests.utils.databases import POSTGRES_URL, open_database
 
 EXAMPLES = int(os.environ.get("LEDGER_MODEL_EXAMPLES", "30"))

@@ -11,15 +11,15 @@ import pytest
 from argon2 import PasswordHasher
 from sqlmodel import Session, func, select
 
-from billing.ledger import Ledger
-from billing.ledger.deletion import DELETED_NAME
-from billing.login_rpcs import LoginRpcs
-from billing.models import Account, Login
-from billing.passwords import Passwords
-from billing.prices import PriceList
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E, ErrorKind
 from pixelrelay.v1 import billing_pb2
+from pixelrelay_billing.ledger import Ledger
+from pixelrelay_billing.ledger.deletion import DELETED_NAME
+from pixelrelay_billing.login_rpcs import LoginRpcs
+from pixelrelay_billing.models import Account, Login
+from pixelrelay_billing.passwords import Passwords
+from pixelrelay_billing.prices import PriceList
 
 GOOD = "correct horse battery"
 GRANT = 100

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from billing.prices import PriceList
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import common_pb2
+from pixelrelay_billing.prices import PriceList
 
 PRICES = PriceList.load()
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 from sqlmodel import Session, func, select
 
-from billing.ledger import Ledger
-from billing.models import ApiKey
-from billing.prices import PriceList
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
+from pixelrelay_billing.ledger import Ledger
+from pixelrelay_billing.models import ApiKey
+from pixelrelay_billing.prices import PriceList
 
 SECRET = "pr_live_" + "A1" * 16
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import threading
 
-from billing.ratelimits import RateBuckets, Take, Verdict
 from pixelrelay.db import Database
+from pixelrelay_billing.ratelimits import RateBuckets, Take, Verdict
 
 
 class Clock:

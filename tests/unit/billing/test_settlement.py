@@ -12,14 +12,14 @@ from typing import Any, cast
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from billing.ledger import Ledger, Settle
-from billing.models import HoldState
-from billing.prices import PriceList
-from billing.settlement import Settlement
 from pixelrelay import task_events
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import common_pb2, events_pb2
+from pixelrelay_billing.ledger import Ledger, Settle
+from pixelrelay_billing.models import HoldState
+from pixelrelay_billing.prices import PriceList
+from pixelrelay_billing.settlement import Settlement
 
 ITEM = common_pb2.PriceItem(model="gpt-image-2", resolution="1k", n=1)
 FOUR = common_pb2.PriceItem(model="gpt-image-2-official", resolution="1k", n=4, quality="high")

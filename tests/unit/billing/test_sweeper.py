@@ -9,19 +9,19 @@ import time
 import pytest
 from sqlalchemy import text
 
-from billing.ledger import Ledger
-from billing.models import HoldState
-from billing.prices import PriceList
-from billing.sweeper import (
+from pixelrelay.db import Database
+from pixelrelay.errors import ApiError, E
+from pixelrelay.v1 import common_pb2, events_pb2
+from pixelrelay_billing.ledger import Ledger
+from pixelrelay_billing.models import HoldState
+from pixelrelay_billing.prices import PriceList
+from pixelrelay_billing.sweeper import (
     HOLDS_OVERDUE,
     LEDGER_PROBLEMS,
     Outcome,
     Sweeper,
     run_ledger_checks,
 )
-from pixelrelay.db import Database
-from pixelrelay.errors import ApiError, E
-from pixelrelay.v1 import common_pb2, events_pb2
 
 ITEM = common_pb2.PriceItem(model="gpt-image-2", resolution="1k", n=1)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from dispatcher.breaker import State
+from pixelrelay_dispatcher.breaker import State
 
 ROOT = Path(__file__).resolve().parents[3]
 MONITORING = ROOT / "deploy" / "k8s" / "overlays" / "production" / "monitoring"

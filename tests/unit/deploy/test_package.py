@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
+GATEWAY = ROOT / "services/gateway/pixelrelay_gateway"
 
 
 def test_the_wheel_carries_every_data_file_the_services_read(tmp_path: Path) -> None:
@@ -32,21 +33,32 @@ def test_the_wheel_carries_every_data_file_the_services_read(tmp_path: Path) -> 
     names = set(zipfile.ZipFile(wheel).namelist())
     needed = {
         "pixelrelay/catalog.yaml",
-        "billing/migrations/env.py",
-        "billing/migrations/script.py.mako",
-        "gateway/migrations/env.py",
-        "gateway/migrations/versions/0001_task_records_and_idempotency_keys.py",
+        "pixelrelay_billing/migrations/env.py",
+        "pixelrelay_billing/migrations/script.py.mako",
+        "pixelrelay_gateway/migrations/env.py",
+        "pixelrelay_gateway/migrations/versions/0001_task_records_and_idempotency_keys.py",
         *(  # the pages and the vendored API reference (static/vendor/)
-            f"gateway/{p.relative_to(ROOT / 'services/gateway').as_posix()}"
-            for p in (ROOT / "services/gateway/http/static").rglob("*")
+            f"pixelrelay_gateway/{p.relative_to(GATEWAY).as_posix()}"
+            for p in (GATEWAY / "http/static").rglob("*")
             if p.is_file()
         ),
     }
     assert needed - names == set()
+    # ... every top-level package under one namespace: nothing to collide with another
+    # distribution's `gateway` or `storage` in a shared site-packages
+    top = {n.split("/")[0] for n in names if "/" in n and ".dist-info/" not in n}
+    assert top == {
+        "pixelrelay",
+        "pixelrelay_cli",
+        "pixelrelay_gateway",
+        "pixelrelay_billing",
+        "pixelrelay_dispatcher",
+        "pixelrelay_storage",
+    }
     # ... no channel file: production must say where its prompts go (channels.py)
     assert not [n for n in names if n.endswith("channels.yaml")]
     # ... and none of the development tools, nor what they need
-    assert not [n for n in names if n.startswith(("pixelrelay_dev/", "upstream_sim/"))]
+    assert not [n for n in names if n.startswith(("pixelrelay_dev/", "pixelrelay_sim/"))]
     (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
     requires = [
         line

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from dispatcher.breaker import CircuitBreaker, State
+from pixelrelay_dispatcher.breaker import CircuitBreaker, State
 
 
 class Clock:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher import channels
-from dispatcher.channels import ConfigError
 from pixelrelay.v1 import common_pb2
 from pixelrelay_dev.upstreams import SIMULATOR_CHANNELS as DEV_CHANNELS
+from pixelrelay_dispatcher import channels
+from pixelrelay_dispatcher.channels import ConfigError
 
 ENV = {"UPSTREAM_API_KEY": "sk-1", "OTHER_KEY": "sk-2"}
 PRODUCTION_EXAMPLE = Path(__file__).parents[3] / "deploy/k8s/base/channels.yaml"

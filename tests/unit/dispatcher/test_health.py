@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dispatcher.health import CallWindow
 from pixelrelay.channel_health import BOUNDS_MS, bucket_of, percentile
+from pixelrelay_dispatcher.health import CallWindow
 
 
 class Clock:

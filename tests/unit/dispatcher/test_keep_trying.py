@@ -3,8 +3,8 @@ must not make a redelivery pay the upstream again."""
 
 from __future__ import annotations
 
-from dispatcher.worker import keep_trying
 from pixelrelay.errors import ApiError, E
+from pixelrelay_dispatcher.worker import keep_trying
 
 
 class Store:

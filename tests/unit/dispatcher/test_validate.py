@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from dispatcher import upstream
-from dispatcher.errors import BadOutputError
-from dispatcher.upstream import INLINE_MAX_CHARS, Generation, _validate
 from pixelrelay.v1 import common_pb2
+from pixelrelay_dispatcher import upstream
+from pixelrelay_dispatcher.errors import BadOutputError
+from pixelrelay_dispatcher.upstream import INLINE_MAX_CHARS, Generation, _validate
 
 
 def encoded(fmt: str, side: int) -> str:

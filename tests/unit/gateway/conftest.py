@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway.inputs.decode_pool import DecodeWorkers
+from pixelrelay_gateway.inputs.decode_pool import DecodeWorkers
 
 
 @pytest.fixture(scope="session")

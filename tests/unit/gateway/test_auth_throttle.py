@@ -3,10 +3,10 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from gateway.core import auth_throttle
-from gateway.core.auth_throttle import AuthThrottle, parse_networks
-from gateway.settings import GatewaySettings
 from pixelrelay.errors import ApiError
+from pixelrelay_gateway.core import auth_throttle
+from pixelrelay_gateway.core.auth_throttle import AuthThrottle, parse_networks
+from pixelrelay_gateway.settings import GatewaySettings
 
 
 class Clock:

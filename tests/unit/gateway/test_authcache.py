@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.core.authcache import AuthCache
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import billing_pb2
+from pixelrelay_gateway.core.authcache import AuthCache
 
 KEY = "pr_live_" + "a" * 32
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from gateway.core.channel_health import ChannelHealthBoard, merge
 from pixelrelay.channel_health import BUCKETS, bucket_of
 from pixelrelay.v1 import channel_health_pb2
+from pixelrelay_gateway.core.channel_health import ChannelHealthBoard, merge
 
 
 class Clock:

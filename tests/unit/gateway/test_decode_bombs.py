@@ -13,10 +13,10 @@ import zlib
 import PIL.Image
 import pytest
 
-from gateway.inputs.decode_pool import DecodeWorkers
-from gateway.inputs.images import MAX_PIXELS, DecodeBudget, inspect_image
-from gateway.inputs.work_bounds import MAX_JPEG_SCANS, jpeg_scans, png_raw_size
 from pixelrelay.errors import ApiError, E
+from pixelrelay_gateway.inputs.decode_pool import DecodeWorkers
+from pixelrelay_gateway.inputs.images import MAX_PIXELS, DecodeBudget, inspect_image
+from pixelrelay_gateway.inputs.work_bounds import MAX_JPEG_SCANS, jpeg_scans, png_raw_size
 
 BUDGET = DecodeBudget(MAX_PIXELS * 4)
 

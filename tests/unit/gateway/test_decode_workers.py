@@ -13,13 +13,13 @@ from typing import cast
 
 import pytest
 
-from gateway.inputs.decode_pool import DecodeWorkers
-from gateway.inputs.fetch import SafeFetcher
-from gateway.inputs.images import MAX_PIXELS, DecodeBudget, inspect_image
-from gateway.inputs.references import ReferenceLoader
-from gateway.inputs.work_bounds import MAX_JPEG_SCANS
 from pixelrelay.errors import ApiError, E
 from pixelrelay.storage_client import StorageClient
+from pixelrelay_gateway.inputs.decode_pool import DecodeWorkers
+from pixelrelay_gateway.inputs.fetch import SafeFetcher
+from pixelrelay_gateway.inputs.images import MAX_PIXELS, DecodeBudget, inspect_image
+from pixelrelay_gateway.inputs.references import ReferenceLoader
+from pixelrelay_gateway.inputs.work_bounds import MAX_JPEG_SCANS
 from tests.unit.gateway.test_decode_bombs import chunk, encoded, png_with, with_scans
 
 SMALL = encoded("RGB", (64, 64), "PNG")

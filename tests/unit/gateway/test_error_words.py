@@ -7,8 +7,8 @@ from typing import Literal
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from gateway.http.errors import validation_error
 from pixelrelay.errors import E, ErrorKind
+from pixelrelay_gateway.http.errors import validation_error
 
 
 class Body(BaseModel):

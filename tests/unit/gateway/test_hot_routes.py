@@ -9,13 +9,13 @@ import httpx
 import pytest
 from starlette.types import ASGIApp
 
-from gateway.core.api import PublicApi
-from gateway.core.auth_throttle import AuthThrottle
-from gateway.http.app import create_app
-from gateway.http.hot_routes import HotRoutes
-from gateway.http.middleware import RequestContext
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import common_pb2, public_api_pb2
+from pixelrelay_gateway.core.api import PublicApi
+from pixelrelay_gateway.core.auth_throttle import AuthThrottle
+from pixelrelay_gateway.http.app import create_app
+from pixelrelay_gateway.http.hot_routes import HotRoutes
+from pixelrelay_gateway.http.middleware import RequestContext
 
 
 class Api:

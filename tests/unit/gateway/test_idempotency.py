@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.core.idempotency import Claim, IdempotencyStore, fingerprint, key_digest
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E, ErrorKind
 from pixelrelay.v1 import public_api_pb2
+from pixelrelay_gateway.core.idempotency import Claim, IdempotencyStore, fingerprint, key_digest
 
 A, KEY = "acct_1", key_digest("3f9a1c2e-retry-me")
 

@@ -9,10 +9,10 @@ import zlib
 
 import pytest
 
-from gateway.inputs.decode_pool import DecodeWorkers
-from gateway.inputs.images import MAX_PIXELS, DecodeBudget, inspect_image
 from pixelrelay.errors import ApiError, E
-from upstream_sim.render import render_image
+from pixelrelay_gateway.inputs.decode_pool import DecodeWorkers
+from pixelrelay_gateway.inputs.images import MAX_PIXELS, DecodeBudget, inspect_image
+from pixelrelay_sim.render import render_image
 
 
 def png_header_only(width: int, height: int) -> bytes:

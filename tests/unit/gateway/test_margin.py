@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.core.margin import TaskCosts, group, margin, total
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import common_pb2
+from pixelrelay_gateway.core.margin import TaskCosts, group, margin, total
 
 
 def attempt(channel: str, outcome: str, cost: int = 0, priced: bool = True) -> common_pb2.Attempt:

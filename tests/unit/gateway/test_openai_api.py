@@ -10,16 +10,16 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from gateway.http.openai_api import (
+from pixelrelay import catalog
+from pixelrelay.errors import CATALOG, ApiError, E
+from pixelrelay.v1 import public_api_pb2
+from pixelrelay_gateway.http.openai_api import (
     OpenAIGenerationBody,
     edit_fields,
     generation_request,
     with_keepalives,
 )
-from gateway.http.openai_errors import openai_error_json, openai_status
-from pixelrelay import catalog
-from pixelrelay.errors import CATALOG, ApiError, E
-from pixelrelay.v1 import public_api_pb2
+from pixelrelay_gateway.http.openai_errors import openai_error_json, openai_status
 
 MODELS = catalog.load()
 

@@ -8,9 +8,9 @@ import os
 import re
 from pathlib import Path
 
-from gateway.core import models
-from gateway.http import pages, translate
 from pixelrelay import catalog
+from pixelrelay_gateway.core import models
+from pixelrelay_gateway.http import pages, translate
 
 STATIC = Path(pages.__file__).parent / "static"
 

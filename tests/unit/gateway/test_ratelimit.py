@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.core.ratelimit import LocalBuckets, RateLimiter
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import billing_pb2
+from pixelrelay_gateway.core.ratelimit import LocalBuckets, RateLimiter
 
 
 class Billing:

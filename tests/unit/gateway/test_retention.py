@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.core.idempotency import IdempotencyStore
-from gateway.core.retention import Records, purge_records
-from gateway.core.store import TaskRecord, TaskStore, message_to_json, task_from_row
-from gateway.core.uploads import Quota, UploadRecord, UploadStore
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
 from pixelrelay.retention import DAY_SECONDS
 from pixelrelay.v1 import common_pb2, events_pb2
+from pixelrelay_gateway.core.idempotency import IdempotencyStore
+from pixelrelay_gateway.core.retention import Records, purge_records
+from pixelrelay_gateway.core.store import TaskRecord, TaskStore, message_to_json, task_from_row
+from pixelrelay_gateway.core.uploads import Quota, UploadRecord, UploadStore
 
 SPEC = common_pb2.ImageSpec(model="gpt-image-2", size="1:1", resolution="1k", n=1)
 NOW_MS = 1_800_000_000_000

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 from PIL import Image, ImageCms, ImageDraw
 from PIL.PngImagePlugin import PngInfo
 
-from gateway.inputs.decode_pool import DecodeWorkers
-from gateway.inputs.images import MAX_PIXELS, DecodeBudget, inspect_image
-from gateway.inputs.scrub import Malformed, scrub
 from pixelrelay.errors import ApiError, E
+from pixelrelay_gateway.inputs.decode_pool import DecodeWorkers
+from pixelrelay_gateway.inputs.images import MAX_PIXELS, DecodeBudget, inspect_image
+from pixelrelay_gateway.inputs.scrub import Malformed, scrub
 
 GPS = "51 deg 30' N"  # what a phone writes, and what must not survive
 SECRET = b"private-note-4711"

@@ -8,16 +8,16 @@ from typing import Any, cast
 
 import pytest
 
-from gateway.core.api import PublicApi
-from gateway.core.sessions import (
+from pixelrelay.errors import ApiError, E
+from pixelrelay.v1 import public_api_pb2
+from pixelrelay_gateway.core.api import PublicApi
+from pixelrelay_gateway.core.sessions import (
     Sessions,
     SignUpMode,
     SignUpsPerAddress,
     csrf_matches,
     csrf_token,
 )
-from pixelrelay.errors import ApiError, E
-from pixelrelay.v1 import public_api_pb2
 
 
 class NoBilling:

@@ -4,11 +4,11 @@ import time
 
 import pytest
 
-from gateway.core.events import retry_delay
-from gateway.core.store import TaskRecord, TaskStore, message_to_json
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import common_pb2, events_pb2
+from pixelrelay_gateway.core.events import retry_delay
+from pixelrelay_gateway.core.store import TaskRecord, TaskStore, message_to_json
 
 SPEC = common_pb2.ImageSpec(
     model="gpt-image-2", size="1:1", resolution="1k", width=1024, height=1024, n=1

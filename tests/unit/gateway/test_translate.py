@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from gateway.http import translate
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import common_pb2, public_api_pb2
+from pixelrelay_gateway.http import translate
 
 
 def task(status: str, **fields: object) -> public_api_pb2.Task:

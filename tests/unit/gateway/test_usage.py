@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.core.usage import task_usage
 from pixelrelay.v1 import common_pb2, public_api_pb2
+from pixelrelay_gateway.core.usage import task_usage
 
 
 @pytest.mark.parametrize(

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.core.sizes import PIXELS, RATIOS, ratio_from_prompt
-from gateway.core.validation import resolve
 from pixelrelay import catalog
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import public_api_pb2
+from pixelrelay_gateway.core.sizes import PIXELS, RATIOS, ratio_from_prompt
+from pixelrelay_gateway.core.validation import resolve
 
 MODELS = catalog.load()
 

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from gateway.core import waiting
-from gateway.core.waiting import TaskWaiters, settled_subject
 from pixelrelay.v1 import public_api_pb2
+from pixelrelay_gateway.core import waiting
+from pixelrelay_gateway.core.waiting import TaskWaiters, settled_subject
 
 
 class Record:

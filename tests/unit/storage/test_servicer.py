@@ -10,7 +10,7 @@ import pytest
 from pixelrelay import objects
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import storage_pb2
-from storage.servicer import check_input_key, receive_images
+from pixelrelay_storage.servicer import check_input_key, receive_images
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"x" * 3000
 

@@ -12,9 +12,9 @@ import httpx
 import pytest
 from PIL import Image
 
-from upstream_sim.app import create_app
-from upstream_sim.render import prompt_color, render_image
-from upstream_sim.settings import SimSettings
+from pixelrelay_sim.app import create_app
+from pixelrelay_sim.render import prompt_color, render_image
+from pixelrelay_sim.settings import SimSettings
 
 AUTH = {"Authorization": "Bearer sk-test"}
 

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from upstream_sim.app import create_app
-from upstream_sim.render import render_image
-from upstream_sim.settings import SimSettings
+from pixelrelay_sim.app import create_app
+from pixelrelay_sim.render import render_image
+from pixelrelay_sim.settings import SimSettings
 
 KEY = {"api-key": "az-key"}
 VERSION = {"api-version": "2025-04-01-preview"}

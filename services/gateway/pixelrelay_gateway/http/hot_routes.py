@@ -1,0 +1,99 @@
+"""Submit and poll, dispatched straight to their endpoint functions (the bench's hot
+path); every other request goes through FastAPI."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from fastapi.routing import APIRoute
+from pydantic import ValidationError
+from starlette.types import Message, Receive, Scope, Send
+
+from pixelrelay_gateway.http import reapi
+from pixelrelay_gateway.http.errors import render_error, validation_error
+from pixelrelay_gateway.http.schemas import GenerationBody
+
+# A task's path up to its id: /api/v1/tasks/
+TASK_PREFIX = reapi.TASK.removesuffix("{task_id}")
+
+
+class HotRoutes:
+    """Submit and poll dispatched straight to their FastAPI endpoint functions.
+
+    On these two routes FastAPI's router, dependency solving and exception middlewares
+    cost more CPU than the work itself (docs/benchmarks.md). The endpoints, the body model,
+    the error envelope and the spec are the same ones FastAPI uses; a request that is not
+    plain JSON goes through FastAPI as before.
+    """
+
+    def __init__(self, app: FastAPI):
+        self.app = app
+        routes = {
+            (r.path, method): r
+            for r in app.state.reapi_routes
+            if isinstance(r, APIRoute)
+            for method in r.methods or ()
+        }
+        self.submit = routes[(reapi.GENERATIONS, "POST")]
+        self.poll = routes[(reapi.TASK, "GET")]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path, method = scope.get("path", ""), scope.get("method")
+        if method == "POST" and path == reapi.GENERATIONS and _is_json(scope):
+            scope["route"] = self.submit
+            await self._answer(scope, send, self._submit(scope, receive))
+        elif method == "GET" and _one_segment(path, TASK_PREFIX):
+            scope["route"] = self.poll
+            call = self.poll.endpoint(path[len(TASK_PREFIX) :], _header(scope, b"authorization"))
+            await self._answer(scope, send, call)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _submit(self, scope: Scope, receive: Receive) -> Response:
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        try:
+            body = GenerationBody.model_validate_json(b"".join(chunks))
+        except ValidationError as exc:
+            errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
+            raise validation_error(RequestValidationError(errors)) from None
+        response: Response = await self.submit.endpoint(
+            body, _header(scope, b"authorization"), _header(scope, b"idempotency-key")
+        )
+        return response
+
+    async def _answer(self, scope: Scope, send: Send, call: Awaitable[Response]) -> None:
+        try:
+            response = await call
+        except Exception as exc:
+            response = render_error(exc, scope["state"]["request_id"])
+        await response(scope, _no_body, send)
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _one_segment(path: str, prefix: str) -> bool:
+    """``path`` is ``prefix`` plus one non-empty segment (FastAPI's ``{param}`` match)."""
+    rest = path[len(prefix) :]
+    return path.startswith(prefix) and bool(rest) and "/" not in rest
+
+
+def _is_json(scope: Scope) -> bool:
+    content_type = _header(scope, b"content-type") or ""
+    return content_type.split(";", 1)[0].strip().lower() == "application/json"
