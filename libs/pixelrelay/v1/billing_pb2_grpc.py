@@ -28,7 +28,7 @@ if _version_not_supported:
 class BillingStub:
     """The credit ledger: accounts, API keys, prices, holds and captures.
     Every mutation is idempotent by its natural key (task id for holds).
-    Who may call what is services/billing/access.py: the gateway (on behalf of API keys,
+    Who may call what is services/billing/pixelrelay_billing/access.py: the gateway (on behalf of API keys,
     and to settle tasks), the operator's admin credential (admin REST, `pixelrelay admin`).
     """
 
@@ -178,7 +178,7 @@ class BillingStub:
 class BillingServicer:
     """The credit ledger: accounts, API keys, prices, holds and captures.
     Every mutation is idempotent by its natural key (task id for holds).
-    Who may call what is services/billing/access.py: the gateway (on behalf of API keys,
+    Who may call what is services/billing/pixelrelay_billing/access.py: the gateway (on behalf of API keys,
     and to settle tasks), the operator's admin credential (admin REST, `pixelrelay admin`).
     """
 
@@ -210,7 +210,7 @@ class BillingServicer:
     def Release(self, request, context):
         """The gateway, only for its own submit that failed before its job was queued (memo
         not_queued). Every other settlement is billing's own, from the bus
-        (services/billing/settlement.py): captures on completed, releases on failed and
+        (services/billing/pixelrelay_billing/settlement.py): captures on completed, releases on failed and
         expired, each announced as a settled event.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -527,7 +527,7 @@ def add_BillingServicer_to_server(servicer, server):
 class Billing:
     """The credit ledger: accounts, API keys, prices, holds and captures.
     Every mutation is idempotent by its natural key (task id for holds).
-    Who may call what is services/billing/access.py: the gateway (on behalf of API keys,
+    Who may call what is services/billing/pixelrelay_billing/access.py: the gateway (on behalf of API keys,
     and to settle tasks), the operator's admin credential (admin REST, `pixelrelay admin`).
     """
 

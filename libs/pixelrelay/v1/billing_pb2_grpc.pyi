@@ -29,7 +29,7 @@ GRPC_VERSION: str
 class BillingStub:
     """The credit ledger: accounts, API keys, prices, holds and captures.
     Every mutation is idempotent by its natural key (task id for holds).
-    Who may call what is services/billing/access.py: the gateway (on behalf of API keys,
+    Who may call what is services/billing/pixelrelay_billing/access.py: the gateway (on behalf of API keys,
     and to settle tasks), the operator's admin credential (admin REST, `pixelrelay admin`).
     """
 
@@ -51,7 +51,7 @@ class BillingStub:
     Release: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ReleaseRequest, _billing_pb2.Hold]
     """The gateway, only for its own submit that failed before its job was queued (memo
     not_queued). Every other settlement is billing's own, from the bus
-    (services/billing/settlement.py): captures on completed, releases on failed and
+    (services/billing/pixelrelay_billing/settlement.py): captures on completed, releases on failed and
     expired, each announced as a settled event.
     """
     TakeRequests: _grpc.UnaryUnaryMultiCallable[_billing_pb2.TakeRequestsRequest, _billing_pb2.TakeRequestsResponse]
@@ -112,7 +112,7 @@ class BillingStub:
 class BillingAsyncStub(BillingStub):
     """The credit ledger: accounts, API keys, prices, holds and captures.
     Every mutation is idempotent by its natural key (task id for holds).
-    Who may call what is services/billing/access.py: the gateway (on behalf of API keys,
+    Who may call what is services/billing/pixelrelay_billing/access.py: the gateway (on behalf of API keys,
     and to settle tasks), the operator's admin credential (admin REST, `pixelrelay admin`).
     """
 
@@ -131,7 +131,7 @@ class BillingAsyncStub(BillingStub):
     Release: _aio.UnaryUnaryMultiCallable[_billing_pb2.ReleaseRequest, _billing_pb2.Hold]  # type: ignore[assignment]
     """The gateway, only for its own submit that failed before its job was queued (memo
     not_queued). Every other settlement is billing's own, from the bus
-    (services/billing/settlement.py): captures on completed, releases on failed and
+    (services/billing/pixelrelay_billing/settlement.py): captures on completed, releases on failed and
     expired, each announced as a settled event.
     """
     TakeRequests: _aio.UnaryUnaryMultiCallable[_billing_pb2.TakeRequestsRequest, _billing_pb2.TakeRequestsResponse]  # type: ignore[assignment]
@@ -191,7 +191,7 @@ class BillingAsyncStub(BillingStub):
 class BillingServicer(metaclass=_abc_1.ABCMeta):
     """The credit ledger: accounts, API keys, prices, holds and captures.
     Every mutation is idempotent by its natural key (task id for holds).
-    Who may call what is services/billing/access.py: the gateway (on behalf of API keys,
+    Who may call what is services/billing/pixelrelay_billing/access.py: the gateway (on behalf of API keys,
     and to settle tasks), the operator's admin credential (admin REST, `pixelrelay admin`).
     """
 
@@ -232,7 +232,7 @@ class BillingServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_billing_pb2.Hold, _abc.Awaitable[_billing_pb2.Hold]]:
         """The gateway, only for its own submit that failed before its job was queued (memo
         not_queued). Every other settlement is billing's own, from the bus
-        (services/billing/settlement.py): captures on completed, releases on failed and
+        (services/billing/pixelrelay_billing/settlement.py): captures on completed, releases on failed and
         expired, each announced as a settled event.
         """
 

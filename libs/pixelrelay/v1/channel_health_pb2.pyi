@@ -21,7 +21,7 @@ DESCRIPTOR: _descriptor.FileDescriptor
 @_typing.final
 class ChannelHealthSnapshot(_message.Message):
     """What one dispatcher knows of its upstream channels, published on core NATS subject
-    pixelrelay.health.channels every CHANNEL_HEALTH_EVERY seconds (dispatcher/health.py);
+    pixelrelay.health.channels every CHANNEL_HEALTH_EVERY seconds (pixelrelay_dispatcher/health.py);
     every gateway keeps the latest of each dispatcher and merges them for the operator
     (Admin.ListChannels, GET /admin/v1/channels).
     """
