@@ -49,7 +49,7 @@ def test_a_catalog_that_cannot_be_used_stops_every_service_listing_its_problems(
     catalog = tmp_path / "catalog.yaml"
     catalog.write_text("version: x\nmodels: {}\ncolour: red\naliases: {a: b}\n")
     run = subprocess.run(
-        [sys.executable, "-m", service],
+        [sys.executable, "-m", f"pixelrelay_{service}"],
         env={"PATH": os.environ.get("PATH", ""), "CATALOG_FILE": str(catalog)},
         capture_output=True,
         text=True,
@@ -136,7 +136,7 @@ async def test_billing_waits_not_serving_for_its_schema_and_nats(tmp_path: Path)
         grpc_port, nats_port = lease.ports[0], lease.ports[0] + 1
         log = tmp_path / "billing.log"
         with service(
-            "billing",
+            "pixelrelay_billing",
             log,
             GRPC_PORT=str(grpc_port),
             GRPC_HOST="127.0.0.1",
@@ -164,7 +164,7 @@ async def test_a_service_stopped_while_waiting_exits_cleanly(tmp_path: Path) -> 
     with lease_ports(2) as lease:
         grpc_port, nats_port = lease.ports[0], lease.ports[0] + 1
         with service(
-            "storage",
+            "pixelrelay_storage",
             tmp_path / "storage.log",
             GRPC_PORT=str(grpc_port),
             GRPC_HOST="127.0.0.1",
