@@ -15,6 +15,7 @@ from pixelrelay import catalog
 from pixelrelay.catalog import ModelSpec
 from pixelrelay.errors import CATALOG
 from pixelrelay_gateway.core.api import PublicApi
+from pixelrelay_gateway.core.authenticator import Authenticator
 from pixelrelay_gateway.core.sessions import Sessions
 from pixelrelay_gateway.core.sizes import PIXELS, RATIOS, RESOLUTIONS
 from pixelrelay_gateway.http.app import create_app
@@ -26,7 +27,9 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 def openapi_spec() -> dict[str, Any]:
     # Building the spec never calls the API or the sessions (present: their routes are in)
-    return create_app(cast(PublicApi, None), sessions=cast(Sessions, object())).openapi()
+    return create_app(
+        cast(PublicApi, None), cast(Authenticator, None), sessions=cast(Sessions, object())
+    ).openapi()
 
 
 def _schema_name(ref: dict[str, Any]) -> str:

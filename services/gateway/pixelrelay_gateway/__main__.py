@@ -28,9 +28,12 @@ from pixelrelay.sealing import PromptSealer
 from pixelrelay.startup import starting
 from pixelrelay.storage_client import StorageClient
 from pixelrelay.v1 import admin_pb2, admin_pb2_grpc, public_api_pb2, public_api_pb2_grpc
+from pixelrelay_gateway.core.accounts import AccountData
 from pixelrelay_gateway.core.admin import AdminAccess
 from pixelrelay_gateway.core.api import PublicApi
 from pixelrelay_gateway.core.auth_throttle import AuthThrottle, parse_networks
+from pixelrelay_gateway.core.authcache import AuthCache
+from pixelrelay_gateway.core.authenticator import Authenticator
 from pixelrelay_gateway.core.channel_health import ChannelHealthBoard
 from pixelrelay_gateway.core.events import TaskEventHandler
 from pixelrelay_gateway.core.idempotency import IdempotencyStore
@@ -40,7 +43,8 @@ from pixelrelay_gateway.core.ratelimit import RateLimiter
 from pixelrelay_gateway.core.retention import Records, purge_records
 from pixelrelay_gateway.core.sessions import Sessions, SignUpsPerAddress
 from pixelrelay_gateway.core.store import TaskStore
-from pixelrelay_gateway.core.uploads import Quota, UploadStore
+from pixelrelay_gateway.core.submit import Submitter
+from pixelrelay_gateway.core.uploads import Quota, Uploader, UploadStore
 from pixelrelay_gateway.core.waiting import TaskWaiters, settled_subject
 from pixelrelay_gateway.grpc.servicer import (
     AdminServicer,
@@ -100,7 +104,7 @@ async def _serve(
     stack.callback(db.close)
     store = TaskStore(db.engine)
     uploads = UploadStore(db.engine)
-    waiters = TaskWaiters()
+    waiters = TaskWaiters(longest=settings.sync_wait_seconds)
 
     async def on_settled(msg: Msg) -> None:  # nats-py wants a coroutine function
         waiters.on_subject(msg.subject)
@@ -134,33 +138,51 @@ async def _serve(
     idempotency = IdempotencyStore(
         db.engine, in_flight_ms=int(settings.idempotency_in_flight_seconds * 1000)
     )
+    references = ReferenceLoader(
+        fetcher,
+        storage,
+        DecodeBudget(settings.decode_budget_mb * 1024 * 1024),
+        decode_workers,
+        max_image_bytes=settings.max_image_bytes,
+        per_account=settings.fetch_per_account,
+        decodes_per_account=settings.decode_per_account,
+        total_timeout=settings.fetch_total_timeout,
+    )
+    accounts = AccountData(storage, db, store, uploads, idempotency)
     api = PublicApi(
         models=models,
+        submitter=Submitter(
+            models=models,
+            billing=billing,
+            references=references,
+            db=db,
+            store=store,
+            js=js,
+            sealer=PromptSealer.parse(settings.job_keys.get_secret_value()),
+            capabilities=TaskCapabilities.parse(settings.task_capability_keys.get_secret_value()),
+            hold_ttl_seconds=settings.hold_ttl_seconds,
+        ),
+        uploader=Uploader(
+            references=references,
+            storage=storage,
+            db=db,
+            uploads=uploads,
+            quota=Quota(count=settings.upload_quota_count, bytes=settings.upload_quota_bytes),
+        ),
         billing=billing,
         storage=storage,
-        references=ReferenceLoader(
-            fetcher,
-            storage,
-            DecodeBudget(settings.decode_budget_mb * 1024 * 1024),
-            decode_workers,
-            per_account=settings.fetch_per_account,
-            decodes_per_account=settings.decode_per_account,
-            total_timeout=settings.fetch_total_timeout,
-        ),
         db=db,
         store=store,
-        nc=nc,
-        js=js,
-        hold_ttl_seconds=settings.hold_ttl_seconds,
-        sealer=PromptSealer.parse(settings.job_keys.get_secret_value()),
-        capabilities=TaskCapabilities.parse(settings.task_capability_keys.get_secret_value()),
-        max_image_bytes=settings.max_image_bytes,
-        limiter=RateLimiter(billing.take_request, settings.default_rate_limit),
         idempotency=idempotency,
-        uploads=uploads,
-        upload_quota=Quota(count=settings.upload_quota_count, bytes=settings.upload_quota_bytes),
+        accounts=accounts,
         waiters=waiters,
-        sync_wait_seconds=settings.sync_wait_seconds,
+        nc=nc,
+    )
+    # Every edge (gRPC, REST, sessions) knows a key through the same cache.
+    auth_cache = AuthCache(billing.authenticate)
+    authenticator = Authenticator(
+        cache=auth_cache,
+        limiter=RateLimiter(billing.take_request, settings.default_rate_limit),
     )
     purge_stop = asyncio.Event()
     records = Records(tasks=store, uploads=uploads, idempotency=idempotency)
@@ -210,20 +232,21 @@ async def _serve(
     throttle = AuthThrottle(
         settings.auth_failures_per_minute,
         trusted_proxies=parse_networks(settings.trusted_proxies),
-        vouched=api.vouched,
+        vouched=authenticator.vouched,
     )
-    servicer = PublicApiServicer(api, throttle)
+    servicer = PublicApiServicer(api, authenticator, throttle)
     sessions = Sessions(
-        api,
-        settings.signup_mode,
-        mail_links(settings),
-        SignUpsPerAddress(settings.signups_per_address_hour),
+        billing=billing,
+        auth=auth_cache,
+        mode=settings.signup_mode,
+        links=mail_links(settings),
+        signups=SignUpsPerAddress(settings.signups_per_address_hour),
     )
     sessions_servicer = SessionsServicer(sessions, throttle)
     admin = AdminAccess(
         billing,
         own_credential=credential,
-        accounts=api.accounts,
+        accounts=accounts,
         channels=channel_health,
         public_url=settings.public_url.rstrip("/"),
     )
@@ -247,12 +270,13 @@ async def _serve(
         policy=AccessPolicy({}, public=True),
         callers=TrustedCallers({}),
         host=settings.grpc_host,
-        admit=admitter(api, admin, throttle),
+        admit=admitter(authenticator, admin, throttle),
     )
     http = _Server(
         uvicorn.Config(
             asgi_app(
                 api,
+                authenticator,
                 admin,
                 max_body_bytes=settings.max_body_bytes,
                 max_upload_bytes=settings.max_image_bytes + 64 * 1024,

@@ -82,6 +82,7 @@ async def test_one_accounts_slow_decodes_do_not_delay_anothers() -> None:
         cast(StorageClient, None),
         DecodeBudget(MAX_PIXELS * 8),
         workers,
+        max_image_bytes=20 * 1024 * 1024,
         decodes_per_account=1,
     )
     heavy = [

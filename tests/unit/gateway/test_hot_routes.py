@@ -10,34 +10,45 @@ import pytest
 from starlette.types import ASGIApp
 
 from pixelrelay.errors import ApiError, E
-from pixelrelay.v1 import common_pb2, public_api_pb2
+from pixelrelay.v1 import billing_pb2, common_pb2, public_api_pb2
 from pixelrelay_gateway.core.api import PublicApi
 from pixelrelay_gateway.core.auth_throttle import AuthThrottle
+from pixelrelay_gateway.core.authenticator import Authenticator as RealAuthenticator
 from pixelrelay_gateway.http.app import create_app
 from pixelrelay_gateway.http.hot_routes import HotRoutes
 from pixelrelay_gateway.http.middleware import RequestContext
 
 
+class Authenticator:
+    """Who is calling, as a test double: the edge is what is under test."""
+
+    async def admit(self, authorization: str | None) -> None:
+        pass  # authenticate judges the key
+
+    async def authenticate(self, authorization: str | None, scope: str) -> billing_pb2.Principal:
+        if authorization != "Bearer good":
+            raise ApiError(E.INVALID_API_KEY)
+        return billing_pb2.Principal(account_id="acct_1", scopes=[scope])
+
+
 class Api:
-    """The core's answers, as a test double: the edge is what is under test."""
+    """The core's answers, as a test double."""
 
     def __init__(self) -> None:
         self.submitted: list[public_api_pb2.CreateGenerationRequest] = []
 
-    async def admit(self, authorization: str | None) -> None:
-        pass  # the operations below judge the key themselves
-
     async def create_generation(
-        self, authorization: str | None, request: public_api_pb2.CreateGenerationRequest
+        self,
+        request: public_api_pb2.CreateGenerationRequest,
+        *,
+        principal: billing_pb2.Principal,
     ) -> public_api_pb2.Task:
-        if authorization != "Bearer good":
-            raise ApiError(E.INVALID_API_KEY)
         self.submitted.append(request)
         spec = common_pb2.ImageSpec(model=request.model, width=1024, height=1024, n=1)
         return public_api_pb2.Task(id="task_1", model=request.model, status="processing", spec=spec)
 
     async def get_task(
-        self, authorization: str | None, request: public_api_pb2.GetTaskRequest
+        self, request: public_api_pb2.GetTaskRequest, *, principal: billing_pb2.Principal
     ) -> public_api_pb2.Task:
         if request.id != "task_1":
             raise ApiError(E.TASK_NOT_FOUND)
@@ -45,11 +56,11 @@ class Api:
 
 
 def wrapped(hot: bool) -> tuple[ASGIApp, Api]:
-    api = Api()
-    app: ASGIApp = create_app(cast(PublicApi, api))
+    api, authenticator = Api(), Authenticator()
+    app: ASGIApp = create_app(cast(PublicApi, api), cast(RealAuthenticator, authenticator))
     if hot:
         app = HotRoutes(cast(Any, app))
-    return RequestContext(app, 1 << 20, {}, AuthThrottle(0), api.admit), api
+    return RequestContext(app, 1 << 20, {}, AuthThrottle(0), authenticator.admit), api
 
 
 REQUESTS = [

@@ -8,9 +8,10 @@ from typing import Any, cast
 
 import pytest
 
+from pixelrelay.billing_client import BillingClient
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import public_api_pb2
-from pixelrelay_gateway.core.api import PublicApi
+from pixelrelay_gateway.core.authcache import AuthCache
 from pixelrelay_gateway.core.sessions import (
     Sessions,
     SignUpMode,
@@ -26,8 +27,13 @@ class NoBilling:
 
 
 def sessions(mode: SignUpMode, limit: int = 5) -> Sessions:
-    api = cast(PublicApi, type("Api", (), {"billing": NoBilling()})())
-    return Sessions(api, mode, None, SignUpsPerAddress(limit))
+    return Sessions(
+        billing=cast(BillingClient, NoBilling()),
+        auth=cast(AuthCache, NoBilling()),  # a key's lookup asks billing
+        mode=mode,
+        links=None,
+        signups=SignUpsPerAddress(limit),
+    )
 
 
 async def test_a_closed_sign_up_is_refused_before_billing_is_asked() -> None:

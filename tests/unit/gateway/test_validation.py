@@ -6,7 +6,7 @@ from pixelrelay import catalog
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import public_api_pb2
 from pixelrelay_gateway.core.sizes import PIXELS, RATIOS, ratio_from_prompt
-from pixelrelay_gateway.core.validation import resolve
+from pixelrelay_gateway.core.validation import resolve, sized_by_reference
 
 MODELS = catalog.load()
 
@@ -204,14 +204,12 @@ def test_references_make_the_prompt_optional() -> None:
     ],
 )
 def test_auto_size_takes_the_first_reference_ratio(size: tuple[int, int], ratio: str) -> None:
-    spec, _ = resolve(
-        req(
-            model="gpt-image-2", size="auto", prompt="a banner", image_urls=["https://e.com/a.png"]
-        ),
-        MODELS,
-        reference_size=size,
+    request = req(
+        model="gpt-image-2", size="auto", prompt="a banner", image_urls=["https://e.com/a.png"]
     )
-    assert spec.size == ratio
+    spec, _ = resolve(request, MODELS)
+    spec = sized_by_reference(request, spec, MODELS, size)
+    assert spec.size == ratio and (spec.width, spec.height) == PIXELS[(ratio, spec.resolution)]
 
 
 @pytest.mark.parametrize("size", ["१०२४x१०२४", "１０２４x１０２４", "1024x١٠٢٤"])

@@ -21,10 +21,12 @@ from collections.abc import Coroutine
 from enum import StrEnum
 from typing import Any
 
+from pixelrelay.billing_client import BillingClient
 from pixelrelay.errors import ApiError, E
 from pixelrelay.limits import MIN_PASSWORD_LENGTH
 from pixelrelay.v1 import billing_pb2, public_api_pb2
-from pixelrelay_gateway.core.api import PublicApi, bearer_key
+from pixelrelay_gateway.core.authcache import AuthCache
+from pixelrelay_gateway.core.authenticator import bearer_key
 from pixelrelay_gateway.core.mailer import Links
 
 MAX_TRACKED_ADDRESSES = 100_000
@@ -75,13 +77,15 @@ class SignUpsPerAddress:
 class Sessions:
     def __init__(
         self,
-        api: PublicApi,
+        *,
+        billing: BillingClient,
+        auth: AuthCache,
         mode: SignUpMode,
         links: Links | None,
         signups: SignUpsPerAddress,
     ):
-        self.api = api
-        self.billing = api.billing
+        self.billing = billing
+        self.auth = auth  # the API keys' cache: a session is used like a key
         self.mode = mode
         self.links = links
         self.signups = signups
@@ -125,7 +129,7 @@ class Sessions:
     async def sign_out(self, authorization: str | None) -> None:
         token, principal = await self._session_of(authorization)
         await self.billing.sign_out(principal.account_id, principal.key_id)
-        self.api.auth.forget(token)
+        self.auth.forget(token)
 
     async def change_password(
         self, authorization: str | None, request: public_api_pb2.NewPasswordRequest
@@ -139,7 +143,7 @@ class Sessions:
                 new_password=request.new_password,
             )
         )
-        self.api.auth.forget(token)
+        self.auth.forget(token)
         return self._session(signed)
 
     async def request_password_reset(
@@ -168,7 +172,7 @@ class Sessions:
         """The caller's session secret and principal; 10009 for anything but a session."""
         try:
             token = bearer_key(authorization)
-            principal = await self.api.auth.principal(token)
+            principal = await self.auth.principal(token)
         except ApiError as err:
             if err.kind.http_status == 401:
                 raise ApiError(E.SESSION_INVALID) from None

@@ -1,13 +1,15 @@
-"""Upload records: what each account keeps in object storage, for its quota.
+"""Uploads: taking one in (``Uploader``, PublicApi's create_upload), and the records of
+what each account keeps in object storage, for its quota.
 
-An upload is named by its content (api.py), so uploading the same bytes again refreshes
-one record (and the object's lifetime) instead of counting twice. Records of expired
+An upload is named by its content, so uploading the same bytes again refreshes one record
+(and the object's lifetime) instead of counting twice. Records of expired
 uploads are purged with the task records (retention.py); the objects themselves are
 deleted by storage.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from sqlalchemy import BigInteger, Column, Index, delete, func
@@ -15,8 +17,16 @@ from sqlalchemy import select as core_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, SQLModel
 
-from pixelrelay.db import upsert
+from pixelrelay import objects
+from pixelrelay.db import Database, upsert
 from pixelrelay.errors import ApiError, E
+from pixelrelay.ids import content_id
+from pixelrelay.storage_client import StorageClient
+from pixelrelay.v1 import public_api_pb2
+from pixelrelay_gateway.core.store import now_ms
+from pixelrelay_gateway.inputs.references import ReferenceLoader
+
+log = logging.getLogger(__name__)
 
 
 class UploadRecord(SQLModel, table=True):
@@ -111,3 +121,54 @@ class UploadStore:
             return int(
                 conn.execute(delete(_UPLOADS).where(_UPLOADS.c.expires_at_ms <= now_ms)).rowcount
             )
+
+
+class Uploader:
+    def __init__(
+        self,
+        *,
+        references: ReferenceLoader,
+        storage: StorageClient,
+        db: Database,
+        uploads: UploadStore,
+        quota: Quota,
+    ):
+        self.references = references
+        self.storage = storage
+        self.db = db
+        self.uploads = uploads
+        self.quota = quota
+
+    async def upload(
+        self, account_id: str, request: public_api_pb2.CreateUploadRequest
+    ) -> public_api_pb2.Upload:
+        """The image checked as references are, within the account's quota, stored."""
+        image = await self.references.checked(
+            request.data, request.content_type, "file", account_id
+        )
+        # Named by its content: a retried upload (lost answer) is the same upload, stored
+        # once, so uploads need no Idempotency-Key.
+        upload_id = content_id("upl", account_id, image.data)
+        key = objects.upload_key(account_id, upload_id, image.format)
+        record = UploadRecord(
+            id=upload_id,
+            account_id=account_id,
+            key=key,
+            bytes=len(image.data),
+            created_at_ms=now_ms(),
+            expires_at_ms=0,  # storage says when, below
+        )
+        await self.db.run(self.uploads.admit, record, self.quota, now_ms=now_ms())
+        stored = await self.storage.put_object(key, image.data, image.content_type)
+        record.expires_at_ms = stored.kept_until * 1000
+        await self.db.run(self.uploads.record, record)
+        log.info("upload stored", extra={"upload_id": upload_id, "bytes": len(image.data)})
+        return public_api_pb2.Upload(
+            id=upload_id,
+            url=stored.url,
+            format=image.format,
+            width=image.width,
+            height=image.height,
+            bytes=len(image.data),
+            expires_at=stored.expires_at,
+        )

@@ -128,15 +128,14 @@ def _check_urls(req: public_api_pb2.CreateGenerationRequest) -> None:
 
 
 def resolve(
-    req: public_api_pb2.CreateGenerationRequest,
-    models: Catalog,
-    reference_size: tuple[int, int] | None = None,
+    req: public_api_pb2.CreateGenerationRequest, models: Catalog
 ) -> tuple[common_pb2.ImageSpec, str]:
     """Validate and fill defaults. Returns the spec and the prompt (kept out of the spec).
     The spec names the model itself, never an alias of it.
 
-    ``reference_size`` is the first reference image's size, once fetched: ``size: auto``
-    then takes its ratio.
+    Runs once per submit, before any reference is fetched: every rule is judged here.
+    ``size: auto`` takes the prompt's ratio; once the references are loaded,
+    ``sized_by_reference`` gives it the first one's instead.
     """
     if not req.model:
         raise ApiError(E.MISSING_PARAMETER, "model is required", param="model")
@@ -194,12 +193,7 @@ def resolve(
         _one_of(resolution, caps.resolutions, "resolution")
     ratios = caps.ratios or RATIOS
     if size == "auto":
-        size = (
-            (ratio_of(*reference_size) if reference_size else None)
-            or ratio_from_prompt(prompt)
-            or "1:1"
-        )
-        size = size if size in ratios else ratios[0]  # the nearest it makes: its first
+        size = _made_ratio(ratio_from_prompt(prompt) or "1:1", ratios)
     if size in RATIOS:
         if size not in ratios:
             raise ApiError(
@@ -208,13 +202,7 @@ def resolve(
                 param="size",
             )
         resolution = resolution or caps.resolutions[0]
-        if (size, resolution) not in PIXELS:
-            raise ApiError(
-                E.INVALID_PARAMETER,
-                f"4k needs one of the ratios {', '.join(WIDE_RATIOS_FOR_4K)}",
-                param="resolution",
-            )
-        width, height = PIXELS[(size, resolution)]
+        width, height = _pixels(size, resolution)
     elif caps.sizes == "ratios" and _EXPLICIT_SIZE.match(size):
         takers = [name for name, m in models.models.items() if m.capabilities.sizes == "any"]
         raise ApiError(
@@ -245,6 +233,41 @@ def resolve(
     )
     _image_settings(req, spec, model, spec_of)
     return spec, prompt
+
+
+def sized_by_reference(
+    req: public_api_pb2.CreateGenerationRequest,
+    spec: common_pb2.ImageSpec,
+    models: Catalog,
+    reference_size: tuple[int, int] | None,
+) -> common_pb2.ImageSpec:
+    """``spec`` (resolved from ``req``) with ``size: auto`` taking the ratio of the first
+    reference image, once fetched (``reference_size``); any other spec as it is. Only the
+    size can change: the price, and every other rule, were settled by ``resolve``."""
+    if reference_size is None or not (req.HasField("size") and req.size == "auto"):
+        return spec
+    caps = models.models[spec.model].capabilities
+    sized = common_pb2.ImageSpec()
+    sized.CopyFrom(spec)
+    sized.size = _made_ratio(ratio_of(*reference_size), caps.ratios or RATIOS)
+    sized.width, sized.height = _pixels(sized.size, spec.resolution)
+    return sized
+
+
+def _made_ratio(ratio: str, ratios: tuple[str, ...]) -> str:
+    """The ratio ``size: auto`` wants, if the model makes it; else the nearest it makes:
+    its first."""
+    return ratio if ratio in ratios else ratios[0]
+
+
+def _pixels(ratio: str, resolution: str) -> tuple[int, int]:
+    if (ratio, resolution) not in PIXELS:
+        raise ApiError(
+            E.INVALID_PARAMETER,
+            f"4k needs one of the ratios {', '.join(WIDE_RATIOS_FOR_4K)}",
+            param="resolution",
+        )
+    return PIXELS[(ratio, resolution)]
 
 
 def _image_settings(

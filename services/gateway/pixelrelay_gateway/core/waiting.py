@@ -31,7 +31,8 @@ class _Waiting:
 
 
 class TaskWaiters:
-    def __init__(self) -> None:
+    def __init__(self, *, longest: float = 300.0) -> None:
+        self.longest = longest  # SYNC_WAIT_SECONDS: no request waits longer
         self._waiting: dict[str, _Waiting] = {}
 
     def settled(self, task_id: str) -> None:
@@ -49,7 +50,9 @@ class TaskWaiters:
         read: Callable[[], Awaitable[public_api_pb2.Task]],
         within: float,
     ) -> public_api_pb2.Task:
-        """The task once it is completed or failed, or as it stands after ``within`` seconds."""
+        """The task once it is completed or failed, or as it stands after ``within``
+        seconds (at most ``longest``; 0: ``longest``)."""
+        within = min(within, self.longest) if within > 0 else self.longest
         waiting = self._waiting.setdefault(task_id, _Waiting())
         waiting.count += 1
         deadline = time.monotonic() + within

@@ -1,12 +1,14 @@
-"""The public API over gRPC: metadata "authorization: Bearer <key>", then PublicApi."""
+"""The public API over gRPC: metadata "authorization: Bearer <key>" authenticated for the
+operation's scope, then the PublicApi operation with that principal."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import grpc
 
+from pixelrelay import scopes
 from pixelrelay.errors import ApiError
 from pixelrelay.grpc_server import Admit
 from pixelrelay.v1 import (
@@ -19,10 +21,29 @@ from pixelrelay.v1 import (
 from pixelrelay_gateway.core.admin import AdminAccess
 from pixelrelay_gateway.core.api import PublicApi
 from pixelrelay_gateway.core.auth_throttle import AuthThrottle
+from pixelrelay_gateway.core.authenticator import Authenticator
 from pixelrelay_gateway.core.sessions import Sessions
 
 Request = TypeVar("Request")
 Reply = TypeVar("Reply")
+Request_contra = TypeVar("Request_contra", contravariant=True)
+Reply_co = TypeVar("Reply_co", covariant=True)
+
+
+class Operation(Protocol[Request_contra, Reply_co]):
+    """A PublicApi operation: ``api.get_task(request, principal=principal)``."""
+
+    def __call__(
+        self, request: Request_contra, /, *, principal: billing_pb2.Principal
+    ) -> Awaitable[Reply_co]: ...
+
+
+class StreamOperation(Protocol[Request_contra, Reply_co]):
+    """A PublicApi operation that answers a stream."""
+
+    def __call__(
+        self, request: Request_contra, /, *, principal: billing_pb2.Principal
+    ) -> AsyncIterator[Reply_co]: ...
 
 
 def _metadata(context: grpc.aio.ServicerContext, name: str) -> str | None:
@@ -92,7 +113,7 @@ CREDENTIAL_FREE = frozenset(
 )
 
 
-def admitter(api: PublicApi, admin: AdminAccess, throttle: AuthThrottle) -> Admit:
+def admitter(authenticator: Authenticator, admin: AdminAccess, throttle: AuthThrottle) -> Admit:
     """The check every call to the gateway's gRPC API passes before its message is read
     (grpc_server.py): a valid API key, or for Admin a well-formed operator token (billing
     judges it, and the call's message is small); throttled per address as on REST."""
@@ -106,7 +127,7 @@ def admitter(api: PublicApi, admin: AdminAccess, throttle: AuthThrottle) -> Admi
             if path.startswith(ADMIN_PREFIX):
                 admin.billing_for(authorization)
             else:
-                await api.admit(authorization)
+                await authenticator.admit(authorization)
 
         await throttled(throttle, context, check)
 
@@ -114,94 +135,117 @@ def admitter(api: PublicApi, admin: AdminAccess, throttle: AuthThrottle) -> Admi
 
 
 class PublicApiServicer(public_api_pb2_grpc.PublicApiServicer):
-    def __init__(self, api: PublicApi, throttle: AuthThrottle):
+    def __init__(self, api: PublicApi, authenticator: Authenticator, throttle: AuthThrottle):
         self.api = api
+        self.authenticator = authenticator
         self.throttle = throttle
 
     async def _call(
         self,
         context: grpc.aio.ServicerContext,
-        method: Callable[[str | None, Request], Awaitable[Reply]],
+        scope: str,
+        operation: Operation[Request, Reply],
         request: Request,
     ) -> Reply:
-        """``method`` with the caller's key, throttled per address as on REST."""
-        return await throttled(self.throttle, context, lambda auth: method(auth, request))
+        """``operation`` for the caller authenticated for ``scope``, throttled per address
+        as on REST."""
+
+        async def call(authorization: str | None) -> Reply:
+            principal = await self.authenticator.authenticate(authorization, scope)
+            return await operation(request, principal=principal)
+
+        return await throttled(self.throttle, context, call)
+
+    def _stream(
+        self,
+        context: grpc.aio.ServicerContext,
+        scope: str,
+        operation: StreamOperation[Request, Reply],
+        request: Request,
+    ) -> AsyncIterator[Reply]:
+        """``_call`` for a stream: the caller is authenticated for its first item."""
+
+        async def stream(authorization: str | None) -> AsyncIterator[Reply]:
+            principal = await self.authenticator.authenticate(authorization, scope)
+            async for item in operation(request, principal=principal):
+                yield item
+
+        return throttled_stream(self.throttle, context, stream)
 
     async def ExportAccount(
         self, request: public_api_pb2.ExportAccountRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[public_api_pb2.ExportItem]:
-        async for item in throttled_stream(
-            self.throttle, context, lambda auth: self.api.export_account(auth, request)
-        ):
+        # Both the ledger and the tasks: billing:read here, read too in the operation.
+        stream = self._stream(context, scopes.BILLING_READ, self.api.export_account, request)
+        async for item in stream:
             yield item
 
     async def ListModels(
         self, request: public_api_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> public_api_pb2.ListModelsResponse:
-        return await self._call(context, self.api.list_models, request)
+        return await self._call(context, scopes.GENERATE, self.api.list_models, request)
 
     async def GenerateImages(
         self, request: public_api_pb2.GenerateImagesRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[public_api_pb2.GenerationEvent]:
-        async for event in throttled_stream(
-            self.throttle, context, lambda auth: self.api.generate_images(auth, request)
-        ):
+        stream = self._stream(context, scopes.GENERATE, self.api.generate_images, request)
+        async for event in stream:
             yield event
 
     async def CreateGeneration(
         self, request: public_api_pb2.CreateGenerationRequest, context: grpc.aio.ServicerContext
     ) -> public_api_pb2.Task:
-        return await self._call(context, self.api.create_generation, request)
+        return await self._call(context, scopes.GENERATE, self.api.create_generation, request)
 
     async def EstimateGeneration(
         self, request: public_api_pb2.CreateGenerationRequest, context: grpc.aio.ServicerContext
     ) -> public_api_pb2.Estimate:
-        return await self._call(context, self.api.estimate_generation, request)
+        return await self._call(context, scopes.GENERATE, self.api.estimate_generation, request)
 
     async def GetTask(
         self, request: public_api_pb2.GetTaskRequest, context: grpc.aio.ServicerContext
     ) -> public_api_pb2.Task:
-        return await self._call(context, self.api.get_task, request)
+        return await self._call(context, scopes.READ, self.api.get_task, request)
 
     async def ListTasks(
         self, request: public_api_pb2.ListTasksRequest, context: grpc.aio.ServicerContext
     ) -> public_api_pb2.ListTasksResponse:
-        return await self._call(context, self.api.list_tasks, request)
+        return await self._call(context, scopes.READ, self.api.list_tasks, request)
 
     async def GetBalance(
         self, request: public_api_pb2.GetBalanceRequest, context: grpc.aio.ServicerContext
     ) -> public_api_pb2.AccountBalance:
-        return await self._call(context, self.api.get_balance, request)
+        return await self._call(context, scopes.BILLING_READ, self.api.get_balance, request)
 
     async def CreateUpload(
         self, request: public_api_pb2.CreateUploadRequest, context: grpc.aio.ServicerContext
     ) -> public_api_pb2.Upload:
-        return await self._call(context, self.api.create_upload, request)
+        return await self._call(context, scopes.GENERATE, self.api.create_upload, request)
 
     async def ListUsage(
         self, request: public_api_pb2.ListUsageRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.ListLedgerEntriesResponse:
-        return await self._call(context, self.api.list_usage, request)
+        return await self._call(context, scopes.BILLING_READ, self.api.list_usage, request)
 
     async def ListTaskUsage(
         self, request: public_api_pb2.ListTaskUsageRequest, context: grpc.aio.ServicerContext
     ) -> public_api_pb2.ListTaskUsageResponse:
-        return await self._call(context, self.api.list_task_usage, request)
+        return await self._call(context, scopes.BILLING_READ, self.api.list_task_usage, request)
 
     async def CreateKey(
         self, request: public_api_pb2.CreateKeyRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.CreatedApiKey:
-        return await self._call(context, self.api.create_key, request)
+        return await self._call(context, scopes.KEYS_MANAGE, self.api.create_key, request)
 
     async def ListKeys(
         self, request: public_api_pb2.ListKeysRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.ListApiKeysResponse:
-        return await self._call(context, self.api.list_keys, request)
+        return await self._call(context, scopes.KEYS_MANAGE, self.api.list_keys, request)
 
     async def RevokeKey(
         self, request: public_api_pb2.RevokeKeyRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.ApiKeyInfo:
-        return await self._call(context, self.api.revoke_key, request)
+        return await self._call(context, scopes.KEYS_MANAGE, self.api.revoke_key, request)
 
 
 class AdminServicer(admin_pb2_grpc.AdminServicer):

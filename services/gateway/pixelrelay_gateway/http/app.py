@@ -17,6 +17,7 @@ from pixelrelay.ids import random_token
 from pixelrelay_gateway.core.admin import AdminAccess
 from pixelrelay_gateway.core.api import PublicApi
 from pixelrelay_gateway.core.auth_throttle import AuthThrottle
+from pixelrelay_gateway.core.authenticator import Authenticator
 from pixelrelay_gateway.core.sessions import Sessions
 from pixelrelay_gateway.http import openai_api, reapi
 from pixelrelay_gateway.http.admin import admin_router
@@ -31,6 +32,7 @@ from pixelrelay_gateway.http.sessions import sessions_router
 
 def create_app(
     api: PublicApi,
+    authenticator: Authenticator,
     billing_admin: AdminAccess | None = None,
     stream_keepalive_seconds: float = openai_api.KEEPALIVE_SECONDS,
     sessions: Sessions | None = None,
@@ -61,10 +63,10 @@ def create_app(
         app.add_exception_handler(raised, on_error)
 
     app.state.admin = billing_admin
-    reapi_routes = reapi_router(api)
+    reapi_routes = reapi_router(api, authenticator)
     app.include_router(reapi_routes)
     app.state.reapi_routes = reapi_routes.routes  # for HotRoutes: included routers stay opaque
-    app.include_router(openai_router(api, stream_keepalive_seconds))
+    app.include_router(openai_router(api, authenticator, stream_keepalive_seconds))
     app.include_router(admin_router())
     if sessions is not None:
         app.include_router(sessions_router(sessions, secure_cookie))
@@ -123,6 +125,7 @@ def _bearer_security(op: dict[str, Any]) -> None:
 
 def asgi_app(
     api: PublicApi,
+    authenticator: Authenticator,
     admin: AdminAccess | None,
     *,
     max_body_bytes: int,
@@ -133,6 +136,8 @@ def asgi_app(
     sessions: Sessions | None = None,
     secure_cookie: bool = True,
 ) -> ASGIApp:
-    app = HotRoutes(create_app(api, admin, stream_keepalive_seconds, sessions, secure_cookie))
+    app = HotRoutes(
+        create_app(api, authenticator, admin, stream_keepalive_seconds, sessions, secure_cookie)
+    )
     file_limits = {reapi.UPLOADS: max_upload_bytes, openai_api.EDITS: max_edit_bytes}
-    return RequestContext(app, max_body_bytes, file_limits, throttle, api.admit)
+    return RequestContext(app, max_body_bytes, file_limits, throttle, authenticator.admit)

@@ -22,10 +22,12 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
+from pixelrelay import scopes
 from pixelrelay.catalog import Catalog, takes
 from pixelrelay.errors import CATALOG, ApiError, E, as_public
-from pixelrelay.v1 import common_pb2, public_api_pb2
+from pixelrelay.v1 import billing_pb2, common_pb2, public_api_pb2
 from pixelrelay_gateway.core.api import PublicApi
+from pixelrelay_gateway.core.authenticator import Authenticator
 from pixelrelay_gateway.core.sizes import PIXELS
 from pixelrelay_gateway.core.store import TaskStatus
 from pixelrelay_gateway.core.validation import MAX_REFERENCE_IMAGES
@@ -257,7 +259,9 @@ def settled_or_error(settled: public_api_pb2.Task) -> None:
     )
 
 
-def openai_router(api: PublicApi, keepalive_seconds: float = KEEPALIVE_SECONDS) -> APIRouter:
+def openai_router(
+    api: PublicApi, authenticator: Authenticator, keepalive_seconds: float = KEEPALIVE_SECONDS
+) -> APIRouter:
     router = APIRouter(tags=["openai"], responses=ERRORS)
 
     @router.post(
@@ -268,14 +272,9 @@ def openai_router(api: PublicApi, keepalive_seconds: float = KEEPALIVE_SECONDS) 
     async def generate(
         body: OpenAIGenerationBody, request: Request, authorization: Authorization = None
     ) -> Response:
-        return await _answer(
-            api,
-            request,
-            authorization,
-            generation_request(body, api.models),
-            body,
-            keepalive_seconds,
-        )
+        generation = generation_request(body, api.models)
+        principal = await authenticator.authenticate(authorization, scopes.GENERATE)
+        return await _answer(api, request, principal, generation, body, keepalive_seconds)
 
     @router.post(
         EDITS,
@@ -314,7 +313,8 @@ def openai_router(api: PublicApi, keepalive_seconds: float = KEEPALIVE_SECONDS) 
             generation.images.append(await _inline(upload))
         if files["mask"]:
             generation.mask.CopyFrom(await _inline(files["mask"][0]))
-        return await _answer(api, request, authorization, generation, body, keepalive_seconds)
+        principal = await authenticator.authenticate(authorization, scopes.GENERATE)
+        return await _answer(api, request, principal, generation, body, keepalive_seconds)
 
     @router.get(
         MODELS,
@@ -323,7 +323,8 @@ def openai_router(api: PublicApi, keepalive_seconds: float = KEEPALIVE_SECONDS) 
         "takes and costs, as GET /api/v1/models)",
     )
     async def models(authorization: Authorization = None) -> Response:
-        served = await api.list_models(authorization, public_api_pb2.ListModelsRequest())
+        principal = await authenticator.authenticate(authorization, scopes.GENERATE)
+        served = await api.list_models(public_api_pb2.ListModelsRequest(), principal=principal)
         return JSONBody(translate.model_list_json(served))
 
     return router
@@ -338,7 +339,7 @@ async def _inline(upload: UploadFile) -> public_api_pb2.InlineImage:
 async def _answer(
     api: PublicApi,
     request: Request,
-    authorization: str | None,
+    principal: billing_pb2.Principal,
     generation: public_api_pb2.CreateGenerationRequest,
     body: OpenAIGenerationBody,
     keepalive_seconds: float,
@@ -353,10 +354,10 @@ async def _answer(
     if idempotency_key is not None:
         generation.idempotency_key = idempotency_key
     events = api.generate_images(
-        authorization,
         public_api_pb2.GenerateImagesRequest(
             request=generation, partial_images=body.partial_images or 0
         ),
+        principal=principal,
     )
     if body.stream:
         prefix = "image_edit" if generation.images else "image_generation"

@@ -1,4 +1,5 @@
-"""reAPI's REST contract (/api/v1): each route a translation of one PublicApi call."""
+"""reAPI's REST contract (/api/v1): each route a translation of one PublicApi call, made
+for the caller its Authorization header names (authenticated for the operation's scope)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, File, Header, Query, UploadFile
 from fastapi.responses import Response
 
+from pixelrelay import scopes
 from pixelrelay.v1 import public_api_pb2
 from pixelrelay_gateway.core.api import PublicApi
+from pixelrelay_gateway.core.authenticator import Authenticator
 from pixelrelay_gateway.http import translate
 from pixelrelay_gateway.http.errors import errors
 from pixelrelay_gateway.http.exports import (
@@ -57,7 +60,7 @@ IdempotencyKey = Annotated[
 ]
 
 
-def reapi_router(api: PublicApi) -> APIRouter:
+def reapi_router(api: PublicApi, authenticator: Authenticator) -> APIRouter:
     router = APIRouter()
 
     @router.post(
@@ -78,7 +81,8 @@ def reapi_router(api: PublicApi) -> APIRouter:
         idempotency_key: IdempotencyKey = None,
     ) -> Response:
         request = translate.generation_request(body, idempotency_key)
-        task = await api.create_generation(authorization, request)
+        principal = await authenticator.authenticate(authorization, scopes.GENERATE)
+        task = await api.create_generation(request, principal=principal)
         return JSONBody(translate.submit_json(task))
 
     @router.post(
@@ -91,7 +95,9 @@ def reapi_router(api: PublicApi) -> APIRouter:
     async def estimate_generation(
         body: GenerationBody, authorization: Authorization = None
     ) -> Response:
-        estimate = await api.estimate_generation(authorization, translate.generation_request(body))
+        request = translate.generation_request(body)
+        principal = await authenticator.authenticate(authorization, scopes.GENERATE)
+        estimate = await api.estimate_generation(request, principal=principal)
         return JSONBody(translate.estimate_json(estimate))
 
     @router.get(
@@ -104,7 +110,8 @@ def reapi_router(api: PublicApi) -> APIRouter:
         "request may name a model or any of its aliases; the task shows the model.",
     )
     async def list_models(authorization: Authorization = None) -> Response:
-        served = await api.list_models(authorization, public_api_pb2.ListModelsRequest())
+        principal = await authenticator.authenticate(authorization, scopes.GENERATE)
+        served = await api.list_models(public_api_pb2.ListModelsRequest(), principal=principal)
         return JSONBody(translate.model_list_json(served))
 
     @router.get(
@@ -115,7 +122,8 @@ def reapi_router(api: PublicApi) -> APIRouter:
         summary="Get a task (poll until completed or failed)",
     )
     async def get_task(task_id: str, authorization: Authorization = None) -> Response:
-        task = await api.get_task(authorization, public_api_pb2.GetTaskRequest(id=task_id))
+        principal = await authenticator.authenticate(authorization, scopes.READ)
+        task = await api.get_task(public_api_pb2.GetTaskRequest(id=task_id), principal=principal)
         return JSONBody(translate.task_json(task))
 
     @router.get(
@@ -131,9 +139,10 @@ def reapi_router(api: PublicApi) -> APIRouter:
         cursor: str = "",
         status: str = "",
     ) -> Response:
+        principal = await authenticator.authenticate(authorization, scopes.READ)
         page = await api.list_tasks(
-            authorization,
             public_api_pb2.ListTasksRequest(limit=limit, cursor=cursor, status=status),
+            principal=principal,
         )
         return JSONBody(
             {
@@ -161,7 +170,9 @@ def reapi_router(api: PublicApi) -> APIRouter:
         request = public_api_pb2.CreateUploadRequest(
             data=await file.read(), content_type=file.content_type or ""
         )
-        return JSONBody(translate.upload_json(await api.create_upload(authorization, request)))
+        principal = await authenticator.authenticate(authorization, scopes.GENERATE)
+        upload = await api.create_upload(request, principal=principal)
+        return JSONBody(translate.upload_json(upload))
 
     @router.get(
         USAGE,
@@ -177,9 +188,10 @@ def reapi_router(api: PublicApi) -> APIRouter:
         cursor: str = "",
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
     ) -> Response:
+        principal = await authenticator.authenticate(authorization, scopes.BILLING_READ)
         page = await api.list_usage(
-            authorization,
             public_api_pb2.ListUsageRequest(since=since, until=until, cursor=cursor, limit=limit),
+            principal=principal,
         )
         return JSONBody(translate.entries_json(page))
 
@@ -199,11 +211,12 @@ def reapi_router(api: PublicApi) -> APIRouter:
         cursor: str = "",
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
     ) -> Response:
+        principal = await authenticator.authenticate(authorization, scopes.BILLING_READ)
         page = await api.list_task_usage(
-            authorization,
             public_api_pb2.ListTaskUsageRequest(
                 since=since, until=until, cursor=cursor, limit=limit
             ),
+            principal=principal,
         )
         return JSONBody(translate.task_usage_list_json(page))
 
@@ -222,7 +235,9 @@ def reapi_router(api: PublicApi) -> APIRouter:
             request.credit_limit = body.credit_limit
         if body.rate_limit is not None:
             request.rate_limit = body.rate_limit
-        return JSONBody(translate.created_key_json(await api.create_key(authorization, request)))
+        principal = await authenticator.authenticate(authorization, scopes.KEYS_MANAGE)
+        created = await api.create_key(request, principal=principal)
+        return JSONBody(translate.created_key_json(created))
 
     @router.get(
         KEYS,
@@ -232,7 +247,8 @@ def reapi_router(api: PublicApi) -> APIRouter:
         summary="The caller's API keys (prefix and last four only)",
     )
     async def list_keys(authorization: Authorization = None) -> Response:
-        keys = await api.list_keys(authorization, public_api_pb2.ListKeysRequest())
+        principal = await authenticator.authenticate(authorization, scopes.KEYS_MANAGE)
+        keys = await api.list_keys(public_api_pb2.ListKeysRequest(), principal=principal)
         return JSONBody({"data": [translate.key_json(k) for k in keys.keys]})
 
     @router.delete(
@@ -249,8 +265,9 @@ def reapi_router(api: PublicApi) -> APIRouter:
             bool, Query(description="also revoke every key created from it, at any depth")
         ] = False,
     ) -> Response:
+        principal = await authenticator.authenticate(authorization, scopes.KEYS_MANAGE)
         key = await api.revoke_key(
-            authorization, public_api_pb2.RevokeKeyRequest(key_id=key_id, cascade=cascade)
+            public_api_pb2.RevokeKeyRequest(key_id=key_id, cascade=cascade), principal=principal
         )
         return JSONBody(translate.key_json(key))
 
@@ -262,7 +279,8 @@ def reapi_router(api: PublicApi) -> APIRouter:
         summary="The caller's balance and held credits",
     )
     async def get_account(authorization: Authorization = None) -> Response:
-        balance = await api.get_balance(authorization, public_api_pb2.GetBalanceRequest())
+        principal = await authenticator.authenticate(authorization, scopes.BILLING_READ)
+        balance = await api.get_balance(public_api_pb2.GetBalanceRequest(), principal=principal)
         return JSONBody(
             {"account_id": balance.account_id, "balance": balance.balance, "held": balance.held}
         )
@@ -278,7 +296,9 @@ def reapi_router(api: PublicApi) -> APIRouter:
         format: ExportFormat = "json",
         part: ExportPart = "tasks",
     ) -> Response:
-        items = api.export_account(authorization, public_api_pb2.ExportAccountRequest())
+        # Both the ledger and the tasks: billing:read here, read too in the operation.
+        principal = await authenticator.authenticate(authorization, scopes.BILLING_READ)
+        items = api.export_account(public_api_pb2.ExportAccountRequest(), principal=principal)
         return await export_download(items, "account", format, part)
 
     return router

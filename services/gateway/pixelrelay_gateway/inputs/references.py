@@ -80,6 +80,7 @@ class ReferenceLoader:
         budget: DecodeBudget,
         workers: DecodeWorkers,
         *,
+        max_image_bytes: int,
         per_account: int = 8,
         decodes_per_account: int = 1,
         total_timeout: float = 30.0,
@@ -88,9 +89,27 @@ class ReferenceLoader:
         self.storage = storage
         self.budget = budget
         self.workers = workers
+        self.max_image_bytes = max_image_bytes
         self.slots = AccountSlots(per_account)
         self.decode_slots = AccountSlots(decodes_per_account)
         self.total_timeout = total_timeout
+
+    async def checked(
+        self, data: bytes, content_type: str, param: str, account_id: str
+    ) -> InputImage:
+        """One image a client sent (an upload, an inline reference): present, within the
+        size limit, of the type it says, decodable within the budget and the account's
+        share of the decode workers."""
+        if not data:
+            raise ApiError(E.MISSING_PARAMETER, f"{param} is required", param=param)
+        if len(data) > self.max_image_bytes:
+            raise ApiError(
+                E.IMAGE_TOO_LARGE,
+                f"{param}: larger than {self.max_image_bytes // (1024 * 1024)} MiB",
+                param=param,
+            )
+        check_content_type(content_type, param)
+        return await self.inspect(data, param, account_id)
 
     async def inspect(self, data: bytes, param: str, account_id: str) -> InputImage:
         """Check one image (an upload or a reference) within this gateway's decode budget,
