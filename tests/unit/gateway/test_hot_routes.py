@@ -1,14 +1,16 @@
-"""Submit and poll answer the same through the hot path as through FastAPI: same status,
-same body, same errors (the hot path only skips FastAPI's routing)."""
+"""Submit, poll and /v1 generate answer the same through the hot path as through FastAPI:
+same status, same body, same errors (the hot path only skips FastAPI's routing)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from typing import Any, cast
 
 import httpx
 import pytest
 from starlette.types import ASGIApp
 
+from pixelrelay import catalog
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import billing_pb2, common_pb2, public_api_pb2
 from pixelrelay_gateway.core.api import PublicApi
@@ -35,6 +37,7 @@ class Api:
     """The core's answers, as a test double."""
 
     def __init__(self) -> None:
+        self.models = catalog.load()
         self.submitted: list[public_api_pb2.CreateGenerationRequest] = []
 
     async def create_generation(
@@ -46,6 +49,18 @@ class Api:
         self.submitted.append(request)
         spec = common_pb2.ImageSpec(model=request.model, width=1024, height=1024, n=1)
         return public_api_pb2.Task(id="task_1", model=request.model, status="processing", spec=spec)
+
+    async def generate_images(
+        self, request: public_api_pb2.GenerateImagesRequest, *, principal: billing_pb2.Principal
+    ) -> AsyncGenerator[public_api_pb2.GenerationEvent]:
+        task = await self.create_generation(request.request, principal=principal)
+        yield public_api_pb2.GenerationEvent(accepted=task)
+        yield public_api_pb2.GenerationEvent(
+            image=public_api_pb2.ImageData(index=0, data=b"png", format="png")
+        )
+        task.status = "completed"
+        task.created_at = 1
+        yield public_api_pb2.GenerationEvent(settled=task)
 
     async def get_task(
         self, request: public_api_pb2.GetTaskRequest, *, principal: billing_pb2.Principal
@@ -68,6 +83,11 @@ REQUESTS = [
     ("POST", "/api/v1/images/generations", {"model": "gpt-image-2", "prompt": "x"}, "bad"),
     ("POST", "/api/v1/images/generations", {"model": "gpt-image-2", "nope": 1}, "good"),
     ("POST", "/api/v1/images/generations", [1, 2], "good"),
+    ("POST", "/v1/images/generations", {"model": "gpt-image-2", "prompt": "a fox"}, "good"),
+    ("POST", "/v1/images/generations", {"model": "gpt-image-2", "prompt": "x"}, "bad"),
+    ("POST", "/v1/images/generations", {"model": "gpt-image-2", "nope": 1}, "good"),
+    ("POST", "/v1/images/generations", {"model": "gpt-image-2"}, "good"),
+    ("POST", "/v1/images/generations", "not an object", "good"),
     ("GET", "/api/v1/tasks/task_1", None, "good"),
     ("GET", "/api/v1/tasks/task_2", None, "good"),
 ]
@@ -83,12 +103,17 @@ async def test_the_hot_path_answers_as_fastapi_does(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
             response = await client.request(
-                method, path, json=body, headers={"Authorization": f"Bearer {key}"}
+                method,
+                path,
+                json=body,
+                headers={"Authorization": f"Bearer {key}", "Idempotency-Key": "k1"},
             )
         payload = response.json()
-        if payload.get("error"):
+        if isinstance(payload.get("error"), dict) and "request_id" in payload["error"]:
             assert payload["error"].pop("request_id").startswith("req_")
-        answers.append((response.status_code, payload, [r.prompt for r in api.submitted]))
+        seen = [(r.prompt, r.idempotency_key) for r in api.submitted]
+        headers = {k: v for k, v in response.headers.items() if k != "x-request-id"}
+        answers.append((response.status_code, payload, headers, seen))
     assert answers[0] == answers[1]
 
 
@@ -103,4 +128,10 @@ async def test_the_hot_path_is_taken() -> None:
         transport=httpx.ASGITransport(app=app), base_url="http://gw"
     ) as client:
         polled = await client.get("/api/v1/tasks/task_1", headers={"Authorization": "Bearer good"})
+        generated = await client.post(
+            "/v1/images/generations",
+            json={"model": "gpt-image-2", "prompt": "a fox"},
+            headers={"Authorization": "Bearer good"},
+        )
     assert polled.status_code == 200 and polled.json()["id"] == "task_1"
+    assert generated.status_code == 200 and generated.json()["data"][0]["b64_json"]

@@ -65,8 +65,10 @@ def create_app(
     app.state.admin = billing_admin
     reapi_routes = reapi_router(api, authenticator)
     app.include_router(reapi_routes)
-    app.state.reapi_routes = reapi_routes.routes  # for HotRoutes: included routers stay opaque
-    app.include_router(openai_router(api, authenticator, stream_keepalive_seconds))
+    openai_routes = openai_router(api, authenticator, stream_keepalive_seconds)
+    app.include_router(openai_routes)
+    # For HotRoutes: included routers stay opaque.
+    app.state.hot_routes = reapi_routes.routes + openai_routes.routes
     app.include_router(admin_router())
     if sessions is not None:
         app.include_router(sessions_router(sessions, secure_cookie))
