@@ -7,9 +7,10 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, table, text
+from sqlalchemy import column, func, insert, select, table, text
+from sqlalchemy.exc import IntegrityError
 
-from pixelrelay.db import BUSY_TIMEOUT_MS, Database, PreparedRead, quick
+from pixelrelay.db import BUSY_TIMEOUT_MS, Database, PreparedRead, PreparedWrite, quick
 from pixelrelay.errors import ApiError, E
 from tests.conftest import BOTH
 from tests.utils.databases import open_database
@@ -198,3 +199,49 @@ async def test_a_quick_call_that_committed_is_not_run_twice(tmp_path: Path) -> N
     finally:
         holder.close()
         db.close()
+
+
+async def test_a_prepared_write_waits_for_a_lock_in_the_pool_never_inline(tmp_path: Path) -> None:
+    """PreparedWrite keeps engine.begin()'s rules: BEGIN IMMEDIATE, no lock wait on the
+    event loop (the call runs again in the pool, which waits), the commit counted."""
+    path = tmp_path / "prepared.db"
+    db = Database(f"sqlite:///{path}")
+    holder = sqlite3.connect(path, isolation_level=None)
+    add = PreparedWrite(db.engine, insert(table("blob", column("data"))))
+    threads: list[str] = []
+
+    @quick
+    def write() -> int:
+        threads.append(threading.current_thread().name)
+        return add.run({"data": "a"}, {"data": "b"})
+
+    try:
+        _write_rows(db, 1)
+        holder.execute("BEGIN IMMEDIATE")
+        asyncio.get_running_loop().call_later(0.5, holder.rollback)
+        started = time.monotonic()
+        assert await db.run(write) == 2
+        assert time.monotonic() - started >= 0.4  # it waited for the holder, in the pool
+        assert threads[0] == threading.current_thread().name and threads[1].startswith("db")
+        with db.engine.begin() as conn:
+            assert conn.execute(text("SELECT count(*) FROM blob")).scalar_one() == 3
+        assert await db.run(write) == 2 and len(threads) == 3  # nothing held: inline
+    finally:
+        holder.close()
+        db.close()
+
+
+@pytest.mark.parametrize("kind", BOTH)
+def test_a_failed_prepared_write_rolls_back_and_hides_its_values(tmp_path: Path, kind: str) -> None:
+    with open_database(kind, tmp_path, tables=False) as db:
+        with db.engine.begin() as conn:
+            conn.execute(text("CREATE TABLE once (id INTEGER PRIMARY KEY, data TEXT)"))
+        add = PreparedWrite(db.engine, insert(table("once", column("id"), column("data"))))
+        assert add.run({"id": 1, "data": "first"}) == 1
+        with pytest.raises(IntegrityError) as caught:
+            add.run({"id": 2, "data": "kept?"}, {"id": 1, "data": "a secret prompt"})
+        assert "secret" not in str(caught.value)
+        assert add.run({"id": 3, "data": "after"}) == 1  # the connection is usable again
+        with db.engine.begin() as conn:
+            rows = conn.execute(text("SELECT id FROM once ORDER BY id")).scalars().all()
+        assert rows == [1, 3]  # the failed batch left nothing
