@@ -2,9 +2,9 @@
 
 SQLite (the default) runs in WAL mode and every transaction starts with
 ``BEGIN IMMEDIATE``, so a read-then-write can never be overtaken by another writer;
-``PreparedRead`` runs a hot single-row select without one, ``PreparedWrite`` a hot
-one-statement write in a transaction of its own, and WAL checkpoints run in a background
-thread.
+``PreparedRead`` runs a hot single-row select without one, ``DirectSql`` the hot
+transactions without SQLAlchemy's per-call machinery, and WAL checkpoints run in a
+background thread.
 PostgreSQL is chosen by ``DATABASE_URL``. ``Database.run`` decides where a call runs:
 PostgreSQL calls in a small thread pool, SQLite calls inline on the event loop when
 marked ``@quick`` and in the pool otherwise. An inline call never waits for a lock: if
@@ -19,15 +19,17 @@ import functools
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import Delete, Insert, Select, Update, event
+from sqlalchemy import ClauseElement, Select, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.sql.dml import UpdateBase
 from sqlmodel import SQLModel, create_engine
 
 from pixelrelay.errors import ApiError, E
@@ -162,77 +164,164 @@ class PreparedRead:
         }
 
 
-class PreparedWrite:
-    """One INSERT, UPDATE or DELETE compiled once, run in a transaction of its own on the
-    pooled DBAPI connection; ``run`` returns the rows it changed.
+class DirectSql:
+    """Core statements run straight on the pooled DBAPI connection, each compiled once.
 
-    For the writes every task makes (docs/benchmarks.md): like ``PreparedRead`` it skips
-    SQLAlchemy's per-call machinery, and keeps what ``engine.begin()`` gives: ``BEGIN
-    IMMEDIATE`` on SQLite, the busy timeout the pool's checkout set (none inline), an
-    inline commit counted for ``Database.run``, errors raised as SQLAlchemy's (parameters
-    hidden: they may hold a prompt). Values pass through the columns' bind processors, as
-    a Core statement would send them.
+    For the transactions every task makes (reserve, settle, the task record's writes):
+    SQLAlchemy's per-call machinery (execution context, result, events) costs ~100 us a
+    statement, the statement itself ~10 (docs/benchmarks.md). ``begin()`` is a drop-in for
+    ``engine.begin()`` on the few things those paths ask of a connection (``execute`` with
+    one set of parameters or many, ``rowcount``, ``first()``, ``mappings()``) and keeps what
+    ``engine.begin()`` gives: ``BEGIN IMMEDIATE`` on SQLite, the busy timeout the pool's
+    checkout set (none inline), an inline commit counted for ``Database.run``, errors raised
+    as SQLAlchemy's (parameters hidden: they may hold a prompt). Statements compile as
+    ``Connection.execute`` would compile them: a DML statement for its parameters' keys, an
+    ``IN`` list for its length; values pass through the columns' bind and result processors.
     """
 
-    def __init__(self, engine: Engine, statement: Insert | Update | Delete):
-        dialect = engine.dialect
-        compiled = statement.compile(dialect=dialect)
-        self._engine = engine
-        self._sql = str(compiled)
-        self._sqlite = dialect.name == "sqlite"
-        self._order = list(compiled.positiontup or ()) if compiled.positional else None
-        binds = compiled.binds
-        names = self._order if self._order is not None else list(binds)
-        # A value written into the statement itself (``status == 'processing'``).
-        self._fixed = {n: binds[n].effective_value for n in names if not binds[n].required}
-        self._convert = {
-            n: convert
-            for n in names
-            if (convert := binds[n].type.dialect_impl(dialect).bind_processor(dialect))
-        }
-        self._dbapi_error = dialect.loaded_dbapi.Error
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._dialect = engine.dialect
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._dbapi_error = engine.dialect.loaded_dbapi.Error
+        self._compiled: dict[tuple[int, tuple[str, ...], tuple[int, ...]], _Compiled] = {}
 
-    def _args(self, params: dict[str, Any]) -> Any:
-        values = self._fixed | params
-        for name, convert in self._convert.items():
-            values[name] = convert(values.get(name))
-        return tuple(values[n] for n in self._order) if self._order is not None else values
-
-    def run(self, *rows: dict[str, Any]) -> int:
-        """One statement per row, all in one transaction (an executemany for several)."""
-        args = [self._args(row) for row in rows]
-        raw = self._engine.raw_connection()
-        cursor = None
+    @contextlib.contextmanager
+    def begin(self) -> Iterator[DirectConnection]:
+        raw = self.engine.raw_connection()
+        conn = DirectConnection(self, raw.cursor())
         try:
-            cursor = raw.cursor()
             if self._sqlite:
-                cursor.execute("BEGIN IMMEDIATE")
-            if len(args) == 1:
-                cursor.execute(self._sql, args[0])
-            else:
-                cursor.executemany(self._sql, args)
-            changed = int(cursor.rowcount)
+                conn.cursor.execute("BEGIN IMMEDIATE")
+            yield conn
             raw.commit()
         except self._dbapi_error as exc:
-            lost = self._engine.dialect.is_disconnect(exc, raw.dbapi_connection, cursor)
+            lost = self._dialect.is_disconnect(exc, raw.dbapi_connection, conn.cursor)
             if lost:
                 raw.invalidate(exc)
             else:
                 with contextlib.suppress(self._dbapi_error):
                     raw.rollback()
             raise DBAPIError.instance(
-                self._sql,
-                args,
+                conn.last_sql,
+                None,
                 exc,
                 self._dbapi_error,
                 hide_parameters=True,
                 connection_invalidated=lost,
             ) from exc
+        except BaseException:
+            with contextlib.suppress(self._dbapi_error):
+                raw.rollback()
+            raise
         finally:
             raw.close()
         if getattr(_inline, "active", False):
             _inline.commits += 1
-        return changed
+
+    def compiled(self, statement: ClauseElement, params: dict[str, Any]) -> _Compiled:
+        keys = tuple(params) if isinstance(statement, UpdateBase) else ()
+        lengths = tuple(len(v) for v in params.values() if isinstance(v, list | tuple))
+        key = (id(statement), keys, lengths)
+        found = self._compiled.get(key)
+        if found is None:
+            found = self._compiled[key] = _Compiled(self._dialect, statement, params, keys)
+        return found
+
+
+class _Compiled:
+    """One statement as sent for one shape of parameters."""
+
+    def __init__(
+        self,
+        dialect: Dialect,
+        statement: ClauseElement,
+        params: dict[str, Any],
+        keys: tuple[str, ...],
+    ):
+        lists = {n: v for n, v in params.items() if isinstance(v, list | tuple)}
+        shaped = statement.params(lists) if lists else statement
+        compiled: Any = shaped.compile(  # an SQLCompiler: binds, positiontup
+            dialect=dialect,
+            column_keys=list(keys) or None,
+            compile_kwargs={"render_postcompile": True},
+        )
+        self.sql = str(compiled)
+        self.order = list(compiled.positiontup or ()) if compiled.positional else None
+        binds = compiled.binds
+        self.lists = list(lists)
+        self.fixed = {
+            n: b.effective_value for n, b in binds.items() if not b.required and not b.expanding
+        }
+        self.convert_in = {
+            n: convert
+            for n, b in binds.items()
+            if (convert := b.type.dialect_impl(dialect).bind_processor(dialect))
+        }
+        columns = list(getattr(statement, "selected_columns", ()))
+        self.names = [c.name for c in columns]
+        self.convert_out = [
+            c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns
+        ]
+
+    def args(self, params: dict[str, Any]) -> Any:
+        values = self.fixed | params
+        for name, convert in self.convert_in.items():
+            if name in self.lists:
+                values[name] = [convert(v) for v in values[name]]
+            elif name in values:
+                values[name] = convert(values[name])
+        for name in self.lists:  # IN (:t_ids_1, :t_ids_2, …)
+            for i, value in enumerate(values.pop(name), 1):
+                values[f"{name}_{i}"] = value
+        return tuple(values[n] for n in self.order) if self.order is not None else values
+
+    def row(self, raw: Sequence[Any]) -> dict[str, Any]:
+        return {
+            name: convert(value) if convert else value
+            for name, convert, value in zip(self.names, self.convert_out, raw, strict=True)
+        }
+
+
+class DirectConnection:
+    """What ``DirectSql.begin()`` yields: ``execute`` as ``Connection.execute`` for the
+    hot paths."""
+
+    def __init__(self, direct: DirectSql, cursor: Any):
+        self._direct = direct
+        self.cursor = cursor
+        self.last_sql = ""
+
+    def execute(
+        self, statement: ClauseElement, params: dict[str, Any] | Sequence[dict[str, Any]]
+    ) -> DirectResult:
+        many = not isinstance(params, dict)
+        rows: list[dict[str, Any]] = [params] if isinstance(params, dict) else list(params)
+        compiled = self._direct.compiled(statement, rows[0])
+        self.last_sql = compiled.sql
+        if many:
+            self.cursor.executemany(compiled.sql, [compiled.args(r) for r in rows])
+            return DirectResult(int(self.cursor.rowcount), [])
+        self.cursor.execute(compiled.sql, compiled.args(rows[0]))
+        fetched = self.cursor.fetchall() if compiled.names else []
+        return DirectResult(int(self.cursor.rowcount), [compiled.row(r) for r in fetched])
+
+
+class DirectResult:
+    def __init__(self, rowcount: int, rows: list[dict[str, Any]]):
+        self.rowcount = rowcount
+        self._rows = rows
+
+    def mappings(self) -> DirectRows:
+        return DirectRows(self._rows)
+
+    def first(self) -> SimpleNamespace | None:
+        return SimpleNamespace(**self._rows[0]) if self._rows else None
+
+
+class DirectRows(list[dict[str, Any]]):
+    def first(self) -> dict[str, Any] | None:
+        return self[0] if self else None
 
 
 def quick(fn: Callable[P, T]) -> Callable[P, T]:

@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import column, func, insert, select, table, text
+from sqlalchemy import bindparam, column, func, insert, select, table, text, update
 from sqlalchemy.exc import IntegrityError
 
-from pixelrelay.db import BUSY_TIMEOUT_MS, Database, PreparedRead, PreparedWrite, quick
+from pixelrelay.db import BUSY_TIMEOUT_MS, Database, DirectSql, PreparedRead, quick
 from pixelrelay.errors import ApiError, E
 from tests.conftest import BOTH
 from tests.utils.databases import open_database
@@ -201,19 +201,21 @@ async def test_a_quick_call_that_committed_is_not_run_twice(tmp_path: Path) -> N
         db.close()
 
 
-async def test_a_prepared_write_waits_for_a_lock_in_the_pool_never_inline(tmp_path: Path) -> None:
-    """PreparedWrite keeps engine.begin()'s rules: BEGIN IMMEDIATE, no lock wait on the
-    event loop (the call runs again in the pool, which waits), the commit counted."""
-    path = tmp_path / "prepared.db"
+async def test_direct_sql_waits_for_a_lock_in_the_pool_never_inline(tmp_path: Path) -> None:
+    """DirectSql keeps engine.begin()'s rules: BEGIN IMMEDIATE, no lock wait on the event
+    loop (the call runs again in the pool, which waits), the commit counted."""
+    path = tmp_path / "direct.db"
     db = Database(f"sqlite:///{path}")
     holder = sqlite3.connect(path, isolation_level=None)
-    add = PreparedWrite(db.engine, insert(table("blob", column("data"))))
+    direct = DirectSql(db.engine)
+    add = insert(table("blob", column("data")))
     threads: list[str] = []
 
     @quick
     def write() -> int:
         threads.append(threading.current_thread().name)
-        return add.run({"data": "a"}, {"data": "b"})
+        with direct.begin() as conn:
+            return conn.execute(add, [{"data": "a"}, {"data": "b"}]).rowcount
 
     try:
         _write_rows(db, 1)
@@ -232,16 +234,36 @@ async def test_a_prepared_write_waits_for_a_lock_in_the_pool_never_inline(tmp_pa
 
 
 @pytest.mark.parametrize("kind", BOTH)
-def test_a_failed_prepared_write_rolls_back_and_hides_its_values(tmp_path: Path, kind: str) -> None:
+def test_direct_sql_answers_as_a_connection_does(tmp_path: Path, kind: str) -> None:
+    """The same statements through DirectSql and through engine.begin(): same rows, same
+    counts, IN lists of any length, a rolled-back transaction on any error."""
     with open_database(kind, tmp_path, tables=False) as db:
         with db.engine.begin() as conn:
             conn.execute(text("CREATE TABLE once (id INTEGER PRIMARY KEY, data TEXT)"))
-        add = PreparedWrite(db.engine, insert(table("once", column("id"), column("data"))))
-        assert add.run({"id": 1, "data": "first"}) == 1
-        with pytest.raises(IntegrityError) as caught:
-            add.run({"id": 2, "data": "kept?"}, {"id": 1, "data": "a secret prompt"})
+        once = table("once", column("id"), column("data"))
+        direct = DirectSql(db.engine)
+        with direct.begin() as conn:
+            assert conn.execute(insert(once), {"id": 1, "data": "first"}).rowcount == 1
+        by_ids = select(once.c.id, once.c.data).where(
+            once.c.id.in_(bindparam("ids", expanding=True))
+        )
+        rename = update(once).where(once.c.id == bindparam("i")).values(data=bindparam("d"))
+        with pytest.raises(ApiError), direct.begin() as conn:
+            conn.execute(insert(once), [{"id": 2, "data": "b"}, {"id": 3, "data": "c"}])
+            raise ApiError(E.HOLD_CONFLICT)  # a refusal after writes: nothing stays
+        with pytest.raises(IntegrityError) as caught, direct.begin() as conn:
+            conn.execute(insert(once), [{"id": 2, "data": "kept?"}, {"id": 1, "data": "a secret"}])
         assert "secret" not in str(caught.value)
-        assert add.run({"id": 3, "data": "after"}) == 1  # the connection is usable again
-        with db.engine.begin() as conn:
-            rows = conn.execute(text("SELECT id FROM once ORDER BY id")).scalars().all()
-        assert rows == [1, 3]  # the failed batch left nothing
+        with direct.begin() as conn:  # the connection is usable again
+            conn.execute(insert(once), [{"id": 4, "data": "d"}, {"id": 5, "data": "e"}])
+            assert conn.execute(rename, {"i": 5, "d": "E"}).rowcount == 1
+            assert conn.execute(rename, {"i": 9, "d": "-"}).rowcount == 0
+        for ids in ([1], [1, 4, 5], [2, 3]):
+            with direct.begin() as conn:
+                got = conn.execute(by_ids, {"ids": ids}).mappings()
+            with db.engine.begin() as conn:
+                want = [dict(r) for r in conn.execute(by_ids, {"ids": ids}).mappings()]
+            assert sorted(got, key=lambda r: r["id"]) == sorted(want, key=lambda r: r["id"])
+        with direct.begin() as conn:
+            assert conn.execute(by_ids, {"ids": [4]}).first().data == "d"  # type: ignore[union-attr]
+            assert conn.execute(by_ids, {"ids": [7]}).mappings().first() is None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 
+from pixelrelay.db import DirectSql
 from pixelrelay_billing.ledger.accounts import Accounts
 from pixelrelay_billing.ledger.audit import Audit, CheckResult
 from pixelrelay_billing.ledger.deletion import DeletedAccount, Deletion
@@ -34,6 +35,7 @@ __all__ = [
 class Ledger(Accounts, Keys, Holds, Audit, Deletion, Logins, Invites):
     def __init__(self, engine: Engine, prices: PriceList, signup_grant: int):
         self.engine = engine
+        self.direct = DirectSql(engine)
         self.prices = prices
         self.signup_grant = signup_grant
         self._key_by_hash = key_by_hash(engine)

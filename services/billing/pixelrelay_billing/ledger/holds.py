@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
 
-from pixelrelay.db import quick
+from pixelrelay.db import DirectConnection, DirectSql, quick
 from pixelrelay.errors import ApiError, E, insufficient_credits
 from pixelrelay.v1 import common_pb2
 from pixelrelay_billing import statements as sql
@@ -40,7 +40,7 @@ class Settle:
     reason: str = ""  # the release's memo
 
 
-def _spend_on_key(conn: Connection, key_id: str, amount: int) -> None:
+def _spend_on_key(conn: Connection | DirectConnection, key_id: str, amount: int) -> None:
     """Count credits against a key's limit (negative gives them back)."""
     moved = conn.execute(sql.KEY_SPEND, {"k_id": key_id, "amount": amount})
     if moved.rowcount != 1 and amount > 0:
@@ -54,13 +54,15 @@ def _unix(moment: datetime) -> int:
     return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
 
 
-def _hold_row(conn: Connection, task_id: str) -> Hold | None:
+def _hold_row(conn: Connection | DirectConnection, task_id: str) -> Hold | None:
     row = conn.execute(sql.HOLD, {"t_id": task_id}).mappings()
     first = row.first()
     return Hold(**first) if first is not None else None
 
 
-def _resolve(conn: Connection, hold: Hold, state: HoldState, charge: int) -> None:
+def _resolve(
+    conn: Connection | DirectConnection, hold: Hold, state: HoldState, charge: int
+) -> None:
     hold.state, hold.captured, hold.resolved_at = state, charge, utcnow()
     conn.execute(
         sql.RESOLVE_HOLD,
@@ -74,7 +76,7 @@ def _resolve(conn: Connection, hold: Hold, state: HoldState, charge: int) -> Non
     )
 
 
-def release_pending(conn: Connection, hold: Hold, reason: str) -> None:
+def release_pending(conn: Connection | DirectConnection, hold: Hold, reason: str) -> None:
     """Return a pending (locked) hold's credits to the balance, and its key's spend."""
     conn.execute(
         sql.SETTLE_HELD,
@@ -98,6 +100,7 @@ def release_pending(conn: Connection, hold: Hold, reason: str) -> None:
 
 class Holds:
     engine: Engine
+    direct: DirectSql  # reserve and settle: the transactions every task makes
     prices: PriceList
 
     @quick
@@ -122,13 +125,13 @@ class Holds:
         the batch, two conditional updates per hold. A task that cannot be held (no
         credits, key over its limit) leaves no trace and gets its error; the rest commit."""
         results: list[Hold | ApiError | None] = [None] * len(requests)
-        with self.engine.begin() as conn:
+        with self.direct.begin() as conn:
             self._reserve_all(conn, requests, results)
         return [r for r in results if r is not None]
 
     def _reserve_all(
         self,
-        conn: Connection,
+        conn: Connection | DirectConnection,
         requests: Sequence[HoldRequest],
         results: list[Hold | ApiError | None],
     ) -> None:
@@ -170,7 +173,9 @@ class Holds:
                 ],
             )
 
-    def _reserve(self, conn: Connection, r: HoldRequest, existing: Hold | None) -> Hold:
+    def _reserve(
+        self, conn: Connection | DirectConnection, r: HoldRequest, existing: Hold | None
+    ) -> Hold:
         """Move one task's price from available to held. Raises with nothing written:
         the account's debit is undone when the key is over its limit. (Account row
         first, then key, as capture and release do.)"""
@@ -235,7 +240,7 @@ class Holds:
         nothing written for it: every refusal comes before a write. Idempotent: a settled
         hold asked again the same way comes back as it is."""
         results: list[Hold | ApiError | None] = [None] * len(requests)
-        with self.engine.begin() as conn:
+        with self.direct.begin() as conn:
             # One statement reads and locks them all; a hold settled here is updated in
             # place, so a task twice in one batch sees its first settlement.
             held = {
@@ -262,7 +267,9 @@ class Holds:
                     results[i] = err
         return [r for r in results if r is not None]
 
-    def _capture(self, conn: Connection, hold: Hold, delivered: int, quality: str) -> Hold:
+    def _capture(
+        self, conn: Connection | DirectConnection, hold: Hold, delivered: int, quality: str
+    ) -> Hold:
         task_id = hold.task_id
         charge, price_id = self._charge(hold, delivered, quality)
         if hold.state == HoldState.CAPTURED:
@@ -324,7 +331,7 @@ class Holds:
         with self.engine.begin() as conn:
             conn.execute(sql.EXTEND_HOLD, [{"t_id": t, "until": until} for t, until in deadlines])
 
-    def _release(self, conn: Connection, hold: Hold, reason: str) -> Hold:
+    def _release(self, conn: Connection | DirectConnection, hold: Hold, reason: str) -> Hold:
         if hold.state == HoldState.RELEASED:
             return hold
         if hold.state == HoldState.CAPTURED:

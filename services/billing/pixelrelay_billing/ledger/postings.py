@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
+from pixelrelay.db import DirectConnection
 from pixelrelay_billing import statements as sql
 from pixelrelay_billing.models import Book, utcnow
 
@@ -13,7 +14,7 @@ Sides = list[tuple[str, Book, int]]  # (account, book, amount) per entry
 
 
 def post(
-    conn: Connection | Session,
+    conn: Connection | Session | DirectConnection,
     txn_id: str,
     kind: str,
     task_id: str | None,
@@ -24,7 +25,7 @@ def post(
 
 
 def post_many(
-    conn: Connection | Session,
+    conn: Connection | Session | DirectConnection,
     txns: list[tuple[str, str, str | None, Sides]],
     memo: str | None = None,
 ) -> None:

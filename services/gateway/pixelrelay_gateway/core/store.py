@@ -20,7 +20,7 @@ from sqlalchemy import select as core_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, or_, select
 
-from pixelrelay.db import PreparedRead, PreparedWrite, quick
+from pixelrelay.db import DirectSql, PreparedRead, quick
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import admin_pb2, common_pb2, events_pb2, public_api_pb2
 from pixelrelay_gateway.core.margin import TaskCosts
@@ -218,17 +218,13 @@ class TaskStore:
     def __init__(self, engine: Engine):
         self.engine = engine
         self._by_id = PreparedRead(engine, _BY_ID)
-        # The writes every task makes, once each (PreparedWrite: no per-call machinery).
-        self._insert = PreparedWrite(engine, _INSERT)
-        self._mark_started = PreparedWrite(engine, _MARK_STARTED)
-        self._complete = PreparedWrite(engine, _COMPLETE)
-        self._fail_one = PreparedWrite(engine, _FAIL)
-        self._settle = PreparedWrite(engine, _SETTLE)
+        self._direct = DirectSql(engine)  # for the writes every task makes
 
     @quick
     def insert_many(self, records: Sequence[TaskRecord]) -> list[None]:
         """New tasks, in one transaction (the gateway batches concurrent submits)."""
-        self._insert.run(*(record.model_dump() for record in records))
+        with self._direct.begin() as conn:
+            conn.execute(_INSERT, [record.model_dump() for record in records])
         return [None] * len(records)
 
     @quick
@@ -386,24 +382,27 @@ class TaskStore:
 
     @quick
     def mark_started(self, task_id: str, at_ms: int) -> None:
-        self._mark_started.run({"t_id": task_id, "at": at_ms})
+        with self._direct.begin() as conn:
+            conn.execute(_MARK_STARTED, {"t_id": task_id, "at": at_ms})
 
     @quick
     def mark_completed(self, task_id: str, done: events_pb2.TaskCompleted, at_ms: int) -> bool:
         """Processing → completed with its images, once; False if it was not processing
         (already completed: a redelivery; or failed first). The charge is billing's,
         recorded by ``mark_settled`` whenever it comes."""
-        done_now = self._complete.run(
-            {
-                "t_id": task_id,
-                "images": messages_to_json(done.images),
-                "attempts": messages_to_json(done.attempts),
-                "at": at_ms,
-                "upstream_ms": done.upstream_ms,
-                "usage": message_to_json(done.usage) if done.HasField("usage") else None,
-            }
-        )
-        return bool(done_now)
+        with self._direct.begin() as conn:
+            done_now = conn.execute(
+                _COMPLETE,
+                {
+                    "t_id": task_id,
+                    "images": messages_to_json(done.images),
+                    "attempts": messages_to_json(done.attempts),
+                    "at": at_ms,
+                    "upstream_ms": done.upstream_ms,
+                    "usage": message_to_json(done.usage) if done.HasField("usage") else None,
+                },
+            )
+        return bool(done_now.rowcount)
 
     @quick
     def mark_failed(self, task_id: str, failed: events_pb2.TaskFailed, at_ms: int) -> bool:
@@ -421,7 +420,9 @@ class TaskStore:
     ) -> bool:
         """Processing → failed, once."""
         values = {"code": code, "type": type_, "message": message, "attempts": attempts}
-        return bool(self._fail_one.run({"t_id": task_id, "at": at_ms, **values}))
+        with self._direct.begin() as conn:
+            failed_now = conn.execute(_FAIL, {"t_id": task_id, "at": at_ms, **values})
+        return bool(failed_now.rowcount)
 
     @quick
     def mark_settled(self, task_id: str, settled: events_pb2.TaskSettled, at_ms: int) -> bool:
@@ -435,7 +436,8 @@ class TaskStore:
             "price_id": settled.price_id or None,
             "at": at_ms,
         }
-        self._settle.run(values)
+        with self._direct.begin() as conn:
+            conn.execute(_SETTLE, values)
         if settled.captured or settled.reason != E.TASK_EXPIRED.type:
             return False
         kind = E.TASK_EXPIRED
