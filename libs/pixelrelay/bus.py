@@ -100,10 +100,13 @@ def inbox_prefix(user: str) -> str:
     return f"_INBOX_{user}"
 
 
-async def connect(url: str, name: str, user: str = "", password: str = "") -> NATS:
+async def connect(
+    url: str, name: str, user: str = "", password: str = "", *, echo: bool = True
+) -> NATS:
     """Connect as ``user`` (bus_access.py), retrying forever on later disconnects
     (JetStream keeps the data). Replies arrive under the user's own inbox prefix, the only
-    one its permissions let it read."""
+    one its permissions let it read. ``echo=False``: the connection's own publishes are
+    not delivered back to its subscriptions."""
     credentials: dict[str, str] = {}
     if user:
         credentials = {"user": user, "password": password, "inbox_prefix": inbox_prefix(user)}
@@ -114,6 +117,7 @@ async def connect(url: str, name: str, user: str = "", password: str = "") -> NA
         reconnect_time_wait=0.5,
         connect_timeout=5,
         error_cb=_error_log(),
+        no_echo=not echo,
         **credentials,  # type: ignore[arg-type]
     )
 
@@ -156,13 +160,20 @@ async def require_streams(js: JetStreamContext, *streams: str) -> None:
 
 
 async def connect_when_ready(
-    settings: ServiceSettings, name: str, streams: tuple[str, ...], stop: asyncio.Event
+    settings: ServiceSettings,
+    name: str,
+    streams: tuple[str, ...],
+    stop: asyncio.Event,
+    *,
+    echo: bool = True,
 ) -> tuple[NATS, JetStreamContext]:
     """Connect as the service's NATS user and find ``streams``, waiting (startup.py) until
     the bus is up and set up, or ``stop`` is set."""
     password = settings.nats_password.get_secret_value()
     nc = await unless_stopped(
-        "NATS", connect(settings.nats_url, name, settings.nats_user, password), stop
+        "NATS",
+        connect(settings.nats_url, name, settings.nats_user, password, echo=echo),
+        stop,
     )
     js = nc.jetstream()
     try:

@@ -92,11 +92,9 @@ async def _serve(
         await prepare_when_ready(
             SCHEMA, settings.database_url, migrate=settings.migrate_on_start, stop=stop
         )
+        # No echo: announce wakes this replica's waiters itself (one delivery less a task).
         nc, js = await bus.connect_when_ready(
-            settings,
-            "gateway",
-            (bus.JOBS_STREAM, bus.EVENTS_STREAM),
-            stop,
+            settings, "gateway", (bus.JOBS_STREAM, bus.EVENTS_STREAM), stop, echo=False
         )
     stack.push_async_callback(nc.drain)
     credential = settings.service_credential.get_secret_value()
@@ -110,7 +108,7 @@ async def _serve(
         waiters.on_subject(msg.subject)
 
     async def announce(task_id: str) -> None:
-        waiters.settled(task_id)  # this replica's waiters at once, not via the bus's echo
+        waiters.settled(task_id)  # this replica's waiters at once (the bus does not echo)
         await nc.publish(settled_subject(task_id))  # the other replicas'
 
     settled = await nc.subscribe(bus.SETTLED_SUBJECTS, cb=on_settled)

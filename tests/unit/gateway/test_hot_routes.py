@@ -3,6 +3,7 @@ same status, same body, same errors (the hot path only skips FastAPI's routing).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
 from typing import Any, cast
 
@@ -135,3 +136,24 @@ async def test_the_hot_path_is_taken() -> None:
         )
     assert polled.status_code == 200 and polled.json()["id"] == "task_1"
     assert generated.status_code == 200 and generated.json()["data"][0]["b64_json"]
+
+
+@pytest.mark.timeout(30)  # it once never ended: a busy loop on an empty receive
+async def test_a_streamed_generate_through_the_hot_path_ends() -> None:
+    """/v1 with stream: the event stream runs to its end and the connection is let go
+    (the streamed answer listens for a disconnect on the request's own receive)."""
+    app, _ = wrapped(hot=True)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gw"
+    ) as client:
+        answer = await asyncio.wait_for(
+            client.post(
+                "/v1/images/generations",
+                json={"model": "gpt-image-2", "prompt": "a fox", "stream": True},
+                headers={"Authorization": "Bearer good"},
+            ),
+            timeout=10,
+        )
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/event-stream")
+    assert "event: image_generation.completed" in answer.text

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from pixelrelay_gateway.http import openai_api, reapi
 from pixelrelay_gateway.http.errors import render_error, validation_error
@@ -49,14 +49,14 @@ class HotRoutes:
         path, method = scope.get("path", ""), scope.get("method")
         if method == "POST" and path == reapi.GENERATIONS and _is_json(scope):
             scope["route"] = self.submit
-            await self._answer(scope, send, self._submit(scope, receive))
+            await self._answer(scope, receive, send, self._submit(scope, receive))
         elif method == "POST" and path == openai_api.GENERATIONS and _is_json(scope):
             scope["route"] = self.generate
-            await self._answer(scope, send, self._generate(scope, receive))
+            await self._answer(scope, receive, send, self._generate(scope, receive))
         elif method == "GET" and _one_segment(path, TASK_PREFIX):
             scope["route"] = self.poll
             call = self.poll.endpoint(path[len(TASK_PREFIX) :], _header(scope, b"authorization"))
-            await self._answer(scope, send, call)
+            await self._answer(scope, receive, send, call)
         else:
             await self.app(scope, receive, send)
 
@@ -70,18 +70,22 @@ class HotRoutes:
     async def _generate(self, scope: Scope, receive: Receive) -> Response:
         body = await _json_body(receive, openai_api.OpenAIGenerationBody)
         # The endpoint reads headers off the request; its body has been read here.
-        request = Request(scope, _no_body)
+        request = Request(scope, receive)
         response: Response = await self.generate.endpoint(
             body, request, _header(scope, b"authorization")
         )
         return response
 
-    async def _answer(self, scope: Scope, send: Send, call: Awaitable[Response]) -> None:
+    async def _answer(
+        self, scope: Scope, receive: Receive, send: Send, call: Awaitable[Response]
+    ) -> None:
         try:
             response = await call
         except Exception as exc:
             response = render_error(exc, scope["state"]["request_id"], path=scope["path"])
-        await response(scope, _no_body, send)
+        # The real receive, its body already read: a streamed answer (/v1 with stream)
+        # listens on it for the client going away.
+        await response(scope, receive, send)
 
 
 async def _json_body(receive: Receive, model: type[M]) -> M:
@@ -97,10 +101,6 @@ async def _json_body(receive: Receive, model: type[M]) -> M:
     except ValidationError as exc:
         errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
         raise validation_error(RequestValidationError(errors)) from None
-
-
-async def _no_body() -> Message:
-    return {"type": "http.request", "body": b"", "more_body": False}
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
