@@ -35,6 +35,7 @@ from sqlmodel import SQLModel, create_engine
 from pixelrelay.errors import ApiError, E
 
 CHECKPOINT_EVERY = 1.0  # seconds
+MAX_COMPILED = 1024  # DirectSql's statements, each one shape (an IN list's length is one)
 BUSY_TIMEOUT_MS = 2000
 
 # Set on the event loop's thread while a @quick call runs inline there (Database.run):
@@ -184,7 +185,9 @@ class DirectSql:
         self._dialect = engine.dialect
         self._sqlite = engine.dialect.name == "sqlite"
         self._dbapi_error = engine.dialect.loaded_dbapi.Error
-        self._compiled: dict[tuple[int, tuple[str, ...], tuple[int, ...]], _Compiled] = {}
+        # By the statement itself (a ClauseElement hashes by identity, and the key keeps it
+        # alive, so an id is never reused for another): statements are module constants.
+        self._compiled: dict[tuple[ClauseElement, tuple[str, ...], tuple[int, ...]], _Compiled] = {}
 
     @contextlib.contextmanager
     def begin(self) -> Iterator[DirectConnection]:
@@ -222,9 +225,11 @@ class DirectSql:
     def compiled(self, statement: ClauseElement, params: dict[str, Any]) -> _Compiled:
         keys = tuple(params) if isinstance(statement, UpdateBase) else ()
         lengths = tuple(len(v) for v in params.values() if isinstance(v, list | tuple))
-        key = (id(statement), keys, lengths)
+        key = (statement, keys, lengths)
         found = self._compiled.get(key)
         if found is None:
+            if len(self._compiled) >= MAX_COMPILED:  # statements built per call: bounded
+                self._compiled.clear()
             found = self._compiled[key] = _Compiled(self._dialect, statement, params, keys)
         return found
 
