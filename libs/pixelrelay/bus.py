@@ -67,7 +67,7 @@ SETTLED_PREFIX = "pixelrelay.settled"
 SETTLED_SUBJECTS = f"{SETTLED_PREFIX}.*"
 # Core NATS, no stream: images from a dispatcher to the request waiting (relay.py).
 RELAY_PREFIX = "pixelrelay.relay"
-RELAY_SUBJECTS = f"{RELAY_PREFIX}.*"
+RELAY_SUBJECTS = f"{RELAY_PREFIX}.*.*"  # <a gateway's inbox>.<a request>
 # Core NATS, no stream: each dispatcher's channel health, every few seconds, for every
 # gateway (only the latest matters; channel_health.proto).
 HEALTH_SUBJECT = "pixelrelay.health.channels"

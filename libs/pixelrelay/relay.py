@@ -5,8 +5,10 @@ redelivered. A lost preview is simply not seen; a lost or damaged finished image
 from storage instead (the gateway uses relayed bytes only if their SHA-256 is the stored
 image's).
 
-The gateway subscribes to a fresh subject before it queues the job and names it in the
-job (GenerationJob.relay_subject); the dispatcher publishes there, splitting an image
+Each gateway process holds one subscription for all its waiting requests (``RelayInbox``,
+``pixelrelay.relay.<inbox>.*``: a subscription per request cost the bus a SUB and an UNSUB
+each). A request takes a fresh subject under it before it queues the job and names it in
+the job (GenerationJob.relay_subject); the dispatcher publishes there, splitting an image
 larger than the server's max_payload into chunks (core NATS keeps one publisher's order).
 """
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,13 +27,13 @@ from nats.aio.subscription import Subscription
 
 from pixelrelay.bus import RELAY_PREFIX
 from pixelrelay.hashing import sha256_hex
-from pixelrelay.ids import new_id
+from pixelrelay.ids import new_id, random_token
 from pixelrelay.v1 import jobs_pb2, public_api_pb2
 
 log = logging.getLogger(__name__)
 
 MAX_PARTIAL_IMAGES = 3  # OpenAI's limit
-_SUBJECT = re.compile(rf"^{re.escape(RELAY_PREFIX)}\.rly_[0-9A-Za-z]{{22}}$")
+_SUBJECT = re.compile(rf"^{re.escape(RELAY_PREFIX)}\.rly_[0-9A-Za-z]{{22}}\.[0-9A-Za-z]{{22}}$")
 _ENVELOPE_BYTES = 1024  # room for the chunk's other fields and the message headers
 
 
@@ -92,19 +94,17 @@ class RelaySender:
             log.warning("image not relayed", extra={"task_id": self.task_id}, exc_info=True)
 
 
-class RelayReceiver:
-    """Gateway side: one request's subscription; joins chunks into whole images."""
+class RelayInbox:
+    """Gateway side, one per process: one subscription, each message handed to the request
+    whose subject it names (a message for a request gone is dropped)."""
 
     def __init__(self) -> None:
-        self.subject = f"{RELAY_PREFIX}.{new_id('rly')}"
-        self.task_id = ""  # known once the task is accepted; chunks of others are dropped
-        self._parts: dict[tuple[bool, int], list[bytes]] = {}
-        self._previews: asyncio.Queue[public_api_pb2.PartialImage] = asyncio.Queue()
-        self._finals: dict[int, bytes] = {}
+        self.prefix = f"{RELAY_PREFIX}.{new_id('rly')}"
+        self._receivers: dict[str, RelayReceiver] = {}
         self._subscription: Subscription | None = None
 
-    async def open(self, nc: NATS) -> RelayReceiver:
-        self._subscription = await nc.subscribe(self.subject, cb=self._on_message)
+    async def open(self, nc: NATS) -> RelayInbox:
+        self._subscription = await nc.subscribe(f"{self.prefix}.*", cb=self._on_message)
         return self
 
     async def close(self) -> None:
@@ -112,8 +112,31 @@ class RelayReceiver:
             await self._subscription.unsubscribe()
             self._subscription = None
 
+    def receiver(self) -> RelayReceiver:
+        """A request's own subject, until it closes the receiver."""
+        receiver = RelayReceiver(f"{self.prefix}.{random_token(22)}", self._receivers.pop)
+        self._receivers[receiver.subject] = receiver
+        return receiver
+
     async def _on_message(self, msg: Msg) -> None:  # nats-py wants a coroutine function
-        self.take(msg.data)
+        receiver = self._receivers.get(msg.subject)
+        if receiver is not None:
+            receiver.take(msg.data)
+
+
+class RelayReceiver:
+    """Gateway side, one request: joins chunks into whole images."""
+
+    def __init__(self, subject: str, on_close: Callable[[str], object] = lambda _: None):
+        self.subject = subject
+        self.task_id = ""  # known once the task is accepted; chunks of others are dropped
+        self._on_close = on_close
+        self._parts: dict[tuple[bool, int], list[bytes]] = {}
+        self._previews: asyncio.Queue[public_api_pb2.PartialImage] = asyncio.Queue()
+        self._finals: dict[int, bytes] = {}
+
+    def close(self) -> None:
+        self._on_close(self.subject)
 
     def take(self, payload: bytes) -> None:
         try:

@@ -21,7 +21,7 @@ from nats.aio.client import Client as NATS
 from pixelrelay import bus, task_events
 from pixelrelay.bus_access import ADMIN_USER, SERVICE_USERS, server_config
 from pixelrelay.ids import random_token
-from pixelrelay.relay import RelayReceiver, RelaySender
+from pixelrelay.relay import RelayInbox, RelaySender
 from pixelrelay_dev.config import nats_server_binary
 from pixelrelay_dev.ports import lease_ports
 
@@ -241,7 +241,8 @@ async def test_relayed_images_go_from_the_dispatcher_to_the_gateway_alone(
     refusals: list[Exception] = []
     storage = await connected(nats_bus, "storage", refusals)
     try:
-        receiver = await RelayReceiver().open(gateway)
+        inbox = await RelayInbox().open(gateway)
+        receiver = inbox.receiver()
         receiver.task_id = "task_1"
         preview = os.urandom(3 * dispatcher.max_payload // 2 + 17)
         sender = RelaySender(dispatcher, receiver.subject, "task_1", "png", previews=2)
@@ -258,7 +259,8 @@ async def test_relayed_images_go_from_the_dispatcher_to_the_gateway_alone(
             (1, True, "png"),
         ]
         assert await receiver.final(0, hashlib.sha256(final).hexdigest()) == final
-        await receiver.close()
+        receiver.close()
+        await inbox.close()
         await storage.subscribe(bus.RELAY_SUBJECTS)
         await storage.flush()
         await asyncio.sleep(0.05)

@@ -23,6 +23,7 @@ from pixelrelay.lifecycle import finish, repeat, run_until_signalled
 from pixelrelay.logging import configure_logging
 from pixelrelay.memory import give_back_large_allocations
 from pixelrelay.metrics import start_metrics_server
+from pixelrelay.relay import RelayInbox
 from pixelrelay.schema import prepare_when_ready
 from pixelrelay.sealing import PromptSealer
 from pixelrelay.startup import starting
@@ -113,6 +114,8 @@ async def _serve(
 
     settled = await nc.subscribe(bus.SETTLED_SUBJECTS, cb=on_settled)
     stack.push_async_callback(settled.unsubscribe)
+    relays = await RelayInbox().open(nc)  # every waiting request's relayed images
+    stack.push_async_callback(relays.close)
     channel_health = ChannelHealthBoard()
 
     async def on_health(msg: Msg) -> None:
@@ -174,7 +177,7 @@ async def _serve(
         idempotency=idempotency,
         accounts=accounts,
         waiters=waiters,
-        nc=nc,
+        relays=relays,
     )
     # Every edge (gRPC, REST, sessions) knows a key through the same cache.
     auth_cache = AuthCache(billing.authenticate)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
-from pixelrelay.relay import RelayReceiver, is_relay_subject
+from pixelrelay.relay import RelayInbox, RelayReceiver, is_relay_subject
 from pixelrelay.v1 import jobs_pb2
 
 
@@ -25,7 +25,7 @@ async def previews(receiver: RelayReceiver) -> list[tuple[int, bytes]]:
 
 
 async def test_chunks_join_and_an_image_missing_one_is_dropped() -> None:
-    receiver = RelayReceiver()
+    receiver = RelayInbox().receiver()
     receiver.task_id = "task_1"
     receiver.take(chunk(0, 0, 2, b"ab"))
     receiver.take(chunk(0, 1, 2, b"cd"))
@@ -39,7 +39,7 @@ async def test_chunks_join_and_an_image_missing_one_is_dropped() -> None:
 
 
 async def test_a_finished_image_is_used_only_if_it_is_what_was_stored() -> None:
-    receiver = RelayReceiver()
+    receiver = RelayInbox().receiver()
     receiver.take(chunk(0, 0, 2, b"fin", final=True))
     receiver.take(chunk(0, 1, 2, b"al", final=True))
     receiver.take(chunk(1, 0, 1, b"tampered", final=True))
@@ -49,11 +49,34 @@ async def test_a_finished_image_is_used_only_if_it_is_what_was_stored() -> None:
 
 
 def test_only_a_gateway_made_subject_is_a_relay_subject() -> None:
-    assert is_relay_subject(RelayReceiver().subject)
+    inbox = RelayInbox()
+    assert is_relay_subject(inbox.receiver().subject)
     for subject in (
+        inbox.prefix,  # the inbox itself, no request
+        f"{inbox.prefix}.*",
         "pixelrelay.relay.>",
         "pixelrelay.events.task.failed",
         "",
         "pixelrelay.relay.rly_x",
     ):
         assert not is_relay_subject(subject)
+
+
+async def test_the_inbox_hands_each_message_to_its_request_alone() -> None:
+    """One subscription for every request of a gateway: a message reaches the request its
+    subject names, and nothing once that request has closed."""
+
+    class Delivered:
+        def __init__(self, subject: str, data: bytes):
+            self.subject, self.data = subject, data
+
+    inbox = RelayInbox()
+    first, second = inbox.receiver(), inbox.receiver()
+    assert first.subject != second.subject
+    await inbox._on_message(Delivered(first.subject, chunk(0, 0, 1, b"one")))  # type: ignore[arg-type]
+    await inbox._on_message(Delivered(second.subject, chunk(0, 0, 1, b"two")))  # type: ignore[arg-type]
+    second.close()
+    await inbox._on_message(Delivered(second.subject, chunk(1, 0, 1, b"late")))  # type: ignore[arg-type]
+    await inbox._on_message(Delivered(f"{inbox.prefix}.unknown", b"x"))  # type: ignore[arg-type]
+    assert await previews(first) == [(0, b"one")]
+    assert await previews(second) == [(0, b"two")]

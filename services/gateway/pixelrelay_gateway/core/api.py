@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 
-from nats.aio.client import Client as NATS
 from prometheus_client import Counter
 
 from pixelrelay import scopes
@@ -23,7 +22,7 @@ from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
 from pixelrelay.ids import new_id
 from pixelrelay.limits import page_limit
-from pixelrelay.relay import MAX_PARTIAL_IMAGES, NO_RELAY, Relay, RelayReceiver
+from pixelrelay.relay import MAX_PARTIAL_IMAGES, NO_RELAY, Relay, RelayInbox
 from pixelrelay.storage_client import StorageClient
 from pixelrelay.v1 import billing_pb2, public_api_pb2
 from pixelrelay_gateway.core.accounts import AccountData
@@ -60,7 +59,7 @@ class PublicApi:
         idempotency: IdempotencyStore,
         accounts: AccountData,
         waiters: TaskWaiters,
-        nc: NATS,
+        relays: RelayInbox,
     ):
         self.models = models
         self._models = listed(models)
@@ -73,7 +72,7 @@ class PublicApi:
         self.idempotency = idempotency
         self.accounts = accounts
         self.waiters = waiters
-        self.nc = nc
+        self.relays = relays
 
     async def create_generation(
         self, request: public_api_pb2.CreateGenerationRequest, *, principal: Principal
@@ -132,8 +131,8 @@ class PublicApi:
         scopes.require(principal.scopes, scopes.GENERATE)
         async with contextlib.AsyncExitStack() as stack:
             # Listening before the job is queued: nothing relayed can come first.
-            receiver = await self._relay_receiver()
-            stack.push_async_callback(receiver.close)
+            receiver = self.relays.receiver()
+            stack.callback(receiver.close)
             relay = Relay(request.partial_images, receiver.subject)
             task = await self._create(principal, request.request, relay)
             receiver.task_id = task.id
@@ -159,12 +158,6 @@ class PublicApi:
                         )
                     )
         yield public_api_pb2.GenerationEvent(settled=settled)
-
-    async def _relay_receiver(self) -> RelayReceiver:
-        try:
-            return await RelayReceiver().open(self.nc)
-        except Exception as exc:  # the bus is away: nothing is submitted either
-            raise ApiError(E.UNAVAILABLE) from exc
 
     async def _claim(
         self, account_id: str, key: str, request: public_api_pb2.CreateGenerationRequest
