@@ -76,10 +76,10 @@ async def main() -> None:
         log.info("crash: %s", results[-1].achieved)
         results.append(await scenarios.memory(bench, half, soak))
         log.info("memory: %s", results[-1].achieved)
-        # Last on this platform: it starts LiteLLM's proxy beside it for a minute.
-        results.append(await sync.sync(bench, 100 if quick else 200))
-        log.info("sync: %s", results[-1].achieved)
-    # Platforms of their own: replicas of the gateway, more dispatchers.
+    # Platforms of their own: /v1 beside LiteLLM's proxy, replicas of the gateway, more
+    # dispatchers.
+    results.append(await sync.on_own_platform(100 if quick else 200))
+    log.info("sync: %s", results[-1].achieved)
     results.append(await scale.scale(quick))
     log.info("scale: %s", results[-1].achieved)
     out = RESULTS / started
