@@ -6,7 +6,7 @@ import warnings
 from pixelrelay.v1 import billing_pb2 as pixelrelay_dot_v1_dot_billing__pb2
 from pixelrelay.v1 import public_api_pb2 as pixelrelay_dot_v1_dot_public__api__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
