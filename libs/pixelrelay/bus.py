@@ -66,6 +66,7 @@ REASON_HEADER = "Pixelrelay-Reason"
 SETTLED_PREFIX = "pixelrelay.settled"
 SETTLED_SUBJECTS = f"{SETTLED_PREFIX}.*"
 # Core NATS, no stream: images from a dispatcher to the request waiting (relay.py).
+PUBLISH_TIMEOUT_S = 5.0  # a publish waits this long for the connection, then its ack
 RELAY_PREFIX = "pixelrelay.relay"
 RELAY_SUBJECTS = f"{RELAY_PREFIX}.*.*"  # <a gateway's inbox>.<a request>
 # Core NATS, no stream: each dispatcher's channel health, every few seconds, for every
@@ -229,10 +230,27 @@ async def publish(js: JetStreamContext, subject: str, payload: bytes, msg_id: st
 async def publish_raw(
     js: JetStreamContext, subject: str, payload: bytes, headers: dict[str, str]
 ) -> None:
+    # While the client reconnects, nats-py keeps a publish in its buffer and sends it when
+    # the bus is back, even after its caller was told it failed (a refused submit's job
+    # would then run). So a publish waits for the connection instead, and is never made
+    # if it does not come back in time.
+    if not await _connected(js._nc, PUBLISH_TIMEOUT_S):  # the context's connection
+        raise ApiError(E.UNAVAILABLE, "the job queue is unavailable")
     try:
-        await js.publish(subject, payload, timeout=5.0, headers=headers)
+        await js.publish(subject, payload, timeout=PUBLISH_TIMEOUT_S, headers=headers)
     except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
         raise ApiError(E.UNAVAILABLE, "the job queue is unavailable") from exc
+
+
+async def _connected(nc: NATS, within: float) -> bool:
+    """Whether ``nc`` is connected, or connects again within ``within`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not nc.is_connected:
+        if nc.is_closed or loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
 
 
 async def dead_letter(js: JetStreamContext, msg: Msg, reason: str) -> None:

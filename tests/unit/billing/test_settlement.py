@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, cast
 
+import pytest
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from pixelrelay import task_events
+from pixelrelay import bus, task_events
 from pixelrelay.db import Database
 from pixelrelay.errors import ApiError, E
 from pixelrelay.v1 import common_pb2, events_pb2
@@ -32,6 +34,7 @@ class FakeJetStream:
         self.published: list[tuple[str, events_pb2.TaskEvent]] = []
         self.dead: list[str] = []
         self.down = False
+        self._nc = SimpleNamespace(is_connected=True, is_closed=False)  # for bus.publish_raw
 
     async def publish(self, subject: str, payload: bytes, **_: Any) -> None:
         if self.down:
@@ -184,3 +187,21 @@ async def test_settle_many_refuses_per_task_and_commits_the_rest(database: Datab
     assert isinstance(results[2], ApiError) and results[2].kind is E.HOLD_NOT_FOUND
     assert ledger.get_hold(task_id="b").state == HoldState.PENDING
     assert ledger.check().problems == []
+
+
+async def test_nothing_is_published_while_the_client_reconnects(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """nats-py would buffer it and send it once the bus is back, even after its caller was
+    told it failed (a refused submit's job would then run): the publish waits for the
+    connection, goes out if it comes back in time, and is never made otherwise."""
+    monkeypatch.setattr(bus, "PUBLISH_TIMEOUT_S", 0.3)
+    js = FakeJetStream()
+    js._nc.is_connected = False
+    event = task_events.failed("task_x", E.UPSTREAM_FAILED)
+    with pytest.raises(ApiError) as refused:
+        await task_events.publish_event(cast(Any, js), event)
+    assert refused.value.kind is E.UNAVAILABLE and js.published == []
+    asyncio.get_running_loop().call_later(0.1, setattr, js._nc, "is_connected", True)
+    await task_events.publish_event(cast(Any, js), event)  # back within the wait
+    assert [e.task_id for _, e in js.published] == ["task_x"]
